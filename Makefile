@@ -1,0 +1,41 @@
+# goipsec: the two commands a new user needs are `make demo` and `make test`.
+GO       ?= go
+BIN      := bin
+PKGS     := ./...
+TESTFLAGS ?= -count=1 -timeout 60m
+
+.PHONY: all build demo test test-short vet fmt fuzz bench clean deps
+
+all: build
+
+build:
+	$(GO) build -o $(BIN)/ ./cmd/...
+
+deps:
+	scripts/deps.sh test
+
+# The whole suite, as .ci/run runs it. Installs the Debian packages it needs.
+test: deps
+	@test -z "$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go'))" || { echo "gofmt needed:"; gofmt -l .; exit 1; }
+	$(GO) vet $(PKGS)
+	$(GO) test $(TESTFLAGS) $(PKGS)
+
+test-short:
+	$(GO) test -short $(PKGS)
+
+# Two peers in two network namespaces, ping through the tunnel, print the SAs,
+# tear everything down. Needs root.
+demo: build
+	scripts/deps.sh demo
+	scripts/demo.sh
+
+# Each fuzz target for FUZZTIME (default 1m).
+FUZZTIME ?= 1m
+fuzz:
+	scripts/fuzz.sh $(FUZZTIME)
+
+bench:
+	$(GO) test -run XXX -bench . -benchtime 1s ./esp ./ah ./replay
+
+clean:
+	rm -rf $(BIN)

@@ -1,0 +1,74 @@
+// Package testenv holds what tests share about their environment: where the
+// third-party test data lives, whether this is CI, and whether the test may
+// use root-only features such as network namespaces. Tests skip when a
+// requirement is missing, except under CI=true, where they fail instead:
+// CI runs as root with every package installed by make test.
+package testenv
+
+import (
+	"os"
+	"os/exec"
+	"path/filepath"
+	"testing"
+)
+
+// InCI reports whether the tests run under CI (CI=true).
+func InCI() bool { return os.Getenv("CI") == "true" }
+
+// Missing skips the test, or fails it under CI, saying what is missing.
+func Missing(t testing.TB, what string) {
+	t.Helper()
+	if InCI() {
+		t.Fatalf("CI=true but %s", what)
+	}
+	t.Skipf("skipping: %s", what)
+}
+
+// RepoRoot returns the directory holding go.mod.
+func RepoRoot(t testing.TB) string {
+	t.Helper()
+	dir, err := os.Getwd()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for {
+		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
+			return dir
+		}
+		parent := filepath.Dir(dir)
+		if parent == dir {
+			t.Fatal("testenv: go.mod not found above the working directory")
+		}
+		dir = parent
+	}
+}
+
+// SharedTestdata returns the read-only third-party test data folder, which
+// sits beside the checkout as ../shared/testdata.
+func SharedTestdata(t testing.TB) string {
+	t.Helper()
+	dir := filepath.Join(RepoRoot(t), "..", "shared", "testdata")
+	if _, err := os.Stat(filepath.Join(dir, "MANIFEST.json")); err != nil {
+		Missing(t, "the shared test data is not at "+dir)
+	}
+	return dir
+}
+
+// RequireRoot skips (or fails under CI) unless the test runs as root.
+func RequireRoot(t testing.TB) {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		Missing(t, "the test needs root (network namespaces, TUN devices)")
+	}
+}
+
+// RequireCommand returns the path of a program the test needs, skipping (or
+// failing under CI) when it is not installed.
+func RequireCommand(t testing.TB, name string) string {
+	t.Helper()
+	p, err := exec.LookPath(name)
+	if err != nil {
+		Missing(t, name+" is not installed (make test installs it)")
+	}
+	return p
+}
