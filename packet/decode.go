@@ -1,0 +1,427 @@
+package packet
+
+import (
+	"encoding/binary"
+	"net/netip"
+
+	"github.com/goipsec/goipsec/iana"
+	"github.com/goipsec/goipsec/sa"
+)
+
+// protoSCTP is the IP protocol number of SCTP (RFC 9260), whose common header
+// starts with the source and destination ports as TCP's and UDP's do.
+const protoSCTP = 132
+
+// Minimum upper-layer header lengths that Decode needs to read ports or the
+// ICMP type and code.
+const (
+	tcpMinHeaderLen  = 20 // RFC 9293, Section 3.1
+	udpHeaderLen     = 8  // RFC 768
+	sctpCommonHdrLen = 12 // RFC 9260, Section 3.1
+	icmpMinHeaderLen = 4  // type, code, checksum: RFC 792; RFC 4443, Section 2.1
+)
+
+// Info is what Decode extracts from an IP packet: the selectors of RFC 4301,
+// Section 4.4.1.1 that the SPD matches on, and the offsets the packet engines
+// need. The zero value means nothing was decoded.
+type Info struct {
+	// Version is 4 or 6.
+	Version uint8
+	// Src and Dst are the addresses of the IP header. For IPv6 they are
+	// 16-byte addresses; for IPv4, 4-byte ones.
+	Src, Dst netip.Addr
+	// Proto is the upper-layer protocol: the IPv4 Protocol field, or for IPv6
+	// the Next Header value after the hop-by-hop, routing, fragment and
+	// destination options headers. Decode stops at ESP (50), AH (51), No Next
+	// Header (59) and any other value, which it reports here.
+	Proto uint8
+	// L4Offset is the offset of the header Proto names.
+	L4Offset int
+	// TotalLen is the length of the IP packet per its header (IPv4 Total
+	// Length, or 40 plus the IPv6 Payload Length). Bytes of b beyond it are
+	// padding the caller may trim.
+	TotalLen int
+	// HasPorts reports whether SrcPort and DstPort are set: the protocol is
+	// TCP, UDP or SCTP, its header is whole, and the packet is not a
+	// non-first fragment (RFC 4301, Section 7: ports of non-initial fragments
+	// are OPAQUE).
+	HasPorts bool
+	// SrcPort and DstPort are the upper-layer ports when HasPorts is set.
+	SrcPort, DstPort uint16
+	// HasICMP reports whether ICMPType and ICMPCode are set: ICMP over IPv4
+	// or ICMPv6 over IPv6, with the first four bytes of its header present,
+	// in a packet that is not a non-first fragment.
+	HasICMP bool
+	// ICMPType and ICMPCode are the ICMP or ICMPv6 message type and code,
+	// which RFC 4301, Section 4.4.1.1 uses in place of the ports.
+	ICMPType, ICMPCode uint8
+	// IsFragment reports whether the packet is a fragment: MF set or a
+	// non-zero fragment offset, in the IPv4 header or an IPv6 Fragment
+	// header. An IPv6 atomic fragment (Fragment header with offset 0 and M
+	// clear) is a whole packet and not a fragment (RFC 6946, Section 4).
+	IsFragment bool
+	// FirstFragment reports whether a fragment has offset 0 (its upper-layer
+	// header may be present). It is false when IsFragment is false.
+	FirstFragment bool
+}
+
+// Decode validates the IP packet at the start of b and fills info. It
+// allocates nothing and never panics. The checks are strict: the version must
+// be 4 or 6; for IPv4, IHL >= 5 and HeaderLen <= Total Length <= len(b); for
+// IPv6, 40 + Payload Length <= len(b) and every extension header it walks must
+// lie within the payload, with hop-by-hop options only right after the fixed
+// header (RFC 8200, Section 4.1). An unfragmented TCP, UDP, SCTP, ICMP or
+// ICMPv6 packet too short for its header is truncated; a first fragment that
+// is too short simply has no ports (RFC 4301, Section 7). Bytes after the IP
+// packet are allowed; see Info.TotalLen.
+//
+// Decode does not verify the IPv4 header checksum: the data plane's packets
+// come from the local stack or were authenticated by ESP/AH, and the
+// receiving stack checks it again. Use IPv4.IsChecksumValid where it matters.
+//
+// The error is sa.DropTruncated, sa.DropMalformed, or sa.DropUnsupported for
+// IPv6 jumbograms (RFC 2675), which this package does not handle.
+func Decode(b []byte, info *Info) error {
+	*info = Info{}
+	if len(b) == 0 {
+		return sa.DropTruncated
+	}
+	switch b[0] >> 4 {
+	case 4:
+		return decode4(b, info)
+	case 6:
+		return decode6(b, info)
+	}
+	return sa.DropMalformed
+}
+
+// checkIPv4 validates the IPv4 header lengths of b and returns the header
+// length and the total length.
+func checkIPv4(b []byte) (hl, tl int, err error) {
+	if len(b) < IPv4MinHeaderLen {
+		return 0, 0, sa.DropTruncated
+	}
+	h := IPv4(b)
+	if h.Version() != 4 {
+		return 0, 0, sa.DropMalformed
+	}
+	hl = h.HeaderLen()
+	if hl < IPv4MinHeaderLen {
+		return 0, 0, sa.DropMalformed
+	}
+	if hl > len(b) {
+		return 0, 0, sa.DropTruncated
+	}
+	tl = int(h.TotalLength())
+	if tl < hl {
+		return 0, 0, sa.DropMalformed
+	}
+	if tl > len(b) {
+		return 0, 0, sa.DropTruncated
+	}
+	return hl, tl, nil
+}
+
+func decode4(b []byte, info *Info) error {
+	hl, tl, err := checkIPv4(b)
+	if err != nil {
+		return err
+	}
+	h := IPv4(b)
+	info.Version = 4
+	info.Src = h.Src()
+	info.Dst = h.Dst()
+	info.Proto = h.Protocol()
+	info.L4Offset = hl
+	info.TotalLen = tl
+	off := h.FragOff()
+	if h.Flags()&IPv4FlagMF != 0 || off != 0 {
+		info.IsFragment = true
+		info.FirstFragment = off == 0
+		if off != 0 {
+			return nil
+		}
+	}
+	return decodeL4(b[hl:tl], info)
+}
+
+// checkIPv6 validates the fixed IPv6 header of b and returns the total length.
+func checkIPv6(b []byte) (tl int, err error) {
+	if len(b) < IPv6HeaderLen {
+		return 0, sa.DropTruncated
+	}
+	h := IPv6(b)
+	if h.Version() != 6 {
+		return 0, sa.DropMalformed
+	}
+	pl := int(h.PayloadLength())
+	if pl == 0 && h.NextHeader() == iana.ProtoHopOpts {
+		// A jumbogram (RFC 2675, Section 2) carries its length in a
+		// hop-by-hop option. Not supported here.
+		return 0, sa.DropUnsupported
+	}
+	tl = IPv6HeaderLen + pl
+	if tl > len(b) {
+		return 0, sa.DropTruncated
+	}
+	return tl, nil
+}
+
+// extLen returns the length of the extension header of type nh at b[off:tl],
+// checking that it lies within tl. Hop-by-hop, routing and destination options
+// headers give their length in 8-byte units, not counting the first 8 bytes
+// (RFC 8200, Sections 4.3, 4.4, 4.6); the fragment header is 8 bytes (4.5).
+func extLen(b []byte, nh uint8, off, tl int) (int, error) {
+	n := 8
+	if nh != iana.ProtoFragment {
+		if off+2 > tl {
+			return 0, sa.DropTruncated
+		}
+		n = (int(b[off+1]) + 1) * 8
+	}
+	if off+n > tl {
+		return 0, sa.DropTruncated
+	}
+	return n, nil
+}
+
+func decode6(b []byte, info *Info) error {
+	tl, err := checkIPv6(b)
+	if err != nil {
+		return err
+	}
+	h := IPv6(b)
+	info.Version = 6
+	info.Src = h.Src()
+	info.Dst = h.Dst()
+	info.TotalLen = tl
+	nh := h.NextHeader()
+	off := IPv6HeaderLen
+	for {
+		switch nh {
+		case iana.ProtoHopOpts:
+			// RFC 8200, Section 4.1: hop-by-hop options only right
+			// after the IPv6 header.
+			if off != IPv6HeaderLen {
+				return sa.DropMalformed
+			}
+		case iana.ProtoRouting, iana.ProtoDstOpts, iana.ProtoFragment:
+		default:
+			info.Proto = nh
+			info.L4Offset = off
+			return decodeL4(b[off:tl], info)
+		}
+		n, err := extLen(b, nh, off, tl)
+		if err != nil {
+			return err
+		}
+		if nh == iana.ProtoFragment {
+			// RFC 8200, Section 4.5: offset in 8-byte units in the top
+			// 13 bits, M flag in bit 0. An atomic fragment (offset 0,
+			// M 0) is a whole packet, processed in isolation (RFC
+			// 6946, Section 4): not a fragment here.
+			v := binary.BigEndian.Uint16(b[off+2:])
+			fo := v >> 3
+			if fo != 0 || v&1 != 0 {
+				info.IsFragment = true
+				info.FirstFragment = fo == 0
+			}
+			if fo != 0 {
+				// The headers after the fragment header belong to
+				// the first fragment only (RFC 8200, Section 4.5).
+				info.Proto = b[off]
+				info.L4Offset = off + n
+				return nil
+			}
+		}
+		nh = b[off]
+		off += n
+	}
+}
+
+// decodeL4 reads the ports or ICMP type and code from the upper-layer header
+// l4 (bounded by the IP total length) of a packet that is not a non-first
+// fragment.
+func decodeL4(l4 []byte, info *Info) error {
+	var need int
+	switch info.Proto {
+	case iana.ProtoTCP:
+		need = tcpMinHeaderLen
+	case iana.ProtoUDP:
+		need = udpHeaderLen
+	case protoSCTP:
+		need = sctpCommonHdrLen
+	case iana.ProtoICMP:
+		if info.Version != 4 {
+			return nil
+		}
+		need = icmpMinHeaderLen
+	case iana.ProtoICMPv6:
+		if info.Version != 6 {
+			return nil
+		}
+		need = icmpMinHeaderLen
+	default:
+		return nil
+	}
+	if len(l4) < need {
+		if info.IsFragment {
+			// A first fragment that does not hold the whole
+			// upper-layer header: the ports are unknown (RFC 4301,
+			// Section 7.3), and the SPD decides what to do.
+			return nil
+		}
+		return sa.DropTruncated
+	}
+	if need == icmpMinHeaderLen {
+		info.HasICMP = true
+		info.ICMPType = l4[0]
+		info.ICMPCode = l4[1]
+		return nil
+	}
+	info.HasPorts = true
+	info.SrcPort = binary.BigEndian.Uint16(l4[0:])
+	info.DstPort = binary.BigEndian.Uint16(l4[2:])
+	return nil
+}
+
+// TransportSplit returns where transport-mode ESP or AH inserts its header in
+// the IP packet b (RFC 4303, Section 3.1.1; RFC 4302, Section 3.1.1):
+// hdrLen is the offset at which the ESP or AH header goes (everything before
+// it stays in clear in front of it), and nextHdrOff is the offset of the byte
+// that holds the next header value there, which the caller saves as the
+// ESP/AH Next Header and replaces with 50 or 51. It allocates nothing and
+// never panics; the error is an sa.Drop reason as for Decode.
+//
+// For IPv4, hdrLen is the header length with options and nextHdrOff is 9, the
+// Protocol field.
+//
+// For IPv6, RFC 4303, Section 3.1.1 (and the same figure in RFC 4302) places
+// ESP after the hop-by-hop, routing and fragment extension headers, which are
+// examined by nodes before the final destination:
+//
+//	| orig IP hdr | hop-by-hop, dest*, routing, fragment | ESP | dest* | TCP | Data |
+//
+// where a destination options header "could be before ESP, after ESP, or
+// both". RFC 8200, Section 4.1 gives it two places: before a routing header
+// (options for the first destination and the ones the routing header lists)
+// and before the upper layer (options for the final destination only). The
+// first kind must be readable by intermediate destinations, so it stays
+// before ESP; the second kind is end-to-end, and both RFCs note that placing
+// it after ESP protects it, so it goes after. TransportSplit therefore walks
+// hop-by-hop (only first, RFC 8200, Section 4.1), routing and fragment
+// headers, and a destination options header only when the header right after
+// it is a routing header; it stops at anything else, including an existing
+// ESP or AH header (a bundle applies the outer protocol in front of it). Home
+// Address destination options of Mobile IPv6 (RFC 6275, Section 6.3), which
+// belong before ESP without a routing header, are not supported.
+//
+// RFC 4301, Section 7 defines transport-mode SAs not to carry fragments; that
+// is the caller's decision, and TransportSplit walks a fragment header as the
+// figure shows.
+func TransportSplit(b []byte) (hdrLen int, nextHdrOff int, err error) {
+	if len(b) == 0 {
+		return 0, 0, sa.DropTruncated
+	}
+	switch b[0] >> 4 {
+	case 4:
+		hl, _, err := checkIPv4(b)
+		if err != nil {
+			return 0, 0, err
+		}
+		return hl, 9, nil
+	case 6:
+	default:
+		return 0, 0, sa.DropMalformed
+	}
+	tl, err := checkIPv6(b)
+	if err != nil {
+		return 0, 0, err
+	}
+	off, nho := IPv6HeaderLen, 6
+	for {
+		nh := b[nho]
+		switch nh {
+		case iana.ProtoHopOpts:
+			if off != IPv6HeaderLen {
+				return 0, 0, sa.DropMalformed
+			}
+		case iana.ProtoRouting, iana.ProtoFragment:
+		case iana.ProtoDstOpts:
+			if off+1 > tl {
+				return 0, 0, sa.DropTruncated
+			}
+			if b[off] != iana.ProtoRouting {
+				// Options for the final destination: after ESP/AH.
+				return off, nho, nil
+			}
+		default:
+			return off, nho, nil
+		}
+		n, err := extLen(b, nh, off, tl)
+		if err != nil {
+			return 0, 0, err
+		}
+		nho = off
+		off += n
+	}
+}
+
+// FixTransportChecksum recomputes the TCP, UDP or ICMPv6 checksum of the whole
+// IP packet pkt over its current addresses. After NAT-T transport-mode
+// decapsulation the checksum covers addresses a NAT rewrote, and the receiver
+// must fix it (RFC 3948, Section 3.1.2).
+//
+// A UDP checksum of zero over IPv4 means none was sent (RFC 768) and is left
+// zero, which RFC 3948, Section 3.1.2 also allows a sender to use; a computed
+// UDP checksum of zero is sent as 0xffff (RFC 768; RFC 8200, Section 8.1).
+// Other protocols, whose checksums do not cover the addresses (ICMP over IPv4,
+// SCTP), are left unchanged and give nil. It is meant for the receiver: with
+// an IPv6 routing header, the pseudo header uses the Destination Address
+// field, which is the final destination only at the recipient (RFC 8200,
+// Section 8.1). Fragments give sa.DropUnsupported:
+// their checksum covers the reassembled datagram, which this function cannot
+// see. Other errors are those of Decode, or sa.DropTruncated and
+// sa.DropMalformed for a bad UDP length.
+func FixTransportChecksum(pkt []byte) error {
+	var info Info
+	if err := Decode(pkt, &info); err != nil {
+		return err
+	}
+	var csumOff int
+	switch {
+	case info.Proto == iana.ProtoTCP:
+		csumOff = 16 // RFC 9293, Section 3.1
+	case info.Proto == iana.ProtoUDP:
+		csumOff = 6 // RFC 768
+	case info.Proto == iana.ProtoICMPv6 && info.Version == 6:
+		csumOff = 2 // RFC 4443, Section 2.3
+	default:
+		return nil
+	}
+	if info.IsFragment {
+		return sa.DropUnsupported
+	}
+	// Decode checked that the header is whole for these protocols.
+	l4 := pkt[info.L4Offset:info.TotalLen]
+	if info.Proto == iana.ProtoUDP {
+		n := int(binary.BigEndian.Uint16(l4[4:]))
+		if n < udpHeaderLen {
+			return sa.DropMalformed
+		}
+		if n > len(l4) {
+			return sa.DropTruncated
+		}
+		l4 = l4[:n]
+		if info.Version == 4 && l4[6] == 0 && l4[7] == 0 {
+			return nil
+		}
+	}
+	l4[csumOff], l4[csumOff+1] = 0, 0
+	c := Checksum(l4, PseudoHeaderSum(info.Src, info.Dst, info.Proto, len(l4)))
+	if c == 0 && info.Proto == iana.ProtoUDP {
+		c = 0xffff
+	}
+	binary.BigEndian.PutUint16(l4[csumOff:], c)
+	return nil
+}
