@@ -44,13 +44,20 @@ type ESP interface {
 	// ICVLen returns the length of the ICV.
 	ICVLen() int
 	// Seal writes the IV, encrypts the payload region in place and writes the
-	// ICV. Counter-based transforms (GCM, GMAC, ChaCha20-Poly1305, CTR) use
+	// ICV. The ESP header in b[0:8] is taken as it is; the caller writes it.
+	// Seal must be called at most once per sequence number and SA. It panics
+	// if b is shorter than 8+IVLen()+ICVLen() or if the payload region is not
+	// aligned as BlockSize says for AES-CBC, or, for AES-GMAC with ESN, if b
+	// is longer than MaxPacketLen: the caller builds b. Counter-based transforms (GCM, GMAC, ChaCha20-Poly1305, CTR) use
 	// seq as the IV, which is unique per key (RFC 4106, Section 3.1); CBC uses
 	// an unpredictable IV (RFC 3602, Section 2.4).
 	Seal(b []byte, seq uint64, esn bool)
 	// Open checks the ICV and, only if it matches, decrypts the payload region
 	// in place. It returns ErrAuth on a mismatch; b's contents are then
-	// unspecified. len(b) must be at least 8+IVLen()+ICVLen().
+	// unspecified. It returns ErrTruncated if len(b) is less than
+	// 8+IVLen()+ICVLen(), and ErrMalformed if the payload region is not a
+	// whole number of cipher blocks (AES-CBC) or len(b) exceeds
+	// MaxPacketLen. It never panics.
 	Open(b []byte, seq uint64, esn bool) error
 }
 
@@ -94,3 +101,23 @@ type Suite struct {
 
 // ErrUnknownSuite is wrapped by ParseESP and ParseAH for names they do not know.
 var ErrUnknownSuite = errors.New("transform: unknown algorithm")
+
+// ErrNotImplemented is wrapped by ParseESP and ParseAH for algorithms that
+// exist in the IANA registry and in strongSwan but not here, such as AES-GMAC
+// for AH.
+var ErrNotImplemented = errors.New("transform: not implemented")
+
+// ErrTruncated is returned by Open when b is shorter than the ESP header, IV
+// and ICV together.
+var ErrTruncated = errors.New("transform: packet too short for the transform")
+
+// ErrMalformed is returned by Open when the length of b cannot be right for
+// the transform: a CBC payload that is not a whole number of cipher blocks,
+// or a packet longer than MaxPacketLen.
+var ErrMalformed = errors.New("transform: packet length invalid for the transform")
+
+// MaxPacketLen is the longest region b that Open accepts, and that Seal
+// accepts for the suites that need scratch space (AES-GCM with an 8-byte
+// ICV, AES-GMAC with extended sequence numbers). It is the largest IPv4 total
+// length (RFC 791); IPv6 jumbograms (RFC 2675) are not supported.
+const MaxPacketLen = 65535

@@ -1,0 +1,88 @@
+package transform
+
+import (
+	"encoding/hex"
+	"encoding/json"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/goipsec/goipsec/internal/testenv"
+)
+
+// unhex decodes a lower-case hex string from test data.
+func unhex(t testing.TB, s string) []byte {
+	t.Helper()
+	b, err := hex.DecodeString(s)
+	if err != nil {
+		t.Fatalf("bad hex %q: %v", s, err)
+	}
+	return b
+}
+
+// loadJSON reads a file and decodes it into v.
+func loadJSON(t testing.TB, path string, v any) {
+	t.Helper()
+	raw, err := os.ReadFile(path)
+	if err != nil {
+		testenv.Missing(t, err.Error())
+	}
+	if err := json.Unmarshal(raw, v); err != nil {
+		t.Fatalf("%s: %v", path, err)
+	}
+}
+
+// kat returns the path of a file of the shared known-answer vectors.
+func kat(t testing.TB, name string) string {
+	t.Helper()
+	return filepath.Join(testenv.SharedTestdata(t), "kat", name)
+}
+
+// wycheproof returns the path of a Wycheproof test vector file in the module
+// cache (github.com/c2sp/wycheproof is in go.mod).
+func wycheproof(t testing.TB, name string) string {
+	t.Helper()
+	cmd := exec.Command("go", "list", "-m", "-f", "{{.Dir}}", "github.com/c2sp/wycheproof")
+	cmd.Dir = testenv.RepoRoot(t)
+	out, err := cmd.Output()
+	dir := strings.TrimSpace(string(out))
+	if err != nil || dir == "" {
+		testenv.Missing(t, "the Wycheproof module is not in the module cache (go mod download github.com/c2sp/wycheproof)")
+	}
+	return filepath.Join(dir, "testvectors_v1", name)
+}
+
+// mustESP parses an ESP suite and keys it.
+func mustESP(t testing.TB, name string, key []byte) ESP {
+	t.Helper()
+	s, err := ParseESP(name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e, err := s.NewESP(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return e
+}
+
+// testKey returns n key bytes that differ per tag.
+func testKey(n int, tag byte) []byte {
+	k := make([]byte, n)
+	for i := range k {
+		k[i] = byte(i*29) ^ tag
+	}
+	return k
+}
+
+// aeadRegion builds an ESP region for an AEAD test vector: an 8-byte header
+// that the AAD does not cover (the vector brings its own AAD), the 8-byte
+// IV, then data, then room for icvLen bytes.
+func aeadRegion(iv, data []byte, icvLen int) []byte {
+	b := make([]byte, aeadOff+len(data)+icvLen)
+	copy(b[ESPHeaderLen:], iv)
+	copy(b[aeadOff:], data)
+	return b
+}
