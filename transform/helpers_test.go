@@ -1,12 +1,14 @@
 package transform
 
 import (
+	"io/fs"
+
+	wp "github.com/c2sp/wycheproof"
+
 	"encoding/hex"
 	"encoding/json"
 	"os"
-	"os/exec"
 	"path/filepath"
-	"strings"
 	"testing"
 
 	"github.com/goipsec/goipsec/internal/testenv"
@@ -40,18 +42,17 @@ func kat(t testing.TB, name string) string {
 	return filepath.Join(testenv.SharedTestdata(t), "kat", name)
 }
 
-// wycheproof returns the path of a Wycheproof test vector file in the module
-// cache (github.com/c2sp/wycheproof is in go.mod).
-func wycheproof(t testing.TB, name string) string {
+// wycheproof loads a Wycheproof test vector file from the module's embedded
+// file system (github.com/c2sp/wycheproof, a test dependency in go.mod).
+func wycheproof(t testing.TB, name string, v any) {
 	t.Helper()
-	cmd := exec.Command("go", "list", "-m", "-f", "{{.Dir}}", "github.com/c2sp/wycheproof")
-	cmd.Dir = testenv.RepoRoot(t)
-	out, err := cmd.Output()
-	dir := strings.TrimSpace(string(out))
-	if err != nil || dir == "" {
-		testenv.Missing(t, "the Wycheproof module is not in the module cache (go mod download github.com/c2sp/wycheproof)")
+	raw, err := fs.ReadFile(wp.TestVectors, name)
+	if err != nil {
+		t.Fatalf("wycheproof %s: %v", name, err)
 	}
-	return filepath.Join(dir, "testvectors_v1", name)
+	if err := json.Unmarshal(raw, v); err != nil {
+		t.Fatalf("wycheproof %s: %v", name, err)
+	}
 }
 
 // mustESP parses an ESP suite and keys it.
