@@ -1,0 +1,256 @@
+// Package config parses and validates goipsec's configuration file, one YAML
+// document whose vocabulary follows strongSwan's swanctl.conf, into plain Go
+// values. It does no I/O beyond reading the file and the secret files it
+// names; the policy agent turns a Config into SPD, PAD and IKE settings.
+//
+// Every problem is reported as a *Error printing "file:line: key: reason";
+// several problems are joined with errors.Join, one per line, in line order.
+// Unknown keys are errors. Key material never appears in errors, nor in the
+// printed or JSON form of a Config (see Secret).
+//
+// Lists of strings may be written as YAML sequences or, as in swanctl.conf,
+// as one comma-separated string. Durations are Go or strongSwan style: "90s",
+// "4h", "1h30m", "1d"; a bare number is seconds. Integers are decimal or
+// hexadecimal with 0x. Traffic selectors use strongSwan's syntax (see
+// traffic.ParseSelector); inside a one-line flow list of local_ts or
+// remote_ts they may be written unquoted, as in INTERFACES.md
+// ("remote_ts: [10.2.0.0/16, 10.3.0.0/16[tcp/443]]"), although strict YAML
+// would need quotes around the one with brackets.
+package config
+
+import (
+	"log/slog"
+	"net/netip"
+	"time"
+
+	"github.com/goipsec/goipsec/iana"
+	"github.com/goipsec/goipsec/sa"
+	"github.com/goipsec/goipsec/traffic"
+	"github.com/goipsec/goipsec/transform"
+)
+
+// Defaults applied to settings the file leaves out.
+const (
+	DefaultSocket         = "/run/goipsec/ipsecd.sock"
+	DefaultTUNName        = "ipsec0"
+	DefaultTUNMTU         = 1400
+	DefaultIKERekeyTime   = 4 * time.Hour // strongSwan's connections.<conn>.rekey_time
+	DefaultChildRekeyTime = time.Hour     // strongSwan's children.<child>.rekey_time
+	DefaultReplayWindow   = 1024
+	MinReplayWindow       = 32      // RFC 4303, Section 3.4.3: at least 32
+	MaxReplayWindow       = 1 << 20 // a bound on memory per SA
+)
+
+// Config is a parsed and validated configuration file. Parse and Load fill
+// every default, so zero values below mean what their comments say.
+type Config struct {
+	// File is the path the configuration was read from.
+	File        string
+	Daemon      Daemon
+	Connections []Connection // in file order
+	Policies    []Policy     // in file order, which is SPD order
+	ManualSAs   []ManualSA   // in file order
+	Secrets     Secrets
+}
+
+// Daemon holds the daemon's own settings (section "daemon").
+type Daemon struct {
+	// Socket is the control socket's path (default DefaultSocket).
+	Socket string
+	TUN    TUN
+	Log    Log
+	// MetricsListen is the host:port of the Prometheus endpoint; empty
+	// disables it (key daemon.metrics.listen).
+	MetricsListen string
+}
+
+// TUN configures the TUN device (daemon.tun).
+type TUN struct {
+	Name string // interface name, default DefaultTUNName
+	MTU  int    // default DefaultTUNMTU
+}
+
+// Log configures logging (daemon.log).
+type Log struct {
+	Level  slog.Level // debug, info (default), warn, error
+	Format string     // "text" (default) or "json"
+}
+
+// Connection is an IKE connection (connections.<name>), as in swanctl.conf.
+type Connection struct {
+	Name string
+	// Version is the IKE major version; always 2 (0 in the file means 2,
+	// IKEv1 is refused).
+	Version int
+	// LocalAddrs and RemoteAddrs are IP addresses, CIDR prefixes, DNS names
+	// or "%any". Empty means %any.
+	LocalAddrs, RemoteAddrs []string
+	// Proposals are the IKE proposals in preference order (default: one
+	// proposal with Default set).
+	Proposals []IKEProposal
+	// Encap forces UDP encapsulation (port 4500) even without NAT.
+	Encap bool
+	// DPDDelay is the interval of liveness checks; 0 disables them.
+	DPDDelay time.Duration
+	// RekeyTime is the IKE SA rekey interval (default DefaultIKERekeyTime).
+	RekeyTime     time.Duration
+	Local, Remote Auth
+	Children      []Child // in file order
+}
+
+// Auth is one side's authentication (connections.<name>.local / .remote).
+type Auth struct {
+	Method AuthMethod
+	// ID is the IKE identity; empty means the IP address.
+	ID string
+	// Certs and CACerts are certificate file paths, relative ones resolved
+	// against the configuration file's directory.
+	Certs, CACerts []string
+}
+
+// AuthMethod is how a side authenticates.
+type AuthMethod uint8
+
+// Authentication methods. The zero value, as in swanctl.conf, is public key.
+const (
+	AuthPubkey AuthMethod = iota
+	AuthPSK
+)
+
+func (m AuthMethod) String() string {
+	if m == AuthPSK {
+		return "psk"
+	}
+	return "pubkey"
+}
+
+// IKEProposal is one IKE proposal in strongSwan's keyword syntax, checked
+// syntactically: each keyword is known and the combination is complete.
+// Keywords are lower case, in the order written.
+type IKEProposal struct {
+	// Text is the proposal as written.
+	Text string
+	// Default is set for the keyword "default": the daemon's built-in list.
+	Default bool
+	Encr    []string // "aes256gcm16", "aes128", ...
+	Integ   []string // empty for AEAD proposals
+	PRF     []string // "prfsha256", ...; empty means derived from Integ
+	KE      []iana.KEID
+}
+
+// Child is a CHILD SA configuration (connections.<conn>.children.<name>).
+type Child struct {
+	Name              string
+	Mode              sa.Mode
+	LocalTS, RemoteTS traffic.Set
+	// Protocol is ESP (esp_proposals) or AH (ah_proposals).
+	Protocol  sa.Protocol
+	Proposals []ChildProposal
+	// StartAction says what to do when the configuration is loaded.
+	StartAction StartAction
+	// RekeyTime is the CHILD SA rekey interval (default DefaultChildRekeyTime).
+	RekeyTime    time.Duration
+	ReplayWindow int // packets, default DefaultReplayWindow
+}
+
+// ChildProposal is one ESP or AH proposal: a suite, optional key exchange
+// methods for PFS, and the ESN choice (RFC 4303, Section 2.2.1).
+type ChildProposal struct {
+	// Text is the proposal as written.
+	Text string
+	// Default is set for the keyword "default": the daemon's built-in list;
+	// Suite is then zero.
+	Default bool
+	Suite   transform.Suite
+	// KE lists the key exchange methods for PFS; empty means no PFS.
+	KE []iana.KEID
+	// ESN and NoESN say whether extended sequence numbers may be used,
+	// and whether 32-bit ones may. Without either keyword, NoESN is set.
+	ESN, NoESN bool
+}
+
+// StartAction is a child's start_action.
+type StartAction uint8
+
+// Start actions, as in swanctl.conf.
+const (
+	StartNone  StartAction = iota // wait for the peer
+	StartTrap                     // install the policy; the first packet triggers IKE
+	StartStart                    // initiate at once
+)
+
+func (a StartAction) String() string {
+	switch a {
+	case StartTrap:
+		return "trap"
+	case StartStart:
+		return "start"
+	}
+	return "none"
+}
+
+// Policy is an SPD rule that is not a connection (section "policies").
+type Policy struct {
+	Name string
+	// LocalTS and RemoteTS select traffic; empty means any.
+	LocalTS, RemoteTS traffic.Set
+	Action            PolicyAction
+}
+
+// PolicyAction is what a policy does with the traffic it selects.
+type PolicyAction uint8
+
+// Policy actions. RFC 4301, Section 4.4.1.
+const (
+	PolicyBypass PolicyAction = iota + 1
+	PolicyDiscard
+)
+
+func (a PolicyAction) String() string {
+	switch a {
+	case PolicyBypass:
+		return "bypass"
+	case PolicyDiscard:
+		return "discard"
+	}
+	return "invalid"
+}
+
+// ManualSA is a pair of statically keyed SAs, one per direction, with no IKE
+// (section "manual_sas"), like ip xfrm or setkey.
+type ManualSA struct {
+	Name                  string
+	Protocol              sa.Protocol
+	Mode                  sa.Mode
+	LocalAddr, RemoteAddr netip.Addr
+	// UDPEncap is true for ESP in UDP on port 4500 (RFC 3948, encap: udp,
+	// the default for ESP) and false for raw IP protocol 50 or 51.
+	UDPEncap bool
+	// SPIOut is the SPI of the outbound SA (the peer's spi_in), SPIIn that
+	// of the inbound SA. Never below 256 (RFC 4303, Section 2.1).
+	SPIOut, SPIIn uint32
+	Suite         transform.Suite
+	// KeyOut and KeyIn are the keys in the layout transform.Suite.KeyLen
+	// describes.
+	KeyOut, KeyIn Secret
+	ESN           bool
+	ReplayWindow  int // packets, default DefaultReplayWindow
+	// LocalTS and RemoteTS are the SA's selectors; in transport mode they
+	// default to the two addresses.
+	LocalTS, RemoteTS traffic.Set
+	// Limits are the SA's lifetimes (key lifetime); zero fields mean none.
+	Limits sa.Limits
+}
+
+// Secrets holds credentials (section "secrets").
+type Secrets struct {
+	IKE []IKESecret
+}
+
+// IKESecret is a pre-shared key for the IKE identities in IDs (empty: any).
+type IKESecret struct {
+	IDs    []string
+	Secret Secret
+	// File is the secret_file it was read from, if any.
+	File string
+}
