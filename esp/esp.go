@@ -1,0 +1,227 @@
+// Package esp implements the IP Encapsulating Security Payload (RFC 4303) for
+// one SA at a time: Seal and Open work in place on a buffer that holds an IP
+// packet, in tunnel and transport mode, over IPv4 and IPv6, with 32-bit or
+// extended (64-bit) sequence numbers.
+//
+// The package does no I/O and keeps no global state. The cryptography comes
+// from package transform (an ESP transform works on the region that starts at
+// the ESP header), the anti-replay window from package replay and the SA's
+// counters and lifetimes from sa.Meter.
+//
+// An outbound packet goes through NextSeq (sequential, in order) and SealSeq
+// (parallel); Seal does both. An inbound packet goes through Decrypt
+// (parallel: parse, replay pre-check, ICV check, decryption, trailer checks)
+// and Accept (sequential: the replay window moves); Open does both. This is
+// the split of RFC 4303, Section 3.4.3, where the window is updated only after
+// the integrity check has succeeded.
+//
+// Errors returned per packet are always sa.Drop values, which do not
+// allocate; malformed input never panics.
+package esp
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"net/netip"
+	"time"
+
+	"github.com/goipsec/goipsec/replay"
+	"github.com/goipsec/goipsec/sa"
+	"github.com/goipsec/goipsec/transform"
+)
+
+// HeaderLen is the length of the ESP header: the SPI and the low 32 bits of
+// the sequence number. RFC 4303, Section 2.
+const HeaderLen = transform.ESPHeaderLen
+
+// trailerLen is the length of the Pad Length and Next Header fields.
+// RFC 4303, Sections 2.5 and 2.6.
+const trailerLen = 2
+
+// IP header lengths without options or extension headers.
+const (
+	ipv4HeaderLen = 20
+	ipv6HeaderLen = 40
+)
+
+// IP protocol numbers used here (IANA; see package iana).
+const (
+	protoIPv4     = 4
+	protoIPv6     = 41
+	protoESP      = 50
+	protoNoNext   = 59
+	protoFragment = 44
+)
+
+// Default sequence-number margins for the soft LimitSeq event: the event
+// fires when fewer than this many sequence numbers remain. With 32-bit
+// numbers 2^28 leaves about 6% of the space, time for a CHILD SA rekey
+// (RFC 7296, Section 2.8) even at ten million packets per second; with ESN
+// 2^32 is a whole low half, far more than any rekey needs.
+const (
+	DefaultSeqSoftMargin    = 1 << 28
+	DefaultSeqSoftMarginESN = 1 << 32
+)
+
+// DefaultTTL is the outer TTL (IPv4) or hop limit (IPv6) of tunnel-mode
+// packets when Config.TTL is zero.
+const DefaultTTL = 64
+
+// maxSeq32 is the last sequence number a sender without ESN may use: the
+// counter must never cycle (RFC 4303, Section 3.3.3).
+const maxSeq32 = 1<<32 - 1
+
+// Config describes one direction of an ESP SA. It is read by NewOutbound or
+// NewInbound and not retained afterwards (except the Transform, OnEvent and
+// Now values), so changing it later has no effect on the SA.
+type Config struct {
+	// SPI is the Security Parameters Index of the SA. Zero is reserved
+	// (RFC 4303, Section 2.1) and rejected.
+	SPI uint32
+
+	// Mode is sa.Tunnel (the zero value) or sa.Transport.
+	Mode sa.Mode
+
+	// Transform is the SA's keyed cryptographic transform. Required.
+	Transform transform.ESP
+
+	// ESN enables 64-bit extended sequence numbers (RFC 4303,
+	// Section 2.2.1): only the low 32 bits travel in the packet, the high
+	// 32 bits take part in the ICV and the receiver infers them
+	// (RFC 4303, Appendix A).
+	ESN bool
+
+	// Local and Remote are the outer source and destination addresses of
+	// tunnel-mode packets sent on an outbound SA. They must be valid and of
+	// the same family; that family (IPv4 or IPv6) is the outer header's,
+	// independent of the inner packet's (next header 4 or 41). They are
+	// ignored by inbound SAs and in transport mode.
+	Local, Remote netip.Addr
+
+	// ReplayWindow is the size in packets of the anti-replay window of an
+	// inbound SA (RFC 4303, Section 3.4.3); 0 means replay.DefaultSize.
+	// Ignored by outbound SAs.
+	ReplayWindow int
+
+	// Limits are the soft and hard lifetimes of the SA. Bytes count the
+	// inner packets (tunnel mode) or the whole cleartext IP packets
+	// (transport mode) as given to Seal or returned by Open.
+	Limits sa.Limits
+
+	// OnEvent, if not nil, is called once for each soft or hard limit the
+	// SA crosses, including the sequence-number limit (sa.LimitSeq) of an
+	// outbound SA. It is called from whichever goroutine crossed the limit
+	// and must not block.
+	OnEvent func(sa.Event)
+
+	// Now returns the current time; nil means time.Now. It is called when
+	// the SA is created and, only when Limits has a time limit, once per
+	// packet so that a hard time limit is enforced without waiting for a
+	// timer.
+	Now func() time.Time
+
+	// StartSeq is the last sequence number already used by an outbound SA:
+	// the next packet gets StartSeq+1. Zero is a fresh SA, whose first
+	// packet has sequence number 1 (RFC 4303, Section 3.3.3). Ignored by
+	// inbound SAs.
+	StartSeq uint64
+
+	// SeqSoftMargin makes an outbound SA report a soft sa.LimitSeq event
+	// when fewer than this many sequence numbers remain, so that IKE can
+	// rekey before the hard end. Zero means DefaultSeqSoftMargin
+	// (DefaultSeqSoftMarginESN with ESN).
+	SeqSoftMargin uint64
+
+	// TFCPadTo, if not zero, makes an outbound tunnel-mode SA append
+	// Traffic Flow Confidentiality padding to every inner packet shorter
+	// than TFCPadTo bytes, up to that length (RFC 4303, Section 2.7). The
+	// receiver removes it using the inner IP header's length. It must be
+	// zero in transport mode, where the payload need not carry its own
+	// length.
+	TFCPadTo int
+
+	// TTL is the TTL (IPv4) or hop limit (IPv6) of the outer header of
+	// tunnel-mode packets; 0 means DefaultTTL.
+	TTL uint8
+
+	// EncapUDP says that an inbound transport-mode SA is UDP-encapsulated
+	// (RFC 3948). Open then recomputes the TCP and UDP checksums of the
+	// decapsulated packet, whose pseudo-header addresses a NAT may have
+	// changed (RFC 3948, Section 3.1.2). Tunnel mode needs nothing of the
+	// kind: the inner packet is untouched by NATs.
+	EncapUDP bool
+}
+
+// seqLimit returns the last sequence number the SA may use.
+func (c *Config) seqLimit() uint64 {
+	if c.ESN {
+		return 1<<64 - 1
+	}
+	return maxSeq32
+}
+
+// check validates the fields common to both directions.
+func (c *Config) check() error {
+	if c.Transform == nil {
+		return errors.New("esp: Config.Transform is nil")
+	}
+	if c.SPI == 0 {
+		return errors.New("esp: SPI 0 is reserved (RFC 4303, Section 2.1)")
+	}
+	if c.Mode != sa.Tunnel && c.Mode != sa.Transport {
+		return fmt.Errorf("esp: unknown mode %v", c.Mode)
+	}
+	bs, iv, icv := c.Transform.BlockSize(), c.Transform.IVLen(), c.Transform.ICVLen()
+	if bs < 4 || bs > 256 || bs&(bs-1) != 0 || iv < 0 || iv > 64 || icv < 0 || icv > 64 {
+		return fmt.Errorf("esp: transform has unusable sizes (block %d, IV %d, ICV %d)", bs, iv, icv)
+	}
+	if c.TFCPadTo < 0 || c.TFCPadTo > 0xffff {
+		return fmt.Errorf("esp: TFCPadTo %d out of range", c.TFCPadTo)
+	}
+	if c.TFCPadTo != 0 && c.Mode != sa.Tunnel {
+		return errors.New("esp: TFC padding needs tunnel mode (RFC 4303, Section 2.7)")
+	}
+	return nil
+}
+
+func (c *Config) now() func() time.Time {
+	if c.Now != nil {
+		return c.Now
+	}
+	return time.Now
+}
+
+// hasTimeLimit reports whether the limits include a time limit.
+func hasTimeLimit(l sa.Limits) bool { return l.Soft.Time != 0 || l.Hard.Time != 0 }
+
+// SPIOf returns the SPI of the ESP header at the start of b, for the SAD
+// lookup of an inbound packet. It returns false if b is shorter than an ESP
+// header or the SPI is zero, which is never sent (RFC 4303, Section 2.1).
+func SPIOf(b []byte) (uint32, bool) {
+	if len(b) < HeaderLen {
+		return 0, false
+	}
+	spi := binary.BigEndian.Uint32(b)
+	return spi, spi != 0
+}
+
+// newWindow builds the inbound replay window.
+func newWindow(c *Config) (*replay.Window, error) {
+	size := c.ReplayWindow
+	if size == 0 {
+		size = replay.DefaultSize
+	}
+	w, err := replay.New(size, c.ESN)
+	if err != nil {
+		return nil, fmt.Errorf("esp: replay window: %w", err)
+	}
+	return w, nil
+}
+
+// padLen returns the number of padding bytes that align a payload of n bytes
+// plus the 2-byte trailer to the block size bs, a power of two.
+// RFC 4303, Section 2.4.
+func padLen(n, bs int) int {
+	return (bs - (n+trailerLen)&(bs-1)) & (bs - 1)
+}

@@ -1,0 +1,232 @@
+package esp
+
+import (
+	"encoding/binary"
+	"time"
+
+	"github.com/goipsec/goipsec/packet"
+	"github.com/goipsec/goipsec/replay"
+	"github.com/goipsec/goipsec/sa"
+	"github.com/goipsec/goipsec/transform"
+)
+
+// Inbound is the receiving side of an ESP SA. Its methods are safe for
+// concurrent use: Decrypt may run on many goroutines at once, and Accept
+// serialises the window updates. It allocates nothing per packet.
+type Inbound struct {
+	spi      uint32
+	mode     sa.Mode
+	tr       transform.ESP
+	esn      bool
+	ivLen    int
+	icvLen   int
+	bs       int
+	encapUDP bool
+
+	window *replay.Window // safe for concurrent use
+
+	timed bool
+	now   func() time.Time
+	meter *sa.Meter
+}
+
+// NewInbound returns the receiving side of the SA described by c.
+func NewInbound(c Config) (*Inbound, error) {
+	if err := c.check(); err != nil {
+		return nil, err
+	}
+	w, err := newWindow(&c)
+	if err != nil {
+		return nil, err
+	}
+	in := &Inbound{
+		spi:      c.SPI,
+		mode:     c.Mode,
+		tr:       c.Transform,
+		esn:      c.ESN,
+		ivLen:    c.Transform.IVLen(),
+		icvLen:   c.Transform.ICVLen(),
+		bs:       c.Transform.BlockSize(),
+		encapUDP: c.EncapUDP && c.Mode == sa.Transport,
+		window:   w,
+		timed:    hasTimeLimit(c.Limits),
+		now:      c.now(),
+	}
+	tmpl := sa.Event{Protocol: sa.ESP, SPI: c.SPI, Direction: sa.Inbound}
+	in.meter = sa.NewMeter(tmpl, c.Limits, in.now(), c.OnEvent)
+	return in, nil
+}
+
+// SPI returns the SA's SPI.
+func (in *Inbound) SPI() uint32 { return in.spi }
+
+// Meter returns the SA's meter: bytes and packets opened, limits crossed.
+func (in *Inbound) Meter() *sa.Meter { return in.meter }
+
+// Open verifies and decrypts the IP packet buf[start:end] (an outer IP header
+// followed by ESP) in place and returns the bounds of the result within buf:
+// the inner IP packet in tunnel mode, or in transport mode the reconstructed
+// packet (its IP header kept, protocol or next header restored from the ESP
+// trailer, lengths and IPv4 checksum fixed). It is Decrypt followed by
+// Accept; see both for the checks and the errors, which are sa.Drop values.
+func (in *Inbound) Open(buf []byte, start, end int) (nstart, nend int, err error) {
+	nstart, nend, seq, err := in.Decrypt(buf, start, end)
+	if seq != 0 {
+		if aerr := in.Accept(seq); aerr != nil {
+			return 0, 0, aerr
+		}
+	}
+	if err != nil {
+		return 0, 0, err
+	}
+	return nstart, nend, nil
+}
+
+// Decrypt is the parallel stage of Open: everything but the window update.
+// In order (RFC 4303, Section 3.4):
+//
+//  1. parse the outer IP header and the ESP header: DropTruncated for input
+//     shorter than its headers, ESP header, IV, trailer and ICV;
+//     DropMalformed for a packet that is not ESP, an IPv4 fragment, or a
+//     ciphertext that is not a whole number of cipher blocks;
+//     DropUnknownSPI when the SPI is not this SA's;
+//  2. DropExpired after a hard limit;
+//  3. the replay pre-check, which also infers the high half of an extended
+//     sequence number (RFC 4303, Section 3.4.3 and Appendix A): DropReplay;
+//  4. the ICV check and decryption (RFC 4303, Section 3.4.4): DropBadICV;
+//  5. the padding check (RFC 4303, Section 2.4: Pad Length within the
+//     payload, pad bytes 1, 2, 3, ...): DropBadPadding;
+//  6. next header 59 marks a dummy packet (RFC 4303, Section 2.6), which is
+//     discarded by design: DropTFCDummy; in tunnel mode the next header must
+//     be 4 or 41 (DropBadNextHeader) and the inner packet must fit in the
+//     payload (DropMalformed); TFC padding after it is removed by its length
+//     (RFC 4303, Section 2.7).
+//
+// seq is non-zero exactly when the ICV verified. The sequence number is then
+// authentic, and the caller must pass it to Accept even if err is not nil
+// (steps 5 and 6): a packet whose integrity check succeeded updates the
+// window (RFC 4303, Section 3.4.3), whatever happens to its payload after
+// decryption. A packet is counted on the Meter when Decrypt returns no
+// error.
+func (in *Inbound) Decrypt(buf []byte, start, end int) (nstart, nend int, seq uint64, err error) {
+	if start < 0 || end < start || end > len(buf) {
+		return 0, 0, 0, sa.DropTruncated
+	}
+	pkt := buf[start:end]
+	n, _, d := ipLength(pkt)
+	if d != sa.DropNone {
+		return 0, 0, 0, d
+	}
+	pkt = pkt[:n]
+	hdrLen, nhOff, perr := packet.TransportSplit(pkt)
+	if perr != nil {
+		if d, ok := perr.(sa.Drop); ok && d == sa.DropTruncated {
+			return 0, 0, 0, d
+		}
+		return 0, 0, 0, sa.DropMalformed
+	}
+	if hdrLen > len(pkt) || nhOff < 0 || nhOff >= hdrLen || pkt[nhOff] != protoESP {
+		return 0, 0, 0, sa.DropMalformed
+	}
+	if isFragment(pkt, hdrLen) {
+		// ESP is removed from whole datagrams only: the IP layer
+		// reassembles first (RFC 4303, Section 3.4.1).
+		return 0, 0, 0, sa.DropMalformed
+	}
+	esp := pkt[hdrLen:]
+	ct := len(esp) - HeaderLen - in.ivLen - in.icvLen // payload, padding, trailer
+	if ct < trailerLen {
+		return 0, 0, 0, sa.DropTruncated
+	}
+	if ct&(in.bs-1) != 0 {
+		// RFC 4303, Section 2.4: the ciphertext is a whole number of
+		// blocks, and at least 4-byte aligned.
+		return 0, 0, 0, sa.DropMalformed
+	}
+	if binary.BigEndian.Uint32(esp) != in.spi {
+		return 0, 0, 0, sa.DropUnknownSPI
+	}
+	if !in.meter.Alive() || in.timed && !in.meter.Check(in.now()) {
+		return 0, 0, 0, sa.DropExpired
+	}
+	seq, ok := in.window.Check(binary.BigEndian.Uint32(esp[4:]))
+	if !ok {
+		return 0, 0, 0, sa.DropReplay
+	}
+	if in.tr.Open(esp, seq, in.esn) != nil {
+		return 0, 0, 0, sa.DropBadICV
+	}
+
+	// From here on the packet is authentic: report seq with every error.
+	tEnd := len(esp) - in.icvLen // end of the trailer
+	pad := int(esp[tEnd-2])
+	nh := esp[tEnd-1]
+	pStart := HeaderLen + in.ivLen // payload start, relative to esp
+	if pad > ct-trailerLen {
+		return 0, 0, seq, sa.DropBadPadding
+	}
+	pEnd := tEnd - trailerLen - pad
+	for i, b := range esp[pEnd : tEnd-trailerLen] {
+		if b != byte(i+1) {
+			return 0, 0, seq, sa.DropBadPadding
+		}
+	}
+	if nh == protoNoNext {
+		return 0, 0, seq, sa.DropTFCDummy
+	}
+
+	espOff := start + hdrLen // esp[0] is buf[espOff]
+	if in.mode == sa.Tunnel {
+		if nh != protoIPv4 && nh != protoIPv6 {
+			return 0, 0, seq, sa.DropBadNextHeader
+		}
+		inner := esp[pStart:pEnd]
+		m, proto, d := ipLength(inner)
+		if d != sa.DropNone || proto != nh {
+			return 0, 0, seq, sa.DropMalformed
+		}
+		if !in.meter.Add(m) {
+			return 0, 0, seq, sa.DropExpired
+		}
+		return espOff + pStart, espOff + pStart + m, seq, nil
+	}
+
+	// Transport mode: put the IP header back in front of the payload and
+	// restore its next header (RFC 4303, Section 3.1.1).
+	pkt[nhOff] = nh
+	nstart = start + pStart
+	copy(buf[nstart:nstart+hdrLen], pkt[:hdrLen])
+	nend = espOff + pEnd
+	out := buf[nstart:nend]
+	if setIPLength(out, len(out)) != sa.DropNone {
+		return 0, 0, seq, sa.DropMalformed
+	}
+	if _, _, d := ipLength(out); d != sa.DropNone {
+		// An IPv6 packet without payload would read as a jumbogram
+		// (RFC 2675); Seal never produces one.
+		return 0, 0, seq, sa.DropMalformed
+	}
+	if in.encapUDP {
+		// RFC 3948, Section 3.1.2: NATs on the path changed the addresses
+		// that the TCP or UDP checksum covers; recompute it.
+		if packet.FixTransportChecksum(out) != nil {
+			return 0, 0, seq, sa.DropMalformed
+		}
+	}
+	if !in.meter.Add(len(out)) {
+		return 0, 0, seq, sa.DropExpired
+	}
+	return nstart, nend, seq, nil
+}
+
+// Accept is the sequential stage of Open: it moves the replay window to
+// include seq, a number returned by Decrypt. It returns sa.DropReplay if seq
+// has been accepted before or has fallen to the left of the window since
+// Decrypt checked it (another copy of the packet won). RFC 4303,
+// Section 3.4.3.
+func (in *Inbound) Accept(seq uint64) error {
+	if !in.window.Accept(seq) {
+		return sa.DropReplay
+	}
+	return nil
+}
