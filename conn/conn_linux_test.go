@@ -1,0 +1,139 @@
+package conn
+
+import (
+	"bytes"
+	"errors"
+	"net/netip"
+	"os"
+	"testing"
+	"time"
+
+	"github.com/goipsec/goipsec/sa"
+)
+
+// TestUDPBatchLoopback sends runs of equal-sized datagrams (which Write
+// coalesces with UDP_SEGMENT and the kernel may coalesce again with UDP_GRO)
+// and checks each arrives whole, in order, with the right sender.
+func TestUDPBatchLoopback(t *testing.T) {
+	a, err := ListenUDP(netip.MustParseAddrPort("127.0.0.1:0"), 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer a.Close()
+	b, err := ListenUDP(netip.MustParseAddrPort("127.0.0.1:0"), 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	gso, gro := a.Offloads()
+	t.Logf("GSO %v, GRO %v", gso, gro)
+	var sent [][]byte
+	for i := range 100 {
+		n := 1000
+		if i%40 == 39 {
+			n = 300 // a short one ends a run
+		}
+		p := bytes.Repeat([]byte{byte(i)}, n)
+		sent = append(sent, p)
+	}
+	if err := a.Write(sent, b.LocalAddr()); err != nil {
+		t.Fatal(err)
+	}
+	bufs := make([][]byte, UDPBatchSize)
+	for i := range bufs {
+		bufs[i] = make([]byte, 16+65535)
+	}
+	sizes := make([]int, len(bufs))
+	addrs := make([]netip.AddrPort, len(bufs))
+	var got int
+	deadline := time.Now().Add(5 * time.Second)
+	for got < len(sent) && time.Now().Before(deadline) {
+		n, err := b.Read(bufs, sizes, addrs, 16)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for i := range n {
+			if addrs[i] != a.LocalAddr() {
+				t.Fatalf("sender %v, want %v", addrs[i], a.LocalAddr())
+			}
+			if !bytes.Equal(bufs[i][16:16+sizes[i]], sent[got]) {
+				t.Fatalf("datagram %d: got %d bytes of %x", got, sizes[i], bufs[i][16])
+			}
+			got++
+		}
+	}
+	if got != len(sent) {
+		t.Fatalf("received %d of %d", got, len(sent))
+	}
+	allocs := testing.AllocsPerRun(100, func() {
+		if err := a.Write(sent[:10], b.LocalAddr()); err != nil {
+			t.Fatal(err)
+		}
+		for n := 0; n < 10; {
+			k, err := b.Read(bufs, sizes, addrs, 16)
+			if err != nil {
+				t.Fatal(err)
+			}
+			n += k
+		}
+	})
+	if allocs != 0 {
+		t.Errorf("%v allocations per batch", allocs)
+	}
+	b.Close()
+	if _, err := b.Read(bufs, sizes, addrs, 16); !errors.Is(err, ErrClosed) {
+		t.Errorf("Read after Close: %v", err)
+	}
+}
+
+// TestRawLoopback sends ESP-protocol packets with our own IPv4 and IPv6
+// headers through raw sockets on the loopback and checks the header comes
+// back as sent. It needs CAP_NET_RAW.
+func TestRawLoopback(t *testing.T) {
+	for _, v := range []int{4, 6} {
+		r, err := ListenRaw(v, sa.ESP, DefaultMark)
+		if errors.Is(err, os.ErrPermission) || err != nil && (bytes.Contains([]byte(err.Error()), []byte("not permitted"))) {
+			t.Skipf("raw sockets: %v", err)
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer r.Close()
+		var pkt []byte
+		if v == 4 {
+			pkt = []byte{0x45, 0, 0, 28, 0, 1, 0, 0, 64, 50, 0, 0, 127, 0, 0, 1, 127, 0, 0, 1,
+				0xde, 0xad, 0xbe, 0xef, 0, 0, 0, 1}
+		} else {
+			pkt = make([]byte, 48)
+			pkt[0] = 0x60
+			pkt[5] = 8
+			pkt[6] = 50
+			pkt[7] = 64
+			pkt[23], pkt[39] = 1, 1 // ::1 -> ::1
+			copy(pkt[40:], []byte{0xde, 0xad, 0xbe, 0xef, 0, 0, 0, 1})
+		}
+		if err := r.Write([][]byte{pkt}); err != nil {
+			t.Fatal(err)
+		}
+		bufs := [][]byte{make([]byte, 4096)}
+		sizes := []int{0}
+		for {
+			n, err := r.Read(bufs, sizes, 16)
+			if err != nil || n != 1 {
+				t.Fatal(n, err)
+			}
+			got := bufs[0][16 : 16+sizes[0]]
+			if !bytes.HasSuffix(got, pkt[len(pkt)-8:]) {
+				continue // other ESP traffic on the host
+			}
+			if v == 4 {
+				if got[9] != 50 || !bytes.Equal(got[12:20], pkt[12:20]) || len(got) != len(pkt) {
+					t.Errorf("IPv4: got %x, sent %x", got, pkt)
+				}
+			} else if !bytes.Equal(got[4:], pkt[4:]) {
+				t.Errorf("IPv6: got %x, sent %x", got, pkt)
+			}
+			break
+		}
+	}
+}

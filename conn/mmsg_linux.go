@@ -1,0 +1,166 @@
+package conn
+
+import (
+	"encoding/binary"
+	"net/netip"
+	"syscall"
+	"unsafe"
+
+	"golang.org/x/sys/unix"
+)
+
+// cmsgSpace is the room for the control messages we send or expect: a
+// UDP_GRO or UDP_SEGMENT integer, IPV6_PKTINFO and IPV6_HOPLIMIT.
+const cmsgSpace = 128
+
+// mmsg is the state of one batched recvmmsg or sendmmsg: message headers,
+// their iovecs, address and control buffers, all allocated once. It is used
+// by one goroutine at a time.
+type mmsg struct {
+	hdrs  []unix.Mmsghdr
+	iovs  []unix.Iovec
+	names []unix.RawSockaddrInet6 // large enough for sockaddr_in too
+	cmsgs [][cmsgSpace]byte
+	n     int // messages prepared
+	errno syscall.Errno
+	done  int // messages completed
+	fd    uintptr
+	// recvFn and sendFn are bound once so that passing them to
+	// syscall.RawConn allocates nothing.
+	recvFn, sendFn func(fd uintptr) bool
+}
+
+func newMmsg(n int) *mmsg {
+	m := &mmsg{
+		hdrs:  make([]unix.Mmsghdr, n),
+		iovs:  make([]unix.Iovec, n),
+		names: make([]unix.RawSockaddrInet6, n),
+		cmsgs: make([][cmsgSpace]byte, n),
+	}
+	m.recvFn = m.recv
+	m.sendFn = m.send
+	return m
+}
+
+// prepRecv points message i at b, with room for an address and control
+// messages.
+func (m *mmsg) prepRecv(i int, b []byte) {
+	m.iovs[i].Base = unsafe.SliceData(b)
+	m.iovs[i].SetLen(len(b))
+	h := &m.hdrs[i].Hdr
+	h.Name = (*byte)(unsafe.Pointer(&m.names[i]))
+	h.Namelen = unix.SizeofSockaddrInet6
+	h.Iov = &m.iovs[i]
+	h.SetIovlen(1)
+	h.Control = &m.cmsgs[i][0]
+	h.SetControllen(cmsgSpace)
+	h.Flags = 0
+	m.hdrs[i].Len = 0
+}
+
+// prepSend points message i at b, to the address dst (port 0 for raw
+// sockets), with an optional UDP_SEGMENT size.
+func (m *mmsg) prepSend(i int, b []byte, dst netip.AddrPort, v6sock bool, gso int) {
+	m.iovs[i].Base = unsafe.SliceData(b)
+	m.iovs[i].SetLen(len(b))
+	h := &m.hdrs[i].Hdr
+	h.Name = (*byte)(unsafe.Pointer(&m.names[i]))
+	h.Namelen = putSockaddr(&m.names[i], dst, v6sock)
+	h.Iov = &m.iovs[i]
+	h.SetIovlen(1)
+	h.Control = nil
+	h.SetControllen(0)
+	if gso > 0 {
+		c := m.cmsgs[i][:]
+		l := putCmsgInt(c, unix.SOL_UDP, unix.UDP_SEGMENT, uint16(gso))
+		h.Control = &c[0]
+		h.SetControllen(l)
+	}
+	h.Flags = 0
+}
+
+func (m *mmsg) recv(fd uintptr) bool {
+	r, _, e := unix.Syscall6(unix.SYS_RECVMMSG, fd, uintptr(unsafe.Pointer(&m.hdrs[0])), uintptr(m.n), 0, 0, 0)
+	if e == unix.EAGAIN || e == unix.EINTR {
+		return false
+	}
+	m.errno, m.done = e, int(r)
+	return true
+}
+
+func (m *mmsg) send(fd uintptr) bool {
+	for m.done < m.n {
+		r, _, e := unix.Syscall6(unix.SYS_SENDMMSG, fd, uintptr(unsafe.Pointer(&m.hdrs[m.done])), uintptr(m.n-m.done), 0, 0, 0)
+		if e == unix.EAGAIN {
+			return false
+		}
+		if e == unix.EINTR {
+			continue
+		}
+		if e != 0 {
+			// The message at m.done failed (EMSGSIZE, a route error, ...):
+			// remember the error, skip it and send the rest.
+			m.errno = e
+			m.done++
+			continue
+		}
+		m.done += int(r)
+	}
+	return true
+}
+
+// putSockaddr writes dst into sa for a socket of the given family and
+// returns the address length. On an IPv6 socket IPv4 destinations are
+// written IPv4-mapped.
+func putSockaddr(sa *unix.RawSockaddrInet6, dst netip.AddrPort, v6sock bool) uint32 {
+	if !v6sock {
+		s4 := (*unix.RawSockaddrInet4)(unsafe.Pointer(sa))
+		*s4 = unix.RawSockaddrInet4{Family: unix.AF_INET, Addr: dst.Addr().Unmap().As4()}
+		binary.BigEndian.PutUint16((*[2]byte)(unsafe.Pointer(&s4.Port))[:], dst.Port())
+		return unix.SizeofSockaddrInet4
+	}
+	*sa = unix.RawSockaddrInet6{Family: unix.AF_INET6, Addr: dst.Addr().As16()}
+	binary.BigEndian.PutUint16((*[2]byte)(unsafe.Pointer(&sa.Port))[:], dst.Port())
+	return unix.SizeofSockaddrInet6
+}
+
+// sockaddrAddr reads the address in sa (as written by the kernel).
+func sockaddrAddr(sa *unix.RawSockaddrInet6) netip.AddrPort {
+	port := binary.BigEndian.Uint16((*[2]byte)(unsafe.Pointer(&sa.Port))[:])
+	switch sa.Family {
+	case unix.AF_INET:
+		s4 := (*unix.RawSockaddrInet4)(unsafe.Pointer(sa))
+		return netip.AddrPortFrom(netip.AddrFrom4(s4.Addr), port)
+	case unix.AF_INET6:
+		return netip.AddrPortFrom(netip.AddrFrom16(sa.Addr).Unmap(), port)
+	}
+	return netip.AddrPort{}
+}
+
+// putCmsgInt writes one control message carrying a value of the size of v
+// (uint16 for UDP_SEGMENT) and returns its space.
+func putCmsgInt(b []byte, level, typ int32, v uint16) int {
+	h := (*unix.Cmsghdr)(unsafe.Pointer(&b[0]))
+	h.Level, h.Type = level, typ
+	h.SetLen(unix.CmsgLen(2))
+	*(*uint16)(unsafe.Pointer(&b[unix.CmsgLen(0)])) = v
+	return unix.CmsgSpace(2)
+}
+
+// nextCmsg returns the first control message in b and the rest of b; ok is
+// false when b holds no well-formed message.
+func nextCmsg(b []byte) (level, typ int32, data, rest []byte, ok bool) {
+	if len(b) < unix.CmsgLen(0) {
+		return 0, 0, nil, nil, false
+	}
+	h := (*unix.Cmsghdr)(unsafe.Pointer(&b[0]))
+	l := int(h.Len)
+	if l < unix.CmsgLen(0) || l > len(b) {
+		return 0, 0, nil, nil, false
+	}
+	data = b[unix.CmsgLen(0):l]
+	if s := unix.CmsgSpace(l - unix.CmsgLen(0)); s < len(b) {
+		rest = b[s:]
+	}
+	return h.Level, h.Type, data, rest, true
+}

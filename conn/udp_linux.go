@@ -1,0 +1,278 @@
+package conn
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"sync"
+	"syscall"
+	"unsafe"
+
+	"golang.org/x/sys/unix"
+)
+
+// UDPConn is the Linux conn.UDP: one socket, batched with recvmmsg and
+// sendmmsg, with UDP segmentation offload (UDP_SEGMENT, Linux 4.18) on send
+// and receive coalescing (UDP_GRO, Linux 5.0) when the kernel has them.
+type UDPConn struct {
+	c      *net.UDPConn
+	rc     syscall.RawConn
+	local  netip.AddrPort
+	v6sock bool
+	batch  int
+
+	gro bool
+	rmu sync.Mutex // Read is single-goroutine by contract; this guards misuse
+	rm  *mmsg
+
+	wmu     sync.Mutex
+	wm      *mmsg
+	gso     bool
+	scratch [][]byte // coalescing buffers, one per message of a Write
+}
+
+// UDPBatchSize is the batch size of UDPConn.
+const UDPBatchSize = 128
+
+// maxGSOBytes is the most payload one UDP_SEGMENT send carries: an IP
+// datagram is at most 65535 bytes, less the IPv6 and UDP headers.
+const maxGSOBytes = 65535 - 40 - 8
+
+// ListenUDP opens a UDP socket bound to addr with firewall mark mark (0: no
+// mark). An unspecified or zero addr binds to all addresses of both IP
+// versions (an IPv6 socket that also accepts IPv4); an IPv4 addr gives an
+// IPv4-only socket. Setting a mark needs CAP_NET_ADMIN.
+func ListenUDP(addr netip.AddrPort, mark uint32) (*UDPConn, error) {
+	network := "udp6"
+	bind := addr
+	if addr.Addr().Is4() {
+		network = "udp4"
+	} else if !addr.Addr().IsValid() || addr.Addr().IsUnspecified() {
+		network = "udp"
+		bind = netip.AddrPortFrom(netip.IPv6Unspecified(), addr.Port())
+	}
+	var serr error
+	lc := net.ListenConfig{Control: func(_, _ string, c syscall.RawConn) error {
+		err := c.Control(func(fd uintptr) {
+			if mark != 0 {
+				serr = unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_MARK, int(mark))
+				if serr != nil {
+					serr = fmt.Errorf("SO_MARK: %w", serr)
+					return
+				}
+			}
+			// Big buffers absorb bursts; FORCE works as root, the plain
+			// option is the fallback.
+			for _, o := range [][2]int{{unix.SO_RCVBUFFORCE, unix.SO_RCVBUF}, {unix.SO_SNDBUFFORCE, unix.SO_SNDBUF}} {
+				if unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, o[0], 7<<20) != nil {
+					unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, o[1], 7<<20)
+				}
+			}
+		})
+		if err != nil {
+			return err
+		}
+		return serr
+	}}
+	pc, err := lc.ListenPacket(context.Background(), network, bind.String())
+	if err != nil {
+		return nil, fmt.Errorf("conn: listen udp %v: %w", addr, err)
+	}
+	c := pc.(*net.UDPConn)
+	rc, err := c.SyscallConn()
+	if err != nil {
+		c.Close()
+		return nil, fmt.Errorf("conn: %w", err)
+	}
+	u := &UDPConn{
+		c: c, rc: rc, batch: UDPBatchSize,
+		local:  c.LocalAddr().(*net.UDPAddr).AddrPort(),
+		v6sock: network != "udp4",
+		rm:     newMmsg(UDPBatchSize),
+		wm:     newMmsg(UDPBatchSize),
+	}
+	u.local = netip.AddrPortFrom(u.local.Addr().Unmap(), u.local.Port())
+	rc.Control(func(fd uintptr) {
+		// UDP_SEGMENT is supported if the kernel knows the option.
+		if _, err := unix.GetsockoptInt(int(fd), unix.SOL_UDP, unix.UDP_SEGMENT); err == nil {
+			u.gso = true
+		}
+		if unix.SetsockoptInt(int(fd), unix.SOL_UDP, unix.UDP_GRO, 1) == nil {
+			u.gro = true
+		}
+	})
+	return u, nil
+}
+
+// Offloads reports whether segmentation offload (send) and receive
+// coalescing are in use.
+func (u *UDPConn) Offloads() (gso, gro bool) {
+	u.wmu.Lock()
+	defer u.wmu.Unlock()
+	return u.gso, u.gro
+}
+
+// BatchSize implements UDP.
+func (u *UDPConn) BatchSize() int { return u.batch }
+
+// LocalAddr implements UDP.
+func (u *UDPConn) LocalAddr() netip.AddrPort { return u.local }
+
+// Close implements UDP.
+func (u *UDPConn) Close() error { return u.c.Close() }
+
+func mapClosed(err error) error {
+	if errors.Is(err, net.ErrClosed) {
+		return ErrClosed
+	}
+	return err
+}
+
+// Read implements UDP. With UDP_GRO it reads at most len(bufs)/64 (at least
+// one) datagrams into the last elements of bufs, each possibly a coalesced
+// run of up to 64 segments, and splits them into the elements from the
+// first on, as wireguard-go's StdNetBind does. Segments that do not fit are
+// lost (the dataplane uses 128 buffers of 64 KiB, so none are).
+func (u *UDPConn) Read(bufs [][]byte, sizes []int, addrs []netip.AddrPort, offset int) (int, error) {
+	u.rmu.Lock()
+	defer u.rmu.Unlock()
+	m := u.rm
+	if len(bufs) > len(m.hdrs) {
+		bufs = bufs[:len(m.hdrs)]
+	}
+	first := 0
+	if u.gro {
+		first = len(bufs) - max(1, len(bufs)/64)
+	}
+	m.n = len(bufs) - first
+	for i := range m.n {
+		m.prepRecv(i, bufs[first+i][offset:])
+	}
+	m.errno, m.done = 0, 0
+	if err := u.rc.Read(m.recvFn); err != nil {
+		return 0, mapClosed(err)
+	}
+	if m.errno != 0 {
+		return 0, fmt.Errorf("conn: recvmmsg: %w", m.errno)
+	}
+	if !u.gro {
+		for i := range m.done {
+			sizes[i] = int(m.hdrs[i].Len)
+			addrs[i] = sockaddrAddr(&m.names[i])
+			if m.hdrs[i].Hdr.Flags&unix.MSG_TRUNC != 0 {
+				sizes[i] = 0
+			}
+		}
+		return m.done, nil
+	}
+	out := 0
+	for i := range m.done {
+		h := &m.hdrs[i]
+		src := bufs[first+i][offset:]
+		n := int(h.Len)
+		if h.Hdr.Flags&unix.MSG_TRUNC != 0 {
+			continue
+		}
+		from := sockaddrAddr(&m.names[i])
+		seg := n
+		ctl := m.cmsgs[i][:h.Hdr.Controllen]
+		for {
+			level, typ, data, rest, ok := nextCmsg(ctl)
+			if !ok {
+				break
+			}
+			if level == unix.SOL_UDP && typ == unix.UDP_GRO && len(data) >= 2 {
+				seg = int(*(*uint16)(unsafe.Pointer(&data[0])))
+			}
+			ctl = rest
+		}
+		if seg <= 0 {
+			seg = n
+		}
+		for off := 0; off < n && out < len(bufs); off += seg {
+			end := min(off+seg, n)
+			sizes[out] = copy(bufs[out][offset:], src[off:end])
+			addrs[out] = from
+			out++
+		}
+	}
+	return out, nil
+}
+
+// Write implements UDP. Runs of datagrams of one size (the last of a run may
+// be shorter), up to 64 of them and 65,487 bytes, are copied into one buffer
+// and sent as a single UDP_SEGMENT message; the kernel (or the NIC) cuts
+// them again. If the kernel refuses segmentation offload, Write turns it off
+// and sends datagram by datagram from then on.
+func (u *UDPConn) Write(bufs [][]byte, dst netip.AddrPort) error {
+	if len(bufs) == 0 {
+		return nil
+	}
+	u.wmu.Lock()
+	defer u.wmu.Unlock()
+	for len(bufs) > 0 {
+		n := min(len(bufs), len(u.wm.hdrs))
+		err := u.write(bufs[:n], dst)
+		if err != nil {
+			return err
+		}
+		bufs = bufs[n:]
+	}
+	return nil
+}
+
+func (u *UDPConn) write(bufs [][]byte, dst netip.AddrPort) error {
+	m := u.wm
+	m.n = 0
+	if u.gso {
+		for i := 0; i < len(bufs); {
+			seg := len(bufs[i])
+			j, total := i+1, seg
+			for j < len(bufs) && j-i < MaxSegments && len(bufs[j]) <= seg && total+len(bufs[j]) <= maxGSOBytes {
+				total += len(bufs[j])
+				j++
+				if len(bufs[j-1]) < seg {
+					break // a shorter datagram ends the run
+				}
+			}
+			if j-i == 1 {
+				m.prepSend(m.n, bufs[i], dst, u.v6sock, 0)
+			} else {
+				for len(u.scratch) <= m.n {
+					u.scratch = append(u.scratch, make([]byte, maxGSOBytes))
+				}
+				sb := u.scratch[m.n][:0]
+				for _, b := range bufs[i:j] {
+					sb = append(sb, b...)
+				}
+				m.prepSend(m.n, sb, dst, u.v6sock, seg)
+			}
+			m.n++
+			i = j
+		}
+	} else {
+		for i, b := range bufs {
+			m.prepSend(i, b, dst, u.v6sock, 0)
+		}
+		m.n = len(bufs)
+	}
+	m.errno, m.done = 0, 0
+	if err := u.rc.Write(m.sendFn); err != nil {
+		return mapClosed(err)
+	}
+	if m.errno == 0 {
+		return nil
+	}
+	if u.gso && (m.errno == unix.EIO || m.errno == unix.EINVAL || m.errno == unix.ENOPROTOOPT) {
+		// The route's device cannot segment (for example, its checksum
+		// offload is off). Fall back for good and resend; datagrams that
+		// went out twice are dropped by the peer's replay window.
+		u.gso = false
+		return u.write(bufs, dst)
+	}
+	return fmt.Errorf("conn: sendmmsg to %v: %w", dst, m.errno)
+}
+
+var _ UDP = (*UDPConn)(nil)

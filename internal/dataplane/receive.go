@@ -1,0 +1,277 @@
+package dataplane
+
+// The inbound pipeline: ESP and AH from the sockets to cleartext on the TUN
+// device. Each socket has its own reader and its own sequential stage.
+//
+//	readUDP / readRaw (1 goroutine per socket, sequential)
+//	    batch Read into pooled 64 KiB buffers at offset headroom;
+//	    UDP port 4500: demultiplex (RFC 3948, Section 2): the non-ESP marker
+//	    -> Config.IKE; 0xFF -> NAT-keepalive, ignored; else ESP: build a
+//	    synthetic outer IP header (peer -> SA's local address, protocol 50)
+//	    in the headroom, because the engines open whole IP packets and the
+//	    kernel consumed the real one;
+//	    raw sockets: the IP header is there (the socket rebuilds it for
+//	    IPv6); find ESP or AH behind it;
+//	    SAD lookup by (protocol, SPI): none -> sa.DropUnknownSPI;
+//	    then the batch goes to the work queue (in chunks) and to this
+//	    socket's sequential queue
+//	worker (Config.Workers goroutines, parallel)
+//	    Decrypt in place: ICV check, decryption, padding; no window update
+//	writeInbound (1 goroutine per socket, sequential)
+//	    waits for each batch's chunks; per packet: Accept (the replay window
+//	    moves only for packets whose ICV verified: RFC 4303,
+//	    Section 3.4.3) -> decode the inner packet -> inbound selector check
+//	    against the SA (RFC 4301, Section 5.2: else sa.DropSelector) ->
+//	    one batched TUN Write for the batch (the device coalesces TCP and
+//	    UDP flows into super-packets: GRO)
+//
+// Cleartext where PROTECT applies (RFC 4301, Section 5.2, last step): in this
+// design cleartext reaches the data plane only from the TUN device, that is,
+// outbound, where every packet goes through the SPD. Inbound cleartext from
+// the network is delivered by the kernel straight to its sockets and never
+// passes through here; dropping it would take a packet filter (nftables) or
+// a sniffing socket, which the daemon may add but this package does not.
+
+import (
+	"encoding/binary"
+	"net/netip"
+
+	"github.com/goipsec/goipsec/conn"
+	"github.com/goipsec/goipsec/esp"
+	"github.com/goipsec/goipsec/packet"
+	"github.com/goipsec/goipsec/sa"
+	"github.com/goipsec/goipsec/tun"
+)
+
+// IP protocol numbers.
+const (
+	protoESP = 50
+	protoAH  = 51
+)
+
+// startInbound starts a reader and its sequential stage.
+func (d *Dataplane) startInbound(batchSize int, read func(*batch) bool) {
+	if batchSize <= 0 {
+		batchSize = 1
+	}
+	p := newPool(d.workers+2, batchSize, inboundBufSize)
+	q := make(chan *batch, d.workers+2)
+	d.inSeqs = append(d.inSeqs, q)
+	d.readers.Add(1)
+	go func() {
+		defer d.readers.Done()
+		for {
+			b := p.get(d.done)
+			if b == nil {
+				return
+			}
+			if !read(b) {
+				p.put(b)
+				return
+			}
+			if b.n == 0 {
+				p.put(b)
+				continue
+			}
+			d.dispatch(b)
+			q <- b
+		}
+	}()
+	d.stages.Add(1)
+	go func() {
+		defer d.stages.Done()
+		for b := range q {
+			b.done.Wait()
+			d.writeInbound(b)
+			p.put(b)
+		}
+	}()
+}
+
+// readUDP fills b from the UDP socket and classifies the datagrams. It
+// returns false when the socket is closed. Elements that need no decryption
+// are left with kind kindNone.
+func (d *Dataplane) readUDP(b *batch) bool {
+	n, err := d.cfg.UDP.Read(b.ioBufs(), b.sizes, b.addrs, headroom)
+	if err != nil && n == 0 {
+		return d.readFailed(err)
+	}
+	db := d.sad.Load()
+	local := d.cfg.UDP.LocalAddr().Addr()
+	for i := 0; i < n; i++ {
+		e := b.elems[i]
+		e.kind, e.drop, e.in, e.out = kindNone, sa.DropNone, nil, nil
+		p := e.buf[headroom : headroom+b.sizes[i]]
+		from := b.addrs[i]
+		from = netip.AddrPortFrom(from.Addr().Unmap(), from.Port())
+		switch esp.ClassifyUDP(p) {
+		case esp.UDPKeepalive:
+			d.counters.keepalive.Add(1)
+			continue
+		case esp.UDPIKE:
+			d.counters.ike.Add(1)
+			if d.cfg.IKE != nil {
+				d.cfg.IKE(p[4:], from) // RFC 3948, Section 2.2: strip the non-ESP marker
+			} else {
+				d.drops.Add(sa.DropUnsupported)
+			}
+			continue
+		case esp.UDPESP:
+		default:
+			e.drop = sa.DropTruncated
+			d.dropElem(e)
+			continue
+		}
+		in := db.Inbound(sa.ESP, binary.BigEndian.Uint32(p))
+		if in == nil {
+			e.drop = sa.DropUnknownSPI
+			d.dropElem(e)
+			continue
+		}
+		e.in = in
+		// The synthetic outer header: the engines open whole IP packets.
+		// Its destination is the SA's local address (transport mode puts
+		// it back on the decapsulated packet), else the socket's.
+		dst := in.LocalAddr
+		if !dst.IsValid() || dst.Is4() != from.Addr().Is4() {
+			dst = local
+		}
+		src := from.Addr()
+		if src.Is4() {
+			if !dst.Is4() {
+				dst = netip.IPv4Unspecified()
+			}
+			e.start = headroom - packet.IPv4MinHeaderLen
+			packet.PutIPv4Header(e.buf[e.start:], src, dst, protoESP, len(p)+packet.IPv4MinHeaderLen, 64, 0)
+		} else {
+			if !dst.Is6() {
+				dst = netip.IPv6Unspecified()
+			}
+			e.start = headroom - packet.IPv6HeaderLen
+			packet.PutIPv6Header(e.buf[e.start:], src, dst, protoESP, len(p), 64)
+		}
+		e.end = headroom + len(p)
+		e.from = from
+		e.kind = kindOpen
+	}
+	b.n = n
+	return true
+}
+
+// readRaw fills b from a raw socket and classifies the packets.
+func (d *Dataplane) readRaw(r conn.Raw, b *batch) bool {
+	n, err := r.Read(b.ioBufs(), b.sizes, headroom)
+	if err != nil && n == 0 {
+		return d.readFailed(err)
+	}
+	db := d.sad.Load()
+	for i := 0; i < n; i++ {
+		e := b.elems[i]
+		e.kind, e.drop, e.in, e.out = kindNone, sa.DropNone, nil, nil
+		e.start, e.end = headroom, headroom+b.sizes[i]
+		pkt := e.buf[e.start:e.end]
+		hl, nho, err := packet.TransportSplit(pkt)
+		if err != nil || hl+8 > len(pkt) {
+			e.drop = sa.DropTruncated
+			if err != nil {
+				e.drop = asDrop(err)
+			}
+			d.dropElem(e)
+			continue
+		}
+		var proto sa.Protocol
+		var spi uint32
+		switch pkt[nho] {
+		case protoESP:
+			proto, spi = sa.ESP, binary.BigEndian.Uint32(pkt[hl:])
+		case protoAH:
+			proto, spi = sa.AH, binary.BigEndian.Uint32(pkt[hl+4:]) // RFC 4302, Section 2
+		default:
+			e.drop = sa.DropMalformed
+			d.dropElem(e)
+			continue
+		}
+		in := db.Inbound(proto, spi)
+		if in == nil {
+			e.drop = sa.DropUnknownSPI
+			d.dropElem(e)
+			continue
+		}
+		e.in = in
+		e.kind = kindOpen
+	}
+	b.n = n
+	return true
+}
+
+// readFailed decides whether a reader goes on after err.
+func (d *Dataplane) readFailed(err error) bool {
+	select {
+	case <-d.done:
+		return false
+	default:
+	}
+	if isClosed(err) {
+		return false
+	}
+	if n := d.counters.readErrors.Add(1); n%1000 == 1 {
+		d.log.Warn("dataplane: socket read failed", "err", err, "failures", n)
+	}
+	return true
+}
+
+// writeInbound is the inbound sequential stage for one batch.
+func (d *Dataplane) writeInbound(b *batch) {
+	var info packet.Info
+	out := b.out[:0]
+	var opened uint64
+	for _, e := range b.elems[:b.n] {
+		if e.in == nil {
+			continue // IKE, keepalive, or already counted
+		}
+		if e.seq != 0 {
+			// The ICV verified: the window moves even if the payload
+			// turned out bad (RFC 4303, Section 3.4.3).
+			if err := e.in.Accept(e.seq); err != nil && e.drop == sa.DropNone {
+				e.drop = sa.DropReplay
+			}
+		}
+		if e.drop != sa.DropNone {
+			d.dropElem(e)
+			continue
+		}
+		if e.kind != kindOpen {
+			continue
+		}
+		pkt := e.buf[e.start:e.end]
+		if err := packet.Decode(pkt, &info); err != nil {
+			e.drop = asDrop(err)
+			d.dropElem(e)
+			continue
+		}
+		if !e.in.Allows(&info) {
+			e.drop = sa.DropSelector
+			d.dropElem(e)
+			continue
+		}
+		e.in.Stats.Add(len(pkt))
+		opened++
+		// The device writes its virtio-net header in front of the packet
+		// and may coalesce later packets behind it, up to the buffer's end.
+		out = append(out, e.buf[e.start-tun.Offset:e.end])
+	}
+	d.counters.opened.Add(opened)
+	if len(out) > 0 {
+		if _, err := d.cfg.TUN.Write(out, tun.Offset); err != nil {
+			if n := d.counters.writeErrors.Add(1); n%1000 == 1 && !isClosed(err) {
+				d.log.Warn("dataplane: TUN write failed", "err", err, "failures", n)
+			}
+		} else {
+			d.counters.tunWritten.Add(uint64(len(out)))
+		}
+	}
+	for i := range out {
+		out[i] = nil
+	}
+	b.out = out[:0]
+}

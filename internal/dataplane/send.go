@@ -1,0 +1,277 @@
+package dataplane
+
+// The outbound pipeline: cleartext from the TUN device to ESP/AH on a socket.
+//
+//	readTUN (1 goroutine, sequential)
+//	    batch Read from the TUN device into pooled buffers at offset headroom
+//	    (the device splits TSO/USO super-packets into MTU-sized packets);
+//	    per packet: packet.Decode -> SPD Lookup (sa.Outbound) ->
+//	        DISCARD: count sa.DropPolicy
+//	        BYPASS:  mark for sending in the clear
+//	        PROTECT: SAD lookup by the rule's Ref -> no SA: stage the packet
+//	                 and send one Acquire per policy (sa.DropNoSA when the
+//	                 stage is full) -> NextSeq, in order per SA
+//	    then the batch goes, in this order, to the work queue (in chunks)
+//	    and to the send queue
+//	worker (Config.Workers goroutines, parallel)
+//	    SealSeq each PROTECT packet in place: the outer header and ESP/AH
+//	    header go into the headroom, padding and ICV into the tailroom
+//	sendOutbound (1 goroutine, sequential, batch order = sequence order)
+//	    waits for each batch's chunks; groups consecutive packets by
+//	    destination and transport; ESP in UDP: the outer IP header is
+//	    stripped (the kernel writes its own) and the run goes to UDP.Write,
+//	    which coalesces it into one UDP_SEGMENT send; ESP/AH over IP and
+//	    BYPASS: whole IP packets to the raw socket of their IP version
+//	    (IP_HDRINCL); then the batch returns to the pool.
+//
+// Sequence numbers are assigned before the parallel stage and packets leave
+// in batch order, so each SA's packets go out in sequence order, as
+// wireguard-go keeps its nonces in order.
+
+import (
+	"errors"
+	"net"
+	"net/netip"
+	"os"
+	"time"
+
+	"github.com/goipsec/goipsec/internal/sad"
+	"github.com/goipsec/goipsec/internal/spd"
+	"github.com/goipsec/goipsec/packet"
+	"github.com/goipsec/goipsec/sa"
+	"github.com/goipsec/goipsec/tun"
+)
+
+var errClosed = os.ErrClosed
+
+func isClosed(err error) bool {
+	return closedErr(err) || errors.Is(err, net.ErrClosed)
+}
+
+// readTUN is the outbound pipeline's first stage.
+func (d *Dataplane) readTUN() {
+	defer d.readers.Done()
+	failures := 0
+	for {
+		b := d.outPool.get(d.done)
+		if b == nil {
+			return
+		}
+		n, err := d.cfg.TUN.Read(b.ioBufs(), b.sizes, headroom)
+		if err != nil && n == 0 {
+			d.outPool.put(b)
+			if isClosed(err) {
+				return
+			}
+			select {
+			case <-d.done:
+				return
+			default:
+			}
+			if errors.Is(err, tun.ErrTooManySegments) {
+				d.drops.Add(sa.DropTooBig)
+				continue
+			}
+			// A bad virtio header or similar: count it and go on, but do
+			// not spin on a broken device.
+			d.drops.Add(sa.DropMalformed)
+			failures++
+			if failures%1000 == 1 {
+				d.log.Warn("dataplane: TUN read failed", "err", err, "failures", failures)
+			}
+			if failures > 10 {
+				time.Sleep(10 * time.Millisecond)
+			}
+			continue
+		}
+		failures = 0
+		for i := 0; i < n; i++ {
+			e := b.elems[i]
+			e.start, e.end = headroom, headroom+b.sizes[i]
+		}
+		b.n = n
+		d.counters.tunRead.Add(uint64(n))
+
+		d.outMu.Lock()
+		if d.closed {
+			d.outMu.Unlock()
+			d.outPool.put(b)
+			return
+		}
+		d.classifyOutbound(b)
+		d.dispatch(b)
+		d.outSeq <- b
+		d.outMu.Unlock()
+	}
+}
+
+// classifyOutbound applies the SPD and the SAD to the packets of b and
+// assigns sequence numbers. The caller holds outMu.
+func (d *Dataplane) classifyOutbound(b *batch) {
+	pol := d.spd.Load()
+	db := d.sad.Load()
+	var info packet.Info
+	for _, e := range b.elems[:b.n] {
+		e.kind, e.drop, e.out, e.in = kindNone, sa.DropNone, nil, nil
+		pkt := e.buf[e.start:e.end]
+		if err := packet.Decode(pkt, &info); err != nil {
+			e.drop = asDrop(err)
+			d.dropElem(e)
+			continue
+		}
+		e.end = e.start + info.TotalLen // trim link padding
+		if pol == nil {
+			e.drop = sa.DropPolicy
+			d.dropElem(e)
+			continue
+		}
+		_, rule := pol.Lookup(sa.Outbound, &info)
+		switch rule.Action {
+		case spd.Bypass:
+			e.kind = kindBypass
+			continue
+		case spd.Protect:
+		default:
+			e.drop = sa.DropPolicy
+			d.dropElem(e)
+			continue
+		}
+		o := db.Outbound(rule.Ref)
+		if o == nil {
+			if d.cfg.StageLen < 0 || !d.stagePacket(rule.Ref, rule.Name, e.buf[e.start:e.end], &info) {
+				e.drop = sa.DropNoSA
+				d.dropElem(e)
+			}
+			continue
+		}
+		e.out = o
+		head, tail := o.SA.Overhead()
+		if head > e.start || e.end+tail > len(e.buf) {
+			e.drop = sa.DropTooBig
+			d.dropElem(e)
+			continue
+		}
+		seq, err := o.SA.NextSeq()
+		if err != nil {
+			e.drop = asDrop(err)
+			d.dropElem(e)
+			continue
+		}
+		e.seq = seq
+		e.kind = kindProtect
+	}
+}
+
+// sendOutbound is the outbound pipeline's last stage.
+func (d *Dataplane) sendOutbound() {
+	defer d.stages.Done()
+	for b := range d.outSeq {
+		b.done.Wait()
+		d.sendBatch(b)
+		d.outPool.put(b)
+	}
+}
+
+// route is where a sealed or bypassed packet goes.
+type route struct {
+	udp bool
+	dst netip.AddrPort
+	raw int // 4 or 6 when !udp
+}
+
+func (d *Dataplane) sendBatch(b *batch) {
+	var cur route
+	run := b.out[:0]
+	flush := func() {
+		if len(run) > 0 {
+			d.send(cur, run)
+			run = run[:0]
+		}
+	}
+	var sealed, bypassed uint64
+	for _, e := range b.elems[:b.n] {
+		var r route
+		var pkt []byte
+		switch e.kind {
+		case kindProtect:
+			p, rt, ok := d.outerRoute(e)
+			if !ok {
+				d.dropElem(e)
+				continue
+			}
+			pkt, r = p, rt
+			sealed++
+			e.out.Stats.Add(e.inner)
+		case kindBypass:
+			pkt = e.buf[e.start:e.end]
+			r = route{raw: int(pkt[0] >> 4)}
+			if d.rawFor(r.raw) == nil {
+				e.drop = sa.DropUnsupported
+				d.dropElem(e)
+				continue
+			}
+			bypassed++
+		default:
+			continue
+		}
+		if r != cur || len(run) == cap(run) {
+			flush()
+			cur = r
+		}
+		run = append(run, pkt)
+	}
+	flush()
+	b.out = run[:0]
+	d.counters.sealed.Add(sealed)
+	d.counters.bypassed.Add(bypassed)
+}
+
+// outerRoute returns the bytes to hand to the socket for a sealed packet and
+// where they go. For ESP in UDP that is the ESP packet without the outer IP
+// header, which the kernel builds (RFC 3948, Section 2.1).
+func (d *Dataplane) outerRoute(e *elem) ([]byte, route, bool) {
+	pkt := e.buf[e.start:e.end]
+	o := e.out
+	if o.Encap == sad.EncapUDP {
+		if d.cfg.UDP == nil {
+			e.drop = sa.DropUnsupported
+			return nil, route{}, false
+		}
+		hl, _, err := packet.TransportSplit(pkt)
+		if err != nil || hl > len(pkt) {
+			e.drop = sa.DropMalformed
+			return nil, route{}, false
+		}
+		return pkt[hl:], route{udp: true, dst: o.Remote}, true
+	}
+	v := int(pkt[0] >> 4)
+	if d.rawFor(v) == nil {
+		e.drop = sa.DropUnsupported
+		return nil, route{}, false
+	}
+	return pkt, route{raw: v}, true
+}
+
+func (d *Dataplane) rawFor(version int) interface{ Write([][]byte) error } {
+	switch {
+	case version == 4 && d.raw4 != nil:
+		return d.raw4
+	case version == 6 && d.raw6 != nil:
+		return d.raw6
+	}
+	return nil
+}
+
+func (d *Dataplane) send(r route, pkts [][]byte) {
+	var err error
+	if r.udp {
+		err = d.cfg.UDP.Write(pkts, r.dst)
+	} else {
+		err = d.rawFor(r.raw).Write(pkts)
+	}
+	if err != nil {
+		if n := d.counters.sendErrors.Add(1); n%1000 == 1 && !isClosed(err) {
+			d.log.Warn("dataplane: send failed", "err", err, "failures", n)
+		}
+	}
+}

@@ -1,0 +1,74 @@
+package dataplane
+
+import "github.com/goipsec/goipsec/sa"
+
+// chunk is a run of one batch's packets for one worker.
+type chunk struct {
+	b      *batch
+	lo, hi int
+}
+
+// minChunk is the fewest packets worth handing to another core.
+const minChunk = 8
+
+// dispatch splits b into chunks, one per worker at most, and queues them.
+// The sequential stage waits on b.done for all of them.
+func (d *Dataplane) dispatch(b *batch) {
+	n := b.n
+	parts := d.workers
+	if parts > (n+minChunk-1)/minChunk {
+		parts = (n + minChunk - 1) / minChunk
+	}
+	if parts < 1 {
+		parts = 1
+	}
+	b.done.Add(parts)
+	size := (n + parts - 1) / parts
+	for lo := 0; parts > 0; parts-- {
+		hi := min(lo+size, n)
+		d.work <- chunk{b: b, lo: lo, hi: hi}
+		lo = hi
+	}
+}
+
+// worker seals and opens packets, in parallel with the other workers.
+func (d *Dataplane) worker() {
+	defer d.stages.Done()
+	for c := range d.work {
+		for _, e := range c.b.elems[c.lo:c.hi] {
+			switch e.kind {
+			case kindProtect:
+				d.seal(e)
+			case kindOpen:
+				d.open(e)
+			}
+		}
+		c.b.done.Done()
+	}
+}
+
+func (d *Dataplane) seal(e *elem) {
+	e.inner = e.end - e.start
+	ns, ne, err := e.out.SA.SealSeq(e.buf, e.start, e.end, e.seq)
+	if err != nil {
+		e.drop = asDrop(err)
+		d.dropElem(e)
+		return
+	}
+	e.start, e.end = ns, ne
+}
+
+// open runs the parallel half of inbound processing: everything up to, not
+// including, the replay window update, which the sequential stage does.
+func (d *Dataplane) open(e *elem) {
+	ns, ne, seq, err := e.in.SA.Decrypt(e.buf, e.start, e.end)
+	e.seq = seq
+	if err != nil {
+		e.drop = asDrop(err)
+		if e.drop == sa.DropNone {
+			e.drop = sa.DropMalformed
+		}
+		return // the sequential stage counts it, after Accept if seq != 0
+	}
+	e.start, e.end = ns, ne
+}

@@ -1,0 +1,295 @@
+// Package sad is the Security Association Database of RFC 4301,
+// Section 4.4.2, as the data plane uses it: inbound SAs found by protocol and
+// SPI, outbound SAs found by the SA bundle a PROTECT rule of the SPD names
+// (spd.Rule.Ref). The database is an immutable snapshot swapped whole with
+// atomic.Pointer on every change, so lookups take no lock and allocate
+// nothing; Install and Remove copy the snapshot (SAs change at IKE speed, not
+// packet speed).
+//
+// The packet engines (esp, ah) sit behind the small interfaces Inbound and
+// Outbound, which both packages' SAs satisfy.
+package sad
+
+import (
+	"errors"
+	"fmt"
+	"net/netip"
+	"sync"
+	"sync/atomic"
+
+	"github.com/goipsec/goipsec/packet"
+	"github.com/goipsec/goipsec/sa"
+	"github.com/goipsec/goipsec/traffic"
+)
+
+// Inbound is the receiving half of an SA: *esp.Inbound or *ah.Inbound.
+type Inbound interface {
+	// Decrypt verifies and decapsulates the IP packet buf[start:end] (outer
+	// header, then ESP or AH) in place and returns the bounds of the inner
+	// packet. seq is non-zero exactly when the ICV verified; it must then be
+	// passed to Accept even if err is not nil. Safe for concurrent use.
+	Decrypt(buf []byte, start, end int) (nstart, nend int, seq uint64, err error)
+	// Accept moves the replay window to include seq (RFC 4303,
+	// Section 3.4.3). The SAD serializes calls per SA.
+	Accept(seq uint64) error
+}
+
+// Outbound is the sending half of an SA: *esp.Outbound or *ah.Outbound.
+type Outbound interface {
+	// Overhead returns the worst-case room Seal needs before and after the
+	// packet.
+	Overhead() (head, tail int)
+	// NextSeq hands out the next sequence number.
+	NextSeq() (uint64, error)
+	// SealSeq protects the IP packet buf[start:end] in place and returns the
+	// bounds of the resulting IP packet (outer header included).
+	SealSeq(buf []byte, start, end int, seq uint64) (nstart, nend int, err error)
+}
+
+// Encap is how an outbound SA's packets travel.
+type Encap uint8
+
+// Encapsulations.
+const (
+	// EncapNone sends ESP or AH directly over IP (protocol 50 or 51)
+	// through a raw socket.
+	EncapNone Encap = iota
+	// EncapUDP sends ESP in UDP (RFC 3948), normally to port 4500.
+	EncapUDP
+)
+
+func (e Encap) String() string {
+	if e == EncapUDP {
+		return "udp"
+	}
+	return "none"
+}
+
+// Stats are an SA's counters. All methods are safe for concurrent use.
+type Stats struct {
+	// Packets and Bytes count packets that passed every check (inbound) or
+	// were sealed (outbound), and the bytes of the inner packets.
+	Packets, Bytes atomic.Uint64
+	// Drops counts the packets of this SA that were dropped, by reason.
+	Drops sa.DropCounters
+}
+
+// Add counts one packet of n bytes.
+func (s *Stats) Add(n int) {
+	s.Packets.Add(1)
+	s.Bytes.Add(uint64(n))
+}
+
+// InboundSA is one inbound SA in the database. Set the exported fields before
+// Install; they must not change afterwards.
+type InboundSA struct {
+	// Protocol and SPI identify the SA on the wire (RFC 4301,
+	// Section 4.1: the SPI alone suffices for unicast SAs).
+	Protocol sa.Protocol
+	SPI      uint32
+	// Mode is the SA's mode, for reporting.
+	Mode sa.Mode
+	// Local and Remote are the SA's traffic selectors: a decapsulated
+	// packet's destination must match Local and its source Remote (with
+	// protocol and ports), or it is dropped with sa.DropSelector
+	// (RFC 4301, Section 5.2, step 4). Empty means any.
+	Local, Remote traffic.Set
+	// LocalAddr is the outer destination address of the SA's packets:
+	// this host's address. The data plane puts it into the synthetic outer
+	// header of ESP-in-UDP packets, whose real header the kernel consumed.
+	LocalAddr netip.Addr
+	// SA is the packet engine.
+	SA Inbound
+	// Stats counts the SA's traffic and drops.
+	Stats Stats
+
+	mu sync.Mutex // serializes Accept
+}
+
+// Accept passes seq to the engine's Accept, one call at a time.
+func (s *InboundSA) Accept(seq uint64) error {
+	s.mu.Lock()
+	err := s.SA.Accept(seq)
+	s.mu.Unlock()
+	return err
+}
+
+// Allows reports whether the decapsulated packet described by info is
+// within the SA's selectors: RFC 4301, Section 5.2, step 4 (the inbound
+// check after IPsec processing). ICMP and ICMPv6 compare type and code in
+// place of the port (RFC 7296, Section 3.13.1).
+func (s *InboundSA) Allows(info *packet.Info) bool {
+	sport, dport, has := info.SrcPort, info.DstPort, info.HasPorts
+	if info.HasICMP {
+		// The "port" of an ICMP message is type and code on both sides.
+		sport = traffic.ICMPPort(info.ICMPType, info.ICMPCode)
+		dport, has = sport, true
+	}
+	return match(s.Remote, info.Src, info.Proto, sport, has) &&
+		match(s.Local, info.Dst, info.Proto, dport, has)
+}
+
+func match(set traffic.Set, a netip.Addr, proto uint8, port uint16, has bool) bool {
+	return len(set) == 0 || set.Matches(a, proto, port, has)
+}
+
+// OutboundSA is one outbound SA in the database. Set the exported fields
+// before Install; they must not change afterwards.
+type OutboundSA struct {
+	// Protocol and SPI identify the SA on the wire.
+	Protocol sa.Protocol
+	SPI      uint32
+	// Mode is the SA's mode, for reporting.
+	Mode sa.Mode
+	// Ref is the SA bundle (the spd.Rule.Ref of the PROTECT rules) whose
+	// packets this SA carries.
+	Ref uint32
+	// Encap says how packets travel: over UDP to Remote (address and
+	// port), or directly over IP to Remote's address.
+	Encap  Encap
+	Remote netip.AddrPort
+	// SA is the packet engine.
+	SA Outbound
+	// Stats counts the SA's traffic and drops.
+	Stats Stats
+}
+
+type inKey struct {
+	proto sa.Protocol
+	spi   uint32
+}
+
+// Snapshot is an immutable view of the database. Its methods allocate
+// nothing and are safe for concurrent use.
+type Snapshot struct {
+	in  map[inKey]*InboundSA
+	out map[uint32]*OutboundSA
+}
+
+// Inbound returns the inbound SA for (proto, spi), or nil.
+func (s *Snapshot) Inbound(proto sa.Protocol, spi uint32) *InboundSA {
+	return s.in[inKey{proto, spi}]
+}
+
+// Outbound returns the outbound SA of bundle ref, or nil.
+func (s *Snapshot) Outbound(ref uint32) *OutboundSA { return s.out[ref] }
+
+// InboundSAs calls f for each inbound SA, in no particular order.
+func (s *Snapshot) InboundSAs(f func(*InboundSA)) {
+	for _, v := range s.in {
+		f(v)
+	}
+}
+
+// OutboundSAs calls f for each outbound SA, in no particular order.
+func (s *Snapshot) OutboundSAs(f func(*OutboundSA)) {
+	for _, v := range s.out {
+		f(v)
+	}
+}
+
+// DB is the database. The zero value is empty and ready to use; a DB must
+// not be copied after first use. Lookups (Load) are safe from any goroutine
+// at any time; changes are serialized internally.
+type DB struct {
+	mu   sync.Mutex // serializes writers
+	snap atomic.Pointer[Snapshot]
+}
+
+var empty = &Snapshot{}
+
+// Load returns the current snapshot. It never returns nil.
+func (db *DB) Load() *Snapshot {
+	if s := db.snap.Load(); s != nil {
+		return s
+	}
+	return empty
+}
+
+// Errors of Install.
+var (
+	ErrExists  = errors.New("sad: an SA with this protocol and SPI is already installed")
+	ErrInvalid = errors.New("sad: invalid SA")
+)
+
+func (db *DB) update(f func(in map[inKey]*InboundSA, out map[uint32]*OutboundSA) error) error {
+	db.mu.Lock()
+	defer db.mu.Unlock()
+	old := db.Load()
+	in := make(map[inKey]*InboundSA, len(old.in)+1)
+	for k, v := range old.in {
+		in[k] = v
+	}
+	out := make(map[uint32]*OutboundSA, len(old.out)+1)
+	for k, v := range old.out {
+		out[k] = v
+	}
+	if err := f(in, out); err != nil {
+		return err
+	}
+	db.snap.Store(&Snapshot{in: in, out: out})
+	return nil
+}
+
+// InstallInbound adds an inbound SA. It fails with ErrExists if the
+// (protocol, SPI) pair is taken.
+func (db *DB) InstallInbound(s *InboundSA) error {
+	if s == nil || s.SA == nil || s.SPI == 0 || (s.Protocol != sa.ESP && s.Protocol != sa.AH) {
+		return fmt.Errorf("%w: inbound SA needs an engine, ESP or AH, and a non-zero SPI", ErrInvalid)
+	}
+	return db.update(func(in map[inKey]*InboundSA, _ map[uint32]*OutboundSA) error {
+		k := inKey{s.Protocol, s.SPI}
+		if _, ok := in[k]; ok {
+			return fmt.Errorf("%w: %v %08x", ErrExists, s.Protocol, s.SPI)
+		}
+		in[k] = s
+		return nil
+	})
+}
+
+// InstallOutbound makes s the outbound SA of bundle s.Ref, replacing any
+// previous one (that is how a rekeyed SA takes over: RFC 7296, Section 2.8),
+// which it returns.
+func (db *DB) InstallOutbound(s *OutboundSA) (prev *OutboundSA, err error) {
+	if s == nil || s.SA == nil || (s.Protocol != sa.ESP && s.Protocol != sa.AH) {
+		return nil, fmt.Errorf("%w: outbound SA needs an engine and ESP or AH", ErrInvalid)
+	}
+	if !s.Remote.Addr().IsValid() {
+		return nil, fmt.Errorf("%w: outbound SA needs a remote address", ErrInvalid)
+	}
+	if s.Encap == EncapUDP && s.Protocol != sa.ESP {
+		return nil, fmt.Errorf("%w: only ESP travels in UDP (RFC 3948)", ErrInvalid)
+	}
+	err = db.update(func(_ map[inKey]*InboundSA, out map[uint32]*OutboundSA) error {
+		prev = out[s.Ref]
+		out[s.Ref] = s
+		return nil
+	})
+	return prev, err
+}
+
+// RemoveInbound deletes the inbound SA (proto, spi) and returns it, or nil
+// if there was none.
+func (db *DB) RemoveInbound(proto sa.Protocol, spi uint32) (removed *InboundSA) {
+	db.update(func(in map[inKey]*InboundSA, _ map[uint32]*OutboundSA) error {
+		k := inKey{proto, spi}
+		removed = in[k]
+		delete(in, k)
+		return nil
+	})
+	return removed
+}
+
+// RemoveOutbound deletes the outbound SA of bundle ref if its protocol and
+// SPI are (proto, spi) (so that deleting an old SA after a rekey leaves its
+// successor alone) and returns it, or nil.
+func (db *DB) RemoveOutbound(ref uint32, proto sa.Protocol, spi uint32) (removed *OutboundSA) {
+	db.update(func(_ map[inKey]*InboundSA, out map[uint32]*OutboundSA) error {
+		if s := out[ref]; s != nil && s.Protocol == proto && s.SPI == spi {
+			removed = s
+			delete(out, ref)
+		}
+		return nil
+	})
+	return removed
+}
