@@ -1,0 +1,180 @@
+// Command ipsecd is the goipsec daemon: it reads the configuration file, opens
+// the TUN device and the sockets, and runs the IPsec data plane and the
+// control API until it is told to stop.
+//
+//	ipsecd -c FILE            run in the foreground
+//	ipsecd -c FILE --check    validate the configuration and exit
+//
+// SIGHUP reloads the configuration; SIGINT and SIGTERM stop the daemon.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/netip"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/goipsec/goipsec/config"
+	"github.com/goipsec/goipsec/conn"
+	"github.com/goipsec/goipsec/internal/ctlserver"
+	"github.com/goipsec/goipsec/internal/daemon"
+	"github.com/goipsec/goipsec/internal/osnet"
+	"github.com/goipsec/goipsec/internal/policy"
+	"github.com/goipsec/goipsec/sa"
+	"github.com/goipsec/goipsec/tun"
+)
+
+// version is set at build time with -ldflags "-X main.version=...".
+var version = "dev"
+
+// rulePriority is the priority of the policy routing rule that sends
+// unmarked traffic to goipsec's table (before main at 32766).
+const rulePriority = 10437
+
+func main() {
+	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
+}
+
+func run(args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("ipsecd", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	file := fs.String("c", "", "configuration `file` (required)")
+	check := fs.Bool("check", false, "validate the configuration and exit")
+	showVersion := fs.Bool("version", false, "print the version and exit")
+	fs.Usage = func() {
+		fmt.Fprintf(stderr, "usage: ipsecd -c FILE [--check]\n")
+		fs.PrintDefaults()
+	}
+	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	if *showVersion {
+		fmt.Fprintln(stdout, "ipsecd", version)
+		return 0
+	}
+	if *file == "" || fs.NArg() != 0 {
+		fs.Usage()
+		return 2
+	}
+	cfg, err := config.Load(*file)
+	if err != nil {
+		fmt.Fprintln(stderr, err)
+		return 1
+	}
+	if *check {
+		fmt.Fprintf(stdout, "%s: OK\n", *file)
+		return 0
+	}
+	log := newLogger(cfg.Daemon.Log, stderr)
+	if err := serve(cfg, log); err != nil {
+		log.Error("ipsecd stopped", "err", err)
+		return 1
+	}
+	return 0
+}
+
+func newLogger(c config.Log, w io.Writer) *slog.Logger {
+	opts := &slog.HandlerOptions{Level: c.Level}
+	if c.Format == "json" {
+		return slog.New(slog.NewJSONHandler(w, opts))
+	}
+	return slog.New(slog.NewTextHandler(w, opts))
+}
+
+// routerAdapter gives the daemon the routes it asks for.
+type routerAdapter struct{ r *osnet.Router }
+
+func (a routerAdapter) Set(routes []policy.Route) error {
+	out := make([]osnet.Route, len(routes))
+	for i, r := range routes {
+		out[i] = osnet.Route{Dst: r.Dst, Src: r.Src}
+	}
+	return a.r.Set(out)
+}
+
+func serve(cfg *config.Config, log *slog.Logger) (err error) {
+	dev, err := tun.Create(cfg.Daemon.TUN.Name, cfg.Daemon.TUN.MTU)
+	if err != nil {
+		return fmt.Errorf("ipsecd: creating TUN device %s: %w", cfg.Daemon.TUN.Name, err)
+	}
+	name, _ := dev.Name()
+	udp, err := conn.ListenUDP(netip.AddrPortFrom(netip.IPv6Unspecified(), conn.NATTPort), conn.DefaultMark)
+	if err != nil {
+		udp, err = conn.ListenUDP(netip.AddrPortFrom(netip.IPv4Unspecified(), conn.NATTPort), conn.DefaultMark)
+	}
+	if err != nil {
+		dev.Close()
+		return fmt.Errorf("ipsecd: UDP port %d: %w", conn.NATTPort, err)
+	}
+	var raws []conn.Raw
+	for _, v := range []int{4, 6} {
+		for _, p := range []sa.Protocol{sa.ESP, sa.AH} {
+			r, err := conn.ListenRaw(v, p, conn.DefaultMark)
+			if err != nil {
+				log.Warn("raw socket unavailable", "ip", v, "protocol", p, "err", err)
+				continue
+			}
+			raws = append(raws, r)
+		}
+	}
+	router, err := osnet.New(name, conn.DefaultTable, conn.DefaultMark, rulePriority)
+	if err != nil {
+		dev.Close()
+		udp.Close()
+		for _, r := range raws {
+			r.Close()
+		}
+		return err
+	}
+	defer router.Close()
+	d, err := daemon.New(cfg, daemon.Options{
+		TUN: dev, UDP: udp, Raw: raws, Router: routerAdapter{router}, Logger: log,
+		Version: version, LocalAddrs: osnet.LocalAddrs,
+	})
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+
+	l, err := ctlserver.Listen(cfg.Daemon.Socket)
+	if err != nil {
+		return err
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	served := make(chan error, 1)
+	go func() { served <- ctlserver.Serve(ctx, l, d, log) }()
+	log.Info("ipsecd running", "version", version, "config", cfg.File, "tun", name, "socket", cfg.Daemon.Socket)
+
+	sigs := make(chan os.Signal, 4)
+	signal.Notify(sigs, syscall.SIGHUP, syscall.SIGINT, syscall.SIGTERM)
+	defer signal.Stop(sigs)
+	for {
+		select {
+		case sig := <-sigs:
+			if sig == syscall.SIGHUP {
+				if res, err := d.Reload(ctx); err != nil {
+					log.Error("reload failed", "err", err)
+				} else {
+					log.Info("reloaded", "changed", res.Changed)
+				}
+				continue
+			}
+			log.Info("stopping", "signal", sig.String())
+			cancel()
+			<-served
+			return nil
+		case err := <-served:
+			if err != nil && !errors.Is(err, context.Canceled) {
+				return fmt.Errorf("ipsecd: control socket: %w", err)
+			}
+			return nil
+		}
+	}
+}

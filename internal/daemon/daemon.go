@@ -1,0 +1,307 @@
+// Package daemon wires goipsec together: it compiles the configuration into
+// policy (internal/policy), drives the data plane (internal/dataplane) with
+// the result, installs statically keyed SAs, keeps the routes into the TUN
+// device in step, and answers the control API (internal/ctlserver.Backend).
+// It is the one place where the engines meet; it opens no OS resources
+// itself: cmd/ipsecd hands it the TUN device, sockets and router.
+package daemon
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/netip"
+	"os"
+	"sync"
+	"time"
+
+	"github.com/goipsec/goipsec/ah"
+	"github.com/goipsec/goipsec/config"
+	"github.com/goipsec/goipsec/conn"
+	"github.com/goipsec/goipsec/ctlapi"
+	"github.com/goipsec/goipsec/esp"
+	"github.com/goipsec/goipsec/internal/dataplane"
+	"github.com/goipsec/goipsec/internal/policy"
+	"github.com/goipsec/goipsec/internal/sad"
+	"github.com/goipsec/goipsec/sa"
+	"github.com/goipsec/goipsec/tun"
+)
+
+// ErrNoChanges is returned by Reconfig when the new configuration asks for
+// exactly what is running.
+var ErrNoChanges = errors.New("daemon: no changes")
+
+// Router installs the routes that bring traffic to the TUN device.
+type Router interface {
+	Set(routes []policy.Route) error
+}
+
+// Options are the resources and hooks the daemon runs with. TUN is required;
+// the rest may be nil.
+type Options struct {
+	TUN     tun.Device
+	UDP     conn.UDP
+	Raw     []conn.Raw
+	Router  Router
+	Logger  *slog.Logger
+	Version string
+	// LocalAddrs returns the host's addresses (for route source addresses).
+	LocalAddrs func() []netip.Addr
+	// Load re-reads the configuration file for Reload; nil means config.Load.
+	Load func(path string) (*config.Config, error)
+	Now  func() time.Time
+}
+
+// Daemon is a running goipsec instance. Its methods are safe for concurrent use.
+type Daemon struct {
+	opts    Options
+	log     *slog.Logger
+	dp      *dataplane.Dataplane
+	started time.Time
+
+	mu     sync.Mutex
+	cfg    *config.Config
+	snap   *policy.Snapshot
+	manual map[string]*installed // by manual SA name
+
+	events *broker
+}
+
+// installed is a manual SA pair in the data plane.
+type installed struct {
+	def       policy.Manual
+	in        *sad.InboundSA
+	out       *sad.OutboundSA
+	installed time.Time
+}
+
+// New starts the data plane with the configuration cfg applied.
+func New(cfg *config.Config, opts Options) (*Daemon, error) {
+	if opts.TUN == nil {
+		return nil, errors.New("daemon: no TUN device")
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.Default()
+	}
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
+	if opts.Load == nil {
+		opts.Load = config.Load
+	}
+	if opts.LocalAddrs == nil {
+		opts.LocalAddrs = func() []netip.Addr { return nil }
+	}
+	dp, err := dataplane.New(dataplane.Config{TUN: opts.TUN, UDP: opts.UDP, Raw: opts.Raw, Logger: opts.Logger, Now: opts.Now})
+	if err != nil {
+		return nil, fmt.Errorf("daemon: %w", err)
+	}
+	d := &Daemon{opts: opts, log: opts.Logger, dp: dp, started: opts.Now(), manual: make(map[string]*installed), events: newBroker()}
+	if err := d.apply(cfg); err != nil && !errors.Is(err, ErrNoChanges) {
+		dp.Close()
+		return nil, err
+	}
+	dp.Start()
+	go d.watchEvents()
+	return d, nil
+}
+
+// Close stops the data plane and closes its devices and sockets.
+func (d *Daemon) Close() error {
+	err := d.dp.Close()
+	d.events.close()
+	return err
+}
+
+// Reconfig applies cfg: the SPD is swapped whole, manual SAs that changed are
+// replaced, unchanged ones keep running (replay windows and counters intact),
+// and routes follow. It returns ErrNoChanges when nothing changed.
+func (d *Daemon) Reconfig(cfg *config.Config) error { return d.apply(cfg) }
+
+func (d *Daemon) apply(cfg *config.Config) error {
+	snap, err := policy.Compile(cfg, d.opts.LocalAddrs())
+	if err != nil {
+		return err
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	changed := d.snap == nil || !sameRules(d.snap, snap) || !sameRoutes(d.snap, snap)
+	keep := make(map[string]bool)
+	for _, m := range snap.Manual {
+		if cur, ok := d.manual[m.Name]; ok && cur.def.Equal(m) {
+			keep[m.Name] = true
+		}
+	}
+	for name, cur := range d.manual {
+		if !keep[name] {
+			d.dp.RemoveOutbound(cur.out.Ref, cur.out.Protocol, cur.out.SPI)
+			d.dp.RemoveInbound(cur.in.Protocol, cur.in.SPI)
+			delete(d.manual, name)
+			d.log.Info("manual SA removed", "name", name)
+			changed = true
+		}
+	}
+	var errs []error
+	for _, m := range snap.Manual {
+		if keep[m.Name] {
+			continue
+		}
+		inst, err := d.buildManual(m)
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		if err := d.dp.InstallInbound(inst.in); err != nil {
+			errs = append(errs, fmt.Errorf("daemon: manual SA %s: %w", m.Name, err))
+			continue
+		}
+		if err := d.dp.InstallOutbound(inst.out); err != nil {
+			d.dp.RemoveInbound(inst.in.Protocol, inst.in.SPI)
+			errs = append(errs, fmt.Errorf("daemon: manual SA %s: %w", m.Name, err))
+			continue
+		}
+		d.manual[m.Name] = inst
+		d.log.Info("manual SA installed", "name", m.Name, "protocol", m.Protocol, "mode", m.Mode,
+			"spi_in", fmt.Sprintf("%08x", m.SPIIn), "spi_out", fmt.Sprintf("%08x", m.SPIOut), "algorithm", m.Suite.Name)
+		changed = true
+	}
+	d.dp.SetSPD(snap.SPD)
+	if d.opts.Router != nil && (d.snap == nil || !sameRoutes(d.snap, snap)) {
+		if err := d.opts.Router.Set(snap.Routes); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	d.cfg, d.snap = cfg, snap
+	if err := errors.Join(errs...); err != nil {
+		return err
+	}
+	if !changed {
+		return ErrNoChanges
+	}
+	return nil
+}
+
+func sameRules(a, b *policy.Snapshot) bool {
+	if len(a.Rules) != len(b.Rules) {
+		return false
+	}
+	for i := range a.Rules {
+		x, y := a.Rules[i], b.Rules[i]
+		if x.Name != y.Name || x.Action != y.Action || x.Ref != y.Ref || !equalSet(x.Local, y.Local) || !equalSet(x.Remote, y.Remote) {
+			return false
+		}
+	}
+	return true
+}
+
+func equalSet[T comparable](a, b []T) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := range a {
+		if a[i] != b[i] {
+			return false
+		}
+	}
+	return true
+}
+
+func sameRoutes(a, b *policy.Snapshot) bool { return equalSet(a.Routes, b.Routes) }
+
+// buildManual creates the packet engines of a manual SA pair.
+func (d *Daemon) buildManual(m policy.Manual) (*installed, error) {
+	fail := func(err error) (*installed, error) {
+		return nil, fmt.Errorf("daemon: manual SA %s: %w", m.Name, err)
+	}
+	inst := &installed{def: m, installed: d.opts.Now()}
+	in := &sad.InboundSA{Protocol: m.Protocol, SPI: m.SPIIn, Mode: m.Mode, Local: m.LocalTS, Remote: m.RemoteTS, LocalAddr: m.LocalAddr}
+	out := &sad.OutboundSA{Protocol: m.Protocol, SPI: m.SPIOut, Mode: m.Mode, Ref: m.Ref, Encap: sad.EncapNone, Remote: netip.AddrPortFrom(m.RemoteAddr, 0)}
+	if m.UDPEncap {
+		out.Encap = sad.EncapUDP
+		out.Remote = netip.AddrPortFrom(m.RemoteAddr, esp.NATTPort)
+	}
+	switch m.Protocol {
+	case sa.ESP:
+		tin, err := m.Suite.NewESP(m.KeyIn.Bytes())
+		if err != nil {
+			return fail(err)
+		}
+		tout, err := m.Suite.NewESP(m.KeyOut.Bytes())
+		if err != nil {
+			return fail(err)
+		}
+		base := esp.Config{Mode: m.Mode, ESN: m.ESN, Local: m.LocalAddr, Remote: m.RemoteAddr, ReplayWindow: m.ReplayWindow,
+			Limits: m.Limits, OnEvent: d.dp.OnSAEvent, Now: d.opts.Now, EncapUDP: m.UDPEncap}
+		cin, cout := base, base
+		cin.SPI, cin.Transform = m.SPIIn, tin
+		cout.SPI, cout.Transform = m.SPIOut, tout
+		i, err := esp.NewInbound(cin)
+		if err != nil {
+			return fail(err)
+		}
+		o, err := esp.NewOutbound(cout)
+		if err != nil {
+			return fail(err)
+		}
+		in.SA, out.SA = i, o
+	case sa.AH:
+		tin, err := m.Suite.NewAH(m.KeyIn.Bytes())
+		if err != nil {
+			return fail(err)
+		}
+		tout, err := m.Suite.NewAH(m.KeyOut.Bytes())
+		if err != nil {
+			return fail(err)
+		}
+		base := ah.Config{Mode: m.Mode, ESN: m.ESN, Local: m.LocalAddr, Remote: m.RemoteAddr, ReplayWindow: m.ReplayWindow,
+			Limits: m.Limits, OnEvent: d.dp.OnSAEvent, Now: d.opts.Now}
+		cin, cout := base, base
+		cin.SPI, cin.Integrity = m.SPIIn, tin
+		cout.SPI, cout.Integrity = m.SPIOut, tout
+		i, err := ah.NewInbound(cin)
+		if err != nil {
+			return fail(err)
+		}
+		o, err := ah.NewOutbound(cout)
+		if err != nil {
+			return fail(err)
+		}
+		in.SA, out.SA = i, o
+	default:
+		return fail(fmt.Errorf("protocol %v not supported", m.Protocol))
+	}
+	inst.in, inst.out = in, out
+	return inst, nil
+}
+
+// watchEvents forwards data plane events to the log and to subscribers.
+// Acquires for connection children wait for IKE (issue 4); manual SAs never
+// acquire because they are installed with their policy.
+func (d *Daemon) watchEvents() {
+	for ev := range d.dp.Events() {
+		switch ev.Kind {
+		case dataplane.EventAcquire:
+			d.log.Info("acquire", "rule", ev.Rule, "packet", fmt.Sprint(ev.Packet))
+			d.events.publish(ctlapi.Event{Type: ctlapi.EventAcquire, Time: d.opts.Now(), Fields: map[string]string{
+				"policy": ev.Rule, "src": ev.Packet.Src.String(), "dst": ev.Packet.Dst.String()}})
+		case dataplane.EventExpire:
+			d.log.Warn("SA limit reached", "event", ev.SA.String())
+			d.events.publish(ctlapi.Event{Type: ctlapi.EventExpire, Time: d.opts.Now(), Fields: map[string]string{
+				"name": d.nameOfSPI(ev.SA.Protocol, ev.SA.SPI), "spi": fmt.Sprintf("%08x", ev.SA.SPI),
+				"direction": ev.SA.Direction.String(), "hard": fmt.Sprint(ev.SA.Hard), "kind": ev.SA.Kind.String()}})
+		}
+	}
+}
+
+// pid is os.Getpid, a variable for tests.
+var pid = os.Getpid
+
+// Config returns the configuration in force.
+func (d *Daemon) Config() *config.Config {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.cfg
+}
+
+// Dataplane returns the data plane, for tests and the facade.
+func (d *Daemon) Dataplane() *dataplane.Dataplane { return d.dp }

@@ -1,0 +1,157 @@
+// Package policy is the policy agent's compiler: it turns a parsed
+// configuration into the desired state of the data plane, an SPD (RFC 4301,
+// Section 4.4.1), the statically keyed SAs to install, and the routes that
+// bring protected and discarded traffic to the TUN device. The daemon applies a
+// Snapshot; comparing two snapshots tells what a reload changes.
+package policy
+
+import (
+	"fmt"
+	"net/netip"
+	"slices"
+
+	"github.com/goipsec/goipsec/config"
+	"github.com/goipsec/goipsec/internal/spd"
+	"github.com/goipsec/goipsec/sa"
+	"github.com/goipsec/goipsec/traffic"
+)
+
+// Snapshot is the compiled desired state. It is immutable once returned.
+type Snapshot struct {
+	// Rules are the SPD rules in evaluation order: the policies section
+	// first (BYPASS and DISCARD rules, like strongSwan's passthrough and
+	// drop policies, take precedence over IPsec policies), then one
+	// PROTECT rule per manual SA, then one per connection child.
+	Rules []spd.Rule
+	// SPD is Rules compiled, with BYPASS as the default: the TUN device
+	// receives only the traffic that Routes send to it.
+	SPD *spd.Snapshot
+	// Manual are the manual SAs with the Ref of their PROTECT rule.
+	Manual []Manual
+	// Routes are the destinations to route into the TUN device.
+	Routes []Route
+}
+
+// Manual is one statically keyed SA pair and the SPD bundle it serves.
+type Manual struct {
+	config.ManualSA
+	// Ref is the spd.Rule.Ref of the SA's PROTECT rule.
+	Ref uint32
+}
+
+// Route sends traffic for Dst into the TUN device, with Src as the preferred
+// source address when it is valid.
+type Route struct {
+	Dst netip.Prefix
+	Src netip.Addr
+}
+
+// refManualBase and refChildBase keep manual SAs and connection children in
+// separate Ref ranges, so that the Ref of a rule says which one it is.
+const (
+	refManualBase = 1
+	refChildBase  = 1 << 16
+)
+
+// Compile builds the desired state for c. localAddrs, if not nil, are the
+// host's addresses; they pick the source address of routes into the TUN
+// (the address inside a tunnel's local selectors that the host owns).
+func Compile(c *config.Config, localAddrs []netip.Addr) (*Snapshot, error) {
+	s := &Snapshot{}
+	for _, p := range c.Policies {
+		action := spd.Bypass
+		if p.Action == config.PolicyDiscard {
+			action = spd.Discard
+			s.addRoutes(p.RemoteTS, p.LocalTS, netip.Addr{}, localAddrs)
+		}
+		s.Rules = append(s.Rules, spd.Rule{Name: p.Name, Local: p.LocalTS, Remote: p.RemoteTS, Action: action})
+	}
+	for i, m := range c.ManualSAs {
+		ref := uint32(refManualBase + i)
+		s.Manual = append(s.Manual, Manual{ManualSA: m, Ref: ref})
+		s.Rules = append(s.Rules, spd.Rule{Name: m.Name, Local: m.LocalTS, Remote: m.RemoteTS, Action: spd.Protect, Ref: ref})
+		src := netip.Addr{}
+		if m.Mode == sa.Transport {
+			src = m.LocalAddr
+		}
+		s.addRoutes(m.RemoteTS, m.LocalTS, src, localAddrs)
+	}
+	ref := uint32(refChildBase)
+	for _, conn := range c.Connections {
+		for _, ch := range conn.Children {
+			if ch.StartAction == config.StartNone {
+				ref++
+				continue
+			}
+			s.Rules = append(s.Rules, spd.Rule{Name: conn.Name + "/" + ch.Name, Local: ch.LocalTS, Remote: ch.RemoteTS, Action: spd.Protect, Ref: ref})
+			s.addRoutes(ch.RemoteTS, ch.LocalTS, netip.Addr{}, localAddrs)
+			ref++
+		}
+	}
+	snap, err := spd.Compile(s.Rules, spd.Bypass)
+	if err != nil {
+		return nil, fmt.Errorf("policy: %w", err)
+	}
+	s.SPD = snap
+	return s, nil
+}
+
+// addRoutes adds a route into the TUN for every remote prefix. The source is
+// src when valid, else the first host address inside the local selectors.
+func (s *Snapshot) addRoutes(remote, local traffic.Set, src netip.Addr, localAddrs []netip.Addr) {
+	for _, r := range remote {
+		p := r.Prefix.Masked()
+		rsrc := src
+		if !rsrc.IsValid() || rsrc.Is4() != p.Addr().Is4() {
+			rsrc = pickSource(local, localAddrs, p.Addr().Is4())
+		}
+		rt := Route{Dst: p, Src: rsrc}
+		if !slices.Contains(s.Routes, rt) {
+			s.Routes = append(s.Routes, rt)
+		}
+	}
+}
+
+func pickSource(local traffic.Set, addrs []netip.Addr, v4 bool) netip.Addr {
+	for _, a := range addrs {
+		if a.Is4() != v4 || a.IsLoopback() && !insideAny(local, a) {
+			continue
+		}
+		if insideAny(local, a) {
+			return a
+		}
+	}
+	return netip.Addr{}
+}
+
+func insideAny(set traffic.Set, a netip.Addr) bool {
+	for _, sel := range set {
+		if sel.Prefix.Contains(a) && sel.Prefix.Bits() > 0 {
+			return true
+		}
+	}
+	return false
+}
+
+// ManualByName returns the manual SA named name.
+func (s *Snapshot) ManualByName(name string) (Manual, bool) {
+	for _, m := range s.Manual {
+		if m.Name == name {
+			return m, true
+		}
+	}
+	return Manual{}, false
+}
+
+// Equal reports whether two manual SAs have the same definition, keys
+// included, so that a reload can keep an unchanged SA (and its replay window
+// and counters) running.
+func (m Manual) Equal(o Manual) bool {
+	a, b := m.ManualSA, o.ManualSA
+	return m.Ref == o.Ref && a.Name == b.Name && a.Protocol == b.Protocol && a.Mode == b.Mode &&
+		a.LocalAddr == b.LocalAddr && a.RemoteAddr == b.RemoteAddr && a.UDPEncap == b.UDPEncap &&
+		a.SPIOut == b.SPIOut && a.SPIIn == b.SPIIn && a.Suite == b.Suite &&
+		a.KeyOut.Equal(b.KeyOut) && a.KeyIn.Equal(b.KeyIn) && a.ESN == b.ESN &&
+		a.ReplayWindow == b.ReplayWindow && slices.Equal(a.LocalTS, b.LocalTS) &&
+		slices.Equal(a.RemoteTS, b.RemoteTS) && a.Limits == b.Limits
+}
