@@ -75,6 +75,8 @@ var rules = map[string]rule{
 	"internal/dataplane": {forbidden: []string{"ike", "config", "ctlapi", "internal/policy", "internal/daemon", "internal/ctlserver"}},
 	"ike":                {forbidden: []string{"internal/dataplane", "config", "ctlapi", "internal/policy", "internal/daemon", "internal/ctlserver"}},
 	"cmd/ipsecctl":       {allowedLocal: []string{"ctlapi", "ctlapi/client"}},
+	"ike/keys":           {allowedLocal: append([]string{"transform"}, leaf...)},
+	"ike/ikewire":        {allowedLocal: append([]string{"transform"}, leaf...)},
 	"ctlapi":             {stdlibOnly: true, allowedLocal: []string{}},
 	"ctlapi/client":      {stdlibOnly: true, allowedLocal: []string{"ctlapi"}},
 }
