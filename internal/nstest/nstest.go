@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"runtime"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -19,6 +20,7 @@ import (
 	"time"
 
 	"github.com/goipsec/goipsec/internal/testenv"
+	"github.com/vishvananda/netns"
 )
 
 var seq atomic.Uint32
@@ -118,6 +120,39 @@ func (ns *NS) AddLoopbackAddr(addr string) {
 	} else {
 		ns.MustRun("ip", "addr", "add", addr+"/32", "dev", "lo")
 	}
+}
+
+// Do runs f on a locked OS thread switched into the namespace, then switches
+// the thread back. Sockets that f creates belong to the namespace and stay in
+// it after Do returns, so they may be used from any goroutine; goroutines that
+// f starts run in the caller's namespace, not in ns. If the thread cannot be
+// switched back, it stays locked, so the Go runtime ends it when the
+// goroutine exits instead of reusing it in the wrong namespace.
+func (ns *NS) Do(f func() error) error {
+	target, err := netns.GetFromName(ns.Name)
+	if err != nil {
+		return fmt.Errorf("nstest: opening namespace %s: %w", ns.Name, err)
+	}
+	defer target.Close()
+	runtime.LockOSThread()
+	orig, err := netns.Get()
+	if err != nil {
+		runtime.UnlockOSThread()
+		return fmt.Errorf("nstest: current namespace: %w", err)
+	}
+	defer orig.Close()
+	if err := netns.Set(target); err != nil {
+		// setns failed, so the thread is still in orig.
+		runtime.UnlockOSThread()
+		return fmt.Errorf("nstest: entering namespace %s: %w", ns.Name, err)
+	}
+	defer func() {
+		if err := netns.Set(orig); err != nil {
+			return // keep the thread locked: it dies with this goroutine
+		}
+		runtime.UnlockOSThread()
+	}()
+	return f()
 }
 
 // Proc is a process started in a namespace by a test.
