@@ -172,10 +172,16 @@ func (u *UDPConn) Read(bufs [][]byte, sizes []int, addrs []netip.AddrPort, offse
 		h := &m.hdrs[i]
 		src := bufs[first+i][offset:]
 		n := int(h.Len)
-		if h.Hdr.Flags&unix.MSG_TRUNC != 0 {
+		from := sockaddrAddr(&m.names[i])
+		if n == 0 || h.Hdr.Flags&unix.MSG_TRUNC != 0 {
+			// An empty or truncated datagram is passed on with size 0,
+			// so that the data plane counts it as truncated.
+			if out < len(bufs) {
+				sizes[out], addrs[out] = 0, from
+				out++
+			}
 			continue
 		}
-		from := sockaddrAddr(&m.names[i])
 		seg := n
 		ctl := m.cmsgs[i][:h.Hdr.Controllen]
 		for {

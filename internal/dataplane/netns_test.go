@@ -18,6 +18,7 @@ import (
 	"github.com/goipsec/goipsec/internal/nstest"
 	"github.com/goipsec/goipsec/internal/sad"
 	"github.com/goipsec/goipsec/internal/spd"
+	"github.com/goipsec/goipsec/internal/testenv"
 	"github.com/goipsec/goipsec/sa"
 	"github.com/goipsec/goipsec/transform"
 	"github.com/goipsec/goipsec/tun"
@@ -140,9 +141,7 @@ func TestNamespaces(t *testing.T) {
 			}
 			t.Log(strings.TrimSpace(pa.Output.String()))
 			a.MustRun("ping", "-c", "3", "-i", "0.2", "-W", "2", "-I", "10.1.0.1", "10.2.0.1")
-			if _, err := exec.LookPath("iperf3"); err != nil {
-				t.Skip("no iperf3")
-			}
+			testenv.RequireCommand(t, "iperf3")
 			tunnel := iperf(t, a, b, "10.2.0.1", "10.1.0.1")
 			bare := iperf(t, a, b, "192.0.2.2", "192.0.2.1")
 			t.Logf("iperf3 TCP, 1 stream, 3 s: tunnel %.2f Gbit/s, bare veth %.2f Gbit/s (%.0f%%)", tunnel/1e9, bare/1e9, 100*tunnel/bare)
