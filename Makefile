@@ -4,7 +4,7 @@ BIN      := bin
 PKGS     := ./...
 TESTFLAGS ?= -count=1 -timeout 60m
 
-.PHONY: all build demo test test-short vet fmt fuzz bench clean deps
+.PHONY: all build demo test test-short fuzz bench bench-net clean deps
 
 all: build
 
@@ -36,6 +36,12 @@ fuzz:
 
 bench:
 	$(GO) test -run XXX -bench . -benchtime 1s ./esp ./ah ./replay
+
+# iperf3 through the tunnel next to raw veth, strongSwan (kernel-libipsec) and
+# wireguard-go, in one run (root). DURATION=10 STREAMS="1 4" by default.
+bench-net: build
+	scripts/deps.sh bench
+	scripts/bench.sh
 
 clean:
 	rm -rf $(BIN)
