@@ -28,8 +28,51 @@ type Snapshot struct {
 	SPD *spd.Snapshot
 	// Manual are the manual SAs with the Ref of their PROTECT rule.
 	Manual []Manual
+	// Children are the connection children with the Ref of their PROTECT
+	// rule, in configuration order.
+	Children []Child
 	// Routes are the destinations to route into the TUN device.
 	Routes []Route
+}
+
+// Child names the PROTECT rule of a connection's child.
+type Child struct {
+	Conn, Child string
+	Ref         uint32
+	Start       config.StartAction
+}
+
+// ChildByRef returns the child whose rule has Ref ref.
+func (s *Snapshot) ChildByRef(ref uint32) (Child, bool) {
+	for _, c := range s.Children {
+		if c.Ref == ref {
+			return c, true
+		}
+	}
+	return Child{}, false
+}
+
+// ChildRef returns the Ref of child of connection conn.
+func (s *Snapshot) ChildRef(conn, child string) (uint32, bool) {
+	for _, c := range s.Children {
+		if c.Conn == conn && c.Child == child {
+			return c.Ref, true
+		}
+	}
+	return 0, false
+}
+
+// firstHost returns the first of addrs that is a single IP address.
+func firstHost(addrs []string) netip.Addr {
+	for _, a := range addrs {
+		if ip, err := netip.ParseAddr(a); err == nil {
+			return ip
+		}
+		if p, err := netip.ParsePrefix(a); err == nil && p.IsSingleIP() {
+			return p.Addr()
+		}
+	}
+	return netip.Addr{}
 }
 
 // Manual is one statically keyed SA pair and the SPD bundle it serves.
@@ -79,12 +122,19 @@ func Compile(c *config.Config, localAddrs []netip.Addr) (*Snapshot, error) {
 	ref := uint32(refChildBase)
 	for _, conn := range c.Connections {
 		for _, ch := range conn.Children {
-			if ch.StartAction == config.StartNone {
-				ref++
-				continue
+			// Every child gets its PROTECT rule and routes, whatever its
+			// start action: traffic that the configuration says must be
+			// protected never leaves in the clear. Without an SA it is
+			// staged and, for trap children, starts IKE; for the others it
+			// is dropped until "ipsecctl up" or the peer brings the child up.
+			name := conn.Name + "/" + ch.Name
+			s.Rules = append(s.Rules, spd.Rule{Name: name, Local: ch.LocalTS, Remote: ch.RemoteTS, Action: spd.Protect, Ref: ref})
+			s.Children = append(s.Children, Child{Conn: conn.Name, Child: ch.Name, Ref: ref, Start: ch.StartAction})
+			src := netip.Addr{}
+			if ch.Mode == sa.Transport {
+				src = firstHost(conn.LocalAddrs)
 			}
-			s.Rules = append(s.Rules, spd.Rule{Name: conn.Name + "/" + ch.Name, Local: ch.LocalTS, Remote: ch.RemoteTS, Action: spd.Protect, Ref: ref})
-			s.addRoutes(ch.RemoteTS, ch.LocalTS, netip.Addr{}, localAddrs)
+			s.addRoutes(ch.RemoteTS, ch.LocalTS, src, localAddrs)
 			ref++
 		}
 	}
