@@ -71,8 +71,8 @@ const DefaultTTL = 64
 // remain. 2^28 leaves about 6% of the 32-bit space, time for a CHILD SA
 // rekey (RFC 7296, Section 2.8) at millions of packets per second.
 const (
-	DefaultSeqSoftMargin    = 1 << 28
-	DefaultSeqSoftMarginESN = 1 << 32
+	DefaultSeqSoftMargin    = sa.DefaultSeqSoftMargin
+	DefaultSeqSoftMarginESN = sa.DefaultSeqSoftMarginESN
 )
 
 // Config describes one direction of an AH SA. It is read by NewOutbound or
@@ -135,7 +135,6 @@ type engine struct {
 	integ  transform.Integrity
 	esn    bool
 	icvLen int
-	timed  bool // Limits has a time limit: check the clock per packet
 	now    func() time.Time
 	meter  *sa.Meter
 }
@@ -166,7 +165,6 @@ func newEngine(c *Config, dir sa.Direction) (engine, error) {
 		integ:  c.Integrity,
 		esn:    c.ESN,
 		icvLen: n,
-		timed:  c.Limits.Soft.Time != 0 || c.Limits.Hard.Time != 0,
 		now:    now,
 		meter:  sa.NewMeter(tmpl, c.Limits, now(), c.OnEvent),
 	}, nil
@@ -174,9 +172,7 @@ func newEngine(c *Config, dir sa.Direction) (engine, error) {
 
 // alive reports whether the SA may still carry packets: no hard limit has
 // been crossed, time limits included.
-func (e *engine) alive() bool {
-	return e.meter.Alive() && (!e.timed || e.meter.Check(e.now()))
-}
+func (e *engine) alive() bool { return e.meter.Usable(e.now) }
 
 // ahLen returns the length of the AH header with its ICV and padding: a
 // multiple of 4 bytes on IPv4 and of 8 bytes on IPv6 (RFC 4302, Section 2.6

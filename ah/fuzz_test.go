@@ -1,22 +1,18 @@
 package ah
 
 import (
-	"os"
 	"path/filepath"
 	"testing"
 
+	"github.com/goipsec/goipsec/internal/testenv"
 	"github.com/goipsec/goipsec/sa"
 )
 
 // malformedSeeds returns the IP packets of tcpdump's AH crash capture.
 func malformedSeeds(t testing.TB) [][]byte {
 	t.Helper()
-	dir := sharedTestdata(t)
-	b, err := os.ReadFile(filepath.Join(dir, "corpus", "tcpdump-malformed", "heapoverflow-ip_demux_print.pcap"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	return pcapIPPackets(t, b)
+	dir := testenv.SharedTestdata(t)
+	return testenv.ReadPcap(t, filepath.Join(dir, "corpus", "tcpdump-malformed", "heapoverflow-ip_demux_print.pcap"))
 }
 
 // FuzzOpen feeds arbitrary bytes to Open on SAs of every mode and family.

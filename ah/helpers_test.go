@@ -3,8 +3,6 @@ package ah
 import (
 	"encoding/binary"
 	"net/netip"
-	"os"
-	"path/filepath"
 	"testing"
 
 	"github.com/goipsec/goipsec/sa"
@@ -249,89 +247,4 @@ func open(in *Inbound, p []byte) ([]byte, error) {
 		return nil, err
 	}
 	return append([]byte(nil), buf[ns:ne]...), nil
-}
-
-// sharedTestdata returns the path of the shared test data folder, which
-// sits next to the repository root, or skips the test if it is missing
-// (fails in CI).
-func sharedTestdata(t testing.TB) string {
-	t.Helper()
-	dir, err := os.Getwd()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for {
-		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
-			break
-		}
-		parent := filepath.Dir(dir)
-		if parent == dir {
-			t.Fatal("go.mod not found")
-		}
-		dir = parent
-	}
-	p := filepath.Join(dir, "..", "shared", "testdata")
-	if _, err := os.Stat(p); err != nil {
-		if os.Getenv("CI") == "true" {
-			t.Fatalf("shared test data missing: %v", err)
-		}
-		t.Skipf("shared test data missing: %v", err)
-	}
-	return p
-}
-
-// pcapIPPackets returns the IP packets of the classic pcap file b (24-byte
-// global header, 16-byte record headers). It knows the link types Ethernet
-// (1), raw IP (101, 12, 14), BSD loopback (0) and Linux cooked (113), and
-// skips frames that do not carry IPv4 or IPv6.
-func pcapIPPackets(t testing.TB, b []byte) [][]byte {
-	t.Helper()
-	if len(b) < 24 {
-		t.Fatalf("pcap: %d bytes", len(b))
-	}
-	var bo binary.ByteOrder
-	switch binary.LittleEndian.Uint32(b) {
-	case 0xa1b2c3d4, 0xa1b23c4d:
-		bo = binary.LittleEndian
-	case 0xd4c3b2a1, 0x4d3cb2a1:
-		bo = binary.BigEndian
-	default:
-		t.Fatalf("pcap: bad magic % x", b[:4])
-	}
-	link := bo.Uint32(b[20:]) & 0xffff // upper bits: FCS information
-	var out [][]byte
-	for off := 24; off+16 <= len(b); {
-		n := int(bo.Uint32(b[off+8:]))
-		off += 16
-		if n > len(b)-off {
-			n = len(b) - off
-		}
-		f := b[off : off+n]
-		off += n
-		var ip []byte
-		switch link {
-		case 1:
-			if len(f) >= 14 {
-				if et := binary.BigEndian.Uint16(f[12:]); et == 0x0800 || et == 0x86dd {
-					ip = f[14:]
-				}
-			}
-		case 101, 12, 14:
-			ip = f
-		case 0:
-			if len(f) >= 4 {
-				ip = f[4:]
-			}
-		case 113:
-			if len(f) >= 16 {
-				if et := binary.BigEndian.Uint16(f[14:]); et == 0x0800 || et == 0x86dd {
-					ip = f[16:]
-				}
-			}
-		}
-		if len(ip) > 0 && (ip[0]>>4 == 4 || ip[0]>>4 == 6) {
-			out = append(out, append([]byte(nil), ip...))
-		}
-	}
-	return out
 }

@@ -49,16 +49,7 @@ func (in *Inbound) Meter() *sa.Meter { return in.meter }
 // Decrypt followed by Accept; see both for the checks and the errors, which
 // are sa.Drop values.
 func (in *Inbound) Open(buf []byte, start, end int) (nstart, nend int, err error) {
-	nstart, nend, seq, err := in.Decrypt(buf, start, end)
-	if seq != 0 {
-		if aerr := in.Accept(seq); aerr != nil {
-			return 0, 0, aerr
-		}
-	}
-	if err != nil {
-		return 0, 0, err
-	}
-	return nstart, nend, nil
+	return sa.Open(in, buf, start, end)
 }
 
 // Decrypt is the parallel stage of Open: everything but the window update.

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"math"
 	"net/netip"
-	"sync/atomic"
 
 	"github.com/goipsec/goipsec/iana"
 	"github.com/goipsec/goipsec/packet"
@@ -21,9 +20,7 @@ type Outbound struct {
 	local, remote netip.Addr
 	outer6        bool // tunnel mode: the outer header is IPv6
 	ttl           uint8
-	maxSeq        uint64 // last usable sequence number
-	softSeq       uint64 // the soft LimitSeq event fires from this number on
-	seq           atomic.Uint64
+	seq           *sa.SeqCounter
 }
 
 // NewOutbound returns the sending side of the SA described by c.
@@ -48,26 +45,10 @@ func NewOutbound(c Config) (*Outbound, error) {
 	}
 	// RFC 4302, Section 3.3.2: the counter never cycles; the last number is
 	// 2^32-1, or 2^64-1 with ESN (Section 2.5.1).
-	o.maxSeq = math.MaxUint32
-	margin := c.SeqSoftMargin
-	if c.ESN {
-		o.maxSeq = math.MaxUint64
-		if margin == 0 {
-			margin = DefaultSeqSoftMarginESN
-		}
-	} else if margin == 0 {
-		margin = DefaultSeqSoftMargin
+	o.seq, err = sa.NewSeqCounter(c.StartSeq, c.ESN, c.SeqSoftMargin, o.meter)
+	if err != nil {
+		return nil, fmt.Errorf("ah: StartSeq: %w", err)
 	}
-	if c.StartSeq > o.maxSeq {
-		return nil, fmt.Errorf("ah: StartSeq %d beyond the last sequence number %d", c.StartSeq, o.maxSeq)
-	}
-	// Fire when fewer than margin numbers remain after the one just used.
-	if margin > o.maxSeq {
-		o.softSeq = 1
-	} else {
-		o.softSeq = o.maxSeq - margin + 1
-	}
-	o.seq.Store(c.StartSeq)
 	return o, nil
 }
 
@@ -79,7 +60,7 @@ func (o *Outbound) Meter() *sa.Meter { return o.meter }
 
 // LastSeq returns the last sequence number handed out by NextSeq (StartSeq
 // if none was).
-func (o *Outbound) LastSeq() uint64 { return o.seq.Load() }
+func (o *Outbound) LastSeq() uint64 { return o.seq.Last() }
 
 // Overhead returns the room Seal needs before start (head) and after end
 // (tail). In tunnel mode head is the outer IP header and the AH header; in
@@ -101,25 +82,7 @@ func (o *Outbound) Overhead() (head, tail int) {
 // event (once) and returns sa.DropSeqExhausted; when fewer than
 // Config.SeqSoftMargin numbers remain it reports a soft sa.LimitSeq event
 // (once). After any hard limit it returns sa.DropExpired.
-func (o *Outbound) NextSeq() (uint64, error) {
-	for {
-		old := o.seq.Load()
-		if old >= o.maxSeq {
-			o.meter.Fire(true, sa.LimitSeq)
-			return 0, sa.DropSeqExhausted
-		}
-		if !o.meter.Alive() {
-			return 0, sa.DropExpired
-		}
-		if o.seq.CompareAndSwap(old, old+1) {
-			s := old + 1
-			if s >= o.softSeq {
-				o.meter.Fire(false, sa.LimitSeq)
-			}
-			return s, nil
-		}
-	}
-}
+func (o *Outbound) NextSeq() (uint64, error) { return o.seq.Next() }
 
 // Seal assigns the next sequence number and protects the packet: NextSeq
 // followed by SealSeq.
@@ -159,7 +122,7 @@ func (o *Outbound) SealSeq(buf []byte, start, end int, seq uint64) (nstart, nend
 	if start < 0 || end < start || end > len(buf) {
 		return 0, 0, sa.DropMalformed
 	}
-	if seq == 0 || seq > o.maxSeq {
+	if !o.seq.InRange(seq) {
 		return 0, 0, sa.DropSeqExhausted
 	}
 	if !o.alive() {

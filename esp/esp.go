@@ -60,17 +60,13 @@ const (
 // (RFC 7296, Section 2.8) even at ten million packets per second; with ESN
 // 2^32 is a whole low half, far more than any rekey needs.
 const (
-	DefaultSeqSoftMargin    = 1 << 28
-	DefaultSeqSoftMarginESN = 1 << 32
+	DefaultSeqSoftMargin    = sa.DefaultSeqSoftMargin
+	DefaultSeqSoftMarginESN = sa.DefaultSeqSoftMarginESN
 )
 
 // DefaultTTL is the outer TTL (IPv4) or hop limit (IPv6) of tunnel-mode
 // packets when Config.TTL is zero.
 const DefaultTTL = 64
-
-// maxSeq32 is the last sequence number a sender without ESN may use: the
-// counter must never cycle (RFC 4303, Section 3.3.3).
-const maxSeq32 = 1<<32 - 1
 
 // Config describes one direction of an ESP SA. It is read by NewOutbound or
 // NewInbound and not retained afterwards (except the Transform, OnEvent and
@@ -153,14 +149,6 @@ type Config struct {
 	EncapUDP bool
 }
 
-// seqLimit returns the last sequence number the SA may use.
-func (c *Config) seqLimit() uint64 {
-	if c.ESN {
-		return 1<<64 - 1
-	}
-	return maxSeq32
-}
-
 // check validates the fields common to both directions.
 func (c *Config) check() error {
 	if c.Transform == nil {
@@ -192,8 +180,43 @@ func (c *Config) now() func() time.Time {
 	return time.Now
 }
 
-// hasTimeLimit reports whether the limits include a time limit.
-func hasTimeLimit(l sa.Limits) bool { return l.Soft.Time != 0 || l.Hard.Time != 0 }
+// engine is the part of an SA that both directions share.
+type engine struct {
+	spi    uint32
+	mode   sa.Mode
+	tr     transform.ESP
+	esn    bool
+	ivLen  int
+	icvLen int
+	bs     int
+	now    func() time.Time
+	meter  *sa.Meter
+}
+
+// newEngine validates c and builds the shared part of an SA of direction
+// dir, with its meter started now.
+func newEngine(c *Config, dir sa.Direction) (engine, error) {
+	if err := c.check(); err != nil {
+		return engine{}, err
+	}
+	now := c.now()
+	tmpl := sa.Event{Protocol: sa.ESP, SPI: c.SPI, Direction: dir}
+	return engine{
+		spi:    c.SPI,
+		mode:   c.Mode,
+		tr:     c.Transform,
+		esn:    c.ESN,
+		ivLen:  c.Transform.IVLen(),
+		icvLen: c.Transform.ICVLen(),
+		bs:     c.Transform.BlockSize(),
+		now:    now,
+		meter:  sa.NewMeter(tmpl, c.Limits, now(), c.OnEvent),
+	}, nil
+}
+
+// alive reports whether the SA may still carry packets: no hard limit has
+// been crossed, time limits included.
+func (e *engine) alive() bool { return e.meter.Usable(e.now) }
 
 // SPIOf returns the SPI of the ESP header at the start of b, for the SAD
 // lookup of an inbound packet. It returns false if b is shorter than an ESP

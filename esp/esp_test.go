@@ -379,8 +379,9 @@ func TestForgedHighSeq(t *testing.T) {
 		t.Run(name, func(t *testing.T) {
 			o, in := newPair(t, name, Config{ReplayWindow: 64})
 			low := seal(t, o, innerPacket(false, 10)) // seq 1
-			o.seq.Store(100000)
-			high := seal(t, o, innerPacket(false, 10)) // seq 100001
+			// Another Outbound of the same SA (same key and SPI), far ahead.
+			far, _ := newPair(t, name, Config{ReplayWindow: 64, StartSeq: 100000})
+			high := seal(t, far, innerPacket(false, 10)) // seq 100001
 			forged := bytes.Clone(high)
 			forged[len(forged)-1] ^= 1
 			_, err := open(in, forged)

@@ -3,11 +3,8 @@ package esp
 import (
 	"bytes"
 	"encoding/binary"
-	"encoding/hex"
 	"errors"
 	"net/netip"
-	"os"
-	"path/filepath"
 	"testing"
 
 	"github.com/goipsec/goipsec/packet"
@@ -32,44 +29,6 @@ const (
 	testTail = 512 // tailroom of test buffers
 	testSPI  = 0x1234abcd
 )
-
-// sharedTestdata returns the path of the shared, read-only test data
-// (../shared/testdata beside the repository root), skipping the test when it
-// is missing outside CI.
-func sharedTestdata(t testing.TB) string {
-	t.Helper()
-	dir, err := os.Getwd()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for {
-		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
-			break
-		}
-		parent := filepath.Dir(dir)
-		if parent == dir {
-			t.Fatal("go.mod not found above the package directory")
-		}
-		dir = parent
-	}
-	p := filepath.Join(dir, "..", "shared", "testdata")
-	if _, err := os.Stat(p); err != nil {
-		if os.Getenv("CI") == "true" {
-			t.Fatalf("shared test data missing: %v", err)
-		}
-		t.Skipf("shared test data missing: %v", err)
-	}
-	return p
-}
-
-func unhex(t testing.TB, s string) []byte {
-	t.Helper()
-	b, err := hex.DecodeString(s)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return b
-}
 
 // testKey returns a deterministic key of n bytes; tag varies it.
 func testKey(n int, tag byte) []byte {

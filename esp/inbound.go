@@ -2,59 +2,36 @@ package esp
 
 import (
 	"encoding/binary"
-	"time"
 
 	"github.com/goipsec/goipsec/packet"
 	"github.com/goipsec/goipsec/replay"
 	"github.com/goipsec/goipsec/sa"
-	"github.com/goipsec/goipsec/transform"
 )
 
 // Inbound is the receiving side of an ESP SA. Its methods are safe for
 // concurrent use: Decrypt may run on many goroutines at once, and Accept
 // serialises the window updates. It allocates nothing per packet.
 type Inbound struct {
-	spi      uint32
-	mode     sa.Mode
-	tr       transform.ESP
-	esn      bool
-	ivLen    int
-	icvLen   int
-	bs       int
+	engine
 	encapUDP bool
-
-	window *replay.Window // safe for concurrent use
-
-	timed bool
-	now   func() time.Time
-	meter *sa.Meter
+	window   *replay.Window // safe for concurrent use
 }
 
 // NewInbound returns the receiving side of the SA described by c.
 func NewInbound(c Config) (*Inbound, error) {
-	if err := c.check(); err != nil {
+	e, err := newEngine(&c, sa.Inbound)
+	if err != nil {
 		return nil, err
 	}
 	w, err := newWindow(&c)
 	if err != nil {
 		return nil, err
 	}
-	in := &Inbound{
-		spi:      c.SPI,
-		mode:     c.Mode,
-		tr:       c.Transform,
-		esn:      c.ESN,
-		ivLen:    c.Transform.IVLen(),
-		icvLen:   c.Transform.ICVLen(),
-		bs:       c.Transform.BlockSize(),
+	return &Inbound{
+		engine:   e,
 		encapUDP: c.EncapUDP && c.Mode == sa.Transport,
 		window:   w,
-		timed:    hasTimeLimit(c.Limits),
-		now:      c.now(),
-	}
-	tmpl := sa.Event{Protocol: sa.ESP, SPI: c.SPI, Direction: sa.Inbound}
-	in.meter = sa.NewMeter(tmpl, c.Limits, in.now(), c.OnEvent)
-	return in, nil
+	}, nil
 }
 
 // SPI returns the SA's SPI.
@@ -70,16 +47,7 @@ func (in *Inbound) Meter() *sa.Meter { return in.meter }
 // trailer, lengths and IPv4 checksum fixed). It is Decrypt followed by
 // Accept; see both for the checks and the errors, which are sa.Drop values.
 func (in *Inbound) Open(buf []byte, start, end int) (nstart, nend int, err error) {
-	nstart, nend, seq, err := in.Decrypt(buf, start, end)
-	if seq != 0 {
-		if aerr := in.Accept(seq); aerr != nil {
-			return 0, 0, aerr
-		}
-	}
-	if err != nil {
-		return 0, 0, err
-	}
-	return nstart, nend, nil
+	return sa.Open(in, buf, start, end)
 }
 
 // Decrypt is the parallel stage of Open: everything but the window update.
@@ -146,7 +114,7 @@ func (in *Inbound) Decrypt(buf []byte, start, end int) (nstart, nend int, seq ui
 	if binary.BigEndian.Uint32(esp) != in.spi {
 		return 0, 0, 0, sa.DropUnknownSPI
 	}
-	if !in.meter.Alive() || in.timed && !in.meter.Check(in.now()) {
+	if !in.alive() {
 		return 0, 0, 0, sa.DropExpired
 	}
 	seq, ok := in.window.Check(binary.BigEndian.Uint32(esp[4:]))

@@ -5,13 +5,12 @@ import (
 	"crypto/hmac"
 	"crypto/sha256"
 	"encoding/binary"
-	"encoding/json"
-	"os"
 	"path/filepath"
 	"testing"
 
 	"golang.org/x/crypto/chacha20poly1305"
 
+	"github.com/goipsec/goipsec/internal/testenv"
 	"github.com/goipsec/goipsec/packet"
 	"github.com/goipsec/goipsec/sa"
 )
@@ -34,17 +33,10 @@ type linuxRef struct {
 
 func loadLinuxRef(t testing.TB) []linuxRef {
 	t.Helper()
-	p := filepath.Join(sharedTestdata(t), "esp", "scapy-linux-reference.json")
-	raw, err := os.ReadFile(p)
-	if err != nil {
-		t.Fatal(err)
-	}
 	var f struct {
 		Packets []linuxRef `json:"packets"`
 	}
-	if err := json.Unmarshal(raw, &f); err != nil {
-		t.Fatal(err)
-	}
+	testenv.ReadJSON(t, filepath.Join(testenv.SharedTestdata(t), "esp", "scapy-linux-reference.json"), &f)
 	if len(f.Packets) != 11 {
 		t.Fatalf("%d packets, want 11", len(f.Packets))
 	}
@@ -90,8 +82,8 @@ func TestLinuxReference(t *testing.T) {
 			if skip != "" {
 				t.Skipf("%s: %s", ref.Algorithm, skip)
 			}
-			espPkt := unhex(t, ref.Packet)
-			key := unhex(t, ref.Keymat)
+			espPkt := testenv.Unhex(t, ref.Packet)
+			key := testenv.Unhex(t, ref.Keymat)
 			if hmacKey != nil {
 				if ref.ICV != "" {
 					t.Fatal("encryption-only packet with an ICV")
@@ -118,7 +110,7 @@ func TestLinuxReference(t *testing.T) {
 			if err != nil {
 				t.Fatalf("Open: %v", err)
 			}
-			if want := unhex(t, ref.Decrypted.Inner); !bytes.Equal(got, want) {
+			if want := testenv.Unhex(t, ref.Decrypted.Inner); !bytes.Equal(got, want) {
 				t.Fatalf("inner packet\n%x\nwant\n%x", got, want)
 			}
 			if ref.ESN {
@@ -160,16 +152,10 @@ type chachaVector struct {
 //     packet, padding 01 02, pad length 2, next header 4), and whose IV is
 //     the sequence number.
 func TestRFC7634AppendixA(t *testing.T) {
-	raw, err := os.ReadFile(filepath.Join(sharedTestdata(t), "kat", "chacha20poly1305.json"))
-	if err != nil {
-		t.Fatal(err)
-	}
 	var f struct {
 		Vectors []chachaVector `json:"vectors"`
 	}
-	if err := json.Unmarshal(raw, &f); err != nil {
-		t.Fatal(err)
-	}
+	testenv.ReadJSON(t, filepath.Join(testenv.SharedTestdata(t), "kat", "chacha20poly1305.json"), &f)
 	var v *chachaVector
 	for i := range f.Vectors {
 		if f.Vectors[i].Name == "chacha20poly1305_3" {
@@ -180,11 +166,11 @@ func TestRFC7634AppendixA(t *testing.T) {
 		t.Fatal("vector chacha20poly1305_3 missing")
 	}
 	const spi, seq = 0x01020304, 5
-	aad := unhex(t, v.AAD)
+	aad := testenv.Unhex(t, v.AAD)
 	if !bytes.Equal(aad, []byte{1, 2, 3, 4, 0, 0, 0, 5}) {
 		t.Fatalf("AAD %x is not SPI 0x01020304 || seq 5", aad)
 	}
-	keymat, plain := unhex(t, v.Keymat), unhex(t, v.Plaintext)
+	keymat, plain := testenv.Unhex(t, v.Keymat), testenv.Unhex(t, v.Plaintext)
 	inner := plain[:len(plain)-4]
 	if !bytes.Equal(plain[len(plain)-4:], []byte{1, 2, 2, 4}) {
 		t.Fatalf("plaintext trailer %x", plain[len(plain)-4:])
@@ -197,7 +183,7 @@ func TestRFC7634AppendixA(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	espPkt := append(append(append([]byte{}, aad...), unhex(t, v.IV)...), unhex(t, v.CTICV)...)
+	espPkt := append(append(append([]byte{}, aad...), testenv.Unhex(t, v.IV)...), testenv.Unhex(t, v.CTICV)...)
 	pkt := make([]byte, 20+len(espPkt))
 	packet.PutIPv4Header(pkt, remote, local, 50, len(pkt), 64, 0)
 	copy(pkt[20:], espPkt)
@@ -226,7 +212,7 @@ func TestRFC7634AppendixA(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	nonce := append(unhex(t, v.Salt), esp[8:16]...)
+	nonce := append(testenv.Unhex(t, v.Salt), esp[8:16]...)
 	pt, err := aead.Open(nil, nonce, esp[16:], esp[:8])
 	if err != nil {
 		t.Fatalf("x/crypto cannot open our packet: %v", err)
@@ -236,7 +222,7 @@ func TestRFC7634AppendixA(t *testing.T) {
 	}
 	// With the RFC's IV, the same AEAD gives the RFC's ciphertext: the
 	// vector and x/crypto agree, so the comparison above is meaningful.
-	if ct := aead.Seal(nil, unhex(t, v.Salt+v.IV), plain, aad); !bytes.Equal(ct, unhex(t, v.CTICV)) {
+	if ct := aead.Seal(nil, testenv.Unhex(t, v.Salt+v.IV), plain, aad); !bytes.Equal(ct, testenv.Unhex(t, v.CTICV)) {
 		t.Fatal("x/crypto disagrees with the vector")
 	}
 }

@@ -4,54 +4,28 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
-	"sync/atomic"
-	"time"
 
 	"github.com/goipsec/goipsec/packet"
 	"github.com/goipsec/goipsec/sa"
-	"github.com/goipsec/goipsec/transform"
 )
 
 // Outbound is the sending side of an ESP SA. Its methods are safe for
 // concurrent use: NextSeq hands out sequence numbers atomically and SealSeq
 // may run on many goroutines at once. It allocates nothing per packet.
 type Outbound struct {
-	spi      uint32
-	mode     sa.Mode
-	tr       transform.ESP
-	esn      bool
-	ivLen    int
-	icvLen   int
-	bs       int
+	engine
 	outerLen int // tunnel mode: 20 or 40; transport mode: 0
 	cfg      Config
-
-	maxSeq  uint64 // last usable sequence number
-	softSeq uint64 // the soft LimitSeq event fires from this number on
-	seq     atomic.Uint64
-
-	timed bool // Limits has a time limit: check the clock per packet
-	now   func() time.Time
-	meter *sa.Meter
+	seq      *sa.SeqCounter
 }
 
 // NewOutbound returns the sending side of the SA described by c.
 func NewOutbound(c Config) (*Outbound, error) {
-	if err := c.check(); err != nil {
+	e, err := newEngine(&c, sa.Outbound)
+	if err != nil {
 		return nil, err
 	}
-	o := &Outbound{
-		spi:    c.SPI,
-		mode:   c.Mode,
-		tr:     c.Transform,
-		esn:    c.ESN,
-		ivLen:  c.Transform.IVLen(),
-		icvLen: c.Transform.ICVLen(),
-		bs:     c.Transform.BlockSize(),
-		maxSeq: c.seqLimit(),
-		timed:  hasTimeLimit(c.Limits),
-		now:    c.now(),
-	}
+	o := &Outbound{engine: e}
 	if c.Mode == sa.Tunnel {
 		l, r := c.Local.Unmap(), c.Remote.Unmap()
 		if !l.IsValid() || !r.IsValid() {
@@ -69,27 +43,12 @@ func NewOutbound(c Config) (*Outbound, error) {
 	if c.TTL == 0 {
 		c.TTL = DefaultTTL
 	}
-	if c.StartSeq > o.maxSeq {
-		return nil, fmt.Errorf("esp: StartSeq %d beyond the last sequence number %d", c.StartSeq, o.maxSeq)
-	}
-	margin := c.SeqSoftMargin
-	if margin == 0 {
-		margin = DefaultSeqSoftMargin
-		if c.ESN {
-			margin = DefaultSeqSoftMarginESN
-		}
-	}
-	// Fire when fewer than margin numbers remain after the one just used:
-	// maxSeq - seq < margin, that is seq > maxSeq - margin.
-	if margin > o.maxSeq {
-		o.softSeq = 1
-	} else {
-		o.softSeq = o.maxSeq - margin + 1
+	// RFC 4303, Section 3.3.3: the counter never cycles.
+	o.seq, err = sa.NewSeqCounter(c.StartSeq, c.ESN, c.SeqSoftMargin, o.meter)
+	if err != nil {
+		return nil, fmt.Errorf("esp: StartSeq: %w", err)
 	}
 	o.cfg = c
-	o.seq.Store(c.StartSeq)
-	tmpl := sa.Event{Protocol: sa.ESP, SPI: c.SPI, Direction: sa.Outbound}
-	o.meter = sa.NewMeter(tmpl, c.Limits, o.now(), c.OnEvent)
 	return o, nil
 }
 
@@ -101,7 +60,7 @@ func (o *Outbound) Meter() *sa.Meter { return o.meter }
 
 // LastSeq returns the last sequence number handed out by NextSeq (StartSeq
 // if none was).
-func (o *Outbound) LastSeq() uint64 { return o.seq.Load() }
+func (o *Outbound) LastSeq() uint64 { return o.seq.Last() }
 
 // Overhead returns the room Seal needs in the worst case before start
 // (head: outer IP header in tunnel mode, ESP header and IV) and after end
@@ -118,25 +77,7 @@ func (o *Outbound) Overhead() (head, tail int) {
 // event (once) and returns sa.DropSeqExhausted; when fewer than
 // Config.SeqSoftMargin numbers remain it reports a soft sa.LimitSeq event
 // (once). After any hard limit it returns sa.DropExpired.
-func (o *Outbound) NextSeq() (uint64, error) {
-	for {
-		old := o.seq.Load()
-		if old >= o.maxSeq {
-			o.meter.Fire(true, sa.LimitSeq)
-			return 0, sa.DropSeqExhausted
-		}
-		if !o.meter.Alive() {
-			return 0, sa.DropExpired
-		}
-		if o.seq.CompareAndSwap(old, old+1) {
-			s := old + 1
-			if s >= o.softSeq {
-				o.meter.Fire(false, sa.LimitSeq)
-			}
-			return s, nil
-		}
-	}
-}
+func (o *Outbound) NextSeq() (uint64, error) { return o.seq.Next() }
 
 // Seal assigns the next sequence number and protects the packet: NextSeq
 // followed by SealSeq. Packets sealed on several goroutines at once may leave
@@ -173,10 +114,10 @@ func (o *Outbound) SealSeq(buf []byte, start, end int, seq uint64) (nstart, nend
 	if start < 0 || end < start || end > len(buf) {
 		return 0, 0, sa.DropMalformed
 	}
-	if seq == 0 || seq > o.maxSeq {
+	if !o.seq.InRange(seq) {
 		return 0, 0, sa.DropSeqExhausted
 	}
-	if !o.meter.Alive() || o.timed && !o.meter.Check(o.now()) {
+	if !o.alive() {
 		return 0, 0, sa.DropExpired
 	}
 	pkt := buf[start:end]

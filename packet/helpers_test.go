@@ -1,43 +1,15 @@
 package packet
 
 import (
-	"encoding/binary"
 	"encoding/hex"
-	"encoding/json"
 	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
-)
 
-// sharedTestdata returns ../shared/testdata relative to the repository root,
-// skipping the test if it is missing (failing in CI).
-func sharedTestdata(t *testing.T) string {
-	t.Helper()
-	dir, err := os.Getwd()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for {
-		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
-			break
-		}
-		parent := filepath.Dir(dir)
-		if parent == dir {
-			t.Fatal("go.mod not found above the package directory")
-		}
-		dir = parent
-	}
-	td := filepath.Join(dir, "..", "shared", "testdata")
-	if _, err := os.Stat(td); err != nil {
-		if os.Getenv("CI") == "true" {
-			t.Fatalf("shared test data missing: %v", err)
-		}
-		t.Skipf("shared test data missing: %v", err)
-	}
-	return td
-}
+	"github.com/goipsec/goipsec/internal/testenv"
+)
 
 // refChecksum is a plain RFC 1071 checksum, 16 bits at a time, as a reference
 // for the 64-bit implementation.
@@ -72,7 +44,7 @@ type innerPacket struct {
 // captures), with their summaries such as
 // "IPv4 10.200.0.1 -> 10.100.0.1 ICMP type 8 id 351 seq 1, 84 bytes".
 func loadInnerPackets(t *testing.T) []innerPacket {
-	td := sharedTestdata(t)
+	td := testenv.SharedTestdata(t)
 	var out []innerPacket
 	add := func(name, hexPkt, summary string) {
 		pkt, err := hex.DecodeString(hexPkt)
@@ -107,7 +79,7 @@ func loadInnerPackets(t *testing.T) []innerPacket {
 			}
 		}
 	}
-	readJSON(t, filepath.Join(td, "esp", "scapy-linux-reference.json"), &ref)
+	testenv.ReadJSON(t, filepath.Join(td, "esp", "scapy-linux-reference.json"), &ref)
 	for _, p := range ref.Packets {
 		add(p.Title, p.Decrypted.InnerPacketHex, p.Decrypted.InnerPacketSummary)
 	}
@@ -120,7 +92,7 @@ func loadInnerPackets(t *testing.T) []innerPacket {
 			} `json:"esp_frames"`
 		}
 	}
-	readJSON(t, filepath.Join(td, "pcap", "keys.json"), &keys)
+	testenv.ReadJSON(t, filepath.Join(td, "pcap", "keys.json"), &keys)
 	for name, c := range keys.Captures {
 		for _, f := range c.ESPFrames {
 			if f.InnerPacketHex != "" {
@@ -130,43 +102,6 @@ func loadInnerPackets(t *testing.T) []innerPacket {
 	}
 	if len(out) < 11 {
 		t.Fatalf("only %d inner packets", len(out))
-	}
-	return out
-}
-
-func readJSON(t *testing.T, path string, v any) {
-	t.Helper()
-	b, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := json.Unmarshal(b, v); err != nil {
-		t.Fatalf("%s: %v", path, err)
-	}
-}
-
-// pcapIPv4Frames returns the IPv4 packets of the Ethernet frames in a
-// classic little-endian pcap file, by frame number (from 1).
-func pcapIPv4Frames(t *testing.T, path string) map[int][]byte {
-	t.Helper()
-	d, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if len(d) < 24 || binary.LittleEndian.Uint32(d) != 0xa1b2c3d4 || binary.LittleEndian.Uint32(d[20:]) != 1 {
-		t.Fatalf("%s: not a little-endian Ethernet pcap", path)
-	}
-	out := map[int][]byte{}
-	for off, n := 24, 1; off+16 <= len(d); n++ {
-		caplen := int(binary.LittleEndian.Uint32(d[off+8:]))
-		if off+16+caplen > len(d) {
-			t.Fatalf("%s: frame %d truncated", path, n)
-		}
-		fr := d[off+16 : off+16+caplen]
-		off += 16 + caplen
-		if len(fr) > 14 && binary.BigEndian.Uint16(fr[12:]) == 0x0800 {
-			out[n] = fr[14:]
-		}
 	}
 	return out
 }

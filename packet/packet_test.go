@@ -10,6 +10,8 @@ import (
 	"path/filepath"
 	"testing"
 
+	"github.com/goipsec/goipsec/internal/testenv"
+
 	"github.com/goipsec/goipsec/sa"
 )
 
@@ -117,9 +119,14 @@ var udpFrames = map[string][]int{
 }
 
 func TestFixTransportChecksumCaptures(t *testing.T) {
-	td := sharedTestdata(t)
+	td := testenv.SharedTestdata(t)
 	for file, frames := range udpFrames {
-		pkts := pcapIPv4Frames(t, filepath.Join(td, "pcap", file))
+		pkts := map[int][]byte{} // the IPv4 packets by frame number
+		for _, p := range testenv.ReadCapture(t, filepath.Join(td, "pcap", file)) {
+			if p.IP[0]>>4 == 4 {
+				pkts[p.Frame] = p.IP
+			}
+		}
 		for _, n := range frames {
 			orig, ok := pkts[n]
 			if !ok {

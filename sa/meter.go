@@ -42,6 +42,20 @@ func (m *Meter) Dead() bool { return m.dead.Load() }
 // Alive reports whether the SA may still be used, without counting anything.
 func (m *Meter) Alive() bool { return !m.dead.Load() }
 
+// Usable reports whether the SA may carry another packet: no hard limit has
+// been crossed, time limits included. now is called, and Check run, only
+// when the limits include a time limit, so the packet engines call Usable
+// once per packet without reading the clock for SAs that have none.
+func (m *Meter) Usable(now func() time.Time) bool {
+	if m.dead.Load() {
+		return false
+	}
+	if m.limits.Soft.Time == 0 && m.limits.Hard.Time == 0 {
+		return true
+	}
+	return m.Check(now())
+}
+
 // Add counts one packet of n payload bytes. It returns false if a hard limit
 // had already been crossed (the packet must be dropped with DropExpired). The
 // packet that crosses a hard limit is the last one allowed.

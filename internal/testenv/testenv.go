@@ -1,11 +1,14 @@
 // Package testenv holds what tests share about their environment: where the
-// third-party test data lives, whether this is CI, and whether the test may
-// use root-only features such as network namespaces. Tests skip when a
-// requirement is missing, except under CI=true, where they fail instead:
-// CI runs as root with every package installed by make test.
+// third-party test data lives and how to read it (hex, JSON, packet
+// captures), whether this is CI, and whether the test may use root-only
+// features such as network namespaces. Tests skip when a requirement is
+// missing, except under CI=true, where they fail instead: CI runs as root
+// with every package installed by make test.
 package testenv
 
 import (
+	"encoding/hex"
+	"encoding/json"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -71,4 +74,28 @@ func RequireCommand(t testing.TB, name string) string {
 		Missing(t, name+" is not installed (make test installs it)")
 	}
 	return p
+}
+
+// Unhex decodes the hex string s of the test data, failing the test if it
+// is not hex.
+func Unhex(t testing.TB, s string) []byte {
+	t.Helper()
+	b, err := hex.DecodeString(s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+// ReadJSON decodes the JSON file at path into v, failing the test if it
+// cannot be read or decoded.
+func ReadJSON(t testing.TB, path string, v any) {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := json.Unmarshal(b, v); err != nil {
+		t.Fatalf("%s: %v", path, err)
+	}
 }
