@@ -73,7 +73,7 @@ var rules = map[string]rule{
 	"esp":                {allowedLocal: append([]string{"transform"}, leaf...), allowedExt: []string{"golang.org/x/crypto", "golang.org/x/sys"}},
 	"ah":                 {allowedLocal: append([]string{"transform"}, leaf...), allowedExt: []string{"golang.org/x/crypto", "golang.org/x/sys"}},
 	"internal/dataplane": {forbidden: []string{"ike", "config", "ctlapi", "internal/policy", "internal/daemon", "internal/ctlserver"}},
-	"ike":                {forbidden: []string{"internal/dataplane", "config", "ctlapi", "internal/policy", "internal/daemon", "internal/ctlserver"}},
+	"ike":                {allowedLocal: append([]string{"transform", "ike/ikewire", "ike/keys"}, leaf...), forbidden: []string{"internal/dataplane", "config", "ctlapi", "internal/policy", "internal/daemon", "internal/ctlserver"}},
 	"cmd/ipsecctl":       {allowedLocal: []string{"ctlapi", "ctlapi/client"}},
 	"ike/keys":           {allowedLocal: append([]string{"transform"}, leaf...)},
 	"ike/ikewire":        {allowedLocal: append([]string{"transform"}, leaf...)},

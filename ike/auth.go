@@ -1,0 +1,194 @@
+package ike
+
+import (
+	"crypto/subtle"
+	"fmt"
+	"net/netip"
+
+	"github.com/goipsec/goipsec/ike/ikewire"
+	"github.com/goipsec/goipsec/ike/keys"
+)
+
+// authTask is the initiator's IKE_AUTH with a pre-shared key (RFC 7296,
+// Sections 1.2 and 2.15), creating the first CHILD SA when cr.cfg is set.
+type authTask struct {
+	cr childReq
+}
+
+func (*authTask) exchange() ikewire.ExchangeType { return ikewire.IKE_AUTH }
+
+// localIdentity returns the configured identity or the outer address.
+func (s *session) localIdentity() Identity {
+	if s.peer != nil && !s.peer.LocalID.IsZero() {
+		return s.peer.LocalID
+	}
+	return AddrIdentity(s.local.Addr())
+}
+
+// psk returns the pre-shared key of the two identities, nil if none.
+func (s *session) psk(local, remote Identity) []byte {
+	if s.peer == nil || s.peer.PSK == nil {
+		return nil
+	}
+	return s.peer.PSK(local, remote)
+}
+
+// authData returns AUTH = prf(prf(Shared Secret, "Key Pad for IKEv2"),
+// <SignedOctets>) for the side whose first message was msg (RFC 7296,
+// Section 2.15).
+func authData(x *ikeSA, psk, msg, nonce []byte, initiator bool, id ikewire.Identification) []byte {
+	return keys.PSKAuth(x.prf, psk, keys.SignedOctets(msg, nonce, x.keys.MACedID(initiator, id.Body())))
+}
+
+func (t *authTask) build(s *session, x *ikeSA) ([]ikewire.Payload, error) {
+	s.localID = s.localIdentity()
+	psk := s.psk(s.localID, s.peer.RemoteID)
+	if psk == nil {
+		return nil, fmt.Errorf("ike: no pre-shared key for %s and %s", s.localID, s.peer.RemoteID)
+	}
+	idi := &ikewire.IDi{Identification: s.localID.payload()}
+	pl := []ikewire.Payload{idi}
+	if !s.m.hasOtherSA(s) {
+		// RFC 7296, Section 2.4: no other IKE SA with this peer exists.
+		pl = append(pl, &ikewire.Notify{Type: ikewire.NotifyInitialContact})
+	}
+	if !s.peer.RemoteID.IsZero() {
+		pl = append(pl, &ikewire.IDr{Identification: s.peer.RemoteID.payload()})
+	}
+	pl = append(pl, &ikewire.Auth{Method: ikewire.AuthSharedKeyMIC, Data: authData(x, psk, s.initReq, s.nr, true, idi.Identification)})
+	if t.cr.cfg != nil {
+		// RFC 7296, Section 1.2: the first CHILD SA comes without KE.
+		cpl, err := t.cr.request(s, false)
+		if err != nil {
+			return nil, err
+		}
+		pl = append(pl, cpl...)
+	}
+	return pl, nil
+}
+
+func (t *authTask) process(s *session, x *ikeSA, m *ikewire.Message, pl []ikewire.Payload) bool {
+	if findNotify(pl, ikewire.NotifyAuthenticationFailed) != nil {
+		s.authFailed(fmt.Errorf("%w: the peer said AUTHENTICATION_FAILED", ErrAuthFailed))
+		return false
+	}
+	idr, auth := find[*ikewire.IDr](pl), find[*ikewire.Auth](pl)
+	if idr == nil || auth == nil {
+		if n := errorNotify(pl); n != nil {
+			s.die(notifyErr(n))
+		} else {
+			s.die(fmt.Errorf("ike: IKE_AUTH response without IDr or AUTH: %w", errSyntax))
+		}
+		return false
+	}
+	remote := identityOf(idr.Identification)
+	if !s.peer.RemoteID.IsZero() && !s.peer.RemoteID.Equal(remote) {
+		s.authFailed(fmt.Errorf("%w: the peer is %s, not %s", ErrAuthFailed, remote, s.peer.RemoteID))
+		return false
+	}
+	if auth.Method != ikewire.AuthSharedKeyMIC {
+		s.authFailed(fmt.Errorf("%w: the responder authenticates with method %d; only pre-shared keys are implemented", ErrAuthFailed, auth.Method))
+		return false
+	}
+	psk := s.psk(s.localID, remote)
+	if psk == nil || subtle.ConstantTimeCompare(auth.Data, authData(x, psk, s.initResp, s.ni, false, idr.Identification)) != 1 {
+		s.authFailed(fmt.Errorf("%w: the responder's AUTH payload does not verify", ErrAuthFailed))
+		return false
+	}
+	s.remoteID = remote
+	s.establish()
+	if t.cr.cfg != nil {
+		if err := t.cr.complete(s, x, pl, s.ni, s.nr, false); err != nil {
+			s.childFailed(&t.cr, err)
+		}
+	}
+	return false
+}
+
+func (t *authTask) abort(s *session) { t.cr.release(s) }
+
+// authFailed ends the IKE SA after a failed authentication: nothing was
+// installed (RFC 7296, Section 2.21.2).
+func (s *session) authFailed(err error) {
+	s.log.Warn("ike: authentication failed", "peer", s.peerName(), "remote", s.remote, "err", err)
+	s.emit(EventAuthFailed, "", nil, err)
+	s.die(err)
+}
+
+func (s *session) peerName() string {
+	if s.peer == nil {
+		return ""
+	}
+	return s.peer.Name
+}
+
+// respondAuth is the responder's IKE_AUTH: it selects the peer by the
+// initiator's identity, verifies AUTH, answers with its own and creates
+// the first CHILD SA.
+func (s *session) respondAuth(x *ikeSA, pl []ikewire.Payload, from, to netip.AddrPort) ([]ikewire.Payload, func()) {
+	idi, auth := find[*ikewire.IDi](pl), find[*ikewire.Auth](pl)
+	if idi == nil || auth == nil {
+		// Without AUTH the initiator wants EAP (RFC 7296, Section 2.16),
+		// which is not implemented.
+		err := fmt.Errorf("ike: IKE_AUTH request without IDi or AUTH (EAP is not implemented): %w", errSyntax)
+		return []ikewire.Payload{&ikewire.Notify{Type: ikewire.NotifyInvalidSyntax}}, func() { s.die(err) }
+	}
+	fail := func(err error) ([]ikewire.Payload, func()) {
+		return []ikewire.Payload{&ikewire.Notify{Type: ikewire.NotifyAuthenticationFailed}}, func() { s.authFailed(err) }
+	}
+	remote := identityOf(idi.Identification)
+	var wantLocal Identity
+	if idr := find[*ikewire.IDr](pl); idr != nil {
+		wantLocal = identityOf(idr.Identification)
+	}
+	peer := s.selectPeer(remote, wantLocal)
+	if peer == nil {
+		return fail(fmt.Errorf("%w: no peer configuration for identity %s", ErrAuthFailed, remote))
+	}
+	s.peer = peer
+	s.localID = s.localIdentity()
+	if auth.Method != ikewire.AuthSharedKeyMIC {
+		return fail(fmt.Errorf("%w: the initiator (%s) authenticates with method %d; only pre-shared keys are implemented", ErrAuthFailed, remote, auth.Method))
+	}
+	psk := s.psk(s.localID, remote)
+	if psk == nil || subtle.ConstantTimeCompare(auth.Data, authData(x, psk, s.initReq, s.nr, true, idi.Identification)) != 1 {
+		return fail(fmt.Errorf("%w: the initiator's (%s) AUTH payload does not verify", ErrAuthFailed, remote))
+	}
+	s.remoteID = remote
+	if findNotify(pl, ikewire.NotifyInitialContact) != nil {
+		// RFC 7296, Section 2.4: the peer lost its state; delete the
+		// other IKE SAs with it.
+		s.ops = append(s.ops, op{kind: opInitialContact, id: remote})
+	}
+	idr := &ikewire.IDr{Identification: s.localID.payload()}
+	resp := []ikewire.Payload{idr, &ikewire.Auth{Method: ikewire.AuthSharedKeyMIC, Data: authData(x, psk, s.initResp, s.ni, false, idr.Identification)}}
+	s.establish()
+	if find[*ikewire.SA](pl) != nil {
+		cpl, nt, data := s.acceptChild(x, pl, nil, false, s.ni, s.nr, nil)
+		if nt != 0 {
+			resp = append(resp, &ikewire.Notify{Type: nt, Data: data})
+		} else {
+			resp = append(resp, cpl...)
+		}
+	}
+	return resp, nil
+}
+
+// selectPeer chooses among the address-matching peers the one whose
+// RemoteID is the initiator's identity (a zero RemoteID matches any), and
+// whose LocalID is the identity the initiator asked for, if it asked.
+func (s *session) selectPeer(remote, wantLocal Identity) *Peer {
+	var wild *Peer
+	for _, p := range s.cands {
+		if !wantLocal.IsZero() && !p.LocalID.IsZero() && !p.LocalID.Equal(wantLocal) {
+			continue
+		}
+		if p.RemoteID.Equal(remote) {
+			return p
+		}
+		if p.RemoteID.IsZero() && wild == nil {
+			wild = p
+		}
+	}
+	return wild
+}

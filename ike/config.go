@@ -1,0 +1,278 @@
+package ike
+
+import (
+	"crypto/rand"
+	"io"
+	"log/slog"
+	"net/netip"
+	"time"
+
+	"github.com/goipsec/goipsec/sa"
+	"github.com/goipsec/goipsec/traffic"
+	"github.com/goipsec/goipsec/transform"
+)
+
+// Config configures a Manager, the way tls.Config configures crypto/tls. The
+// zero value of every field means its default. A Config must not be
+// modified after it is passed to NewManager (NewManager keeps a copy).
+type Config struct {
+	// Now returns the current time; nil means time.Now. Timers of the
+	// engine's goroutines use the durations Now implies.
+	Now func() time.Time
+	// Rand is the source of SPIs, nonces, IVs and private keys; nil means
+	// crypto/rand.Reader.
+	Rand io.Reader
+	// Logger receives the engine's logs; nil means slog.Default(). Key
+	// material is never logged.
+	Logger *slog.Logger
+
+	// LocalAddr returns the source address to use towards remote when a
+	// peer's LocalAddrs name no single address; the daemon can ask the
+	// routing table. nil, or an error, leaves the address unspecified for
+	// the Transport to choose, which makes NAT detection see a NAT (RFC
+	// 7296, Section 2.23) and so UDP encapsulation. It is called with the
+	// Manager's lock held and must not call the Manager.
+	LocalAddr func(remote netip.Addr) (netip.Addr, error)
+
+	// Port is the IKE port (default 500) and NATTPort the port of UDP
+	// encapsulation (default 4500, RFC 3948). Messages sent from NATTPort
+	// carry the 4-byte non-ESP marker, which the engine adds and strips
+	// (RFC 3948, Section 2.2).
+	Port, NATTPort uint16
+
+	// RetransmitTimeout, RetransmitBase and RetransmitTries set the
+	// retransmission schedule of requests: retransmission n (from 0) is
+	// sent RetransmitTimeout * RetransmitBase^n after the previous send,
+	// and after RetransmitTries retransmissions and one more timeout the
+	// peer is declared dead (RFC 7296, Section 2.1). Defaults are
+	// strongSwan's: 4 s, 1.8 and 5.
+	RetransmitTimeout time.Duration
+	RetransmitBase    float64
+	RetransmitTries   int
+
+	// HalfOpenTimeout is how long a responder keeps an IKE SA whose
+	// IKE_AUTH has not completed (default 30 s). An initiator gives up
+	// when its retransmissions are exhausted.
+	HalfOpenTimeout time.Duration
+	// CookieThreshold is the number of half-open responder IKE SAs above
+	// which IKE_SA_INIT requests must carry a COOKIE (RFC 7296, Section
+	// 2.6). Zero means the default, 10; a negative value means never.
+	CookieThreshold int
+	// MaxHalfOpen bounds half-open responder IKE SAs; requests beyond it
+	// are dropped. Zero means 1000.
+	MaxHalfOpen int
+
+	// FragmentSize is the largest IKE message (without IP and UDP
+	// headers) sent unfragmented once both peers announced
+	// IKEV2_FRAGMENTATION_SUPPORTED (RFC 7383). Zero means 1232.
+	FragmentSize int
+	// KeepaliveInterval is the interval of NAT keepalives (RFC 3948,
+	// Section 2.3) sent when this host is behind a NAT. Zero means 20 s;
+	// negative disables them.
+	KeepaliveInterval time.Duration
+
+	// EventBuffer is the capacity of the Events channel (default 256).
+	// Events that do not fit are dropped, never waited for.
+	EventBuffer int
+}
+
+// withDefaults returns a copy of c with zero fields set to their defaults.
+func (c Config) withDefaults() Config {
+	if c.Now == nil {
+		c.Now = time.Now
+	}
+	if c.Rand == nil {
+		c.Rand = rand.Reader
+	}
+	if c.Logger == nil {
+		c.Logger = slog.Default()
+	}
+	if c.Port == 0 {
+		c.Port = 500
+	}
+	if c.NATTPort == 0 {
+		c.NATTPort = 4500
+	}
+	if c.RetransmitTimeout <= 0 {
+		c.RetransmitTimeout = 4 * time.Second
+	}
+	if c.RetransmitBase < 1 {
+		c.RetransmitBase = 1.8
+	}
+	if c.RetransmitTries <= 0 {
+		c.RetransmitTries = 5
+	}
+	if c.HalfOpenTimeout <= 0 {
+		c.HalfOpenTimeout = 30 * time.Second
+	}
+	if c.CookieThreshold == 0 {
+		c.CookieThreshold = 10
+	}
+	if c.MaxHalfOpen <= 0 {
+		c.MaxHalfOpen = 1000
+	}
+	if c.FragmentSize <= 0 {
+		c.FragmentSize = 1232
+	}
+	if c.KeepaliveInterval == 0 {
+		c.KeepaliveInterval = 20 * time.Second
+	}
+	if c.EventBuffer <= 0 {
+		c.EventBuffer = 256
+	}
+	return c
+}
+
+// Peer is the configuration of the IKE SAs with one peer: a swanctl.conf
+// connection. The zero value of a field means its default.
+type Peer struct {
+	// Name identifies the peer in Initiate, Terminate, events and SAs.
+	Name string
+	// LocalAddrs and RemoteAddrs are the addresses this host and the peer
+	// may use; empty means any. To initiate, the engine uses the first
+	// single-address prefix of each (a /32 or /128); a responder accepts
+	// IKE_SA_INIT requests whose destination lies in LocalAddrs and whose
+	// source lies in RemoteAddrs.
+	LocalAddrs, RemoteAddrs []netip.Prefix
+	// RemotePort is the peer's IKE port to initiate to; zero means
+	// Config.Port.
+	RemotePort uint16
+	// Proposals are the IKE proposals in order of preference; empty means
+	// transform.DefaultIKEProposals().
+	Proposals []transform.IKEProposal
+	// LocalID is this host's identity (RFC 7296, Section 3.5); the zero
+	// value means its IP address. RemoteID is the identity the peer must
+	// claim; the zero value accepts any.
+	LocalID, RemoteID Identity
+	// PSK returns the pre-shared key shared by the two identities, or nil
+	// if there is none (authentication then fails). It is called from the
+	// engine's goroutines and must be safe for concurrent use.
+	PSK func(local, remote Identity) []byte
+	// Encap forces UDP encapsulation of IKE and ESP (port NATTPort) even
+	// when no NAT is detected, as strongSwan's encap=yes does: the engine
+	// sends a NAT_DETECTION_SOURCE_IP that cannot match (RFC 7296,
+	// Section 2.23).
+	Encap bool
+	// DPDDelay is the interval of liveness checks (empty INFORMATIONAL
+	// requests) when nothing was received from the peer; zero disables
+	// them.
+	DPDDelay time.Duration
+	// RekeyTime is the IKE SA rekey interval; zero means 4 hours,
+	// negative disables rekeying.
+	RekeyTime time.Duration
+	// Children are the CHILD SA configurations.
+	Children []ChildConfig
+}
+
+// StartAction is what SetPeers does with a child (swanctl.conf's
+// start_action).
+type StartAction uint8
+
+// Start actions. Trap is carried for the daemon, which installs the trap
+// policies and calls Initiate on acquires; the engine treats it as None.
+const (
+	StartNone StartAction = iota
+	StartTrap
+	StartStart // SetPeers initiates the child at once
+)
+
+// ChildConfig is the configuration of CHILD SAs of a peer (a swanctl.conf
+// child). The zero value of a field means its default.
+type ChildConfig struct {
+	// Name identifies the child in Initiate, Terminate and events.
+	Name string
+	// Ref is an opaque reference that the engine copies into every
+	// ChildSA it installs for this child, such as the SPD rule (the SA
+	// bundle, spd.Rule.Ref) whose policy the SA serves.
+	Ref uint32
+	// Mode is tunnel (the zero value) or transport.
+	Mode sa.Mode
+	// LocalTS and RemoteTS are the traffic selectors of this host and of
+	// the peer; empty means this side's outer address.
+	LocalTS, RemoteTS traffic.Set
+	// Protocol is sa.ESP (the default when zero) or sa.AH.
+	Protocol sa.Protocol
+	// Proposals are the ESP or AH proposals in order of preference; empty
+	// means transform.DefaultESPProposals() (ESP only). A KE method in them
+	// is used for PFS in CREATE_CHILD_SA and ignored in IKE_AUTH (RFC 7296,
+	// Section 1.2).
+	Proposals []transform.ESPProposal
+	// StartAction says what SetPeers does with the child.
+	StartAction StartAction
+	// RekeyTime is the CHILD SA rekey interval; zero means 1 hour,
+	// negative disables rekeying. The hard lifetime handed to the
+	// Installer is 110% of it.
+	RekeyTime time.Duration
+	// ReplayWindow is the anti-replay window in packets, copied into the
+	// ChildSA; zero lets the Installer choose its default.
+	ReplayWindow int
+}
+
+func (p *Peer) rekeyTime() time.Duration {
+	if p.RekeyTime == 0 {
+		return 4 * time.Hour
+	}
+	return p.RekeyTime
+}
+
+func (p *Peer) proposals() []transform.IKEProposal {
+	if len(p.Proposals) == 0 {
+		return transform.DefaultIKEProposals()
+	}
+	return p.Proposals
+}
+
+func (c *ChildConfig) rekeyTime() time.Duration {
+	if c.RekeyTime == 0 {
+		return time.Hour
+	}
+	return c.RekeyTime
+}
+
+func (c *ChildConfig) protocol() sa.Protocol {
+	if c.Protocol == 0 {
+		return sa.ESP
+	}
+	return c.Protocol
+}
+
+func (c *ChildConfig) proposals() []transform.ESPProposal {
+	if len(c.Proposals) == 0 {
+		return transform.DefaultESPProposals()
+	}
+	return c.Proposals
+}
+
+// child returns the child configuration named name.
+func (p *Peer) child(name string) *ChildConfig {
+	for i := range p.Children {
+		if p.Children[i].Name == name {
+			return &p.Children[i]
+		}
+	}
+	return nil
+}
+
+// firstHost returns the first single-address prefix of ps.
+func firstHost(ps []netip.Prefix) netip.Addr {
+	for _, p := range ps {
+		if p.IsValid() && p.Bits() == p.Addr().BitLen() {
+			return p.Addr()
+		}
+	}
+	return netip.Addr{}
+}
+
+// matchAddr reports whether a lies in ps (empty means any).
+func matchAddr(ps []netip.Prefix, a netip.Addr) bool {
+	if len(ps) == 0 {
+		return true
+	}
+	a = a.Unmap()
+	for _, p := range ps {
+		if p.Contains(a) {
+			return true
+		}
+	}
+	return false
+}

@@ -1,0 +1,28 @@
+// Package ike is the IKEv2 engine (RFC 7296): it negotiates, authenticates
+// (pre-shared keys, Section 2.15) and rekeys IKE SAs and the CHILD SAs
+// (ESP and AH) they create, and hands the CHILD SAs to an Installer.
+//
+// A Manager owns every IKE SA of this host. Each IKE SA is a session owned
+// by one goroutine; its core, session.handle, maps one input (a datagram, a
+// timer, a command) to a list of effects (datagrams to send, SAs to install
+// or delete, events) and does no I/O, so tests step two peers one message
+// at a time. The owner of the Manager supplies the I/O through small
+// interfaces it declares here: Transport sends datagrams, HandlePacket
+// takes the received ones, Installer installs CHILD SAs. The engine never
+// imports the configuration file's package or the data plane; the daemon
+// translates between them (Peer, ChildConfig, ChildSA, Trigger).
+//
+// What is implemented: IKE_SA_INIT with INVALID_KE_PAYLOAD retry and
+// COOKIEs (Sections 1.2, 2.6), NAT detection and the move to port 4500
+// (Section 2.23), NAT keepalives (RFC 3948), IKE fragmentation (RFC 7383),
+// IKE_AUTH with pre-shared keys and the first CHILD SA, CREATE_CHILD_SA for
+// new CHILD SAs (with PFS), CHILD SA and IKE SA rekeying, INFORMATIONAL
+// with Delete and liveness checks, retransmission with exponential backoff,
+// the response cache, traffic selector narrowing (Section 2.9) and
+// transport mode. Not implemented: certificates and EAP authentication,
+// configuration payloads, MOBIKE, IKE_INTERMEDIATE and additional key
+// exchanges (RFC 9370), redirects, and the full simultaneous-rekey
+// resolution of Section 2.8.1 (a colliding rekey is refused with
+// TEMPORARY_FAILURE and retried after a random delay, RFC 7296, Section
+// 2.25).
+package ike

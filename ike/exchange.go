@@ -1,0 +1,285 @@
+package ike
+
+import (
+	"errors"
+	"math"
+	"net/netip"
+	"time"
+
+	"github.com/goipsec/goipsec/ike/ikewire"
+)
+
+// task is one exchange this side initiates, written straight-line: build
+// the request, process the response.
+type task interface {
+	exchange() ikewire.ExchangeType
+	// build returns the request's payloads (inside the SK payload except
+	// in IKE_SA_INIT). An error abandons the task.
+	build(s *session, x *ikeSA) ([]ikewire.Payload, error)
+	// process handles the response's payloads (decrypted). It returns
+	// true to send the request again with the same Message ID (the
+	// IKE_SA_INIT retries of RFC 7296, Sections 1.2 and 2.6).
+	process(s *session, x *ikeSA, m *ikewire.Message, pl []ikewire.Payload) (retry bool)
+	// abort tells the task it will never complete (the IKE SA died).
+	abort(s *session)
+}
+
+// request is our outstanding request.
+type request struct {
+	id       uint32
+	exch     ikewire.ExchangeType
+	t        task
+	pkts     [][]byte
+	tries    int // retransmissions so far
+	deadline time.Time
+}
+
+// response is the cached response to the peer's last request (RFC 7296,
+// Section 2.1: a retransmitted request gets the same response again).
+type response struct {
+	id   uint32
+	pkts [][]byte
+}
+
+// timeout returns the wait after send n (0 for the first transmission):
+// RetransmitTimeout * RetransmitBase^n.
+func (s *session) timeout(n int) time.Duration {
+	return time.Duration(float64(s.cfg.RetransmitTimeout) * math.Pow(s.cfg.RetransmitBase, float64(n)))
+}
+
+// startRequest builds and sends task t's request on x with x's next
+// Message ID.
+func (s *session) startRequest(x *ikeSA, t task) {
+	pl, err := t.build(s, x)
+	if err != nil {
+		s.log.Warn("ike: cannot build request", "exchange", t.exchange(), "err", err)
+		t.abort(s)
+		if _, ok := t.(*authTask); ok {
+			s.die(err)
+		}
+		return
+	}
+	pkts, err := s.seal(x, t.exchange(), x.nextID, false, pl)
+	if err != nil {
+		s.log.Warn("ike: cannot encode request", "exchange", t.exchange(), "err", err)
+		t.abort(s)
+		if _, ok := t.(*initTask); ok {
+			s.die(err)
+		}
+		return
+	}
+	if t.exchange() == ikewire.IKE_SA_INIT {
+		s.initReq = pkts[0]
+	}
+	x.active = &request{id: x.nextID, exch: t.exchange(), t: t, pkts: pkts, deadline: s.now().Add(s.timeout(0))}
+	s.transmit(pkts, s.local, s.remote)
+}
+
+// seal encodes a message of x: in the clear for IKE_SA_INIT, otherwise in
+// an SK payload, fragmented when the peer supports it and it does not fit
+// (RFC 7383, Section 2.5).
+func (s *session) seal(x *ikeSA, exch ikewire.ExchangeType, id uint32, resp bool, pl []ikewire.Payload) ([][]byte, error) {
+	h := ikewire.Header{SPIi: x.spiI, SPIr: x.spiR, Exchange: exch, MessageID: id}
+	if x.initiator {
+		h.Flags |= ikewire.FlagInitiator
+	}
+	if resp {
+		h.Flags |= ikewire.FlagResponse
+	}
+	m := &ikewire.Message{Header: h}
+	if exch == ikewire.IKE_SA_INIT {
+		m.Payloads = pl
+		b, err := m.Marshal()
+		if err != nil {
+			return nil, err
+		}
+		return [][]byte{b}, nil
+	}
+	if x.sealer == nil {
+		return nil, errors.New("ike: no keys yet")
+	}
+	if s.fragOK {
+		max := s.cfg.FragmentSize
+		if s.natt {
+			max -= 4 // the non-ESP marker
+		}
+		return ikewire.Fragment(m, pl, x.sealer, s.rand(), max)
+	}
+	b, err := ikewire.SealSK(m, pl, x.sealer, s.rand())
+	if err != nil {
+		return nil, err
+	}
+	return [][]byte{b}, nil
+}
+
+// transmit sends datagrams, with the non-ESP marker from the NAT-T port
+// (RFC 3948, Section 2.2).
+func (s *session) transmit(pkts [][]byte, from, to netip.AddrPort) {
+	for _, p := range pkts {
+		if from.Port() == s.cfg.NATTPort {
+			p = append([]byte{0, 0, 0, 0}, p...)
+		}
+		s.ops = append(s.ops, op{kind: opSend, pkt: p, from: from, to: to})
+	}
+}
+
+// retransmit resends our outstanding request on x, or declares the peer
+// dead after the last try (RFC 7296, Section 2.4).
+func (s *session) retransmit(x *ikeSA) {
+	a := x.active
+	if a.tries >= s.cfg.RetransmitTries {
+		s.log.Info("ike: peer not responding", "exchange", a.exch, "tries", a.tries+1)
+		if x == s.old {
+			// The old IKE SA of a rekey: forget it quietly.
+			x.active = nil
+			s.retireOld()
+			return
+		}
+		s.die(ErrPeerDead)
+		return
+	}
+	a.tries++
+	a.deadline = s.now().Add(s.timeout(a.tries))
+	s.transmit(a.pkts, s.local, s.remote)
+}
+
+// open authenticates and decrypts the protected payloads of m, collecting
+// fragments (RFC 7383, Section 2.6). done is false while fragments are
+// missing.
+func (s *session) open(x *ikeSA, m *ikewire.Message, req bool) (pl []ikewire.Payload, done bool, err error) {
+	if len(m.Payloads) == 0 || x.opener == nil {
+		return nil, false, &ikewire.ParseError{Reason: "no encrypted payload"}
+	}
+	switch m.Payloads[len(m.Payloads)-1].(type) {
+	case *ikewire.SK:
+		pl, err := ikewire.OpenSK(m, x.opener)
+		return pl, err == nil, err
+	case *ikewire.SKF:
+		r := &x.reasmResp
+		if req {
+			r = &x.reasmReq
+		}
+		return r.Add(m, x.opener)
+	}
+	// RFC 7296, Section 3.14: everything after IKE_SA_INIT is protected.
+	return nil, false, &ikewire.ParseError{Reason: "unprotected message after IKE_SA_INIT"}
+}
+
+// recvRequest runs the responder side of one exchange.
+func (s *session) recvRequest(x *ikeSA, m *ikewire.Message, from, to netip.AddrPort) {
+	if c := x.cached; c != nil && m.MessageID == c.id && x.peerID == c.id+1 {
+		// RFC 7296, Section 2.1: a retransmitted request; RFC 7383,
+		// Section 2.6.1: for fragments, only the first one triggers it.
+		if f, ok := m.Payloads[len(m.Payloads)-1].(*ikewire.SKF); ok && f.Number != 1 {
+			return
+		}
+		if m.Exchange == ikewire.IKE_SA_INIT && !x.initiator && len(s.initReq) > 0 && string(m.Raw) != string(s.initReq) {
+			return // another IKE_SA_INIT with the same SPIi: not ours
+		}
+		s.transmit(c.pkts, to, from)
+		return
+	}
+	if m.MessageID != x.peerID {
+		return // RFC 7296, Section 2.3: outside the window
+	}
+	if m.Exchange == ikewire.IKE_SA_INIT {
+		if s.state == StateConnecting && !x.initiator && x.peerID == 0 && x.keys == nil {
+			s.respondInit(x, m, from, to)
+		}
+		return
+	}
+	pl, done, err := s.open(x, m, true)
+	if err != nil {
+		var pe *ikewire.ParseError
+		if errors.As(err, &pe) && pe.Notify != 0 {
+			// The message passed the integrity check but is malformed:
+			// answer with the notification (RFC 7296, Section 2.21.2).
+			s.reply(x, m, from, to, []ikewire.Payload{&ikewire.Notify{Type: pe.Notify, Data: pe.Data}})
+			if s.state == StateConnecting {
+				s.die(&NotifyError{Type: pe.Notify, Local: true})
+			}
+			return
+		}
+		s.log.Debug("ike: dropping request", "err", err)
+		return
+	}
+	if !done {
+		return
+	}
+	s.lastRecv = s.now()
+	s.updateAddrs(from, to)
+	var resp []ikewire.Payload
+	var after func()
+	switch m.Exchange {
+	case ikewire.IKE_AUTH:
+		if s.state != StateConnecting || x.initiator || x != s.sa {
+			resp = []ikewire.Payload{&ikewire.Notify{Type: ikewire.NotifyInvalidSyntax}}
+			break
+		}
+		resp, after = s.respondAuth(x, pl, from, to)
+	case ikewire.CREATE_CHILD_SA:
+		if s.state != StateEstablished && s.state != StateDeleting {
+			resp = []ikewire.Payload{&ikewire.Notify{Type: ikewire.NotifyInvalidSyntax}}
+			break
+		}
+		resp, after = s.respondCreateChild(x, pl)
+	case ikewire.INFORMATIONAL:
+		resp, after = s.respondInformational(x, pl)
+	default:
+		s.log.Info("ike: exchange type not implemented", "exchange", m.Exchange)
+		resp = []ikewire.Payload{&ikewire.Notify{Type: ikewire.NotifyInvalidSyntax}}
+	}
+	s.reply(x, m, from, to, resp)
+	if after != nil {
+		after()
+	}
+}
+
+// reply sends and caches the response to request m.
+func (s *session) reply(x *ikeSA, m *ikewire.Message, from, to netip.AddrPort, pl []ikewire.Payload) {
+	pkts, err := s.seal(x, m.Exchange, m.MessageID, true, pl)
+	if err != nil {
+		s.log.Warn("ike: cannot encode response", "exchange", m.Exchange, "err", err)
+		return
+	}
+	x.cached = &response{id: m.MessageID, pkts: pkts}
+	x.peerID = m.MessageID + 1
+	s.transmit(pkts, to, from)
+}
+
+// recvResponse completes our outstanding request.
+func (s *session) recvResponse(x *ikeSA, m *ikewire.Message, from, to netip.AddrPort) {
+	a := x.active
+	if a == nil || m.MessageID != a.id || m.Exchange != a.exch {
+		return
+	}
+	pl := m.Payloads
+	if m.Exchange == ikewire.IKE_SA_INIT && s.local.Addr().IsUnspecified() {
+		s.local = to // learn the source address the Transport chose
+	}
+	if m.Exchange != ikewire.IKE_SA_INIT {
+		var done bool
+		var err error
+		pl, done, err = s.open(x, m, false)
+		if err != nil {
+			var pe *ikewire.ParseError
+			if errors.As(err, &pe) && pe.Notify != 0 && x == s.sa {
+				// A malformed response that passed the integrity
+				// check ends the IKE SA (RFC 7296, Section 2.21.2).
+				s.die(&NotifyError{Type: pe.Notify, Local: true})
+			}
+			return
+		}
+		if !done {
+			return
+		}
+		s.lastRecv = s.now()
+		s.updateAddrs(from, to)
+	}
+	x.active = nil
+	x.nextID = a.id + 1
+	if a.t.process(s, x, m, pl) && s.state != StateDead {
+		x.nextID = a.id
+		s.startRequest(x, a.t)
+	}
+}

@@ -1,0 +1,289 @@
+package ike
+
+import (
+	"bytes"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/goipsec/goipsec/iana"
+	"github.com/goipsec/goipsec/ike/ikewire"
+	"github.com/goipsec/goipsec/transform"
+)
+
+// respondInformational answers an INFORMATIONAL request: Delete payloads
+// (RFC 7296, Section 1.4.1) and, with no payloads, a liveness check
+// (Section 2.4).
+func (s *session) respondInformational(x *ikeSA, pl []ikewire.Payload) ([]ikewire.Payload, func()) {
+	var resp []ikewire.Payload
+	var after func()
+	for _, d := range findAll[*ikewire.Delete](pl) {
+		switch d.Protocol {
+		case ikewire.ProtoIKE:
+			if x == s.old {
+				// The rekeyed IKE SA's initiator deletes the old one
+				// (RFC 7296, Section 1.3.2); the session goes on.
+				after = s.retireOld
+			} else {
+				after = func() { s.die(nil) }
+			}
+			return nil, after
+		case ikewire.ProtoESP, ikewire.ProtoAH:
+			var ours []uint32
+			for _, spi := range d.SPIs {
+				c := s.childByOutSPI(spi)
+				if c == nil {
+					continue
+				}
+				if c.state != childDeleting {
+					// RFC 7296, Section 1.4.1: answer with the inbound
+					// SPIs of the pairs, except those we are deleting
+					// ourselves.
+					ours = append(ours, c.sa.SPIIn)
+				}
+				s.removeChild(c, nil)
+			}
+			if len(ours) > 0 {
+				resp = append(resp, &ikewire.Delete{Protocol: d.Protocol, SPIs: ours})
+			}
+		}
+	}
+	for _, n := range findAll[*ikewire.Notify](pl) {
+		if n.Type.IsError() {
+			s.log.Info("ike: peer reported an error", "peer", s.peerName(), "notify", n.Type)
+		}
+	}
+	return resp, after
+}
+
+// retireOld forgets the IKE SA that a rekey replaced.
+func (s *session) retireOld() {
+	if s.old == nil {
+		return
+	}
+	s.ops = append(s.ops, op{kind: opUnregister, spi: s.old.ourSPI()})
+	if s.old.active != nil {
+		s.old.active.t.abort(s)
+	}
+	if s.old.keys != nil {
+		s.old.keys.Destroy()
+	}
+	s.old = nil
+}
+
+// dpdTask is a liveness check: an empty INFORMATIONAL request (RFC 7296,
+// Section 2.4). A peer that does not answer any retransmission is dead.
+type dpdTask struct{}
+
+func (*dpdTask) exchange() ikewire.ExchangeType { return ikewire.INFORMATIONAL }
+func (*dpdTask) build(*session, *ikeSA) ([]ikewire.Payload, error) {
+	return nil, nil
+}
+func (*dpdTask) process(*session, *ikeSA, *ikewire.Message, []ikewire.Payload) bool {
+	return false
+}
+func (*dpdTask) abort(*session) {}
+
+// deleteIKETask deletes the IKE SA x it runs on, with its CHILD SAs unless
+// x is the old IKE SA of a rekey (RFC 7296, Section 1.4.1).
+type deleteIKETask struct {
+	old bool
+}
+
+func (*deleteIKETask) exchange() ikewire.ExchangeType { return ikewire.INFORMATIONAL }
+
+func (t *deleteIKETask) build(s *session, x *ikeSA) ([]ikewire.Payload, error) {
+	return []ikewire.Payload{&ikewire.Delete{Protocol: ikewire.ProtoIKE}}, nil
+}
+
+func (t *deleteIKETask) process(s *session, x *ikeSA, m *ikewire.Message, pl []ikewire.Payload) bool {
+	if t.old {
+		s.retireOld()
+	} else {
+		s.die(nil)
+	}
+	return false
+}
+
+func (t *deleteIKETask) abort(s *session) {}
+
+// ikeRekeyTask rekeys the IKE SA with CREATE_CHILD_SA (RFC 7296, Section
+// 1.3.2): a new IKE SA with new SPIs and keys from the old SK_d and a new
+// key exchange takes over the CHILD SAs, then the old one is deleted.
+type ikeRekeyTask struct {
+	spi     uint64
+	ni      []byte
+	keID    iana.KEID
+	ke      transform.KEInitiator
+	retries int
+}
+
+func (*ikeRekeyTask) exchange() ikewire.ExchangeType { return ikewire.CREATE_CHILD_SA }
+
+func (t *ikeRekeyTask) build(s *session, x *ikeSA) ([]ikewire.Payload, error) {
+	if x != s.sa || s.old != nil {
+		return nil, errors.New("ike: an IKE SA rekey is already in progress")
+	}
+	if t.spi == 0 {
+		t.spi = s.m.newIKESPI()
+	}
+	if t.keID == iana.KENone {
+		t.keID = x.suite.ke
+	}
+	ke, err := transform.NewKEInitiator(t.keID, s.rand())
+	if err != nil {
+		return nil, err
+	}
+	t.ke = ke
+	t.ni = s.random(nonceLen)
+	sap := &ikewire.SA{}
+	for i, p := range s.peer.proposals() {
+		o := ikeOffer(p)
+		o.num, o.spi = uint8(i+1), spi64Bytes(t.spi)
+		sap.Proposals = append(sap.Proposals, o.wire())
+	}
+	return []ikewire.Payload{sap, &ikewire.Nonce{Data: t.ni}, &ikewire.KE{Group: uint16(t.keID), Data: ke.Public()}}, nil
+}
+
+func (t *ikeRekeyTask) process(s *session, x *ikeSA, m *ikewire.Message, pl []ikewire.Payload) bool {
+	retry := func(delay time.Duration) {
+		t.retries++
+		s.retryAt = s.now().Add(delay)
+		s.queueFront(t)
+	}
+	if n := findNotify(pl, ikewire.NotifyInvalidKEPayload); n != nil && len(n.Data) == 2 && t.retries < 2 {
+		if g := iana.KEID(binary.BigEndian.Uint16(n.Data)); g != t.keID && offersIKEKE(s.peer.proposals(), g) {
+			t.keID = g
+			retry(0)
+			return false
+		}
+	}
+	if findNotify(pl, ikewire.NotifyTemporaryFailure) != nil && t.retries < 5 {
+		retry(time.Second + s.jitter(40*time.Second))
+		return false
+	}
+	if err := t.complete(s, x, pl); err != nil {
+		s.log.Warn("ike: IKE SA rekey failed", "peer", s.peerName(), "err", err)
+		s.m.releaseIKESPI(t.spi)
+		s.rekeyAt = s.now().Add(time.Minute)
+	}
+	return false
+}
+
+func (t *ikeRekeyTask) complete(s *session, x *ikeSA, pl []ikewire.Payload) error {
+	if n := errorNotify(pl); n != nil {
+		return notifyErr(n)
+	}
+	sap, nonce, ke := find[*ikewire.SA](pl), find[*ikewire.Nonce](pl), find[*ikewire.KE](pl)
+	if sap == nil || nonce == nil || ke == nil {
+		return fmt.Errorf("ike: IKE SA rekey response lacks SA, Nonce or KE: %w", errSyntax)
+	}
+	suite, spiR, err := checkIKEAnswer(s.peer.proposals(), sap)
+	if err != nil {
+		return err
+	}
+	if len(spiR) != 8 || spi64Value(spiR) == 0 || suite.ke != t.keID || iana.KEID(ke.Group) != t.keID {
+		return fmt.Errorf("ike: IKE SA rekey response with a bad SPI or key exchange method: %w", errSyntax)
+	}
+	gir, err := t.ke.Finish(ke.Data)
+	if err != nil {
+		return err
+	}
+	defer clear(gir)
+	nx := &ikeSA{initiator: true, spiI: t.spi, spiR: spi64Value(spiR)}
+	if err := s.rekeyIKE(x, nx, suite, t.ni, nonce.Data, gir); err != nil {
+		return err
+	}
+	// Delete the old IKE SA (RFC 7296, Section 1.3.2).
+	s.startRequest(x, &deleteIKETask{old: true})
+	return nil
+}
+
+func (t *ikeRekeyTask) abort(s *session) {
+	if t.spi != 0 && (s.sa == nil || s.sa.spiI != t.spi) {
+		s.m.releaseIKESPI(t.spi)
+	}
+}
+
+// rekeyIKE derives the new IKE SA's keys, SKEYSEED = prf(SK_d (old), g^ir
+// (new) | Ni | Nr) (RFC 7296, Section 2.18), and moves the session to it.
+func (s *session) rekeyIKE(x, nx *ikeSA, suite ikeSuite, ni, nr, gir []byte) error {
+	seed, err := x.keys.Rekey(ni, nr, gir)
+	if err != nil {
+		return err
+	}
+	k, err := seed.Derive(suite.keys(), ni, nr, spi64Bytes(nx.spiI), spi64Bytes(nx.spiR))
+	if err != nil {
+		return err
+	}
+	if err := nx.setKeys(k, suite); err != nil {
+		return err
+	}
+	s.ops = append(s.ops, op{kind: opRegister, spi: nx.ourSPI()})
+	s.old, s.sa = x, nx
+	s.oldUntil = s.now().Add(staleTimeout)
+	s.keID = suite.ke
+	s.scheduleIKERekey()
+	s.emit(EventIKERekeyed, "", nil, nil)
+	return nil
+}
+
+// respondIKERekey answers an IKE SA rekey request.
+func (s *session) respondIKERekey(x *ikeSA, pl []ikewire.Payload) ([]ikewire.Payload, func()) {
+	errResp := func(t ikewire.NotifyType, data []byte) ([]ikewire.Payload, func()) {
+		return []ikewire.Payload{&ikewire.Notify{Type: t, Data: data}}, nil
+	}
+	if s.old != nil || s.rekeying() {
+		// RFC 7296, Section 2.25: a rekey collides with ours.
+		return errResp(ikewire.NotifyTemporaryFailure, nil)
+	}
+	sap, nonce, ke := find[*ikewire.SA](pl), find[*ikewire.Nonce](pl), find[*ikewire.KE](pl)
+	if ke == nil {
+		return errResp(ikewire.NotifyInvalidSyntax, nil)
+	}
+	suite, num, keOK, ok := selectIKE(s.peer.proposals(), sap.Proposals, iana.KEID(ke.Group))
+	if !ok {
+		return errResp(ikewire.NotifyNoProposalChosen, nil)
+	}
+	if !keOK {
+		return errResp(ikewire.NotifyInvalidKEPayload, binary.BigEndian.AppendUint16(nil, uint16(suite.ke)))
+	}
+	var spiI []byte
+	for _, p := range sap.Proposals {
+		if p.Num == num {
+			spiI = p.SPI
+			break
+		}
+	}
+	if len(spiI) != 8 || spi64Value(spiI) == 0 {
+		return errResp(ikewire.NotifyInvalidSyntax, nil)
+	}
+	ours, gir, err := transform.KERespond(suite.ke, ke.Data, s.rand())
+	if err != nil {
+		return errResp(ikewire.NotifyInvalidSyntax, nil)
+	}
+	defer clear(gir)
+	nr := s.random(nonceLen)
+	spiR := s.m.newIKESPI()
+	nx := &ikeSA{initiator: false, spiI: spi64Value(spiI), spiR: spiR}
+	if err := s.rekeyIKE(x, nx, suite, bytes.Clone(nonce.Data), nr, gir); err != nil {
+		s.m.releaseIKESPI(spiR)
+		return errResp(ikewire.NotifyNoProposalChosen, nil)
+	}
+	return []ikewire.Payload{
+		&ikewire.SA{Proposals: []ikewire.Proposal{suite.wire(num, spi64Bytes(spiR))}},
+		&ikewire.Nonce{Data: nr},
+		&ikewire.KE{Group: uint16(suite.ke), Data: ours},
+	}, nil
+}
+
+// rekeying reports whether we are rekeying the IKE SA ourselves.
+func (s *session) rekeying() bool {
+	if a := s.sa.active; a != nil {
+		if _, ok := a.t.(*ikeRekeyTask); ok {
+			return true
+		}
+	}
+	return false
+}

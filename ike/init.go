@@ -1,0 +1,242 @@
+package ike
+
+import (
+	"bytes"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"net/netip"
+
+	"github.com/goipsec/goipsec/iana"
+	"github.com/goipsec/goipsec/ike/ikewire"
+	"github.com/goipsec/goipsec/ike/keys"
+	"github.com/goipsec/goipsec/transform"
+)
+
+// nonceLen is the length of our nonces: at least half the PRF key size and
+// 128 bits (RFC 7296, Section 2.10); 32 bytes covers PRF-HMAC-SHA2-512's
+// half.
+const nonceLen = 32
+
+// initTask is the initiator's IKE_SA_INIT (RFC 7296, Section 1.2).
+type initTask struct {
+	cookies, keRetries int
+}
+
+func (*initTask) exchange() ikewire.ExchangeType { return ikewire.IKE_SA_INIT }
+
+func (t *initTask) build(s *session, x *ikeSA) ([]ikewire.Payload, error) {
+	if s.ke == nil {
+		if s.keID == iana.KENone {
+			ps := s.peer.proposals()
+			if len(ps) == 0 || len(ps[0].KE) == 0 {
+				return nil, fmt.Errorf("ike: peer %q has no key exchange method", s.peer.Name)
+			}
+			s.keID = ps[0].KE[0]
+		}
+		ke, err := transform.NewKEInitiator(s.keID, s.rand())
+		if err != nil {
+			return nil, err
+		}
+		s.ke = ke
+	}
+	if s.ni == nil {
+		s.ni = s.random(nonceLen)
+	}
+	var pl []ikewire.Payload
+	if s.cookie != nil {
+		// RFC 7296, Section 2.6: the COOKIE notification comes first.
+		pl = append(pl, &ikewire.Notify{Type: ikewire.NotifyCookie, Data: s.cookie})
+	}
+	sap := &ikewire.SA{}
+	for i, p := range s.peer.proposals() {
+		o := ikeOffer(p)
+		o.num = uint8(i + 1)
+		sap.Proposals = append(sap.Proposals, o.wire())
+	}
+	pl = append(pl, sap,
+		&ikewire.KE{Group: uint16(s.keID), Data: s.ke.Public()},
+		&ikewire.Nonce{Data: s.ni})
+	pl = append(pl, s.natdPayloads(x.spiI, 0)...)
+	// RFC 7383, Section 2.3.
+	pl = append(pl, &ikewire.Notify{Type: ikewire.NotifyIKEv2FragmentationSupported})
+	return pl, nil
+}
+
+func (t *initTask) process(s *session, x *ikeSA, m *ikewire.Message, pl []ikewire.Payload) bool {
+	if n := findNotify(pl, ikewire.NotifyCookie); n != nil {
+		// RFC 7296, Section 2.6: send the request again with the cookie.
+		if t.cookies++; t.cookies > 3 || len(n.Data) == 0 || len(n.Data) > 64 {
+			s.die(errors.New("ike: the responder keeps asking for a cookie"))
+			return false
+		}
+		s.cookie = bytes.Clone(n.Data)
+		return true
+	}
+	if n := findNotify(pl, ikewire.NotifyInvalidKEPayload); n != nil {
+		// RFC 7296, Section 1.2: retry with the method the responder
+		// names, if we offered it.
+		if len(n.Data) != 2 {
+			s.die(notifyErr(n))
+			return false
+		}
+		g := iana.KEID(binary.BigEndian.Uint16(n.Data))
+		if t.keRetries++; t.keRetries > 2 || g == s.keID || !offersIKEKE(s.peer.proposals(), g) {
+			s.die(notifyErr(n))
+			return false
+		}
+		ke, err := transform.NewKEInitiator(g, s.rand())
+		if err != nil {
+			s.die(err)
+			return false
+		}
+		s.log.Info("ike: responder asked for another key exchange method", "peer", s.peer.Name, "ke", transform.KEName(g))
+		s.keID, s.ke = g, ke
+		return true
+	}
+	if n := errorNotify(pl); n != nil {
+		s.die(notifyErr(n))
+		return false
+	}
+	if err := t.complete(s, x, m, pl); err != nil {
+		s.die(err)
+	}
+	return false
+}
+
+func (t *initTask) complete(s *session, x *ikeSA, m *ikewire.Message, pl []ikewire.Payload) error {
+	sap, ke, nonce := find[*ikewire.SA](pl), find[*ikewire.KE](pl), find[*ikewire.Nonce](pl)
+	if sap == nil || ke == nil || nonce == nil || m.SPIr == 0 {
+		return fmt.Errorf("ike: IKE_SA_INIT response lacks SA, KE, Nonce or SPIr: %w", errSyntax)
+	}
+	suite, _, err := checkIKEAnswer(s.peer.proposals(), sap)
+	if err != nil {
+		return err
+	}
+	if suite.ke != s.keID || iana.KEID(ke.Group) != s.keID {
+		return fmt.Errorf("ike: the responder answered with key exchange method %d, not %d", ke.Group, s.keID)
+	}
+	gir, err := s.ke.Finish(ke.Data)
+	if err != nil {
+		return fmt.Errorf("ike: the responder's key exchange data: %w", err)
+	}
+	s.nr = bytes.Clone(nonce.Data)
+	x.spiR = m.SPIr
+	s.initResp = m.Raw
+	s.checkNATD(&m.Header, pl)
+	s.fragOK = findNotify(pl, ikewire.NotifyIKEv2FragmentationSupported) != nil
+	if err := s.deriveKeys(x, suite, gir); err != nil {
+		return err
+	}
+	clear(gir)
+	s.ke = nil
+	if s.natLocal || s.natRemote || s.peer.Encap {
+		// RFC 7296, Section 2.23: after IKE_SA_INIT, move to port 4500.
+		s.local = netip.AddrPortFrom(s.local.Addr(), s.cfg.NATTPort)
+		s.remote = netip.AddrPortFrom(s.remote.Addr(), s.cfg.NATTPort)
+		s.natt = true
+	}
+	return nil
+}
+
+func (t *initTask) abort(s *session) {}
+
+// deriveKeys computes SKEYSEED and the IKE SA's keys (RFC 7296, Section
+// 2.14).
+func (s *session) deriveKeys(x *ikeSA, suite ikeSuite, gir []byte) error {
+	seed, err := keys.NewSKEYSEED(suite.prf, s.ni, s.nr, gir)
+	if err != nil {
+		return err
+	}
+	k, err := seed.Derive(suite.keys(), s.ni, s.nr, spi64Bytes(x.spiI), spi64Bytes(x.spiR))
+	if err != nil {
+		return err
+	}
+	return x.setKeys(k, suite)
+}
+
+// respondInit answers an IKE_SA_INIT request (RFC 7296, Section 1.2). The
+// Manager checked the cookie; errors answer without keeping state.
+func (s *session) respondInit(x *ikeSA, m *ikewire.Message, from, to netip.AddrPort) {
+	pl := m.Payloads
+	sap, ke, nonce := find[*ikewire.SA](pl), find[*ikewire.KE](pl), find[*ikewire.Nonce](pl)
+	if sap == nil || ke == nil || nonce == nil {
+		// RFC 7296, Section 2.21.1: a malformed IKE_SA_INIT is dropped.
+		s.die(nil)
+		return
+	}
+	s.local, s.remote = to, from
+	var suite ikeSuite
+	var num uint8
+	var keOK, ok bool
+	for _, p := range s.cands {
+		if suite, num, keOK, ok = selectIKE(p.proposals(), sap.Proposals, iana.KEID(ke.Group)); ok {
+			s.peer = p
+			break
+		}
+	}
+	if !ok {
+		s.log.Info("ike: no acceptable IKE proposal", "from", from)
+		s.initError(m, from, to, ikewire.NotifyNoProposalChosen, nil)
+		return
+	}
+	if !keOK {
+		// RFC 7296, Section 1.2: name the method we want.
+		s.initError(m, from, to, ikewire.NotifyInvalidKEPayload, binary.BigEndian.AppendUint16(nil, uint16(suite.ke)))
+		return
+	}
+	ours, gir, err := transform.KERespond(suite.ke, ke.Data, s.rand())
+	if err != nil {
+		// RFC 6989, Section 2: invalid public values are refused.
+		s.log.Info("ike: invalid key exchange data", "from", from, "err", err)
+		s.initError(m, from, to, ikewire.NotifyInvalidSyntax, nil)
+		return
+	}
+	s.keID = suite.ke
+	s.ni = bytes.Clone(nonce.Data)
+	s.nr = s.random(nonceLen)
+	s.checkNATD(&m.Header, pl)
+	s.fragOK = findNotify(pl, ikewire.NotifyIKEv2FragmentationSupported) != nil
+	resp := []ikewire.Payload{
+		&ikewire.SA{Proposals: []ikewire.Proposal{suite.wire(num, nil)}},
+		&ikewire.KE{Group: uint16(suite.ke), Data: ours},
+		&ikewire.Nonce{Data: s.nr},
+	}
+	resp = append(resp, s.natdPayloads(x.spiI, x.spiR)...)
+	if s.fragOK {
+		resp = append(resp, &ikewire.Notify{Type: ikewire.NotifyIKEv2FragmentationSupported})
+	}
+	if err := s.deriveKeys(x, suite, gir); err != nil {
+		s.log.Warn("ike: deriving keys", "err", err)
+		s.die(nil)
+		return
+	}
+	clear(gir)
+	s.initReq = m.Raw
+	pkts, err := s.seal(x, ikewire.IKE_SA_INIT, 0, true, resp)
+	if err != nil {
+		s.die(nil)
+		return
+	}
+	s.initResp = pkts[0]
+	x.cached = &response{id: 0, pkts: pkts}
+	x.peerID = 1
+	s.transmit(pkts, to, from)
+}
+
+// initError answers an IKE_SA_INIT request with an error notification and
+// no SPIr, and ends the session: nothing is kept (RFC 7296, Section 2.6).
+func (s *session) initError(m *ikewire.Message, from, to netip.AddrPort, t ikewire.NotifyType, data []byte) {
+	if b, err := initErrorMessage(&m.Header, t, data); err == nil {
+		s.transmit([][]byte{b}, to, from)
+	}
+	s.die(nil)
+}
+
+func initErrorMessage(h *ikewire.Header, t ikewire.NotifyType, data []byte) ([]byte, error) {
+	r := &ikewire.Message{
+		Header:   ikewire.Header{SPIi: h.SPIi, Exchange: ikewire.IKE_SA_INIT, Flags: ikewire.FlagResponse, MessageID: 0},
+		Payloads: []ikewire.Payload{&ikewire.Notify{Type: t, Data: data}},
+	}
+	return r.Marshal()
+}

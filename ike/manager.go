@@ -1,0 +1,707 @@
+package ike
+
+import (
+	"bytes"
+	"crypto/sha256"
+	"crypto/subtle"
+	"encoding/binary"
+	"fmt"
+	"io"
+	"net/netip"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/goipsec/goipsec/ike/ikewire"
+	"github.com/goipsec/goipsec/sa"
+)
+
+// Manager is the IKEv2 engine: it owns every IKE SA of this host, one
+// goroutine (an actor) per IKE SA, and talks to the outside through a
+// Transport (datagrams out), HandlePacket (datagrams in), an Installer
+// (CHILD SAs) and the Events channel. All methods are safe for concurrent
+// use.
+type Manager struct {
+	cfg  Config
+	inst Installer
+	tr   Transport
+	// step runs every session inline in the caller's goroutine, without
+	// timers: tests drive it one message at a time.
+	step bool
+
+	mu        sync.Mutex
+	peers     []*Peer
+	actors    map[*actor]struct{}
+	bySPI     map[uint64]*actor   // our IKE SPI -> session
+	byInit    map[initKey]*actor  // responder sessions by the peer's SPIi and address
+	ikeSPIs   map[uint64]struct{} // IKE SPIs handed out but not yet registered
+	childSPIs map[uint32]struct{}
+	halfOpen  int
+	closed    bool
+	secret    [32]byte // for COOKIEs (RFC 7296, Section 2.6)
+	secretVer byte
+
+	events  chan Event
+	dropped atomic.Uint64
+	wg      sync.WaitGroup
+}
+
+type initKey struct {
+	spiI uint64
+	from netip.AddrPort
+}
+
+// actor is the goroutine that owns one session.
+type actor struct {
+	s        *session
+	inbox    chan input
+	done     chan struct{} // closed when the actor ends
+	info     atomic.Pointer[IKESA]
+	spis     []uint64
+	init     initKey
+	halfOpen bool
+	dead     bool
+}
+
+// inboxLen bounds the datagrams and commands waiting for one IKE SA;
+// datagrams beyond it are dropped (the peer retransmits).
+const inboxLen = 64
+
+// NewManager returns a Manager that sends with tr and installs CHILD SAs
+// with inst. It starts no goroutine until an IKE SA exists. Call Close to
+// stop it.
+func NewManager(cfg Config, inst Installer, tr Transport) *Manager {
+	m := &Manager{
+		cfg: cfg.withDefaults(), inst: inst, tr: tr,
+		actors: map[*actor]struct{}{}, bySPI: map[uint64]*actor{}, byInit: map[initKey]*actor{},
+		ikeSPIs: map[uint64]struct{}{}, childSPIs: map[uint32]struct{}{},
+	}
+	m.events = make(chan Event, m.cfg.EventBuffer)
+	if _, err := io.ReadFull(m.cfg.Rand, m.secret[:]); err != nil {
+		panic("ike: reading randomness: " + err.Error())
+	}
+	return m
+}
+
+// Events returns the channel of events. Events that do not fit into its
+// buffer (Config.EventBuffer) are dropped; DroppedEvents counts them. The
+// channel is closed by Close.
+func (m *Manager) Events() <-chan Event { return m.events }
+
+// DroppedEvents returns the number of events dropped because the Events
+// channel was full.
+func (m *Manager) DroppedEvents() uint64 { return m.dropped.Load() }
+
+// SetPeers replaces the peer configurations. IKE SAs of peers that are no
+// longer configured are deleted; those of the others keep the
+// configuration they started with. Children with StartAction StartStart
+// that are not up are initiated.
+func (m *Manager) SetPeers(peers []Peer) error {
+	ps := make([]*Peer, len(peers))
+	names := map[string]bool{}
+	for i := range peers {
+		p := peers[i]
+		if p.Name == "" || names[p.Name] {
+			return fmt.Errorf("ike: peer %d: empty or duplicate name %q", i, p.Name)
+		}
+		names[p.Name] = true
+		p.Children = slices.Clone(p.Children)
+		ps[i] = &p
+	}
+	m.mu.Lock()
+	if m.closed {
+		m.mu.Unlock()
+		return ErrClosed
+	}
+	m.peers = ps
+	var gone []*actor
+	for a := range m.actors {
+		if info := a.info.Load(); info != nil && info.Peer != "" && !names[info.Peer] {
+			gone = append(gone, a)
+		}
+	}
+	m.mu.Unlock()
+	for _, a := range gone {
+		m.deliver(a, input{kind: inCommand, cmd: command{kind: cmdTerminate}})
+	}
+	for _, p := range ps {
+		for _, c := range p.Children {
+			if c.StartAction == StartStart {
+				if err := m.Initiate(p.Name, c.Name, nil); err != nil {
+					m.cfg.Logger.Warn("ike: start action", "peer", p.Name, "child", c.Name, "err", err)
+				}
+			}
+		}
+	}
+	return nil
+}
+
+func (m *Manager) peerLocked(name string) *Peer {
+	for _, p := range m.peers {
+		if p.Name == name {
+			return p
+		}
+	}
+	return nil
+}
+
+// Initiate brings up CHILD SA child of peer (and the IKE SA, if there is
+// none): through IKE_SA_INIT and IKE_AUTH, or CREATE_CHILD_SA on an
+// existing IKE SA. It does nothing if the child is up or being
+// negotiated, so an acquire starts one negotiation per policy. trigger,
+// if not nil, is the packet behind an acquire (RFC 7296, Section 2.9). An
+// empty child creates the IKE SA alone if none exists. Initiate returns
+// at once; Events reports the outcome.
+func (m *Manager) Initiate(peer, child string, trigger *Trigger) error {
+	m.mu.Lock()
+	if m.closed {
+		m.mu.Unlock()
+		return ErrClosed
+	}
+	p := m.peerLocked(peer)
+	if p == nil {
+		m.mu.Unlock()
+		return fmt.Errorf("%w %q", ErrUnknownPeer, peer)
+	}
+	var c *ChildConfig
+	if child != "" {
+		if c = p.child(child); c == nil {
+			m.mu.Unlock()
+			return fmt.Errorf("%w %q of peer %q", ErrUnknownChild, child, peer)
+		}
+	}
+	if a := m.currentLocked(peer); a != nil {
+		m.mu.Unlock()
+		if c != nil {
+			m.deliver(a, input{kind: inCommand, cmd: command{kind: cmdInitiate, child: child, trigger: trigger}})
+		}
+		return nil
+	}
+	remote := firstHost(p.RemoteAddrs)
+	if !remote.IsValid() {
+		m.mu.Unlock()
+		return fmt.Errorf("ike: peer %q has no single remote address to initiate to", peer)
+	}
+	local := firstHost(p.LocalAddrs)
+	if !local.IsValid() && m.cfg.LocalAddr != nil {
+		if a, err := m.cfg.LocalAddr(remote); err == nil && a.IsValid() {
+			local = a.Unmap()
+		}
+	}
+	if !local.IsValid() {
+		local = netip.IPv4Unspecified()
+		if remote.Is6() {
+			local = netip.IPv6Unspecified()
+		}
+	}
+	now := m.cfg.Now()
+	s := newSession(m, now)
+	s.peer = p
+	s.local = netip.AddrPortFrom(local, m.cfg.Port)
+	rport := p.RemotePort
+	if rport == 0 {
+		rport = m.cfg.Port
+	}
+	s.remote = netip.AddrPortFrom(remote, rport)
+	s.sa = &ikeSA{initiator: true, spiI: m.newIKESPILocked()}
+	s.queue(&initTask{})
+	s.queue(&authTask{cr: childReq{cfg: c, trigger: trigger}})
+	if c != nil {
+		s.pendingChildren[c.Name] = true
+	}
+	a := m.addActorLocked(s)
+	m.registerLocked(a, s.sa.spiI)
+	m.mu.Unlock()
+	m.start(a)
+	m.deliver(a, input{kind: inTimer})
+	return nil
+}
+
+// currentLocked returns the live IKE SA with peer, preferring an
+// established one.
+func (m *Manager) currentLocked(peer string) *actor {
+	var connecting *actor
+	for a := range m.actors {
+		info := a.info.Load()
+		if info == nil || info.Peer != peer || a.dead {
+			continue
+		}
+		switch info.State {
+		case StateEstablished:
+			return a
+		case StateConnecting:
+			connecting = a
+		}
+	}
+	return connecting
+}
+
+// Terminate deletes CHILD SA child of peer, or with an empty child the IKE
+// SAs with peer and all their CHILD SAs (RFC 7296, Section 1.4.1).
+func (m *Manager) Terminate(peer, child string) error {
+	return m.toPeer(peer, command{kind: cmdTerminate, child: child})
+}
+
+// Rekey rekeys CHILD SA child of peer, or with an empty child the IKE SA
+// (RFC 7296, Sections 1.3.2 and 1.3.3).
+func (m *Manager) Rekey(peer, child string) error {
+	if child == "" {
+		return m.toPeer(peer, command{kind: cmdRekeyIKE})
+	}
+	return m.toPeer(peer, command{kind: cmdRekeyChild, child: child})
+}
+
+func (m *Manager) toPeer(peer string, c command) error {
+	m.mu.Lock()
+	if m.closed {
+		m.mu.Unlock()
+		return ErrClosed
+	}
+	var as []*actor
+	for a := range m.actors {
+		if info := a.info.Load(); info != nil && info.Peer == peer {
+			as = append(as, a)
+		}
+	}
+	m.mu.Unlock()
+	if len(as) == 0 {
+		return fmt.Errorf("%w %q (no IKE SA)", ErrUnknownPeer, peer)
+	}
+	for _, a := range as {
+		m.deliver(a, input{kind: inCommand, cmd: c})
+	}
+	return nil
+}
+
+// HandleExpire reacts to a lifetime event of the data plane: a soft limit
+// rekeys the CHILD SA, a hard limit deletes it.
+func (m *Manager) HandleExpire(e sa.Event) {
+	m.mu.Lock()
+	var target *actor
+	var spiIn uint32
+	for a := range m.actors {
+		info := a.info.Load()
+		if info == nil {
+			continue
+		}
+		for _, c := range info.Children {
+			if c.Protocol == e.Protocol && ((e.Direction == sa.Inbound && c.SPIIn == e.SPI) || (e.Direction == sa.Outbound && c.SPIOut == e.SPI)) {
+				target, spiIn = a, c.SPIIn
+			}
+		}
+	}
+	m.mu.Unlock()
+	if target == nil {
+		return
+	}
+	k := cmdRekeySPI
+	if e.Hard {
+		k = cmdDeleteSPI
+	}
+	m.deliver(target, input{kind: inCommand, cmd: command{kind: k, spi: spiIn}})
+}
+
+// SAs returns a snapshot of the IKE SAs and their CHILD SAs, without key
+// material, ordered by peer name.
+func (m *Manager) SAs() []IKESA {
+	m.mu.Lock()
+	var out []IKESA
+	for a := range m.actors {
+		if info := a.info.Load(); info != nil && info.State != StateDead {
+			out = append(out, *info)
+		}
+	}
+	m.mu.Unlock()
+	slices.SortFunc(out, func(a, b IKESA) int {
+		if c := strings.Compare(a.Peer, b.Peer); c != 0 {
+			return c
+		}
+		return a.Established.Compare(b.Established)
+	})
+	return out
+}
+
+// Close deletes every IKE SA (sending a Delete without waiting for the
+// answer), removes their CHILD SAs from the Installer, stops the
+// goroutines and closes the Events channel.
+func (m *Manager) Close() error {
+	m.mu.Lock()
+	if m.closed {
+		m.mu.Unlock()
+		return nil
+	}
+	m.closed = true
+	as := make([]*actor, 0, len(m.actors))
+	for a := range m.actors {
+		as = append(as, a)
+	}
+	m.mu.Unlock()
+	for _, a := range as {
+		m.deliver(a, input{kind: inCommand, cmd: command{kind: cmdCloseNotify}})
+	}
+	m.wg.Wait()
+	close(m.events)
+	return nil
+}
+
+// HandlePacket feeds a received UDP payload to the engine: pkt arrived
+// from the peer address from at the local address to. On the NAT-T port
+// pkt starts with the non-ESP marker (RFC 3948, Section 2.2); NAT
+// keepalives and ESP packets there are ignored. The engine copies what it
+// keeps, so the caller may reuse pkt's memory when HandlePacket returns.
+// Malformed input is dropped and never builds state (RFC 7296, Section
+// 2.21).
+func (m *Manager) HandlePacket(pkt []byte, from, to netip.AddrPort) {
+	from = netip.AddrPortFrom(from.Addr().Unmap(), from.Port())
+	to = netip.AddrPortFrom(to.Addr().Unmap(), to.Port())
+	if to.Port() == m.cfg.NATTPort {
+		if len(pkt) < 4 || pkt[0]|pkt[1]|pkt[2]|pkt[3] != 0 {
+			return // a keepalive or ESP
+		}
+		pkt = pkt[4:]
+	}
+	h, err := ikewire.ParseHeader(pkt)
+	if err != nil {
+		return
+	}
+	pkt = bytes.Clone(pkt)
+	m.mu.Lock()
+	if m.closed {
+		m.mu.Unlock()
+		return
+	}
+	var a *actor
+	if h.Exchange == ikewire.IKE_SA_INIT && !h.IsResponse() && h.IsInitiator() && h.SPIr == 0 {
+		if a = m.byInit[initKey{h.SPIi, from}]; a == nil {
+			a = m.newResponderLocked(pkt, &h, from, to)
+			if a == nil {
+				m.mu.Unlock()
+				return
+			}
+			m.mu.Unlock()
+			m.start(a)
+			m.deliver(a, input{kind: inPacket, pkt: pkt, from: from, to: to})
+			return
+		}
+	} else {
+		our := h.SPIi
+		if h.IsInitiator() {
+			our = h.SPIr
+		}
+		a = m.bySPI[our]
+	}
+	m.mu.Unlock()
+	if a != nil {
+		m.deliver(a, input{kind: inPacket, pkt: pkt, from: from, to: to})
+	}
+}
+
+// newResponderLocked creates the session for a new IKE_SA_INIT request, or
+// answers statelessly: with a COOKIE above the half-open threshold (RFC
+// 7296, Section 2.6), NO_PROPOSAL_CHOSEN without a peer configuration.
+func (m *Manager) newResponderLocked(pkt []byte, h *ikewire.Header, from, to netip.AddrPort) *actor {
+	msg, err := ikewire.Parse(pkt)
+	if err != nil {
+		return nil // RFC 7296, Section 2.21.1: dropped, nothing kept
+	}
+	if h.MessageID != 0 {
+		return nil
+	}
+	nonce := find[*ikewire.Nonce](msg.Payloads)
+	if nonce == nil || find[*ikewire.SA](msg.Payloads) == nil || find[*ikewire.KE](msg.Payloads) == nil {
+		return nil
+	}
+	if m.halfOpen >= m.cfg.MaxHalfOpen {
+		return nil
+	}
+	if m.cfg.CookieThreshold > 0 && m.halfOpen >= m.cfg.CookieThreshold {
+		want := m.cookie(nonce.Data, from.Addr(), h.SPIi)
+		var got []byte
+		if n, ok := msg.Payloads[0].(*ikewire.Notify); ok && n.Type == ikewire.NotifyCookie {
+			got = n.Data
+		}
+		if subtle.ConstantTimeCompare(got, want) != 1 {
+			if b, err := initErrorMessage(h, ikewire.NotifyCookie, want); err == nil {
+				m.sendNow(b, to, from)
+			}
+			return nil
+		}
+	}
+	var cands []*Peer
+	for _, p := range m.peers {
+		if matchAddr(p.LocalAddrs, to.Addr()) && matchAddr(p.RemoteAddrs, from.Addr()) {
+			cands = append(cands, p)
+		}
+	}
+	if len(cands) == 0 {
+		if b, err := initErrorMessage(h, ikewire.NotifyNoProposalChosen, nil); err == nil {
+			m.sendNow(b, to, from)
+		}
+		return nil
+	}
+	s := newSession(m, m.cfg.Now())
+	s.cands = cands
+	s.local, s.remote = to, from
+	s.sa = &ikeSA{spiI: h.SPIi, spiR: m.newIKESPILocked()}
+	a := m.addActorLocked(s)
+	m.registerLocked(a, s.sa.spiR)
+	a.init = initKey{h.SPIi, from}
+	m.byInit[a.init] = a
+	a.halfOpen = true
+	m.halfOpen++
+	return a
+}
+
+// cookie returns <VersionIDofSecret> | SHA-256(Ni | IPi | SPIi | <secret>)
+// (RFC 7296, Section 2.6).
+func (m *Manager) cookie(ni []byte, ip netip.Addr, spiI uint64) []byte {
+	h := sha256.New()
+	h.Write(ni)
+	h.Write(ip.AsSlice())
+	binary.Write(h, binary.BigEndian, spiI)
+	h.Write(m.secret[:])
+	return h.Sum([]byte{m.secretVer})
+}
+
+func (m *Manager) sendNow(b []byte, from, to netip.AddrPort) {
+	if from.Port() == m.cfg.NATTPort {
+		b = append([]byte{0, 0, 0, 0}, b...)
+	}
+	if err := m.tr.Send(b, from, to); err != nil {
+		m.cfg.Logger.Debug("ike: send", "to", to, "err", err)
+	}
+}
+
+func (m *Manager) addActorLocked(s *session) *actor {
+	a := &actor{s: s, inbox: make(chan input, inboxLen), done: make(chan struct{})}
+	m.actors[a] = struct{}{}
+	a.info.Store(s.snapshot())
+	return a
+}
+
+func (m *Manager) registerLocked(a *actor, spi uint64) {
+	delete(m.ikeSPIs, spi)
+	m.bySPI[spi] = a
+	a.spis = append(a.spis, spi)
+}
+
+// start runs the actor's goroutine (not in step mode).
+func (m *Manager) start(a *actor) {
+	if m.step {
+		return
+	}
+	m.wg.Add(1)
+	go m.loop(a)
+}
+
+// loop is the actor's goroutine: it feeds the session its inputs and its
+// timer, and executes the effects.
+func (m *Manager) loop(a *actor) {
+	defer m.wg.Done()
+	defer close(a.done)
+	timer := time.NewTimer(time.Hour)
+	timer.Stop()
+	for !a.dead {
+		if d := a.s.deadline(); !d.IsZero() {
+			timer.Reset(max(d.Sub(m.cfg.Now()), 0))
+		} else {
+			timer.Stop()
+		}
+		select {
+		case in := <-a.inbox:
+			m.run(a, in)
+		case <-timer.C:
+			m.run(a, input{kind: inTimer})
+		}
+	}
+}
+
+// deliver hands an input to the actor: inline in step mode; otherwise
+// queued, dropping datagrams when the inbox is full.
+func (m *Manager) deliver(a *actor, in input) {
+	if m.step {
+		if !a.dead {
+			m.run(a, in)
+		}
+		return
+	}
+	if in.kind == inPacket {
+		select {
+		case a.inbox <- in:
+		default:
+		}
+		return
+	}
+	select {
+	case a.inbox <- in:
+	case <-a.done:
+	}
+}
+
+// run lets the session handle one input and executes the effects.
+func (m *Manager) run(a *actor, in input) {
+	ops := a.s.handle(in)
+	for _, o := range ops {
+		m.exec(a, o)
+	}
+	if a.halfOpen && a.s.state != StateConnecting {
+		m.mu.Lock()
+		a.halfOpen = false
+		m.halfOpen--
+		m.mu.Unlock()
+	}
+	a.info.Store(a.s.snapshot())
+}
+
+func (m *Manager) exec(a *actor, o op) {
+	switch o.kind {
+	case opSend:
+		if err := m.tr.Send(o.pkt, o.from, o.to); err != nil {
+			m.cfg.Logger.Debug("ike: send", "to", o.to, "err", err)
+		}
+	case opInstall:
+		if err := m.inst.InstallSA(o.child); err != nil {
+			m.cfg.Logger.Warn("ike: installing CHILD SA", "peer", o.child.Peer, "child", o.child.Child, "err", err)
+			m.run(a, input{kind: inCommand, cmd: command{kind: cmdInstallFailed, spi: o.child.SPIIn}})
+		}
+	case opDelete:
+		if err := m.inst.DeleteSA(o.child); err != nil {
+			m.cfg.Logger.Debug("ike: deleting CHILD SA", "peer", o.child.Peer, "child", o.child.Child, "err", err)
+		}
+	case opEvent:
+		m.cfg.Logger.Info("ike: "+o.ev.String(), "spi_i", fmt.Sprintf("%016x", o.ev.SPIi), "spi_r", fmt.Sprintf("%016x", o.ev.SPIr))
+		select {
+		case m.events <- o.ev:
+		default:
+			m.dropped.Add(1)
+		}
+	case opRegister:
+		m.mu.Lock()
+		m.registerLocked(a, o.spi)
+		m.mu.Unlock()
+	case opUnregister:
+		m.mu.Lock()
+		if m.bySPI[o.spi] == a {
+			delete(m.bySPI, o.spi)
+		}
+		m.mu.Unlock()
+	case opInitialContact:
+		m.mu.Lock()
+		var others []*actor
+		for b := range m.actors {
+			info := b.info.Load()
+			if b != a && info != nil && info.Peer == a.s.peerName() && info.RemoteID.Equal(o.id) && info.State == StateEstablished {
+				others = append(others, b)
+			}
+		}
+		m.mu.Unlock()
+		for _, b := range others {
+			m.deliver(b, input{kind: inCommand, cmd: command{kind: cmdClose}})
+		}
+	case opDone:
+		m.mu.Lock()
+		a.dead = true
+		for _, spi := range a.spis {
+			if m.bySPI[spi] == a {
+				delete(m.bySPI, spi)
+			}
+		}
+		if m.byInit[a.init] == a {
+			delete(m.byInit, a.init)
+		}
+		if a.halfOpen {
+			a.halfOpen = false
+			m.halfOpen--
+		}
+		delete(m.actors, a)
+		m.mu.Unlock()
+	}
+}
+
+// allocSPI returns a fresh inbound CHILD SA SPI: random, at least 256
+// (RFC 4303, Section 2.1), unused.
+func (m *Manager) allocSPI() uint32 {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	var b [4]byte
+	for {
+		if _, err := io.ReadFull(m.cfg.Rand, b[:]); err != nil {
+			panic("ike: reading randomness: " + err.Error())
+		}
+		spi := binary.BigEndian.Uint32(b[:])
+		if _, used := m.childSPIs[spi]; spi >= 256 && !used {
+			m.childSPIs[spi] = struct{}{}
+			return spi
+		}
+	}
+}
+
+func (m *Manager) freeSPI(spi uint32) {
+	m.mu.Lock()
+	delete(m.childSPIs, spi)
+	m.mu.Unlock()
+}
+
+// newIKESPI returns a fresh, non-zero, unused IKE SPI.
+func (m *Manager) newIKESPI() uint64 {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.newIKESPILocked()
+}
+
+func (m *Manager) newIKESPILocked() uint64 {
+	var b [8]byte
+	for {
+		if _, err := io.ReadFull(m.cfg.Rand, b[:]); err != nil {
+			panic("ike: reading randomness: " + err.Error())
+		}
+		spi := binary.BigEndian.Uint64(b[:])
+		_, reserved := m.ikeSPIs[spi]
+		if spi != 0 && m.bySPI[spi] == nil && !reserved {
+			m.ikeSPIs[spi] = struct{}{}
+			return spi
+		}
+	}
+}
+
+func (m *Manager) releaseIKESPI(spi uint64) {
+	m.mu.Lock()
+	delete(m.ikeSPIs, spi)
+	m.mu.Unlock()
+}
+
+// hasOtherSA reports whether another established IKE SA with s's peer
+// exists (for INITIAL_CONTACT, RFC 7296, Section 2.4).
+func (m *Manager) hasOtherSA(s *session) bool {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	for a := range m.actors {
+		if a.s == s {
+			continue
+		}
+		if info := a.info.Load(); info != nil && info.Peer == s.peerName() && info.State == StateEstablished {
+			return true
+		}
+	}
+	return false
+}
+
+// snapshot returns the session as an IKESA value.
+func (s *session) snapshot() *IKESA {
+	v := &IKESA{
+		Peer: s.peerName(), State: s.state,
+		Local: s.local, Remote: s.remote, NATLocal: s.natLocal, NATRemote: s.natRemote,
+		LocalID: s.localID, RemoteID: s.remoteID,
+		Established: s.established, RekeyAt: s.rekeyAt,
+		Children: s.childInfo(),
+	}
+	if s.sa != nil {
+		v.Initiator, v.SPIi, v.SPIr = s.sa.initiator, s.sa.spiI, s.sa.spiR
+		if s.sa.keys != nil {
+			v.Proposal = s.sa.suite.String()
+		}
+	}
+	return v
+}

@@ -1,0 +1,557 @@
+package ike
+
+import (
+	"fmt"
+	"slices"
+	"strings"
+
+	"github.com/goipsec/goipsec/iana"
+	"github.com/goipsec/goipsec/ike/ikewire"
+	"github.com/goipsec/goipsec/ike/keys"
+	"github.com/goipsec/goipsec/sa"
+	"github.com/goipsec/goipsec/transform"
+)
+
+// xform is one transform of a proposal as matching sees it: its type, ID and
+// key length (0 when the transform has no Key Length attribute).
+type xform struct {
+	typ  ikewire.TransformType
+	id   uint16
+	bits int
+}
+
+// offer is one proposal as lists of transforms by type, in order of
+// preference. A type that is absent is represented by an empty list and
+// matches only NONE (ID 0) where NONE is meaningful (RFC 7296, Section
+// 3.3.6: INTEG with AEADs, KE and ESN in child proposals).
+type offer struct {
+	num   uint8
+	proto ikewire.ProtocolID
+	spi   []byte
+	lists map[ikewire.TransformType][]xform
+}
+
+func encrXform(e transform.EncrAlg) xform {
+	x := xform{typ: ikewire.TransformENCR, id: uint16(e.ID)}
+	if e.HasKeyLengthAttr() {
+		x.bits = e.KeyBits
+	}
+	return x
+}
+
+func (x xform) encr() transform.EncrAlg {
+	e := transform.EncrAlg{ID: iana.EncrID(x.id), KeyBits: x.bits}
+	if x.id == uint16(iana.EncrChaCha20Poly1305) {
+		e.KeyBits = 256 // RFC 7634, Section 4: no Key Length attribute
+	}
+	return e
+}
+
+// ikeOffer converts a configured IKE proposal.
+func ikeOffer(p transform.IKEProposal) offer {
+	o := offer{proto: ikewire.ProtoIKE, lists: map[ikewire.TransformType][]xform{}}
+	for _, e := range p.Encr {
+		o.add(encrXform(e))
+	}
+	for _, id := range p.PRF {
+		o.add(xform{typ: ikewire.TransformPRF, id: uint16(id)})
+	}
+	for _, id := range p.Integ {
+		o.add(xform{typ: ikewire.TransformINTEG, id: uint16(id)})
+	}
+	for _, id := range p.KE {
+		o.add(xform{typ: ikewire.TransformKE, id: uint16(id)})
+	}
+	return o
+}
+
+// childOffer converts a configured ESP or AH proposal; withKE false drops
+// its KE methods (IKE_AUTH, RFC 7296, Section 1.2).
+func childOffer(p transform.ESPProposal, proto sa.Protocol, withKE bool) offer {
+	o := offer{proto: ikewire.ProtoESP, lists: map[ikewire.TransformType][]xform{}}
+	if proto == sa.AH {
+		o.proto = ikewire.ProtoAH
+	} else {
+		for _, e := range p.Encr {
+			o.add(encrXform(e))
+		}
+	}
+	for _, id := range p.Integ {
+		o.add(xform{typ: ikewire.TransformINTEG, id: uint16(id)})
+	}
+	if withKE {
+		for _, id := range p.KE {
+			o.add(xform{typ: ikewire.TransformKE, id: uint16(id)})
+		}
+	}
+	esn := p.ESN
+	if len(esn) == 0 {
+		esn = []bool{false}
+	}
+	for _, e := range esn {
+		x := xform{typ: ikewire.TransformESN}
+		if e {
+			x.id = 1
+		}
+		o.add(x)
+	}
+	return o
+}
+
+func (o *offer) add(x xform) {
+	if !slices.Contains(o.lists[x.typ], x) {
+		o.lists[x.typ] = append(o.lists[x.typ], x)
+	}
+}
+
+// wire returns the offer as a Proposal substructure.
+func (o offer) wire() ikewire.Proposal {
+	p := ikewire.Proposal{Num: o.num, Protocol: o.proto, SPI: o.spi}
+	for _, t := range []ikewire.TransformType{ikewire.TransformENCR, ikewire.TransformPRF, ikewire.TransformINTEG, ikewire.TransformKE, ikewire.TransformESN} {
+		for _, x := range o.lists[t] {
+			tr := ikewire.Transform{Type: x.typ, ID: x.id}
+			if x.bits != 0 {
+				tr.Attributes = []ikewire.Attribute{{Type: ikewire.AttrKeyLength, Value: uint16(x.bits)}}
+			}
+			p.Transforms = append(p.Transforms, tr)
+		}
+	}
+	return p
+}
+
+// parseOffer converts a received Proposal substructure. Transforms with
+// attributes other than Key Length are dropped (RFC 7296, Section 3.3.6:
+// unknown attributes make the transform unacceptable).
+func parseOffer(p ikewire.Proposal) offer {
+	o := offer{num: p.Num, proto: p.Protocol, spi: p.SPI, lists: map[ikewire.TransformType][]xform{}}
+	for _, t := range p.Transforms {
+		x := xform{typ: t.Type, id: t.ID}
+		ok := true
+		for _, a := range t.Attributes {
+			if a.Type == ikewire.AttrKeyLength && !a.TLV {
+				x.bits = int(a.Value)
+			} else {
+				ok = false
+			}
+		}
+		if ok {
+			o.add(x)
+		} else if _, seen := o.lists[t.Type]; !seen {
+			o.lists[t.Type] = nil // the type is present, with nothing acceptable
+		}
+	}
+	return o
+}
+
+// pick returns the first transform of ours that theirs also lists. An
+// absent list on either side stands for NONE when none is true.
+func pick(ours, theirs []xform, none bool) (xform, bool) {
+	if none {
+		if len(ours) == 0 && len(theirs) == 0 {
+			return xform{}, true
+		}
+		if len(ours) == 0 {
+			ours = []xform{{}}
+		}
+		if len(theirs) == 0 {
+			theirs = []xform{{}}
+		}
+	}
+	for _, x := range ours {
+		for _, y := range theirs {
+			if x.id == y.id && x.bits == y.bits {
+				return x, true
+			}
+		}
+	}
+	return xform{}, false
+}
+
+// known transform types; a received proposal that requires any other type
+// (such as RFC 9370's additional key exchanges without NONE) cannot match.
+func unknownRequired(theirs offer) bool {
+	for t, l := range theirs.lists {
+		switch t {
+		case ikewire.TransformENCR, ikewire.TransformPRF, ikewire.TransformINTEG, ikewire.TransformKE, ikewire.TransformESN:
+			continue
+		}
+		if !slices.ContainsFunc(l, func(x xform) bool { return x.id == 0 }) {
+			return true
+		}
+	}
+	return false
+}
+
+// ikeSuite is a negotiated IKE SA suite.
+type ikeSuite struct {
+	encr  transform.EncrAlg
+	integ iana.IntegID
+	prf   iana.PRFID
+	ke    iana.KEID
+}
+
+func (s ikeSuite) keys() keys.Suite { return keys.Suite{PRF: s.prf, Encr: s.encr, Integ: s.integ} }
+
+func (s ikeSuite) String() string {
+	var b strings.Builder
+	b.WriteString(s.encr.String())
+	if s.integ != iana.IntegNone {
+		fmt.Fprintf(&b, "-%s", integName(s.integ))
+	}
+	if prf, err := transform.NewPRF(s.prf); err == nil {
+		b.WriteString("-" + prf.String())
+	}
+	b.WriteString("-" + transform.KEName(s.ke))
+	return b.String()
+}
+
+func integName(id iana.IntegID) string {
+	if s, err := transform.AHSuiteFor(id); err == nil {
+		return s.Name
+	}
+	return fmt.Sprintf("integ%d", id)
+}
+
+// matchIKE matches one of our offers with one of theirs (RFC 7296, Section
+// 3.3.6). ke, when not KENone, restricts the key exchange method.
+func matchIKE(ours, theirs offer, ke iana.KEID) (ikeSuite, bool) {
+	if theirs.proto != ikewire.ProtoIKE || unknownRequired(theirs) {
+		return ikeSuite{}, false
+	}
+	var s ikeSuite
+	T := func(t ikewire.TransformType) ([]xform, []xform) { return ours.lists[t], theirs.lists[t] }
+	found := false
+	o, t := T(ikewire.TransformENCR)
+	for _, x := range o {
+		if _, ok := pick([]xform{x}, t, false); !ok {
+			continue
+		}
+		e := x.encr()
+		oi, ti := T(ikewire.TransformINTEG)
+		if e.AEAD() {
+			// RFC 5282, Section 8: no integrity transform, or NONE.
+			if _, ok := pick(nil, ti, true); !ok {
+				continue
+			}
+			s.encr, s.integ, found = e, iana.IntegNone, true
+			break
+		}
+		var nz []xform
+		for _, y := range oi {
+			if y.id != 0 {
+				nz = append(nz, y)
+			}
+		}
+		if i, ok := pick(nz, ti, false); ok {
+			s.encr, s.integ, found = e, iana.IntegID(i.id), true
+			break
+		}
+	}
+	if !found {
+		return ikeSuite{}, false
+	}
+	op, tp := T(ikewire.TransformPRF)
+	prf, ok := pick(op, tp, false)
+	if !ok {
+		return ikeSuite{}, false
+	}
+	s.prf = iana.PRFID(prf.id)
+	ok2, tk := T(ikewire.TransformKE)
+	if ke != iana.KENone {
+		ok2 = []xform{{typ: ikewire.TransformKE, id: uint16(ke)}}
+		if !slices.Contains(ours.lists[ikewire.TransformKE], ok2[0]) {
+			return ikeSuite{}, false
+		}
+	}
+	k, ok := pick(ok2, tk, false)
+	if !ok || k.id == 0 {
+		return ikeSuite{}, false
+	}
+	s.ke = iana.KEID(k.id)
+	return s, true
+}
+
+// wireIKE returns the single-proposal answer for suite s.
+func (s ikeSuite) wire(num uint8, spi []byte) ikewire.Proposal {
+	o := offer{num: num, proto: ikewire.ProtoIKE, spi: spi, lists: map[ikewire.TransformType][]xform{}}
+	o.add(encrXform(s.encr))
+	o.add(xform{typ: ikewire.TransformPRF, id: uint16(s.prf)})
+	if s.integ != iana.IntegNone {
+		o.add(xform{typ: ikewire.TransformINTEG, id: uint16(s.integ)})
+	}
+	o.add(xform{typ: ikewire.TransformKE, id: uint16(s.ke)})
+	return o.wire()
+}
+
+// selectIKE chooses an IKE suite: our proposals in order of preference
+// against theirs (strongSwan's default), restricted to ke first so that
+// the initiator's KE payload can be used, then without restriction. It
+// returns the suite, the number of the peer's proposal, and whether the KE
+// payload's method was chosen.
+func selectIKE(ours []transform.IKEProposal, theirs []ikewire.Proposal, ke iana.KEID) (s ikeSuite, num uint8, keOK, ok bool) {
+	for _, restrict := range []iana.KEID{ke, iana.KENone} {
+		for _, p := range ours {
+			o := ikeOffer(p)
+			for _, tp := range theirs {
+				if s, ok := matchIKE(o, parseOffer(tp), restrict); ok {
+					return s, tp.Num, s.ke == ke, true
+				}
+			}
+		}
+	}
+	return ikeSuite{}, 0, false, false
+}
+
+// checkIKEAnswer validates a responder's IKE proposal against what we
+// offered (RFC 7296, Section 2.7: the answer holds one proposal, with one
+// transform of each type, taken from the offer).
+func checkIKEAnswer(ours []transform.IKEProposal, sap *ikewire.SA) (ikeSuite, []byte, error) {
+	if sap == nil || len(sap.Proposals) != 1 {
+		return ikeSuite{}, nil, fmt.Errorf("ike: the responder's SA payload must hold exactly one proposal")
+	}
+	ans := sap.Proposals[0]
+	if err := singleTransforms(ans); err != nil {
+		return ikeSuite{}, nil, err
+	}
+	if int(ans.Num) < 1 || int(ans.Num) > len(ours) {
+		return ikeSuite{}, nil, fmt.Errorf("ike: the responder chose proposal %d, which was not offered", ans.Num)
+	}
+	s, ok := matchIKE(ikeOffer(ours[ans.Num-1]), parseOffer(ans), iana.KENone)
+	if !ok {
+		return ikeSuite{}, nil, fmt.Errorf("ike: the responder's proposal was not offered")
+	}
+	return s, ans.SPI, nil
+}
+
+func singleTransforms(p ikewire.Proposal) error {
+	seen := map[ikewire.TransformType]bool{}
+	for _, t := range p.Transforms {
+		if seen[t.Type] {
+			return fmt.Errorf("ike: the answer has more than one transform of type %d", t.Type)
+		}
+		seen[t.Type] = true
+	}
+	return nil
+}
+
+// childSuite is a negotiated CHILD SA suite.
+type childSuite struct {
+	encr  transform.EncrAlg
+	integ iana.IntegID
+	ke    iana.KEID
+	esn   bool
+	suite transform.Suite
+}
+
+// matchChild matches our child offer with theirs. withKE false ignores KE
+// transforms on both sides (IKE_AUTH, RFC 7296, Section 1.2).
+func matchChild(ours, theirs offer, withKE bool) (childSuite, bool) {
+	if theirs.proto != ours.proto || unknownRequired(theirs) {
+		return childSuite{}, false
+	}
+	var s childSuite
+	T := func(t ikewire.TransformType) ([]xform, []xform) { return ours.lists[t], theirs.lists[t] }
+	oi, ti := T(ikewire.TransformINTEG)
+	found := false
+	if ours.proto == ikewire.ProtoAH {
+		var nz []xform
+		for _, y := range oi {
+			if y.id != 0 {
+				nz = append(nz, y)
+			}
+		}
+		i, ok := pick(nz, ti, false)
+		if !ok {
+			return childSuite{}, false
+		}
+		st, err := transform.AHSuiteFor(iana.IntegID(i.id))
+		if err != nil {
+			return childSuite{}, false
+		}
+		s.integ, s.suite, found = iana.IntegID(i.id), st, true
+	} else {
+		o, t := T(ikewire.TransformENCR)
+		for _, x := range o {
+			if _, ok := pick([]xform{x}, t, false); !ok {
+				continue
+			}
+			e := x.encr()
+			integ := iana.IntegNone
+			if e.AEAD() {
+				if _, ok := pick(nil, ti, true); !ok {
+					continue
+				}
+			} else {
+				var nz []xform
+				for _, y := range oi {
+					if y.id != 0 {
+						nz = append(nz, y)
+					}
+				}
+				i, ok := pick(nz, ti, false)
+				if !ok {
+					continue
+				}
+				integ = iana.IntegID(i.id)
+			}
+			st, err := transform.SuiteFor(e, integ)
+			if err != nil {
+				continue
+			}
+			s.encr, s.integ, s.suite, found = e, integ, st, true
+			break
+		}
+	}
+	if !found {
+		return childSuite{}, false
+	}
+	if withKE {
+		k, ok := pick(ours.lists[ikewire.TransformKE], theirs.lists[ikewire.TransformKE], true)
+		if !ok {
+			return childSuite{}, false
+		}
+		s.ke = iana.KEID(k.id)
+	}
+	e, ok := pick(ours.lists[ikewire.TransformESN], theirs.lists[ikewire.TransformESN], true)
+	if !ok {
+		return childSuite{}, false
+	}
+	s.esn = e.id == 1
+	return s, true
+}
+
+// wire returns the single-proposal answer for the child suite.
+func (s childSuite) wire(num uint8, proto ikewire.ProtocolID, spi []byte) ikewire.Proposal {
+	o := offer{num: num, proto: proto, spi: spi, lists: map[ikewire.TransformType][]xform{}}
+	if proto == ikewire.ProtoESP {
+		o.add(encrXform(s.encr))
+	}
+	if s.integ != iana.IntegNone {
+		o.add(xform{typ: ikewire.TransformINTEG, id: uint16(s.integ)})
+	}
+	if s.ke != iana.KENone {
+		o.add(xform{typ: ikewire.TransformKE, id: uint16(s.ke)})
+	}
+	x := xform{typ: ikewire.TransformESN}
+	if s.esn {
+		x.id = 1
+	}
+	o.add(x)
+	return o.wire()
+}
+
+// childOffers returns our child proposals as wire proposals numbered from 1
+// with SPI spi.
+func childOffers(c *ChildConfig, spi uint32, withKE bool) []ikewire.Proposal {
+	var out []ikewire.Proposal
+	for i, p := range c.proposals() {
+		o := childOffer(p, c.protocol(), withKE)
+		o.num = uint8(i + 1)
+		o.spi = spiBytes(spi)
+		out = append(out, o.wire())
+	}
+	return out
+}
+
+// selectChild chooses a child suite for the peer's proposals. ke restricts
+// the key exchange method to the peer's KE payload when not KENone. It
+// returns the suite, the peer's proposal (for its number and SPI), and
+// ok. keOK is false when a suite matched only with another KE method than
+// the KE payload's (the caller answers INVALID_KE_PAYLOAD).
+func selectChild(c *ChildConfig, theirs []ikewire.Proposal, withKE bool, ke iana.KEID) (s childSuite, tp ikewire.Proposal, keOK, ok bool) {
+	for pass := 0; pass < 2; pass++ {
+		for _, p := range c.proposals() {
+			o := childOffer(p, c.protocol(), withKE)
+			for _, t := range theirs {
+				s, ok := matchChild(o, parseOffer(t), withKE)
+				if !ok || (pass == 0 && withKE && s.ke != ke) {
+					continue
+				}
+				if len(t.SPI) != 4 {
+					continue
+				}
+				return s, t, !withKE || s.ke == ke, true
+			}
+		}
+	}
+	return childSuite{}, ikewire.Proposal{}, false, false
+}
+
+// checkChildAnswer validates the responder's child proposal.
+func checkChildAnswer(c *ChildConfig, sap *ikewire.SA, withKE bool) (childSuite, uint32, error) {
+	if sap == nil || len(sap.Proposals) != 1 {
+		return childSuite{}, 0, fmt.Errorf("ike: the responder's child SA payload must hold exactly one proposal")
+	}
+	ans := sap.Proposals[0]
+	if err := singleTransforms(ans); err != nil {
+		return childSuite{}, 0, err
+	}
+	props := c.proposals()
+	if int(ans.Num) < 1 || int(ans.Num) > len(props) || len(ans.SPI) != 4 {
+		return childSuite{}, 0, fmt.Errorf("ike: the responder chose child proposal %d, which was not offered", ans.Num)
+	}
+	s, ok := matchChild(childOffer(props[ans.Num-1], c.protocol(), withKE), parseOffer(ans), withKE)
+	if !ok {
+		return childSuite{}, 0, fmt.Errorf("ike: the responder's child proposal was not offered")
+	}
+	return s, spiValue(ans.SPI), nil
+}
+
+func spiBytes(spi uint32) []byte {
+	return []byte{byte(spi >> 24), byte(spi >> 16), byte(spi >> 8), byte(spi)}
+}
+
+func spiValue(b []byte) uint32 {
+	if len(b) != 4 {
+		return 0
+	}
+	return uint32(b[0])<<24 | uint32(b[1])<<16 | uint32(b[2])<<8 | uint32(b[3])
+}
+
+func spi64Bytes(spi uint64) []byte {
+	b := make([]byte, 8)
+	for i := range 8 {
+		b[i] = byte(spi >> (56 - 8*i))
+	}
+	return b
+}
+
+func spi64Value(b []byte) uint64 {
+	var v uint64
+	for _, c := range b {
+		v = v<<8 | uint64(c)
+	}
+	return v
+}
+
+// firstKE returns the first KE method of the child's first proposal that
+// has one, KENone without PFS.
+func firstKE(c *ChildConfig) iana.KEID {
+	for _, p := range c.proposals() {
+		for _, k := range p.KE {
+			if k != iana.KENone {
+				return k
+			}
+		}
+	}
+	return iana.KENone
+}
+
+// offersKE reports whether our IKE proposals include method ke.
+func offersIKEKE(ps []transform.IKEProposal, ke iana.KEID) bool {
+	for _, p := range ps {
+		if slices.Contains(p.KE, ke) {
+			return true
+		}
+	}
+	return false
+}
+
+func offersChildKE(c *ChildConfig, ke iana.KEID) bool {
+	for _, p := range c.proposals() {
+		if slices.Contains(p.KE, ke) {
+			return true
+		}
+	}
+	return false
+}

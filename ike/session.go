@@ -1,0 +1,692 @@
+package ike
+
+// The life of one IKE SA. A session is owned by one goroutine (or, in tests,
+// stepped by the caller); its core, handle, turns one input (a received
+// datagram, a timer, a command) into an ordered list of effects (ops) and
+// does no I/O itself:
+//
+//	input --handle--> recv / tick / command --> tasks and responders
+//	                                        --> ops: send, install, delete, event, register
+//
+// The work this side starts is a queue of tasks (init, auth, child-create,
+// child-rekey, ike-rekey, delete, dpd), run one at a time by the exchange
+// runner in exchange.go, which owns Message IDs, retransmission and the
+// response cache (window size 1, RFC 7296, Section 2.3).
+
+import (
+	"bytes"
+	"crypto/sha1"
+	"encoding/binary"
+	"errors"
+	"io"
+	"log/slog"
+	"net/netip"
+	"time"
+
+	"github.com/goipsec/goipsec/iana"
+	"github.com/goipsec/goipsec/ike/ikewire"
+	"github.com/goipsec/goipsec/ike/keys"
+	"github.com/goipsec/goipsec/transform"
+)
+
+// inputKind says what an input carries.
+type inputKind uint8
+
+const (
+	inPacket inputKind = iota + 1
+	inTimer
+	inCommand
+)
+
+// input is one event for a session.
+type input struct {
+	kind     inputKind
+	pkt      []byte
+	from, to netip.AddrPort
+	cmd      command
+}
+
+// commandKind names what the owner of the Manager asked for.
+type commandKind uint8
+
+const (
+	cmdInitiate      commandKind = iota + 1 // create child (or nothing if it is up)
+	cmdRekeyChild                           // rekey child by name or SPI
+	cmdRekeyIKE                             // rekey the IKE SA
+	cmdTerminate                            // delete child by name, or the IKE SA if empty
+	cmdDeleteSPI                            // delete the CHILD SA with inbound SPI spi (hard expiry)
+	cmdRekeySPI                             // rekey the CHILD SA with inbound SPI spi (soft expiry)
+	cmdInstallFailed                        // the Installer refused CHILD SA spi
+	cmdClose                                // delete everything silently (manager closing, INITIAL_CONTACT)
+	cmdCloseNotify                          // send a Delete for the IKE SA and go, without waiting
+)
+
+type command struct {
+	kind    commandKind
+	child   string
+	trigger *Trigger
+	spi     uint32
+}
+
+// opKind says what an op does.
+type opKind uint8
+
+const (
+	opSend opKind = iota + 1
+	opInstall
+	opDelete
+	opEvent
+	opRegister   // route datagrams with our IKE SPI spi to this session
+	opUnregister // stop routing spi here
+	opInitialContact
+	opDone // the session is over
+)
+
+// op is one effect of handling an input, executed in order by the owner.
+type op struct {
+	kind     opKind
+	pkt      []byte
+	from, to netip.AddrPort
+	child    ChildSA
+	ev       Event
+	spi      uint64
+	id       Identity
+}
+
+// ikeSA is the protocol state of one IKE SA; a session holds two during an
+// IKE SA rekey (RFC 7296, Section 1.3.2).
+type ikeSA struct {
+	initiator  bool // this host is the original initiator of this IKE SA
+	spiI, spiR uint64
+	suite      ikeSuite
+	keys       *keys.IKESAKeys
+	prf        transform.PRF
+	sealer     ikewire.SKCipher // our outbound messages
+	opener     ikewire.SKCipher // the peer's messages
+
+	// The exchange runner's state (exchange.go).
+	nextID    uint32   // Message ID of our next request
+	active    *request // our outstanding request; window size 1
+	peerID    uint32   // Message ID expected in the peer's next request
+	cached    *response
+	reasmReq  ikewire.Reassembler
+	reasmResp ikewire.Reassembler
+}
+
+func (x *ikeSA) ourSPI() uint64 {
+	if x.initiator {
+		return x.spiI
+	}
+	return x.spiR
+}
+
+// setKeys installs the IKE SA's keys and SK ciphers (RFC 7296, Section
+// 2.14: SK_ei/SK_ai protect what the original initiator sends).
+func (x *ikeSA) setKeys(k *keys.IKESAKeys, s ikeSuite) error {
+	prf, err := transform.NewPRF(s.prf)
+	if err != nil {
+		return err
+	}
+	ci, err := ikewire.NewSKCipher(s.encr.ID, s.integ, k.SKei(), k.SKai())
+	if err != nil {
+		return err
+	}
+	cr, err := ikewire.NewSKCipher(s.encr.ID, s.integ, k.SKer(), k.SKar())
+	if err != nil {
+		return err
+	}
+	x.keys, x.suite, x.prf = k, s, prf
+	if x.initiator {
+		x.sealer, x.opener = ci, cr
+	} else {
+		x.sealer, x.opener = cr, ci
+	}
+	return nil
+}
+
+// childState is the state of a CHILD SA.
+type childState uint8
+
+const (
+	childInstalled childState = iota + 1
+	childRekeying             // a rekey of it is in progress (by us)
+	childReplaced             // rekeyed; waits for its Delete
+	childDeleting             // our Delete is in progress
+)
+
+// child is one installed CHILD SA.
+type child struct {
+	cfg      *ChildConfig
+	sa       ChildSA
+	state    childState
+	rekeyAt  time.Time
+	deleteAt time.Time // for childReplaced: when to delete it ourselves
+}
+
+// staleTimeout is how long a rekeyed CHILD SA or IKE SA waits for the
+// peer's Delete before this side deletes it itself.
+const staleTimeout = time.Minute
+
+// session is one IKE SA (and its successor while it is rekeyed) with its
+// CHILD SAs.
+type session struct {
+	m     *Manager
+	cfg   *Config
+	log   *slog.Logger
+	peer  *Peer   // the configuration; provisional for a responder until IKE_AUTH
+	cands []*Peer // responder: the peers whose addresses match
+	state IKESAState
+
+	sa       *ikeSA
+	old      *ikeSA    // the IKE SA being replaced, until its Delete completes
+	oldUntil time.Time // when to forget old without a Delete
+
+	local, remote        netip.AddrPort
+	natLocal, natRemote  bool
+	natt                 bool // IKE moved to NATTPort (RFC 7296, Section 2.23)
+	fragOK               bool // both sides sent IKEV2_FRAGMENTATION_SUPPORTED
+	ni, nr               []byte
+	ke                   transform.KEInitiator
+	keID                 iana.KEID
+	cookie               []byte
+	initReq, initResp    []byte // the IKE_SA_INIT messages as sent, for AUTH
+	localID, remoteID    Identity
+	tasks                []task
+	children             []*child
+	created, established time.Time
+	lastRecv             time.Time
+	rekeyAt, keepaliveAt time.Time
+	retryAt              time.Time // the task queue waits until then (TEMPORARY_FAILURE)
+	ops                  []op
+	pendingChildren      map[string]bool // child names being created
+}
+
+func newSession(m *Manager, now time.Time) *session {
+	return &session{
+		m: m, cfg: &m.cfg, log: m.cfg.Logger, state: StateConnecting,
+		created: now, lastRecv: now, pendingChildren: map[string]bool{},
+	}
+}
+
+func (s *session) now() time.Time { return s.cfg.Now() }
+
+func (s *session) rand() io.Reader { return s.cfg.Rand }
+
+func (s *session) random(n int) []byte {
+	b := make([]byte, n)
+	if _, err := io.ReadFull(s.rand(), b); err != nil {
+		panic("ike: reading randomness: " + err.Error()) // crypto/rand does not fail
+	}
+	return b
+}
+
+func (s *session) emit(k EventKind, childName string, c *ChildSA, err error) {
+	ev := Event{Kind: k, Child: childName, Err: err}
+	if s.peer != nil {
+		ev.Peer = s.peer.Name
+	}
+	if s.sa != nil {
+		ev.SPIi, ev.SPIr = s.sa.spiI, s.sa.spiR
+	}
+	if c != nil {
+		ev.SPIIn, ev.SPIOut = c.SPIIn, c.SPIOut
+	}
+	s.ops = append(s.ops, op{kind: opEvent, ev: ev})
+}
+
+// handle is the session's core: it processes one input and returns the
+// effects, in order. It does no I/O.
+func (s *session) handle(in input) []op {
+	s.ops = nil
+	if s.state == StateDead {
+		return nil
+	}
+	switch in.kind {
+	case inPacket:
+		s.recv(in.pkt, in.from, in.to)
+	case inTimer:
+		s.tick()
+	case inCommand:
+		s.command(in.cmd)
+	}
+	s.kick()
+	ops := s.ops
+	s.ops = nil
+	return ops
+}
+
+// recv processes one datagram addressed to this session.
+func (s *session) recv(pkt []byte, from, to netip.AddrPort) {
+	m, err := ikewire.Parse(pkt)
+	if err != nil {
+		// RFC 7296, Section 2.21: a message that cannot be parsed before
+		// its integrity is checked is dropped.
+		s.log.Debug("ike: dropping malformed message", "from", from, "err", err)
+		return
+	}
+	x := s.saFor(&m.Header)
+	if x == nil {
+		return
+	}
+	// RFC 7296, Section 3.1: the I flag says the sender is the original
+	// initiator of the IKE SA.
+	if m.IsInitiator() == x.initiator {
+		return
+	}
+	if m.IsResponse() {
+		s.recvResponse(x, m, from, to)
+	} else {
+		s.recvRequest(x, m, from, to)
+	}
+}
+
+func (s *session) saFor(h *ikewire.Header) *ikeSA {
+	for _, x := range []*ikeSA{s.sa, s.old} {
+		if x == nil || h.SPIi != x.spiI {
+			continue
+		}
+		if h.SPIr == x.spiR {
+			return x
+		}
+		// The first IKE_SA_INIT request has no SPIr; its response sets it.
+		if h.Exchange == ikewire.IKE_SA_INIT && ((!h.IsResponse() && h.SPIr == 0) || (x.initiator && h.IsResponse() && x.spiR == 0)) {
+			return x
+		}
+	}
+	return nil
+}
+
+// updateAddrs follows the peer to a new address after an authenticated
+// message when a NAT is between us (RFC 7296, Section 2.23).
+func (s *session) updateAddrs(from, to netip.AddrPort) {
+	if from == s.remote && to == s.local {
+		return
+	}
+	if s.natLocal || s.natRemote || s.natt || s.state == StateConnecting {
+		s.remote, s.local = from, to
+		if to.Port() == s.cfg.NATTPort {
+			s.natt = true
+		}
+	}
+}
+
+// tick handles timers: half-open timeout, retransmissions, DPD, rekeying and
+// NAT keepalives.
+func (s *session) tick() {
+	now := s.now()
+	if s.state == StateConnecting && !s.sa.initiator && now.Sub(s.created) >= s.cfg.HalfOpenTimeout {
+		s.die(ErrHalfOpenTimeout)
+		return
+	}
+	for _, x := range []*ikeSA{s.old, s.sa} {
+		if x != nil && x.active != nil && !now.Before(x.active.deadline) {
+			s.retransmit(x)
+			if s.state == StateDead {
+				return
+			}
+		}
+	}
+	if s.state != StateEstablished {
+		return
+	}
+	if d := s.peer.DPDDelay; d > 0 && s.sa.active == nil && len(s.tasks) == 0 && now.Sub(s.lastRecv) >= d {
+		// RFC 7296, Section 2.4: an empty INFORMATIONAL request checks
+		// liveness.
+		s.queue(&dpdTask{})
+	}
+	if !s.rekeyAt.IsZero() && !now.Before(s.rekeyAt) {
+		s.rekeyAt = time.Time{}
+		s.queue(&ikeRekeyTask{})
+	}
+	if s.old != nil && s.old.active == nil && !s.oldUntil.IsZero() && !now.Before(s.oldUntil) {
+		s.retireOld()
+	}
+	for _, c := range s.children {
+		if c.state == childInstalled && !c.rekeyAt.IsZero() && !now.Before(c.rekeyAt) {
+			c.rekeyAt = time.Time{}
+			s.queue(&childTask{cfg: c.cfg, old: c})
+		}
+		if c.state == childReplaced && !c.deleteAt.IsZero() && !now.Before(c.deleteAt) {
+			c.deleteAt = time.Time{}
+			c.state = childDeleting
+			s.queue(&deleteChildTask{c: c, replaced: true})
+		}
+	}
+	if s.natLocal && s.cfg.KeepaliveInterval > 0 && !now.Before(s.keepaliveAt) {
+		// RFC 3948, Section 2.3: a NAT-keepalive is one 0xFF byte.
+		s.ops = append(s.ops, op{kind: opSend, pkt: []byte{0xff}, from: s.local, to: s.remote})
+		s.keepaliveAt = now.Add(s.cfg.KeepaliveInterval)
+	}
+}
+
+// deadline returns when tick must next run; zero means never.
+func (s *session) deadline() time.Time {
+	var d time.Time
+	at := func(t time.Time) {
+		if !t.IsZero() && (d.IsZero() || t.Before(d)) {
+			d = t
+		}
+	}
+	if s.state == StateDead {
+		return d
+	}
+	if s.state == StateConnecting && !s.sa.initiator {
+		at(s.created.Add(s.cfg.HalfOpenTimeout))
+	}
+	for _, x := range []*ikeSA{s.old, s.sa} {
+		if x != nil && x.active != nil {
+			at(x.active.deadline)
+		}
+	}
+	if len(s.tasks) > 0 && s.retryAt.After(s.now()) {
+		at(s.retryAt)
+	}
+	if s.state != StateEstablished {
+		return d
+	}
+	if s.peer.DPDDelay > 0 && s.sa.active == nil && len(s.tasks) == 0 {
+		at(s.lastRecv.Add(s.peer.DPDDelay))
+	}
+	at(s.rekeyAt)
+	if s.old != nil && s.old.active == nil {
+		at(s.oldUntil)
+	}
+	for _, c := range s.children {
+		switch c.state {
+		case childInstalled:
+			at(c.rekeyAt)
+		case childReplaced:
+			at(c.deleteAt)
+		}
+	}
+	if s.natLocal && s.cfg.KeepaliveInterval > 0 {
+		at(s.keepaliveAt)
+	}
+	return d
+}
+
+// queue appends a task; kick starts it when the runner is idle.
+func (s *session) queue(t task) { s.tasks = append(s.tasks, t) }
+
+// queueFront puts a task before the others (the delete after a rekey, a
+// retry).
+func (s *session) queueFront(t task) { s.tasks = append([]task{t}, s.tasks...) }
+
+// kick starts the next task if no request is outstanding (window size 1,
+// RFC 7296, Section 2.3).
+func (s *session) kick() {
+	if s.state == StateDead || s.sa == nil || s.sa.active != nil || len(s.tasks) == 0 {
+		return
+	}
+	if s.retryAt.After(s.now()) {
+		return
+	}
+	t := s.tasks[0]
+	if s.state == StateConnecting {
+		// Only the handshake runs before the IKE SA is established.
+		switch t.(type) {
+		case *initTask, *authTask:
+		default:
+			return
+		}
+	}
+	s.tasks = s.tasks[1:]
+	s.startRequest(s.sa, t)
+}
+
+// command handles a request of the Manager's owner.
+func (s *session) command(c command) {
+	switch c.kind {
+	case cmdInitiate:
+		if s.peer == nil {
+			return
+		}
+		cfg := s.peer.child(c.child)
+		if cfg == nil || s.hasChild(cfg.Name) {
+			return
+		}
+		s.pendingChildren[cfg.Name] = true
+		s.queue(&childTask{cfg: cfg, trigger: c.trigger})
+	case cmdRekeyIKE:
+		if s.state == StateEstablished {
+			s.queue(&ikeRekeyTask{})
+		}
+	case cmdRekeyChild, cmdRekeySPI:
+		for _, ch := range s.children {
+			if ch.state == childInstalled && ((c.kind == cmdRekeyChild && ch.cfg.Name == c.child) || (c.kind == cmdRekeySPI && ch.sa.SPIIn == c.spi)) {
+				ch.rekeyAt = time.Time{}
+				s.queue(&childTask{cfg: ch.cfg, old: ch})
+			}
+		}
+	case cmdTerminate:
+		if c.child == "" {
+			s.terminate()
+			return
+		}
+		for _, ch := range s.children {
+			if ch.cfg.Name == c.child && (ch.state == childInstalled || ch.state == childReplaced) {
+				ch.state = childDeleting
+				s.queue(&deleteChildTask{c: ch})
+			}
+		}
+	case cmdDeleteSPI, cmdInstallFailed:
+		for _, ch := range s.children {
+			if ch.sa.SPIIn == c.spi && ch.state != childDeleting {
+				ch.state = childDeleting
+				s.queueFront(&deleteChildTask{c: ch})
+			}
+		}
+	case cmdClose:
+		s.die(nil)
+	case cmdCloseNotify:
+		if s.state != StateConnecting && s.sa.keys != nil {
+			// Best effort: the Delete is sent once and not waited for.
+			id := s.sa.nextID
+			if s.sa.active != nil {
+				id = s.sa.active.id + 1
+			}
+			if pkts, err := s.seal(s.sa, ikewire.INFORMATIONAL, id, false, []ikewire.Payload{&ikewire.Delete{Protocol: ikewire.ProtoIKE}}); err == nil {
+				s.transmit(pkts, s.local, s.remote)
+			}
+		}
+		s.die(nil)
+	}
+}
+
+// terminate deletes the IKE SA with an INFORMATIONAL exchange (RFC 7296,
+// Section 1.4.1), or silently before it is established.
+func (s *session) terminate() {
+	if s.state != StateEstablished {
+		s.die(nil)
+		return
+	}
+	s.state = StateDeleting
+	s.tasks = nil
+	if s.sa.active == nil {
+		s.startRequest(s.sa, &deleteIKETask{})
+	} else {
+		s.queue(&deleteIKETask{})
+	}
+}
+
+func (s *session) hasChild(name string) bool {
+	if s.pendingChildren[name] {
+		return true
+	}
+	for _, c := range s.children {
+		if c.cfg.Name == name && c.state != childDeleting && c.state != childReplaced {
+			return true
+		}
+	}
+	return false
+}
+
+// die ends the session: every CHILD SA is deleted from the Installer and
+// the IKE SA is forgotten. err nil means a normal deletion.
+func (s *session) die(err error) {
+	if s.state == StateDead {
+		return
+	}
+	for _, c := range s.children {
+		s.ops = append(s.ops, op{kind: opDelete, child: c.sa})
+		if c.state != childReplaced {
+			s.emit(EventChildDown, c.cfg.Name, &c.sa, err)
+		}
+	}
+	s.children = nil
+	for _, t := range s.tasks {
+		t.abort(s)
+	}
+	for _, x := range []*ikeSA{s.sa, s.old} {
+		if x != nil && x.active != nil {
+			x.active.t.abort(s)
+			x.active = nil
+		}
+	}
+	s.tasks = nil
+	if s.state == StateEstablished || s.state == StateDeleting || err != nil {
+		s.emit(EventIKEDown, "", nil, err)
+	}
+	s.state = StateDead
+	for _, x := range []*ikeSA{s.sa, s.old} {
+		if x != nil && x.keys != nil {
+			x.keys.Destroy()
+		}
+	}
+	s.ops = append(s.ops, op{kind: opDone})
+}
+
+// establish marks the IKE SA authenticated.
+func (s *session) establish() {
+	now := s.now()
+	s.state = StateEstablished
+	s.established = now
+	s.lastRecv = now
+	s.keepaliveAt = now.Add(s.cfg.KeepaliveInterval)
+	s.scheduleIKERekey()
+	s.emit(EventIKEUp, "", nil, nil)
+}
+
+func (s *session) scheduleIKERekey() {
+	s.rekeyAt = time.Time{}
+	if rt := s.peer.rekeyTime(); rt > 0 {
+		s.rekeyAt = s.now().Add(rt - s.jitter(rt))
+	}
+}
+
+// jitter returns a random duration up to a tenth of d, so that two peers
+// with the same configuration do not rekey at once (strongSwan's
+// rand_time).
+func (s *session) jitter(d time.Duration) time.Duration {
+	r := binary.BigEndian.Uint32(s.random(4))
+	return time.Duration(uint64(d/10) * uint64(r) >> 32)
+}
+
+// NAT detection (RFC 7296, Section 2.23): SHA-1(SPIi | SPIr | IP | Port).
+func natHash(spiI, spiR uint64, ap netip.AddrPort) []byte {
+	h := sha1.New()
+	var b [8]byte
+	binary.BigEndian.PutUint64(b[:], spiI)
+	h.Write(b[:])
+	binary.BigEndian.PutUint64(b[:], spiR)
+	h.Write(b[:])
+	h.Write(ap.Addr().Unmap().AsSlice())
+	binary.BigEndian.PutUint16(b[:2], ap.Port())
+	h.Write(b[:2])
+	return h.Sum(nil)
+}
+
+// natdPayloads returns the NAT detection notifications of an IKE_SA_INIT
+// message with SPIs spiI, spiR.
+func (s *session) natdPayloads(spiI, spiR uint64) []ikewire.Payload {
+	src := natHash(spiI, spiR, s.local)
+	if s.peer != nil && s.peer.Encap {
+		// strongSwan's encap=yes: a source hash that cannot match makes
+		// the peer see a NAT, so both sides use UDP encapsulation.
+		src = s.random(sha1.Size)
+	}
+	return []ikewire.Payload{
+		&ikewire.Notify{Type: ikewire.NotifyNATDetectionSourceIP, Data: src},
+		&ikewire.Notify{Type: ikewire.NotifyNATDetectionDestinationIP, Data: natHash(spiI, spiR, s.remote)},
+	}
+}
+
+// checkNATD evaluates the peer's NAT detection notifications in a message
+// with header h received from s.remote at s.local.
+func (s *session) checkNATD(h *ikewire.Header, pl []ikewire.Payload) {
+	var srcs [][]byte
+	var dst []byte
+	for _, p := range pl {
+		if n, ok := p.(*ikewire.Notify); ok {
+			switch n.Type {
+			case ikewire.NotifyNATDetectionSourceIP:
+				srcs = append(srcs, n.Data)
+			case ikewire.NotifyNATDetectionDestinationIP:
+				dst = n.Data
+			}
+		}
+	}
+	if len(srcs) == 0 || dst == nil {
+		return // the peer does not do NAT detection
+	}
+	want := natHash(h.SPIi, h.SPIr, s.remote)
+	s.natRemote = true
+	for _, src := range srcs {
+		if bytes.Equal(src, want) {
+			s.natRemote = false
+		}
+	}
+	s.natLocal = !bytes.Equal(dst, natHash(h.SPIi, h.SPIr, s.local))
+}
+
+// payload helpers.
+
+func findNotify(pl []ikewire.Payload, t ikewire.NotifyType) *ikewire.Notify {
+	for _, p := range pl {
+		if n, ok := p.(*ikewire.Notify); ok && n.Type == t {
+			return n
+		}
+	}
+	return nil
+}
+
+// errorNotify returns the first error notification (type below 16384).
+func errorNotify(pl []ikewire.Payload) *ikewire.Notify {
+	for _, p := range pl {
+		if n, ok := p.(*ikewire.Notify); ok && n.Type.IsError() {
+			return n
+		}
+	}
+	return nil
+}
+
+func find[T ikewire.Payload](pl []ikewire.Payload) T {
+	var zero T
+	for _, p := range pl {
+		if t, ok := p.(T); ok {
+			return t
+		}
+	}
+	return zero
+}
+
+func findAll[T ikewire.Payload](pl []ikewire.Payload) []T {
+	var out []T
+	for _, p := range pl {
+		if t, ok := p.(T); ok {
+			out = append(out, t)
+		}
+	}
+	return out
+}
+
+func notifyErr(n *ikewire.Notify) error {
+	return &NotifyError{Type: n.Type}
+}
+
+var errSyntax = &NotifyError{Type: ikewire.NotifyInvalidSyntax}
+
+func isNotify(err error, t ikewire.NotifyType) bool {
+	var ne *NotifyError
+	return errors.As(err, &ne) && ne.Type == t
+}
