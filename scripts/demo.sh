@@ -1,11 +1,13 @@
 #!/usr/bin/env bash
 # make demo: two hosts in two network namespaces protect the traffic between
-# their inner networks with ESP (AES-256-GCM, tunnel mode, ESP in UDP 4500),
-# ping through the tunnel, print the SAs, and tear everything down.
+# their inner networks with IKEv2 and ESP. Host A traps the traffic: its first
+# ping to host B's network starts IKE (IKE_SA_INIT, IKE_AUTH with a pre-shared
+# key, AES-256-GCM and X25519), is held while IKE runs, and goes out once the
+# CHILD SA is installed. The demo prints the SAs and tears everything down.
 #
 #   host A: outer 192.0.2.1, inner 10.1.0.1     host B: outer 192.0.2.2, inner 10.2.0.1
 #
-# The keys are random for each run. Needs root.
+# The pre-shared key is random for each run. Needs root.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BIN=${BIN:-bin}
@@ -28,8 +30,7 @@ cleanup() {
 }
 trap cleanup EXIT
 
-hex() { head -c "$1" /dev/urandom | od -An -tx1 | tr -d ' \n'; }
-k_ab=0x$(hex 36) k_ba=0x$(hex 36)   # AES-256 key (32 bytes) || salt (4 bytes)
+psk=$(head -c 24 /dev/urandom | od -An -tx1 | tr -d ' \n')
 
 ip netns add "$A"; ip netns add "$B"
 ip link add "${tag}x" type veth peer name "${tag}y"
@@ -40,30 +41,33 @@ for ns in "$A" "$B"; do ip -n "$ns" link set lo up; ip -n "$ns" link set eth0 up
 ip -n "$A" addr add 10.1.0.1/32 dev lo
 ip -n "$B" addr add 10.2.0.1/32 dev lo
 
-conf() { # name local remote lnet rnet spi_out spi_in key_out key_in
+conf() { # name local remote lnet rnet peer start_action
   cat <<YAML
 daemon:
   socket: $work/$1.sock
   tun: {name: ipsec0, mtu: 1400}
   log: {level: info}
-manual_sas:
-  - name: $1-tunnel
-    protocol: esp
-    mode: tunnel
-    encap: udp
-    local_addr: $2
-    remote_addr: $3
-    local_ts: [$4]
-    remote_ts: [$5]
-    spi_out: $6
-    spi_in: $7
-    algorithm: aes256gcm16
-    key_out: $8
-    key_in: $9
+connections:
+  demo:
+    local_addrs: [$2]
+    remote_addrs: [$3]
+    proposals: [aes256gcm16-prfsha256-x25519]
+    local: {auth: psk, id: $1.demo.example}
+    remote: {auth: psk, id: $6.demo.example}
+    children:
+      net:
+        mode: tunnel
+        local_ts: [$4]
+        remote_ts: [$5]
+        esp_proposals: [aes256gcm16]
+        start_action: $7
+secrets:
+  ike:
+    - {ids: [a.demo.example, b.demo.example], secret: "$psk"}
 YAML
 }
-conf a 192.0.2.1 192.0.2.2 10.1.0.0/16 10.2.0.0/16 0x00001001 0x00002001 "$k_ab" "$k_ba" >"$work/a.yaml"
-conf b 192.0.2.2 192.0.2.1 10.2.0.0/16 10.1.0.0/16 0x00002001 0x00001001 "$k_ba" "$k_ab" >"$work/b.yaml"
+conf a 192.0.2.1 192.0.2.2 10.1.0.0/16 10.2.0.0/16 b trap >"$work/a.yaml"
+conf b 192.0.2.2 192.0.2.1 10.2.0.0/16 10.1.0.0/16 a none >"$work/b.yaml"
 chmod 600 "$work"/*.yaml
 
 for h in a b; do
@@ -77,7 +81,10 @@ for h in a b; do
   [ -S "$work/$h.sock" ] || { echo "ipsecd $h did not start:"; cat "$work/$h.log"; exit 1; }
 done
 
-echo "== ping 10.2.0.1 from 10.1.0.1 through ESP"
+echo "== no SA yet: the first ping hits A's trap policy, starts IKE, and is delivered"
+ip netns exec "$A" "$BIN/ipsecctl" -s "$work/a.sock" sas
+echo
+echo "== ping 10.2.0.1 from 10.1.0.1"
 ip netns exec "$A" ping -c 3 -i 0.2 -W 2 -I 10.1.0.1 10.2.0.1
 echo
 echo "== ipsecctl sas (host A)"
@@ -86,7 +93,7 @@ echo
 echo "== ipsecctl policies (host A)"
 ip netns exec "$A" "$BIN/ipsecctl" -s "$work/a.sock" policies
 echo
-echo "== what is on the wire (ESP in UDP 4500), counters of host B"
+echo "== host B (the responder)"
 ip netns exec "$B" "$BIN/ipsecctl" -s "$work/b.sock" status
 echo
 echo "demo done; tearing down"

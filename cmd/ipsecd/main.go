@@ -22,6 +22,7 @@ import (
 
 	"github.com/goipsec/goipsec/config"
 	"github.com/goipsec/goipsec/conn"
+	"github.com/goipsec/goipsec/ike"
 	"github.com/goipsec/goipsec/internal/ctlserver"
 	"github.com/goipsec/goipsec/internal/daemon"
 	"github.com/goipsec/goipsec/internal/osnet"
@@ -123,6 +124,15 @@ func serve(cfg *config.Config, log *slog.Logger) (err error) {
 			raws = append(raws, r)
 		}
 	}
+	ikeSock, err := conn.ListenIKE(500, conn.DefaultMark)
+	if err != nil {
+		dev.Close()
+		udp.Close()
+		for _, r := range raws {
+			r.Close()
+		}
+		return err
+	}
 	router, err := osnet.New(name, conn.DefaultTable, conn.DefaultMark, rulePriority)
 	if err != nil {
 		dev.Close()
@@ -134,8 +144,9 @@ func serve(cfg *config.Config, log *slog.Logger) (err error) {
 	}
 	defer router.Close()
 	d, err := daemon.New(cfg, daemon.Options{
-		TUN: dev, UDP: udp, Raw: raws, Router: routerAdapter{router}, Logger: log,
+		TUN: dev, UDP: udp, IKE: ikeSock, Raw: raws, Router: routerAdapter{router}, Logger: log,
 		Version: version, LocalAddrs: osnet.LocalAddrs,
+		IKEConfig: ike.Config{LocalAddr: osnet.SourceAddr},
 	})
 	if err != nil {
 		return err

@@ -7,6 +7,8 @@ import (
 	"sync"
 
 	"github.com/goipsec/goipsec/ctlapi"
+	"github.com/goipsec/goipsec/esp"
+	"github.com/goipsec/goipsec/ike"
 	"github.com/goipsec/goipsec/internal/sad"
 	"github.com/goipsec/goipsec/internal/spd"
 	"github.com/goipsec/goipsec/packet"
@@ -20,11 +22,17 @@ import (
 func (d *Daemon) Status(ctx context.Context) (ctlapi.Status, error) {
 	st := d.dp.Stats()
 	d.mu.Lock()
-	file, nchild := "", len(d.manual)
+	file, nchild, nike := "", len(d.manual), 0
 	if d.cfg != nil {
 		file = d.cfg.File
 	}
 	d.mu.Unlock()
+	if d.ike != nil {
+		for _, s := range d.ike.SAs() {
+			nike++
+			nchild += len(s.Children)
+		}
+	}
 	var bytesIn, bytesOut uint64
 	snap := d.dp.SAD().Load()
 	snap.InboundSAs(func(s *sad.InboundSA) { bytesIn += s.Stats.Bytes.Load() })
@@ -41,6 +49,7 @@ func (d *Daemon) Status(ctx context.Context) (ctlapi.Status, error) {
 		Started:       d.started,
 		UptimeSeconds: int64(now.Sub(d.started).Seconds()),
 		ConfigFile:    file,
+		IKESAs:        nike,
 		ChildSAs:      nchild,
 		Counters: ctlapi.Counters{
 			PacketsIn: st.Opened, PacketsOut: st.Sealed,
@@ -92,7 +101,55 @@ func (d *Daemon) SAs(ctx context.Context) (ctlapi.SAs, error) {
 		}
 		out.ChildSAs = append(out.ChildSAs, c)
 	}
+	if d.ike != nil {
+		for i, ikesa := range d.ike.SAs() {
+			out.IKESAs = append(out.IKESAs, ikeSAOf(uint32(i+1), ikesa))
+			for _, ch := range ikesa.Children {
+				out.ChildSAs = append(out.ChildSAs, d.childOf(uint32(i+1), ch))
+			}
+		}
+	}
 	return out, nil
+}
+
+func ikeSAOf(id uint32, s ike.IKESA) ctlapi.IKESA {
+	return ctlapi.IKESA{
+		Name: s.Peer, ID: id, State: s.State.String(), Version: 2, Initiator: s.Initiator,
+		LocalAddr: s.Local, RemoteAddr: s.Remote, LocalID: s.LocalID.String(), RemoteID: s.RemoteID.String(),
+		SPIi: ctlapi.IKESPI(s.SPIi), SPIr: ctlapi.IKESPI(s.SPIr), Proposal: s.Proposal,
+		Encap:       s.NATLocal || s.NATRemote || s.Local.Port() == esp.NATTPort,
+		Established: s.Established, RekeyAt: s.RekeyAt,
+	}
+}
+
+func (d *Daemon) childOf(ikeID uint32, c ike.ChildSA) ctlapi.ChildSA {
+	encap := "none"
+	if c.UDPEncap {
+		encap = "udp"
+	}
+	alg := c.Suite.Name
+	if c.ESN {
+		alg += "-esn"
+	}
+	out := ctlapi.ChildSA{
+		Name: c.Peer + "/" + c.Child, IKESA: ikeID, State: "installed",
+		Protocol: c.Protocol.String(), Mode: c.Mode.String(), Encap: encap,
+		LocalAddr: c.Local.Addr(), RemoteAddr: c.Remote.Addr(),
+		SPIIn: ctlapi.SPI(c.SPIIn), SPIOut: ctlapi.SPI(c.SPIOut),
+		Algorithm: alg, ESN: c.ESN,
+		LocalTS: tsStrings(c.LocalTS), RemoteTS: tsStrings(c.RemoteTS),
+		Installed: c.Installed,
+	}
+	if c.Limits.Hard.Time != 0 {
+		out.Lifetime.ExpireAt = c.Installed.Add(c.Limits.Hard.Time)
+	}
+	if ch := d.installer.child(c.SPIIn); ch != nil {
+		out.BytesIn, out.PacketsIn = ch.in.Stats.Bytes.Load(), ch.in.Stats.Packets.Load()
+		out.BytesOut, out.PacketsOut = ch.out.Stats.Bytes.Load(), ch.out.Stats.Packets.Load()
+		out.ReplayDrops = ch.in.Stats.Drops[sa.DropReplay].Load()
+		out.ICVFailures = ch.in.Stats.Drops[sa.DropBadICV].Load()
+	}
+	return out
 }
 
 func tsStrings(set traffic.Set) []string {
@@ -137,9 +194,16 @@ func (d *Daemon) policyOf(s *spd.Snapshot, i int, r spd.Rule) ctlapi.Policy {
 	return p
 }
 
-// Initiate is IKE's job, which is not implemented yet.
+// Initiate brings up "conn" or "conn/child" with IKE.
 func (d *Daemon) Initiate(ctx context.Context, name string) error {
-	return ctlapi.Errorf(ctlapi.ErrNotImplemented, "initiate %s: IKEv2 is not implemented yet; only manual SAs are supported", name)
+	if d.ike == nil {
+		return ctlapi.Errorf(ctlapi.ErrUnavailable, "initiate %s: IKE is not running", name)
+	}
+	conn, child, _ := ctlapi.SplitName(name)
+	if err := d.ike.Initiate(conn, child, nil); err != nil {
+		return ctlapi.Errorf(ctlapi.ErrNotFound, "initiate %s: %v", name, err)
+	}
+	return nil
 }
 
 // Terminate removes a manual SA until the next reload, or (later) an IKE SA.
@@ -148,6 +212,13 @@ func (d *Daemon) Terminate(ctx context.Context, name string) error {
 	defer d.mu.Unlock()
 	inst, ok := d.manual[name]
 	if !ok {
+		if d.ike != nil {
+			conn, child, _ := ctlapi.SplitName(name)
+			if err := d.ike.Terminate(conn, child); err != nil {
+				return ctlapi.Errorf(ctlapi.ErrNotFound, "terminate %s: %v", name, err)
+			}
+			return nil
+		}
 		return ctlapi.Errorf(ctlapi.ErrNotFound, "no SA named %q", name)
 	}
 	d.dp.RemoveOutbound(inst.out.Ref, inst.out.Protocol, inst.out.SPI)
@@ -159,9 +230,23 @@ func (d *Daemon) Terminate(ctx context.Context, name string) error {
 	return nil
 }
 
-// Rekey needs IKE; manual SAs cannot be rekeyed.
+// Rekey rekeys "conn" (the IKE SA) or "conn/child" with IKE. Manual SAs
+// are rekeyed by editing their keys and reloading.
 func (d *Daemon) Rekey(ctx context.Context, name string) error {
-	return ctlapi.Errorf(ctlapi.ErrNotImplemented, "rekey %s: IKEv2 is not implemented yet; manual SAs are rekeyed by editing their keys and reloading", name)
+	d.mu.Lock()
+	_, manual := d.manual[name]
+	d.mu.Unlock()
+	if manual {
+		return ctlapi.Errorf(ctlapi.ErrBadRequest, "rekey %s: a manual SA is rekeyed by editing its keys and reloading", name)
+	}
+	if d.ike == nil {
+		return ctlapi.Errorf(ctlapi.ErrUnavailable, "rekey %s: IKE is not running", name)
+	}
+	conn, child, _ := ctlapi.SplitName(name)
+	if err := d.ike.Rekey(conn, child); err != nil {
+		return ctlapi.Errorf(ctlapi.ErrNotFound, "rekey %s: %v", name, err)
+	}
+	return nil
 }
 
 // Reload re-reads the configuration file and applies it.

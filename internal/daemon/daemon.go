@@ -20,6 +20,7 @@ import (
 	"github.com/goipsec/goipsec/conn"
 	"github.com/goipsec/goipsec/ctlapi"
 	"github.com/goipsec/goipsec/esp"
+	"github.com/goipsec/goipsec/ike"
 	"github.com/goipsec/goipsec/internal/dataplane"
 	"github.com/goipsec/goipsec/internal/policy"
 	"github.com/goipsec/goipsec/internal/sad"
@@ -36,11 +37,23 @@ type Router interface {
 	Set(routes []policy.Route) error
 }
 
+// IKESocket carries IKE on port 500 and says, for each datagram, which local
+// address it reached (conn.IKEConn).
+type IKESocket interface {
+	ReadFrom(b []byte) (n int, from, to netip.AddrPort, err error)
+	WriteTo(b []byte, from, to netip.AddrPort) error
+	Close() error
+}
+
 // Options are the resources and hooks the daemon runs with. TUN is required;
 // the rest may be nil.
 type Options struct {
-	TUN     tun.Device
+	TUN tun.Device
+	// UDP is the NAT-T socket (port 4500): ESP in UDP and IKE after the
+	// move to port 4500. IKE is the port 500 socket; without it the daemon
+	// runs no IKE.
 	UDP     conn.UDP
+	IKE     IKESocket
 	Raw     []conn.Raw
 	Router  Router
 	Logger  *slog.Logger
@@ -50,6 +63,9 @@ type Options struct {
 	// Load re-reads the configuration file for Reload; nil means config.Load.
 	Load func(path string) (*config.Config, error)
 	Now  func() time.Time
+	// IKEConfig is the base configuration of the IKE engine (timers,
+	// randomness); its Logger and Now default to the daemon's.
+	IKEConfig ike.Config
 }
 
 // Daemon is a running goipsec instance. Its methods are safe for concurrent use.
@@ -65,6 +81,10 @@ type Daemon struct {
 	manual map[string]*installed // by manual SA name
 
 	events *broker
+
+	ike       *ike.Manager // nil without Options.IKE
+	installer *installer
+	localAddr netip.Addr // for IKE over the NAT-T socket: see handleNATT
 }
 
 // installed is a manual SA pair in the data plane.
@@ -92,22 +112,49 @@ func New(cfg *config.Config, opts Options) (*Daemon, error) {
 	if opts.LocalAddrs == nil {
 		opts.LocalAddrs = func() []netip.Addr { return nil }
 	}
-	dp, err := dataplane.New(dataplane.Config{TUN: opts.TUN, UDP: opts.UDP, Raw: opts.Raw, Logger: opts.Logger, Now: opts.Now})
+	d := &Daemon{opts: opts, log: opts.Logger, started: opts.Now(), manual: make(map[string]*installed), events: newBroker()}
+	dcfg := dataplane.Config{TUN: opts.TUN, UDP: opts.UDP, Raw: opts.Raw, Logger: opts.Logger, Now: opts.Now}
+	if opts.IKE != nil {
+		dcfg.IKE = d.handleNATT
+	}
+	dp, err := dataplane.New(dcfg)
 	if err != nil {
 		return nil, fmt.Errorf("daemon: %w", err)
 	}
-	d := &Daemon{opts: opts, log: opts.Logger, dp: dp, started: opts.Now(), manual: make(map[string]*installed), events: newBroker()}
+	d.dp = dp
+	if opts.IKE != nil {
+		icfg := opts.IKEConfig
+		if icfg.Logger == nil {
+			icfg.Logger = opts.Logger.With("subsystem", "ike")
+		}
+		if icfg.Now == nil {
+			icfg.Now = opts.Now
+		}
+		d.installer = &installer{d: d, children: make(map[uint32]*ikeChild)}
+		d.ike = ike.NewManager(icfg, d.installer, ikeTransport{d})
+	}
 	if err := d.apply(cfg); err != nil && !errors.Is(err, ErrNoChanges) {
+		if d.ike != nil {
+			d.ike.Close()
+		}
 		dp.Close()
 		return nil, err
 	}
 	dp.Start()
 	go d.watchEvents()
+	if d.ike != nil {
+		go d.readIKE()
+		go d.watchIKE()
+	}
 	return d, nil
 }
 
 // Close stops the data plane and closes its devices and sockets.
 func (d *Daemon) Close() error {
+	if d.ike != nil {
+		d.ike.Close()
+		d.opts.IKE.Close()
+	}
 	err := d.dp.Close()
 	d.events.close()
 	return err
@@ -164,6 +211,19 @@ func (d *Daemon) apply(cfg *config.Config) error {
 		d.log.Info("manual SA installed", "name", m.Name, "protocol", m.Protocol, "mode", m.Mode,
 			"spi_in", fmt.Sprintf("%08x", m.SPIIn), "spi_out", fmt.Sprintf("%08x", m.SPIOut), "algorithm", m.Suite.Name)
 		changed = true
+	}
+	if d.ike != nil {
+		peers, err := ikePeers(cfg, func(conn, child string) uint32 { r, _ := snap.ChildRef(conn, child); return r })
+		if err != nil {
+			errs = append(errs, err)
+		} else if err := d.ike.SetPeers(peers); err != nil {
+			errs = append(errs, err)
+		}
+		if !sameConnections(d.cfg, cfg) {
+			changed = true
+		}
+	} else if len(cfg.Connections) > 0 && d.cfg == nil {
+		d.log.Warn("connections configured but IKE is not running (no IKE socket)")
 	}
 	d.dp.SetSPD(snap.SPD)
 	if d.opts.Router != nil && (d.snap == nil || !sameRoutes(d.snap, snap)) {
@@ -282,10 +342,14 @@ func (d *Daemon) watchEvents() {
 		switch ev.Kind {
 		case dataplane.EventAcquire:
 			d.log.Info("acquire", "rule", ev.Rule, "packet", fmt.Sprint(ev.Packet))
+			d.acquire(ev)
 			d.events.publish(ctlapi.Event{Type: ctlapi.EventAcquire, Time: d.opts.Now(), Fields: map[string]string{
 				"policy": ev.Rule, "src": ev.Packet.Src.String(), "dst": ev.Packet.Dst.String()}})
 		case dataplane.EventExpire:
-			d.log.Warn("SA limit reached", "event", ev.SA.String())
+			d.log.Info("SA limit reached", "event", ev.SA.String())
+			if d.ike != nil && d.installer.owns(ev.SA.Protocol, ev.SA.SPI) {
+				d.ike.HandleExpire(ev.SA)
+			}
 			d.events.publish(ctlapi.Event{Type: ctlapi.EventExpire, Time: d.opts.Now(), Fields: map[string]string{
 				"name": d.nameOfSPI(ev.SA.Protocol, ev.SA.SPI), "spi": fmt.Sprintf("%08x", ev.SA.SPI),
 				"direction": ev.SA.Direction.String(), "hard": fmt.Sprint(ev.SA.Hard), "kind": ev.SA.Kind.String()}})

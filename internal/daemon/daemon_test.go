@@ -170,7 +170,7 @@ func TestReconfig(t *testing.T) {
 	if err := a.d.Terminate(context.Background(), "lab"); !errors.Is(err, ctlapi.ErrNotFound) {
 		t.Fatalf("terminating twice: %v", err)
 	}
-	if err := a.d.Initiate(context.Background(), "x"); !errors.Is(err, ctlapi.ErrNotImplemented) || !strings.Contains(err.Error(), "not implemented") {
+	if err := a.d.Initiate(context.Background(), "x"); !errors.Is(err, ctlapi.ErrUnavailable) || !strings.Contains(err.Error(), "IKE is not running") {
 		t.Fatalf("initiate: %v", err)
 	}
 }

@@ -136,3 +136,18 @@ func LocalAddrs() []netip.Addr {
 	}
 	return out
 }
+
+// SourceAddr returns the address the host would send from to reach remote
+// (a route lookup), for IKE peers configured without a local address.
+func SourceAddr(remote netip.Addr) (netip.Addr, error) {
+	routes, err := netlink.RouteGet(remote.AsSlice())
+	if err != nil {
+		return netip.Addr{}, fmt.Errorf("osnet: route to %s: %w", remote, err)
+	}
+	for _, r := range routes {
+		if a, ok := netip.AddrFromSlice(r.Src); ok && a.IsValid() {
+			return a.Unmap(), nil
+		}
+	}
+	return netip.Addr{}, fmt.Errorf("osnet: no source address for %s", remote)
+}

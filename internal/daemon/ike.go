@@ -1,0 +1,378 @@
+package daemon
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/goipsec/goipsec/ah"
+	"github.com/goipsec/goipsec/config"
+	"github.com/goipsec/goipsec/conn"
+	"github.com/goipsec/goipsec/ctlapi"
+	"github.com/goipsec/goipsec/esp"
+	"github.com/goipsec/goipsec/ike"
+	"github.com/goipsec/goipsec/internal/dataplane"
+	"github.com/goipsec/goipsec/internal/sad"
+	"github.com/goipsec/goipsec/sa"
+	"github.com/goipsec/goipsec/transform"
+)
+
+// ikeChild is a CHILD SA that IKE installed in the data plane.
+type ikeChild struct {
+	c   ike.ChildSA // without key material
+	in  *sad.InboundSA
+	out *sad.OutboundSA
+}
+
+// installer implements ike.Installer over the data plane.
+type installer struct {
+	d *Daemon
+
+	mu       sync.Mutex
+	children map[uint32]*ikeChild // by inbound SPI
+}
+
+// InstallSA builds the packet engines of a negotiated CHILD SA and installs
+// the inbound SA, then the outbound one.
+func (i *installer) InstallSA(c ike.ChildSA) error {
+	d := i.d
+	in := &sad.InboundSA{Protocol: c.Protocol, SPI: c.SPIIn, Mode: c.Mode, Local: c.LocalTS, Remote: c.RemoteTS, LocalAddr: c.Local.Addr()}
+	out := &sad.OutboundSA{Protocol: c.Protocol, SPI: c.SPIOut, Mode: c.Mode, Ref: c.Ref, Encap: sad.EncapNone, Remote: netip.AddrPortFrom(c.Remote.Addr(), 0)}
+	if c.UDPEncap {
+		port := c.RemoteEncapPort
+		if port == 0 {
+			port = esp.NATTPort
+		}
+		out.Encap, out.Remote = sad.EncapUDP, netip.AddrPortFrom(c.Remote.Addr(), port)
+	}
+	local, remote := c.Local.Addr(), c.Remote.Addr()
+	switch c.Protocol {
+	case sa.ESP:
+		tin, err := c.Suite.NewESP(c.KeyIn)
+		if err != nil {
+			return fmt.Errorf("daemon: CHILD SA %s: %w", c.Child, err)
+		}
+		tout, err := c.Suite.NewESP(c.KeyOut)
+		if err != nil {
+			return fmt.Errorf("daemon: CHILD SA %s: %w", c.Child, err)
+		}
+		base := esp.Config{Mode: c.Mode, ESN: c.ESN, Local: local, Remote: remote, ReplayWindow: c.ReplayWindow,
+			Limits: c.Limits, OnEvent: d.dp.OnSAEvent, Now: d.opts.Now, EncapUDP: c.UDPEncap}
+		cin, cout := base, base
+		cin.SPI, cin.Transform = c.SPIIn, tin
+		cout.SPI, cout.Transform = c.SPIOut, tout
+		ei, err := esp.NewInbound(cin)
+		if err != nil {
+			return fmt.Errorf("daemon: CHILD SA %s: %w", c.Child, err)
+		}
+		eo, err := esp.NewOutbound(cout)
+		if err != nil {
+			return fmt.Errorf("daemon: CHILD SA %s: %w", c.Child, err)
+		}
+		in.SA, out.SA = ei, eo
+	case sa.AH:
+		tin, err := c.Suite.NewAH(c.KeyIn)
+		if err != nil {
+			return fmt.Errorf("daemon: CHILD SA %s: %w", c.Child, err)
+		}
+		tout, err := c.Suite.NewAH(c.KeyOut)
+		if err != nil {
+			return fmt.Errorf("daemon: CHILD SA %s: %w", c.Child, err)
+		}
+		base := ah.Config{Mode: c.Mode, ESN: c.ESN, Local: local, Remote: remote, ReplayWindow: c.ReplayWindow,
+			Limits: c.Limits, OnEvent: d.dp.OnSAEvent, Now: d.opts.Now}
+		cin, cout := base, base
+		cin.SPI, cin.Integrity = c.SPIIn, tin
+		cout.SPI, cout.Integrity = c.SPIOut, tout
+		ai, err := ah.NewInbound(cin)
+		if err != nil {
+			return fmt.Errorf("daemon: CHILD SA %s: %w", c.Child, err)
+		}
+		ao, err := ah.NewOutbound(cout)
+		if err != nil {
+			return fmt.Errorf("daemon: CHILD SA %s: %w", c.Child, err)
+		}
+		in.SA, out.SA = ai, ao
+	default:
+		return fmt.Errorf("daemon: CHILD SA %s: protocol %v not supported", c.Child, c.Protocol)
+	}
+	if err := d.dp.InstallInbound(in); err != nil {
+		return fmt.Errorf("daemon: CHILD SA %s: %w", c.Child, err)
+	}
+	if err := d.dp.InstallOutbound(out); err != nil {
+		d.dp.RemoveInbound(in.Protocol, in.SPI)
+		return fmt.Errorf("daemon: CHILD SA %s: %w", c.Child, err)
+	}
+	c.KeyIn, c.KeyOut = nil, nil
+	i.mu.Lock()
+	i.children[c.SPIIn] = &ikeChild{c: c, in: in, out: out}
+	i.mu.Unlock()
+	return nil
+}
+
+// DeleteSA removes both directions of a CHILD SA.
+func (i *installer) DeleteSA(c ike.ChildSA) error {
+	i.d.dp.RemoveOutbound(c.Ref, c.Protocol, c.SPIOut)
+	i.d.dp.RemoveInbound(c.Protocol, c.SPIIn)
+	i.mu.Lock()
+	delete(i.children, c.SPIIn)
+	i.mu.Unlock()
+	return nil
+}
+
+// child returns the installed CHILD SA with inbound SPI spi.
+func (i *installer) child(spi uint32) *ikeChild {
+	i.mu.Lock()
+	defer i.mu.Unlock()
+	return i.children[spi]
+}
+
+// owns reports whether spi is the inbound or outbound SPI of an IKE child.
+func (i *installer) owns(proto sa.Protocol, spi uint32) bool {
+	i.mu.Lock()
+	defer i.mu.Unlock()
+	for _, ch := range i.children {
+		if ch.c.Protocol == proto && (ch.c.SPIIn == spi || ch.c.SPIOut == spi) {
+			return true
+		}
+	}
+	return false
+}
+
+// ikePeers translates the configuration's connections into the engine's peers.
+func ikePeers(cfg *config.Config, refs func(conn, child string) uint32) ([]ike.Peer, error) {
+	var peers []ike.Peer
+	for _, c := range cfg.Connections {
+		p := ike.Peer{Name: c.Name, Encap: c.Encap, DPDDelay: c.DPDDelay, RekeyTime: c.RekeyTime}
+		var err error
+		if p.LocalAddrs, err = prefixes(c.LocalAddrs); err != nil {
+			return nil, fmt.Errorf("daemon: connection %s: local_addrs: %w", c.Name, err)
+		}
+		if p.RemoteAddrs, err = prefixes(c.RemoteAddrs); err != nil {
+			return nil, fmt.Errorf("daemon: connection %s: remote_addrs: %w", c.Name, err)
+		}
+		for _, prop := range c.Proposals {
+			if prop.Default {
+				p.Proposals = append(p.Proposals, transform.DefaultIKEProposals()...)
+				continue
+			}
+			ip, err := transform.ParseIKEProposal(prop.Text)
+			if err != nil {
+				return nil, fmt.Errorf("daemon: connection %s: proposal %q: %w", c.Name, prop.Text, err)
+			}
+			p.Proposals = append(p.Proposals, ip)
+		}
+		if c.Local.Method != config.AuthPSK || c.Remote.Method != config.AuthPSK {
+			return nil, fmt.Errorf("daemon: connection %s: only psk authentication is implemented (pubkey: not yet)", c.Name)
+		}
+		p.LocalID, p.RemoteID = ike.ParseIdentity(c.Local.ID), ike.ParseIdentity(c.Remote.ID)
+		p.PSK = pskLookup(cfg.Secrets)
+		for _, ch := range c.Children {
+			cc := ike.ChildConfig{Name: ch.Name, Ref: refs(c.Name, ch.Name), Mode: ch.Mode, LocalTS: ch.LocalTS, RemoteTS: ch.RemoteTS,
+				Protocol: ch.Protocol, RekeyTime: ch.RekeyTime, ReplayWindow: ch.ReplayWindow}
+			switch ch.StartAction {
+			case config.StartTrap:
+				cc.StartAction = ike.StartTrap
+			case config.StartStart:
+				cc.StartAction = ike.StartStart
+			}
+			for _, prop := range ch.Proposals {
+				if prop.Default {
+					cc.Proposals = append(cc.Proposals, transform.DefaultESPProposals()...)
+					continue
+				}
+				parse := transform.ParseESPProposal
+				if ch.Protocol == sa.AH {
+					parse = transform.ParseAHProposal
+				}
+				ep, err := parse(prop.Text)
+				if err != nil {
+					return nil, fmt.Errorf("daemon: connection %s child %s: proposal %q: %w", c.Name, ch.Name, prop.Text, err)
+				}
+				cc.Proposals = append(cc.Proposals, ep)
+			}
+			p.Children = append(p.Children, cc)
+		}
+		peers = append(peers, p)
+	}
+	return peers, nil
+}
+
+func prefixes(addrs []string) ([]netip.Prefix, error) {
+	var out []netip.Prefix
+	for _, a := range addrs {
+		switch {
+		case a == "%any" || a == "":
+			continue
+		case strings.Contains(a, "/"):
+			p, err := netip.ParsePrefix(a)
+			if err != nil {
+				return nil, err
+			}
+			out = append(out, p.Masked())
+		default:
+			ip, err := netip.ParseAddr(a)
+			if err != nil {
+				return nil, fmt.Errorf("%q: DNS names are not implemented; give an IP address", a)
+			}
+			out = append(out, netip.PrefixFrom(ip, ip.BitLen()))
+		}
+	}
+	return out, nil
+}
+
+// pskLookup finds the shared secret whose ids name both identities, the
+// way swanctl.conf's secrets.ike entries work; an entry without ids matches
+// any pair.
+func pskLookup(s config.Secrets) func(local, remote ike.Identity) []byte {
+	return func(local, remote ike.Identity) []byte {
+		var fallback []byte
+		for _, sec := range s.IKE {
+			if len(sec.IDs) == 0 {
+				if fallback == nil {
+					fallback = sec.Secret.Bytes()
+				}
+				continue
+			}
+			hasL, hasR := false, false
+			for _, id := range sec.IDs {
+				pid := ike.ParseIdentity(id)
+				hasL = hasL || pid.Equal(local)
+				hasR = hasR || pid.Equal(remote)
+			}
+			if hasL && hasR || (hasR && len(sec.IDs) == 1) {
+				return sec.Secret.Bytes()
+			}
+		}
+		return fallback
+	}
+}
+
+// ikeTransport sends IKE messages: from port 4500 over the NAT-T socket the
+// data plane shares, otherwise over the port 500 socket.
+type ikeTransport struct{ d *Daemon }
+
+func (t ikeTransport) Send(pkt []byte, from, to netip.AddrPort) error {
+	if from.Port() == esp.NATTPort && t.d.opts.UDP != nil {
+		return t.d.opts.UDP.Write([][]byte{pkt}, to)
+	}
+	return t.d.opts.IKE.WriteTo(pkt, from, to)
+}
+
+// readIKE feeds datagrams of the port 500 socket to the engine until the
+// socket is closed.
+func (d *Daemon) readIKE() {
+	buf := make([]byte, 65536)
+	for {
+		n, from, to, err := d.opts.IKE.ReadFrom(buf)
+		if err != nil {
+			if errors.Is(err, net.ErrClosed) || errors.Is(err, conn.ErrClosed) {
+				return
+			}
+			d.log.Warn("IKE socket", "err", err)
+			time.Sleep(100 * time.Millisecond)
+			continue
+		}
+		d.ike.HandlePacket(buf[:n], from, to)
+	}
+}
+
+// handleNATT is the data plane's hook for IKE messages on port 4500, which
+// arrive without the non-ESP marker; the engine wants it back. The NAT-T
+// socket is not bound to one address, so the local address is unspecified:
+// the engine knows it from the IKE SA, which always starts on port 500.
+func (d *Daemon) handleNATT(pkt []byte, from netip.AddrPort) {
+	buf := make([]byte, 4+len(pkt))
+	copy(buf[4:], pkt)
+	local := netip.IPv6Unspecified()
+	if from.Addr().Is4() {
+		local = netip.IPv4Unspecified()
+	}
+	d.ike.HandlePacket(buf, from, netip.AddrPortFrom(local, esp.NATTPort))
+}
+
+// acquire starts IKE for a PROTECT rule that has no SA, once per policy (the
+// data plane rate-limits acquires and the engine ignores a child that is
+// already being negotiated).
+func (d *Daemon) acquire(ev dataplane.Event) {
+	if d.ike == nil {
+		return
+	}
+	d.mu.Lock()
+	ch, ok := d.snap.ChildByRef(ev.Ref)
+	d.mu.Unlock()
+	if !ok || ch.Start == config.StartNone {
+		return
+	}
+	tr := &ike.Trigger{Src: ev.Packet.Src, Dst: ev.Packet.Dst, Proto: ev.Packet.Proto, SrcPort: ev.Packet.SrcPort, DstPort: ev.Packet.DstPort, HasPorts: ev.Packet.HasPorts}
+	if err := d.ike.Initiate(ch.Conn, ch.Child, tr); err != nil {
+		d.log.Warn("acquire: initiate failed", "child", ch.Conn+"/"+ch.Child, "err", err)
+	}
+}
+
+// watchIKE logs the engine's events and forwards them to subscribers.
+func (d *Daemon) watchIKE() {
+	for ev := range d.ike.Events() {
+		name := ev.Peer
+		if ev.Child != "" {
+			name += "/" + ev.Child
+		}
+		fields := map[string]string{"name": name}
+		var typ string
+		switch ev.Kind {
+		case ike.EventIKEUp:
+			typ = ctlapi.EventIKEUp
+		case ike.EventIKEDown:
+			typ = ctlapi.EventIKEDown
+		case ike.EventIKERekeyed:
+			typ = ctlapi.EventIKERekeyed
+		case ike.EventChildUp:
+			typ = ctlapi.EventChildUp
+		case ike.EventChildDown, ike.EventChildFailed:
+			typ = ctlapi.EventChildDown
+		case ike.EventChildRekeyed:
+			typ = ctlapi.EventChildRekeyed
+		case ike.EventAuthFailed:
+			typ = ctlapi.EventAuthFailed
+		default:
+			continue
+		}
+		if ev.SPIIn != 0 {
+			fields["spi_in"], fields["spi_out"] = fmt.Sprintf("%08x", ev.SPIIn), fmt.Sprintf("%08x", ev.SPIOut)
+		}
+		if ev.Err != nil {
+			fields["reason"] = ev.Err.Error()
+		}
+		if ev.Err != nil {
+			d.log.Warn("ike", "event", ev.Kind.String(), "name", name, "err", ev.Err)
+		} else {
+			d.log.Info("ike", "event", ev.Kind.String(), "name", name)
+		}
+		d.events.publish(ctlapi.Event{Type: typ, Time: d.opts.Now(), Fields: fields})
+	}
+}
+
+// sameConnections reports whether two configurations have the same
+// connections and secrets, as far as a reload is concerned.
+func sameConnections(a, b *config.Config) bool {
+	if a == nil || b == nil {
+		return a == b
+	}
+	return fmt.Sprintf("%+v", a.Connections) == fmt.Sprintf("%+v", b.Connections) && secretsEqual(a.Secrets, b.Secrets)
+}
+
+func secretsEqual(a, b config.Secrets) bool {
+	if len(a.IKE) != len(b.IKE) {
+		return false
+	}
+	for i := range a.IKE {
+		if !a.IKE[i].Secret.Equal(b.IKE[i].Secret) || strings.Join(a.IKE[i].IDs, ",") != strings.Join(b.IKE[i].IDs, ",") {
+			return false
+		}
+	}
+	return true
+}
