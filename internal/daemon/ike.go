@@ -164,6 +164,11 @@ func ikePeers(cfg *config.Config, refs func(conn, child string) uint32) ([]ike.P
 			if err != nil {
 				return nil, fmt.Errorf("daemon: connection %s: proposal %q: %w", c.Name, prop.Text, err)
 			}
+			for _, add := range ip.AddKE {
+				if len(add) > 0 {
+					return nil, fmt.Errorf("daemon: connection %s: proposal %q: additional key exchanges (RFC 9370, ke1_...) are not implemented yet", c.Name, prop.Text)
+				}
+			}
 			p.Proposals = append(p.Proposals, ip)
 		}
 		if c.Local.Method != config.AuthPSK || c.Remote.Method != config.AuthPSK {
@@ -283,14 +288,24 @@ func (d *Daemon) readIKE() {
 
 // handleNATT is the data plane's hook for IKE messages on port 4500, which
 // arrive without the non-ESP marker; the engine wants it back. The NAT-T
-// socket is not bound to one address, so the local address is unspecified:
-// the engine knows it from the IKE SA, which always starts on port 500.
+// socket is not bound to one address and does not report the one a datagram
+// reached, so the local address is the source address the routing table
+// gives towards the sender (IKEConfig.LocalAddr), or unspecified without
+// that hook. The engine takes the addresses of an authenticated message as
+// the IKE SA's new endpoints (RFC 7296, Section 2.23), and the CHILD SAs it
+// installs after the move to port 4500 copy them, so an unspecified address
+// would show as 0.0.0.0:4500 in "ipsecctl sas".
 func (d *Daemon) handleNATT(pkt []byte, from netip.AddrPort) {
 	buf := make([]byte, 4+len(pkt))
 	copy(buf[4:], pkt)
 	local := netip.IPv6Unspecified()
 	if from.Addr().Is4() {
 		local = netip.IPv4Unspecified()
+	}
+	if f := d.opts.IKEConfig.LocalAddr; f != nil {
+		if a, err := f(from.Addr()); err == nil && a.IsValid() && a.Is4() == from.Addr().Is4() {
+			local = a
+		}
 	}
 	d.ike.HandlePacket(buf, from, netip.AddrPortFrom(local, esp.NATTPort))
 }
