@@ -19,6 +19,7 @@ import (
 	"os"
 	"os/signal"
 	"syscall"
+	"time"
 
 	"github.com/goipsec/goipsec/config"
 	"github.com/goipsec/goipsec/conn"
@@ -163,11 +164,22 @@ func serve(cfg *config.Config, log *slog.Logger) (err error) {
 	go func() { served <- ctlserver.Serve(ctx, l, d, log) }()
 	log.Info("ipsecd running", "version", version, "config", cfg.File, "tun", name, "socket", cfg.Daemon.Socket)
 
+	// The configuration is re-read when it changes (and on SIGHUP): a
+	// changed modification time or size triggers the same reload as
+	// "ipsecctl reload", which applies only a file that parses.
+	changed := watchFile(ctx, cfg.File, 2*time.Second)
+
 	sigs := make(chan os.Signal, 4)
 	signal.Notify(sigs, syscall.SIGHUP, syscall.SIGINT, syscall.SIGTERM)
 	defer signal.Stop(sigs)
 	for {
 		select {
+		case <-changed:
+			if res, err := d.Reload(ctx); err != nil {
+				log.Error("configuration changed; reload failed, keeping the running configuration", "err", err)
+			} else {
+				log.Info("configuration changed; reloaded", "changed", res.Changed)
+			}
 		case sig := <-sigs:
 			if sig == syscall.SIGHUP {
 				if res, err := d.Reload(ctx); err != nil {
@@ -188,4 +200,39 @@ func serve(cfg *config.Config, log *slog.Logger) (err error) {
 			return nil
 		}
 	}
+}
+
+// watchFile sends on the returned channel when the file at path changes its
+// modification time or size, polling every interval until ctx ends.
+func watchFile(ctx context.Context, path string, interval time.Duration) <-chan struct{} {
+	ch := make(chan struct{}, 1)
+	stat := func() (time.Time, int64) {
+		fi, err := os.Stat(path)
+		if err != nil {
+			return time.Time{}, -1
+		}
+		return fi.ModTime(), fi.Size()
+	}
+	go func() {
+		t := time.NewTicker(interval)
+		defer t.Stop()
+		mt, size := stat()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-t.C:
+				m, s := stat()
+				if s < 0 || (m.Equal(mt) && s == size) {
+					continue
+				}
+				mt, size = m, s
+				select {
+				case ch <- struct{}{}:
+				default:
+				}
+			}
+		}
+	}()
+	return ch
 }

@@ -120,6 +120,15 @@ func (d *Dataplane) classifyOutbound(b *batch) {
 			continue
 		}
 		e.end = e.start + info.TotalLen // trim link padding
+		if !info.Dst.IsGlobalUnicast() && !info.Dst.IsLoopback() {
+			// Multicast and link-local traffic that the kernel sends on
+			// the TUN device itself (router solicitations, MLD) has no
+			// peer to be protected for, and sending it on in the clear
+			// would route it straight back into the device.
+			e.drop = sa.DropPolicy
+			d.dropElem(e)
+			continue
+		}
 		if pol == nil {
 			e.drop = sa.DropPolicy
 			d.dropElem(e)

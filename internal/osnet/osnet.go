@@ -51,6 +51,20 @@ func New(dev string, table int, mark uint32, prio int) (*Router, error) {
 	if err := netlink.LinkSetUp(link); err != nil {
 		return nil, fmt.Errorf("osnet: setting %s up: %w", dev, err)
 	}
+	// The TUN device carries only routed traffic: no IPv6 link-local
+	// address, router solicitations or multicast listener reports of its
+	// own, which would otherwise be read back by the data plane.
+	for key, val := range map[string]string{"addr_gen_mode": "1", "accept_ra": "0", "router_solicitations": "0"} {
+		os.WriteFile("/proc/sys/net/ipv6/conf/"+dev+"/"+key, []byte(val), 0)
+	}
+	netlink.LinkSetMulticastOff(link)
+	if addrs, err := netlink.AddrList(link, unix.AF_INET6); err == nil {
+		for _, a := range addrs {
+			if a.IP.IsLinkLocalUnicast() {
+				netlink.AddrDel(link, &a)
+			}
+		}
+	}
 	r := &Router{link: link, table: table, mark: mark, prio: prio}
 	for _, fam := range []int{unix.AF_INET, unix.AF_INET6} {
 		rule := netlink.NewRule()
