@@ -147,6 +147,10 @@ type ChildSA struct {
 	// ESN is true if 64-bit extended sequence numbers are in use
 	// (RFC 4303, Section 2.2.1).
 	ESN bool `json:"esn"`
+	// KE is the key exchange method of the CHILD SA's own key exchange
+	// (PFS, RFC 7296 Section 1.3.1), as a strongSwan keyword such as
+	// "x25519"; absent when the SA's keys came from the IKE SA alone.
+	KE string `json:"ke,omitempty"`
 	// LocalTS and RemoteTS are the traffic selectors in strongSwan syntax:
 	// "10.1.0.0/16", "10.2.0.53/32[udp/53]", "0.0.0.0/0". Never null.
 	LocalTS  []string `json:"local_ts"`

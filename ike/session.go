@@ -299,6 +299,11 @@ func (s *session) saFor(h *ikewire.Header) *ikeSA {
 // updateAddrs follows the peer to a new address after an authenticated
 // message when a NAT is between us (RFC 7296, Section 2.23).
 func (s *session) updateAddrs(from, to netip.AddrPort) {
+	if !to.Addr().IsValid() || to.Addr().IsUnspecified() {
+		// A socket bound to every address does not say which one the
+		// message reached: keep the address we know, take the port.
+		to = netip.AddrPortFrom(s.local.Addr(), to.Port())
+	}
 	if from == s.remote && to == s.local {
 		return
 	}

@@ -4,16 +4,19 @@ import (
 	"context"
 	"fmt"
 	"sort"
+	"strings"
 	"sync"
 
 	"github.com/goipsec/goipsec/ctlapi"
 	"github.com/goipsec/goipsec/esp"
+	"github.com/goipsec/goipsec/iana"
 	"github.com/goipsec/goipsec/ike"
 	"github.com/goipsec/goipsec/internal/sad"
 	"github.com/goipsec/goipsec/internal/spd"
 	"github.com/goipsec/goipsec/packet"
 	"github.com/goipsec/goipsec/sa"
 	"github.com/goipsec/goipsec/traffic"
+	"github.com/goipsec/goipsec/transform"
 )
 
 // The methods below implement internal/ctlserver.Backend.
@@ -112,9 +115,12 @@ func (d *Daemon) SAs(ctx context.Context) (ctlapi.SAs, error) {
 	return out, nil
 }
 
+// ikeSAOf converts an engine snapshot to the API's type. The API's states
+// are the lowercase names of ctlapi ("established"); the engine's String
+// gives strongSwan's capitals.
 func ikeSAOf(id uint32, s ike.IKESA) ctlapi.IKESA {
 	return ctlapi.IKESA{
-		Name: s.Peer, ID: id, State: s.State.String(), Version: 2, Initiator: s.Initiator,
+		Name: s.Peer, ID: id, State: strings.ToLower(s.State.String()), Version: 2, Initiator: s.Initiator,
 		LocalAddr: s.Local, RemoteAddr: s.Remote, LocalID: s.LocalID.String(), RemoteID: s.RemoteID.String(),
 		SPIi: ctlapi.IKESPI(s.SPIi), SPIr: ctlapi.IKESPI(s.SPIr), Proposal: s.Proposal,
 		Encap:       s.NATLocal || s.NATRemote || s.Local.Port() == esp.NATTPort,
@@ -128,9 +134,6 @@ func (d *Daemon) childOf(ikeID uint32, c ike.ChildSA) ctlapi.ChildSA {
 		encap = "udp"
 	}
 	alg := c.Suite.Name
-	if c.ESN {
-		alg += "-esn"
-	}
 	out := ctlapi.ChildSA{
 		Name: c.Peer + "/" + c.Child, IKESA: ikeID, State: "installed",
 		Protocol: c.Protocol.String(), Mode: c.Mode.String(), Encap: encap,
@@ -139,6 +142,9 @@ func (d *Daemon) childOf(ikeID uint32, c ike.ChildSA) ctlapi.ChildSA {
 		Algorithm: alg, ESN: c.ESN,
 		LocalTS: tsStrings(c.LocalTS), RemoteTS: tsStrings(c.RemoteTS),
 		Installed: c.Installed,
+	}
+	if c.KE != iana.KENone {
+		out.KE = transform.KEName(c.KE)
 	}
 	if c.Limits.Hard.Time != 0 {
 		out.Lifetime.ExpireAt = c.Installed.Add(c.Limits.Hard.Time)
