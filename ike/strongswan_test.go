@@ -6,15 +6,15 @@ import (
 	"net"
 	"net/netip"
 	"os"
-	"path/filepath"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/goipsec/goipsec/internal/nstest"
-	"github.com/goipsec/goipsec/internal/testenv"
+	"github.com/goipsec/goipsec/internal/swantest"
 	"github.com/goipsec/goipsec/traffic"
 	"github.com/goipsec/goipsec/transform"
 )
@@ -47,67 +47,68 @@ func (u *udpTransport) serve(m *Manager, c *net.UDPConn) {
 	}
 }
 
-// swan is a strongSwan 5.9 charon in a namespace (TESTBED.md).
-type swan struct {
-	t   *testing.T
-	ns  *nstest.NS
-	dir string
-	uri string
-}
-
-const swanConf = `charon {
-  load = random nonce openssl aesni aes sha1 sha2 hmac gcm chapoly curve25519 kdf pem pkcs1 x509 pubkey kernel-libipsec kernel-netlink socket-default vici updown
-  retransmit_tries = 2
-  filelog {
-    log {
-      path = DIR/charon.log
-      default = 1
+// swanLog raises the levels of charon's file log, the section
+// charon.filelog.swantest that internal/swantest writes, for these tests: ike and cfg at 2 for the exchanges and proposals, chd at 4
+// for the CHILD SA keys that checkChildKeys reads.
+const swanLog = `  filelog {
+    swantest {
       ike = 2
       cfg = 2
       chd = 4
-      flush_line = yes
     }
   }
-  plugins {
-    vici {
-      socket = unix://DIR/charon.vici
-    }
-  }
-}
 `
 
-func startSwan(t *testing.T, ns *nstest.NS, extra string) *swan {
-	dir := t.TempDir()
-	conf := filepath.Join(dir, "strongswan.conf")
-	text := strings.Replace(strings.ReplaceAll(swanConf, "DIR", dir), "charon {\n", "charon {\n"+extra, 1)
-	if err := os.WriteFile(conf, []byte(text), 0o600); err != nil {
-		t.Fatal(err)
+// startSwan joins namespace gi (192.0.2.1) to a namespace running strongSwan
+// 5.9's charon (192.0.2.2) with the inner addresses given, and returns gi and
+// charon. extra holds more charon settings, one a line. SWANLOG=1 writes
+// charon's log to the test log even when the test passes.
+func startSwan(t *testing.T, extra string, inner ...string) (*nstest.NS, *swantest.Charon) {
+	t.Helper()
+	gi, sw := nstest.New(t, "gi"), nstest.New(t, "sw")
+	nstest.Link(t, gi, "v0", []string{"192.0.2.1/24"}, sw, "v0", []string{"192.0.2.2/24"})
+	for _, a := range inner {
+		sw.AddLoopbackAddr(a)
 	}
-	s := &swan{t: t, ns: ns, dir: dir, uri: "unix://" + filepath.Join(dir, "charon.vici")}
-	ns.Start("env", "STRONGSWAN_CONF="+conf, "unshare", "-m", "sh", "-c", "mount -t tmpfs tmpfs /run && exec /usr/lib/ipsec/charon")
-	if !nstest.WaitFor(10*time.Second, func() bool { _, err := os.Stat(filepath.Join(dir, "charon.vici")); return err == nil }) {
-		t.Fatal("charon did not start")
-	}
+	ch := swantest.Start(t, sw, swantest.Config{
+		Charon: "charon {\n  retransmit_tries = 2\n" + extra + swanLog + "}",
+	})
 	t.Cleanup(func() {
-		if t.Failed() || os.Getenv("SWANLOG") != "" {
-			b, _ := os.ReadFile(filepath.Join(dir, "charon.log"))
-			t.Logf("charon.log:\n%s", b)
+		if os.Getenv("SWANLOG") != "" && !t.Failed() {
+			t.Logf("charon log:\n%s", ch.Log())
 		}
 	})
-	return s
+	return gi, ch
+}
+
+// swanConn is strongSwan's side of connection "gi" with child "net",
+// between its selectors 10.2.0.0/16 and ours 10.1.0.0/16.
+func swanConn(ike, esp string) swantest.PSKConn {
+	return swantest.PSKConn{
+		Name: "gi", Child: "net",
+		Local: "192.0.2.2", Remote: "192.0.2.1",
+		LocalID: "b.example", RemoteID: "a.example",
+		PSK:       `"correct horse battery staple"`,
+		Proposals: ike, ESPProposals: esp,
+		LocalTS: "10.2.0.0/16", RemoteTS: "10.1.0.0/16",
+	}
+}
+
+// load replaces charon's connections with c.
+func load(t *testing.T, ch *swantest.Charon, c swantest.PSKConn) {
+	t.Helper()
+	if err := ch.Load(c.String()); err != nil {
+		t.Fatal(err)
+	}
 }
 
 // childKeys returns every CHILD SA key strongSwan logged (chd = 4):
 // encryption and integrity keys of both directions, in hex.
-func (s *swan) childKeys() map[string]bool {
-	b, err := os.ReadFile(filepath.Join(s.dir, "charon.log"))
-	if err != nil {
-		s.t.Fatal(err)
-	}
+func childKeys(ch *swantest.Charon) map[string]bool {
 	head := regexp.MustCompile(`(encryption|integrity) (initiator|responder) key => (\d+) bytes`)
 	row := regexp.MustCompile(`\[CHD\]\s+\d+: ((?:[0-9A-F]{2} )+)`)
 	keys := map[string]bool{}
-	lines := strings.Split(string(b), "\n")
+	lines := strings.Split(ch.Log(), "\n")
 	for i := 0; i < len(lines); i++ {
 		h := head.FindStringSubmatch(lines[i])
 		if h == nil {
@@ -129,74 +130,46 @@ func (s *swan) childKeys() map[string]bool {
 
 // checkChildKeys compares the KEYMAT of every CHILD SA installed with the
 // keys strongSwan derived: the independent check of RFC 7296, Section 2.17.
-func (s *swan) checkChildKeys(inst *fakeInstaller) {
-	s.t.Helper()
-	keys := s.childKeys()
+func checkChildKeys(t *testing.T, ch *swantest.Charon, inst *fakeInstaller) {
+	t.Helper()
+	keys := childKeys(ch)
 	inst.mu.Lock()
 	defer inst.mu.Unlock()
 	if len(inst.installed) == 0 {
-		s.t.Fatal("nothing installed")
+		t.Fatal("nothing installed")
 	}
 	for _, c := range inst.installed {
 		il := transform.IntegKeyLen(c.Suite.Integ)
 		for _, k := range [][]byte{c.KeyIn, c.KeyOut} {
 			el := len(k) - il
 			if !keys[hex.EncodeToString(k[:el])] || (il > 0 && !keys[hex.EncodeToString(k[el:])]) {
-				s.t.Errorf("CHILD SA %08x/%08x (%s): key not among strongSwan's", c.SPIIn, c.SPIOut, c.Suite.Name)
+				t.Errorf("CHILD SA %08x/%08x (%s): key not among strongSwan's", c.SPIIn, c.SPIOut, c.Suite.Name)
 			}
 		}
 	}
 }
 
-func (s *swan) swanctl(args ...string) (string, error) {
-	return s.ns.Run("swanctl", append(args, "--uri", s.uri)...)
+// swanSPIs returns the SPIs of every CHILD SA strongSwan lists, in both
+// directions.
+func swanSPIs(t *testing.T, ch *swantest.Charon) (map[uint32]bool, []swantest.IKESA) {
+	t.Helper()
+	sas, err := ch.ListSAs()
+	if err != nil {
+		t.Fatal(err)
+	}
+	spis := map[uint32]bool{}
+	for _, s := range sas {
+		for _, c := range s.Children {
+			spis[c.SPIIn], spis[c.SPIOut] = true, true
+		}
+	}
+	return spis, sas
 }
 
-func (s *swan) load(ike, esp string) {
-	s.t.Helper()
-	s.loadTS(ike, esp, "10.2.0.0/16", "10.1.0.0/16")
-}
-
-func (s *swan) loadTS(ike, esp, localTS, remoteTS string) {
-	s.t.Helper()
-	conf := fmt.Sprintf(`connections {
-  gi {
-    version = 2
-    local_addrs = 192.0.2.2
-    remote_addrs = 192.0.2.1
-    proposals = %s
-    local {
-      auth = psk
-      id = b.example
-    }
-    remote {
-      auth = psk
-      id = a.example
-    }
-    children {
-      net {
-        local_ts = %s
-        remote_ts = %s
-        esp_proposals = %s
-      }
-    }
-  }
-}
-secrets {
-  ike-gi {
-    id-a = a.example
-    id-b = b.example
-    secret = "correct horse battery staple"
-  }
-}
-`, ike, localTS, remoteTS, esp)
-	f := filepath.Join(s.dir, "swanctl.conf")
-	if err := os.WriteFile(f, []byte(conf), 0o600); err != nil {
-		s.t.Fatal(err)
-	}
-	if out, err := s.swanctl("--load-all", "--clear", "--file", f); err != nil {
-		s.t.Fatalf("swanctl --load-all: %v\n%s", err, out)
-	}
+// swanEstablished reports whether strongSwan lists an ESTABLISHED IKE SA.
+func swanEstablished(ch *swantest.Charon) bool {
+	sas, err := ch.ListSAs()
+	return err != nil || slices.ContainsFunc(sas, func(s swantest.IKESA) bool { return s.State == "ESTABLISHED" })
 }
 
 // giSide starts a Manager in namespace gi on 192.0.2.1 with UDP sockets on
@@ -231,7 +204,7 @@ func giSide(t *testing.T, gi *nstest.NS, cfg Config, port int) (*Manager, *fakeI
 	return m, inst
 }
 
-// swanPair returns our peer configuration for strongSwan's "gi" connection.
+// swanPeer returns our peer configuration for strongSwan's "gi" connection.
 func swanPeer(t *testing.T, ike, esp string) Peer {
 	pa, _ := peerPair(t, ike, esp)
 	pa.LocalAddrs = []netip.Prefix{netip.MustParsePrefix("192.0.2.1/32")}
@@ -254,15 +227,8 @@ func TestStrongSwan(t *testing.T) {
 	if testing.Short() {
 		t.Skip("slow: starts strongSwan")
 	}
-	testenv.RequireRoot(t)
-	testenv.RequireCommand(t, "swanctl")
-	if _, err := os.Stat("/usr/lib/ipsec/charon"); err != nil {
-		testenv.Missing(t, "strongSwan's charon")
-	}
-	gi, sw := nstest.New(t, "gi"), nstest.New(t, "sw")
-	nstest.Link(t, gi, "v0", []string{"192.0.2.1/24"}, sw, "v0", []string{"192.0.2.2/24"})
-	sw.AddLoopbackAddr("10.2.0.1") // kernel-libipsec routes from an inner address
-	s := startSwan(t, sw, "")
+	// kernel-libipsec routes from an inner address.
+	gi, ch := startSwan(t, "", "10.2.0.1")
 
 	for _, tc := range []struct{ ike, esp string }{
 		{"aes256gcm16-prfsha256-x25519", "aes256gcm16"},
@@ -271,13 +237,9 @@ func TestStrongSwan(t *testing.T) {
 		{"aes256-sha256-modp2048", "aes256-sha256-modp2048"},
 	} {
 		t.Run(tc.ike, func(t *testing.T) {
-			s.t = t
-			s.load(tc.ike, tc.esp)
+			load(t, ch, swanConn(tc.ike, tc.esp))
 			m, inst := giSide(t, gi, Config{}, 500)
-			pa, _ := peerPair(t, tc.ike, tc.esp)
-			pa.LocalAddrs = []netip.Prefix{netip.MustParsePrefix("192.0.2.1/32")}
-			pa.RemoteAddrs = []netip.Prefix{netip.MustParsePrefix("192.0.2.2/32")}
-			if err := m.SetPeers([]Peer{pa}); err != nil {
+			if err := m.SetPeers([]Peer{swanPeer(t, tc.ike, tc.esp)}); err != nil {
 				t.Fatal(err)
 			}
 			upWith := func(n int) {
@@ -286,11 +248,11 @@ func TestStrongSwan(t *testing.T) {
 					t.Fatalf("want %d CHILD SAs; have %d; SAs %+v", n, len(inst.live()), m.SAs())
 				}
 				time.Sleep(200 * time.Millisecond)
-				out, _ := s.swanctl("--list-sas", "--raw")
+				spis, sas := swanSPIs(t, ch)
 				for _, c := range inst.live() {
 					for _, spi := range []uint32{c.SPIIn, c.SPIOut} {
-						if !strings.Contains(out, hex.EncodeToString(spiBytes(spi))) {
-							t.Errorf("strongSwan does not list SPI %08x:\n%s", spi, out)
+						if !spis[spi] {
+							t.Errorf("strongSwan does not list SPI %08x: %+v", spi, sas)
 						}
 					}
 				}
@@ -321,45 +283,42 @@ func TestStrongSwan(t *testing.T) {
 				t.Fatalf("IKE rekey: %+v", m.SAs())
 			}
 			// Rekeys from strongSwan's side.
-			if out, err := s.swanctl("--rekey", "--child", "net"); err != nil {
-				t.Fatalf("swanctl --rekey child: %v\n%s", err, out)
+			if _, err := ch.Swanctl("--rekey", "--child", "net"); err != nil {
+				t.Fatal(err)
 			}
 			if !nstest.WaitFor(10*time.Second, func() bool { n, d := inst.counts(); return n == 3 && d == 2 }) {
 				n, d := inst.counts()
 				t.Fatalf("strongSwan's child rekey: %d installs, %d deletes", n, d)
 			}
-			if out, err := s.swanctl("--rekey", "--ike", "gi"); err != nil {
-				t.Fatalf("swanctl --rekey ike: %v\n%s", err, out)
+			if _, err := ch.Swanctl("--rekey", "--ike", "gi"); err != nil {
+				t.Fatal(err)
 			}
 			time.Sleep(time.Second)
 			upWith(1)
 			// strongSwan deletes the IKE SA.
-			if out, err := s.swanctl("--terminate", "--ike", "gi"); err != nil {
-				t.Fatalf("swanctl --terminate: %v\n%s", err, out)
+			if err := ch.Terminate("gi"); err != nil {
+				t.Fatal(err)
 			}
 			if !nstest.WaitFor(10*time.Second, func() bool { return len(m.SAs()) == 0 && len(inst.live()) == 0 }) {
 				t.Fatalf("after strongSwan's delete: %+v", m.SAs())
 			}
 
 			// strongSwan initiates.
-			start = time.Now()
-			if out, err := s.swanctl("--initiate", "--child", "net"); err != nil {
-				t.Fatalf("swanctl --initiate: %v\n%s", err, out)
+			d, err := ch.Initiate("net")
+			if err != nil {
+				t.Fatal(err)
 			}
 			waitInstalled(inst, 1)
-			t.Logf("strongSwan -> goipsec IKE_SA_INIT + IKE_AUTH (with swanctl): %v", time.Since(start))
+			t.Logf("strongSwan -> goipsec IKE_SA_INIT + IKE_AUTH (vici initiate): %v", d)
 			upWith(1)
-			s.checkChildKeys(inst)
+			checkChildKeys(t, ch, inst)
 			// We delete.
 			if err := m.Terminate("b", ""); err != nil {
 				t.Fatal(err)
 			}
-			if !nstest.WaitFor(10*time.Second, func() bool {
-				out, _ := s.swanctl("--list-sas", "--raw")
-				return len(m.SAs()) == 0 && !strings.Contains(out, "ESTABLISHED")
-			}) {
-				out, _ := s.swanctl("--list-sas")
-				t.Fatalf("after our delete: %+v\n%s", m.SAs(), out)
+			if !nstest.WaitFor(10*time.Second, func() bool { return len(m.SAs()) == 0 && !swanEstablished(ch) }) {
+				sas, err := ch.ListSAs()
+				t.Fatalf("after our delete: %+v\nstrongSwan: %+v %v", m.SAs(), sas, err)
 			}
 		})
 	}
@@ -384,96 +343,78 @@ func TestStrongSwanNegotiation(t *testing.T) {
 	if testing.Short() {
 		t.Skip("slow: starts strongSwan")
 	}
-	testenv.RequireRoot(t)
-	testenv.RequireCommand(t, "swanctl")
-	if _, err := os.Stat("/usr/lib/ipsec/charon"); err != nil {
-		testenv.Missing(t, "strongSwan's charon")
-	}
-	gi, sw := nstest.New(t, "gi"), nstest.New(t, "sw")
-	nstest.Link(t, gi, "v0", []string{"192.0.2.1/24"}, sw, "v0", []string{"192.0.2.2/24"})
-	sw.AddLoopbackAddr("10.2.0.1")
-	sw.AddLoopbackAddr("10.2.1.1")
-	s := startSwan(t, sw, "  cookie_threshold = 1\n")
+	gi, ch := startSwan(t, "  cookie_threshold = 1\n", "10.2.0.1", "10.2.1.1")
 
-	up := func(t *testing.T, m *Manager, inst *fakeInstaller) ChildSA {
+	// establish starts our side with cfg and peer p, lets start initiate
+	// child "net", and returns our Manager and the CHILD SA once it is up,
+	// its keys checked against strongSwan's.
+	establish := func(t *testing.T, cfg Config, p Peer, start func(*Manager) error) (*Manager, ChildSA) {
 		t.Helper()
+		m, inst := giSide(t, gi, cfg, 500)
+		if err := m.SetPeers([]Peer{p}); err != nil {
+			t.Fatal(err)
+		}
+		if err := start(m); err != nil {
+			t.Fatal(err)
+		}
 		if !nstest.WaitFor(10*time.Second, func() bool { return len(inst.live()) == 1 && len(m.SAs()) == 1 }) {
 			t.Fatalf("not up: %+v", m.SAs())
 		}
-		s.checkChildKeys(inst)
-		return inst.live()[0]
+		checkChildKeys(t, ch, inst)
+		return m, inst.live()[0]
+	}
+	weInitiate := func(trig *Trigger) func(*Manager) error {
+		return func(m *Manager) error { return m.Initiate("b", "net", trig) }
+	}
+	swanInitiates := func(*Manager) error {
+		_, err := ch.Initiate("net")
+		return err
 	}
 
 	t.Run("invalid-ke-we-initiate", func(t *testing.T) {
-		s.t = t
-		s.load("aes256gcm16-prfsha256-ecp256", "aes256gcm16")
-		m, inst := giSide(t, gi, Config{}, 500)
-		if err := m.SetPeers([]Peer{swanPeer(t, "aes256gcm16-prfsha256-x25519-ecp256", "aes256gcm16")}); err != nil {
-			t.Fatal(err)
-		}
-		if err := m.Initiate("b", "net", nil); err != nil {
-			t.Fatal(err)
-		}
-		up(t, m, inst)
+		load(t, ch, swanConn("aes256gcm16-prfsha256-ecp256", "aes256gcm16"))
+		m, _ := establish(t, Config{}, swanPeer(t, "aes256gcm16-prfsha256-x25519-ecp256", "aes256gcm16"), weInitiate(nil))
 		if p := m.SAs()[0].Proposal; p != "aes256gcm16-prfsha256-ecp256" {
 			t.Errorf("proposal %q", p)
 		}
 	})
 	t.Run("invalid-ke-swan-initiates", func(t *testing.T) {
-		s.t = t
-		s.load("aes256gcm16-prfsha256-x25519-ecp256", "aes256gcm16")
-		m, inst := giSide(t, gi, Config{}, 500)
-		if err := m.SetPeers([]Peer{swanPeer(t, "aes256gcm16-prfsha256-ecp256", "aes256gcm16")}); err != nil {
-			t.Fatal(err)
-		}
-		if out, err := s.swanctl("--initiate", "--child", "net"); err != nil {
-			t.Fatalf("swanctl --initiate: %v\n%s", err, out)
-		}
-		up(t, m, inst)
+		load(t, ch, swanConn("aes256gcm16-prfsha256-x25519-ecp256", "aes256gcm16"))
+		m, _ := establish(t, Config{}, swanPeer(t, "aes256gcm16-prfsha256-ecp256", "aes256gcm16"), swanInitiates)
 		if p := m.SAs()[0].Proposal; p != "aes256gcm16-prfsha256-ecp256" {
 			t.Errorf("proposal %q", p)
 		}
 	})
 	t.Run("swan-narrows", func(t *testing.T) {
-		s.t = t
-		s.loadTS("aes256gcm16-prfsha256-x25519", "aes256gcm16", "10.2.1.0/24", "10.1.0.0/16")
-		m, inst := giSide(t, gi, Config{}, 500)
-		if err := m.SetPeers([]Peer{swanPeer(t, "aes256gcm16-prfsha256-x25519", "aes256gcm16")}); err != nil {
-			t.Fatal(err)
-		}
+		sc := swanConn("aes256gcm16-prfsha256-x25519", "aes256gcm16")
+		sc.LocalTS = "10.2.1.0/24"
+		load(t, ch, sc)
 		trig := &Trigger{Src: mustAddr("10.1.0.5"), Dst: mustAddr("10.2.1.7"), Proto: 1}
-		if err := m.Initiate("b", "net", trig); err != nil {
-			t.Fatal(err)
-		}
-		c := up(t, m, inst)
+		_, c := establish(t, Config{}, swanPeer(t, "aes256gcm16-prfsha256-x25519", "aes256gcm16"), weInitiate(trig))
 		if !c.RemoteTS.Equal(traffic.MustParseSet("10.2.1.0/24")) || !c.LocalTS.Equal(traffic.MustParseSet("10.1.0.0/16")) {
 			t.Errorf("selectors %v === %v", c.LocalTS, c.RemoteTS)
 		}
 	})
 	t.Run("we-narrow", func(t *testing.T) {
-		s.t = t
-		s.load("aes256gcm16-prfsha256-x25519", "aes256gcm16")
-		m, inst := giSide(t, gi, Config{}, 500)
+		load(t, ch, swanConn("aes256gcm16-prfsha256-x25519", "aes256gcm16"))
 		p := swanPeer(t, "aes256gcm16-prfsha256-x25519", "aes256gcm16")
 		p.Children[0].LocalTS = traffic.MustParseSet("10.1.2.0/24")
-		if err := m.SetPeers([]Peer{p}); err != nil {
-			t.Fatal(err)
-		}
-		if out, err := s.swanctl("--initiate", "--child", "net"); err != nil {
-			t.Fatalf("swanctl --initiate: %v\n%s", err, out)
-		}
-		c := up(t, m, inst)
+		_, c := establish(t, Config{}, p, swanInitiates)
 		if !c.LocalTS.Equal(traffic.MustParseSet("10.1.2.0/24")) {
 			t.Errorf("local selectors %v", c.LocalTS)
 		}
-		out, _ := s.swanctl("--list-sas")
-		if !strings.Contains(out, "10.1.2.0/24") {
-			t.Errorf("strongSwan did not take the narrowed selectors:\n%s", out)
+		sas, err := ch.ListSAs()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !slices.ContainsFunc(sas, func(s swantest.IKESA) bool {
+			return slices.ContainsFunc(s.Children, func(c swantest.ChildSA) bool { return slices.Contains(c.RemoteTS, "10.1.2.0/24") })
+		}) {
+			t.Errorf("strongSwan did not take the narrowed selectors: %+v", sas)
 		}
 	})
 	t.Run("cookie", func(t *testing.T) {
-		s.t = t
-		s.load("aes256gcm16-prfsha256-x25519", "aes256gcm16")
+		load(t, ch, swanConn("aes256gcm16-prfsha256-x25519", "aes256gcm16"))
 		// A half-open IKE SA from port 501 puts strongSwan at its threshold.
 		ho, _ := giSide(t, gi, Config{NATTPort: 4501}, 501)
 		ho.tr = initOnly{ho.tr}
@@ -486,22 +427,13 @@ func TestStrongSwanNegotiation(t *testing.T) {
 			t.Fatal(err)
 		}
 		time.Sleep(300 * time.Millisecond)
-		m, inst := giSide(t, gi, Config{}, 500)
-		if err := m.SetPeers([]Peer{swanPeer(t, "aes256gcm16-prfsha256-x25519", "aes256gcm16")}); err != nil {
-			t.Fatal(err)
-		}
-		if err := m.Initiate("b", "net", nil); err != nil {
-			t.Fatal(err)
-		}
-		up(t, m, inst)
-		b, _ := os.ReadFile(filepath.Join(s.dir, "charon.log"))
-		if !strings.Contains(string(b), "N(COOKIE)") {
+		establish(t, Config{}, swanPeer(t, "aes256gcm16-prfsha256-x25519", "aes256gcm16"), weInitiate(nil))
+		if !strings.Contains(ch.Log(), "N(COOKIE)") {
 			t.Error("strongSwan did not ask for a cookie; the test did not test it")
 		}
 	})
 	t.Run("cookie-we-demand", func(t *testing.T) {
-		s.t = t
-		s.load("aes256gcm16-prfsha256-x25519", "aes256gcm16")
+		load(t, ch, swanConn("aes256gcm16-prfsha256-x25519", "aes256gcm16"))
 		m, inst := giSide(t, gi, Config{CookieThreshold: 1}, 500)
 		ghost := swanPeer(t, "aes256gcm16-prfsha256-x25519", "aes256gcm16")
 		ghost.Name, ghost.RemoteAddrs = "ghost", host(mustAddr("192.0.2.9"))
@@ -525,20 +457,18 @@ func TestStrongSwanNegotiation(t *testing.T) {
 		if !nstest.WaitFor(2*time.Second, func() bool { m.mu.Lock(); defer m.mu.Unlock(); return m.halfOpen == 1 }) {
 			t.Fatal("no half-open IKE SA")
 		}
-		if out, err := s.swanctl("--initiate", "--child", "net"); err != nil {
-			t.Fatalf("swanctl --initiate: %v\n%s", err, out)
+		if _, err := ch.Initiate("net"); err != nil {
+			t.Fatal(err)
 		}
 		if !nstest.WaitFor(10*time.Second, func() bool { return len(inst.live()) == 1 }) {
 			t.Fatalf("not up: %+v", m.SAs())
 		}
-		s.checkChildKeys(inst)
-		b, _ := os.ReadFile(filepath.Join(s.dir, "charon.log"))
-		if !strings.Contains(string(b), "received COOKIE") && !strings.Contains(string(b), "N(COOKIE)") {
+		checkChildKeys(t, ch, inst)
+		if log := ch.Log(); !strings.Contains(log, "received COOKIE") && !strings.Contains(log, "N(COOKIE)") {
 			t.Error("we did not ask strongSwan for a cookie")
 		}
 	})
 	t.Run("fragments", func(t *testing.T) {
-		s.t = t
 		// 100 selectors make strongSwan's IKE_AUTH response larger than
 		// its fragment size (1280); a small FragmentSize splits ours.
 		var sel []string
@@ -546,20 +476,14 @@ func TestStrongSwanNegotiation(t *testing.T) {
 			// Each holds 10.2.0.1, the address kernel-libipsec routes from.
 			sel = append(sel, fmt.Sprintf("10.2.0.0/24[tcp/%d]", 1000+i))
 		}
-		s.loadTS("aes256gcm16-prfsha256-x25519", "aes256gcm16", strings.Join(sel, ","), "10.1.0.0/16")
-		m, inst := giSide(t, gi, Config{FragmentSize: 200}, 500)
-		if err := m.SetPeers([]Peer{swanPeer(t, "aes256gcm16-prfsha256-x25519", "aes256gcm16")}); err != nil {
-			t.Fatal(err)
-		}
-		if err := m.Initiate("b", "net", nil); err != nil {
-			t.Fatal(err)
-		}
-		c := up(t, m, inst)
+		sc := swanConn("aes256gcm16-prfsha256-x25519", "aes256gcm16")
+		sc.LocalTS = strings.Join(sel, ",")
+		load(t, ch, sc)
+		_, c := establish(t, Config{FragmentSize: 200}, swanPeer(t, "aes256gcm16-prfsha256-x25519", "aes256gcm16"), weInitiate(nil))
 		if len(c.RemoteTS) != 100 {
 			t.Errorf("%d remote selectors", len(c.RemoteTS))
 		}
-		b, _ := os.ReadFile(filepath.Join(s.dir, "charon.log"))
-		if !strings.Contains(string(b), "EF(") {
+		if !strings.Contains(ch.Log(), "EF(") {
 			t.Error("no fragments in the log")
 		}
 	})

@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"path/filepath"
 	"testing"
+
+	"github.com/goipsec/goipsec/internal/testenv"
 )
 
 // outcome classifies the result of Parse for counting.
@@ -69,7 +71,7 @@ func TestCorpusNoPanic(t *testing.T) {
 	}
 	v2, v1 := libreswanPackets(t)
 	for _, p := range append(v2, v1...) {
-		_, err := checkRoundTrip(t, unhex(t, p.Hex))
+		_, err := checkRoundTrip(t, testenv.Unhex(t, p.Hex))
 		counts["libreswan/"+outcome(err)]++
 	}
 	for _, dir := range []string{"pcap", "corpus/tcpdump-malformed"} {
@@ -146,7 +148,7 @@ func TestLibreswanPackets(t *testing.T) {
 		},
 	}
 	for _, p := range v2 {
-		b := unhex(t, p.Hex)
+		b := testenv.Unhex(t, p.Hex)
 		if len(b) != p.Len {
 			t.Fatalf("%s: %d bytes, JSON says %d", p.ID, len(b), p.Len)
 		}
@@ -163,7 +165,7 @@ func TestLibreswanPackets(t *testing.T) {
 	// IKEv1 packets (version 0x10) and the shifted CVE-2009-0790 packet
 	// (its Length field disagrees with the datagram) are dropped.
 	for _, p := range v1 {
-		_, err := Parse(unhex(t, p.Hex))
+		_, err := Parse(testenv.Unhex(t, p.Hex))
 		if e := wantDrop(nil, err); e != nil {
 			t.Errorf("%s: %v", p.ID, e)
 		}

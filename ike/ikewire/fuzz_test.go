@@ -35,7 +35,7 @@ func seedMessages(t testing.TB) [][]byte {
 	}
 	v2, v1 := libreswanPackets(t)
 	for _, p := range append(v2, v1...) {
-		out = append(out, unhex(t, p.Hex))
+		out = append(out, testenv.Unhex(t, p.Hex))
 	}
 	for _, f := range capturesIn(t, filepath.Join(dir, "pcap"), "") {
 		for _, fr := range pcapIKE(t, f) {

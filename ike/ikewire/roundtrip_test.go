@@ -6,6 +6,8 @@ import (
 	"net/netip"
 	"strings"
 	"testing"
+
+	"github.com/goipsec/goipsec/internal/testenv"
 )
 
 // samplePayloads returns one payload of every type, with the options each
@@ -132,7 +134,7 @@ func TestParseErrors(t *testing.T) {
 		t.Fatal(err)
 	}
 	hdr := func(nextPayload byte, body string) []byte {
-		b := append(bytes.Clone(valid[:HeaderLen]), unhex(t, body)...)
+		b := append(bytes.Clone(valid[:HeaderLen]), testenv.Unhex(t, body)...)
 		b[16] = nextPayload
 		b[24], b[25], b[26], b[27] = 0, 0, byte(len(b)>>8), byte(len(b))
 		return b

@@ -6,6 +6,7 @@ import (
 	"testing"
 
 	"github.com/goipsec/goipsec/iana"
+	"github.com/goipsec/goipsec/internal/testenv"
 )
 
 // TestRFC7634AppendixB opens and re-seals the encrypted INFORMATIONAL
@@ -25,9 +26,9 @@ func TestRFC7634AppendixB(t *testing.T) {
 		AAD       string `json:"aad_hex"`
 		Plaintext string `json:"plaintext_hex"`
 	}
-	readJSON(t, shared(t, "ike-rfc7634-appendix-b.json"), &v)
-	want := unhex(t, v.Expected)
-	c, err := NewSKCipher(iana.EncrChaCha20Poly1305, iana.IntegNone, unhex(t, v.Inputs.Keymat), nil)
+	testenv.ReadJSON(t, shared(t, "ike-rfc7634-appendix-b.json"), &v)
+	want := testenv.Unhex(t, v.Expected)
+	c, err := NewSKCipher(iana.EncrChaCha20Poly1305, iana.IntegNone, testenv.Unhex(t, v.Inputs.Keymat), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -51,18 +52,18 @@ func TestRFC7634AppendixB(t *testing.T) {
 		t.Error("OpenSK modified Raw")
 	}
 
-	spii, spir := unhex(t, v.Inputs.SPIi), unhex(t, v.Inputs.SPIr)
+	spii, spir := testenv.Unhex(t, v.Inputs.SPIi), testenv.Unhex(t, v.Inputs.SPIr)
 	h := &Message{Header: Header{
 		SPIi: be64(spii), SPIr: be64(spir), Exchange: INFORMATIONAL, MessageID: v.Inputs.MsgID,
 	}}
-	got, err := SealSK(h, wantInner, c, bytes.NewReader(unhex(t, v.Inputs.IV)))
+	got, err := SealSK(h, wantInner, c, bytes.NewReader(testenv.Unhex(t, v.Inputs.IV)))
 	if err != nil {
 		t.Fatal(err)
 	}
 	if !bytes.Equal(got, want) {
 		t.Errorf("SealSK\n got %x\nwant %x", got, want)
 	}
-	if !bytes.Equal(got[:32], unhex(t, v.AAD)) {
+	if !bytes.Equal(got[:32], testenv.Unhex(t, v.AAD)) {
 		t.Errorf("AAD region %x", got[:32])
 	}
 
@@ -112,18 +113,18 @@ func TestPI2Frame2(t *testing.T) {
 			} `json:"frame2"`
 		} `json:"captures"`
 	}
-	readJSON(t, shared(t, "pcap/keys.json"), &keys)
+	testenv.ReadJSON(t, shared(t, "pcap/keys.json"), &keys)
 	k := keys.Captures["ikev2pI2.pcap"]
-	block, err := aes.NewCipher(unhex(t, k.IKESA.SKei))
+	block, err := aes.NewCipher(testenv.Unhex(t, k.IKESA.SKei))
 	if err != nil {
 		t.Fatal(err)
 	}
-	c, err := NewCBCHMAC(block, iana.IntegHMACSHA1_96, unhex(t, k.IKESA.SKai))
+	c, err := NewCBCHMAC(block, iana.IntegHMACSHA1_96, testenv.Unhex(t, k.IKESA.SKai))
 	if err != nil {
 		t.Fatal(err)
 	}
-	msg := unhex(t, k.Frame2.Msg)
-	if !bytes.HasSuffix(msg, unhex(t, k.Frame2.ICVIn)) {
+	msg := testenv.Unhex(t, k.Frame2.Msg)
+	if !bytes.HasSuffix(msg, testenv.Unhex(t, k.Frame2.ICVIn)) {
 		t.Fatal("keys.json: message does not end in the captured ICV")
 	}
 	m, err := Parse(msg)
@@ -134,7 +135,7 @@ func TestPI2Frame2(t *testing.T) {
 		t.Fatalf("OpenSK with the captured (wrong) ICV: %v, want drop", err)
 	}
 
-	fixed := append(bytes.Clone(msg[:len(msg)-12]), unhex(t, k.Frame2.ICVai)...)
+	fixed := append(bytes.Clone(msg[:len(msg)-12]), testenv.Unhex(t, k.Frame2.ICVai)...)
 	m, err = Parse(fixed)
 	if err != nil {
 		t.Fatal(err)
@@ -143,7 +144,7 @@ func TestPI2Frame2(t *testing.T) {
 	if err != nil {
 		t.Fatalf("OpenSK with the corrected ICV: %v", err)
 	}
-	dec := unhex(t, k.Frame2.Decrypted)
+	dec := testenv.Unhex(t, k.Frame2.Decrypted)
 	padLen := int(dec[len(dec)-1])
 	wantInner, err := parseChain(dec[:len(dec)-1-padLen], PayloadIDi, false)
 	if err != nil {

@@ -68,7 +68,9 @@ type Config struct {
 	// Charon is extra strongswan.conf text appended at the top level after
 	// the generated settings, for example "charon {\n retransmit_tries = 2\n}".
 	// strongswan.conf merges sections of the same name, later values win.
-	// Empty means none.
+	// The log file is the filelog section named "swantest", so
+	// "charon {\n filelog {\n swantest {\n chd = 4\n }\n }\n}" raises a
+	// log level (a promise: tests rely on the name). Empty means none.
 	Charon string
 
 	// Files are extra files written beside swanctl.conf, keyed by path
