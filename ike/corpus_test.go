@@ -1,52 +1,15 @@
 package ike
 
 import (
-	"archive/tar"
-	"compress/gzip"
 	"encoding/binary"
-	"io"
-	"os"
-	"path/filepath"
 	"testing"
 	"time"
 
 	"github.com/goipsec/goipsec/internal/testenv"
 )
 
-// corpus returns the raw IKE messages of the openiked OSS-Fuzz corpus
-// (../shared/testdata/corpus, see its README).
-func corpus(t testing.TB) [][]byte {
-	t.Helper()
-	path := filepath.Join(testenv.SharedTestdata(t), "corpus", "ike-openiked-corpus.tar.gz")
-	f, err := os.Open(path)
-	if err != nil {
-		testenv.Missing(t, err.Error())
-	}
-	defer f.Close()
-	zr, err := gzip.NewReader(f)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tr := tar.NewReader(zr)
-	var out [][]byte
-	for {
-		h, err := tr.Next()
-		if err == io.EOF {
-			return out
-		}
-		if err != nil {
-			t.Fatal(err)
-		}
-		if h.Typeflag != tar.TypeReg {
-			continue
-		}
-		b, err := io.ReadAll(tr)
-		if err != nil {
-			t.Fatal(err)
-		}
-		out = append(out, b)
-	}
-}
+// corpus returns the raw IKE messages of the openiked OSS-Fuzz corpus.
+func corpus(t testing.TB) [][]byte { return testenv.OpenikedCorpus(t, 0) }
 
 // TestCorpusLiveResponder sends every corpus message to a responder that
 // has an established IKE SA: as it is, and with the SPIs of the live IKE SA

@@ -1,10 +1,7 @@
 package ikewire
 
 import (
-	"archive/tar"
-	"compress/gzip"
 	"encoding/binary"
-	"io"
 	"os"
 	"path/filepath"
 	"strings"
@@ -21,38 +18,7 @@ func shared(t testing.TB, rel string) string {
 
 // openikedCorpus returns up to limit files (all if limit <= 0) of the
 // openiked OSS-Fuzz corpus, in archive order.
-func openikedCorpus(t testing.TB, limit int) [][]byte {
-	t.Helper()
-	f, err := os.Open(shared(t, "corpus/ike-openiked-corpus.tar.gz"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	zr, err := gzip.NewReader(f)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tr := tar.NewReader(zr)
-	var out [][]byte
-	for limit <= 0 || len(out) < limit {
-		h, err := tr.Next()
-		if err == io.EOF {
-			break
-		}
-		if err != nil {
-			t.Fatal(err)
-		}
-		if h.Typeflag != tar.TypeReg {
-			continue
-		}
-		b, err := io.ReadAll(tr)
-		if err != nil {
-			t.Fatal(err)
-		}
-		out = append(out, b)
-	}
-	return out
-}
+func openikedCorpus(t testing.TB, limit int) [][]byte { return testenv.OpenikedCorpus(t, limit) }
 
 // libreswanPacket is one entry of corpus/libreswan-bad-ikev2.json.
 type libreswanPacket struct {

@@ -1,15 +1,11 @@
 package e2e
 
 import (
-	"archive/tar"
 	"bytes"
-	"compress/gzip"
 	"crypto/rand"
 	"encoding/binary"
-	"io"
 	"net"
 	"net/netip"
-	"os"
 	"path/filepath"
 	"slices"
 	"strconv"
@@ -31,37 +27,7 @@ type ikeDatagram struct {
 
 // openikedCorpus returns the raw IKE messages of the openiked OSS-Fuzz
 // corpus in ../shared/testdata/corpus (see its README and MANIFEST).
-func openikedCorpus(t *testing.T, dir string) [][]byte {
-	t.Helper()
-	f, err := os.Open(filepath.Join(dir, "corpus", "ike-openiked-corpus.tar.gz"))
-	if err != nil {
-		testenv.Missing(t, err.Error())
-	}
-	defer f.Close()
-	zr, err := gzip.NewReader(f)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tr := tar.NewReader(zr)
-	var out [][]byte
-	for {
-		h, err := tr.Next()
-		if err == io.EOF {
-			return out
-		}
-		if err != nil {
-			t.Fatal(err)
-		}
-		if h.Typeflag != tar.TypeReg {
-			continue
-		}
-		b, err := io.ReadAll(tr)
-		if err != nil {
-			t.Fatal(err)
-		}
-		out = append(out, b)
-	}
-}
+func openikedCorpus(t *testing.T, dir string) [][]byte { return testenv.OpenikedCorpus(t, 0) }
 
 // libreswanPackets returns the IKEv2 and IKEv1 packets of
 // libreswan-bad-ikev2.json (UDP payloads without a non-ESP marker).

@@ -1,0 +1,46 @@
+package testenv
+
+import (
+	"archive/tar"
+	"compress/gzip"
+	"io"
+	"os"
+	"path/filepath"
+	"testing"
+)
+
+// OpenikedCorpus returns up to limit messages (all when limit <= 0) of the
+// openiked OSS-Fuzz corpus of raw IKE messages in the shared test data
+// (corpus/ike-openiked-corpus.tar.gz, see its README), in archive order.
+func OpenikedCorpus(t testing.TB, limit int) [][]byte {
+	t.Helper()
+	f, err := os.Open(filepath.Join(SharedTestdata(t), "corpus", "ike-openiked-corpus.tar.gz"))
+	if err != nil {
+		Missing(t, err.Error())
+	}
+	defer f.Close()
+	zr, err := gzip.NewReader(f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tr := tar.NewReader(zr)
+	var out [][]byte
+	for limit <= 0 || len(out) < limit {
+		h, err := tr.Next()
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		if h.Typeflag != tar.TypeReg {
+			continue
+		}
+		b, err := io.ReadAll(tr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		out = append(out, b)
+	}
+	return out
+}
