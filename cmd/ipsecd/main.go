@@ -26,6 +26,7 @@ import (
 	"github.com/goipsec/goipsec/ike"
 	"github.com/goipsec/goipsec/internal/ctlserver"
 	"github.com/goipsec/goipsec/internal/daemon"
+	"github.com/goipsec/goipsec/internal/metrics"
 	"github.com/goipsec/goipsec/internal/osnet"
 	"github.com/goipsec/goipsec/internal/policy"
 	"github.com/goipsec/goipsec/sa"
@@ -154,12 +155,32 @@ func serve(cfg *config.Config, log *slog.Logger) (err error) {
 	}
 	defer d.Close()
 
+	// The metrics endpoint listens before anything is served, so that an
+	// address in use stops the daemon at startup instead of leaving it
+	// running without the metrics it was configured with.
+	var msrv *metrics.Server
+	if addr := cfg.Daemon.MetricsListen; addr != "" {
+		if msrv, err = metrics.Listen(addr, d, log); err != nil {
+			return fmt.Errorf("ipsecd: metrics endpoint (daemon.metrics.listen %s): %w", addr, err)
+		}
+	}
 	l, err := ctlserver.Listen(cfg.Daemon.Socket)
 	if err != nil {
+		if msrv != nil {
+			msrv.Close()
+		}
 		return err
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
+	if msrv != nil {
+		log.Info("metrics endpoint listening", "addr", msrv.Addr().String(), "path", "/metrics")
+		go func() {
+			if err := msrv.Serve(ctx); err != nil {
+				log.Error("metrics endpoint stopped", "err", err)
+			}
+		}()
+	}
 	served := make(chan error, 1)
 	go func() { served <- ctlserver.Serve(ctx, l, d, log) }()
 	log.Info("ipsecd running", "version", version, "config", cfg.File, "tun", name, "socket", cfg.Daemon.Socket)

@@ -81,6 +81,7 @@ type Daemon struct {
 	manual map[string]*installed // by manual SA name
 
 	events *broker
+	stats  *stats // for Metrics
 
 	ike       *ike.Manager // nil without Options.IKE
 	installer *installer
@@ -112,10 +113,11 @@ func New(cfg *config.Config, opts Options) (*Daemon, error) {
 	if opts.LocalAddrs == nil {
 		opts.LocalAddrs = func() []netip.Addr { return nil }
 	}
-	d := &Daemon{opts: opts, log: opts.Logger, started: opts.Now(), manual: make(map[string]*installed), events: newBroker()}
+	d := &Daemon{opts: opts, log: opts.Logger, started: opts.Now(), manual: make(map[string]*installed), events: newBroker(), stats: newStats()}
 	dcfg := dataplane.Config{TUN: opts.TUN, UDP: opts.UDP, Raw: opts.Raw, Logger: opts.Logger, Now: opts.Now}
 	if opts.IKE != nil {
-		dcfg.IKE = d.handleNATT
+		dcfg.IKE = d.natIKE
+		d.opts.IKE = countingSocket{opts.IKE, d.stats}
 	}
 	dp, err := dataplane.New(dcfg)
 	if err != nil {
@@ -131,7 +133,7 @@ func New(cfg *config.Config, opts Options) (*Daemon, error) {
 			icfg.Now = opts.Now
 		}
 		d.installer = &installer{d: d, children: make(map[uint32]*ikeChild)}
-		d.ike = ike.NewManager(icfg, d.installer, ikeTransport{d})
+		d.ike = ike.NewManager(icfg, d.installer, countingTransport{ikeTransport{d}, d.stats})
 	}
 	if err := d.apply(cfg); err != nil && !errors.Is(err, ErrNoChanges) {
 		if d.ike != nil {
@@ -225,7 +227,12 @@ func (d *Daemon) apply(cfg *config.Config) error {
 	} else if len(cfg.Connections) > 0 && d.cfg == nil {
 		d.log.Warn("connections configured but IKE is not running (no IKE socket)")
 	}
-	d.dp.SetSPD(snap.SPD)
+	if d.snap != nil && sameRules(d.snap, snap) {
+		// Keep the running SPD and its hit counters.
+		snap.SPD = d.snap.SPD
+	} else {
+		d.dp.SetSPD(snap.SPD)
+	}
 	if d.opts.Router != nil && (d.snap == nil || !sameRoutes(d.snap, snap)) {
 		if err := d.opts.Router.Set(snap.Routes); err != nil {
 			errs = append(errs, err)
@@ -341,6 +348,7 @@ func (d *Daemon) watchEvents() {
 	for ev := range d.dp.Events() {
 		switch ev.Kind {
 		case dataplane.EventAcquire:
+			d.stats.acquires.Add(1)
 			d.log.Info("acquire", "rule", ev.Rule, "packet", fmt.Sprint(ev.Packet))
 			d.acquire(ev)
 			d.events.publish(ctlapi.Event{Type: ctlapi.EventAcquire, Time: d.opts.Now(), Fields: map[string]string{

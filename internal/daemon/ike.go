@@ -332,6 +332,7 @@ func (d *Daemon) acquire(ev dataplane.Event) {
 // watchIKE logs the engine's events and forwards them to subscribers.
 func (d *Daemon) watchIKE() {
 	for ev := range d.ike.Events() {
+		d.countIKEEvent(ev)
 		name := ev.Peer
 		if ev.Child != "" {
 			name += "/" + ev.Child

@@ -49,7 +49,10 @@ type elem struct {
 type batch struct {
 	elems []*elem
 	n     int
-	done  sync.WaitGroup
+	// restaged marks a batch of staged packets sent again once their SA
+	// exists: the SPD counted their hits the first time.
+	restaged bool
+	done     sync.WaitGroup
 
 	// Scratch for the I/O calls, sized for the whole batch.
 	bufs  [][]byte
@@ -96,7 +99,7 @@ func (p *pool) get(done <-chan struct{}) *batch {
 }
 
 func (p *pool) put(b *batch) {
-	b.n = 0
+	b.n, b.restaged = 0, false
 	for _, e := range b.elems {
 		e.kind, e.drop, e.out, e.in, e.seq = kindNone, sa.DropNone, nil, nil, 0
 	}

@@ -132,6 +132,7 @@ func (d *Dataplane) flushStaged(ref uint32) {
 	if b == nil {
 		return
 	}
+	b.restaged = true
 	for _, p := range st.pkts {
 		if b.n == len(b.elems) {
 			break

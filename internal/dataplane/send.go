@@ -134,7 +134,12 @@ func (d *Dataplane) classifyOutbound(b *batch) {
 			d.dropElem(e)
 			continue
 		}
-		_, rule := pol.Lookup(sa.Outbound, &info)
+		var rule *spd.Rule
+		if b.restaged {
+			_, rule = pol.Match(sa.Outbound, &info)
+		} else {
+			_, rule = pol.Lookup(sa.Outbound, &info)
+		}
 		switch rule.Action {
 		case spd.Bypass:
 			e.kind = kindBypass

@@ -289,6 +289,18 @@ func keys(dir Direction, info *packet.Info) (local, remote key) {
 // rule it returns. It allocates nothing. The returned rule must not be
 // modified.
 func (s *Snapshot) Lookup(dir Direction, info *packet.Info) (idx int, r *Rule) {
+	idx, r = s.Match(dir, info)
+	if idx < 0 {
+		s.hits[len(s.rules)].n.Add(1)
+	} else {
+		s.hits[idx].n.Add(1)
+	}
+	return idx, r
+}
+
+// Match is Lookup without counting a hit, for a packet that was counted
+// before (one held while its SA was negotiated and looked up again).
+func (s *Snapshot) Match(dir Direction, info *packet.Info) (idx int, r *Rule) {
 	local, remote := keys(dir, info)
 	// matchSide, inlined by hand: the compiler does not inline loops, and
 	// this loop is the SPD's whole cost.
@@ -313,10 +325,8 @@ rules:
 				continue rules
 			}
 		}
-		s.hits[i].n.Add(1)
 		return i, &s.rules[i]
 	}
-	s.hits[len(s.rules)].n.Add(1)
 	return -1, &s.def
 }
 
