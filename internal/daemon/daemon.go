@@ -15,7 +15,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/goipsec/goipsec/ah"
 	"github.com/goipsec/goipsec/config"
 	"github.com/goipsec/goipsec/conn"
 	"github.com/goipsec/goipsec/ctlapi"
@@ -24,7 +23,6 @@ import (
 	"github.com/goipsec/goipsec/internal/dataplane"
 	"github.com/goipsec/goipsec/internal/policy"
 	"github.com/goipsec/goipsec/internal/sad"
-	"github.com/goipsec/goipsec/sa"
 	"github.com/goipsec/goipsec/tun"
 )
 
@@ -277,68 +275,17 @@ func sameRoutes(a, b *policy.Snapshot) bool { return equalSet(a.Routes, b.Routes
 
 // buildManual creates the packet engines of a manual SA pair.
 func (d *Daemon) buildManual(m policy.Manual) (*installed, error) {
-	fail := func(err error) (*installed, error) {
+	p := pairSpec{Protocol: m.Protocol, Mode: m.Mode, Suite: m.Suite, KeyIn: m.KeyIn.Bytes(), KeyOut: m.KeyOut.Bytes(),
+		SPIIn: m.SPIIn, SPIOut: m.SPIOut, ESN: m.ESN, Local: m.LocalAddr, Remote: m.RemoteAddr,
+		LocalTS: m.LocalTS, RemoteTS: m.RemoteTS, ReplayWindow: m.ReplayWindow, Limits: m.Limits, Ref: m.Ref}
+	if m.UDPEncap {
+		p.RemoteEncapPort = esp.NATTPort
+	}
+	in, out, err := d.newPair(p)
+	if err != nil {
 		return nil, fmt.Errorf("daemon: manual SA %s: %w", m.Name, err)
 	}
-	inst := &installed{def: m, installed: d.opts.Now()}
-	in := &sad.InboundSA{Protocol: m.Protocol, SPI: m.SPIIn, Mode: m.Mode, Local: m.LocalTS, Remote: m.RemoteTS, LocalAddr: m.LocalAddr}
-	out := &sad.OutboundSA{Protocol: m.Protocol, SPI: m.SPIOut, Mode: m.Mode, Ref: m.Ref, Encap: sad.EncapNone, Remote: netip.AddrPortFrom(m.RemoteAddr, 0)}
-	if m.UDPEncap {
-		out.Encap = sad.EncapUDP
-		out.Remote = netip.AddrPortFrom(m.RemoteAddr, esp.NATTPort)
-	}
-	switch m.Protocol {
-	case sa.ESP:
-		tin, err := m.Suite.NewESP(m.KeyIn.Bytes())
-		if err != nil {
-			return fail(err)
-		}
-		tout, err := m.Suite.NewESP(m.KeyOut.Bytes())
-		if err != nil {
-			return fail(err)
-		}
-		base := esp.Config{Mode: m.Mode, ESN: m.ESN, Local: m.LocalAddr, Remote: m.RemoteAddr, ReplayWindow: m.ReplayWindow,
-			Limits: m.Limits, OnEvent: d.dp.OnSAEvent, Now: d.opts.Now, EncapUDP: m.UDPEncap}
-		cin, cout := base, base
-		cin.SPI, cin.Transform = m.SPIIn, tin
-		cout.SPI, cout.Transform = m.SPIOut, tout
-		i, err := esp.NewInbound(cin)
-		if err != nil {
-			return fail(err)
-		}
-		o, err := esp.NewOutbound(cout)
-		if err != nil {
-			return fail(err)
-		}
-		in.SA, out.SA = i, o
-	case sa.AH:
-		tin, err := m.Suite.NewAH(m.KeyIn.Bytes())
-		if err != nil {
-			return fail(err)
-		}
-		tout, err := m.Suite.NewAH(m.KeyOut.Bytes())
-		if err != nil {
-			return fail(err)
-		}
-		base := ah.Config{Mode: m.Mode, ESN: m.ESN, Local: m.LocalAddr, Remote: m.RemoteAddr, ReplayWindow: m.ReplayWindow,
-			Limits: m.Limits, OnEvent: d.dp.OnSAEvent, Now: d.opts.Now}
-		cin, cout := base, base
-		cin.SPI, cin.Integrity = m.SPIIn, tin
-		cout.SPI, cout.Integrity = m.SPIOut, tout
-		i, err := ah.NewInbound(cin)
-		if err != nil {
-			return fail(err)
-		}
-		o, err := ah.NewOutbound(cout)
-		if err != nil {
-			return fail(err)
-		}
-		in.SA, out.SA = i, o
-	default:
-		return fail(fmt.Errorf("protocol %v not supported", m.Protocol))
-	}
-	inst.in, inst.out = in, out
-	return inst, nil
+	return &installed{def: m, installed: d.opts.Now(), in: in, out: out}, nil
 }
 
 // watchEvents forwards data plane events to the log and to subscribers.

@@ -9,7 +9,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/goipsec/goipsec/ah"
 	"github.com/goipsec/goipsec/config"
 	"github.com/goipsec/goipsec/conn"
 	"github.com/goipsec/goipsec/ctlapi"
@@ -40,65 +39,18 @@ type installer struct {
 // the inbound SA, then the outbound one.
 func (i *installer) InstallSA(c ike.ChildSA) error {
 	d := i.d
-	in := &sad.InboundSA{Protocol: c.Protocol, SPI: c.SPIIn, Mode: c.Mode, Local: c.LocalTS, Remote: c.RemoteTS, LocalAddr: c.Local.Addr()}
-	out := &sad.OutboundSA{Protocol: c.Protocol, SPI: c.SPIOut, Mode: c.Mode, Ref: c.Ref, Encap: sad.EncapNone, Remote: netip.AddrPortFrom(c.Remote.Addr(), 0)}
+	p := pairSpec{Protocol: c.Protocol, Mode: c.Mode, Suite: c.Suite, KeyIn: c.KeyIn, KeyOut: c.KeyOut,
+		SPIIn: c.SPIIn, SPIOut: c.SPIOut, ESN: c.ESN, Local: c.Local.Addr(), Remote: c.Remote.Addr(),
+		LocalTS: c.LocalTS, RemoteTS: c.RemoteTS, ReplayWindow: c.ReplayWindow, Limits: c.Limits, Ref: c.Ref}
 	if c.UDPEncap {
-		port := c.RemoteEncapPort
-		if port == 0 {
-			port = esp.NATTPort
+		p.RemoteEncapPort = c.RemoteEncapPort
+		if p.RemoteEncapPort == 0 {
+			p.RemoteEncapPort = esp.NATTPort
 		}
-		out.Encap, out.Remote = sad.EncapUDP, netip.AddrPortFrom(c.Remote.Addr(), port)
 	}
-	local, remote := c.Local.Addr(), c.Remote.Addr()
-	switch c.Protocol {
-	case sa.ESP:
-		tin, err := c.Suite.NewESP(c.KeyIn)
-		if err != nil {
-			return fmt.Errorf("daemon: CHILD SA %s: %w", c.Child, err)
-		}
-		tout, err := c.Suite.NewESP(c.KeyOut)
-		if err != nil {
-			return fmt.Errorf("daemon: CHILD SA %s: %w", c.Child, err)
-		}
-		base := esp.Config{Mode: c.Mode, ESN: c.ESN, Local: local, Remote: remote, ReplayWindow: c.ReplayWindow,
-			Limits: c.Limits, OnEvent: d.dp.OnSAEvent, Now: d.opts.Now, EncapUDP: c.UDPEncap}
-		cin, cout := base, base
-		cin.SPI, cin.Transform = c.SPIIn, tin
-		cout.SPI, cout.Transform = c.SPIOut, tout
-		ei, err := esp.NewInbound(cin)
-		if err != nil {
-			return fmt.Errorf("daemon: CHILD SA %s: %w", c.Child, err)
-		}
-		eo, err := esp.NewOutbound(cout)
-		if err != nil {
-			return fmt.Errorf("daemon: CHILD SA %s: %w", c.Child, err)
-		}
-		in.SA, out.SA = ei, eo
-	case sa.AH:
-		tin, err := c.Suite.NewAH(c.KeyIn)
-		if err != nil {
-			return fmt.Errorf("daemon: CHILD SA %s: %w", c.Child, err)
-		}
-		tout, err := c.Suite.NewAH(c.KeyOut)
-		if err != nil {
-			return fmt.Errorf("daemon: CHILD SA %s: %w", c.Child, err)
-		}
-		base := ah.Config{Mode: c.Mode, ESN: c.ESN, Local: local, Remote: remote, ReplayWindow: c.ReplayWindow,
-			Limits: c.Limits, OnEvent: d.dp.OnSAEvent, Now: d.opts.Now}
-		cin, cout := base, base
-		cin.SPI, cin.Integrity = c.SPIIn, tin
-		cout.SPI, cout.Integrity = c.SPIOut, tout
-		ai, err := ah.NewInbound(cin)
-		if err != nil {
-			return fmt.Errorf("daemon: CHILD SA %s: %w", c.Child, err)
-		}
-		ao, err := ah.NewOutbound(cout)
-		if err != nil {
-			return fmt.Errorf("daemon: CHILD SA %s: %w", c.Child, err)
-		}
-		in.SA, out.SA = ai, ao
-	default:
-		return fmt.Errorf("daemon: CHILD SA %s: protocol %v not supported", c.Child, c.Protocol)
+	in, out, err := d.newPair(p)
+	if err != nil {
+		return fmt.Errorf("daemon: CHILD SA %s: %w", c.Child, err)
 	}
 	if err := d.dp.InstallInbound(in); err != nil {
 		return fmt.Errorf("daemon: CHILD SA %s: %w", c.Child, err)
