@@ -101,6 +101,21 @@ func (a routerAdapter) Set(routes []policy.Route) error {
 	return a.r.Set(out)
 }
 
+// filterAdapter gives the host firewall the rules the daemon asks for.
+type filterAdapter struct{ f *osnet.Filter }
+
+func (a filterAdapter) Set(rules []policy.FilterRule) error {
+	out := make([]osnet.FilterRule, len(rules))
+	for i, r := range rules {
+		act := osnet.FilterDrop
+		if r.Action == policy.FilterAccept {
+			act = osnet.FilterAccept
+		}
+		out[i] = osnet.FilterRule{Action: act, Remote: r.Remote, Local: r.Local}
+	}
+	return a.f.Set(out)
+}
+
 func serve(cfg *config.Config, log *slog.Logger) (err error) {
 	dev, err := tun.Create(cfg.Daemon.TUN.Name, cfg.Daemon.TUN.MTU)
 	if err != nil {
@@ -145,8 +160,18 @@ func serve(cfg *config.Config, log *slog.Logger) (err error) {
 		return err
 	}
 	defer router.Close()
+	// Cleartext from the network that claims a protected source never
+	// reaches the data plane, so the kernel's firewall drops it (RFC 4301,
+	// Section 5.2).
+	var filter daemon.Filter
+	if f, err := osnet.NewFilter(name); err != nil {
+		log.Warn("nftables unavailable: cleartext from protected sources is not filtered", "err", err)
+	} else {
+		defer f.Close()
+		filter = filterAdapter{f}
+	}
 	d, err := daemon.New(cfg, daemon.Options{
-		TUN: dev, UDP: udp, IKE: ikeSock, Raw: raws, Router: routerAdapter{router}, Logger: log,
+		TUN: dev, UDP: udp, IKE: ikeSock, Raw: raws, Router: routerAdapter{router}, Filter: filter, Logger: log,
 		Version: version, LocalAddrs: osnet.LocalAddrs,
 		IKEConfig: ike.Config{LocalAddr: osnet.SourceAddr},
 	})

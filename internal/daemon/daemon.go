@@ -35,6 +35,12 @@ type Router interface {
 	Set(routes []policy.Route) error
 }
 
+// Filter installs the host firewall rules that drop cleartext packets from
+// the network where a PROTECT or DISCARD policy applies (policy.FilterRule).
+type Filter interface {
+	Set(rules []policy.FilterRule) error
+}
+
 // IKESocket carries IKE on port 500 and says, for each datagram, which local
 // address it reached (conn.IKEConn).
 type IKESocket interface {
@@ -50,10 +56,14 @@ type Options struct {
 	// UDP is the NAT-T socket (port 4500): ESP in UDP and IKE after the
 	// move to port 4500. IKE is the port 500 socket; without it the daemon
 	// runs no IKE.
-	UDP     conn.UDP
-	IKE     IKESocket
-	Raw     []conn.Raw
-	Router  Router
+	UDP    conn.UDP
+	IKE    IKESocket
+	Raw    []conn.Raw
+	Router Router
+	// Filter, if not nil, gets the firewall rules of every configuration
+	// applied; without it cleartext from protected sources is not
+	// filtered.
+	Filter  Filter
 	Logger  *slog.Logger
 	Version string
 	// LocalAddrs returns the host's addresses (for route source addresses).
@@ -236,6 +246,11 @@ func (d *Daemon) apply(cfg *config.Config) error {
 			errs = append(errs, err)
 		}
 	}
+	if d.opts.Filter != nil && (d.snap == nil || !sameFilter(d.snap, snap)) {
+		if err := d.opts.Filter.Set(snap.Filter); err != nil {
+			errs = append(errs, err)
+		}
+	}
 	d.cfg, d.snap = cfg, snap
 	if err := errors.Join(errs...); err != nil {
 		return err
@@ -272,6 +287,19 @@ func equalSet[T comparable](a, b []T) bool {
 }
 
 func sameRoutes(a, b *policy.Snapshot) bool { return equalSet(a.Routes, b.Routes) }
+
+func sameFilter(a, b *policy.Snapshot) bool {
+	if len(a.Filter) != len(b.Filter) {
+		return false
+	}
+	for i := range a.Filter {
+		x, y := a.Filter[i], b.Filter[i]
+		if x.Action != y.Action || !equalSet(x.Remote, y.Remote) || !equalSet(x.Local, y.Local) {
+			return false
+		}
+	}
+	return true
+}
 
 // buildManual creates the packet engines of a manual SA pair.
 func (d *Daemon) buildManual(m policy.Manual) (*installed, error) {

@@ -174,3 +174,48 @@ func TestReconfig(t *testing.T) {
 		t.Fatalf("initiate: %v", err)
 	}
 }
+
+type fakeFilter struct{ rules chan []policy.FilterRule }
+
+func (f fakeFilter) Set(r []policy.FilterRule) error { f.rules <- r; return nil }
+
+// TestFilter checks that the firewall gets the policy's rules at start and
+// again only when a reload changes them.
+func TestFilter(t *testing.T) {
+	nw := conntest.NewNetwork(1024)
+	cfg := manualConfig(t, "a", "")
+	f := fakeFilter{rules: make(chan []policy.FilterRule, 8)}
+	d, err := New(cfg, Options{TUN: tuntest.New(1400, 16, 256), UDP: nw.UDP(netip.MustParseAddrPort("192.0.2.1:4500"), 16, 256),
+		Filter: f, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d.Close()
+	select {
+	case r := <-f.rules:
+		if len(r) != 1 || r[0].Action != policy.FilterDrop || r[0].Remote.String() != "10.2.0.0/16" || r[0].Local.String() != "10.1.0.0/16" {
+			t.Fatalf("filter at start: %+v", r)
+		}
+	default:
+		t.Fatal("the filter got no rules at start")
+	}
+	if err := d.Reconfig(manualConfig(t, "a", "")); !errors.Is(err, ErrNoChanges) {
+		t.Fatalf("same config: %v, want ErrNoChanges", err)
+	}
+	select {
+	case r := <-f.rules:
+		t.Fatalf("the filter was set again for an unchanged configuration: %+v", r)
+	default:
+	}
+	if err := d.Reconfig(manualConfig(t, "a", "policies:\n  - {name: dns, remote_ts: [\"10.2.0.53/32[udp/53]\"], action: bypass}\n")); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case r := <-f.rules:
+		if len(r) != 2 || r[0].Action != policy.FilterAccept || r[0].Remote.String() != "10.2.0.53/32[udp/53]" || r[1].Action != policy.FilterDrop {
+			t.Fatalf("filter after adding a bypass: %+v", r)
+		}
+	default:
+		t.Fatal("the filter was not updated after a reload that added a bypass")
+	}
+}

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"os"
 	"testing"
 	"time"
 
@@ -24,6 +25,15 @@ func TestBypassDiscard(t *testing.T) {
 	p := newPair(t, s, `policies:
   - {name: dns, remote_ts: ["10.2.0.53/32[udp/53]"], action: bypass}
   - {name: blackhole, remote_ts: ["10.9.0.0/16"], action: discard}
+`)
+	// B bypasses the same datagrams: without the rule, B's firewall drops
+	// cleartext from A's protected network (RFC 4301, Section 5.2).
+	bconf, err := os.ReadFile(p.b.conf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	writeFile(t, p.b.conf, string(bconf)+`policies:
+  - {name: dns, local_ts: ["10.2.0.53/32[udp/53]"], action: bypass}
 `)
 	// Bypassed packets leave through the daemon's marked raw socket, which
 	// uses the main table: give it a route to B's inner network.
@@ -60,7 +70,6 @@ func TestBypassDiscard(t *testing.T) {
 	defer client.Close()
 	got := make([]byte, 1500)
 	var n int
-	var err error
 	for try := 0; try < 10; try++ {
 		if _, err := client.Write(probe); err != nil {
 			t.Fatal(err)

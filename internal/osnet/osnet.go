@@ -3,7 +3,9 @@
 // kept in their own routing table, and the policy rule that consults that table
 // only for packets without the daemon's firewall mark. The daemon's own
 // sockets carry the mark, so its encrypted packets take the main table and
-// never loop back into the TUN (the scheme wg-quick uses).
+// never loop back into the TUN (the scheme wg-quick uses). A Filter keeps an
+// nftables table that drops cleartext from the network where a PROTECT or
+// DISCARD policy applies.
 //
 // Only cmd/ipsecd and tests use it: engines get their OS resources injected.
 package osnet

@@ -33,6 +33,31 @@ type Snapshot struct {
 	Children []Child
 	// Routes are the destinations to route into the TUN device.
 	Routes []Route
+	// Filter are the SPD rules, in order, as the host firewall applies
+	// them to cleartext packets from the network (see FilterRule); nil
+	// when no rule protects or discards anything.
+	Filter []FilterRule
+}
+
+// FilterAction is what the host firewall does with the cleartext packets a
+// FilterRule matches. The zero value is FilterDrop, so that a forgotten
+// action fails closed.
+type FilterAction uint8
+
+// Filter actions.
+const (
+	FilterDrop   FilterAction = iota // a PROTECT or DISCARD rule
+	FilterAccept                     // a BYPASS rule
+)
+
+// FilterRule is an SPD rule applied to cleartext packets that arrive from the
+// network (not through the TUN device): those whose source matches Remote and
+// whose destination matches Local. RFC 4301, Section 5.2: an inbound packet
+// that is not IPsec-protected and that the SPD says to PROTECT is discarded,
+// like one it says to DISCARD; BYPASS lets it through. Empty sets mean any.
+type FilterRule struct {
+	Action        FilterAction
+	Remote, Local traffic.Set
 }
 
 // Child names the PROTECT rule of a connection's child.
@@ -143,7 +168,29 @@ func Compile(c *config.Config, localAddrs []netip.Addr) (*Snapshot, error) {
 		return nil, fmt.Errorf("policy: %w", err)
 	}
 	s.SPD = snap
+	s.Filter = filterRules(s.Rules)
 	return s, nil
+}
+
+// filterRules returns rules as firewall rules, up to the last PROTECT or
+// DISCARD rule: BYPASS rules after it change nothing, since what no rule
+// matches is let through (the SPD's default is BYPASS).
+func filterRules(rules []spd.Rule) []FilterRule {
+	last := -1
+	for i, r := range rules {
+		if r.Action != spd.Bypass {
+			last = i
+		}
+	}
+	var out []FilterRule
+	for _, r := range rules[:last+1] {
+		a := FilterDrop
+		if r.Action == spd.Bypass {
+			a = FilterAccept
+		}
+		out = append(out, FilterRule{Action: a, Remote: slices.Clone(r.Remote), Local: slices.Clone(r.Local)})
+	}
+	return out
 }
 
 // addRoutes adds a route into the TUN for every remote prefix. The source is

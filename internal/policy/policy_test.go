@@ -6,6 +6,7 @@ import (
 
 	"github.com/goipsec/goipsec/config"
 	"github.com/goipsec/goipsec/internal/spd"
+	"github.com/goipsec/goipsec/traffic"
 )
 
 const cfgText = `
@@ -92,5 +93,59 @@ func TestCompile(t *testing.T) {
 	changed.SPIIn++
 	if s.Manual[0].Equal(changed) {
 		t.Error("a changed SPI compares equal")
+	}
+}
+
+// TestFilter checks the firewall rules of cfgText: every SPD rule in order
+// (RFC 4301, Section 5.2: cleartext where PROTECT applies is dropped), and
+// trailing BYPASS rules left out.
+func TestFilter(t *testing.T) {
+	c, err := config.Parse("test.yaml", []byte(cfgText))
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := Compile(c, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	anyAddr := traffic.Set(nil)
+	want := []FilterRule{
+		{FilterAccept, traffic.MustParseSet("10.2.0.53/32[udp/53]"), anyAddr},
+		{FilterDrop, traffic.MustParseSet("10.9.0.0/16"), anyAddr},
+		{FilterDrop, traffic.MustParseSet("10.2.0.0/16"), traffic.MustParseSet("10.1.0.0/16")},
+		{FilterDrop, traffic.MustParseSet("192.0.2.3/32"), traffic.MustParseSet("192.0.2.1/32")},
+	}
+	if len(s.Filter) != len(want) {
+		t.Fatalf("filter %+v, want %+v", s.Filter, want)
+	}
+	for i := range want {
+		if g := s.Filter[i]; g.Action != want[i].Action || !g.Remote.Equal(want[i].Remote) || !g.Local.Equal(want[i].Local) {
+			t.Errorf("filter rule %d = %+v, want %+v", i, g, want[i])
+		}
+	}
+
+	// A bypass after the last discard changes nothing; bypass rules
+	// alone leave nothing to filter.
+	c, err = config.Parse("test.yaml", []byte(`
+policies:
+  - {name: dns, remote_ts: ["10.2.0.53/32[udp/53]"], action: bypass}
+  - {name: never, remote_ts: [10.9.0.0/16], action: discard}
+  - {name: late, remote_ts: [10.8.0.0/16], action: bypass}
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s, err = Compile(c, nil); err != nil {
+		t.Fatal(err)
+	}
+	if len(s.Filter) != 2 || s.Filter[1].Action != FilterDrop || !s.Filter[1].Remote.Equal(traffic.MustParseSet("10.9.0.0/16")) {
+		t.Errorf("filter %+v, want the dns bypass and the discard only", s.Filter)
+	}
+	c.Policies = c.Policies[:1]
+	if s, err = Compile(c, nil); err != nil {
+		t.Fatal(err)
+	}
+	if s.Filter != nil {
+		t.Errorf("filter for bypass rules only: %+v, want none", s.Filter)
 	}
 }
