@@ -8,6 +8,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/goipsec/goipsec/internal/testenv"
+
 	"github.com/goipsec/goipsec/sa"
 )
 
@@ -93,7 +95,7 @@ func TestRawLoopback(t *testing.T) {
 	for _, v := range []int{4, 6} {
 		r, err := ListenRaw(v, sa.ESP, DefaultMark)
 		if errors.Is(err, os.ErrPermission) || err != nil && (bytes.Contains([]byte(err.Error()), []byte("not permitted"))) {
-			t.Skipf("raw sockets: %v", err)
+			testenv.Missing(t, "raw sockets need CAP_NET_RAW: "+err.Error())
 		}
 		if err != nil {
 			t.Fatal(err)
