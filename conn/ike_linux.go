@@ -1,6 +1,7 @@
 package conn
 
 import (
+	"context"
 	"fmt"
 	"net"
 	"net/netip"
@@ -36,7 +37,7 @@ func ListenIKE(port uint16, mark uint32) (*IKEConn, error) {
 		}
 		return serr
 	}}
-	pc, err := lc.ListenPacket(nil, "udp", fmt.Sprintf("[::]:%d", port))
+	pc, err := lc.ListenPacket(context.Background(), "udp", fmt.Sprintf("[::]:%d", port))
 	if err != nil {
 		return nil, fmt.Errorf("conn: IKE socket on port %d: %w", port, err)
 	}

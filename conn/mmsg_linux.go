@@ -24,7 +24,6 @@ type mmsg struct {
 	n     int // messages prepared
 	errno syscall.Errno
 	done  int // messages completed
-	fd    uintptr
 	// recvFn and sendFn are bound once so that passing them to
 	// syscall.RawConn allocates nothing.
 	recvFn, sendFn func(fd uintptr) bool

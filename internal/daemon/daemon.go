@@ -93,7 +93,6 @@ type Daemon struct {
 
 	ike       *ike.Manager // nil without Options.IKE
 	installer *installer
-	localAddr netip.Addr // for IKE over the NAT-T socket: see handleNATT
 }
 
 // installed is a manual SA pair in the data plane.
