@@ -106,6 +106,10 @@ type Auth struct {
 	// Certs and CACerts are certificate file paths, relative ones resolved
 	// against the configuration file's directory.
 	Certs, CACerts []string
+	// Key is the PEM private key file of Certs[0] (local auth: pubkey
+	// only), resolved like Certs. Parse checks that only its owner may
+	// read it (mode & 0o077 == 0); the daemon reads it.
+	Key string
 }
 
 // AuthMethod is how a side authenticates.

@@ -513,6 +513,44 @@ func TestSecretFile(t *testing.T) {
 	}
 }
 
+func TestKeyFile(t *testing.T) {
+	dir := t.TempDir()
+	for name, mode := range map[string]os.FileMode{"gw.key": 0o600, "open.key": 0o644} {
+		p := filepath.Join(dir, name)
+		if err := os.WriteFile(p, []byte("-----BEGIN PRIVATE KEY-----\n"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Chmod(p, mode); err != nil {
+			t.Fatal(err)
+		}
+	}
+	cfg := filepath.Join(dir, "ipsecd.yaml")
+	conn := func(local, remote string) string {
+		return "connections:\n  c:\n    local: " + local + "\n    remote: " + remote +
+			"\n    children: {x: {local_ts: 10.0.0.0/8, remote_ts: 10.1.0.0/16}}\n"
+	}
+	c, err := Parse(cfg, []byte(conn("{auth: pubkey, certs: [gw.pem], key: gw.key}", "{auth: pubkey, cacerts: [ca.pem]}")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := c.Connections[0].Local.Key; got != filepath.Join(dir, "gw.key") {
+		t.Errorf("key = %q", got)
+	}
+	for _, tc := range []struct{ local, remote, want string }{
+		{"{auth: pubkey, certs: [gw.pem], key: open.key}", "{auth: pubkey, cacerts: [ca.pem]}",
+			cfg + ":3: connections.c.local.key: " + filepath.Join(dir, "open.key") + " is accessible by group or others (mode 0644)"},
+		{"{auth: pubkey, certs: [gw.pem], key: none.key}", "{auth: pubkey, cacerts: [ca.pem]}",
+			cfg + ":3: connections.c.local.key: cannot read " + filepath.Join(dir, "none.key")},
+		{"{auth: psk, key: gw.key}", "{auth: psk}", cfg + ":3: connections.c.local.key: the private key is for local auth: pubkey only"},
+		{"{auth: psk}", "{auth: pubkey, cacerts: [ca.pem], key: gw.key}", cfg + ":4: connections.c.remote.key: the private key is for local auth: pubkey only"},
+	} {
+		_, err := Parse(cfg, []byte(conn(tc.local, tc.remote)))
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("got %v\nwant %s", err, tc.want)
+		}
+	}
+}
+
 func TestLoadErrors(t *testing.T) {
 	_, err := Load("/nonexistent/ipsecd.yaml")
 	var ce *Error

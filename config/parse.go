@@ -232,7 +232,8 @@ func (d *decoder) connections(key string, n *yaml.Node) []Connection {
 }
 
 func (d *decoder) auth(a *Auth, key string, n *yaml.Node, local bool) {
-	var certsKey string
+	var certsKey, keyKey string
+	var keyNode *yaml.Node
 	d.mapping(n, key, []field{
 		{"auth", enum(d, &a.Method, []string{"psk", "pubkey"}, []AuthMethod{AuthPSK, AuthPubkey})},
 		{"id", d.str(&a.ID)},
@@ -243,8 +244,16 @@ func (d *decoder) auth(a *Auth, key string, n *yaml.Node, local bool) {
 			}
 			a.CACerts = d.paths(key, n)
 		}},
+		{"key", func(key string, n *yaml.Node) {
+			keyKey, keyNode = key, n
+			if p, vn, ok := d.scalar(n, key); ok {
+				a.Key = d.keyFile(p, vn, key)
+			}
+		}},
 	})
 	switch {
+	case keyNode != nil && (!local || a.Method != AuthPubkey):
+		d.fail(keyNode, keyKey, "the private key is for local auth: pubkey only")
 	case a.Method == AuthPSK && len(a.Certs)+len(a.CACerts) > 0:
 		d.fail(nil, certsKey, "certs and cacerts are for auth: pubkey, not psk")
 	case a.Method == AuthPubkey && local && len(a.Certs) == 0:
@@ -687,6 +696,26 @@ func decodeSecret(s string) ([]byte, error) {
 		return nil, fmt.Errorf("empty secret")
 	}
 	return b, nil
+}
+
+// keyFile checks a private key file: a regular file that only its owner
+// may read. It returns the path, resolved against the configuration
+// file's directory; the daemon reads and parses the key.
+func (d *decoder) keyFile(p string, vn *yaml.Node, key string) string {
+	if !filepath.IsAbs(p) {
+		p = filepath.Join(d.dir, p)
+	}
+	fi, err := os.Stat(p)
+	if err != nil {
+		d.fail(vn, key, "cannot read %s: %s", p, errReason(err))
+		return p
+	}
+	if !fi.Mode().IsRegular() {
+		d.fail(vn, key, "%s is not a regular file", p)
+	} else if perm := fi.Mode().Perm(); perm&0o077 != 0 {
+		d.fail(vn, key, "%s is accessible by group or others (mode %04o): chmod 600 it", p, perm)
+	}
+	return p
 }
 
 // secretFile reads a pre-shared key from a file that only its owner may

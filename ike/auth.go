@@ -1,7 +1,7 @@
 package ike
 
 import (
-	"crypto/subtle"
+	"crypto/x509"
 	"fmt"
 	"net/netip"
 
@@ -9,18 +9,31 @@ import (
 	"github.com/goipsec/goipsec/ike/keys"
 )
 
-// authTask is the initiator's IKE_AUTH with a pre-shared key (RFC 7296,
-// Sections 1.2 and 2.15), creating the first CHILD SA when cr.cfg is set.
+// authTask is the initiator's IKE_AUTH with a pre-shared key or a
+// certificate (RFC 7296, Sections 1.2 and 2.15; RFC 7427), creating the first CHILD SA when cr.cfg is set.
 type authTask struct {
 	cr childReq
 }
 
 func (*authTask) exchange() ikewire.ExchangeType { return ikewire.IKE_AUTH }
 
-// localIdentity returns the configured identity or the outer address.
+// localIdentity returns the configured identity, else the subject of
+// this host's certificate when it authenticates with one, else the outer
+// address. A distinguished name equal to the certificate's subject is sent
+// in the certificate's own encoding, so that peers comparing octets match.
 func (s *session) localIdentity() Identity {
+	var cert *x509.Certificate
+	if s.peer != nil && s.peer.LocalAuth == AuthPubkey && len(s.peer.LocalCerts) > 0 {
+		cert = s.peer.LocalCerts[0]
+	}
 	if s.peer != nil && !s.peer.LocalID.IsZero() {
+		if cert != nil && s.peer.LocalID.Type == ikewire.ID_DER_ASN1_DN && dnEqual(s.peer.LocalID.Data, cert.RawSubject) {
+			return Identity{Type: ikewire.ID_DER_ASN1_DN, Data: cert.RawSubject}
+		}
 		return s.peer.LocalID
+	}
+	if cert != nil {
+		return Identity{Type: ikewire.ID_DER_ASN1_DN, Data: cert.RawSubject}
 	}
 	return AddrIdentity(s.local.Addr())
 }
@@ -42,20 +55,27 @@ func authData(x *ikeSA, psk, msg, nonce []byte, initiator bool, id ikewire.Ident
 
 func (t *authTask) build(s *session, x *ikeSA) ([]ikewire.Payload, error) {
 	s.localID = s.localIdentity()
-	psk := s.psk(s.localID, s.peer.RemoteID)
-	if psk == nil {
-		return nil, fmt.Errorf("ike: no pre-shared key for %s and %s", s.localID, s.peer.RemoteID)
-	}
 	idi := &ikewire.IDi{Identification: s.localID.payload()}
+	auth, err := s.authPayload(x, s.initReq, s.nr, true, idi.Identification, s.peer.RemoteID)
+	if err != nil {
+		return nil, err
+	}
 	pl := []ikewire.Payload{idi}
+	if s.peer.LocalAuth == AuthPubkey {
+		// RFC 7296, Section 3.6: our certificate chain.
+		pl = append(pl, s.peer.certPayloads()...)
+	}
 	if !s.m.hasOtherSA(s) {
 		// RFC 7296, Section 2.4: no other IKE SA with this peer exists.
 		pl = append(pl, &ikewire.Notify{Type: ikewire.NotifyInitialContact})
 	}
+	// RFC 7296, Section 3.7: the CAs we trust for the responder's
+	// certificate.
+	pl = append(pl, certReqs(s.peer)...)
 	if !s.peer.RemoteID.IsZero() {
 		pl = append(pl, &ikewire.IDr{Identification: s.peer.RemoteID.payload()})
 	}
-	pl = append(pl, &ikewire.Auth{Method: ikewire.AuthSharedKeyMIC, Data: authData(x, psk, s.initReq, s.nr, true, idi.Identification)})
+	pl = append(pl, auth)
 	if t.cr.cfg != nil {
 		// RFC 7296, Section 1.2: the first CHILD SA comes without KE.
 		cpl, err := t.cr.request(s, false)
@@ -86,13 +106,9 @@ func (t *authTask) process(s *session, x *ikeSA, m *ikewire.Message, pl []ikewir
 		s.authFailed(fmt.Errorf("%w: the peer is %s, not %s", ErrAuthFailed, remote, s.peer.RemoteID))
 		return false
 	}
-	if auth.Method != ikewire.AuthSharedKeyMIC {
-		s.authFailed(fmt.Errorf("%w: the responder authenticates with method %d; only pre-shared keys are implemented", ErrAuthFailed, auth.Method))
-		return false
-	}
-	psk := s.psk(s.localID, remote)
-	if psk == nil || subtle.ConstantTimeCompare(auth.Data, authData(x, psk, s.initResp, s.ni, false, idr.Identification)) != 1 {
-		s.authFailed(fmt.Errorf("%w: the responder's AUTH payload does not verify", ErrAuthFailed))
+	if err := s.verifyAuth(x, auth, pl, s.initResp, s.ni, false, idr.Identification, remote); err != nil {
+		s.sendAuthFailed(x)
+		s.authFailed(err)
 		return false
 	}
 	s.remoteID = remote
@@ -113,6 +129,17 @@ func (s *session) authFailed(err error) {
 	s.log.Warn("ike: authentication failed", "peer", s.peerName(), "remote", s.remote, "err", err)
 	s.emit(EventAuthFailed, "", nil, err)
 	s.die(err)
+}
+
+// sendAuthFailed tells the responder that its authentication failed, in
+// an INFORMATIONAL request that is not retransmitted, so that it removes
+// what it installed (RFC 7296, Section 2.21.2).
+func (s *session) sendAuthFailed(x *ikeSA) {
+	pkts, err := s.seal(x, ikewire.INFORMATIONAL, x.nextID, false, []ikewire.Payload{&ikewire.Notify{Type: ikewire.NotifyAuthenticationFailed}})
+	if err == nil {
+		x.nextID++
+		s.transmit(pkts, s.local, s.remote)
+	}
 }
 
 func (s *session) peerName() string {
@@ -147,12 +174,8 @@ func (s *session) respondAuth(x *ikeSA, pl []ikewire.Payload, from, to netip.Add
 	}
 	s.peer = peer
 	s.localID = s.localIdentity()
-	if auth.Method != ikewire.AuthSharedKeyMIC {
-		return fail(fmt.Errorf("%w: the initiator (%s) authenticates with method %d; only pre-shared keys are implemented", ErrAuthFailed, remote, auth.Method))
-	}
-	psk := s.psk(s.localID, remote)
-	if psk == nil || subtle.ConstantTimeCompare(auth.Data, authData(x, psk, s.initReq, s.nr, true, idi.Identification)) != 1 {
-		return fail(fmt.Errorf("%w: the initiator's (%s) AUTH payload does not verify", ErrAuthFailed, remote))
+	if err := s.verifyAuth(x, auth, pl, s.initReq, s.nr, true, idi.Identification, remote); err != nil {
+		return fail(err)
 	}
 	s.remoteID = remote
 	if findNotify(pl, ikewire.NotifyInitialContact) != nil {
@@ -161,7 +184,15 @@ func (s *session) respondAuth(x *ikeSA, pl []ikewire.Payload, from, to netip.Add
 		s.ops = append(s.ops, op{kind: opInitialContact, id: remote})
 	}
 	idr := &ikewire.IDr{Identification: s.localID.payload()}
-	resp := []ikewire.Payload{idr, &ikewire.Auth{Method: ikewire.AuthSharedKeyMIC, Data: authData(x, psk, s.initResp, s.ni, false, idr.Identification)}}
+	ourAuth, err := s.authPayload(x, s.initResp, s.ni, false, idr.Identification, remote)
+	if err != nil {
+		return fail(fmt.Errorf("%w: %v", ErrAuthFailed, err))
+	}
+	resp := []ikewire.Payload{idr}
+	if s.peer.LocalAuth == AuthPubkey {
+		resp = append(resp, s.peer.certPayloads()...)
+	}
+	resp = append(resp, ourAuth)
 	s.establish()
 	if find[*ikewire.SA](pl) != nil {
 		cpl, nt, data := s.acceptChild(x, pl, nil, false, s.ni, s.nr, nil)

@@ -1,7 +1,9 @@
 package ike
 
 import (
+	"crypto"
 	"crypto/rand"
+	"crypto/x509"
 	"io"
 	"log/slog"
 	"net/netip"
@@ -141,13 +143,33 @@ type Peer struct {
 	// transform.DefaultIKEProposals().
 	Proposals []transform.IKEProposal
 	// LocalID is this host's identity (RFC 7296, Section 3.5); the zero
-	// value means its IP address. RemoteID is the identity the peer must
+	// value means its certificate's subject with LocalAuth AuthPubkey, its
+	// IP address otherwise. RemoteID is the identity the peer must
 	// claim; the zero value accepts any.
 	LocalID, RemoteID Identity
 	// PSK returns the pre-shared key shared by the two identities, or nil
 	// if there is none (authentication then fails). It is called from the
 	// engine's goroutines and must be safe for concurrent use.
 	PSK func(local, remote Identity) []byte
+	// LocalAuth is how this host authenticates, RemoteAuth how the peer
+	// must; the zero value is AuthPSK (RFC 7296, Section 2.15).
+	LocalAuth, RemoteAuth AuthMethod
+	// LocalCerts is this host's certificate chain for LocalAuth
+	// AuthPubkey, sent in CERT payloads: the end-entity certificate first,
+	// then intermediates (RFC 7296, Section 3.6). With a zero LocalID the
+	// identity is the end-entity certificate's subject.
+	LocalCerts []*x509.Certificate
+	// LocalKey is the private key of LocalCerts[0], which signs AUTH (RFC
+	// 7427): RSA, ECDSA (P-256, P-384, P-521) or Ed25519. The engine only
+	// calls its Sign method, possibly concurrently.
+	LocalKey crypto.Signer
+	// RSAPSS makes an RSA LocalKey sign with RSASSA-PSS instead of
+	// PKCS#1 v1.5 (RFC 7427, Appendix A.4; RFC 8247, Section 3.2).
+	RSAPSS bool
+	// RemoteCAs are the trust anchors for RemoteAuth AuthPubkey: the
+	// peer's end-entity certificate must chain to one of them, and their
+	// public keys are named in CERTREQ payloads (RFC 7296, Section 3.7).
+	RemoteCAs []*x509.Certificate
 	// Encap forces UDP encapsulation of IKE and ESP (port NATTPort) even
 	// when no NAT is detected, as strongSwan's encap=yes does: the engine
 	// sends a NAT_DETECTION_SOURCE_IP that cannot match (RFC 7296,

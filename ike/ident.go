@@ -2,9 +2,12 @@ package ike
 
 import (
 	"bytes"
+	"crypto/x509/pkix"
+	"encoding/asn1"
 	"encoding/hex"
 	"fmt"
 	"net/netip"
+	"reflect"
 	"strings"
 
 	"github.com/goipsec/goipsec/ike/ikewire"
@@ -20,13 +23,18 @@ type Identity struct {
 
 // ParseIdentity parses an identity in strongSwan's syntax: an IP address
 // (ID_IPV4_ADDR or ID_IPV6_ADDR), "@host" or a name without "@" (ID_FQDN),
-// "user@host" (ID_RFC822_ADDR), "@#hex" (ID_KEY_ID); "" and "%any" give
-// the zero Identity. Distinguished names are not implemented: they parse
-// as ID_FQDN, which a strongSwan peer configured with a DN will not match.
+// "user@host" (ID_RFC822_ADDR), "@#hex" (ID_KEY_ID), a distinguished name
+// such as "C=CH, O=Example, CN=moon" (ID_DER_ASN1_DN, attributes separated
+// by commas, without escapes or multi-valued RDNs); "" and "%any" give the
+// zero Identity.
 func ParseIdentity(s string) Identity {
 	switch {
 	case s == "" || s == "%any":
 		return Identity{}
+	case strings.Contains(s, "="):
+		if der, err := parseDN(s); err == nil {
+			return Identity{Type: ikewire.ID_DER_ASN1_DN, Data: der}
+		}
 	case strings.HasPrefix(s, "@#"):
 		if b, err := hex.DecodeString(s[2:]); err == nil {
 			return Identity{Type: ikewire.ID_KEY_ID, Data: b}
@@ -55,8 +63,13 @@ func AddrIdentity(a netip.Addr) Identity {
 // IsZero reports whether id is the zero Identity.
 func (id Identity) IsZero() bool { return id.Type == 0 && len(id.Data) == 0 }
 
-// Equal reports whether id and o are the same identity.
+// Equal reports whether id and o are the same identity. Distinguished
+// names are compared attribute by attribute, ignoring the ASN.1 string
+// types and the case of values (RFC 5280, Section 7.1).
 func (id Identity) Equal(o Identity) bool {
+	if id.Type == ikewire.ID_DER_ASN1_DN && o.Type == ikewire.ID_DER_ASN1_DN {
+		return dnEqual(id.Data, o.Data)
+	}
 	return id.Type == o.Type && bytes.Equal(id.Data, o.Data)
 }
 
@@ -73,6 +86,10 @@ func (id Identity) String() string {
 		return string(id.Data)
 	case ikewire.ID_KEY_ID:
 		return "@#" + hex.EncodeToString(id.Data)
+	case ikewire.ID_DER_ASN1_DN:
+		if s, ok := dnString(id.Data); ok {
+			return s
+		}
 	}
 	return fmt.Sprintf("id%d:%x", id.Type, id.Data)
 }
@@ -83,4 +100,115 @@ func (id Identity) payload() ikewire.Identification {
 
 func identityOf(p ikewire.Identification) Identity {
 	return Identity{Type: p.IDType, Data: bytes.Clone(p.Data)}
+}
+
+// dnAttrs are the attribute names of distinguished names in strongSwan's
+// syntax and their object identifiers (RFC 4519, RFC 5280 Appendix A).
+var dnAttrs = []struct {
+	name string
+	oid  asn1.ObjectIdentifier
+}{
+	{"C", asn1.ObjectIdentifier{2, 5, 4, 6}},
+	{"ST", asn1.ObjectIdentifier{2, 5, 4, 8}},
+	{"L", asn1.ObjectIdentifier{2, 5, 4, 7}},
+	{"O", asn1.ObjectIdentifier{2, 5, 4, 10}},
+	{"OU", asn1.ObjectIdentifier{2, 5, 4, 11}},
+	{"CN", asn1.ObjectIdentifier{2, 5, 4, 3}},
+	{"SN", asn1.ObjectIdentifier{2, 5, 4, 4}},
+	{"serialNumber", asn1.ObjectIdentifier{2, 5, 4, 5}},
+	{"T", asn1.ObjectIdentifier{2, 5, 4, 12}},
+	{"G", asn1.ObjectIdentifier{2, 5, 4, 42}},
+	{"E", asn1.ObjectIdentifier{1, 2, 840, 113549, 1, 9, 1}},
+	{"DC", asn1.ObjectIdentifier{0, 9, 2342, 19200300, 100, 1, 25}},
+	{"UID", asn1.ObjectIdentifier{0, 9, 2342, 19200300, 100, 1, 1}},
+}
+
+// parseDN encodes "C=CH, O=Example, CN=moon" as the DER RDNSequence of an
+// ID_DER_ASN1_DN identity (RFC 7296, Section 3.5), one attribute per RDN
+// in the order written. Printable values become PrintableString, others
+// UTF8String.
+func parseDN(s string) ([]byte, error) {
+	var seq pkix.RDNSequence
+	for _, part := range strings.Split(s, ",") {
+		k, v, ok := strings.Cut(strings.TrimSpace(part), "=")
+		if !ok || v == "" {
+			return nil, fmt.Errorf("ike: invalid distinguished name %q", s)
+		}
+		var oid asn1.ObjectIdentifier
+		for _, a := range dnAttrs {
+			if strings.EqualFold(a.name, k) || (a.name == "E" && strings.EqualFold(k, "emailAddress")) {
+				oid = a.oid
+			}
+		}
+		if oid == nil {
+			return nil, fmt.Errorf("ike: unknown attribute %q in distinguished name", k)
+		}
+		seq = append(seq, pkix.RelativeDistinguishedNameSET{{Type: oid, Value: v}})
+	}
+	return asn1.Marshal(seq)
+}
+
+// parseRDNs decodes a DER RDNSequence, refusing trailing data.
+func parseRDNs(der []byte) (pkix.RDNSequence, bool) {
+	var seq pkix.RDNSequence
+	rest, err := asn1.Unmarshal(der, &seq)
+	return seq, err == nil && len(rest) == 0
+}
+
+// dnEqual compares two DER distinguished names RDN by RDN: the attribute
+// types must be equal, string values equal ignoring case and string type
+// (RFC 5280, Section 7.1), other values identical.
+func dnEqual(a, b []byte) bool {
+	if bytes.Equal(a, b) {
+		return true
+	}
+	x, ok1 := parseRDNs(a)
+	y, ok2 := parseRDNs(b)
+	if !ok1 || !ok2 || len(x) != len(y) {
+		return false
+	}
+	for i := range x {
+		if len(x[i]) != len(y[i]) {
+			return false
+		}
+		for j := range x[i] {
+			p, q := x[i][j], y[i][j]
+			if !p.Type.Equal(q.Type) {
+				return false
+			}
+			ps, ok1 := p.Value.(string)
+			qs, ok2 := q.Value.(string)
+			switch {
+			case ok1 && ok2:
+				if !strings.EqualFold(ps, qs) {
+					return false
+				}
+			case ok1 != ok2 || !reflect.DeepEqual(p.Value, q.Value):
+				return false
+			}
+		}
+	}
+	return true
+}
+
+// dnString writes a DER distinguished name in strongSwan's order and
+// syntax, "C=CH, O=Example, CN=moon".
+func dnString(der []byte) (string, bool) {
+	seq, ok := parseRDNs(der)
+	if !ok {
+		return "", false
+	}
+	var parts []string
+	for _, rdn := range seq {
+		for _, at := range rdn {
+			name := at.Type.String()
+			for _, a := range dnAttrs {
+				if a.oid.Equal(at.Type) {
+					name = a.name
+				}
+			}
+			parts = append(parts, fmt.Sprintf("%s=%v", name, at.Value))
+		}
+	}
+	return strings.Join(parts, ", "), true
 }

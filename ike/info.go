@@ -18,6 +18,13 @@ import (
 func (s *session) respondInformational(x *ikeSA, pl []ikewire.Payload) ([]ikewire.Payload, func()) {
 	var resp []ikewire.Payload
 	var after func()
+	if findNotify(pl, ikewire.NotifyAuthenticationFailed) != nil && x == s.sa {
+		// RFC 7296, Section 2.21.2: the initiator did not accept our
+		// authentication; remove what IKE_AUTH installed.
+		return nil, func() {
+			s.authFailed(fmt.Errorf("%w: the peer said AUTHENTICATION_FAILED", ErrAuthFailed))
+		}
+	}
 	for _, d := range findAll[*ikewire.Delete](pl) {
 		switch d.Protocol {
 		case ikewire.ProtoIKE:

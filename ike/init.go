@@ -60,6 +60,10 @@ func (t *initTask) build(s *session, x *ikeSA) ([]ikewire.Payload, error) {
 	pl = append(pl, s.natdPayloads(x.spiI, 0)...)
 	// RFC 7383, Section 2.3.
 	pl = append(pl, &ikewire.Notify{Type: ikewire.NotifyIKEv2FragmentationSupported})
+	if s.peer.usesPubkey() {
+		// RFC 7427, Section 4: the hashes we verify signatures with.
+		pl = append(pl, sigHashesNotify())
+	}
 	return pl, nil
 }
 
@@ -125,6 +129,7 @@ func (t *initTask) complete(s *session, x *ikeSA, m *ikewire.Message, pl []ikewi
 	s.initResp = m.Raw
 	s.checkNATD(&m.Header, pl)
 	s.fragOK = findNotify(pl, ikewire.NotifyIKEv2FragmentationSupported) != nil
+	s.sigHashes = parseSigHashes(pl)
 	if err := s.deriveKeys(x, suite, gir); err != nil {
 		return err
 	}
@@ -206,6 +211,14 @@ func (s *session) respondInit(x *ikeSA, m *ikewire.Message, from, to netip.AddrP
 	if s.fragOK {
 		resp = append(resp, &ikewire.Notify{Type: ikewire.NotifyIKEv2FragmentationSupported})
 	}
+	s.sigHashes = parseSigHashes(pl)
+	if s.sigHashes != nil || anyPubkey(s.cands) {
+		// RFC 7427, Section 4.
+		resp = append(resp, sigHashesNotify())
+	}
+	// RFC 7296, Section 3.7: the CAs we trust for the initiator's
+	// certificate.
+	resp = append(resp, certReqs(s.cands...)...)
 	if err := s.deriveKeys(x, suite, gir); err != nil {
 		s.log.Warn("ike: deriving keys", "err", err)
 		s.die(nil)

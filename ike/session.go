@@ -189,7 +189,8 @@ type session struct {
 	ke                   transform.KEInitiator
 	keID                 iana.KEID
 	cookie               []byte
-	initReq, initResp    []byte // the IKE_SA_INIT messages as sent, for AUTH
+	initReq, initResp    []byte   // the IKE_SA_INIT messages as sent, for AUTH
+	sigHashes            []uint16 // the peer's SIGNATURE_HASH_ALGORITHMS (RFC 7427), nil if none
 	localID, remoteID    Identity
 	tasks                []task
 	children             []*child

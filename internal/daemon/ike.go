@@ -123,11 +123,13 @@ func ikePeers(cfg *config.Config, refs func(conn, child string) uint32) ([]ike.P
 			}
 			p.Proposals = append(p.Proposals, ip)
 		}
-		if c.Local.Method != config.AuthPSK || c.Remote.Method != config.AuthPSK {
-			return nil, fmt.Errorf("daemon: connection %s: only psk authentication is implemented (pubkey: not yet)", c.Name)
-		}
 		p.LocalID, p.RemoteID = ike.ParseIdentity(c.Local.ID), ike.ParseIdentity(c.Remote.ID)
-		p.PSK = pskLookup(cfg.Secrets)
+		if c.Local.Method == config.AuthPSK || c.Remote.Method == config.AuthPSK {
+			p.PSK = pskLookup(cfg.Secrets)
+		}
+		if err := pubkeyAuth(&p, c); err != nil {
+			return nil, fmt.Errorf("daemon: connection %s: %w", c.Name, err)
+		}
 		for _, ch := range c.Children {
 			cc := ike.ChildConfig{Name: ch.Name, Ref: refs(c.Name, ch.Name), Mode: ch.Mode, LocalTS: ch.LocalTS, RemoteTS: ch.RemoteTS,
 				Protocol: ch.Protocol, RekeyTime: ch.RekeyTime, ReplayWindow: ch.ReplayWindow}
