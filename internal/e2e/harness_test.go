@@ -51,6 +51,21 @@ func TestMain(m *testing.M) {
 			defer os.RemoveAll(dir)
 			buildErr = build(dir)
 			binDir = dir
+			if os.Getenv("GOIPSEC_E2E_RACE") != "" {
+				// The daemons inherit GORACE and write any race report
+				// to a file here; one report fails the run.
+				os.Setenv("GORACE", "log_path="+filepath.Join(dir, "race"))
+				defer func() {
+					reports, _ := filepath.Glob(filepath.Join(dir, "race.*"))
+					for _, r := range reports {
+						b, _ := os.ReadFile(r)
+						fmt.Fprintf(os.Stderr, "e2e: race report %s:\n%s\n", r, b)
+					}
+					if len(reports) > 0 {
+						os.Exit(1)
+					}
+				}()
+			}
 		}
 		return m.Run()
 	}()
@@ -77,7 +92,13 @@ func build(dir string) error {
 	if err != nil {
 		gobin = filepath.Join(os.Getenv("GOROOT"), "bin", "go")
 	}
-	cmd := exec.Command(gobin, "build", "-o", dir+string(filepath.Separator), "./cmd/ipsecd", "./cmd/ipsecctl")
+	args := []string{"build", "-o", dir + string(filepath.Separator)}
+	if os.Getenv("GOIPSEC_E2E_RACE") != "" {
+		// GOIPSEC_E2E_RACE=1 builds the daemons with the race detector,
+		// which then checks them under real traffic.
+		args = append(args, "-race")
+	}
+	cmd := exec.Command(gobin, append(args, "./cmd/ipsecd", "./cmd/ipsecctl")...)
 	cmd.Dir = root
 	if out, err := cmd.CombinedOutput(); err != nil {
 		return fmt.Errorf("e2e: go build: %v\n%s", err, out)
