@@ -140,6 +140,10 @@ type IKEProposal struct {
 	Integ   []string // empty for AEAD proposals
 	PRF     []string // "prfsha256", ...; empty means derived from Integ
 	KE      []iana.KEID
+	// AddKE[i] lists the Additional Key Exchange i+1 methods ("ke1_mlkem768",
+	// RFC 9370, Section 2.2.1); a KENone entry ("ke1_none") makes it
+	// optional.
+	AddKE [7][]iana.KEID
 }
 
 // Child is a CHILD SA configuration (connections.<conn>.children.<name>).

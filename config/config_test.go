@@ -268,6 +268,7 @@ secrets: {ike: [{secret: s3cret}]}
 		{"bad addr", "connections:\n  c:\n    local_addrs: [192.0.2.1, 'bad addr']\n", "f.yaml:3: connections.c.local_addrs[1]: \"bad addr\" is not"},
 		{"ike proposal", "connections:\n  c:\n    proposals: [aes256gcm16-prfsha256-x25519, aes256gcm16-x25519]\n", "f.yaml:3: connections.c.proposals[1]: \"aes256gcm16-x25519\": an AEAD proposal needs a PRF"},
 		{"ike proposal keyword", "connections:\n  c:\n    proposals:\n      - aes128-sha256-modp1024\n", "f.yaml:4: connections.c.proposals[0]: \"aes128-sha256-modp1024\": key exchange method \"modp1024\" is too weak"},
+		{"ike proposal additional KE", "connections:\n  c:\n    proposals: [aes256gcm16-prfsha256-x25519-ke1_mlkem768-ke2_none, aes256gcm16-prfsha256-x25519-ke1_mlkem9]\n", "f.yaml:3: connections.c.proposals[1]: \"aes256gcm16-prfsha256-x25519-ke1_mlkem9\": unknown keyword \"mlkem9\""},
 		{"ike proposal no KE", "connections:\n  c:\n    proposals: aes128-sha256\n", "f.yaml:3: connections.c.proposals[0]: \"aes128-sha256\": no key exchange method"},
 		{"dpd", "connections:\n  c:\n    dpd_delay: soon\n", "f.yaml:3: connections.c.dpd_delay: \"soon\": invalid duration"},
 		{"encap", "connections:\n  c:\n    encap: maybe\n", "f.yaml:3: connections.c.encap: must be true or false"},

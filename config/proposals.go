@@ -82,6 +82,17 @@ func parseIKEProposal(text string) (IKEProposal, error) {
 			p.Integ = append(p.Integ, kw)
 		case ikePRF[kw]:
 			p.PRF = append(p.PRF, kw)
+		case len(kw) > 4 && strings.HasPrefix(kw, "ke") && kw[2] >= '1' && kw[2] <= '7' && kw[3] == '_':
+			// RFC 9370, Section 2.2.1: Additional Key Exchange 1 to 7,
+			// strongSwan's "ke1_mlkem768" and "ke1_none".
+			id := iana.KENone
+			if kw[4:] != "none" {
+				var err error
+				if id, err = keKeyword(kw[4:]); err != nil {
+					return p, err
+				}
+			}
+			p.AddKE[kw[2]-'1'] = append(p.AddKE[kw[2]-'1'], id)
 		default:
 			id, err := keKeyword(kw)
 			if err != nil {

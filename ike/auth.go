@@ -2,6 +2,7 @@ package ike
 
 import (
 	"crypto/x509"
+	"errors"
 	"fmt"
 	"net/netip"
 
@@ -48,12 +49,18 @@ func (s *session) psk(local, remote Identity) []byte {
 
 // authData returns AUTH = prf(prf(Shared Secret, "Key Pad for IKEv2"),
 // <SignedOctets>) for the side whose first message was msg (RFC 7296,
-// Section 2.15).
-func authData(x *ikeSA, psk, msg, nonce []byte, initiator bool, id ikewire.Identification) []byte {
-	return keys.PSKAuth(x.prf, psk, keys.SignedOctets(msg, nonce, x.keys.MACedID(initiator, id.Body())))
+// Section 2.15), with intAuth appended after IKE_INTERMEDIATE exchanges
+// (RFC 9242, Section 3.3.2).
+func authData(x *ikeSA, psk, msg, nonce []byte, initiator bool, id ikewire.Identification, intAuth [][]byte) []byte {
+	return keys.PSKAuth(x.prf, psk, keys.SignedOctets(msg, nonce, x.keys.MACedID(initiator, id.Body()), intAuth...))
 }
 
 func (t *authTask) build(s *session, x *ikeSA) ([]ikewire.Payload, error) {
+	if s.addKENext < len(s.addKEs()) {
+		return nil, errors.New("ike: IKE_AUTH before the additional key exchanges completed")
+	}
+	// RFC 9242, Section 3.3.2: the Message ID of IKE_AUTH is signed.
+	s.authMID = x.nextID
 	s.localID = s.localIdentity()
 	idi := &ikewire.IDi{Identification: s.localID.payload()}
 	auth, err := s.authPayload(x, s.initReq, s.nr, true, idi.Identification, s.peer.RemoteID)

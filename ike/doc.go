@@ -19,9 +19,12 @@
 // new CHILD SAs (with PFS), CHILD SA and IKE SA rekeying, INFORMATIONAL
 // with Delete and liveness checks, retransmission with exponential backoff,
 // the response cache, traffic selector narrowing (Section 2.9) and
-// transport mode. Not implemented: certificates and EAP authentication,
-// configuration payloads, MOBIKE, IKE_INTERMEDIATE and additional key
-// exchanges (RFC 9370), redirects, and the full simultaneous-rekey
+// transport mode; additional key exchanges for the IKE SA (RFC 9370, such
+// as ML-KEM after X25519) in IKE_INTERMEDIATE exchanges (RFC 9242) and, when
+// it is rekeyed, in IKE_FOLLOWUP_KE exchanges, and ML-KEM as the only key
+// exchange. Not implemented: EAP authentication, additional key exchanges
+// for CHILD SAs (refused by Manager.SetPeers), configuration payloads,
+// MOBIKE, redirects, and the full simultaneous-rekey
 // resolution of Section 2.8.1 (a colliding rekey is refused with
 // TEMPORARY_FAILURE and retried after a random delay, RFC 7296, Section
 // 2.25).

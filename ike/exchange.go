@@ -2,6 +2,7 @@ package ike
 
 import (
 	"errors"
+	"fmt"
 	"math"
 	"net/netip"
 	"time"
@@ -54,7 +55,8 @@ func (s *session) startRequest(x *ikeSA, t task) {
 	if err != nil {
 		s.log.Warn("ike: cannot build request", "exchange", t.exchange(), "err", err)
 		t.abort(s)
-		if _, ok := t.(*authTask); ok {
+		switch t.(type) {
+		case *authTask, *intermediateTask:
 			s.die(err)
 		}
 		return
@@ -63,7 +65,8 @@ func (s *session) startRequest(x *ikeSA, t task) {
 	if err != nil {
 		s.log.Warn("ike: cannot encode request", "exchange", t.exchange(), "err", err)
 		t.abort(s)
-		if _, ok := t.(*initTask); ok {
+		switch t.(type) {
+		case *initTask, *intermediateTask, *authTask:
 			s.die(err)
 		}
 		return
@@ -216,7 +219,27 @@ func (s *session) recvRequest(x *ikeSA, m *ikewire.Message, from, to netip.AddrP
 			resp = []ikewire.Payload{&ikewire.Notify{Type: ikewire.NotifyInvalidSyntax}}
 			break
 		}
+		if s.addKENext < len(s.addKEs()) {
+			// RFC 9370, Section 2.2.2: every additional key exchange
+			// comes before IKE_AUTH.
+			err := fmt.Errorf("ike: IKE_AUTH before the additional key exchanges completed: %w", errSyntax)
+			resp, after = []ikewire.Payload{&ikewire.Notify{Type: ikewire.NotifyInvalidSyntax}}, func() { s.die(err) }
+			break
+		}
+		s.authMID = m.MessageID
 		resp, after = s.respondAuth(x, pl, from, to)
+	case ikewire.IKE_FOLLOWUP_KE:
+		if s.state != StateEstablished {
+			resp = []ikewire.Payload{&ikewire.Notify{Type: ikewire.NotifyInvalidSyntax}}
+			break
+		}
+		resp, after = s.respondFollowup(x, pl)
+	case ikewire.IKE_INTERMEDIATE:
+		if s.state != StateConnecting {
+			resp = []ikewire.Payload{&ikewire.Notify{Type: ikewire.NotifyInvalidSyntax}}
+			break
+		}
+		resp, after = s.respondIntermediate(x, m, pl)
 	case ikewire.CREATE_CHILD_SA:
 		if s.state != StateEstablished && s.state != StateDeleting {
 			resp = []ikewire.Payload{&ikewire.Notify{Type: ikewire.NotifyInvalidSyntax}}

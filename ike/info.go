@@ -129,7 +129,7 @@ type ikeRekeyTask struct {
 func (*ikeRekeyTask) exchange() ikewire.ExchangeType { return ikewire.CREATE_CHILD_SA }
 
 func (t *ikeRekeyTask) build(s *session, x *ikeSA) ([]ikewire.Payload, error) {
-	if x != s.sa || s.old != nil {
+	if x != s.sa || s.old != nil || s.followup != nil {
 		return nil, errors.New("ike: an IKE SA rekey is already in progress")
 	}
 	if t.spi == 0 {
@@ -197,12 +197,33 @@ func (t *ikeRekeyTask) complete(s *session, x *ikeSA, pl []ikewire.Payload) erro
 	if err != nil {
 		return err
 	}
-	defer clear(gir)
-	nx := &ikeSA{initiator: true, spiI: t.spi, spiR: spi64Value(spiR)}
-	if err := s.rekeyIKE(x, nx, suite, t.ni, nonce.Data, gir); err != nil {
+	t.ke = nil
+	f := &followupKE{suite: suite, spiI: t.spi, spiR: spi64Value(spiR), ni: t.ni, nr: bytes.Clone(nonce.Data), secrets: [][]byte{gir}}
+	if suite.hasAddKE() {
+		// RFC 9370, Section 2.2.4: the additional key exchanges follow
+		// in IKE_FOLLOWUP_KE exchanges, linked by the responder's
+		// ADDITIONAL_KEY_EXCHANGE notification.
+		n := findNotify(pl, ikewire.NotifyAdditionalKeyExchange)
+		if n == nil || len(n.Data) == 0 {
+			f.destroy()
+			return fmt.Errorf("ike: IKE SA rekey response without ADDITIONAL_KEY_EXCHANGE: %w", errSyntax)
+		}
+		f.link = bytes.Clone(n.Data)
+		s.startRequest(x, &followupTask{f: f})
+		return nil
+	}
+	return s.finishIKERekey(x, f)
+}
+
+// finishIKERekey moves the session to the new IKE SA once every key
+// exchange of the rekey is done, and deletes the old one (RFC 7296, Section
+// 1.3.2).
+func (s *session) finishIKERekey(x *ikeSA, f *followupKE) error {
+	defer f.destroy()
+	nx := &ikeSA{initiator: true, spiI: f.spiI, spiR: f.spiR}
+	if err := s.rekeyIKE(x, nx, f.suite, f.ni, f.nr, f.secrets...); err != nil {
 		return err
 	}
-	// Delete the old IKE SA (RFC 7296, Section 1.3.2).
 	s.startRequest(x, &deleteIKETask{old: true})
 	return nil
 }
@@ -214,9 +235,11 @@ func (t *ikeRekeyTask) abort(s *session) {
 }
 
 // rekeyIKE derives the new IKE SA's keys, SKEYSEED = prf(SK_d (old), g^ir
-// (new) | Ni | Nr) (RFC 7296, Section 2.18), and moves the session to it.
-func (s *session) rekeyIKE(x, nx *ikeSA, suite ikeSuite, ni, nr, gir []byte) error {
-	seed, err := x.keys.Rekey(ni, nr, gir)
+// (new) | Ni | Nr) (RFC 7296, Section 2.18), or prf(SK_d (old), SK(0) | Ni |
+// Nr | SK(1) | ... | SK(n)) with additional key exchanges (RFC 9370,
+// Section 2.2.4), and moves the session to it.
+func (s *session) rekeyIKE(x, nx *ikeSA, suite ikeSuite, ni, nr []byte, secrets ...[]byte) error {
+	seed, err := x.keys.Rekey(ni, nr, secrets...)
 	if err != nil {
 		return err
 	}
@@ -241,7 +264,7 @@ func (s *session) respondIKERekey(x *ikeSA, pl []ikewire.Payload) ([]ikewire.Pay
 	errResp := func(t ikewire.NotifyType, data []byte) ([]ikewire.Payload, func()) {
 		return []ikewire.Payload{&ikewire.Notify{Type: t, Data: data}}, nil
 	}
-	if s.old != nil || s.rekeying() {
+	if s.old != nil || s.rekeying() || s.followup != nil {
 		// RFC 7296, Section 2.25: a rekey collides with ours.
 		return errResp(ikewire.NotifyTemporaryFailure, nil)
 	}
@@ -270,25 +293,36 @@ func (s *session) respondIKERekey(x *ikeSA, pl []ikewire.Payload) ([]ikewire.Pay
 	if err != nil {
 		return errResp(ikewire.NotifyInvalidSyntax, nil)
 	}
-	defer clear(gir)
 	nr := s.random(nonceLen)
 	spiR := s.m.newIKESPI()
-	nx := &ikeSA{initiator: false, spiI: spi64Value(spiI), spiR: spiR}
-	if err := s.rekeyIKE(x, nx, suite, bytes.Clone(nonce.Data), nr, gir); err != nil {
-		s.m.releaseIKESPI(spiR)
-		return errResp(ikewire.NotifyNoProposalChosen, nil)
-	}
-	return []ikewire.Payload{
+	resp := []ikewire.Payload{
 		&ikewire.SA{Proposals: []ikewire.Proposal{suite.wire(num, spi64Bytes(spiR))}},
 		&ikewire.Nonce{Data: nr},
 		&ikewire.KE{Group: uint16(suite.ke), Data: ours},
-	}, nil
+	}
+	f := &followupKE{suite: suite, spiI: spi64Value(spiI), spiR: spiR, ni: bytes.Clone(nonce.Data), nr: nr, secrets: [][]byte{gir}}
+	if suite.hasAddKE() {
+		// RFC 9370, Section 2.2.4: wait for the IKE_FOLLOWUP_KE
+		// exchanges, linked by our notification.
+		f.link = s.random(followupLinkLen)
+		f.until = s.now().Add(followupTimeout)
+		s.followup = f
+		return append(resp, &ikewire.Notify{Type: ikewire.NotifyAdditionalKeyExchange, Data: f.link}), nil
+	}
+	defer f.destroy()
+	nx := &ikeSA{initiator: false, spiI: f.spiI, spiR: spiR}
+	if err := s.rekeyIKE(x, nx, suite, f.ni, nr, f.secrets...); err != nil {
+		s.m.releaseIKESPI(spiR)
+		return errResp(ikewire.NotifyNoProposalChosen, nil)
+	}
+	return resp, nil
 }
 
 // rekeying reports whether we are rekeying the IKE SA ourselves.
 func (s *session) rekeying() bool {
 	if a := s.sa.active; a != nil {
-		if _, ok := a.t.(*ikeRekeyTask); ok {
+		switch a.t.(type) {
+		case *ikeRekeyTask, *followupTask:
 			return true
 		}
 	}

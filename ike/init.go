@@ -64,6 +64,11 @@ func (t *initTask) build(s *session, x *ikeSA) ([]ikewire.Payload, error) {
 		// RFC 7427, Section 4: the hashes we verify signatures with.
 		pl = append(pl, sigHashesNotify())
 	}
+	if hasAddKE(s.peer.proposals()) {
+		// RFC 9370, Section 2.2.1: additional key exchanges need
+		// IKE_INTERMEDIATE (RFC 9242, Section 3).
+		pl = append(pl, &ikewire.Notify{Type: ikewire.NotifyIntermediateExchangeSupported})
+	}
 	return pl, nil
 }
 
@@ -130,11 +135,17 @@ func (t *initTask) complete(s *session, x *ikeSA, m *ikewire.Message, pl []ikewi
 	s.checkNATD(&m.Header, pl)
 	s.fragOK = findNotify(pl, ikewire.NotifyIKEv2FragmentationSupported) != nil
 	s.sigHashes = parseSigHashes(pl)
+	if suite.hasAddKE() && findNotify(pl, ikewire.NotifyIntermediateExchangeSupported) == nil {
+		// RFC 9370, Section 2.2.1: the additional key exchanges run in
+		// IKE_INTERMEDIATE, which the responder must support.
+		return fmt.Errorf("ike: the responder chose additional key exchanges without INTERMEDIATE_EXCHANGE_SUPPORTED: %w", errSyntax)
+	}
 	if err := s.deriveKeys(x, suite, gir); err != nil {
 		return err
 	}
 	clear(gir)
 	s.ke = nil
+	s.queueIntermediate()
 	if s.natLocal || s.natRemote || s.peer.Encap {
 		// RFC 7296, Section 2.23: after IKE_SA_INIT, move to port 4500.
 		s.local = netip.AddrPortFrom(s.local.Addr(), s.cfg.NATTPort)
@@ -185,6 +196,14 @@ func (s *session) respondInit(x *ikeSA, m *ikewire.Message, from, to netip.AddrP
 		s.initError(m, from, to, ikewire.NotifyNoProposalChosen, nil)
 		return
 	}
+	interOK := findNotify(pl, ikewire.NotifyIntermediateExchangeSupported) != nil
+	if suite.hasAddKE() && !interOK {
+		// RFC 9370, Section 2.2.1: additional key exchanges run in
+		// IKE_INTERMEDIATE, which the initiator did not announce.
+		s.log.Info("ike: additional key exchanges chosen without INTERMEDIATE_EXCHANGE_SUPPORTED", "from", from)
+		s.initError(m, from, to, ikewire.NotifyNoProposalChosen, nil)
+		return
+	}
 	if !keOK {
 		// RFC 7296, Section 1.2: name the method we want.
 		s.initError(m, from, to, ikewire.NotifyInvalidKEPayload, binary.BigEndian.AppendUint16(nil, uint16(suite.ke)))
@@ -210,6 +229,10 @@ func (s *session) respondInit(x *ikeSA, m *ikewire.Message, from, to netip.AddrP
 	resp = append(resp, s.natdPayloads(x.spiI, x.spiR)...)
 	if s.fragOK {
 		resp = append(resp, &ikewire.Notify{Type: ikewire.NotifyIKEv2FragmentationSupported})
+	}
+	if interOK {
+		// RFC 9242, Section 3.
+		resp = append(resp, &ikewire.Notify{Type: ikewire.NotifyIntermediateExchangeSupported})
 	}
 	s.sigHashes = parseSigHashes(pl)
 	if s.sigHashes != nil || anyPubkey(s.cands) {

@@ -62,7 +62,27 @@ func ikeOffer(p transform.IKEProposal) offer {
 	for _, id := range p.KE {
 		o.add(xform{typ: ikewire.TransformKE, id: uint16(id)})
 	}
+	// RFC 9370, Section 2.2.1: Transform Types 6 to 12, Additional Key
+	// Exchange 1 to 7; NONE (0) in a list makes that exchange optional.
+	for i, l := range p.AddKE {
+		for _, id := range l {
+			o.add(xform{typ: ikewire.TransformADDKE1 + ikewire.TransformType(i), id: uint16(id)})
+		}
+	}
 	return o
+}
+
+// hasAddKE reports whether any of the proposals has an additional key
+// exchange (RFC 9370), optional or not.
+func hasAddKE(ps []transform.IKEProposal) bool {
+	for _, p := range ps {
+		for _, l := range p.AddKE {
+			if len(l) > 0 {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 // childOffer converts a configured ESP or AH proposal; withKE false drops
@@ -107,7 +127,7 @@ func (o *offer) add(x xform) {
 // wire returns the offer as a Proposal substructure.
 func (o offer) wire() ikewire.Proposal {
 	p := ikewire.Proposal{Num: o.num, Protocol: o.proto, SPI: o.spi}
-	for _, t := range []ikewire.TransformType{ikewire.TransformENCR, ikewire.TransformPRF, ikewire.TransformINTEG, ikewire.TransformKE, ikewire.TransformESN} {
+	for _, t := range wireOrder {
 		for _, x := range o.lists[t] {
 			tr := ikewire.Transform{Type: x.typ, ID: x.id}
 			if x.bits != 0 {
@@ -118,6 +138,11 @@ func (o offer) wire() ikewire.Proposal {
 	}
 	return p
 }
+
+// wireOrder is the order of transform types in the proposals we send.
+var wireOrder = []ikewire.TransformType{ikewire.TransformENCR, ikewire.TransformPRF, ikewire.TransformINTEG, ikewire.TransformKE, ikewire.TransformESN,
+	ikewire.TransformADDKE1, ikewire.TransformADDKE1 + 1, ikewire.TransformADDKE1 + 2, ikewire.TransformADDKE1 + 3,
+	ikewire.TransformADDKE1 + 4, ikewire.TransformADDKE1 + 5, ikewire.TransformADDKE7}
 
 // parseOffer converts a received Proposal substructure. Transforms with
 // attributes other than Key Length are dropped (RFC 7296, Section 3.3.6:
@@ -168,11 +193,16 @@ func pick(ours, theirs []xform, none bool) (xform, bool) {
 }
 
 // known transform types; a received proposal that requires any other type
-// (such as RFC 9370's additional key exchanges without NONE) cannot match.
-func unknownRequired(theirs offer) bool {
+// cannot match. addKE says whether the additional key exchanges of RFC 9370
+// (Types 6 to 12) are known here: they are for IKE_SA_INIT, not for CHILD
+// SAs, whose IKE_FOLLOWUP_KE exchanges are not implemented.
+func unknownRequired(theirs offer, addKE bool) bool {
 	for t, l := range theirs.lists {
 		switch t {
 		case ikewire.TransformENCR, ikewire.TransformPRF, ikewire.TransformINTEG, ikewire.TransformKE, ikewire.TransformESN:
+			continue
+		}
+		if addKE && t >= ikewire.TransformADDKE1 && t <= ikewire.TransformADDKE7 {
 			continue
 		}
 		if !slices.ContainsFunc(l, func(x xform) bool { return x.id == 0 }) {
@@ -188,7 +218,13 @@ type ikeSuite struct {
 	integ iana.IntegID
 	prf   iana.PRFID
 	ke    iana.KEID
+	// addKE are the Additional Key Exchange 1 to 7 methods, KENone for
+	// those not negotiated (RFC 9370, Section 2.2.1).
+	addKE [7]iana.KEID
 }
+
+// hasAddKE reports whether the suite has additional key exchanges.
+func (s ikeSuite) hasAddKE() bool { return s.addKE != [7]iana.KEID{} }
 
 func (s ikeSuite) keys() keys.Suite { return keys.Suite{PRF: s.prf, Encr: s.encr, Integ: s.integ} }
 
@@ -202,6 +238,11 @@ func (s ikeSuite) String() string {
 		b.WriteString("-" + prf.String())
 	}
 	b.WriteString("-" + transform.KEName(s.ke))
+	for i, k := range s.addKE {
+		if k != iana.KENone {
+			fmt.Fprintf(&b, "-ke%d_%s", i+1, transform.KEName(k))
+		}
+	}
 	return b.String()
 }
 
@@ -215,7 +256,7 @@ func integName(id iana.IntegID) string {
 // matchIKE matches one of our offers with one of theirs (RFC 7296, Section
 // 3.3.6). ke, when not KENone, restricts the key exchange method.
 func matchIKE(ours, theirs offer, ke iana.KEID) (ikeSuite, bool) {
-	if theirs.proto != ikewire.ProtoIKE || unknownRequired(theirs) {
+	if theirs.proto != ikewire.ProtoIKE || unknownRequired(theirs, true) {
 		return ikeSuite{}, false
 	}
 	var s ikeSuite
@@ -268,6 +309,16 @@ func matchIKE(ours, theirs offer, ke iana.KEID) (ikeSuite, bool) {
 		return ikeSuite{}, false
 	}
 	s.ke = iana.KEID(k.id)
+	// RFC 9370, Section 2.2.1: each Additional Key Exchange type is
+	// negotiated like the others; an absent type stands for NONE.
+	for i := range s.addKE {
+		t := ikewire.TransformADDKE1 + ikewire.TransformType(i)
+		a, ok := pick(ours.lists[t], theirs.lists[t], true)
+		if !ok {
+			return ikeSuite{}, false
+		}
+		s.addKE[i] = iana.KEID(a.id)
+	}
 	return s, true
 }
 
@@ -280,6 +331,11 @@ func (s ikeSuite) wire(num uint8, spi []byte) ikewire.Proposal {
 		o.add(xform{typ: ikewire.TransformINTEG, id: uint16(s.integ)})
 	}
 	o.add(xform{typ: ikewire.TransformKE, id: uint16(s.ke)})
+	for i, k := range s.addKE {
+		if k != iana.KENone {
+			o.add(xform{typ: ikewire.TransformADDKE1 + ikewire.TransformType(i), id: uint16(k)})
+		}
+	}
 	return o.wire()
 }
 
@@ -346,7 +402,7 @@ type childSuite struct {
 // matchChild matches our child offer with theirs. withKE false ignores KE
 // transforms on both sides (IKE_AUTH, RFC 7296, Section 1.2).
 func matchChild(ours, theirs offer, withKE bool) (childSuite, bool) {
-	if theirs.proto != ours.proto || unknownRequired(theirs) {
+	if theirs.proto != ours.proto || unknownRequired(theirs, false) {
 		return childSuite{}, false
 	}
 	var s childSuite

@@ -150,12 +150,12 @@ func (s *session) authPayload(x *ikeSA, msg, nonce []byte, initiator bool, id ik
 		if psk == nil {
 			return nil, fmt.Errorf("ike: no pre-shared key for %s and %s", s.localID, remote)
 		}
-		return &ikewire.Auth{Method: ikewire.AuthSharedKeyMIC, Data: authData(x, psk, msg, nonce, initiator, id)}, nil
+		return &ikewire.Auth{Method: ikewire.AuthSharedKeyMIC, Data: authData(x, psk, msg, nonce, initiator, id, s.intAuth())}, nil
 	}
 	if s.peer.LocalKey == nil || len(s.peer.LocalCerts) == 0 {
 		return nil, fmt.Errorf("ike: peer %q: pubkey authentication needs LocalCerts and LocalKey", s.peer.Name)
 	}
-	octets := keys.SignedOctets(msg, nonce, x.keys.MACedID(initiator, id.Body()))
+	octets := keys.SignedOctets(msg, nonce, x.keys.MACedID(initiator, id.Body()), s.intAuth()...)
 	return signAuth(s.peer.LocalKey, s.peer.RSAPSS, s.sigHashes, octets, s.rand())
 }
 
@@ -169,7 +169,7 @@ func (s *session) verifyAuth(x *ikeSA, auth *ikewire.Auth, pl []ikewire.Payload,
 			return fmt.Errorf("%w: the peer (%s) authenticates with method %d, not a pre-shared key", ErrAuthFailed, remote, auth.Method)
 		}
 		psk := s.psk(s.localID, remote)
-		if psk == nil || !hmacEqual(auth.Data, authData(x, psk, msg, nonce, initiator, id)) {
+		if psk == nil || !hmacEqual(auth.Data, authData(x, psk, msg, nonce, initiator, id, s.intAuth())) {
 			return fmt.Errorf("%w: the peer's (%s) AUTH payload does not verify", ErrAuthFailed, remote)
 		}
 		return nil
@@ -184,7 +184,7 @@ func (s *session) verifyAuth(x *ikeSA, auth *ikewire.Auth, pl []ikewire.Payload,
 	if err := matchCert(remote, leaf); err != nil {
 		return fmt.Errorf("%w: the peer (%s): %v", ErrAuthFailed, remote, err)
 	}
-	octets := keys.SignedOctets(msg, nonce, x.keys.MACedID(initiator, id.Body()))
+	octets := keys.SignedOctets(msg, nonce, x.keys.MACedID(initiator, id.Body()), s.intAuth()...)
 	if err := verifySig(leaf.PublicKey, auth.Method, auth.Data, octets); err != nil {
 		return fmt.Errorf("%w: the peer's (%s) AUTH signature: %v", ErrAuthFailed, remote, err)
 	}

@@ -17,7 +17,6 @@ import (
 	"bytes"
 	"crypto/sha1"
 	"encoding/binary"
-	"errors"
 	"io"
 	"log/slog"
 	"net/netip"
@@ -189,8 +188,12 @@ type session struct {
 	ke                   transform.KEInitiator
 	keID                 iana.KEID
 	cookie               []byte
-	initReq, initResp    []byte   // the IKE_SA_INIT messages as sent, for AUTH
-	sigHashes            []uint16 // the peer's SIGNATURE_HASH_ALGORITHMS (RFC 7427), nil if none
+	initReq, initResp    []byte      // the IKE_SA_INIT messages as sent, for AUTH
+	sigHashes            []uint16    // the peer's SIGNATURE_HASH_ALGORITHMS (RFC 7427), nil if none
+	addKENext            int         // additional key exchanges completed (RFC 9370)
+	intAuthI, intAuthR   []byte      // the IntAuth chain of IKE_INTERMEDIATE (RFC 9242, Section 3.3.1)
+	authMID              uint32      // the Message ID of IKE_AUTH (RFC 9242, Section 3.3.2)
+	followup             *followupKE // responder: an IKE SA rekey waiting for IKE_FOLLOWUP_KE (RFC 9370)
 	localID, remoteID    Identity
 	tasks                []task
 	children             []*child
@@ -347,6 +350,11 @@ func (s *session) tick() {
 	if s.old != nil && s.old.active == nil && !s.oldUntil.IsZero() && !now.Before(s.oldUntil) {
 		s.retireOld()
 	}
+	if s.followup != nil && !now.Before(s.followup.until) {
+		// RFC 9370, Section 2.2.4: the initiator did not continue.
+		s.log.Info("ike: IKE SA rekey abandoned: no IKE_FOLLOWUP_KE", "peer", s.peerName())
+		s.dropFollowup()
+	}
 	for _, c := range s.children {
 		if c.state == childInstalled && !c.rekeyAt.IsZero() && !now.Before(c.rekeyAt) {
 			c.rekeyAt = time.Time{}
@@ -397,6 +405,9 @@ func (s *session) deadline() time.Time {
 	if s.old != nil && s.old.active == nil {
 		at(s.oldUntil)
 	}
+	if s.followup != nil {
+		at(s.followup.until)
+	}
 	for _, c := range s.children {
 		switch c.state {
 		case childInstalled:
@@ -431,7 +442,7 @@ func (s *session) kick() {
 	if s.state == StateConnecting {
 		// Only the handshake runs before the IKE SA is established.
 		switch t.(type) {
-		case *initTask, *authTask:
+		case *initTask, *intermediateTask, *authTask:
 		default:
 			return
 		}
@@ -550,6 +561,7 @@ func (s *session) die(err error) {
 		}
 	}
 	s.tasks = nil
+	s.dropFollowup()
 	if s.state == StateEstablished || s.state == StateDeleting || err != nil {
 		s.emit(EventIKEDown, "", nil, err)
 	}
@@ -691,8 +703,3 @@ func notifyErr(n *ikewire.Notify) error {
 }
 
 var errSyntax = &NotifyError{Type: ikewire.NotifyInvalidSyntax}
-
-func isNotify(err error, t ikewire.NotifyType) bool {
-	var ne *NotifyError
-	return errors.As(err, &ne) && ne.Type == t
-}

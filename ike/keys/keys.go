@@ -224,16 +224,30 @@ func (k *IKESAKeys) skp(initiator bool) []byte {
 // Rekey returns the SKEYSEED of the IKE SA that replaces this one in a
 // CREATE_CHILD_SA exchange: prf(SK_d (old), g^ir (new) | Ni | Nr), with this
 // (old) SA's PRF (RFC 7296, Section 2.18). With additional key exchanges
-// (RFC 9370, Section 2.2.4) secrets are the shared secrets in order, SK(0) |
-// SK(1) | ... | SK(n). A key exchange is required (Section 2.18: MUST NOT
-// propose NONE). ni and nr are the nonces of the rekeying exchange. Derive
-// the new keys with the new SA's suite and SPIs.
+// secrets are the shared secrets in order and the nonces follow the first:
+// prf(SK_d, SK(0) | Ni | Nr | SK(1) | ... | SK(n)) (RFC 9370, Section
+// 2.2.4). A key exchange is required (Section 2.18: MUST NOT propose NONE).
+// ni and nr are the nonces of the rekeying exchange. Derive the new keys
+// with the new SA's suite and SPIs.
 func (k *IKESAKeys) Rekey(ni, nr []byte, secrets ...[]byte) (SKEYSEED, error) {
 	if len(secrets) == 0 || len(secrets[0]) == 0 {
 		return SKEYSEED{}, errors.New("keys: rekeying an IKE SA requires a new key exchange (RFC 7296, Section 2.18)")
 	}
-	data := append(append(make([][]byte, 0, len(secrets)+2), secrets...), ni, nr)
-	return SKEYSEED{b: k.prf.Sum(k.d, data...)}, nil
+	return SKEYSEED{b: k.prf.Sum(k.d, rekeyData(ni, nr, secrets)...)}, nil
+}
+
+// rekeyData returns [SK(0) |] Ni | Nr [| SK(1) | ... | SK(n)], the data of
+// RFC 7296, Sections 2.17 and 2.18, extended by RFC 9370, Section 2.2.4.
+func rekeyData(ni, nr []byte, secrets [][]byte) [][]byte {
+	out := make([][]byte, 0, len(secrets)+2)
+	if len(secrets) > 0 {
+		out = append(out, secrets[0])
+	}
+	out = append(out, ni, nr)
+	if len(secrets) > 1 {
+		out = append(out, secrets[1:]...)
+	}
+	return out
 }
 
 // AddKE returns the keys that replace these after an additional key
@@ -257,8 +271,8 @@ func (k *IKESAKeys) AddKE(secret []byte) (*IKESAKeys, error) {
 // or transform.ParseAH, or transform.SuiteFor): KEYMAT = prf+(SK_d, Ni |
 // Nr), or prf+(SK_d, g^ir (new) | Ni | Nr) with a key exchange for perfect
 // forward secrecy (RFC 7296, Section 2.17), or with the shared secrets of
-// several key exchanges in order, SK(0) | ... | SK(n) (RFC 9370, Section
-// 2.2.4). ni and nr are the nonces of the exchange that creates the Child
+// several key exchanges in order, prf+(SK_d, SK(0) | Ni | Nr | SK(1) | ... |
+// SK(n)) (RFC 9370, Section 2.2.4). ni and nr are the nonces of the exchange that creates the Child
 // SA: of IKE_SA_INIT for the first one, of CREATE_CHILD_SA after.
 func (k *IKESAKeys) Child(s transform.Suite, ni, nr []byte, secrets ...[]byte) (*ChildKeys, error) {
 	l := s.KeyLen()
@@ -270,7 +284,7 @@ func (k *IKESAKeys) Child(s transform.Suite, ni, nr []byte, secrets ...[]byte) (
 			return nil, errors.New("keys: empty shared secret")
 		}
 	}
-	seed := concat(append(append(make([][]byte, 0, len(secrets)+2), secrets...), ni, nr)...)
+	seed := concat(rekeyData(ni, nr, secrets)...)
 	km, err := PRFPlus(k.prf, k.d, seed, 2*l)
 	clear(seed)
 	if err != nil {

@@ -331,7 +331,16 @@ func TestChildKeys(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		seed := bytes.Join(append(append([][]byte{}, tc.secrets...), ni, nr), nil)
+		// RFC 9370, Section 2.2.4: SK(0) | Ni | Nr | SK(1) | ... | SK(n).
+		var parts [][]byte
+		if len(tc.secrets) > 0 {
+			parts = append(parts, tc.secrets[0])
+		}
+		parts = append(parts, ni, nr)
+		if len(tc.secrets) > 1 {
+			parts = append(parts, tc.secrets[1:]...)
+		}
+		seed := bytes.Join(parts, nil)
 		want := hmacPRFPlus(sha256.New, k.d, seed, 2*tc.keyLen)
 		if !bytes.Equal(c.InitiatorToResponder(), want[:tc.keyLen]) || !bytes.Equal(c.ResponderToInitiator(), want[tc.keyLen:]) {
 			t.Errorf("%s: KEYMAT split wrong", tc.suite)
@@ -371,8 +380,8 @@ func TestRekeyAndAddKE(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if want := hmacSum(sha512.New384, old.d, gir, pq, ni, nr); !bytes.Equal(s.b, want) {
-		t.Error("rekey SKEYSEED is not prf_old(SK_d, SK(0) | SK(1) | Ni | Nr)")
+	if want := hmacSum(sha512.New384, old.d, gir, ni, nr, pq); !bytes.Equal(s.b, want) {
+		t.Error("rekey SKEYSEED is not prf_old(SK_d, SK(0) | Ni | Nr | SK(1)) (RFC 9370, Section 2.2.4)")
 	}
 	// The new SA may use another PRF.
 	newSuite := Suite{PRF: iana.PRFHMACSHA2_256, Encr: transform.EncrAlg{ID: iana.EncrAESCBC, KeyBits: 128}, Integ: iana.IntegHMACSHA2_256}

@@ -116,11 +116,6 @@ func ikePeers(cfg *config.Config, refs func(conn, child string) uint32) ([]ike.P
 			if err != nil {
 				return nil, fmt.Errorf("daemon: connection %s: proposal %q: %w", c.Name, prop.Text, err)
 			}
-			for _, add := range ip.AddKE {
-				if len(add) > 0 {
-					return nil, fmt.Errorf("daemon: connection %s: proposal %q: additional key exchanges (RFC 9370, ke1_...) are not implemented yet", c.Name, prop.Text)
-				}
-			}
 			p.Proposals = append(p.Proposals, ip)
 		}
 		p.LocalID, p.RemoteID = ike.ParseIdentity(c.Local.ID), ike.ParseIdentity(c.Remote.ID)
@@ -151,6 +146,11 @@ func ikePeers(cfg *config.Config, refs func(conn, child string) uint32) ([]ike.P
 				ep, err := parse(prop.Text)
 				if err != nil {
 					return nil, fmt.Errorf("daemon: connection %s child %s: proposal %q: %w", c.Name, ch.Name, prop.Text, err)
+				}
+				for _, add := range ep.AddKE {
+					if len(add) > 0 {
+						return nil, fmt.Errorf("daemon: connection %s child %s: proposal %q: additional key exchanges for CHILD SAs (RFC 9370, IKE_FOLLOWUP_KE) are not implemented", c.Name, ch.Name, prop.Text)
+					}
 				}
 				cc.Proposals = append(cc.Proposals, ep)
 			}
