@@ -59,9 +59,23 @@ type Daemon struct {
 	Socket string
 	TUN    TUN
 	Log    Log
+	// IKE tunes the IKEv2 engine (daemon.ike); read at start only.
+	IKE IKETimers
 	// MetricsListen is the host:port of the Prometheus endpoint; empty
 	// disables it (key daemon.metrics.listen).
 	MetricsListen string
+}
+
+// IKETimers tunes the IKEv2 engine (daemon.ike), like strongSwan's
+// charon.retransmit_* and half_open_timeout settings. Zero means the
+// engine's default: retransmissions after 4 s, growing by 1.8, 5 tries;
+// half-open IKE SAs kept 30 s; cookies demanded above 10 half-open SAs
+// (cookie_threshold -1: never).
+type IKETimers struct {
+	RetransmitTimeout time.Duration
+	RetransmitTries   int
+	HalfOpenTimeout   time.Duration
+	CookieThreshold   int
 }
 
 // TUN configures the TUN device (daemon.tun).

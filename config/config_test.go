@@ -658,3 +658,18 @@ func TestQuoteFlowSelectors(t *testing.T) {
 		}
 	}
 }
+
+func TestDaemonIKE(t *testing.T) {
+	c, err := Parse("ike.yaml", []byte("daemon:\n  ike: {retransmit_timeout: 2s, retransmit_tries: 3, half_open_timeout: 10s, cookie_threshold: -1}\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := IKETimers{RetransmitTimeout: 2 * time.Second, RetransmitTries: 3, HalfOpenTimeout: 10 * time.Second, CookieThreshold: -1}
+	if c.Daemon.IKE != want {
+		t.Fatalf("daemon.ike = %+v, want %+v", c.Daemon.IKE, want)
+	}
+	_, err = Parse("ike.yaml", []byte("daemon:\n  ike:\n    retransmit_tries: 99\n"))
+	if err == nil || !strings.HasPrefix(err.Error(), "ike.yaml:3: daemon.ike.retransmit_tries:") {
+		t.Fatalf("out of range: %v", err)
+	}
+}

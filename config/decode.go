@@ -337,16 +337,24 @@ func (d *decoder) integer(dst *int, lo, hi int) func(string, *yaml.Node) {
 		if !ok {
 			return
 		}
-		v, err := parseUint(s, 63)
+		neg := lo < 0 && strings.HasPrefix(s, "-")
+		v, err := parseUint(strings.TrimPrefix(s, "-"), 62)
+		if !neg {
+			v, err = parseUint(s, 63)
+		}
 		if err != nil {
 			d.fail(vn, key, "%q: %v", s, err)
 			return
 		}
-		if v < uint64(lo) || v > uint64(hi) {
-			d.fail(vn, key, "must be between %d and %d, not %d", lo, hi, v)
+		num := int64(v)
+		if neg {
+			num = -num
+		}
+		if num < int64(lo) || num > int64(hi) {
+			d.fail(vn, key, "must be between %d and %d, not %d", lo, hi, num)
 			return
 		}
-		*dst = int(v)
+		*dst = int(num)
 	}
 }
 

@@ -110,6 +110,14 @@ func (d *decoder) daemon(dm *Daemon, key string, n *yaml.Node) {
 				{"format", enum(d, &dm.Log.Format, []string{"text", "json"}, []string{"text", "json"})},
 			})
 		}},
+		{"ike", func(key string, n *yaml.Node) {
+			d.mapping(n, key, []field{
+				{"retransmit_timeout", d.duration(&dm.IKE.RetransmitTimeout)},
+				{"retransmit_tries", d.integer(&dm.IKE.RetransmitTries, 0, 20)},
+				{"half_open_timeout", d.duration(&dm.IKE.HalfOpenTimeout)},
+				{"cookie_threshold", d.integer(&dm.IKE.CookieThreshold, -1, 1_000_000)},
+			})
+		}},
 		{"metrics", func(key string, n *yaml.Node) {
 			d.mapping(n, key, []field{
 				{"listen", func(key string, n *yaml.Node) {

@@ -139,8 +139,23 @@ func New(cfg *config.Config, opts Options) (*Daemon, error) {
 		if icfg.Now == nil {
 			icfg.Now = opts.Now
 		}
+		// daemon.ike, read at start only (the engine's Config is fixed
+		// once in use).
+		t := cfg.Daemon.IKE
+		if icfg.RetransmitTimeout == 0 {
+			icfg.RetransmitTimeout = t.RetransmitTimeout
+		}
+		if icfg.RetransmitTries == 0 {
+			icfg.RetransmitTries = t.RetransmitTries
+		}
+		if icfg.HalfOpenTimeout == 0 {
+			icfg.HalfOpenTimeout = t.HalfOpenTimeout
+		}
+		if icfg.CookieThreshold == 0 {
+			icfg.CookieThreshold = t.CookieThreshold
+		}
 		d.installer = &installer{d: d, children: make(map[uint32]*ikeChild)}
-		d.ike = ike.NewManager(icfg, d.installer, countingTransport{ikeTransport{d}, d.stats})
+		d.ike = ike.NewManager(icfg, d.installer, countingTransport{ikeTransport{d}, d.stats, d.nattPort()})
 	}
 	if err := d.apply(cfg); err != nil && !errors.Is(err, ErrNoChanges) {
 		if d.ike != nil {
@@ -306,7 +321,7 @@ func (d *Daemon) buildManual(m policy.Manual) (*installed, error) {
 		SPIIn: m.SPIIn, SPIOut: m.SPIOut, ESN: m.ESN, Local: m.LocalAddr, Remote: m.RemoteAddr,
 		LocalTS: m.LocalTS, RemoteTS: m.RemoteTS, ReplayWindow: m.ReplayWindow, Limits: m.Limits, Ref: m.Ref}
 	if m.UDPEncap {
-		p.RemoteEncapPort = esp.NATTPort
+		p.RemoteEncapPort = d.nattPort()
 	}
 	in, out, err := d.newPair(p)
 	if err != nil {
@@ -347,6 +362,16 @@ func (d *Daemon) Config() *config.Config {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	return d.cfg
+}
+
+// nattPort is the UDP encapsulation port: IKEConfig.NATTPort, or 4500 (RFC
+// 3948) when that is zero. Manual SAs with UDP encapsulation send to this
+// port of the peer, and IKE messages sent from it go over Options.UDP.
+func (d *Daemon) nattPort() uint16 {
+	if p := d.opts.IKEConfig.NATTPort; p != 0 {
+		return p
+	}
+	return esp.NATTPort
 }
 
 // Dataplane returns the data plane, for tests and the facade.

@@ -103,9 +103,10 @@ func tcpdumpIKE(t *testing.T, dir string) []ikeDatagram {
 // IKE_SA_INIT from the attacker's network, so well-formed requests in the
 // corpus create half-open IKE SAs (up to the cookie threshold, RFC 7296,
 // Section 2.6); so do 64 copies of A's own IKE_SA_INIT request with fresh
-// initiator SPIs, spread over the corpus. Nothing may panic, every echo request must be answered, and
-// once the half-open timeout (the engine's default, 30 s: the configuration
-// has no setting for it) has passed only the established IKE SA may remain.
+// initiator SPIs, spread over the corpus. Nothing may panic, every echo
+// request must be answered, and once the half-open timeout (daemon.ike
+// half_open_timeout, 8 s here) has passed only the established IKE SA may
+// remain.
 func TestIKEMalformed(t *testing.T) {
 	requireBins(t)
 	data := testenv.SharedTestdata(t)
@@ -125,6 +126,7 @@ func TestIKEMalformed(t *testing.T) {
 	cb.start, cb.localID, cb.remoteID = "none", ca.remoteID, ca.localID
 	cb.localAddrs = []string{b.outer.String(), target.String()}
 	cb.remoteAddrs = []string{a.outer.String(), "198.51.100.0/24"}
+	cb.daemonIKE = "{half_open_timeout: 8s}"
 	a.startDaemon(t, ikeConfig(a, b, ca))
 	b.startDaemon(t, ikeConfig(b, a, cb))
 	captA := startCapture(t, a.ns, "eth0")
@@ -250,10 +252,10 @@ func TestIKEMalformed(t *testing.T) {
 		t.Errorf("no half-open IKE SA after 64 replayed IKE_SA_INIT requests with fresh SPIs")
 	}
 
-	// The half-open timeout is 30 s from each IKE SA's creation; poll
+	// The half-open timeout is 8 s from each IKE SA's creation; poll
 	// until only the established IKE SA is left.
 	var last *ctlapi.SAs
-	gone := nstest.WaitFor(45*time.Second-time.Since(sendDone), func() bool {
+	gone := nstest.WaitFor(30*time.Second-time.Since(sendDone), func() bool {
 		last = b.trySAs()
 		return last != nil && len(last.IKESAs) == 1
 	})

@@ -65,6 +65,7 @@ type ikeConn struct {
 	localAddrs  []string // local_addrs; nil means this host's outer address
 	remoteAddrs []string // remote_addrs; nil means the peer's outer address
 	psk         string
+	daemonIKE   string // daemon.ike flow mapping, such as "{half_open_timeout: 8s}"
 }
 
 // Names of the connection and of its child in every configuration here:
@@ -99,6 +100,9 @@ func ikeConfig(h, peer *host, c ikeConn) string {
 	}
 	var b strings.Builder
 	fmt.Fprintf(&b, "daemon:\n  socket: %q\n  tun: {name: ipsec0, mtu: 1400}\n  log: {level: info}\n", h.sock)
+	if c.daemonIKE != "" {
+		fmt.Fprintf(&b, "  ike: %s\n", c.daemonIKE)
+	}
 	fmt.Fprintf(&b, "connections:\n  %s:\n", connName)
 	fmt.Fprintf(&b, "    local_addrs: %s\n    remote_addrs: %s\n", q(local...), q(remote...))
 	fmt.Fprintf(&b, "    proposals: %s\n", q(c.ike))
