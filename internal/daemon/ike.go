@@ -12,7 +12,6 @@ import (
 	"github.com/goipsec/goipsec/config"
 	"github.com/goipsec/goipsec/conn"
 	"github.com/goipsec/goipsec/ctlapi"
-	"github.com/goipsec/goipsec/esp"
 	"github.com/goipsec/goipsec/ike"
 	"github.com/goipsec/goipsec/internal/dataplane"
 	"github.com/goipsec/goipsec/internal/sad"
@@ -45,7 +44,7 @@ func (i *installer) InstallSA(c ike.ChildSA) error {
 	if c.UDPEncap {
 		p.RemoteEncapPort = c.RemoteEncapPort
 		if p.RemoteEncapPort == 0 {
-			p.RemoteEncapPort = esp.NATTPort
+			p.RemoteEncapPort = d.nattPort()
 		}
 	}
 	in, out, err := d.newPair(p)
@@ -216,7 +215,7 @@ func pskLookup(s config.Secrets) func(local, remote ike.Identity) []byte {
 type ikeTransport struct{ d *Daemon }
 
 func (t ikeTransport) Send(pkt []byte, from, to netip.AddrPort) error {
-	if from.Port() == esp.NATTPort && t.d.opts.UDP != nil {
+	if from.Port() == t.d.nattPort() && t.d.opts.UDP != nil {
 		return t.d.opts.UDP.Write([][]byte{pkt}, to)
 	}
 	return t.d.opts.IKE.WriteTo(pkt, from, to)
@@ -261,7 +260,7 @@ func (d *Daemon) handleNATT(pkt []byte, from netip.AddrPort) {
 			local = a
 		}
 	}
-	d.ike.HandlePacket(buf, from, netip.AddrPortFrom(local, esp.NATTPort))
+	d.ike.HandlePacket(buf, from, netip.AddrPortFrom(local, d.nattPort()))
 }
 
 // acquire starts IKE for a PROTECT rule that has no SA, once per policy (the

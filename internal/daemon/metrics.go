@@ -8,7 +8,6 @@ import (
 	"sync"
 	"sync/atomic"
 
-	"github.com/goipsec/goipsec/esp"
 	"github.com/goipsec/goipsec/ike"
 	"github.com/goipsec/goipsec/internal/metrics"
 )
@@ -183,11 +182,12 @@ func (d *Daemon) countIKEEvent(ev ike.Event) {
 // countingTransport counts the IKE_SA_INIT requests the engine sends.
 type countingTransport struct {
 	ike.Transport
-	s *stats
+	s    *stats
+	natt uint16 // the NAT-T port (Daemon.nattPort)
 }
 
 func (t countingTransport) Send(pkt []byte, from, to netip.AddrPort) error {
-	if from.Port() == esp.NATTPort && len(pkt) >= 4 {
+	if from.Port() == t.natt && len(pkt) >= 4 {
 		t.s.sawIKE(pkt[4:]) // the non-ESP marker (RFC 3948, Section 2.2)
 	} else {
 		t.s.sawIKE(pkt)
