@@ -186,6 +186,11 @@ type ChildProposal struct {
 	Suite   transform.Suite
 	// KE lists the key exchange methods for PFS; empty means no PFS.
 	KE []iana.KEID
+	// AddKE[i] lists the Additional Key Exchange i+1 methods ("ke1_mlkem768",
+	// iana.KENone for "ke1_none") of CHILD SAs created or rekeyed with
+	// CREATE_CHILD_SA (RFC 9370, Section 2.2.3); the first CHILD SA, made
+	// in IKE_AUTH, has none.
+	AddKE [7][]iana.KEID
 	// ESN and NoESN say whether extended sequence numbers may be used,
 	// and whether 32-bit ones may. Without either keyword, NoESN is set.
 	ESN, NoESN bool

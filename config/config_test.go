@@ -287,6 +287,10 @@ secrets: {ike: [{secret: s3cret}]}
 			"f.yaml:10: connections.c.children.x.esp_proposals[0]: \"aes256gcm16-x25519-sha256\": unknown keyword \"sha256\""},
 		{"esp gcm with integ", conn("        local_ts: [10.1.0.0/16]\n        remote_ts: [10.2.0.0/16]\n        esp_proposals: [aes256gcm16-sha256]"),
 			"f.yaml:9: connections.c.children.x.esp_proposals[0]: \"aes256gcm16-sha256\": ESP suite"},
+		{"esp additional KE without KE", conn("        local_ts: [10.1.0.0/16]\n        remote_ts: [10.2.0.0/16]\n        esp_proposals: [aes256gcm16-x25519-ke1_mlkem768, aes256gcm16-ke1_mlkem768]"),
+			"f.yaml:9: connections.c.children.x.esp_proposals[1]: \"aes256gcm16-ke1_mlkem768\": additional key exchanges (keN_) need a key exchange method for PFS"},
+		{"esp additional KE unknown", conn("        local_ts: [10.1.0.0/16]\n        remote_ts: [10.2.0.0/16]\n        esp_proposals: [aes256gcm16-x25519-ke1_mlkem9]"),
+			"f.yaml:9: connections.c.children.x.esp_proposals[0]: \"aes256gcm16-x25519-ke1_mlkem9\": unknown keyword \"mlkem9\""},
 		{"esp and ah", conn("        local_ts: [10.1.0.0/16]\n        remote_ts: [10.2.0.0/16]\n        esp_proposals: [aes256gcm16]\n        ah_proposals: [sha256]"),
 			"f.yaml:10: connections.c.children.x.ah_proposals: a child has esp_proposals or ah_proposals, not both"},
 		{"child ts", conn("        local_ts: [10.1.0.0/16]\n        remote_ts: [10.2.0.0/16, dynamic]"),
@@ -671,5 +675,23 @@ func TestDaemonIKE(t *testing.T) {
 	_, err = Parse("ike.yaml", []byte("daemon:\n  ike:\n    retransmit_tries: 99\n"))
 	if err == nil || !strings.HasPrefix(err.Error(), "ike.yaml:3: daemon.ike.retransmit_tries:") {
 		t.Fatalf("out of range: %v", err)
+	}
+}
+
+// TestChildProposalAddKE: child proposals take strongSwan's keN_<method>
+// and keN_none keywords for the additional key exchanges of CHILD SAs made
+// with CREATE_CHILD_SA (RFC 9370, Section 2.2.3). The IDs are IANA's
+// "Transform Type 4" values: Curve25519 31, ML-KEM-768 36, 256-bit ECP 19.
+func TestChildProposalAddKE(t *testing.T) {
+	p, err := parseChildProposal("aes256gcm16-x25519-ke1_mlkem768-ke2_none-ke2_ecp256", false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(p.KE) != 1 || p.KE[0] != 31 || len(p.AddKE[0]) != 1 || p.AddKE[0][0] != 36 ||
+		len(p.AddKE[1]) != 2 || p.AddKE[1][0] != 0 || p.AddKE[1][1] != 19 || p.Suite.Name != "aes256gcm16" {
+		t.Errorf("%+v", p)
+	}
+	if p, err := parseChildProposal("sha256-ecp256-ke1_mlkem1024", true); err != nil || len(p.AddKE[0]) != 1 || p.AddKE[0][0] != 37 {
+		t.Errorf("AH: %+v %v", p, err)
 	}
 }

@@ -82,7 +82,7 @@ func parseIKEProposal(text string) (IKEProposal, error) {
 			p.Integ = append(p.Integ, kw)
 		case ikePRF[kw]:
 			p.PRF = append(p.PRF, kw)
-		case len(kw) > 4 && strings.HasPrefix(kw, "ke") && kw[2] >= '1' && kw[2] <= '7' && kw[3] == '_':
+		case isAddKE(kw):
 			// RFC 9370, Section 2.2.1: Additional Key Exchange 1 to 7,
 			// strongSwan's "ke1_mlkem768" and "ke1_none".
 			id := iana.KENone
@@ -176,6 +176,19 @@ func parseChildProposal(text string, ah bool) (ChildProposal, error) {
 		case "":
 			return p, errors.New("empty keyword (two dashes in a row?)")
 		default:
+			if isAddKE(kw) {
+				// RFC 9370, Section 2.2.3: additional key exchanges of a
+				// CHILD SA created or rekeyed with CREATE_CHILD_SA.
+				id := iana.KENone
+				if kw[4:] != "none" {
+					var err error
+					if id, err = keKeyword(kw[4:]); err != nil {
+						return p, err
+					}
+				}
+				p.AddKE[kw[2]-'1'] = append(p.AddKE[kw[2]-'1'], id)
+				continue
+			}
 			id, err := keKeyword(kw)
 			if err != nil {
 				return p, fmt.Errorf("%w after the suite %s: expected key exchange methods, esn or noesn (one suite per proposal)", err, p.Suite.Name)
@@ -186,13 +199,26 @@ func parseChildProposal(text string, ah bool) (ChildProposal, error) {
 	if !p.ESN {
 		p.NoESN = true
 	}
+	for _, l := range p.AddKE {
+		if len(l) > 0 && len(p.KE) == 0 {
+			// RFC 9370, Section 2.2.4: the additional key exchanges
+			// follow the first, SK(0), of CREATE_CHILD_SA.
+			return p, errors.New("additional key exchanges (keN_) need a key exchange method for PFS (such as x25519)")
+		}
+	}
 	return p, nil
+}
+
+// isAddKE reports whether kw is an Additional Key Exchange keyword,
+// strongSwan's "ke1_mlkem768" or "ke1_none" (RFC 9370, Section 2.2.1).
+func isAddKE(kw string) bool {
+	return len(kw) > 4 && strings.HasPrefix(kw, "ke") && kw[2] >= '1' && kw[2] <= '7' && kw[3] == '_'
 }
 
 // childExtra reports whether kw may follow the suite in a child proposal.
 func childExtra(kw string) bool {
 	_, ok := keKeywords[kw]
-	return ok || weakKE[kw] || kw == "esn" || kw == "noesn"
+	return ok || weakKE[kw] || kw == "esn" || kw == "noesn" || isAddKE(kw)
 }
 
 func trimPkg(err error) error { return errors.New(strings.TrimPrefix(err.Error(), "transform: ")) }

@@ -210,17 +210,6 @@ func TestAddKEIntAuthTampered(t *testing.T) {
 	}
 }
 
-// TestAddKEChildRefused: additional key exchanges for CHILD SAs are not
-// implemented and refused when configured.
-func TestAddKEChildRefused(t *testing.T) {
-	pa, _ := peerPair(t, "aes256gcm16-prfsha256-x25519", "aes256gcm16-x25519-ke1_mlkem768")
-	p := newStepPair(t, Peer{Name: "x"}, Peer{Name: "y"}, nil)
-	err := p.a.m.SetPeers([]Peer{pa})
-	if err == nil || !strings.Contains(err.Error(), "not implemented") {
-		t.Fatalf("SetPeers: %v", err)
-	}
-}
-
 // TestAddKEIKERekey rekeys an IKE SA with additional key exchanges in
 // IKE_FOLLOWUP_KE exchanges (RFC 9370, Section 2.2.4), from either side,
 // and checks that the new IKE SA's SK_d agrees through a CHILD SA rekey.

@@ -130,6 +130,27 @@ func (r *childReq) complete(s *session, x *ikeSA, pl []ikewire.Payload, ni, nr [
 		}
 		secrets = append(secrets, sec)
 	}
+	if suite.hasAddKE() {
+		// RFC 9370, Section 2.2.4: the additional key exchanges follow
+		// in IKE_FOLLOWUP_KE exchanges, linked by the responder's
+		// ADDITIONAL_KEY_EXCHANGE notification; the SA is installed
+		// after the last.
+		n := findNotify(pl, ikewire.NotifyAdditionalKeyExchange)
+		if n == nil || len(n.Data) == 0 {
+			for _, sec := range secrets {
+				clear(sec)
+			}
+			return fmt.Errorf("ike: CREATE_CHILD_SA response without ADDITIONAL_KEY_EXCHANGE: %w", errSyntax)
+		}
+		f := &followupKE{addKE: suite.addKE, ni: ni, nr: bytes.Clone(nr), secrets: secrets, link: bytes.Clone(n.Data),
+			child: &childPending{cfg: r.cfg, old: r.old, initiator: true, suite: suite, spiIn: r.spi, spiOut: spiOut, local: gotI, remote: gotR}}
+		r.spi = 0 // now owned by the followup
+		if r.old != nil {
+			r.old.state = childRekeying
+		}
+		s.startRequest(x, &followupTask{f: f})
+		return errFollowup
+	}
 	ck, err := x.keys.Child(suite.suite, ni, nr, secrets...)
 	for _, sec := range secrets {
 		clear(sec)
@@ -147,6 +168,10 @@ func (r *childReq) complete(s *session, x *ikeSA, pl []ikewire.Payload, ni, nr [
 	s.install(r.cfg, c, suite, r.old)
 	return nil
 }
+
+// errFollowup is what childReq.complete returns when the CHILD SA waits
+// for IKE_FOLLOWUP_KE exchanges (RFC 9370, Section 2.2.4).
+var errFollowup = errors.New("ike: the CHILD SA waits for IKE_FOLLOWUP_KE")
 
 // release frees the SPI of a request that did not complete.
 func (r *childReq) release(s *session) {
@@ -278,20 +303,6 @@ func (s *session) acceptChild(x *ikeSA, pl []ikewire.Payload, old *child, withKE
 		}
 		secrets = append(secrets, sec)
 	}
-	ck, err := x.keys.Child(suite.suite, ni, nr, secrets...)
-	for _, sec := range secrets {
-		clear(sec)
-	}
-	if err != nil {
-		return nil, ikewire.NotifyNoProposalChosen, nil
-	}
-	spiIn := s.m.allocSPI()
-	c := ChildSA{
-		SPIIn: spiIn, SPIOut: spiValue(tp.SPI),
-		KeyIn: bytes.Clone(ck.Inbound(false)), KeyOut: bytes.Clone(ck.Outbound(false)),
-		LocalTS: toSet(gotR), RemoteTS: toSet(gotI),
-	}
-	ck.Destroy()
 	if cfg.Mode != sa.Transport {
 		transport = false // RFC 7296, Section 1.3.1: answer in tunnel mode
 	}
@@ -299,8 +310,12 @@ func (s *session) acceptChild(x *ikeSA, pl []ikewire.Payload, old *child, withKE
 	if transport {
 		resp = append(resp, &ikewire.Notify{Type: ikewire.NotifyUseTransportMode})
 	} else if cfg.Mode == sa.Transport {
+		for _, sec := range secrets {
+			clear(sec)
+		}
 		return nil, ikewire.NotifyNoProposalChosen, nil
 	}
+	spiIn := s.m.allocSPI()
 	resp = append(resp, &ikewire.Notify{Type: ikewire.NotifyESPTFCPaddingNotSupported})
 	resp = append(resp, &ikewire.SA{Proposals: []ikewire.Proposal{suite.wire(tp.Num, tp.Protocol, spiBytes(spiIn))}})
 	if nonce != nil {
@@ -310,6 +325,33 @@ func (s *session) acceptChild(x *ikeSA, pl []ikewire.Payload, old *child, withKE
 		resp = append(resp, &ikewire.KE{Group: uint16(suite.ke), Data: ours})
 	}
 	resp = append(resp, &ikewire.TSi{TrafficSelectors: wireTS(gotI)}, &ikewire.TSr{TrafficSelectors: wireTS(gotR)})
+	if suite.hasAddKE() {
+		// RFC 9370, Section 2.2.4: wait for the IKE_FOLLOWUP_KE
+		// exchanges, linked by our notification; install after the
+		// last.
+		f := &followupKE{addKE: suite.addKE, ni: bytes.Clone(ni), nr: nr, secrets: secrets,
+			link: s.random(followupLinkLen), until: s.now().Add(followupTimeout),
+			child: &childPending{cfg: cfg, old: old, suite: suite, spiIn: spiIn, spiOut: spiValue(tp.SPI), local: gotR, remote: gotI}}
+		s.followup = f
+		if old != nil {
+			old.state = childRekeying
+		}
+		return append(resp, &ikewire.Notify{Type: ikewire.NotifyAdditionalKeyExchange, Data: f.link}), 0, nil
+	}
+	ck, err := x.keys.Child(suite.suite, ni, nr, secrets...)
+	for _, sec := range secrets {
+		clear(sec)
+	}
+	if err != nil {
+		s.m.freeSPI(spiIn)
+		return nil, ikewire.NotifyNoProposalChosen, nil
+	}
+	c := ChildSA{
+		SPIIn: spiIn, SPIOut: spiValue(tp.SPI),
+		KeyIn: bytes.Clone(ck.Inbound(false)), KeyOut: bytes.Clone(ck.Outbound(false)),
+		LocalTS: toSet(gotR), RemoteTS: toSet(gotI),
+	}
+	ck.Destroy()
 	s.install(cfg, c, suite, old)
 	return resp, 0, nil
 }
@@ -394,6 +436,9 @@ func (t *childTask) process(s *session, x *ikeSA, m *ikewire.Message, pl []ikewi
 	} else {
 		err = notifyErr(errorNotify(pl))
 	}
+	if err == errFollowup {
+		return false // followupTask finishes the CHILD SA
+	}
 	if err != nil {
 		s.childFailed(&t.cr, err)
 		if t.old != nil && t.old.state == childInstalled {
@@ -450,10 +495,18 @@ func (s *session) respondCreateChild(x *ikeSA, pl []ikewire.Payload) ([]ikewire.
 			return errResp(ikewire.NotifyTemporaryFailure, nil)
 		}
 	}
+	if s.followup != nil {
+		// RFC 7296, Section 2.25: one exchange with IKE_FOLLOWUP_KE
+		// (RFC 9370, Section 2.2.4) at a time; the peer retries.
+		return errResp(ikewire.NotifyTemporaryFailure, nil)
+	}
 	nr := s.random(nonceLen)
 	resp, nt, data := s.acceptChild(x, pl, old, true, nonce.Data, nr, nr)
 	if nt != 0 {
 		return errResp(nt, data)
+	}
+	if s.followup != nil {
+		return resp, nil // finishChild installs the SA (RFC 9370, Section 2.2.4)
 	}
 	if old != nil {
 		// The initiator deletes the old SA (RFC 7296, Section 1.3.3);

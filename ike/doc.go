@@ -21,10 +21,14 @@
 // the response cache, traffic selector narrowing (Section 2.9) and
 // transport mode; additional key exchanges for the IKE SA (RFC 9370, such
 // as ML-KEM after X25519) in IKE_INTERMEDIATE exchanges (RFC 9242) and, when
-// it is rekeyed, in IKE_FOLLOWUP_KE exchanges, and ML-KEM as the only key
-// exchange. Not implemented: EAP authentication, additional key exchanges
-// for CHILD SAs (refused by Manager.SetPeers), configuration payloads,
-// MOBIKE, redirects, and the full simultaneous-rekey
+// it is rekeyed, in IKE_FOLLOWUP_KE exchanges; additional key exchanges
+// for CHILD SAs created or rekeyed with CREATE_CHILD_SA, in IKE_FOLLOWUP_KE
+// exchanges (RFC 9370, Section 2.2.4; the first CHILD SA, of IKE_AUTH, has
+// no key exchange); and ML-KEM as the only key exchange. A responder keeps
+// one exchange waiting for IKE_FOLLOWUP_KE at a time and answers a
+// CREATE_CHILD_SA request meanwhile with TEMPORARY_FAILURE. Not
+// implemented: EAP authentication, configuration payloads, MOBIKE,
+// redirects, and the full simultaneous-rekey
 // resolution of Section 2.8.1 (a colliding rekey is refused with
 // TEMPORARY_FAILURE and retried after a random delay, RFC 7296, Section
 // 2.25).

@@ -129,6 +129,12 @@ type ikeRekeyTask struct {
 func (*ikeRekeyTask) exchange() ikewire.ExchangeType { return ikewire.CREATE_CHILD_SA }
 
 func (t *ikeRekeyTask) build(s *session, x *ikeSA) ([]ikewire.Payload, error) {
+	if x == s.sa && s.old == nil && s.followup != nil && s.followup.child != nil {
+		// The peer's CHILD SA waits for IKE_FOLLOWUP_KE (RFC 9370,
+		// Section 2.2.4); try again once it is done or abandoned.
+		s.rekeyAt = s.followup.until
+		return nil, errors.New("ike: a CHILD SA with additional key exchanges is in progress")
+	}
 	if x != s.sa || s.old != nil || s.followup != nil {
 		return nil, errors.New("ike: an IKE SA rekey is already in progress")
 	}
@@ -198,7 +204,7 @@ func (t *ikeRekeyTask) complete(s *session, x *ikeSA, pl []ikewire.Payload) erro
 		return err
 	}
 	t.ke = nil
-	f := &followupKE{suite: suite, spiI: t.spi, spiR: spi64Value(spiR), ni: t.ni, nr: bytes.Clone(nonce.Data), secrets: [][]byte{gir}}
+	f := &followupKE{suite: suite, addKE: suite.addKE, spiI: t.spi, spiR: spi64Value(spiR), ni: t.ni, nr: bytes.Clone(nonce.Data), secrets: [][]byte{gir}}
 	if suite.hasAddKE() {
 		// RFC 9370, Section 2.2.4: the additional key exchanges follow
 		// in IKE_FOLLOWUP_KE exchanges, linked by the responder's
@@ -300,7 +306,7 @@ func (s *session) respondIKERekey(x *ikeSA, pl []ikewire.Payload) ([]ikewire.Pay
 		&ikewire.Nonce{Data: nr},
 		&ikewire.KE{Group: uint16(suite.ke), Data: ours},
 	}
-	f := &followupKE{suite: suite, spiI: spi64Value(spiI), spiR: spiR, ni: bytes.Clone(nonce.Data), nr: nr, secrets: [][]byte{gir}}
+	f := &followupKE{suite: suite, addKE: suite.addKE, spiI: spi64Value(spiI), spiR: spiR, ni: bytes.Clone(nonce.Data), nr: nr, secrets: [][]byte{gir}}
 	if suite.hasAddKE() {
 		// RFC 9370, Section 2.2.4: wait for the IKE_FOLLOWUP_KE
 		// exchanges, linked by our notification.
@@ -321,9 +327,11 @@ func (s *session) respondIKERekey(x *ikeSA, pl []ikewire.Payload) ([]ikewire.Pay
 // rekeying reports whether we are rekeying the IKE SA ourselves.
 func (s *session) rekeying() bool {
 	if a := s.sa.active; a != nil {
-		switch a.t.(type) {
-		case *ikeRekeyTask, *followupTask:
+		switch t := a.t.(type) {
+		case *ikeRekeyTask:
 			return true
+		case *followupTask:
+			return t.f == nil || t.f.child == nil
 		}
 	}
 	return false

@@ -223,11 +223,14 @@ const (
 	followupTimeout = 20 * time.Second
 )
 
-// followupKE is an IKE SA rekey with additional key exchanges in progress
-// (RFC 9370, Section 2.2.4): the negotiated suite, the new SPIs and nonces,
-// the shared secrets SK(0)... so far, and the responder's link data.
+// followupKE is an IKE SA rekey, or a CHILD SA creation or rekey, with
+// additional key exchanges in progress (RFC 9370, Section 2.2.4): the
+// negotiated methods, the new SPIs and nonces, the shared secrets SK(0)...
+// so far, and the responder's link data.
 type followupKE struct {
-	suite      ikeSuite
+	suite      ikeSuite      // IKE SA rekey
+	child      *childPending // CHILD SA, nil for an IKE SA rekey
+	addKE      [7]iana.KEID  // the negotiated Additional Key Exchanges
 	spiI, spiR uint64
 	ni, nr     []byte
 	secrets    [][]byte
@@ -235,11 +238,23 @@ type followupKE struct {
 	until      time.Time // responder: when to give up
 }
 
+// childPending is the CHILD SA of a followupKE: everything needed to
+// install it once the last key exchange is done (RFC 9370, Section 2.2.4:
+// not before).
+type childPending struct {
+	cfg           *ChildConfig
+	old           *child // the CHILD SA being rekeyed, nil for a new one
+	initiator     bool
+	suite         childSuite
+	spiIn, spiOut uint32
+	local, remote []tsRange
+}
+
 // next returns the method of the next additional key exchange, KENone when
 // all are done.
 func (f *followupKE) next() iana.KEID {
 	n := len(f.secrets) - 1
-	for _, k := range f.suite.addKE {
+	for _, k := range f.addKE {
 		if k == iana.KENone {
 			continue
 		}
@@ -282,7 +297,17 @@ func (t *followupTask) build(s *session, x *ikeSA) ([]ikewire.Payload, error) {
 }
 
 func (t *followupTask) process(s *session, x *ikeSA, m *ikewire.Message, pl []ikewire.Payload) bool {
+	f := t.f
 	if err := t.complete(s, x, pl); err != nil {
+		if c := f.child; c != nil {
+			s.log.Warn("ike: CHILD SA not created", "peer", s.peerName(), "child", c.cfg.Name, "err", err)
+			t.abort(s)
+			s.emit(EventChildFailed, c.cfg.Name, nil, err)
+			if c.old != nil && c.old.state == childInstalled {
+				c.old.rekeyAt = s.now().Add(time.Minute) // try again later
+			}
+			return false
+		}
 		s.log.Warn("ike: IKE SA rekey failed", "peer", s.peerName(), "err", err)
 		t.abort(s)
 		s.rekeyAt = s.now().Add(time.Minute)
@@ -315,11 +340,19 @@ func (t *followupTask) complete(s *session, x *ikeSA, pl []ikewire.Payload) erro
 	}
 	f := t.f
 	t.f = nil
+	if f.child != nil {
+		return s.finishChild(x, f)
+	}
 	return s.finishIKERekey(x, f)
 }
 
 func (t *followupTask) abort(s *session) {
 	t.kei = nil
+	if t.f != nil && t.f.child != nil {
+		s.releaseChildPending(t.f.child)
+		t.f.destroy()
+		t.f = nil
+	}
 	if t.f != nil {
 		if s.sa == nil || s.sa.spiI != t.f.spiI {
 			s.m.releaseIKESPI(t.f.spiI)
@@ -357,6 +390,14 @@ func (s *session) respondFollowup(x *ikeSA, pl []ikewire.Payload) ([]ikewire.Pay
 		return append(resp, &ikewire.Notify{Type: ikewire.NotifyAdditionalKeyExchange, Data: f.link}), nil
 	}
 	s.followup = nil
+	if f.child != nil {
+		if err := s.finishChild(x, f); err != nil {
+			s.log.Warn("ike: CHILD SA not created", "peer", s.peerName(), "child", f.child.cfg.Name, "err", err)
+			s.releaseChildPending(f.child)
+			return []ikewire.Payload{&ikewire.Notify{Type: ikewire.NotifyNoProposalChosen}}, nil
+		}
+		return resp, nil
+	}
 	defer f.destroy()
 	nx := &ikeSA{initiator: false, spiI: f.spiI, spiR: f.spiR}
 	if err := s.rekeyIKE(x, nx, f.suite, f.ni, f.nr, f.secrets...); err != nil {
@@ -366,11 +407,63 @@ func (s *session) respondFollowup(x *ikeSA, pl []ikewire.Payload) ([]ikewire.Pay
 	return resp, nil
 }
 
-// dropFollowup forgets the responder's unfinished IKE SA rekey.
+// dropFollowup forgets the responder's unfinished IKE SA rekey or CHILD
+// SA.
 func (s *session) dropFollowup() {
 	if f := s.followup; f != nil {
-		s.m.releaseIKESPI(f.spiR)
+		if f.child != nil {
+			s.releaseChildPending(f.child)
+		} else {
+			s.m.releaseIKESPI(f.spiR)
+		}
 		f.destroy()
 		s.followup = nil
+	}
+}
+
+// finishChild derives the keys of a CHILD SA once every key exchange is
+// done, KEYMAT = prf+(SK_d, SK(0) | Ni | Nr | SK(1) | ... | SK(n)) (RFC
+// 9370, Section 2.2.4), and installs it. The initiator then deletes the SA
+// it rekeyed, the responder waits for that (RFC 7296, Section 1.3.3).
+func (s *session) finishChild(x *ikeSA, f *followupKE) error {
+	defer f.destroy()
+	c := f.child
+	ck, err := x.keys.Child(c.suite.suite, f.ni, f.nr, f.secrets...)
+	if err != nil {
+		return err
+	}
+	sa := ChildSA{
+		SPIIn: c.spiIn, SPIOut: c.spiOut,
+		KeyIn: bytes.Clone(ck.Inbound(c.initiator)), KeyOut: bytes.Clone(ck.Outbound(c.initiator)),
+		LocalTS: toSet(c.local), RemoteTS: toSet(c.remote),
+	}
+	ck.Destroy()
+	c.spiIn = 0 // now owned by the CHILD SA
+	s.install(c.cfg, sa, c.suite, c.old)
+	if old := c.old; old != nil {
+		if c.initiator {
+			old.state = childDeleting
+			s.queueFront(&deleteChildTask{c: old, replaced: true})
+		} else {
+			old.state = childReplaced
+			old.deleteAt = s.now().Add(staleTimeout)
+		}
+	}
+	return nil
+}
+
+// releaseChildPending frees what a CHILD SA that will not be installed
+// holds: its inbound SPI, the rekeyed SA's state and the initiator's claim
+// on the child's name.
+func (s *session) releaseChildPending(c *childPending) {
+	if c.spiIn != 0 {
+		s.m.freeSPI(c.spiIn)
+		c.spiIn = 0
+	}
+	if c.old != nil && c.old.state == childRekeying {
+		c.old.state = childInstalled
+	}
+	if c.initiator && c.old == nil {
+		delete(s.pendingChildren, c.cfg.Name)
 	}
 }

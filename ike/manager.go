@@ -107,15 +107,6 @@ func (m *Manager) SetPeers(peers []Peer) error {
 			return fmt.Errorf("ike: peer %d: empty or duplicate name %q", i, p.Name)
 		}
 		names[p.Name] = true
-		for _, c := range p.Children {
-			for _, cp := range c.Proposals {
-				for _, l := range cp.AddKE {
-					if len(l) > 0 {
-						return fmt.Errorf("ike: peer %q child %q: additional key exchanges for CHILD SAs (RFC 9370, Section 2.2.3, IKE_FOLLOWUP_KE) are not implemented", p.Name, c.Name)
-					}
-				}
-			}
-		}
 		p.Children = slices.Clone(p.Children)
 		ps[i] = &p
 	}

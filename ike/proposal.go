@@ -103,6 +103,13 @@ func childOffer(p transform.ESPProposal, proto sa.Protocol, withKE bool) offer {
 		for _, id := range p.KE {
 			o.add(xform{typ: ikewire.TransformKE, id: uint16(id)})
 		}
+		// RFC 9370, Section 2.2.3: Additional Key Exchange transforms
+		// in CREATE_CHILD_SA, like KE; IKE_AUTH leaves them out.
+		for i, l := range p.AddKE {
+			for _, id := range l {
+				o.add(xform{typ: ikewire.TransformADDKE1 + ikewire.TransformType(i), id: uint16(id)})
+			}
+		}
 	}
 	esn := p.ESN
 	if len(esn) == 0 {
@@ -192,17 +199,16 @@ func pick(ours, theirs []xform, none bool) (xform, bool) {
 	return xform{}, false
 }
 
-// known transform types; a received proposal that requires any other type
-// cannot match. addKE says whether the additional key exchanges of RFC 9370
-// (Types 6 to 12) are known here: they are for IKE_SA_INIT, not for CHILD
-// SAs, whose IKE_FOLLOWUP_KE exchanges are not implemented.
-func unknownRequired(theirs offer, addKE bool) bool {
+// unknownRequired reports whether a received proposal requires a transform
+// type other than the known ones (those of RFC 7296 and the Additional Key
+// Exchanges 1 to 7 of RFC 9370, Types 6 to 12); it then cannot match.
+func unknownRequired(theirs offer) bool {
 	for t, l := range theirs.lists {
 		switch t {
 		case ikewire.TransformENCR, ikewire.TransformPRF, ikewire.TransformINTEG, ikewire.TransformKE, ikewire.TransformESN:
 			continue
 		}
-		if addKE && t >= ikewire.TransformADDKE1 && t <= ikewire.TransformADDKE7 {
+		if t >= ikewire.TransformADDKE1 && t <= ikewire.TransformADDKE7 {
 			continue
 		}
 		if !slices.ContainsFunc(l, func(x xform) bool { return x.id == 0 }) {
@@ -256,7 +262,7 @@ func integName(id iana.IntegID) string {
 // matchIKE matches one of our offers with one of theirs (RFC 7296, Section
 // 3.3.6). ke, when not KENone, restricts the key exchange method.
 func matchIKE(ours, theirs offer, ke iana.KEID) (ikeSuite, bool) {
-	if theirs.proto != ikewire.ProtoIKE || unknownRequired(theirs, true) {
+	if theirs.proto != ikewire.ProtoIKE || unknownRequired(theirs) {
 		return ikeSuite{}, false
 	}
 	var s ikeSuite
@@ -395,14 +401,21 @@ type childSuite struct {
 	encr  transform.EncrAlg
 	integ iana.IntegID
 	ke    iana.KEID
+	// addKE are the Additional Key Exchange 1 to 7 methods, KENone for
+	// those not negotiated (RFC 9370, Section 2.2.3).
+	addKE [7]iana.KEID
 	esn   bool
 	suite transform.Suite
 }
 
+// hasAddKE reports whether the suite has additional key exchanges.
+func (s childSuite) hasAddKE() bool { return s.addKE != [7]iana.KEID{} }
+
 // matchChild matches our child offer with theirs. withKE false ignores KE
-// transforms on both sides (IKE_AUTH, RFC 7296, Section 1.2).
+// and Additional Key Exchange transforms on both sides (IKE_AUTH, RFC 7296,
+// Section 1.2; RFC 9370, Section 2.2.3).
 func matchChild(ours, theirs offer, withKE bool) (childSuite, bool) {
-	if theirs.proto != ours.proto || unknownRequired(theirs, false) {
+	if theirs.proto != ours.proto || unknownRequired(theirs) {
 		return childSuite{}, false
 	}
 	var s childSuite
@@ -467,6 +480,21 @@ func matchChild(ours, theirs offer, withKE bool) (childSuite, bool) {
 			return childSuite{}, false
 		}
 		s.ke = iana.KEID(k.id)
+		// RFC 9370, Section 2.2.1: each Additional Key Exchange type is
+		// negotiated like the others; an absent type stands for NONE.
+		for i := range s.addKE {
+			t := ikewire.TransformADDKE1 + ikewire.TransformType(i)
+			a, ok := pick(ours.lists[t], theirs.lists[t], true)
+			if !ok {
+				return childSuite{}, false
+			}
+			s.addKE[i] = iana.KEID(a.id)
+		}
+		if s.ke == iana.KENone && s.hasAddKE() {
+			// The key exchanges are SK(0), SK(1), ... (RFC 9370,
+			// Section 2.2.4): additional ones need the first.
+			return childSuite{}, false
+		}
 	}
 	e, ok := pick(ours.lists[ikewire.TransformESN], theirs.lists[ikewire.TransformESN], true)
 	if !ok {
@@ -487,6 +515,11 @@ func (s childSuite) wire(num uint8, proto ikewire.ProtocolID, spi []byte) ikewir
 	}
 	if s.ke != iana.KENone {
 		o.add(xform{typ: ikewire.TransformKE, id: uint16(s.ke)})
+	}
+	for i, k := range s.addKE {
+		if k != iana.KENone {
+			o.add(xform{typ: ikewire.TransformADDKE1 + ikewire.TransformType(i), id: uint16(k)})
+		}
 	}
 	x := xform{typ: ikewire.TransformESN}
 	if s.esn {

@@ -148,7 +148,7 @@ type childState uint8
 
 const (
 	childInstalled childState = iota + 1
-	childRekeying             // a rekey of it is in progress (by us)
+	childRekeying             // a rekey of it is in progress (by us, or by the peer with IKE_FOLLOWUP_KE)
 	childReplaced             // rekeyed; waits for its Delete
 	childDeleting             // our Delete is in progress
 )
@@ -193,7 +193,7 @@ type session struct {
 	addKENext            int         // additional key exchanges completed (RFC 9370)
 	intAuthI, intAuthR   []byte      // the IntAuth chain of IKE_INTERMEDIATE (RFC 9242, Section 3.3.1)
 	authMID              uint32      // the Message ID of IKE_AUTH (RFC 9242, Section 3.3.2)
-	followup             *followupKE // responder: an IKE SA rekey waiting for IKE_FOLLOWUP_KE (RFC 9370)
+	followup             *followupKE // responder: an IKE SA rekey or CHILD SA waiting for IKE_FOLLOWUP_KE (RFC 9370)
 	localID, remoteID    Identity
 	tasks                []task
 	children             []*child
@@ -352,7 +352,11 @@ func (s *session) tick() {
 	}
 	if s.followup != nil && !now.Before(s.followup.until) {
 		// RFC 9370, Section 2.2.4: the initiator did not continue.
-		s.log.Info("ike: IKE SA rekey abandoned: no IKE_FOLLOWUP_KE", "peer", s.peerName())
+		what := "IKE SA rekey"
+		if s.followup.child != nil {
+			what = "CHILD SA " + s.followup.child.cfg.Name
+		}
+		s.log.Info("ike: abandoned: no IKE_FOLLOWUP_KE", "peer", s.peerName(), "what", what)
 		s.dropFollowup()
 	}
 	for _, c := range s.children {

@@ -33,3 +33,29 @@ func TestIKEPeersAddKE(t *testing.T) {
 		t.Errorf("ML-KEM-only proposal: KE %v", q.KE)
 	}
 }
+
+// TestIKEPeersChildAddKE: ESP proposals with additional key exchanges for
+// CHILD SAs made with CREATE_CHILD_SA (RFC 9370, Section 2.2.3) reach the
+// engine, which accepts them.
+func TestIKEPeersChildAddKE(t *testing.T) {
+	c, err := config.Parse(filepath.Join(t.TempDir(), "ipsecd.yaml"), []byte("connections:\n  c:\n    remote_addrs: [192.0.2.2]\n"+
+		"    proposals: [aes256gcm16-prfsha256-x25519]\n"+
+		"    local: {auth: psk, id: a}\n    remote: {auth: psk, id: b}\n"+
+		"    children: {x: {local_ts: 10.0.0.0/8, remote_ts: 10.1.0.0/16, esp_proposals: [aes256gcm16-x25519-ke1_mlkem768-ke2_none-ke2_ecp256]}}\n"+
+		"secrets:\n  ike:\n    - {ids: [a, b], secret: s3cr3t-s3cr3t}\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ps, err := ikePeers(c, func(string, string) uint32 { return 1 })
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(ps) != 1 || len(ps[0].Children) != 1 || len(ps[0].Children[0].Proposals) != 1 {
+		t.Fatalf("peers %+v", ps)
+	}
+	p := ps[0].Children[0].Proposals[0]
+	if len(p.KE) != 1 || p.KE[0] != iana.KECurve25519 || len(p.AddKE[0]) != 1 || p.AddKE[0][0] != iana.KEMLKEM768 ||
+		len(p.AddKE[1]) != 2 || p.AddKE[1][0] != iana.KENone || p.AddKE[1][1] != iana.KEECP256 {
+		t.Errorf("KE %v AddKE %v", p.KE, p.AddKE)
+	}
+}

@@ -146,11 +146,6 @@ func ikePeers(cfg *config.Config, refs func(conn, child string) uint32) ([]ike.P
 				if err != nil {
 					return nil, fmt.Errorf("daemon: connection %s child %s: proposal %q: %w", c.Name, ch.Name, prop.Text, err)
 				}
-				for _, add := range ep.AddKE {
-					if len(add) > 0 {
-						return nil, fmt.Errorf("daemon: connection %s child %s: proposal %q: additional key exchanges for CHILD SAs (RFC 9370, IKE_FOLLOWUP_KE) are not implemented", c.Name, ch.Name, prop.Text)
-					}
-				}
 				cc.Proposals = append(cc.Proposals, ep)
 			}
 			p.Children = append(p.Children, cc)

@@ -24,7 +24,12 @@ const (
 // through the CHILD SA, both sides report the proposal with "ipsecctl sas
 // --json", and a capture shows the IKE_INTERMEDIATE exchange when an
 // additional key exchange is negotiated. An IKE SA rekey follows, with
-// IKE_FOLLOWUP_KE for the additional key exchange, then "ipsecctl down".
+// IKE_FOLLOWUP_KE for the additional key exchange. The CHILD SA's ESP
+// proposal, aes256gcm16-x25519-ke1_mlkem768, has no effect in IKE_AUTH
+// (RFC 9370, Section 2.2.3); "ipsecctl rekey gw/net" then rekeys it with
+// X25519 in CREATE_CHILD_SA and ML-KEM-768 in an IKE_FOLLOWUP_KE exchange
+// (RFC 9370, Section 2.2.4), and a ping goes through the new CHILD SA.
+// Last, "ipsecctl down".
 func TestIKEPostQuantum(t *testing.T) {
 	requireBins(t)
 	for _, tc := range []struct {
@@ -37,7 +42,7 @@ func TestIKEPostQuantum(t *testing.T) {
 		t.Run(tc.ike, func(t *testing.T) {
 			a, b, _ := ikeTopology(t, false, "tunnel")
 			psk := newPSK()
-			ca := ikeConn{ike: tc.ike, child: []string{"aes256gcm16"}, mode: "tunnel", start: "trap", localID: "a.e2e.example", remoteID: "b.e2e.example", psk: psk}
+			ca := ikeConn{ike: tc.ike, child: []string{"aes256gcm16-x25519-ke1_mlkem768"}, mode: "tunnel", start: "trap", localID: "a.e2e.example", remoteID: "b.e2e.example", psk: psk}
 			cb := ca
 			cb.start, cb.localID, cb.remoteID = "none", ca.remoteID, ca.localID
 			a.startDaemon(t, ikeConfig(a, b, ca))
@@ -102,6 +107,52 @@ func TestIKEPostQuantum(t *testing.T) {
 			}
 			if (followup > 0) != (tc.inter > 0) {
 				t.Errorf("on the wire during the IKE SA rekey: %d IKE_FOLLOWUP_KE request datagrams", followup)
+			}
+
+			// Rekey the CHILD SA: CREATE_CHILD_SA with X25519, then
+			// IKE_FOLLOWUP_KE with ML-KEM-768 (RFC 9370, Section 2.2.4).
+			capt = startCapture(t, a.ns, "eth0")
+			if _, err := a.ctl(context.Background(), "rekey", childFull); err != nil {
+				t.Fatal(err)
+			}
+			var ca4, cb4 ctlapi.ChildSA
+			var lastA, lastB *ctlapi.SAs
+			if !nstest.WaitFor(15*time.Second, func() bool {
+				lastA, lastB = a.trySAs(), b.trySAs()
+				_, csa, okA := established(lastA)
+				_, csb, okB := established(lastB)
+				if !okA || !okB || len(csa) != 1 || len(csb) != 1 {
+					return false
+				}
+				ca4, cb4 = csa[0], csb[0]
+				return ca4.SPIIn != ca3.SPIIn && ca4.SPIOut != ca3.SPIOut && cb4.SPIIn != cb3.SPIIn
+			}) {
+				t.Fatalf("the CHILD SA was not replaced within 15s:\nA %+v\nB %+v", lastA, lastB)
+			}
+			mustPing(t, a.ns, a.inner, b.inner, 3)
+			ia5, ca5 := a.waitEstablished(t, 5*time.Second)
+			ib5, cb5 := b.waitEstablished(t, 5*time.Second)
+			checkPairAgrees(t, ia5, ca5, ib5, cb5, tc.ike, "aes256gcm16")
+			if ia5.SPIi != ia3.SPIi {
+				t.Errorf("the IKE SA changed with a CHILD SA rekey")
+			}
+			if ca5.PacketsOut < 3 || ca5.PacketsIn < 3 || cb5.PacketsIn < 3 {
+				t.Errorf("no traffic on the new CHILD SA: A out %d in %d, B in %d", ca5.PacketsOut, ca5.PacketsIn, cb5.PacketsIn)
+			}
+			capt.close()
+			var exchs []int
+			for _, m := range ikeMessages(capt.packets()) {
+				if m.spii != uint64(ia3.SPIi) || m.response {
+					continue
+				}
+				if m.exchange == exchCreateChildSA || m.exchange == exchIKEFollowupKE {
+					if n := len(exchs); n == 0 || exchs[n-1] != int(m.exchange) {
+						exchs = append(exchs, int(m.exchange)) // fragments count once
+					}
+				}
+			}
+			if len(exchs) != 2 || exchs[0] != exchCreateChildSA || exchs[1] != exchIKEFollowupKE {
+				t.Errorf("on the wire during the CHILD SA rekey: requests %v, want CREATE_CHILD_SA (%d) then IKE_FOLLOWUP_KE (%d)", exchs, exchCreateChildSA, exchIKEFollowupKE)
 			}
 
 			if _, err := a.ctl(context.Background(), "down", connName); err != nil {
