@@ -84,8 +84,8 @@ func (ns *NS) MustRun(name string, args ...string) string {
 // IPv6 duplicate address detection is switched off so addresses work at once.
 func Link(t testing.TB, a *NS, ifA string, addrsA []string, b *NS, ifB string, addrsB []string) {
 	t.Helper()
-	tmpA := fmt.Sprintf("gv%d", seq.Add(1))
-	tmpB := fmt.Sprintf("gv%d", seq.Add(1))
+	tmpA := fmt.Sprintf("gv%d-%d", os.Getpid()%100000, seq.Add(1))
+	tmpB := fmt.Sprintf("gv%d-%d", os.Getpid()%100000, seq.Add(1))
 	if out, err := exec.Command("ip", "link", "add", tmpA, "type", "veth", "peer", "name", tmpB).CombinedOutput(); err != nil {
 		t.Fatalf("ip link add veth: %v: %s", err, out)
 	}
