@@ -99,7 +99,7 @@ func TestStrongSwanPubkey(t *testing.T) {
 			}
 			up := func(who string) {
 				t.Helper()
-				if !nstest.WaitFor(10*time.Second, func() bool { return len(inst.live()) == 1 && len(m.SAs()) == 1 }) {
+				if !nstest.WaitFor(10*time.Second, func() bool { return upWith(m, inst) }) {
 					t.Fatalf("%s: no CHILD SA; SAs %+v", who, m.SAs())
 				}
 				spis, sas := swanSPIs(t, ch)

@@ -360,7 +360,7 @@ func TestStrongSwanNegotiation(t *testing.T) {
 		if err := start(m); err != nil {
 			t.Fatal(err)
 		}
-		if !nstest.WaitFor(10*time.Second, func() bool { return len(inst.live()) == 1 && len(m.SAs()) == 1 }) {
+		if !nstest.WaitFor(10*time.Second, func() bool { return upWith(m, inst) }) {
 			t.Fatalf("not up: %+v", m.SAs())
 		}
 		checkChildKeys(t, ch, inst)
@@ -442,7 +442,7 @@ func TestStrongSwanNegotiation(t *testing.T) {
 		if err := m.SetPeers([]Peer{p}); err != nil {
 			t.Fatal(err)
 		}
-		up := func() bool { return len(inst.live()) == 1 && len(m.SAs()) == 1 }
+		up := func() bool { return upWith(m, inst) }
 		for try := 1; ; try++ {
 			if err := m.Initiate("b", "net", nil); err != nil {
 				t.Fatal(err)
@@ -515,4 +515,12 @@ func TestStrongSwanNegotiation(t *testing.T) {
 			t.Error("no fragments in the log")
 		}
 	})
+}
+
+// upWith reports whether m has one established IKE SA and inst one CHILD SA.
+// The CHILD SA is installed while the IKE SA's message is handled, and the
+// snapshot that SAs returns is published after that, so both are checked.
+func upWith(m *Manager, inst *fakeInstaller) bool {
+	sas := m.SAs()
+	return len(inst.live()) == 1 && len(sas) == 1 && sas[0].State == StateEstablished
 }
