@@ -112,23 +112,7 @@ func TestIKEPostQuantum(t *testing.T) {
 			// Rekey the CHILD SA: CREATE_CHILD_SA with X25519, then
 			// IKE_FOLLOWUP_KE with ML-KEM-768 (RFC 9370, Section 2.2.4).
 			capt = startCapture(t, a.ns, "eth0")
-			if _, err := a.ctl(context.Background(), "rekey", childFull); err != nil {
-				t.Fatal(err)
-			}
-			var ca4, cb4 ctlapi.ChildSA
-			var lastA, lastB *ctlapi.SAs
-			if !nstest.WaitFor(15*time.Second, func() bool {
-				lastA, lastB = a.trySAs(), b.trySAs()
-				_, csa, okA := established(lastA)
-				_, csb, okB := established(lastB)
-				if !okA || !okB || len(csa) != 1 || len(csb) != 1 {
-					return false
-				}
-				ca4, cb4 = csa[0], csb[0]
-				return ca4.SPIIn != ca3.SPIIn && ca4.SPIOut != ca3.SPIOut && cb4.SPIIn != cb3.SPIIn
-			}) {
-				t.Fatalf("the CHILD SA was not replaced within 15s:\nA %+v\nB %+v", lastA, lastB)
-			}
+			rekeyChild(t, a, b, ca3, cb3)
 			mustPing(t, a.ns, a.inner, b.inner, 3)
 			ia5, ca5 := a.waitEstablished(t, 5*time.Second)
 			ib5, cb5 := b.waitEstablished(t, 5*time.Second)

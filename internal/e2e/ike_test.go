@@ -242,6 +242,27 @@ func established(s *ctlapi.SAs) (ike ctlapi.IKESA, children []ctlapi.ChildSA, ok
 
 // waitEstablished waits until h has an established IKE SA with exactly one
 // installed CHILD SA, and returns them.
+// rekeyChild runs "ipsecctl rekey" for the child on a and waits until both
+// a and b show one CHILD SA whose SPIs differ from prevA's and prevB's.
+func rekeyChild(t *testing.T, a, b *host, prevA, prevB ctlapi.ChildSA) {
+	t.Helper()
+	if _, err := a.ctl(context.Background(), "rekey", childFull); err != nil {
+		t.Fatal(err)
+	}
+	var lastA, lastB *ctlapi.SAs
+	if !nstest.WaitFor(15*time.Second, func() bool {
+		lastA, lastB = a.trySAs(), b.trySAs()
+		_, csa, okA := established(lastA)
+		_, csb, okB := established(lastB)
+		if !okA || !okB || len(csa) != 1 || len(csb) != 1 {
+			return false
+		}
+		return csa[0].SPIIn != prevA.SPIIn && csa[0].SPIOut != prevA.SPIOut && csb[0].SPIIn != prevB.SPIIn
+	}) {
+		t.Fatalf("the CHILD SA was not replaced within 15s:\nA %+v\nB %+v", lastA, lastB)
+	}
+}
+
 func (h *host) waitEstablished(t *testing.T, timeout time.Duration) (ctlapi.IKESA, ctlapi.ChildSA) {
 	t.Helper()
 	var last *ctlapi.SAs
@@ -538,23 +559,7 @@ func runPairCase(t *testing.T, tc ikeCase) int {
 	// Rekey the CHILD SA from A. A capture on A's link shows the
 	// CREATE_CHILD_SA exchange.
 	capt := startCapture(t, a.ns, "eth0")
-	if _, err := a.ctl(context.Background(), "rekey", childFull); err != nil {
-		t.Fatal(err)
-	}
-	var ca2, cb2 ctlapi.ChildSA
-	var lastA, lastB *ctlapi.SAs
-	if !nstest.WaitFor(15*time.Second, func() bool {
-		lastA, lastB = a.trySAs(), b.trySAs()
-		_, csa, okA := established(lastA)
-		_, csb, okB := established(lastB)
-		if !okA || !okB || len(csa) != 1 || len(csb) != 1 {
-			return false
-		}
-		ca2, cb2 = csa[0], csb[0]
-		return ca2.SPIIn != ca1.SPIIn && ca2.SPIOut != ca1.SPIOut && cb2.SPIIn != cb1.SPIIn
-	}) {
-		t.Fatalf("the CHILD SA was not replaced within 15s:\nA %+v\nB %+v", lastA, lastB)
-	}
+	rekeyChild(t, a, b, ca1, cb1)
 	mustPing(t, a.ns, a.inner, b.inner, 3)
 	ia2, ca2 := a.waitEstablished(t, 5*time.Second)
 	ib2, cb2 := b.waitEstablished(t, 5*time.Second)
