@@ -235,6 +235,10 @@ var (
 	ErrAuthFailed = errors.New("ike: authentication failed")
 	// ErrClosed is returned by Manager methods after Close.
 	ErrClosed = errors.New("ike: manager closed")
+	// ErrInternal ends an IKE SA whose goroutine panicked: the engine
+	// recovered, deleted its CHILD SAs and forgot it (Manager.Panics
+	// counts these).
+	ErrInternal = errors.New("ike: internal error (recovered panic)")
 	// ErrUnknownPeer and ErrUnknownChild are returned by Initiate and
 	// friends for names that SetPeers did not configure.
 	ErrUnknownPeer  = errors.New("ike: unknown peer")

@@ -48,7 +48,7 @@ func (s *session) remoteTS(c *ChildConfig) []tsRange {
 // TSi, TSr. The Nonce of CREATE_CHILD_SA is the caller's.
 func (r *childReq) request(s *session, withKE bool) ([]ikewire.Payload, error) {
 	if r.spi == 0 {
-		r.spi = s.m.allocSPI()
+		r.spi = s.m.allocSPI(s)
 	}
 	var pl []ikewire.Payload
 	proto := ikewire.ProtoESP
@@ -315,7 +315,7 @@ func (s *session) acceptChild(x *ikeSA, pl []ikewire.Payload, old *child, withKE
 		}
 		return nil, ikewire.NotifyNoProposalChosen, nil
 	}
-	spiIn := s.m.allocSPI()
+	spiIn := s.m.allocSPI(s)
 	resp = append(resp, &ikewire.Notify{Type: ikewire.NotifyESPTFCPaddingNotSupported})
 	resp = append(resp, &ikewire.SA{Proposals: []ikewire.Proposal{suite.wire(tp.Num, tp.Protocol, spiBytes(spiIn))}})
 	if nonce != nil {
@@ -432,7 +432,9 @@ func (t *childTask) process(s *session, x *ikeSA, m *ikewire.Message, pl []ikewi
 	if nonce == nil && errorNotify(pl) == nil {
 		err = fmt.Errorf("ike: CREATE_CHILD_SA response without Nr: %w", errSyntax)
 	} else if nonce != nil {
-		err = t.cr.complete(s, x, pl, t.ni, nonce.Data, true)
+		if err = checkNonce(nonce.Data, x.suite.prf); err == nil {
+			err = t.cr.complete(s, x, pl, t.ni, nonce.Data, true)
+		}
 	} else {
 		err = notifyErr(errorNotify(pl))
 	}
@@ -478,6 +480,10 @@ func (s *session) respondCreateChild(x *ikeSA, pl []ikewire.Payload) ([]ikewire.
 	if x != s.sa || s.state == StateDeleting {
 		// RFC 7296, Section 2.25: this IKE SA is going away.
 		return errResp(ikewire.NotifyTemporaryFailure, nil)
+	}
+	if err := checkNonce(nonce.Data, x.suite.prf); err != nil {
+		s.log.Info("ike: refusing CREATE_CHILD_SA", "peer", s.peerName(), "err", err)
+		return errResp(ikewire.NotifyInvalidSyntax, nil)
 	}
 	if sap.Proposals[0].Protocol == ikewire.ProtoIKE {
 		return s.respondIKERekey(x, pl)

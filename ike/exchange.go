@@ -39,7 +39,13 @@ type request struct {
 // Section 2.1: a retransmitted request gets the same response again).
 type response struct {
 	id   uint32
+	exch ikewire.ExchangeType
 	pkts [][]byte
+	// req is the datagram of the request (its last fragment when it was
+	// fragmented) and from the address it came from: a retransmission is
+	// answered only when it comes from there (RFC 7296, Section 2.1).
+	req  []byte
+	from netip.AddrPort
 }
 
 // timeout returns the wait after send n (0 for the first transmission):
@@ -171,15 +177,11 @@ func (s *session) open(x *ikeSA, m *ikewire.Message, req bool) (pl []ikewire.Pay
 // recvRequest runs the responder side of one exchange.
 func (s *session) recvRequest(x *ikeSA, m *ikewire.Message, from, to netip.AddrPort) {
 	if c := x.cached; c != nil && m.MessageID == c.id && x.peerID == c.id+1 {
-		// RFC 7296, Section 2.1: a retransmitted request; RFC 7383,
-		// Section 2.6.1: for fragments, only the first one triggers it.
-		if f, ok := m.Payloads[len(m.Payloads)-1].(*ikewire.SKF); ok && f.Number != 1 {
-			return
+		if s.retransmitted(x, c, m, from) {
+			s.transmit(c.pkts, to, from)
+		} else {
+			s.m.refusedResends.Add(1)
 		}
-		if m.Exchange == ikewire.IKE_SA_INIT && !x.initiator && len(s.initReq) > 0 && string(m.Raw) != string(s.initReq) {
-			return // another IKE_SA_INIT with the same SPIi: not ours
-		}
-		s.transmit(c.pkts, to, from)
 		return
 	}
 	if m.MessageID != x.peerID {
@@ -258,6 +260,45 @@ func (s *session) recvRequest(x *ikeSA, m *ikewire.Message, from, to netip.AddrP
 	}
 }
 
+// retransmitted reports whether m, which carries the Message ID of the
+// peer's last request, is a retransmission of that request that deserves
+// the cached response c again (RFC 7296, Section 2.1). A message that
+// merely quotes the SPIs and the Message ID gets nothing, so the cache
+// cannot amplify traffic toward a forged source: the retransmission must
+// come from the address and port of the original request, which must be
+// the IKE SA's peer, and be that request byte for byte or, past
+// IKE_SA_INIT, pass the integrity check of its SK payload. RFC 7383,
+// Section 2.6.1: of a fragmented request only the first fragment
+// triggers the resend.
+func (s *session) retransmitted(x *ikeSA, c *response, m *ikewire.Message, from netip.AddrPort) bool {
+	if m.Exchange != c.exch || from != c.from || from != s.remote {
+		return false
+	}
+	if string(m.Raw) == string(c.req) {
+		return true
+	}
+	if m.Exchange == ikewire.IKE_SA_INIT || len(m.Payloads) == 0 || x.opener == nil {
+		// IKE_SA_INIT has no integrity check: only the same bytes count
+		// (another IKE_SA_INIT with the same SPIi is not ours).
+		return false
+	}
+	switch p := m.Payloads[len(m.Payloads)-1].(type) {
+	case *ikewire.SK:
+		_, err := ikewire.OpenSK(m, x.opener)
+		return err == nil
+	case *ikewire.SKF:
+		if p.Number != 1 {
+			return false
+		}
+		// A scratch Reassembler checks the fragment's ICV without
+		// touching the one collecting the peer's next request.
+		var r ikewire.Reassembler
+		_, _, err := r.Add(m, x.opener)
+		return err == nil
+	}
+	return false
+}
+
 // reply sends and caches the response to request m.
 func (s *session) reply(x *ikeSA, m *ikewire.Message, from, to netip.AddrPort, pl []ikewire.Payload) {
 	pkts, err := s.seal(x, m.Exchange, m.MessageID, true, pl)
@@ -265,7 +306,7 @@ func (s *session) reply(x *ikeSA, m *ikewire.Message, from, to netip.AddrPort, p
 		s.log.Warn("ike: cannot encode response", "exchange", m.Exchange, "err", err)
 		return
 	}
-	x.cached = &response{id: m.MessageID, pkts: pkts}
+	x.cached = &response{id: m.MessageID, exch: m.Exchange, pkts: pkts, req: m.Raw, from: from}
 	x.peerID = m.MessageID + 1
 	s.transmit(pkts, to, from)
 }

@@ -139,7 +139,7 @@ func (t *ikeRekeyTask) build(s *session, x *ikeSA) ([]ikewire.Payload, error) {
 		return nil, errors.New("ike: an IKE SA rekey is already in progress")
 	}
 	if t.spi == 0 {
-		t.spi = s.m.newIKESPI()
+		t.spi = s.m.newIKESPI(s)
 	}
 	if t.keID == iana.KENone {
 		t.keID = x.suite.ke
@@ -198,6 +198,9 @@ func (t *ikeRekeyTask) complete(s *session, x *ikeSA, pl []ikewire.Payload) erro
 	}
 	if len(spiR) != 8 || spi64Value(spiR) == 0 || suite.ke != t.keID || iana.KEID(ke.Group) != t.keID {
 		return fmt.Errorf("ike: IKE SA rekey response with a bad SPI or key exchange method: %w", errSyntax)
+	}
+	if err := checkNonce(nonce.Data, suite.prf); err != nil {
+		return err
 	}
 	gir, err := t.ke.Finish(ke.Data)
 	if err != nil {
@@ -292,7 +295,7 @@ func (s *session) respondIKERekey(x *ikeSA, pl []ikewire.Payload) ([]ikewire.Pay
 			break
 		}
 	}
-	if len(spiI) != 8 || spi64Value(spiI) == 0 {
+	if len(spiI) != 8 || spi64Value(spiI) == 0 || checkNonce(nonce.Data, suite.prf) != nil {
 		return errResp(ikewire.NotifyInvalidSyntax, nil)
 	}
 	ours, gir, err := transform.KERespond(suite.ke, ke.Data, s.rand())
@@ -300,7 +303,7 @@ func (s *session) respondIKERekey(x *ikeSA, pl []ikewire.Payload) ([]ikewire.Pay
 		return errResp(ikewire.NotifyInvalidSyntax, nil)
 	}
 	nr := s.random(nonceLen)
-	spiR := s.m.newIKESPI()
+	spiR := s.m.newIKESPI(s)
 	resp := []ikewire.Payload{
 		&ikewire.SA{Proposals: []ikewire.Proposal{suite.wire(num, spi64Bytes(spiR))}},
 		&ikewire.Nonce{Data: nr},

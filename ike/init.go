@@ -18,6 +18,22 @@ import (
 // half.
 const nonceLen = 32
 
+// checkNonce checks the length of a peer's nonce: 16 to 256 bytes (RFC
+// 7296, Section 3.9) and at least half the key size of the negotiated PRF
+// prf (Section 2.10). An error wraps errSyntax (INVALID_SYNTAX).
+func checkNonce(n []byte, prf iana.PRFID) error {
+	least := ikewire.MinNonceLen
+	if p, err := transform.NewPRF(prf); err == nil {
+		// The preferred key size of the PRFs IKEv2 uses is their output
+		// size (RFC 7296, Section 2.13; 16 bytes for AES-XCBC, RFC 4434).
+		least = max(least, (p.Size()+1)/2)
+	}
+	if len(n) < least || len(n) > ikewire.MaxNonceLen {
+		return fmt.Errorf("ike: the peer's nonce has %d bytes, want %d to %d (RFC 7296, Sections 2.10 and 3.9): %w", len(n), least, ikewire.MaxNonceLen, errSyntax)
+	}
+	return nil
+}
+
 // initTask is the initiator's IKE_SA_INIT (RFC 7296, Section 1.2).
 type initTask struct {
 	cookies, keRetries int
@@ -125,6 +141,9 @@ func (t *initTask) complete(s *session, x *ikeSA, m *ikewire.Message, pl []ikewi
 	if suite.ke != s.keID || iana.KEID(ke.Group) != s.keID {
 		return fmt.Errorf("ike: the responder answered with key exchange method %d, not %d", ke.Group, s.keID)
 	}
+	if err := checkNonce(nonce.Data, suite.prf); err != nil {
+		return err
+	}
 	gir, err := s.ke.Finish(ke.Data)
 	if err != nil {
 		return fmt.Errorf("ike: the responder's key exchange data: %w", err)
@@ -196,6 +215,11 @@ func (s *session) respondInit(x *ikeSA, m *ikewire.Message, from, to netip.AddrP
 		s.initError(m, from, to, ikewire.NotifyNoProposalChosen, nil)
 		return
 	}
+	if err := checkNonce(nonce.Data, suite.prf); err != nil {
+		s.log.Info("ike: refusing IKE_SA_INIT", "from", from, "err", err)
+		s.initError(m, from, to, ikewire.NotifyInvalidSyntax, nil)
+		return
+	}
 	interOK := findNotify(pl, ikewire.NotifyIntermediateExchangeSupported) != nil
 	if suite.hasAddKE() && !interOK {
 		// RFC 9370, Section 2.2.1: additional key exchanges run in
@@ -255,7 +279,7 @@ func (s *session) respondInit(x *ikeSA, m *ikewire.Message, from, to netip.AddrP
 		return
 	}
 	s.initResp = pkts[0]
-	x.cached = &response{id: 0, pkts: pkts}
+	x.cached = &response{id: 0, exch: ikewire.IKE_SA_INIT, pkts: pkts, req: m.Raw, from: from}
 	x.peerID = 1
 	s.transmit(pkts, to, from)
 }

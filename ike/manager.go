@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"net/netip"
+	"runtime/debug"
 	"slices"
 	"strings"
 	"sync"
@@ -36,8 +37,8 @@ type Manager struct {
 	actors    map[*actor]struct{}
 	bySPI     map[uint64]*actor   // our IKE SPI -> session
 	byInit    map[initKey]*actor  // responder sessions by the peer's SPIi and address
-	ikeSPIs   map[uint64]struct{} // IKE SPIs handed out but not yet registered
-	childSPIs map[uint32]struct{}
+	ikeSPIs   map[uint64]*session // IKE SPIs handed out but not yet registered, by owner
+	childSPIs map[uint32]*session // inbound CHILD SA SPIs in use, by owner
 	halfOpen  int
 	closed    bool
 	secret    [32]byte // for COOKIEs (RFC 7296, Section 2.6)
@@ -45,7 +46,11 @@ type Manager struct {
 
 	events  chan Event
 	dropped atomic.Uint64
-	wg      sync.WaitGroup
+	panics  atomic.Uint64
+	// refusedResends counts retransmitted requests that did not get the
+	// cached response (RFC 7296, Section 2.1; see session.retransmitted).
+	refusedResends atomic.Uint64
+	wg             sync.WaitGroup
 }
 
 type initKey struct {
@@ -63,6 +68,7 @@ type actor struct {
 	init     initKey
 	halfOpen bool
 	dead     bool
+	crashed  bool // the session panicked; crash ended it
 }
 
 // inboxLen bounds the datagrams and commands waiting for one IKE SA;
@@ -76,7 +82,7 @@ func NewManager(cfg Config, inst Installer, tr Transport) *Manager {
 	m := &Manager{
 		cfg: cfg.withDefaults(), inst: inst, tr: tr,
 		actors: map[*actor]struct{}{}, bySPI: map[uint64]*actor{}, byInit: map[initKey]*actor{},
-		ikeSPIs: map[uint64]struct{}{}, childSPIs: map[uint32]struct{}{},
+		ikeSPIs: map[uint64]*session{}, childSPIs: map[uint32]*session{},
 	}
 	m.events = make(chan Event, m.cfg.EventBuffer)
 	if _, err := io.ReadFull(m.cfg.Rand, m.secret[:]); err != nil {
@@ -93,6 +99,17 @@ func (m *Manager) Events() <-chan Event { return m.events }
 // DroppedEvents returns the number of events dropped because the Events
 // channel was full.
 func (m *Manager) DroppedEvents() uint64 { return m.dropped.Load() }
+
+// Panics returns the number of panics the engine recovered from. Each one
+// ended the IKE SA whose goroutine panicked, with its CHILD SAs, and
+// nothing else.
+func (m *Manager) Panics() uint64 { return m.panics.Load() }
+
+// RefusedRetransmits returns the number of messages that quoted the
+// Message ID of a peer's last request but did not get the cached response
+// again: from another address, or not the same request (RFC 7296, Section
+// 2.1).
+func (m *Manager) RefusedRetransmits() uint64 { return m.refusedResends.Load() }
 
 // SetPeers replaces the peer configurations. IKE SAs of peers that are no
 // longer configured are deleted; those of the others keep the
@@ -205,7 +222,7 @@ func (m *Manager) Initiate(peer, child string, trigger *Trigger) error {
 		rport = m.cfg.Port
 	}
 	s.remote = netip.AddrPortFrom(remote, rport)
-	s.sa = &ikeSA{initiator: true, spiI: m.newIKESPILocked()}
+	s.sa = &ikeSA{initiator: true, spiI: m.newIKESPILocked(s)}
 	s.queue(&initTask{})
 	s.queue(&authTask{cr: childReq{cfg: c, trigger: trigger}})
 	if c != nil {
@@ -444,7 +461,7 @@ func (m *Manager) newResponderLocked(pkt []byte, h *ikewire.Header, from, to net
 	s := newSession(m, m.cfg.Now())
 	s.cands = cands
 	s.local, s.remote = to, from
-	s.sa = &ikeSA{spiI: h.SPIi, spiR: m.newIKESPILocked()}
+	s.sa = &ikeSA{spiI: h.SPIi, spiR: m.newIKESPILocked(s)}
 	a := m.addActorLocked(s)
 	m.registerLocked(a, s.sa.spiR)
 	a.init = initKey{h.SPIi, from}
@@ -501,6 +518,14 @@ func (m *Manager) start(a *actor) {
 func (m *Manager) loop(a *actor) {
 	defer m.wg.Done()
 	defer close(a.done)
+	defer func() {
+		// run recovers the session's own panics; this catches the rest
+		// (computing the deadline), so the goroutine never takes the
+		// process down.
+		if r := recover(); r != nil {
+			m.crash(a, r)
+		}
+	}()
 	timer := time.NewTimer(time.Hour)
 	timer.Stop()
 	for !a.dead {
@@ -540,10 +565,22 @@ func (m *Manager) deliver(a *actor, in input) {
 	}
 }
 
-// run lets the session handle one input and executes the effects.
+// run lets the session handle one input and executes the effects. A panic
+// in either ends this IKE SA alone (see crash).
 func (m *Manager) run(a *actor, in input) {
+	defer func() {
+		if r := recover(); r != nil {
+			m.crash(a, r)
+		}
+	}()
+	if a.crashed {
+		return
+	}
 	ops := a.s.handle(in)
 	for _, o := range ops {
+		if a.crashed {
+			return // a nested run (install failure) panicked
+		}
 		m.exec(a, o)
 	}
 	if a.halfOpen && a.s.state != StateConnecting {
@@ -572,11 +609,7 @@ func (m *Manager) exec(a *actor, o op) {
 		}
 	case opEvent:
 		m.cfg.Logger.Info("ike: "+o.ev.String(), "spi_i", fmt.Sprintf("%016x", o.ev.SPIi), "spi_r", fmt.Sprintf("%016x", o.ev.SPIr))
-		select {
-		case m.events <- o.ev:
-		default:
-			m.dropped.Add(1)
-		}
+		m.emitNow(o.ev)
 	case opRegister:
 		m.mu.Lock()
 		m.registerLocked(a, o.spi)
@@ -601,28 +634,111 @@ func (m *Manager) exec(a *actor, o op) {
 			m.deliver(b, input{kind: inCommand, cmd: command{kind: cmdClose}})
 		}
 	case opDone:
-		m.mu.Lock()
-		a.dead = true
-		for _, spi := range a.spis {
-			if m.bySPI[spi] == a {
-				delete(m.bySPI, spi)
-			}
+		m.forget(a)
+	}
+}
+
+// forget removes a from the Manager's tables and frees every SPI its
+// session holds.
+func (m *Manager) forget(a *actor) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	a.dead = true
+	for _, spi := range a.spis {
+		if m.bySPI[spi] == a {
+			delete(m.bySPI, spi)
 		}
-		if m.byInit[a.init] == a {
-			delete(m.byInit, a.init)
+	}
+	if m.byInit[a.init] == a {
+		delete(m.byInit, a.init)
+	}
+	if a.halfOpen {
+		a.halfOpen = false
+		m.halfOpen--
+	}
+	for spi, s := range m.childSPIs {
+		if s == a.s {
+			delete(m.childSPIs, spi)
 		}
-		if a.halfOpen {
-			a.halfOpen = false
-			m.halfOpen--
+	}
+	for spi, s := range m.ikeSPIs {
+		if s == a.s {
+			delete(m.ikeSPIs, spi)
 		}
-		delete(m.actors, a)
-		m.mu.Unlock()
+	}
+	delete(m.actors, a)
+}
+
+// crash ends actor a after its goroutine panicked with r: it logs the panic
+// once with its stack, counts it, deletes the IKE SA's CHILD SAs from the
+// Installer, frees its SPIs, forgets it and reports EventIKEDown with
+// ErrInternal. It trusts nothing of the session but its list of CHILD SAs,
+// sends nothing to the peer (which finds the IKE SA gone by its own
+// liveness checks, RFC 7296, Section 2.4) and touches no other IKE SA.
+func (m *Manager) crash(a *actor, r any) {
+	if a.crashed {
+		return
+	}
+	a.crashed = true
+	m.panics.Add(1)
+	info := a.info.Load()
+	if info == nil {
+		info = &IKESA{}
+	}
+	m.cfg.Logger.Error("ike: panic in an IKE SA; ending it and its CHILD SAs",
+		"peer", info.Peer, "spi_i", fmt.Sprintf("%016x", info.SPIi), "spi_r", fmt.Sprintf("%016x", info.SPIr),
+		"panic", fmt.Sprint(r), "stack", string(debug.Stack()))
+	s := a.s
+	children := s.children
+	s.children = nil
+	s.state = StateDead
+	for _, c := range children {
+		m.safely(func() error { return m.inst.DeleteSA(c.sa) }, "deleting CHILD SA")
+		if c.state != childReplaced {
+			m.emitNow(Event{Kind: EventChildDown, Peer: info.Peer, Child: c.cfg.Name, SPIi: info.SPIi, SPIr: info.SPIr, SPIIn: c.sa.SPIIn, SPIOut: c.sa.SPIOut, Err: ErrInternal})
+		}
+	}
+	for _, x := range []*ikeSA{s.sa, s.old} {
+		if x != nil && x.keys != nil {
+			m.safely(func() error { x.keys.Destroy(); return nil }, "destroying keys")
+		}
+	}
+	if s.followup != nil {
+		m.safely(func() error { s.dropFollowup(); return nil }, "dropping IKE_FOLLOWUP_KE state")
+	}
+	m.forget(a)
+	m.emitNow(Event{Kind: EventIKEDown, Peer: info.Peer, SPIi: info.SPIi, SPIr: info.SPIr, Err: ErrInternal})
+	dead := *info
+	dead.State, dead.Children = StateDead, nil
+	a.info.Store(&dead)
+}
+
+// safely runs f, the cleanup of a crashed IKE SA, so that a second panic
+// (an Installer that panics again) is logged and does not stop the
+// cleanup.
+func (m *Manager) safely(f func() error, what string) {
+	defer func() {
+		if r := recover(); r != nil {
+			m.cfg.Logger.Error("ike: panic while cleaning up after a panic", "what", what, "panic", fmt.Sprint(r))
+		}
+	}()
+	if err := f(); err != nil {
+		m.cfg.Logger.Debug("ike: cleanup after a panic", "what", what, "err", err)
+	}
+}
+
+// emitNow queues e on the Events channel, or counts it as dropped.
+func (m *Manager) emitNow(e Event) {
+	select {
+	case m.events <- e:
+	default:
+		m.dropped.Add(1)
 	}
 }
 
 // allocSPI returns a fresh inbound CHILD SA SPI: random, at least 256
 // (RFC 4303, Section 2.1), unused.
-func (m *Manager) allocSPI() uint32 {
+func (m *Manager) allocSPI(owner *session) uint32 {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	var b [4]byte
@@ -632,7 +748,7 @@ func (m *Manager) allocSPI() uint32 {
 		}
 		spi := binary.BigEndian.Uint32(b[:])
 		if _, used := m.childSPIs[spi]; spi >= 256 && !used {
-			m.childSPIs[spi] = struct{}{}
+			m.childSPIs[spi] = owner
 			return spi
 		}
 	}
@@ -644,14 +760,14 @@ func (m *Manager) freeSPI(spi uint32) {
 	m.mu.Unlock()
 }
 
-// newIKESPI returns a fresh, non-zero, unused IKE SPI.
-func (m *Manager) newIKESPI() uint64 {
+// newIKESPI returns a fresh, non-zero, unused IKE SPI, reserved for owner.
+func (m *Manager) newIKESPI(owner *session) uint64 {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	return m.newIKESPILocked()
+	return m.newIKESPILocked(owner)
 }
 
-func (m *Manager) newIKESPILocked() uint64 {
+func (m *Manager) newIKESPILocked(owner *session) uint64 {
 	var b [8]byte
 	for {
 		if _, err := io.ReadFull(m.cfg.Rand, b[:]); err != nil {
@@ -660,7 +776,7 @@ func (m *Manager) newIKESPILocked() uint64 {
 		spi := binary.BigEndian.Uint64(b[:])
 		_, reserved := m.ikeSPIs[spi]
 		if spi != 0 && m.bySPI[spi] == nil && !reserved {
-			m.ikeSPIs[spi] = struct{}{}
+			m.ikeSPIs[spi] = owner
 			return spi
 		}
 	}
