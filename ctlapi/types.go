@@ -32,6 +32,20 @@ type Status struct {
 	ChildSAs int `json:"child_sas"`
 	// Counters are the data plane's totals.
 	Counters Counters `json:"counters"`
+	// Panics counts the panics the daemon recovered from since it started,
+	// by component. Each ended only what it owned (an IKE SA with its
+	// CHILD SAs, or one packet); anything but zero is a bug to report.
+	Panics Panics `json:"panics"`
+}
+
+// Panics counts recovered panics by component.
+type Panics struct {
+	// IKE counts panics of IKE SA goroutines; each ended that IKE SA and
+	// its CHILD SAs.
+	IKE uint64 `json:"ike"`
+	// Dataplane counts panics of data plane goroutines; each dropped the
+	// packet being processed.
+	Dataplane uint64 `json:"dataplane"`
 }
 
 // Counters are data plane totals since the daemon started. "In" is traffic

@@ -32,20 +32,20 @@ import (
 type fuzzState uint8
 
 const (
-	fsInitSent       fuzzState = iota // A sent IKE_SA_INIT; B has not seen it
-	fsInitAnswered                    // B answered IKE_SA_INIT (half-open); A has not seen it
-	fsAuthSent                        // A sent IKE_AUTH; B has not seen it
-	fsAuthAnswered                    // B answered IKE_AUTH (established); A has not seen it
-	fsEstablished                     // both established, nothing in flight
-	fsIntermediate                    // x25519-ke1_mlkem768: A sent IKE_INTERMEDIATE
-	fsIntermediateAnswered            // B answered IKE_INTERMEDIATE
-	fsChildRekey                      // a CHILD SA rekey request in flight
-	fsChildRekeyAnswered              // its response in flight
-	fsIKERekey                        // an IKE SA rekey request in flight
-	fsIKERekeyAnswered                // its response in flight; then the Delete of the old IKE SA
-	fsIKERekeyFollowup                // x25519-ke1_mlkem768: IKE_FOLLOWUP_KE of an IKE SA rekey in flight
-	fsDeleting                        // a Delete of the IKE SA in flight
-	fsFragments                       // the first of several IKE_AUTH fragments delivered
+	fsInitSent             fuzzState = iota // A sent IKE_SA_INIT; B has not seen it
+	fsInitAnswered                          // B answered IKE_SA_INIT (half-open); A has not seen it
+	fsAuthSent                              // A sent IKE_AUTH; B has not seen it
+	fsAuthAnswered                          // B answered IKE_AUTH (established); A has not seen it
+	fsEstablished                           // both established, nothing in flight
+	fsIntermediate                          // x25519-ke1_mlkem768: A sent IKE_INTERMEDIATE
+	fsIntermediateAnswered                  // B answered IKE_INTERMEDIATE
+	fsChildRekey                            // a CHILD SA rekey request in flight
+	fsChildRekeyAnswered                    // its response in flight
+	fsIKERekey                              // an IKE SA rekey request in flight
+	fsIKERekeyAnswered                      // its response in flight; then the Delete of the old IKE SA
+	fsIKERekeyFollowup                      // x25519-ke1_mlkem768: IKE_FOLLOWUP_KE of an IKE SA rekey in flight
+	fsDeleting                              // a Delete of the IKE SA in flight
+	fsFragments                             // the first of several IKE_AUTH fragments delivered
 	fsCount
 )
 
@@ -63,14 +63,14 @@ func (st fuzzState) established() bool {
 
 // Fuzz input header fields.
 const (
-	fiState    = iota // fuzzState (mod fsCount) | fiByB | fiOld
-	fiEncoding        // encoding (mod encCount)
-	fiIDDelta         // int8 added to the expected Message ID
-	fiExchange        // exchange type
-	fiFlags           // bit 0: response; bit 1: flip the I flag
-	fiFirst           // the first payload type of the body
-	fiFragNum         // SKF Fragment Number
-	fiFragTotal       // SKF Total Fragments
+	fiState     = iota // fuzzState (mod fsCount) | fiByB | fiOld
+	fiEncoding         // encoding (mod encCount)
+	fiIDDelta          // int8 added to the expected Message ID
+	fiExchange         // exchange type
+	fiFlags            // bit 0: response; bit 1: flip the I flag
+	fiFirst            // the first payload type of the body
+	fiFragNum          // SKF Fragment Number
+	fiFragTotal        // SKF Total Fragments
 	fuzzHdrLen
 
 	fiByB = 0x80 // the exchange in progress was started by B, not A

@@ -110,6 +110,7 @@ func printStatus(out io.Writer, st ctlapi.Status, sas ctlapi.SAs, socket string,
 	fmt.Fprintf(t, "traffic:\tin %s (%d packets), out %s (%d packets)\n",
 		humanBytes(c.BytesIn), c.PacketsIn, humanBytes(c.BytesOut), c.PacketsOut)
 	fmt.Fprintf(t, "drops:\t%s\n", counts(c.Drops))
+	fmt.Fprintf(t, "panics:\t%d IKE, %d data plane\n", st.Panics.IKE, st.Panics.Dataplane)
 	t.Flush()
 
 	if len(sas.IKESAs) > 0 {

@@ -66,6 +66,7 @@ func TestStatus(t *testing.T) {
 		// 1234 B / 1024 = 1.205 KiB; 3565158 B / 1024^2 = 3.3999... MiB.
 		"traffic:  in 1.21 KiB (1234 packets), out 3.40 MiB (2345 packets)\n",
 		"drops:    bad_icv 3, replay 1\n",
+		"panics:   0 IKE, 0 data plane\n",
 		"IKE SA  ID  STATE        LOCAL           REMOTE             REMOTE ID     ESTABLISHED\n",
 		"site-b  #1  established  192.0.2.1:4500  198.51.100.2:4500  gw-b.example  2m ago\n",
 		// 1234 B = 1.205 KiB, 5632 B = 5.5 KiB.

@@ -44,6 +44,10 @@ func (d *Daemon) Status(ctx context.Context) (ctlapi.Status, error) {
 	if drops == nil {
 		drops = map[string]uint64{}
 	}
+	var panics ctlapi.Panics
+	if d.ike != nil {
+		panics.IKE = d.ike.Panics()
+	}
 	now := d.opts.Now()
 	return ctlapi.Status{
 		Version:       d.opts.Version,
@@ -59,6 +63,7 @@ func (d *Daemon) Status(ctx context.Context) (ctlapi.Status, error) {
 			BytesIn: bytesIn, BytesOut: bytesOut,
 			Drops: drops,
 		},
+		Panics: panics,
 	}, nil
 }
 

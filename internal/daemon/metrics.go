@@ -50,6 +50,7 @@ func (d *Daemon) Metrics() metrics.Snapshot {
 			s.IKESAs[strings.ToLower(x.State)]++
 		}
 		s.IKEEventsLost = d.ike.DroppedEvents()
+		s.Panics.IKE = d.ike.Panics()
 	}
 	pol, _ := d.Policies(ctx)
 	for _, p := range pol.Policies {

@@ -53,11 +53,19 @@ type Snapshot struct {
 	// IKEEventsLost counts IKE engine events dropped before the daemon saw
 	// them; while it is not zero, Handshakes may undercount.
 	IKEEventsLost uint64
+	// Panics counts the panics the daemon recovered from, by component.
+	Panics Panics
 	// Drops counts the packets the data plane dropped, by reason (the
 	// names of sa.Drop).
 	Drops map[string]uint64
 	// Dataplane holds the data plane's global packet counters.
 	Dataplane Dataplane
+}
+
+// Panics counts recovered panics: of IKE SA goroutines (each ended that IKE
+// SA) and of data plane goroutines (each dropped one packet).
+type Panics struct {
+	IKE, Dataplane uint64
 }
 
 // ChildSA is the counters of one CHILD SA (both directions).
@@ -132,6 +140,7 @@ var (
 	descHSCompleted  = newDesc("ike_handshakes_completed_total", "IKE SAs established.", nil)
 	descHSFailed     = newDesc("ike_handshakes_failed_total", "IKE SAs that ended with an error before they were established.", nil)
 	descIKELost      = newDesc("ike_events_lost_total", "IKE engine events dropped before the daemon counted them.", nil)
+	descPanics       = newDesc("panics_total", "Panics recovered, by component; each ended only what it owned (an IKE SA, a packet).", []string{"component"})
 	descAcquires     = newDesc("acquires_total", "ACQUIRE events: packets that matched a PROTECT rule without an SA (RFC 4301, Section 5.1.1), rate-limited per policy.", nil)
 	descDrops        = newDesc("dropped_packets_total", "Packets the data plane dropped, by reason.", []string{"reason"})
 	descTUNRead      = newDesc("dataplane_tun_read_packets_total", "Packets read from the TUN device.", nil)
@@ -145,7 +154,7 @@ var (
 	descEventsLost   = newDesc("dataplane_events_lost_total", "Data plane events dropped before the daemon saw them.", nil)
 
 	allDescs = []*prometheus.Desc{descChildBytes, descChildPackets, descChildReplay, descChildICV, descRuleHits,
-		descIKESAs, descHSStarted, descHSCompleted, descHSFailed, descIKELost, descAcquires, descDrops,
+		descIKESAs, descHSStarted, descHSCompleted, descHSFailed, descIKELost, descPanics, descAcquires, descDrops,
 		descTUNRead, descTUNWritten, descSealed, descOpened, descBypassed, descIKEMessages, descKeepalives,
 		descErrors, descEventsLost}
 )
@@ -206,6 +215,8 @@ func (c collector) Collect(ch chan<- prometheus.Metric) {
 	counter(descHSCompleted, s.Handshakes.Completed)
 	counter(descHSFailed, s.Handshakes.Failed)
 	counter(descIKELost, s.IKEEventsLost)
+	counter(descPanics, s.Panics.IKE, "ike")
+	counter(descPanics, s.Panics.Dataplane, "dataplane")
 	counter(descAcquires, s.Acquires)
 	for reason, n := range s.Drops {
 		counter(descDrops, n, reason)
