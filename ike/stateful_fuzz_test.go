@@ -318,6 +318,17 @@ func runStateful(t *testing.T, in []byte, responder bool) {
 	if len(in) < fuzzHdrLen || len(in) > 4096 {
 		return
 	}
+	// A hang is a finding too: the fuzzer keeps an input that crashes
+	// the worker, and this watchdog does.
+	done := make(chan struct{})
+	defer close(done)
+	go func() {
+		select {
+		case <-done:
+		case <-time.After(20 * time.Second):
+			panic(fmt.Sprintf("stateful fuzz input runs for more than 20 s: %x", in))
+		}
+	}()
 	st := fuzzState(in[fiState]&0x3f) % fsCount
 	p := newFuzzPair(t, st, in[fiState]&fiByB != 0)
 	ft := p.target(responder, in[fiState]&fiOld != 0)
@@ -365,6 +376,11 @@ func checkInvariants(t *testing.T, p *fuzzPair) {
 		}
 		checkTables(t, nd.m)
 		checkInstalled(t, nd)
+		// The actor's goroutine asks every session for its next deadline
+		// (step mode does not): it must not fail in any state.
+		for a := range nd.m.actors {
+			a.s.deadline()
+		}
 	}
 }
 
@@ -425,10 +441,17 @@ func checkLive(t *testing.T, p *fuzzPair) {
 }
 
 // statefulSeeds returns inputs built from the messages of real exchanges:
-// for each state and side, the held message that would have arrived next
-// (its header fields and its decrypted payload chain), once in the clear
-// and once encrypted, and a few bare encodings.
+// for each state and side, the held messages that would have arrived next
+// (their header fields and decrypted payload chains) and an empty
+// INFORMATIONAL request and response (a DPD), each in every encoding, with
+// the previous, current and next Message IDs for the main ones.
 func statefulSeeds(f *testing.F, responder bool) [][]byte {
+	type proto struct {
+		exch  ikewire.ExchangeType
+		flags byte
+		first ikewire.PayloadType
+		chain []byte
+	}
 	var out [][]byte
 	for st := range fsCount {
 		for _, byB := range []bool{false, true} {
@@ -441,6 +464,7 @@ func statefulSeeds(f *testing.F, responder bool) [][]byte {
 				sel |= fiByB
 			}
 			ft := p.target(responder, false)
+			protos := []proto{{ikewire.INFORMATIONAL, 0, 0, nil}, {ikewire.INFORMATIONAL, 1, 0, nil}}
 			for _, d := range p.held {
 				if d.to.Addr() != ft.nd.addr {
 					continue
@@ -449,36 +473,34 @@ func statefulSeeds(f *testing.F, responder bool) [][]byte {
 				if err != nil {
 					continue
 				}
-				first, chain := m.NextPayload, d.pkt[ikewire.HeaderLen:]
-				enc := encRaw
+				pr := proto{exch: m.Exchange, first: m.NextPayload, chain: d.pkt[ikewire.HeaderLen:]}
+				if m.IsResponse() {
+					pr.flags = 1
+				}
 				if ft.x != nil && ft.x.opener != nil && len(m.Payloads) > 0 {
 					if _, ok := m.Payloads[len(m.Payloads)-1].(*ikewire.SK); ok {
 						pl, err := ikewire.OpenSK(m, ft.x.opener)
 						if err != nil {
 							continue
 						}
-						mm := &ikewire.Message{Header: m.Header, Payloads: pl}
-						b, err := mm.Marshal()
+						b, err := (&ikewire.Message{Header: m.Header, Payloads: pl}).Marshal()
 						if err != nil {
 							continue
 						}
-						first, chain, enc = ikewire.PayloadType(b[16]), b[ikewire.HeaderLen:], encSK
+						pr.first, pr.chain = ikewire.PayloadType(b[16]), b[ikewire.HeaderLen:]
 					}
 				}
-				var flags byte
-				if m.IsResponse() {
-					flags = 1
-				}
-				for _, e := range []encoding{enc, encRaw, encEmpty, encBadICV, encSKF} {
-					hdr := []byte{sel, byte(e), 0, byte(m.Exchange), flags, byte(first), 1, 1}
-					out = append(out, append(hdr, chain...))
-					if e == enc {
-						hdr2 := slices.Clone(hdr)
-						hdr2[fiIDDelta] = 0xff // the previous Message ID
-						out = append(out, append(hdr2, chain...))
-						hdr3 := slices.Clone(hdr)
-						hdr3[fiIDDelta] = 1
-						out = append(out, append(hdr3, chain...))
+				protos = append(protos, pr)
+			}
+			for _, pr := range protos {
+				for e := range encCount {
+					deltas := []byte{0}
+					if e == encRaw || e == encEmpty || e == encSK {
+						deltas = []byte{0xff, 0, 1} // previous, current, next
+					}
+					for _, d := range deltas {
+						hdr := []byte{sel, byte(e), d, byte(pr.exch), pr.flags, byte(pr.first), 1, 1}
+						out = append(out, append(hdr, pr.chain...))
 					}
 				}
 			}
