@@ -664,17 +664,27 @@ func TestQuoteFlowSelectors(t *testing.T) {
 }
 
 func TestDaemonIKE(t *testing.T) {
-	c, err := Parse("ike.yaml", []byte("daemon:\n  ike: {retransmit_timeout: 2s, retransmit_tries: 3, half_open_timeout: 10s, cookie_threshold: -1}\n"))
+	c, err := Parse("ike.yaml", []byte("daemon:\n  ike: {retransmit_timeout: 2s, retransmit_tries: 3, half_open_timeout: 10s, cookie_threshold: -1,\n    max_half_open: 200, max_half_open_per_source: 3, cookie_lifetime: 30s}\n"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := IKETimers{RetransmitTimeout: 2 * time.Second, RetransmitTries: 3, HalfOpenTimeout: 10 * time.Second, CookieThreshold: -1}
+	want := IKETimers{RetransmitTimeout: 2 * time.Second, RetransmitTries: 3, HalfOpenTimeout: 10 * time.Second, CookieThreshold: -1,
+		MaxHalfOpen: 200, MaxHalfOpenPerSource: 3, CookieLifetime: 30 * time.Second}
 	if c.Daemon.IKE != want {
 		t.Fatalf("daemon.ike = %+v, want %+v", c.Daemon.IKE, want)
 	}
 	_, err = Parse("ike.yaml", []byte("daemon:\n  ike:\n    retransmit_tries: 99\n"))
 	if err == nil || !strings.HasPrefix(err.Error(), "ike.yaml:3: daemon.ike.retransmit_tries:") {
 		t.Fatalf("out of range: %v", err)
+	}
+	for _, tc := range []struct{ in, want string }{
+		{"daemon:\n  ike:\n    max_half_open: 0\n", "ike.yaml:3: daemon.ike.max_half_open:"},
+		{"daemon:\n  ike:\n\n    max_half_open_per_source: -2\n", "ike.yaml:4: daemon.ike.max_half_open_per_source:"},
+		{"daemon:\n  ike:\n    cookie_lifetime: soon\n", "ike.yaml:3: daemon.ike.cookie_lifetime:"},
+	} {
+		if _, err := Parse("ike.yaml", []byte(tc.in)); err == nil || !strings.HasPrefix(err.Error(), tc.want) {
+			t.Errorf("%q: error %v, want %s...", tc.in, err, tc.want)
+		}
 	}
 }
 

@@ -116,6 +116,9 @@ func (d *decoder) daemon(dm *Daemon, key string, n *yaml.Node) {
 				{"retransmit_tries", d.integer(&dm.IKE.RetransmitTries, 0, 20)},
 				{"half_open_timeout", d.duration(&dm.IKE.HalfOpenTimeout)},
 				{"cookie_threshold", d.integer(&dm.IKE.CookieThreshold, -1, 1_000_000)},
+				{"max_half_open", d.integer(&dm.IKE.MaxHalfOpen, 1, 1_000_000)},
+				{"max_half_open_per_source", d.integer(&dm.IKE.MaxHalfOpenPerSource, -1, 1_000_000)},
+				{"cookie_lifetime", d.duration(&dm.IKE.CookieLifetime)},
 			})
 		}},
 		{"metrics", func(key string, n *yaml.Node) {
