@@ -123,7 +123,11 @@ type Connection struct {
 // Auth is one side's authentication (connections.<name>.local / .remote).
 type Auth struct {
 	Method AuthMethod
-	// ID is the IKE identity; empty means the IP address.
+	// ID is the IKE identity; empty means the IP address (as a remote id:
+	// the address the peer speaks from). A remote id may be a pattern, as
+	// in strongSwan: "%any" accepts any identity, "*.example.org" and
+	// "*@example.org" any FQDN or e-mail identity with that ending, and a
+	// distinguished name attribute "*" (as in "O=Example, CN=*") any value.
 	ID string
 	// Certs and CACerts are certificate file paths, relative ones resolved
 	// against the configuration file's directory.

@@ -705,3 +705,24 @@ func TestChildProposalAddKE(t *testing.T) {
 		t.Errorf("AH: %+v %v", p, err)
 	}
 }
+
+// TestIdentityPatternCheck: identity patterns as strongSwan writes them
+// pass, malformed ones are refused with file:line, so that ipsecd --check
+// catches them.
+func TestIdentityPatternCheck(t *testing.T) {
+	conf := func(id string) string {
+		return "connections:\n  c:\n    local: {auth: psk}\n    remote:\n      auth: psk\n      id: " + id + "\n" +
+			"    children: {x: {local_ts: [10.1.0.0/16], remote_ts: [10.2.0.0/16]}}\nsecrets: {ike: [{secret: s3cret}]}\n"
+	}
+	for _, id := range []string{`"*.example.org"`, `"*@example.org"`, `"@*.example.org"`, `"C=CH, O=Example, CN=*"`, `"%any"`, `gw.example.org`, `""`} {
+		if _, err := Parse("id.yaml", []byte(conf(id))); err != nil {
+			t.Errorf("id %s: %v", id, err)
+		}
+	}
+	for _, id := range []string{`"gw.*.example.org"`, `"**.example.org"`, `"gw*"`, `"C=CH, CN=moon*"`, `"@#01*"`} {
+		_, err := Parse("id.yaml", []byte(conf(id)))
+		if err == nil || !strings.HasPrefix(err.Error(), "id.yaml:6: connections.c.remote.id:") {
+			t.Errorf("id %s: error %v, want id.yaml:6: connections.c.remote.id: ...", id, err)
+		}
+	}
+}

@@ -109,6 +109,12 @@ func (m *Manager) SetPeers(peers []Peer) error {
 			return fmt.Errorf("ike: peer %d: empty or duplicate name %q", i, p.Name)
 		}
 		names[p.Name] = true
+		if err := p.RemoteID.CheckPattern(); err != nil {
+			return fmt.Errorf("%w (peer %q)", err, p.Name)
+		}
+		if p.LocalID.IsPattern() {
+			return fmt.Errorf("ike: peer %q: the local identity %s is a pattern", p.Name, p.LocalID)
+		}
 		p.Children = slices.Clone(p.Children)
 		ps[i] = &p
 	}
