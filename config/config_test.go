@@ -725,4 +725,8 @@ func TestIdentityPatternCheck(t *testing.T) {
 			t.Errorf("id %s: error %v, want id.yaml:6: connections.c.remote.id: ...", id, err)
 		}
 	}
+	_, err := Parse("id.yaml", []byte(strings.Replace(conf("b"), "local: {auth: psk}", "local: {auth: psk, id: \"*.example.org\"}", 1)))
+	if err == nil || !strings.HasPrefix(err.Error(), "id.yaml:3: connections.c.local.id:") {
+		t.Errorf("a local pattern: %v", err)
+	}
 }

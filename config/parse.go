@@ -253,6 +253,10 @@ func (d *decoder) auth(a *Auth, key string, n *yaml.Node, local bool) {
 					d.fail(vn, key, "%v", err)
 					return
 				}
+				if local && (s == "%any" || strings.Contains(s, "*")) {
+					d.fail(vn, key, "identity %q: a local identity cannot be a pattern", s)
+					return
+				}
 				a.ID = s
 			}
 		}},

@@ -494,7 +494,7 @@ func (m *Manager) halfOpenDoneLocked(a *actor) {
 // IPv4 address, or the IPv6 /64, since one IPv6 host usually holds a whole
 // /64 (RFC 7421).
 func sourceOf(a netip.Addr) netip.Prefix {
-	a = a.Unmap()
+	a = a.Unmap().WithZone("")
 	if a.Is4() {
 		return netip.PrefixFrom(a, 32)
 	}
