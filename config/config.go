@@ -67,15 +67,23 @@ type Daemon struct {
 }
 
 // IKETimers tunes the IKEv2 engine (daemon.ike), like strongSwan's
-// charon.retransmit_* and half_open_timeout settings. Zero means the
-// engine's default: retransmissions after 4 s, growing by 1.8, 5 tries;
-// half-open IKE SAs kept 30 s; cookies demanded above 10 half-open SAs
-// (cookie_threshold -1: never).
+// charon.retransmit_*, half_open_timeout, cookie_threshold and
+// block_threshold settings. Zero means the engine's default:
+// retransmissions after 4 s, growing by 1.8, 5 tries; half-open IKE SAs
+// kept 30 s; cookies demanded above 10 half-open SAs (cookie_threshold -1:
+// never) and before any limit drops a request; at most 1000 half-open SAs
+// (max_half_open), 5 per source address or IPv6 /64
+// (max_half_open_per_source, -1: no per-source limit); a new cookie secret
+// every minute (cookie_lifetime), the previous one accepted one more
+// lifetime.
 type IKETimers struct {
-	RetransmitTimeout time.Duration
-	RetransmitTries   int
-	HalfOpenTimeout   time.Duration
-	CookieThreshold   int
+	RetransmitTimeout    time.Duration
+	RetransmitTries      int
+	HalfOpenTimeout      time.Duration
+	CookieThreshold      int
+	MaxHalfOpen          int
+	MaxHalfOpenPerSource int
+	CookieLifetime       time.Duration
 }
 
 // TUN configures the TUN device (daemon.tun).
@@ -115,7 +123,11 @@ type Connection struct {
 // Auth is one side's authentication (connections.<name>.local / .remote).
 type Auth struct {
 	Method AuthMethod
-	// ID is the IKE identity; empty means the IP address.
+	// ID is the IKE identity; empty means the IP address (as a remote id:
+	// the address the peer speaks from). A remote id may be a pattern, as
+	// in strongSwan: "%any" accepts any identity, "*.example.org" and
+	// "*@example.org" any FQDN or e-mail identity with that ending, and a
+	// distinguished name attribute "*" (as in "O=Example, CN=*") any value.
 	ID string
 	// Certs and CACerts are certificate file paths, relative ones resolved
 	// against the configuration file's directory.

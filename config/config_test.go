@@ -664,17 +664,27 @@ func TestQuoteFlowSelectors(t *testing.T) {
 }
 
 func TestDaemonIKE(t *testing.T) {
-	c, err := Parse("ike.yaml", []byte("daemon:\n  ike: {retransmit_timeout: 2s, retransmit_tries: 3, half_open_timeout: 10s, cookie_threshold: -1}\n"))
+	c, err := Parse("ike.yaml", []byte("daemon:\n  ike: {retransmit_timeout: 2s, retransmit_tries: 3, half_open_timeout: 10s, cookie_threshold: -1,\n    max_half_open: 200, max_half_open_per_source: 3, cookie_lifetime: 30s}\n"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := IKETimers{RetransmitTimeout: 2 * time.Second, RetransmitTries: 3, HalfOpenTimeout: 10 * time.Second, CookieThreshold: -1}
+	want := IKETimers{RetransmitTimeout: 2 * time.Second, RetransmitTries: 3, HalfOpenTimeout: 10 * time.Second, CookieThreshold: -1,
+		MaxHalfOpen: 200, MaxHalfOpenPerSource: 3, CookieLifetime: 30 * time.Second}
 	if c.Daemon.IKE != want {
 		t.Fatalf("daemon.ike = %+v, want %+v", c.Daemon.IKE, want)
 	}
 	_, err = Parse("ike.yaml", []byte("daemon:\n  ike:\n    retransmit_tries: 99\n"))
 	if err == nil || !strings.HasPrefix(err.Error(), "ike.yaml:3: daemon.ike.retransmit_tries:") {
 		t.Fatalf("out of range: %v", err)
+	}
+	for _, tc := range []struct{ in, want string }{
+		{"daemon:\n  ike:\n    max_half_open: 0\n", "ike.yaml:3: daemon.ike.max_half_open:"},
+		{"daemon:\n  ike:\n\n    max_half_open_per_source: -2\n", "ike.yaml:4: daemon.ike.max_half_open_per_source:"},
+		{"daemon:\n  ike:\n    cookie_lifetime: soon\n", "ike.yaml:3: daemon.ike.cookie_lifetime:"},
+	} {
+		if _, err := Parse("ike.yaml", []byte(tc.in)); err == nil || !strings.HasPrefix(err.Error(), tc.want) {
+			t.Errorf("%q: error %v, want %s...", tc.in, err, tc.want)
+		}
 	}
 }
 
@@ -693,5 +703,30 @@ func TestChildProposalAddKE(t *testing.T) {
 	}
 	if p, err := parseChildProposal("sha256-ecp256-ke1_mlkem1024", true); err != nil || len(p.AddKE[0]) != 1 || p.AddKE[0][0] != 37 {
 		t.Errorf("AH: %+v %v", p, err)
+	}
+}
+
+// TestIdentityPatternCheck: identity patterns as strongSwan writes them
+// pass, malformed ones are refused with file:line, so that ipsecd --check
+// catches them.
+func TestIdentityPatternCheck(t *testing.T) {
+	conf := func(id string) string {
+		return "connections:\n  c:\n    local: {auth: psk}\n    remote:\n      auth: psk\n      id: " + id + "\n" +
+			"    children: {x: {local_ts: [10.1.0.0/16], remote_ts: [10.2.0.0/16]}}\nsecrets: {ike: [{secret: s3cret}]}\n"
+	}
+	for _, id := range []string{`"*.example.org"`, `"*@example.org"`, `"@*.example.org"`, `"C=CH, O=Example, CN=*"`, `"%any"`, `gw.example.org`, `""`} {
+		if _, err := Parse("id.yaml", []byte(conf(id))); err != nil {
+			t.Errorf("id %s: %v", id, err)
+		}
+	}
+	for _, id := range []string{`"gw.*.example.org"`, `"**.example.org"`, `"gw*"`, `"C=CH, CN=moon*"`, `"@#01*"`} {
+		_, err := Parse("id.yaml", []byte(conf(id)))
+		if err == nil || !strings.HasPrefix(err.Error(), "id.yaml:6: connections.c.remote.id:") {
+			t.Errorf("id %s: error %v, want id.yaml:6: connections.c.remote.id: ...", id, err)
+		}
+	}
+	_, err := Parse("id.yaml", []byte(strings.Replace(conf("b"), "local: {auth: psk}", "local: {auth: psk, id: \"*.example.org\"}", 1)))
+	if err == nil || !strings.HasPrefix(err.Error(), "id.yaml:3: connections.c.local.id:") {
+		t.Errorf("a local pattern: %v", err)
 	}
 }

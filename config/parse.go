@@ -116,6 +116,9 @@ func (d *decoder) daemon(dm *Daemon, key string, n *yaml.Node) {
 				{"retransmit_tries", d.integer(&dm.IKE.RetransmitTries, 0, 20)},
 				{"half_open_timeout", d.duration(&dm.IKE.HalfOpenTimeout)},
 				{"cookie_threshold", d.integer(&dm.IKE.CookieThreshold, -1, 1_000_000)},
+				{"max_half_open", d.integer(&dm.IKE.MaxHalfOpen, 1, 1_000_000)},
+				{"max_half_open_per_source", d.integer(&dm.IKE.MaxHalfOpenPerSource, -1, 1_000_000)},
+				{"cookie_lifetime", d.duration(&dm.IKE.CookieLifetime)},
 			})
 		}},
 		{"metrics", func(key string, n *yaml.Node) {
@@ -244,7 +247,19 @@ func (d *decoder) auth(a *Auth, key string, n *yaml.Node, local bool) {
 	var keyNode *yaml.Node
 	d.mapping(n, key, []field{
 		{"auth", enum(d, &a.Method, []string{"psk", "pubkey"}, []AuthMethod{AuthPSK, AuthPubkey})},
-		{"id", d.str(&a.ID)},
+		{"id", func(key string, n *yaml.Node) {
+			if s, vn, ok := d.scalar(n, key); ok {
+				if err := checkIDPattern(s); err != nil {
+					d.fail(vn, key, "%v", err)
+					return
+				}
+				if local && (s == "%any" || strings.Contains(s, "*")) {
+					d.fail(vn, key, "identity %q: a local identity cannot be a pattern", s)
+					return
+				}
+				a.ID = s
+			}
+		}},
 		{"certs", func(key string, n *yaml.Node) { certsKey = key; a.Certs = d.paths(key, n) }},
 		{"cacerts", func(key string, n *yaml.Node) {
 			if certsKey == "" {
@@ -844,4 +859,30 @@ func idsText(ids ...string) string {
 		return "the peers' addresses"
 	}
 	return strings.Join(out, " or ")
+}
+
+// checkIDPattern refuses an identity whose wildcards the IKE engine does
+// not implement (see Auth.ID): "*" starts an FQDN or e-mail pattern, once,
+// or is a whole distinguished name attribute value; key IDs and addresses
+// take none.
+func checkIDPattern(s string) error {
+	if !strings.Contains(s, "*") || s == "%any" {
+		return nil
+	}
+	switch {
+	case strings.HasPrefix(s, "@#"):
+		return fmt.Errorf("identity %q: key IDs take no wildcard", s)
+	case strings.Contains(s, "="):
+		for _, part := range strings.Split(s, ",") {
+			if _, v, _ := strings.Cut(part, "="); strings.Contains(v, "*") && strings.TrimSpace(v) != "*" {
+				return fmt.Errorf("identity %q: a wildcard must be a whole attribute value, as in CN=*", s)
+			}
+		}
+		return nil
+	}
+	name := strings.TrimPrefix(s, "@")
+	if strings.Count(name, "*") != 1 || name[0] != '*' {
+		return fmt.Errorf("identity %q: \"*\" may only start the identity, as in *.example.org or *@example.org", s)
+	}
+	return nil
 }

@@ -23,7 +23,9 @@ type Installer interface {
 	// packet finds its SA (RFC 7296, Section 2.17 leaves the order to the
 	// implementation; inbound first avoids losses). A new outbound SA for
 	// the same ChildSA.Ref replaces the previous one (make-before-break
-	// rekeying). An error makes the engine delete the CHILD SA.
+	// rekeying). An error makes the engine delete the CHILD SA. The engine
+	// zeroes c.KeyIn and c.KeyOut when InstallSA returns: an Installer
+	// that keeps key material must copy it.
 	InstallSA(c ChildSA) error
 	// DeleteSA removes the inbound SA c.SPIIn and the outbound SA
 	// c.SPIOut. An outbound SA that was already replaced by a newer one
@@ -44,7 +46,9 @@ type Transport interface {
 
 // ChildSA describes a negotiated CHILD SA, both directions, as handed to
 // the Installer and shown by Manager.SAs. Key material is only set in the
-// values passed to Installer.InstallSA.
+// values passed to Installer.InstallSA, and zeroed when it returns. Every
+// way of printing a ChildSA (fmt's verbs, String, GoString, slog) shows
+// "<redacted>" for the keys.
 type ChildSA struct {
 	// Peer and Child name the configuration (Peer.Name, ChildConfig.Name);
 	// Ref is ChildConfig.Ref.

@@ -27,7 +27,7 @@ func (s *session) localIdentity() Identity {
 	if s.peer != nil && s.peer.LocalAuth == AuthPubkey && len(s.peer.LocalCerts) > 0 {
 		cert = s.peer.LocalCerts[0]
 	}
-	if s.peer != nil && !s.peer.LocalID.IsZero() {
+	if s.peer != nil && !s.peer.LocalID.IsZero() && !s.peer.LocalID.IsAny() {
 		if cert != nil && s.peer.LocalID.Type == ikewire.ID_DER_ASN1_DN && dnEqual(s.peer.LocalID.Data, cert.RawSubject) {
 			return Identity{Type: ikewire.ID_DER_ASN1_DN, Data: cert.RawSubject}
 		}
@@ -79,7 +79,9 @@ func (t *authTask) build(s *session, x *ikeSA) ([]ikewire.Payload, error) {
 	// RFC 7296, Section 3.7: the CAs we trust for the responder's
 	// certificate.
 	pl = append(pl, certReqs(s.peer)...)
-	if !s.peer.RemoteID.IsZero() {
+	if !s.peer.RemoteID.IsZero() && !s.peer.RemoteID.IsPattern() {
+		// RFC 7296, Section 2.15: IDr names the responder we want; a
+		// pattern names none.
 		pl = append(pl, &ikewire.IDr{Identification: s.peer.RemoteID.payload()})
 	}
 	pl = append(pl, auth)
@@ -109,8 +111,20 @@ func (t *authTask) process(s *session, x *ikeSA, m *ikewire.Message, pl []ikewir
 		return false
 	}
 	remote := identityOf(idr.Identification)
-	if !s.peer.RemoteID.IsZero() && !s.peer.RemoteID.Equal(remote) {
-		s.authFailed(fmt.Errorf("%w: the peer is %s, not %s", ErrAuthFailed, remote, s.peer.RemoteID))
+	if err := checkSuite(s.peer, x); err != nil {
+		// The initiator chose the suite with this peer's proposals
+		// (checkIKEAnswer), so this holds; checked all the same.
+		s.sendAuthFailed(x)
+		s.authFailed(err)
+		return false
+	}
+	if matchRemoteID(s.peer.RemoteID, remote, s.remote.Addr()) == matchNone {
+		want := s.peer.RemoteID.String()
+		if s.peer.RemoteID.IsZero() {
+			want = "its address " + s.remote.Addr().String()
+		}
+		s.sendAuthFailed(x)
+		s.authFailed(fmt.Errorf("%w: the peer is %s, not %s", ErrAuthFailed, remote, want))
 		return false
 	}
 	if err := s.verifyAuth(x, auth, pl, s.initResp, s.ni, false, idr.Identification, remote); err != nil {
@@ -129,6 +143,16 @@ func (t *authTask) process(s *session, x *ikeSA, m *ikewire.Message, pl []ikewir
 }
 
 func (t *authTask) abort(s *session) { t.cr.release(s) }
+
+// checkSuite refuses an IKE SA whose suite, chosen in IKE_SA_INIT, p's
+// proposals do not allow: the responder may have chosen it with the
+// proposals of another peer that shares p's addresses.
+func checkSuite(p *Peer, x *ikeSA) error {
+	if ikeSuiteAllowed(p.proposals(), x.suite) {
+		return nil
+	}
+	return fmt.Errorf("%w: the IKE SA's suite %s is not allowed by the proposals of peer %q", ErrAuthFailed, x.suite, p.Name)
+}
 
 // authFailed ends the IKE SA after a failed authentication: nothing was
 // installed (RFC 7296, Section 2.21.2).
@@ -175,9 +199,12 @@ func (s *session) respondAuth(x *ikeSA, pl []ikewire.Payload, from, to netip.Add
 	if idr := find[*ikewire.IDr](pl); idr != nil {
 		wantLocal = identityOf(idr.Identification)
 	}
-	peer := s.selectPeer(remote, wantLocal)
+	peer := s.selectPeer(remote, wantLocal, from.Addr())
 	if peer == nil {
 		return fail(fmt.Errorf("%w: no peer configuration for identity %s", ErrAuthFailed, remote))
+	}
+	if err := checkSuite(peer, x); err != nil {
+		return fail(err)
 	}
 	s.peer = peer
 	s.localID = s.localIdentity()
@@ -212,21 +239,21 @@ func (s *session) respondAuth(x *ikeSA, pl []ikewire.Payload, from, to netip.Add
 	return resp, nil
 }
 
-// selectPeer chooses among the address-matching peers the one whose
-// RemoteID is the initiator's identity (a zero RemoteID matches any), and
-// whose LocalID is the identity the initiator asked for, if it asked.
-func (s *session) selectPeer(remote, wantLocal Identity) *Peer {
-	var wild *Peer
+// selectPeer chooses among the address-matching peers one whose RemoteID
+// matches the initiator's identity, remote, speaking from addr, and whose
+// LocalID is the identity the initiator asked for, if it asked: an exact
+// RemoteID first (a zero RemoteID is exactly the peer's IP address), then
+// a pattern, then "%any", each in configuration order.
+func (s *session) selectPeer(remote, wantLocal Identity, addr netip.Addr) *Peer {
+	var best *Peer
+	rank := matchNone
 	for _, p := range s.cands {
-		if !wantLocal.IsZero() && !p.LocalID.IsZero() && !p.LocalID.Equal(wantLocal) {
+		if !wantLocal.IsZero() && !p.LocalID.IsZero() && !p.LocalID.IsAny() && !p.LocalID.Equal(wantLocal) {
 			continue
 		}
-		if p.RemoteID.Equal(remote) {
-			return p
-		}
-		if p.RemoteID.IsZero() && wild == nil {
-			wild = p
+		if r := matchRemoteID(p.RemoteID, remote, addr); r > rank {
+			best, rank = p, r
 		}
 	}
-	return wild
+	return best
 }

@@ -208,6 +208,10 @@ func (s *session) install(cfg *ChildConfig, c ChildSA, suite childSuite, old *ch
 	c.ReplayWindow = cfg.ReplayWindow
 	c.Installed = now
 	ch := &child{cfg: cfg, sa: c, state: childInstalled}
+	// Only the op handed to the Installer carries the keys, and the
+	// engine zeroes them once installed: the session keeps none for the
+	// SA's life.
+	ch.sa.KeyIn, ch.sa.KeyOut = nil, nil
 	if rt := cfg.rekeyTime(); rt > 0 {
 		ch.rekeyAt = now.Add(rt - s.jitter(rt))
 		c.Limits.Hard.Time = rt + rt/10
@@ -591,7 +595,6 @@ func (s *session) childInfo() []ChildSA {
 	var out []ChildSA
 	for _, c := range s.children {
 		v := c.sa
-		v.KeyIn, v.KeyOut = nil, nil
 		v.LocalTS = append(traffic.Set(nil), v.LocalTS...)
 		v.RemoteTS = append(traffic.Set(nil), v.RemoteTS...)
 		out = append(out, v)

@@ -59,10 +59,27 @@ type Config struct {
 	// CookieThreshold is the number of half-open responder IKE SAs above
 	// which IKE_SA_INIT requests must carry a COOKIE (RFC 7296, Section
 	// 2.6). Zero means the default, 10; a negative value means never.
+	// Cookies are also demanded before MaxHalfOpen or
+	// MaxHalfOpenPerSource turns a request away, so that requests from
+	// spoofed addresses, which cannot return the cookie, cost a stateless
+	// reply and never take a slot.
 	CookieThreshold int
 	// MaxHalfOpen bounds half-open responder IKE SAs; requests beyond it
-	// are dropped. Zero means 1000.
+	// (with a valid cookie, when cookies are on) are dropped. Zero means
+	// 1000.
 	MaxHalfOpen int
+	// MaxHalfOpenPerSource bounds the half-open responder IKE SAs of one
+	// source: one IPv4 address, or one IPv6 /64 (the smallest prefix a
+	// host usually gets, RFC 7421). Requests beyond it are dropped, so one
+	// source cannot fill MaxHalfOpen. Zero means 5 (strongSwan's
+	// block_threshold); negative means no per-source limit.
+	MaxHalfOpenPerSource int
+	// CookieSecretLifetime is how long the secret that COOKIE values are
+	// made with is used before a new one is drawn; cookies made with the
+	// previous secret are still accepted for one more lifetime, told
+	// apart by the version byte that starts every cookie (RFC 7296,
+	// Section 2.6). Zero means 1 minute; negative never rotates.
+	CookieSecretLifetime time.Duration
 
 	// FragmentSize is the largest IKE message (without IP and UDP
 	// headers) sent unfragmented once both peers announced
@@ -112,6 +129,12 @@ func (c Config) withDefaults() Config {
 	}
 	if c.MaxHalfOpen <= 0 {
 		c.MaxHalfOpen = 1000
+	}
+	if c.MaxHalfOpenPerSource == 0 {
+		c.MaxHalfOpenPerSource = 5
+	}
+	if c.CookieSecretLifetime == 0 {
+		c.CookieSecretLifetime = time.Minute
 	}
 	if c.FragmentSize <= 0 {
 		c.FragmentSize = 1232

@@ -28,6 +28,8 @@ func (f *fakeInstaller) InstallSA(c ChildSA) error {
 	if f.fail {
 		return fmt.Errorf("fake: refused")
 	}
+	// The engine zeroes the keys when InstallSA returns.
+	c.KeyIn, c.KeyOut = bytes.Clone(c.KeyIn), bytes.Clone(c.KeyOut)
 	f.installed = append(f.installed, c)
 	return nil
 }

@@ -15,22 +15,45 @@ import (
 
 // Identity is an IKE identity: the ID Type and data of an IDi or IDr
 // payload (RFC 7296, Section 3.5). The zero value means "not configured":
-// this host's IP address as LocalID, any identity as RemoteID.
+// this host's IP address as LocalID; as RemoteID, the IP address the peer
+// speaks from (an ID_IPV4_ADDR or ID_IPV6_ADDR equal to the IKE SA's
+// remote address).
+//
+// As a RemoteID an Identity may also be a pattern, as in strongSwan:
+// AnyIdentity ("%any") matches any identity; an ID_FQDN or ID_RFC822_ADDR
+// whose data starts with "*" matches any identity of that type ending in
+// the rest ("*.example.org", "*@example.org"; "*" alone matches all of the
+// type); an ID_DER_ASN1_DN with an attribute value "*" ("C=CH, O=Example,
+// CN=*") matches any value of that attribute.
 type Identity struct {
 	Type ikewire.IDType
 	Data []byte
 }
 
+// idAny is the ID Type of AnyIdentity. It is never sent: it comes from the
+// private-use range of the IANA registry of ID Types (201-255), and
+// identities of that type from a peer are refused.
+const idAny ikewire.IDType = 255
+
+// AnyIdentity returns "%any", the RemoteID that accepts any identity.
+func AnyIdentity() Identity { return Identity{Type: idAny} }
+
+// IsAny reports whether id is AnyIdentity.
+func (id Identity) IsAny() bool { return id.Type == idAny }
+
 // ParseIdentity parses an identity in strongSwan's syntax: an IP address
 // (ID_IPV4_ADDR or ID_IPV6_ADDR), "@host" or a name without "@" (ID_FQDN),
 // "user@host" (ID_RFC822_ADDR), "@#hex" (ID_KEY_ID), a distinguished name
 // such as "C=CH, O=Example, CN=moon" (ID_DER_ASN1_DN, attributes separated
-// by commas, without escapes or multi-valued RDNs); "" and "%any" give the
-// zero Identity.
+// by commas, without escapes or multi-valued RDNs). "" gives the zero
+// Identity, "%any" AnyIdentity. Patterns (see Identity) are parsed the
+// same way; CheckPattern says whether one is well formed.
 func ParseIdentity(s string) Identity {
 	switch {
-	case s == "" || s == "%any":
+	case s == "":
 		return Identity{}
+	case s == "%any":
+		return AnyIdentity()
 	case strings.Contains(s, "="):
 		if der, err := parseDN(s); err == nil {
 			return Identity{Type: ikewire.ID_DER_ASN1_DN, Data: der}
@@ -63,6 +86,118 @@ func AddrIdentity(a netip.Addr) Identity {
 // IsZero reports whether id is the zero Identity.
 func (id Identity) IsZero() bool { return id.Type == 0 && len(id.Data) == 0 }
 
+// IsPattern reports whether id, as a RemoteID, matches other identities
+// than itself: AnyIdentity or an identity with a wildcard.
+func (id Identity) IsPattern() bool {
+	switch id.Type {
+	case idAny:
+		return true
+	case ikewire.ID_FQDN, ikewire.ID_RFC822_ADDR:
+		return bytes.HasPrefix(id.Data, []byte("*"))
+	case ikewire.ID_DER_ASN1_DN:
+		seq, ok := parseRDNs(id.Data)
+		if !ok {
+			return false
+		}
+		for _, rdn := range seq {
+			for _, at := range rdn {
+				if at.Value == "*" {
+					return true
+				}
+			}
+		}
+	}
+	return false
+}
+
+// CheckPattern returns an error if id holds a wildcard that Matches does
+// not implement: in an FQDN or e-mail identity "*" may only come first
+// (once), in a distinguished name only as a whole attribute value, and
+// nowhere in other types.
+func (id Identity) CheckPattern() error {
+	n := bytes.Count(id.Data, []byte("*"))
+	switch id.Type {
+	case idAny:
+		return nil
+	case ikewire.ID_FQDN, ikewire.ID_RFC822_ADDR:
+		if n == 0 || (n == 1 && id.Data[0] == '*') {
+			return nil
+		}
+	case ikewire.ID_DER_ASN1_DN:
+		seq, ok := parseRDNs(id.Data)
+		if !ok {
+			return fmt.Errorf("ike: identity %x: invalid distinguished name", id.Data)
+		}
+		for _, rdn := range seq {
+			for _, at := range rdn {
+				if v, ok := at.Value.(string); ok && v != "*" && strings.Contains(v, "*") {
+					return fmt.Errorf("ike: identity %s: a wildcard must be a whole attribute value, as in CN=*", id)
+				}
+			}
+		}
+		return nil
+	default:
+		if n == 0 {
+			return nil
+		}
+		return fmt.Errorf("ike: identity %s: identities of type %d take no wildcard", id, id.Type)
+	}
+	return fmt.Errorf("ike: identity %s: \"*\" may only start an FQDN or e-mail pattern, as in *.example.org or *@example.org", id)
+}
+
+// Matches reports whether the peer's identity got matches id used as a
+// RemoteID: equal to it, or matched by its wildcards (see Identity). The
+// zero id matches nothing here; see matchRemoteID.
+func (id Identity) Matches(got Identity) bool {
+	if got.Type == idAny {
+		return false // never a peer's identity
+	}
+	switch {
+	case id.IsAny():
+		return true
+	case id.Equal(got):
+		return true
+	case id.Type != got.Type || !id.IsPattern():
+		return false
+	case id.Type == ikewire.ID_DER_ASN1_DN:
+		return dnMatch(id.Data, got.Data)
+	}
+	// RFC 7296, Section 3.5 leaves matching to policy; this is
+	// strongSwan's: a leading "*" matches any prefix, ignoring case.
+	suffix := id.Data[1:]
+	return len(got.Data) >= len(suffix) && strings.EqualFold(string(got.Data[len(got.Data)-len(suffix):]), string(suffix))
+}
+
+// Match ranks of matchRemoteID, best last.
+const (
+	matchNone = iota
+	matchAny
+	matchPattern
+	matchExact
+)
+
+// matchRemoteID ranks how the peer's identity got, speaking from addr,
+// matches a configured RemoteID want: exactly (an equal identity, or for a
+// zero want the peer's own IP address), by a pattern, by "%any", or not.
+func matchRemoteID(want, got Identity, addr netip.Addr) int {
+	switch {
+	case got.Type == idAny:
+		return matchNone
+	case want.IsZero():
+		if got.Equal(AddrIdentity(addr)) {
+			return matchExact
+		}
+		return matchNone
+	case want.IsAny():
+		return matchAny
+	case want.Equal(got):
+		return matchExact
+	case want.Matches(got):
+		return matchPattern
+	}
+	return matchNone
+}
+
 // Equal reports whether id and o are the same identity. Distinguished
 // names are compared attribute by attribute, ignoring the ASN.1 string
 // types and the case of values (RFC 5280, Section 7.1).
@@ -77,6 +212,8 @@ func (id Identity) Equal(o Identity) bool {
 func (id Identity) String() string {
 	switch id.Type {
 	case 0:
+		return "%any"
+	case idAny:
 		return "%any"
 	case ikewire.ID_IPV4_ADDR, ikewire.ID_IPV6_ADDR:
 		if a, ok := netip.AddrFromSlice(id.Data); ok {
@@ -158,10 +295,13 @@ func parseRDNs(der []byte) (pkix.RDNSequence, bool) {
 // dnEqual compares two DER distinguished names RDN by RDN: the attribute
 // types must be equal, string values equal ignoring case and string type
 // (RFC 5280, Section 7.1), other values identical.
-func dnEqual(a, b []byte) bool {
-	if bytes.Equal(a, b) {
-		return true
-	}
+func dnEqual(a, b []byte) bool { return bytes.Equal(a, b) || dnCompare(a, b, false) }
+
+// dnMatch matches the DN pattern p, whose attribute values "*" match any
+// value, against the DN got; other attributes compare as in dnEqual.
+func dnMatch(p, got []byte) bool { return dnCompare(p, got, true) }
+
+func dnCompare(a, b []byte, wild bool) bool {
 	x, ok1 := parseRDNs(a)
 	y, ok2 := parseRDNs(b)
 	if !ok1 || !ok2 || len(x) != len(y) {
@@ -175,6 +315,9 @@ func dnEqual(a, b []byte) bool {
 			p, q := x[i][j], y[i][j]
 			if !p.Type.Equal(q.Type) {
 				return false
+			}
+			if wild && p.Value == "*" {
+				continue
 			}
 			ps, ok1 := p.Value.(string)
 			qs, ok2 := q.Value.(string)

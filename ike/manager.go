@@ -40,9 +40,11 @@ type Manager struct {
 	ikeSPIs   map[uint64]*session // IKE SPIs handed out but not yet registered, by owner
 	childSPIs map[uint32]*session // inbound CHILD SA SPIs in use, by owner
 	halfOpen  int
-	closed    bool
-	secret    [32]byte // for COOKIEs (RFC 7296, Section 2.6)
-	secretVer byte
+	// halfOpenBySrc counts half-open responder SAs by source (see
+	// sourceOf) for Config.MaxHalfOpenPerSource.
+	halfOpenBySrc map[netip.Prefix]int
+	closed        bool
+	cookies       cookieSecrets
 
 	events  chan Event
 	dropped atomic.Uint64
@@ -67,6 +69,7 @@ type actor struct {
 	spis     []uint64
 	init     initKey
 	halfOpen bool
+	src      netip.Prefix // the source counted in halfOpenBySrc
 	dead     bool
 	crashed  bool // the session panicked; crash ended it
 }
@@ -83,11 +86,10 @@ func NewManager(cfg Config, inst Installer, tr Transport) *Manager {
 		cfg: cfg.withDefaults(), inst: inst, tr: tr,
 		actors: map[*actor]struct{}{}, bySPI: map[uint64]*actor{}, byInit: map[initKey]*actor{},
 		ikeSPIs: map[uint64]*session{}, childSPIs: map[uint32]*session{},
+		halfOpenBySrc: map[netip.Prefix]int{},
 	}
 	m.events = make(chan Event, m.cfg.EventBuffer)
-	if _, err := io.ReadFull(m.cfg.Rand, m.secret[:]); err != nil {
-		panic("ike: reading randomness: " + err.Error())
-	}
+	m.cookies.init(m.cfg.Rand, m.cfg.Now())
 	return m
 }
 
@@ -124,6 +126,12 @@ func (m *Manager) SetPeers(peers []Peer) error {
 			return fmt.Errorf("ike: peer %d: empty or duplicate name %q", i, p.Name)
 		}
 		names[p.Name] = true
+		if err := p.RemoteID.CheckPattern(); err != nil {
+			return fmt.Errorf("%w (peer %q)", err, p.Name)
+		}
+		if p.LocalID.IsPattern() {
+			return fmt.Errorf("ike: peer %q: the local identity %s is a pattern", p.Name, p.LocalID)
+		}
 		p.Children = slices.Clone(p.Children)
 		ps[i] = &p
 	}
@@ -430,21 +438,33 @@ func (m *Manager) newResponderLocked(pkt []byte, h *ikewire.Header, from, to net
 	if nonce == nil || find[*ikewire.SA](msg.Payloads) == nil || find[*ikewire.KE](msg.Payloads) == nil {
 		return nil
 	}
-	if m.halfOpen >= m.cfg.MaxHalfOpen {
-		return nil
-	}
-	if m.cfg.CookieThreshold > 0 && m.halfOpen >= m.cfg.CookieThreshold {
-		want := m.cookie(nonce.Data, from.Addr(), h.SPIi)
+	// RFC 7296, Section 2.6: above the threshold, and before any limit
+	// turns a request away, the initiator must prove that it receives at
+	// its address: a request from a spoofed source then costs one
+	// stateless reply and takes no slot.
+	src := sourceOf(from.Addr())
+	perSrc := m.halfOpenBySrc[src]
+	full := m.halfOpen >= m.cfg.MaxHalfOpen || (m.cfg.MaxHalfOpenPerSource > 0 && perSrc >= m.cfg.MaxHalfOpenPerSource)
+	if m.cfg.CookieThreshold > 0 && (m.halfOpen >= m.cfg.CookieThreshold || full) {
 		var got []byte
 		if n, ok := msg.Payloads[0].(*ikewire.Notify); ok && n.Type == ikewire.NotifyCookie {
 			got = n.Data
 		}
-		if subtle.ConstantTimeCompare(got, want) != 1 {
+		now := m.cfg.Now()
+		if !m.cookies.valid(got, nonce.Data, from.Addr(), h.SPIi, now, m.cfg.CookieSecretLifetime) {
+			want := m.cookies.make(nonce.Data, from.Addr(), h.SPIi, now, m.cfg.CookieSecretLifetime)
 			if b, err := initErrorMessage(h, ikewire.NotifyCookie, want); err == nil {
 				m.sendNow(b, to, from)
 			}
 			return nil
 		}
+	}
+	if full {
+		// The source proved its address (or cookies are off): it, or
+		// everyone, has too many half-open IKE SAs. Dropped without an
+		// answer; the initiator retransmits (RFC 7296, Section 2.6).
+		m.cfg.Logger.Debug("ike: half-open limit, IKE_SA_INIT dropped", "from", from, "source_half_open", perSrc, "half_open", m.halfOpen)
+		return nil
 	}
 	var cands []*Peer
 	for _, p := range m.peers {
@@ -467,19 +487,113 @@ func (m *Manager) newResponderLocked(pkt []byte, h *ikewire.Header, from, to net
 	a.init = initKey{h.SPIi, from}
 	m.byInit[a.init] = a
 	a.halfOpen = true
+	a.src = src
 	m.halfOpen++
+	m.halfOpenBySrc[src]++
 	return a
 }
 
-// cookie returns <VersionIDofSecret> | SHA-256(Ni | IPi | SPIi | <secret>)
-// (RFC 7296, Section 2.6).
-func (m *Manager) cookie(ni []byte, ip netip.Addr, spiI uint64) []byte {
+// halfOpenDoneLocked stops counting a as half-open.
+func (m *Manager) halfOpenDoneLocked(a *actor) {
+	if !a.halfOpen {
+		return
+	}
+	a.halfOpen = false
+	m.halfOpen--
+	if n := m.halfOpenBySrc[a.src] - 1; n > 0 {
+		m.halfOpenBySrc[a.src] = n
+	} else {
+		delete(m.halfOpenBySrc, a.src)
+	}
+}
+
+// sourceOf returns the source that Config.MaxHalfOpenPerSource counts: the
+// IPv4 address, or the IPv6 /64, since one IPv6 host usually holds a whole
+// /64 (RFC 7421).
+func sourceOf(a netip.Addr) netip.Prefix {
+	a = a.Unmap().WithZone("")
+	if a.Is4() {
+		return netip.PrefixFrom(a, 32)
+	}
+	p, _ := a.Prefix(64)
+	return p
+}
+
+// cookieSecrets are the secrets COOKIE values are made with (RFC 7296,
+// Section 2.6): the current one, and the previous one, which is still
+// accepted for one lifetime after it was replaced. The first byte of a
+// cookie says which version of the secret made it. Guarded by the
+// Manager's lock.
+type cookieSecrets struct {
+	rand    io.Reader
+	cur     [32]byte
+	prev    [32]byte
+	ver     byte // version of cur; prev is ver-1
+	hasPrev bool
+	since   time.Time // when cur was drawn
+}
+
+func (c *cookieSecrets) init(r io.Reader, now time.Time) {
+	c.rand, c.since = r, now
+	c.draw()
+}
+
+func (c *cookieSecrets) draw() {
+	if _, err := io.ReadFull(c.rand, c.cur[:]); err != nil {
+		panic("ike: reading randomness: " + err.Error())
+	}
+}
+
+// rotate draws a new secret once the current one is lifetime old; the
+// current one becomes the previous one, unless it is already two
+// lifetimes old (it would have been refused by now).
+func (c *cookieSecrets) rotate(now time.Time, lifetime time.Duration) {
+	if lifetime <= 0 || now.Sub(c.since) < lifetime {
+		return
+	}
+	c.prev, c.hasPrev = c.cur, now.Sub(c.since) < 2*lifetime
+	if !c.hasPrev {
+		clear(c.prev[:])
+	}
+	c.ver++
+	c.since = now
+	c.draw()
+}
+
+// make returns the cookie for an initiator, made with the current secret.
+func (c *cookieSecrets) make(ni []byte, ip netip.Addr, spiI uint64, now time.Time, lifetime time.Duration) []byte {
+	c.rotate(now, lifetime)
+	return cookieOf(c.ver, &c.cur, ni, ip, spiI)
+}
+
+// valid reports whether got is the cookie of the current or, during one
+// lifetime after the rotation, the previous secret.
+func (c *cookieSecrets) valid(got, ni []byte, ip netip.Addr, spiI uint64, now time.Time, lifetime time.Duration) bool {
+	c.rotate(now, lifetime)
+	if len(got) == 0 {
+		return false
+	}
+	var want []byte
+	switch {
+	case got[0] == c.ver:
+		want = cookieOf(c.ver, &c.cur, ni, ip, spiI)
+	case c.hasPrev && got[0] == c.ver-1:
+		want = cookieOf(c.ver-1, &c.prev, ni, ip, spiI)
+	default:
+		return false
+	}
+	return subtle.ConstantTimeCompare(got, want) == 1
+}
+
+// cookieOf returns <VersionIDofSecret> | SHA-256(Ni | IPi | SPIi |
+// <secret>) (RFC 7296, Section 2.6).
+func cookieOf(ver byte, secret *[32]byte, ni []byte, ip netip.Addr, spiI uint64) []byte {
 	h := sha256.New()
 	h.Write(ni)
 	h.Write(ip.AsSlice())
 	binary.Write(h, binary.BigEndian, spiI)
-	h.Write(m.secret[:])
-	return h.Sum([]byte{m.secretVer})
+	h.Write(secret[:])
+	return h.Sum([]byte{ver})
 }
 
 func (m *Manager) sendNow(b []byte, from, to netip.AddrPort) {
@@ -585,8 +699,7 @@ func (m *Manager) run(a *actor, in input) {
 	}
 	if a.halfOpen && a.s.state != StateConnecting {
 		m.mu.Lock()
-		a.halfOpen = false
-		m.halfOpen--
+		m.halfOpenDoneLocked(a)
 		m.mu.Unlock()
 	}
 	a.info.Store(a.s.snapshot())
@@ -599,7 +712,12 @@ func (m *Manager) exec(a *actor, o op) {
 			m.cfg.Logger.Debug("ike: send", "to", o.to, "err", err)
 		}
 	case opInstall:
-		if err := m.inst.InstallSA(o.child); err != nil {
+		err := m.inst.InstallSA(o.child)
+		// The keys now live in the data plane's transforms only; the
+		// engine's copy goes (the session kept none, see session.install).
+		clear(o.child.KeyIn)
+		clear(o.child.KeyOut)
+		if err != nil {
 			m.cfg.Logger.Warn("ike: installing CHILD SA", "peer", o.child.Peer, "child", o.child.Child, "err", err)
 			m.run(a, input{kind: inCommand, cmd: command{kind: cmdInstallFailed, spi: o.child.SPIIn}})
 		}
@@ -652,10 +770,7 @@ func (m *Manager) forget(a *actor) {
 	if m.byInit[a.init] == a {
 		delete(m.byInit, a.init)
 	}
-	if a.halfOpen {
-		a.halfOpen = false
-		m.halfOpen--
-	}
+	m.halfOpenDoneLocked(a)
 	for spi, s := range m.childSPIs {
 		if s == a.s {
 			delete(m.childSPIs, spi)

@@ -364,6 +364,23 @@ func selectIKE(ours []transform.IKEProposal, theirs []ikewire.Proposal, ke iana.
 	return ikeSuite{}, 0, false, false
 }
 
+// ikeSuiteAllowed reports whether the suite of an IKE SA (encryption,
+// integrity, PRF, key exchange method and every Additional Key Exchange of
+// RFC 9370, Section 2.2.1) is one that proposals ps accept. IKE_SA_INIT
+// chooses the suite with the proposals of the first peer whose addresses
+// match; IKE_AUTH may select another peer by identity, whose proposals the
+// suite must then satisfy too (RFC 7296, Section 2.7: an SA is only
+// established with a proposal the configuration allows).
+func ikeSuiteAllowed(ps []transform.IKEProposal, s ikeSuite) bool {
+	theirs := parseOffer(s.wire(1, nil))
+	for _, p := range ps {
+		if got, ok := matchIKE(ikeOffer(p), theirs, s.ke); ok && got == s {
+			return true
+		}
+	}
+	return false
+}
+
 // checkIKEAnswer validates a responder's IKE proposal against what we
 // offered (RFC 7296, Section 2.7: the answer holds one proposal, with one
 // transform of each type, taken from the offer).

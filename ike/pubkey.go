@@ -229,7 +229,49 @@ func (s *session) peerCert(pl []ikewire.Payload) (*x509.Certificate, error) {
 	if err != nil {
 		return nil, fmt.Errorf("certificate %q: %v", subject(leaf), err)
 	}
+	if err := checkUsage(leaf); err != nil {
+		return nil, fmt.Errorf("certificate %q: %v", subject(leaf), err)
+	}
 	return leaf, nil
+}
+
+// oidIPsecIKE is id-kp-ipsecIKE (RFC 4945, Section 5.1.3.12), which
+// crypto/x509 does not name.
+var oidIPsecIKE = asn1.ObjectIdentifier{1, 3, 6, 1, 5, 5, 7, 3, 17}
+
+// oidKeyUsage is the KeyUsage extension (RFC 5280, Section 4.2.1.3).
+var oidKeyUsage = asn1.ObjectIdentifier{2, 5, 29, 15}
+
+// checkUsage applies the key usage policy to the peer's end-entity
+// certificate. A KeyUsage extension, if present, must allow
+// digitalSignature or nonRepudiation, with which AUTH is signed (RFC
+// 4945, Section 5.1.3.2). A certificate without ExtendedKeyUsage is
+// accepted; with one, it must include id-kp-ipsecIKE or
+// anyExtendedKeyUsage (RFC 4945, Section 5.1.3.12), or serverAuth or
+// clientAuth, which the gateway certificates of common CAs carry, as
+// strongSwan accepts them. Any other purpose (code signing, e-mail
+// protection, ...) is refused.
+func checkUsage(c *x509.Certificate) error {
+	for _, e := range c.Extensions {
+		if e.Id.Equal(oidKeyUsage) && c.KeyUsage&(x509.KeyUsageDigitalSignature|x509.KeyUsageContentCommitment) == 0 {
+			return errors.New("its KeyUsage allows neither digitalSignature nor nonRepudiation (RFC 4945, Section 5.1.3.2)")
+		}
+	}
+	if len(c.ExtKeyUsage) == 0 && len(c.UnknownExtKeyUsage) == 0 {
+		return nil
+	}
+	for _, u := range c.ExtKeyUsage {
+		switch u {
+		case x509.ExtKeyUsageAny, x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth:
+			return nil
+		}
+	}
+	for _, o := range c.UnknownExtKeyUsage {
+		if o.Equal(oidIPsecIKE) {
+			return nil
+		}
+	}
+	return errors.New("its ExtendedKeyUsage has none of ipsecIKE, serverAuth, clientAuth or anyExtendedKeyUsage (RFC 4945, Section 5.1.3.12)")
 }
 
 // matchCert checks that the identity the peer claims is in its

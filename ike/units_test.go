@@ -112,7 +112,10 @@ func TestParseIdentity(t *testing.T) {
 		{"@moon", ikewire.ID_FQDN, "moon"},
 		{"carol@strongswan.org", ikewire.ID_RFC822_ADDR, "carol@strongswan.org"},
 		{"@#0102", ikewire.ID_KEY_ID, "\x01\x02"},
-		{"%any", 0, ""},
+		{"%any", idAny, ""},
+		{"", 0, ""},
+		{"*.example.org", ikewire.ID_FQDN, "*.example.org"},
+		{"*@example.org", ikewire.ID_RFC822_ADDR, "*@example.org"},
 	} {
 		id := ParseIdentity(tc.in)
 		if id.Type != tc.typ || string(id.Data) != tc.data {

@@ -7,6 +7,7 @@
 package daemon
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -142,18 +143,13 @@ func New(cfg *config.Config, opts Options) (*Daemon, error) {
 		// daemon.ike, read at start only (the engine's Config is fixed
 		// once in use).
 		t := cfg.Daemon.IKE
-		if icfg.RetransmitTimeout == 0 {
-			icfg.RetransmitTimeout = t.RetransmitTimeout
-		}
-		if icfg.RetransmitTries == 0 {
-			icfg.RetransmitTries = t.RetransmitTries
-		}
-		if icfg.HalfOpenTimeout == 0 {
-			icfg.HalfOpenTimeout = t.HalfOpenTimeout
-		}
-		if icfg.CookieThreshold == 0 {
-			icfg.CookieThreshold = t.CookieThreshold
-		}
+		icfg.RetransmitTimeout = cmp.Or(icfg.RetransmitTimeout, t.RetransmitTimeout)
+		icfg.RetransmitTries = cmp.Or(icfg.RetransmitTries, t.RetransmitTries)
+		icfg.HalfOpenTimeout = cmp.Or(icfg.HalfOpenTimeout, t.HalfOpenTimeout)
+		icfg.CookieThreshold = cmp.Or(icfg.CookieThreshold, t.CookieThreshold)
+		icfg.MaxHalfOpen = cmp.Or(icfg.MaxHalfOpen, t.MaxHalfOpen)
+		icfg.MaxHalfOpenPerSource = cmp.Or(icfg.MaxHalfOpenPerSource, t.MaxHalfOpenPerSource)
+		icfg.CookieSecretLifetime = cmp.Or(icfg.CookieSecretLifetime, t.CookieLifetime)
 		d.installer = &installer{d: d, children: make(map[uint32]*ikeChild)}
 		d.ike = ike.NewManager(icfg, d.installer, countingTransport{ikeTransport{d}, d.stats, d.nattPort()})
 	}
