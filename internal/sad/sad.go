@@ -337,29 +337,7 @@ func Overlap(a, b traffic.Set) bool {
 	if len(a) == 0 || len(b) == 0 {
 		return true
 	}
-	for _, x := range a {
-		for _, y := range b {
-			if selectorsOverlap(x, y) {
-				return true
-			}
-		}
-	}
-	return false
-}
-
-func selectorsOverlap(x, y traffic.Selector) bool {
-	if !x.Prefix.Overlaps(y.Prefix) {
-		return false
-	}
-	if x.Proto != 0 && y.Proto != 0 && x.Proto != y.Proto {
-		return false
-	}
-	if x.Opaque() || y.Opaque() {
-		// OPAQUE ports (RFC 4301, Section 4.4.1.1) overlap any port range
-		// that allows them: ANY, or OPAQUE itself.
-		return (x.Opaque() || x.AnyPort()) && (y.Opaque() || y.AnyPort())
-	}
-	return x.PortLo <= y.PortHi && y.PortLo <= x.PortHi
+	return len(a.Intersect(b)) > 0
 }
 
 // RemoveInbound deletes the inbound SA (proto, spi) and returns it, or nil
