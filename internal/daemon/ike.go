@@ -74,9 +74,10 @@ func peerKey(conn string, id ike.Identity, addr netip.Addr) string {
 }
 
 // authorizeTS is the engine's PAD hook (ike.Config.AuthorizeTS): the
-// selectors a peer claims are narrowed to its PAD entry (policy.PAD), and
-// refused if they overlap those another peer's SA holds under the same
-// rule (RFC 4301, Section 4.4.3).
+// selectors a peer claims are narrowed to its PAD entry (policy.PAD), then
+// each one that overlaps the remote selectors another peer's SA holds under
+// the same rule is left out (RFC 4301, Section 4.4.3); an error if nothing
+// is left.
 func (d *Daemon) authorizeTS(conn string, id ike.Identity, addr netip.Addr, child string, claimed traffic.Set) (traffic.Set, error) {
 	snap := d.pol.Load()
 	if snap == nil {
@@ -91,12 +92,23 @@ func (d *Daemon) authorizeTS(conn string, id ike.Identity, addr netip.Addr, chil
 		return nil, fmt.Errorf("daemon: no rule for child %s/%s", conn, child)
 	}
 	key := peerKey(conn, id, addr)
-	for _, o := range d.dp.SAD().Load().OutboundsOf(ref) {
-		if o.Peer != key && sad.Overlap(o.RemoteTS, allowed) {
-			return nil, fmt.Errorf("daemon: %v overlaps %v, bound to another peer of %s/%s", allowed, o.RemoteTS, conn, child)
+	others := d.dp.SAD().Load().OutboundsOf(ref)
+	var free traffic.Set
+	var taken []string
+outer:
+	for _, sel := range allowed {
+		for _, o := range others {
+			if o.Peer != key && sad.Overlap(o.RemoteTS, traffic.Set{sel}) {
+				taken = append(taken, sel.String())
+				continue outer
+			}
 		}
+		free = append(free, sel)
 	}
-	return allowed, nil
+	if len(free) == 0 {
+		return nil, fmt.Errorf("daemon: %s is bound to another peer of %s/%s", strings.Join(taken, ", "), conn, child)
+	}
+	return free, nil
 }
 
 // DeleteSA removes both directions of a CHILD SA.

@@ -167,11 +167,13 @@ func wildcardConfig(t *testing.T, sites ...site) *config.Config {
 // issue 7 in the daemon: two peers under one wildcard connection each get
 // their own outbound SA, picked by the packet's destination; a third that
 // claims the first one's network is refused (TS_UNACCEPTABLE) and gets
-// none of its traffic.
+// none of its traffic; a fourth that claims it with its own network is
+// narrowed to its own.
 func TestTwoPeersOneWildcardConnectionRefusesOverlap(t *testing.T) {
 	mallory := site{"mallory", "192.0.2.5", "10.9.0.0/16"}
+	dave := site{"dave", "192.0.2.6", "10.6.0.0/16"}
 	nw, inw := conntest.NewNetwork(1024), &ikeNet{}
-	gw, _ := startAt(t, nw, netip.MustParseAddr("192.0.2.1"), wildcardConfig(t, alice, bob, mallory), inw.listen(netip.MustParseAddr("192.0.2.1")))
+	gw, _ := startAt(t, nw, netip.MustParseAddr("192.0.2.1"), wildcardConfig(t, alice, bob, mallory, dave), inw.listen(netip.MustParseAddr("192.0.2.1")))
 	pa := startSite(t, nw, inw, alice, siteConfig(t, alice, ""))
 	waitFor(t, "alice's CHILD SA", func() bool { return len(outSPIs(gw.d)) == 1 })
 	pb := startSite(t, nw, inw, bob, siteConfig(t, bob, ""))
@@ -193,4 +195,13 @@ func TestTwoPeersOneWildcardConnectionRefusesOverlap(t *testing.T) {
 		sendTo(t, gw, hostIn(alice), pa, pb, pm)
 		sendTo(t, gw, hostIn(bob), pb, pa, pm)
 	}
+	pd := startSite(t, nw, inw, dave, siteConfig(t, dave, alice.net+", "+dave.net))
+	waitFor(t, "dave's CHILD SA", func() bool { return len(outSPIs(gw.d)) == 3 })
+	gw.d.Dataplane().SAD().Load().OutboundSAs(func(o *sad.OutboundSA) {
+		if o.Remote.Addr().String() == dave.addr && o.RemoteTS.String() != dave.net {
+			t.Errorf("dave's SA holds %v, want only %s", o.RemoteTS, dave.net)
+		}
+	})
+	sendTo(t, gw, hostIn(dave), pd, pa, pb, pm)
+	sendTo(t, gw, hostIn(alice), pa, pb, pm, pd)
 }
