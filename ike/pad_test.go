@@ -145,3 +145,30 @@ func TestReloadChildConfigByName(t *testing.T) {
 		t.Fatal("removing a child must keep the IKE SA")
 	}
 }
+
+// TestReloadRekeyTakesNewSelectors checks that a rekey after a reload that
+// narrowed the child's selectors proposes the new ones (RFC 7296, Section
+// 2.8: the new SA may have different selectors), while an unchanged child
+// keeps its SA's (Section 2.9).
+func TestReloadRekeyTakesNewSelectors(t *testing.T) {
+	pa, pb := peerPair(t, "aes256gcm16-prfsha256-x25519", "aes256gcm16")
+	p := newStepPair(t, pa, pb, nil)
+	p.establish(t)
+	na := pa
+	na.Children = []ChildConfig{pa.Children[0]}
+	na.Children[0].LocalTS = traffic.MustParseSet("10.1.0.0/24")
+	if err := p.a.m.SetPeers([]Peer{na}); err != nil {
+		t.Fatal(err)
+	}
+	if err := p.a.m.Rekey("b", "net"); err != nil {
+		t.Fatal(err)
+	}
+	p.net.run(10)
+	checkKeys(t, p.a.inst, p.b.inst, 1)
+	if got := p.a.inst.live()[0].LocalTS; !got.Equal(traffic.MustParseSet("10.1.0.0/24")) {
+		t.Fatalf("rekeyed SA's local TS %v, want the reloaded 10.1.0.0/24", got)
+	}
+	if got := p.b.inst.live()[0].RemoteTS; !got.Equal(traffic.MustParseSet("10.1.0.0/24")) {
+		t.Fatalf("responder's remote TS %v", got)
+	}
+}
