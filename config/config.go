@@ -286,7 +286,8 @@ type Secrets struct {
 	IKE []IKESecret
 }
 
-// IKESecret is a pre-shared key for the IKE identities in IDs (empty: any).
+// IKESecret is a pre-shared key for the IKE identities in IDs: the local and
+// the remote identity, or one id when both are the same. IDs is never empty.
 type IKESecret struct {
 	IDs    []string
 	Secret Secret

@@ -241,7 +241,7 @@ func TestErrors(t *testing.T) {
     children:
       x:
 ` + child + `
-secrets: {ike: [{secret: s3cret}]}
+secrets: {ike: [{ids: [a, b], secret: s3cret}]}
 `
 	}
 	tests := []struct {
@@ -347,6 +347,7 @@ secrets: {ike: [{secret: s3cret}]}
 		{"secret hex", "secrets:\n  ike:\n    - secret: 0xnothex\n", "f.yaml:3: secrets.ike[0].secret: invalid hex after 0x"},
 		{"secret file missing", "secrets:\n  ike:\n    - secret_file: /nonexistent/psk\n", "f.yaml:3: secrets.ike[0].secret_file: cannot read /nonexistent/psk"},
 		{"secret unknown", "secrets:\n  xauth: []\n", "f.yaml:2: secrets.xauth: unknown key"},
+		{"secret without ids", "secrets:\n  ike:\n    - secret: x\n", "f.yaml:3: secrets.ike[0].ids: required"},
 	}
 	for _, tt := range tests {
 		_, err := Parse("f.yaml", []byte(tt.in))

@@ -687,6 +687,11 @@ func (d *decoder) secrets(s *Secrets, key string, n *yaml.Node) {
 				case secNode == nil && fileNode == nil:
 					d.fail(nil, path+".secret", "required (or secret_file)")
 				}
+				if len(sec.IDs) == 0 {
+					// A key for any pair of identities would let any
+					// peer that knows it claim any identity.
+					d.fail(mn, path+".ids", "required: the local and the remote identity the key is for (one id when both are the same)")
+				}
 				s.IKE = append(s.IKE, sec)
 			})
 		}},

@@ -89,6 +89,10 @@ type ChildSA struct {
 	Limits sa.Limits
 	// Installed is when the engine installed the SA.
 	Installed time.Time
+	// RemoteID is the peer's authenticated identity (RFC 7296, Section
+	// 3.5): with Peer and Remote's address, it tells the SAs of different
+	// peers of one configuration apart.
+	RemoteID Identity
 }
 
 // Trigger describes the packet behind an acquire: the initiator proposes

@@ -79,8 +79,15 @@ func (r *childReq) request(s *session, withKE bool) ([]ikewire.Payload, error) {
 		}
 	}
 	if r.old != nil {
-		// Rekeying keeps the selectors of the SA (RFC 7296, Section 2.9).
+		// Rekeying keeps the selectors of the SA (RFC 7296, Section 2.9),
+		// unless a reload changed the child so that they are no longer
+		// within its configuration: then the new SA takes the configured
+		// ones (RFC 7296, Section 2.8: the new SA may have different
+		// selectors).
 		r.tsi, r.tsr = fromSet(r.old.sa.LocalTS), fromSet(r.old.sa.RemoteTS)
+		if !allWithin(r.tsi, s.localTS(r.cfg)) || !allWithin(r.tsr, s.remoteTS(r.cfg)) {
+			r.tsi, r.tsr = s.localTS(r.cfg), s.remoteTS(r.cfg)
+		}
 	} else {
 		r.tsi, r.tsr = s.localTS(r.cfg), s.remoteTS(r.cfg)
 		if t := r.trigger; t != nil && t.Src.IsValid() && t.Dst.IsValid() {
@@ -117,6 +124,12 @@ func (r *childReq) complete(s *session, x *ikeSA, pl []ikewire.Payload, ni, nr [
 	gotI, gotR := fromWire(tsi.TrafficSelectors), fromWire(tsr.TrafficSelectors)
 	if !allWithin(gotI, r.tsi) || !allWithin(gotR, r.tsr) {
 		return fmt.Errorf("ike: the responder's traffic selectors are not within ours: %w", &NotifyError{Type: ikewire.NotifyTSUnacceptable, Local: true})
+	}
+	if allowed, err := s.authorizeTS(r.cfg, gotR); err != nil || !allWithin(gotR, allowed) {
+		// RFC 4301, Section 4.4.3: the responder may not claim traffic
+		// that its PAD entry does not give it, or that belongs to
+		// another peer.
+		return fmt.Errorf("ike: the responder's traffic selectors are not authorized (%v): %w", err, &NotifyError{Type: ikewire.NotifyTSUnacceptable, Local: true})
 	}
 	var secrets [][]byte
 	if suite.ke != iana.KENone {
@@ -198,6 +211,7 @@ func (s *session) install(cfg *ChildConfig, c ChildSA, suite childSuite, old *ch
 	c.Protocol, c.Mode = cfg.protocol(), cfg.Mode
 	c.Suite, c.ESN, c.KE = suite.suite, suite.esn, suite.ke
 	c.Local, c.Remote = s.local, s.remote
+	c.RemoteID = s.remoteID
 	c.UDPEncap = s.natLocal || s.natRemote || s.peer.Encap
 	if c.UDPEncap {
 		c.LocalEncapPort, c.RemoteEncapPort = s.cfg.NATTPort, s.cfg.NATTPort
@@ -226,6 +240,48 @@ func (s *session) install(cfg *ChildConfig, c ChildSA, suite childSuite, old *ch
 	} else {
 		s.emit(EventChildUp, cfg.Name, &ch.sa, nil)
 	}
+}
+
+// setPeer makes p, a reloaded configuration of the session's peer, the
+// session's: children that p no longer has are deleted, the others keep
+// their SAs and take p's ChildConfig, which their next rekey uses; the IKE
+// SA ends if p's RemoteID no longer accepts the authenticated identity.
+func (s *session) setPeer(p *Peer) {
+	if s.peer == nil || p == nil || p.Name != s.peer.Name {
+		return
+	}
+	if !s.remoteID.IsZero() && !p.RemoteID.IsZero() && !p.RemoteID.Equal(s.remoteID) {
+		s.log.Info("ike: the reloaded configuration no longer accepts the peer's identity; deleting the IKE SA", "peer", p.Name, "id", s.remoteID.String())
+		s.terminate()
+		return
+	}
+	s.peer = p
+	for _, ch := range s.children {
+		cfg := p.child(ch.cfg.Name)
+		if cfg != nil {
+			ch.cfg = cfg
+			continue
+		}
+		if ch.state == childInstalled || ch.state == childReplaced {
+			ch.state = childDeleting
+			s.queue(&deleteChildTask{c: ch})
+		}
+	}
+}
+
+// authorizeTS returns the part of claimed, the peer's side of a CHILD SA
+// of child c, that Config.AuthorizeTS gives the peer (RFC 4301, Section
+// 4.4.3); without the hook, all of it.
+func (s *session) authorizeTS(c *ChildConfig, claimed []tsRange) ([]tsRange, error) {
+	f := s.cfg.AuthorizeTS
+	if f == nil {
+		return claimed, nil
+	}
+	allowed, err := f(s.peerName(), s.remoteID, s.remote.Addr(), c.Name, toSet(claimed))
+	if err != nil {
+		return nil, err
+	}
+	return narrow(claimed, fromSet(allowed)), nil
 }
 
 // acceptChild is the responder's half of creating a CHILD SA (RFC 7296,
@@ -258,8 +314,15 @@ func (s *session) acceptChild(x *ikeSA, pl []ikewire.Payload, old *child, withKE
 	}
 	var exact, partial []cand
 	for _, c := range cands {
-		// TSi is the initiator's side: our remote selectors.
+		// TSi is the initiator's side: our remote selectors, within
+		// what the PAD gives the peer.
 		gi, gr := narrow(propI, s.remoteTS(c)), narrow(propR, s.localTS(c))
+		if len(gi) > 0 {
+			var err error
+			if gi, err = s.authorizeTS(c, gi); err != nil {
+				s.log.Info("ike: traffic selectors not authorized", "peer", s.peerName(), "child", c.Name, "err", err)
+			}
+		}
 		switch {
 		case len(gi) == 0 || len(gr) == 0:
 		case slices.Equal(gi, fullI) && slices.Equal(gr, fullR):

@@ -93,6 +93,20 @@ type Config struct {
 	// EventBuffer is the capacity of the Events channel (default 256).
 	// Events that do not fit are dropped, never waited for.
 	EventBuffer int
+
+	// AuthorizeTS, if not nil, is the Peer Authorization Database (RFC
+	// 4301, Section 4.4.3): given the peer configuration's name, the
+	// peer's authenticated identity and address, the child and the
+	// selectors the peer claims for its side of a CHILD SA (TSi for a
+	// responder, TSr for an initiator, already narrowed to the child's
+	// configuration), it returns the part of them the peer may have, or an
+	// error if none. A responder narrows to what it returns and answers
+	// TS_UNACCEPTABLE when nothing is left; an initiator refuses an answer
+	// that claims more (RFC 7296, Section 2.9). nil lets a peer claim
+	// whatever its child configuration allows. It is called from the
+	// engine's goroutines, possibly concurrently, and must not call the
+	// Manager.
+	AuthorizeTS func(peer string, id Identity, addr netip.Addr, child string, remoteTS traffic.Set) (traffic.Set, error)
 }
 
 // withDefaults returns a copy of c with zero fields set to their defaults.

@@ -114,9 +114,12 @@ func (m *Manager) Panics() uint64 { return m.panics.Load() }
 func (m *Manager) RefusedRetransmits() uint64 { return m.refusedResends.Load() }
 
 // SetPeers replaces the peer configurations. IKE SAs of peers that are no
-// longer configured are deleted; those of the others keep the
-// configuration they started with. Children with StartAction StartStart
-// that are not up are initiated.
+// longer configured are deleted; the others take the new configuration of
+// their peer by name: CHILD SAs of children that are gone are deleted, the
+// others keep running and their next rekey uses the new configuration, and
+// an IKE SA whose authenticated identity the peer's RemoteID no longer
+// accepts is deleted. Children with StartAction StartStart that are not up
+// are initiated.
 func (m *Manager) SetPeers(peers []Peer) error {
 	ps := make([]*Peer, len(peers))
 	names := map[string]bool{}
@@ -142,14 +145,22 @@ func (m *Manager) SetPeers(peers []Peer) error {
 	}
 	m.peers = ps
 	var gone []*actor
+	kept := map[*actor]*Peer{}
 	for a := range m.actors {
-		if info := a.info.Load(); info != nil && info.Peer != "" && !names[info.Peer] {
-			gone = append(gone, a)
+		if info := a.info.Load(); info != nil && info.Peer != "" {
+			if !names[info.Peer] {
+				gone = append(gone, a)
+			} else {
+				kept[a] = m.peerLocked(info.Peer)
+			}
 		}
 	}
 	m.mu.Unlock()
 	for _, a := range gone {
 		m.deliver(a, input{kind: inCommand, cmd: command{kind: cmdTerminate}})
+	}
+	for a, p := range kept {
+		m.deliver(a, input{kind: inCommand, cmd: command{kind: cmdSetPeer, peer: p}})
 	}
 	for _, p := range ps {
 		for _, c := range p.Children {

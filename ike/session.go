@@ -58,6 +58,7 @@ const (
 	cmdInstallFailed                        // the Installer refused CHILD SA spi
 	cmdClose                                // delete everything silently (manager closing, INITIAL_CONTACT)
 	cmdCloseNotify                          // send a Delete for the IKE SA and go, without waiting
+	cmdSetPeer                              // a reload changed the peer's configuration
 )
 
 type command struct {
@@ -65,6 +66,7 @@ type command struct {
 	child   string
 	trigger *Trigger
 	spi     uint32
+	peer    *Peer // cmdSetPeer
 }
 
 // opKind says what an op does.
@@ -468,6 +470,8 @@ func (s *session) command(c command) {
 		}
 		s.pendingChildren[cfg.Name] = true
 		s.queue(&childTask{cfg: cfg, trigger: c.trigger})
+	case cmdSetPeer:
+		s.setPeer(c.peer)
 	case cmdRekeyIKE:
 		if s.state == StateEstablished {
 			s.queue(&ikeRekeyTask{})

@@ -90,3 +90,49 @@ func (set Set) Validate() error {
 	}
 	return nil
 }
+
+// Intersect returns the selectors of the traffic that both set and other
+// select (RFC 7296, Section 2.9: narrowing), or nil if they share none.
+func (set Set) Intersect(other Set) Set {
+	var out Set
+	for _, x := range set {
+		for _, y := range other {
+			if s, ok := x.intersect(y); ok {
+				out = append(out, s)
+			}
+		}
+	}
+	return out
+}
+
+// intersect returns the selector of the traffic both x and y select.
+func (x Selector) intersect(y Selector) (Selector, bool) {
+	if !x.Prefix.Overlaps(y.Prefix) {
+		return Selector{}, false
+	}
+	s := x
+	if y.Prefix.Bits() > x.Prefix.Bits() {
+		s.Prefix = y.Prefix
+	}
+	switch {
+	case x.Proto == 0:
+		s.Proto = y.Proto
+	case y.Proto != 0 && y.Proto != x.Proto:
+		return Selector{}, false
+	}
+	switch {
+	case x.Opaque() && (y.Opaque() || y.AnyPort()):
+	case y.Opaque() && x.AnyPort():
+		s.PortLo, s.PortHi = y.PortLo, y.PortHi
+	case x.Opaque() || y.Opaque():
+		// OPAQUE matches only packets without ports (RFC 4301, Section
+		// 4.4.1.1): it shares nothing with a range of ports.
+		return Selector{}, false
+	default:
+		s.PortLo, s.PortHi = max(x.PortLo, y.PortLo), min(x.PortHi, y.PortHi)
+		if s.PortLo > s.PortHi {
+			return Selector{}, false
+		}
+	}
+	return s, true
+}

@@ -14,6 +14,7 @@ import (
 	"net/netip"
 	"os"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/goipsec/goipsec/config"
@@ -87,7 +88,8 @@ type Daemon struct {
 	mu     sync.Mutex
 	cfg    *config.Config
 	snap   *policy.Snapshot
-	manual map[string]*installed // by manual SA name
+	pol    atomic.Pointer[policy.Snapshot] // snap, for the engine's PAD hook
+	manual map[string]*installed           // by manual SA name
 
 	events *broker
 	stats  *stats // for Metrics
@@ -150,6 +152,7 @@ func New(cfg *config.Config, opts Options) (*Daemon, error) {
 		icfg.MaxHalfOpen = cmp.Or(icfg.MaxHalfOpen, t.MaxHalfOpen)
 		icfg.MaxHalfOpenPerSource = cmp.Or(icfg.MaxHalfOpenPerSource, t.MaxHalfOpenPerSource)
 		icfg.CookieSecretLifetime = cmp.Or(icfg.CookieSecretLifetime, t.CookieLifetime)
+		icfg.AuthorizeTS = d.authorizeTS
 		d.installer = &installer{d: d, children: make(map[uint32]*ikeChild)}
 		d.ike = ike.NewManager(icfg, d.installer, countingTransport{ikeTransport{d}, d.stats, d.nattPort()})
 	}
@@ -186,12 +189,14 @@ func (d *Daemon) Close() error {
 func (d *Daemon) Reconfig(cfg *config.Config) error { return d.apply(cfg) }
 
 func (d *Daemon) apply(cfg *config.Config) error {
-	snap, err := policy.Compile(cfg, d.opts.LocalAddrs())
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	// Compiled against the snapshot in force, so that every rule that
+	// stays keeps its Ref and its SAs (policy.Compile).
+	snap, err := policy.Compile(cfg, d.opts.LocalAddrs(), d.snap)
 	if err != nil {
 		return err
 	}
-	d.mu.Lock()
-	defer d.mu.Unlock()
 	changed := d.snap == nil || !sameRules(d.snap, snap) || !sameRoutes(d.snap, snap)
 	keep := make(map[string]bool)
 	for _, m := range snap.Manual {
@@ -232,11 +237,9 @@ func (d *Daemon) apply(cfg *config.Config) error {
 			"spi_in", fmt.Sprintf("%08x", m.SPIIn), "spi_out", fmt.Sprintf("%08x", m.SPIOut), "algorithm", m.Suite.Name)
 		changed = true
 	}
+	d.pol.Store(snap)
 	if d.ike != nil {
-		peers, err := ikePeers(cfg, func(conn, child string) uint32 { r, _ := snap.ChildRef(conn, child); return r })
-		if err != nil {
-			errs = append(errs, err)
-		} else if err := d.ike.SetPeers(peers); err != nil {
+		if err := d.ike.SetPeers(snap.Peers); err != nil {
 			errs = append(errs, err)
 		}
 		if !sameConnections(d.cfg, cfg) {

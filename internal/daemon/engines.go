@@ -27,13 +27,15 @@ type pairSpec struct {
 	ReplayWindow      int
 	Limits            sa.Limits
 	Ref               uint32 // the SPD bundle the outbound SA serves
+	Peer              string // who holds the keys (sad.OutboundSA.Peer)
 }
 
 // newPair builds the packet engines of both directions and wraps them for
 // the SAD. It installs nothing.
 func (d *Daemon) newPair(p pairSpec) (*sad.InboundSA, *sad.OutboundSA, error) {
 	in := &sad.InboundSA{Protocol: p.Protocol, SPI: p.SPIIn, Mode: p.Mode, Local: p.LocalTS, Remote: p.RemoteTS, LocalAddr: p.Local}
-	out := &sad.OutboundSA{Protocol: p.Protocol, SPI: p.SPIOut, Mode: p.Mode, Ref: p.Ref, Encap: sad.EncapNone, Remote: netip.AddrPortFrom(p.Remote, 0)}
+	out := &sad.OutboundSA{Protocol: p.Protocol, SPI: p.SPIOut, Mode: p.Mode, Ref: p.Ref, Encap: sad.EncapNone, Remote: netip.AddrPortFrom(p.Remote, 0),
+		LocalTS: p.LocalTS, RemoteTS: p.RemoteTS, Peer: p.Peer}
 	if p.RemoteEncapPort != 0 {
 		out.Encap, out.Remote = sad.EncapUDP, netip.AddrPortFrom(p.Remote, p.RemoteEncapPort)
 	}

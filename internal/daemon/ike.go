@@ -16,7 +16,7 @@ import (
 	"github.com/goipsec/goipsec/internal/dataplane"
 	"github.com/goipsec/goipsec/internal/sad"
 	"github.com/goipsec/goipsec/sa"
-	"github.com/goipsec/goipsec/transform"
+	"github.com/goipsec/goipsec/traffic"
 )
 
 // ikeChild is a CHILD SA that IKE installed in the data plane.
@@ -40,7 +40,8 @@ func (i *installer) InstallSA(c ike.ChildSA) error {
 	d := i.d
 	p := pairSpec{Protocol: c.Protocol, Mode: c.Mode, Suite: c.Suite, KeyIn: c.KeyIn, KeyOut: c.KeyOut,
 		SPIIn: c.SPIIn, SPIOut: c.SPIOut, ESN: c.ESN, Local: c.Local.Addr(), Remote: c.Remote.Addr(),
-		LocalTS: c.LocalTS, RemoteTS: c.RemoteTS, ReplayWindow: c.ReplayWindow, Limits: c.Limits, Ref: c.Ref}
+		LocalTS: c.LocalTS, RemoteTS: c.RemoteTS, ReplayWindow: c.ReplayWindow, Limits: c.Limits, Ref: c.Ref,
+		Peer: peerKey(c.Peer, c.RemoteID, c.Remote.Addr())}
 	if c.UDPEncap {
 		p.RemoteEncapPort = c.RemoteEncapPort
 		if p.RemoteEncapPort == 0 {
@@ -63,6 +64,51 @@ func (i *installer) InstallSA(c ike.ChildSA) error {
 	i.children[c.SPIIn] = &ikeChild{c: c, in: in, out: out}
 	i.mu.Unlock()
 	return nil
+}
+
+// peerKey names the peer of a CHILD SA for the SAD (sad.OutboundSA.Peer):
+// its connection, authenticated identity and address. A rekey by the same
+// peer replaces its own SA; another peer's SAs are left alone.
+func peerKey(conn string, id ike.Identity, addr netip.Addr) string {
+	return conn + "|" + id.String() + "|" + addr.Unmap().String()
+}
+
+// authorizeTS is the engine's PAD hook (ike.Config.AuthorizeTS): the
+// selectors a peer claims are narrowed to its PAD entry (policy.PAD), then
+// each one that overlaps the remote selectors another peer's SA holds under
+// the same rule is left out (RFC 4301, Section 4.4.3); an error if nothing
+// is left.
+func (d *Daemon) authorizeTS(conn string, id ike.Identity, addr netip.Addr, child string, claimed traffic.Set) (traffic.Set, error) {
+	snap := d.pol.Load()
+	if snap == nil {
+		return nil, errors.New("daemon: no policy loaded")
+	}
+	allowed, err := snap.PAD.Authorize(conn, id, addr, child, claimed)
+	if err != nil {
+		return nil, err
+	}
+	ref, ok := snap.ChildRef(conn, child)
+	if !ok {
+		return nil, fmt.Errorf("daemon: no rule for child %s/%s", conn, child)
+	}
+	key := peerKey(conn, id, addr)
+	others := d.dp.SAD().Load().OutboundsOf(ref)
+	var free traffic.Set
+	var taken []string
+outer:
+	for _, sel := range allowed {
+		for _, o := range others {
+			if o.Peer != key && sad.Overlap(o.RemoteTS, traffic.Set{sel}) {
+				taken = append(taken, sel.String())
+				continue outer
+			}
+		}
+		free = append(free, sel)
+	}
+	if len(free) == 0 {
+		return nil, fmt.Errorf("daemon: %s is bound to another peer of %s/%s", strings.Join(taken, ", "), conn, child)
+	}
+	return free, nil
 }
 
 // DeleteSA removes both directions of a CHILD SA.
@@ -92,117 +138,6 @@ func (i *installer) owns(proto sa.Protocol, spi uint32) bool {
 		}
 	}
 	return false
-}
-
-// ikePeers translates the configuration's connections into the engine's peers.
-func ikePeers(cfg *config.Config, refs func(conn, child string) uint32) ([]ike.Peer, error) {
-	var peers []ike.Peer
-	for _, c := range cfg.Connections {
-		p := ike.Peer{Name: c.Name, Encap: c.Encap, DPDDelay: c.DPDDelay, RekeyTime: c.RekeyTime}
-		var err error
-		if p.LocalAddrs, err = prefixes(c.LocalAddrs); err != nil {
-			return nil, fmt.Errorf("daemon: connection %s: local_addrs: %w", c.Name, err)
-		}
-		if p.RemoteAddrs, err = prefixes(c.RemoteAddrs); err != nil {
-			return nil, fmt.Errorf("daemon: connection %s: remote_addrs: %w", c.Name, err)
-		}
-		for _, prop := range c.Proposals {
-			if prop.Default {
-				p.Proposals = append(p.Proposals, transform.DefaultIKEProposals()...)
-				continue
-			}
-			ip, err := transform.ParseIKEProposal(prop.Text)
-			if err != nil {
-				return nil, fmt.Errorf("daemon: connection %s: proposal %q: %w", c.Name, prop.Text, err)
-			}
-			p.Proposals = append(p.Proposals, ip)
-		}
-		p.LocalID, p.RemoteID = ike.ParseIdentity(c.Local.ID), ike.ParseIdentity(c.Remote.ID)
-		if c.Local.Method == config.AuthPSK || c.Remote.Method == config.AuthPSK {
-			p.PSK = pskLookup(cfg.Secrets)
-		}
-		if err := pubkeyAuth(&p, c); err != nil {
-			return nil, fmt.Errorf("daemon: connection %s: %w", c.Name, err)
-		}
-		for _, ch := range c.Children {
-			cc := ike.ChildConfig{Name: ch.Name, Ref: refs(c.Name, ch.Name), Mode: ch.Mode, LocalTS: ch.LocalTS, RemoteTS: ch.RemoteTS,
-				Protocol: ch.Protocol, RekeyTime: ch.RekeyTime, ReplayWindow: ch.ReplayWindow}
-			switch ch.StartAction {
-			case config.StartTrap:
-				cc.StartAction = ike.StartTrap
-			case config.StartStart:
-				cc.StartAction = ike.StartStart
-			}
-			for _, prop := range ch.Proposals {
-				if prop.Default {
-					cc.Proposals = append(cc.Proposals, transform.DefaultESPProposals()...)
-					continue
-				}
-				parse := transform.ParseESPProposal
-				if ch.Protocol == sa.AH {
-					parse = transform.ParseAHProposal
-				}
-				ep, err := parse(prop.Text)
-				if err != nil {
-					return nil, fmt.Errorf("daemon: connection %s child %s: proposal %q: %w", c.Name, ch.Name, prop.Text, err)
-				}
-				cc.Proposals = append(cc.Proposals, ep)
-			}
-			p.Children = append(p.Children, cc)
-		}
-		peers = append(peers, p)
-	}
-	return peers, nil
-}
-
-func prefixes(addrs []string) ([]netip.Prefix, error) {
-	var out []netip.Prefix
-	for _, a := range addrs {
-		switch {
-		case a == "%any" || a == "":
-			continue
-		case strings.Contains(a, "/"):
-			p, err := netip.ParsePrefix(a)
-			if err != nil {
-				return nil, err
-			}
-			out = append(out, p.Masked())
-		default:
-			ip, err := netip.ParseAddr(a)
-			if err != nil {
-				return nil, fmt.Errorf("%q: DNS names are not implemented; give an IP address", a)
-			}
-			out = append(out, netip.PrefixFrom(ip, ip.BitLen()))
-		}
-	}
-	return out, nil
-}
-
-// pskLookup finds the shared secret whose ids name both identities, the
-// way swanctl.conf's secrets.ike entries work; an entry without ids matches
-// any pair.
-func pskLookup(s config.Secrets) func(local, remote ike.Identity) []byte {
-	return func(local, remote ike.Identity) []byte {
-		var fallback []byte
-		for _, sec := range s.IKE {
-			if len(sec.IDs) == 0 {
-				if fallback == nil {
-					fallback = sec.Secret.Bytes()
-				}
-				continue
-			}
-			hasL, hasR := false, false
-			for _, id := range sec.IDs {
-				pid := ike.ParseIdentity(id)
-				hasL = hasL || pid.Equal(local)
-				hasR = hasR || pid.Equal(remote)
-			}
-			if hasL && hasR || (hasR && len(sec.IDs) == 1) {
-				return sec.Secret.Bytes()
-			}
-		}
-		return fallback
-	}
 }
 
 // ikeTransport sends IKE messages: from port 4500 over the NAT-T socket the

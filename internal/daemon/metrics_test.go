@@ -102,6 +102,11 @@ func startPeer(t *testing.T, nw *conntest.Network, side string, cfg *config.Conf
 	if side == "b" {
 		addr = netip.MustParseAddr("192.0.2.2")
 	}
+	return startAt(t, nw, addr, cfg, ikeSock)
+}
+
+// startAt starts a daemon with address addr on nw.
+func startAt(t *testing.T, nw *conntest.Network, addr netip.Addr, cfg *config.Config, ikeSock IKESocket) (*peer, *conntest.UDP) {
 	dev := tuntest.New(1400, 16, 256)
 	udp := nw.UDP(netip.AddrPortFrom(addr, conn.NATTPort), 16, 256)
 	rt := fakeRouter{routes: make(chan []policy.Route, 8)}

@@ -8,7 +8,8 @@ package dataplane
 //	    per packet: packet.Decode -> SPD Lookup (sa.Outbound) ->
 //	        DISCARD: count sa.DropPolicy
 //	        BYPASS:  mark for sending in the clear
-//	        PROTECT: SAD lookup by the rule's Ref -> no SA: stage the packet
+//	        PROTECT: SAD lookup by the rule's Ref and the packet's selectors
+//	                 (one SA per peer) -> no SA: stage the packet
 //	                 and send one Acquire per policy (sa.DropNoSA when the
 //	                 stage is full) -> NextSeq, in order per SA
 //	    then the batch goes, in this order, to the work queue (in chunks)
@@ -150,7 +151,7 @@ func (d *Dataplane) classifyOutbound(b *batch) {
 			d.dropElem(e)
 			continue
 		}
-		o := db.Outbound(rule.Ref)
+		o := db.Lookup(rule.Ref, &info)
 		if o == nil {
 			if d.cfg.StageLen < 0 || !d.stagePacket(rule.Ref, rule.Name, e.buf[e.start:e.end], &info) {
 				e.drop = sa.DropNoSA

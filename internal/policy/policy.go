@@ -1,7 +1,9 @@
 // Package policy is the policy agent's compiler: it turns a parsed
 // configuration into the desired state of the data plane, an SPD (RFC 4301,
-// Section 4.4.1), the statically keyed SAs to install, and the routes that
-// bring protected and discarded traffic to the TUN device. The daemon applies a
+// Section 4.4.1), the statically keyed SAs to install, the routes that
+// bring protected and discarded traffic to the TUN device, the IKE peers
+// (credentials included) and the PAD (RFC 4301, Section 4.4.3) that says
+// which selectors each peer may claim. The daemon applies a
 // Snapshot; comparing two snapshots tells what a reload changes.
 package policy
 
@@ -11,6 +13,7 @@ import (
 	"slices"
 
 	"github.com/goipsec/goipsec/config"
+	"github.com/goipsec/goipsec/ike"
 	"github.com/goipsec/goipsec/internal/spd"
 	"github.com/goipsec/goipsec/sa"
 	"github.com/goipsec/goipsec/traffic"
@@ -37,6 +40,13 @@ type Snapshot struct {
 	// them to cleartext packets from the network (see FilterRule); nil
 	// when no rule protects or discards anything.
 	Filter []FilterRule
+	// Peers are the connections as the IKE engine's peer configurations,
+	// each child's ChildConfig.Ref the Ref of its PROTECT rule.
+	Peers []ike.Peer
+	// PAD is the Peer Authorization Database of the connections.
+	PAD *PAD
+
+	refs *refs // the Refs by name, for the next Compile
 }
 
 // FilterAction is what the host firewall does with the cleartext packets a
@@ -114,18 +124,14 @@ type Route struct {
 	Src netip.Addr
 }
 
-// refManualBase and refChildBase keep manual SAs and connection children in
-// separate Ref ranges, so that the Ref of a rule says which one it is.
-const (
-	refManualBase = 1
-	refChildBase  = 1 << 16
-)
-
 // Compile builds the desired state for c. localAddrs, if not nil, are the
 // host's addresses; they pick the source address of routes into the TUN
-// (the address inside a tunnel's local selectors that the host owns).
-func Compile(c *config.Config, localAddrs []netip.Addr) (*Snapshot, error) {
-	s := &Snapshot{}
+// (the address inside a tunnel's local selectors that the host owns). prev,
+// if not nil, is the snapshot in force: every manual SA and connection child
+// that it names keeps its Ref (see refs), so that a reload that adds,
+// removes or reorders rules leaves the SAs of the others with their rule.
+func Compile(c *config.Config, localAddrs []netip.Addr, prev *Snapshot) (*Snapshot, error) {
+	s := &Snapshot{refs: newRefs(prev)}
 	for _, p := range c.Policies {
 		action := spd.Bypass
 		if p.Action == config.PolicyDiscard {
@@ -134,8 +140,11 @@ func Compile(c *config.Config, localAddrs []netip.Addr) (*Snapshot, error) {
 		}
 		s.Rules = append(s.Rules, spd.Rule{Name: p.Name, Local: p.LocalTS, Remote: p.RemoteTS, Action: action})
 	}
-	for i, m := range c.ManualSAs {
-		ref := uint32(refManualBase + i)
+	for _, m := range c.ManualSAs {
+		ref, err := s.refs.manual(prev, m.Name)
+		if err != nil {
+			return nil, err
+		}
 		s.Manual = append(s.Manual, Manual{ManualSA: m, Ref: ref})
 		s.Rules = append(s.Rules, spd.Rule{Name: m.Name, Local: m.LocalTS, Remote: m.RemoteTS, Action: spd.Protect, Ref: ref})
 		src := netip.Addr{}
@@ -144,7 +153,6 @@ func Compile(c *config.Config, localAddrs []netip.Addr) (*Snapshot, error) {
 		}
 		s.addRoutes(m.RemoteTS, m.LocalTS, src, localAddrs)
 	}
-	ref := uint32(refChildBase)
 	for _, conn := range c.Connections {
 		for _, ch := range conn.Children {
 			// Every child gets its PROTECT rule and routes, whatever its
@@ -153,6 +161,10 @@ func Compile(c *config.Config, localAddrs []netip.Addr) (*Snapshot, error) {
 			// staged and, for trap children, starts IKE; for the others it
 			// is dropped until "ipsecctl up" or the peer brings the child up.
 			name := conn.Name + "/" + ch.Name
+			ref, err := s.refs.child(prev, conn.Name, ch.Name)
+			if err != nil {
+				return nil, err
+			}
 			s.Rules = append(s.Rules, spd.Rule{Name: name, Local: ch.LocalTS, Remote: ch.RemoteTS, Action: spd.Protect, Ref: ref})
 			s.Children = append(s.Children, Child{Conn: conn.Name, Child: ch.Name, Ref: ref, Start: ch.StartAction})
 			src := netip.Addr{}
@@ -160,9 +172,13 @@ func Compile(c *config.Config, localAddrs []netip.Addr) (*Snapshot, error) {
 				src = firstHost(conn.LocalAddrs)
 			}
 			s.addRoutes(ch.RemoteTS, ch.LocalTS, src, localAddrs)
-			ref++
 		}
 	}
+	peers, err := ikePeers(c, func(conn, child string) uint32 { r, _ := s.ChildRef(conn, child); return r })
+	if err != nil {
+		return nil, err
+	}
+	s.Peers, s.PAD = peers, compilePAD(peers)
 	snap, err := spd.Compile(s.Rules, spd.Bypass)
 	if err != nil {
 		return nil, fmt.Errorf("policy: %w", err)

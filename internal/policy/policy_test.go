@@ -44,7 +44,7 @@ func TestCompile(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	s, err := Compile(c, []netip.Addr{netip.MustParseAddr("127.0.0.1"), netip.MustParseAddr("10.1.0.1"), netip.MustParseAddr("192.0.2.1")})
+	s, err := Compile(c, []netip.Addr{netip.MustParseAddr("127.0.0.1"), netip.MustParseAddr("10.1.0.1"), netip.MustParseAddr("192.0.2.1")}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -83,7 +83,7 @@ func TestCompile(t *testing.T) {
 		t.Errorf("default action %v, want bypass", s.SPD.Default())
 	}
 
-	again, _ := Compile(c, nil)
+	again, _ := Compile(c, nil, nil)
 	for i := range s.Manual {
 		if !s.Manual[i].Equal(again.Manual[i]) {
 			t.Errorf("manual SA %d not equal to itself after recompiling", i)
@@ -104,7 +104,7 @@ func TestFilter(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	s, err := Compile(c, nil)
+	s, err := Compile(c, nil, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -135,14 +135,14 @@ policies:
 	if err != nil {
 		t.Fatal(err)
 	}
-	if s, err = Compile(c, nil); err != nil {
+	if s, err = Compile(c, nil, nil); err != nil {
 		t.Fatal(err)
 	}
 	if len(s.Filter) != 2 || s.Filter[1].Action != FilterDrop || !s.Filter[1].Remote.Equal(traffic.MustParseSet("10.9.0.0/16")) {
 		t.Errorf("filter %+v, want the dns bypass and the discard only", s.Filter)
 	}
 	c.Policies = c.Policies[:1]
-	if s, err = Compile(c, nil); err != nil {
+	if s, err = Compile(c, nil, nil); err != nil {
 		t.Fatal(err)
 	}
 	if s.Filter != nil {

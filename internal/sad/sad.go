@@ -1,7 +1,9 @@
 // Package sad is the Security Association Database of RFC 4301,
 // Section 4.4.2, as the data plane uses it: inbound SAs found by protocol and
 // SPI, outbound SAs found by the SA bundle a PROTECT rule of the SPD names
-// (spd.Rule.Ref). The database is an immutable snapshot swapped whole with
+// (spd.Rule.Ref) and, among the SAs of that bundle (one per peer when a rule
+// serves several peers), by the selectors each SA was negotiated for
+// (RFC 4301, Section 4.4.2: an SAD entry's selectors). The database is an immutable snapshot swapped whole with
 // atomic.Pointer on every change, so lookups take no lock and allocate
 // nothing; Install and Remove copy the snapshot (SAs change at IKE speed, not
 // packet speed).
@@ -118,15 +120,18 @@ func (s *InboundSA) Accept(seq uint64) error {
 // within the SA's selectors: RFC 4301, Section 5.2, step 4 (the inbound
 // check after IPsec processing). ICMP and ICMPv6 compare type and code in
 // place of the port (RFC 7296, Section 3.13.1).
-func (s *InboundSA) Allows(info *packet.Info) bool {
+func (s *InboundSA) Allows(info *packet.Info) bool { return allows(s.Remote, s.Local, info) }
+
+// allows reports whether the packet's source matches src and its
+// destination dst (empty sets match anything).
+func allows(src, dst traffic.Set, info *packet.Info) bool {
 	sport, dport, has := info.SrcPort, info.DstPort, info.HasPorts
 	if info.HasICMP {
 		// The "port" of an ICMP message is type and code on both sides.
 		sport = traffic.ICMPPort(info.ICMPType, info.ICMPCode)
 		dport, has = sport, true
 	}
-	return match(s.Remote, info.Src, info.Proto, sport, has) &&
-		match(s.Local, info.Dst, info.Proto, dport, has)
+	return match(src, info.Src, info.Proto, sport, has) && match(dst, info.Dst, info.Proto, dport, has)
 }
 
 func match(set traffic.Set, a netip.Addr, proto uint8, port uint16, has bool) bool {
@@ -144,6 +149,16 @@ type OutboundSA struct {
 	// Ref is the SA bundle (the spd.Rule.Ref of the PROTECT rules) whose
 	// packets this SA carries.
 	Ref uint32
+	// LocalTS and RemoteTS are the selectors the SA was negotiated for: it
+	// carries the packets of bundle Ref whose source matches LocalTS and
+	// whose destination matches RemoteTS (RFC 4301, Section 4.4.2). Empty
+	// means any.
+	LocalTS, RemoteTS traffic.Set
+	// Peer names the peer that holds the SA's keys (for IKE, the
+	// connection, the peer's authenticated identity and its address); it
+	// is empty for manual SAs. Under one Ref, SAs of different peers must
+	// not claim overlapping RemoteTS: InstallOutbound refuses that.
+	Peer string
 	// Encap says how packets travel: over UDP to Remote (address and
 	// port), or directly over IP to Remote's address.
 	Encap  Encap
@@ -163,7 +178,7 @@ type inKey struct {
 // nothing and are safe for concurrent use.
 type Snapshot struct {
 	in  map[inKey]*InboundSA
-	out map[uint32]*OutboundSA
+	out map[uint32][]*OutboundSA // newest first
 }
 
 // Inbound returns the inbound SA for (proto, spi), or nil.
@@ -171,8 +186,33 @@ func (s *Snapshot) Inbound(proto sa.Protocol, spi uint32) *InboundSA {
 	return s.in[inKey{proto, spi}]
 }
 
-// Outbound returns the outbound SA of bundle ref, or nil.
-func (s *Snapshot) Outbound(ref uint32) *OutboundSA { return s.out[ref] }
+// Outbound returns the newest outbound SA of bundle ref, or nil. A bundle
+// that serves several peers has several; the data plane uses Lookup.
+func (s *Snapshot) Outbound(ref uint32) *OutboundSA {
+	if l := s.out[ref]; len(l) > 0 {
+		return l[0]
+	}
+	return nil
+}
+
+// Lookup returns the outbound SA of bundle ref whose selectors match the
+// packet described by info, the newest first, or nil when none does (RFC
+// 4301, Section 5.1.1: the SAD entry that matches the packet's selectors).
+// ICMP and ICMPv6 compare type and code in place of the port, as
+// InboundSA.Allows does. It allocates nothing.
+func (s *Snapshot) Lookup(ref uint32, info *packet.Info) *OutboundSA {
+	for _, o := range s.out[ref] {
+		if o.Allows(info) {
+			return o
+		}
+	}
+	return nil
+}
+
+// Allows reports whether the outbound packet described by info is within
+// the SA's selectors: its source in LocalTS and its destination in
+// RemoteTS.
+func (o *OutboundSA) Allows(info *packet.Info) bool { return allows(o.LocalTS, o.RemoteTS, info) }
 
 // InboundSAs calls f for each inbound SA, in no particular order.
 func (s *Snapshot) InboundSAs(f func(*InboundSA)) {
@@ -183,10 +223,16 @@ func (s *Snapshot) InboundSAs(f func(*InboundSA)) {
 
 // OutboundSAs calls f for each outbound SA, in no particular order.
 func (s *Snapshot) OutboundSAs(f func(*OutboundSA)) {
-	for _, v := range s.out {
-		f(v)
+	for _, l := range s.out {
+		for _, v := range l {
+			f(v)
+		}
 	}
 }
+
+// OutboundsOf returns the outbound SAs of bundle ref, newest first. The
+// caller must not modify the slice.
+func (s *Snapshot) OutboundsOf(ref uint32) []*OutboundSA { return s.out[ref] }
 
 // DB is the database. The zero value is empty and ready to use; a DB must
 // not be copied after first use. Lookups (Load) are safe from any goroutine
@@ -210,9 +256,13 @@ func (db *DB) Load() *Snapshot {
 var (
 	ErrExists  = errors.New("sad: an SA with this protocol and SPI is already installed")
 	ErrInvalid = errors.New("sad: invalid SA")
+	// ErrOverlap means that another peer's outbound SA of the same bundle
+	// already claims some of the remote selectors: RFC 4301, Section
+	// 4.4.3, a peer may not take traffic that belongs to another.
+	ErrOverlap = errors.New("sad: the remote selectors overlap another peer's SA of the same policy")
 )
 
-func (db *DB) update(f func(in map[inKey]*InboundSA, out map[uint32]*OutboundSA) error) error {
+func (db *DB) update(f func(in map[inKey]*InboundSA, out map[uint32][]*OutboundSA) error) error {
 	db.mu.Lock()
 	defer db.mu.Unlock()
 	old := db.Load()
@@ -220,7 +270,7 @@ func (db *DB) update(f func(in map[inKey]*InboundSA, out map[uint32]*OutboundSA)
 	for k, v := range old.in {
 		in[k] = v
 	}
-	out := make(map[uint32]*OutboundSA, len(old.out)+1)
+	out := make(map[uint32][]*OutboundSA, len(old.out)+1)
 	for k, v := range old.out {
 		out[k] = v
 	}
@@ -237,7 +287,7 @@ func (db *DB) InstallInbound(s *InboundSA) error {
 	if s == nil || s.SA == nil || s.SPI == 0 || (s.Protocol != sa.ESP && s.Protocol != sa.AH) {
 		return fmt.Errorf("%w: inbound SA needs an engine, ESP or AH, and a non-zero SPI", ErrInvalid)
 	}
-	return db.update(func(in map[inKey]*InboundSA, _ map[uint32]*OutboundSA) error {
+	return db.update(func(in map[inKey]*InboundSA, _ map[uint32][]*OutboundSA) error {
 		k := inKey{s.Protocol, s.SPI}
 		if _, ok := in[k]; ok {
 			return fmt.Errorf("%w: %v %08x", ErrExists, s.Protocol, s.SPI)
@@ -247,9 +297,12 @@ func (db *DB) InstallInbound(s *InboundSA) error {
 	})
 }
 
-// InstallOutbound makes s the outbound SA of bundle s.Ref, replacing any
-// previous one (that is how a rekeyed SA takes over: RFC 7296, Section 2.8),
-// which it returns.
+// InstallOutbound adds s to the outbound SAs of bundle s.Ref. An SA of the
+// same Peer with the same selectors is replaced and returned (that is how
+// a rekeyed SA takes over: RFC 7296, Section 2.8); the SAs of other peers
+// stay. It fails with ErrOverlap if an SA of another peer in the bundle
+// claims remote selectors that overlap s.RemoteTS (RFC 4301, Section
+// 4.4.3).
 func (db *DB) InstallOutbound(s *OutboundSA) (prev *OutboundSA, err error) {
 	if s == nil || s.SA == nil || (s.Protocol != sa.ESP && s.Protocol != sa.AH) {
 		return nil, fmt.Errorf("%w: outbound SA needs an engine and ESP or AH", ErrInvalid)
@@ -260,18 +313,37 @@ func (db *DB) InstallOutbound(s *OutboundSA) (prev *OutboundSA, err error) {
 	if s.Encap == EncapUDP && s.Protocol != sa.ESP {
 		return nil, fmt.Errorf("%w: only ESP travels in UDP (RFC 3948)", ErrInvalid)
 	}
-	err = db.update(func(_ map[inKey]*InboundSA, out map[uint32]*OutboundSA) error {
-		prev = out[s.Ref]
-		out[s.Ref] = s
+	err = db.update(func(_ map[inKey]*InboundSA, out map[uint32][]*OutboundSA) error {
+		l := []*OutboundSA{s}
+		for _, o := range out[s.Ref] {
+			switch {
+			case o.Peer == s.Peer && o.LocalTS.Equal(s.LocalTS) && o.RemoteTS.Equal(s.RemoteTS):
+				prev = o
+			case o.Peer != s.Peer && Overlap(o.RemoteTS, s.RemoteTS):
+				return fmt.Errorf("%w: %s claims %v, %s holds %v", ErrOverlap, s.Peer, s.RemoteTS, o.Peer, o.RemoteTS)
+			default:
+				l = append(l, o)
+			}
+		}
+		out[s.Ref] = l
 		return nil
 	})
 	return prev, err
 }
 
+// Overlap reports whether some traffic matches both a and b; an empty set
+// means any traffic.
+func Overlap(a, b traffic.Set) bool {
+	if len(a) == 0 || len(b) == 0 {
+		return true
+	}
+	return len(a.Intersect(b)) > 0
+}
+
 // RemoveInbound deletes the inbound SA (proto, spi) and returns it, or nil
 // if there was none.
 func (db *DB) RemoveInbound(proto sa.Protocol, spi uint32) (removed *InboundSA) {
-	db.update(func(in map[inKey]*InboundSA, _ map[uint32]*OutboundSA) error {
+	db.update(func(in map[inKey]*InboundSA, _ map[uint32][]*OutboundSA) error {
 		k := inKey{proto, spi}
 		removed = in[k]
 		delete(in, k)
@@ -280,14 +352,24 @@ func (db *DB) RemoveInbound(proto sa.Protocol, spi uint32) (removed *InboundSA) 
 	return removed
 }
 
-// RemoveOutbound deletes the outbound SA of bundle ref if its protocol and
+// RemoveOutbound deletes the outbound SA of bundle ref whose protocol and
 // SPI are (proto, spi) (so that deleting an old SA after a rekey leaves its
-// successor alone) and returns it, or nil.
+// successor alone, and one peer's SA leaves the others') and returns it,
+// or nil.
 func (db *DB) RemoveOutbound(ref uint32, proto sa.Protocol, spi uint32) (removed *OutboundSA) {
-	db.update(func(_ map[inKey]*InboundSA, out map[uint32]*OutboundSA) error {
-		if s := out[ref]; s != nil && s.Protocol == proto && s.SPI == spi {
-			removed = s
+	db.update(func(_ map[inKey]*InboundSA, out map[uint32][]*OutboundSA) error {
+		var l []*OutboundSA
+		for _, s := range out[ref] {
+			if removed == nil && s.Protocol == proto && s.SPI == spi {
+				removed = s
+				continue
+			}
+			l = append(l, s)
+		}
+		if len(l) == 0 {
 			delete(out, ref)
+		} else {
+			out[ref] = l
 		}
 		return nil
 	})

@@ -1,4 +1,4 @@
-package daemon
+package policy
 
 import (
 	"crypto"
@@ -87,14 +87,14 @@ func TestIKEPeersPubkey(t *testing.T) {
 	}
 	for _, tc := range []struct{ local, remote, want string }{
 		{"{auth: pubkey, certs: [gw.pem], key: other.key}", "{auth: pubkey, cacerts: [ca.pem]}",
-			"daemon: connection c: " + filepath.Join(dir, "other.key") + ": the private key does not belong to the certificate"},
-		{"{auth: pubkey, certs: [gw.pem]}", "{auth: pubkey, cacerts: [ca.pem]}", "daemon: connection c: local.key is required"},
+			"policy: connection c: " + filepath.Join(dir, "other.key") + ": the private key does not belong to the certificate"},
+		{"{auth: pubkey, certs: [gw.pem]}", "{auth: pubkey, cacerts: [ca.pem]}", "policy: connection c: local.key is required"},
 		{"{auth: pubkey, certs: [junk.pem], key: gw.key}", "{auth: pubkey, cacerts: [ca.pem]}",
-			"daemon: connection c: " + filepath.Join(dir, "junk.pem") + ": neither"},
+			"policy: connection c: " + filepath.Join(dir, "junk.pem") + ": neither"},
 		{"{auth: pubkey, certs: [gw.pem], key: gw.key}", "{auth: pubkey, cacerts: [missing.pem]}",
-			"daemon: connection c: open " + filepath.Join(dir, "missing.pem")},
+			"policy: connection c: open " + filepath.Join(dir, "missing.pem")},
 		{"{auth: pubkey, certs: [gw.pem], key: gw.key}", "{auth: pubkey, cacerts: [gw.key]}",
-			"daemon: connection c: " + filepath.Join(dir, "gw.key") + ": neither"},
+			"policy: connection c: " + filepath.Join(dir, "gw.key") + ": neither"},
 	} {
 		_, err := ikePeers(parse(tc.local, tc.remote), refs)
 		if err == nil || !strings.HasPrefix(err.Error(), tc.want) {

@@ -1,0 +1,120 @@
+package policy
+
+import (
+	"fmt"
+	"net/netip"
+	"strings"
+
+	"github.com/goipsec/goipsec/config"
+	"github.com/goipsec/goipsec/ike"
+	"github.com/goipsec/goipsec/sa"
+	"github.com/goipsec/goipsec/transform"
+)
+
+// ikePeers translates the configuration's connections into the engine's peers.
+func ikePeers(cfg *config.Config, refs func(conn, child string) uint32) ([]ike.Peer, error) {
+	var peers []ike.Peer
+	for _, c := range cfg.Connections {
+		p := ike.Peer{Name: c.Name, Encap: c.Encap, DPDDelay: c.DPDDelay, RekeyTime: c.RekeyTime}
+		var err error
+		if p.LocalAddrs, err = prefixes(c.LocalAddrs); err != nil {
+			return nil, fmt.Errorf("policy: connection %s: local_addrs: %w", c.Name, err)
+		}
+		if p.RemoteAddrs, err = prefixes(c.RemoteAddrs); err != nil {
+			return nil, fmt.Errorf("policy: connection %s: remote_addrs: %w", c.Name, err)
+		}
+		for _, prop := range c.Proposals {
+			if prop.Default {
+				p.Proposals = append(p.Proposals, transform.DefaultIKEProposals()...)
+				continue
+			}
+			ip, err := transform.ParseIKEProposal(prop.Text)
+			if err != nil {
+				return nil, fmt.Errorf("policy: connection %s: proposal %q: %w", c.Name, prop.Text, err)
+			}
+			p.Proposals = append(p.Proposals, ip)
+		}
+		p.LocalID, p.RemoteID = ike.ParseIdentity(c.Local.ID), ike.ParseIdentity(c.Remote.ID)
+		if c.Local.Method == config.AuthPSK || c.Remote.Method == config.AuthPSK {
+			p.PSK = pskLookup(cfg.Secrets)
+		}
+		if err := pubkeyAuth(&p, c); err != nil {
+			return nil, fmt.Errorf("policy: connection %s: %w", c.Name, err)
+		}
+		for _, ch := range c.Children {
+			cc := ike.ChildConfig{Name: ch.Name, Ref: refs(c.Name, ch.Name), Mode: ch.Mode, LocalTS: ch.LocalTS, RemoteTS: ch.RemoteTS,
+				Protocol: ch.Protocol, RekeyTime: ch.RekeyTime, ReplayWindow: ch.ReplayWindow}
+			switch ch.StartAction {
+			case config.StartTrap:
+				cc.StartAction = ike.StartTrap
+			case config.StartStart:
+				cc.StartAction = ike.StartStart
+			}
+			for _, prop := range ch.Proposals {
+				if prop.Default {
+					cc.Proposals = append(cc.Proposals, transform.DefaultESPProposals()...)
+					continue
+				}
+				parse := transform.ParseESPProposal
+				if ch.Protocol == sa.AH {
+					parse = transform.ParseAHProposal
+				}
+				ep, err := parse(prop.Text)
+				if err != nil {
+					return nil, fmt.Errorf("policy: connection %s child %s: proposal %q: %w", c.Name, ch.Name, prop.Text, err)
+				}
+				cc.Proposals = append(cc.Proposals, ep)
+			}
+			p.Children = append(p.Children, cc)
+		}
+		peers = append(peers, p)
+	}
+	return peers, nil
+}
+
+func prefixes(addrs []string) ([]netip.Prefix, error) {
+	var out []netip.Prefix
+	for _, a := range addrs {
+		switch {
+		case a == "%any" || a == "":
+			continue
+		case strings.Contains(a, "/"):
+			p, err := netip.ParsePrefix(a)
+			if err != nil {
+				return nil, err
+			}
+			out = append(out, p.Masked())
+		default:
+			ip, err := netip.ParseAddr(a)
+			if err != nil {
+				return nil, fmt.Errorf("%q: DNS names are not implemented; give an IP address", a)
+			}
+			out = append(out, netip.PrefixFrom(ip, ip.BitLen()))
+		}
+	}
+	return out, nil
+}
+
+// pskLookup finds the shared secret for a pair of identities, the way
+// swanctl.conf's secrets.ike entries name them, but exactly: an entry
+// matches only if its ids name both the local and the remote identity (one
+// id suffices when the two are the same identity). An entry with one id of
+// two different identities, or none, matches nothing: a key for any
+// identity would let a peer that knows it authenticate as any other (RFC
+// 7296, Section 2.15 ties the key to the pair).
+func pskLookup(s config.Secrets) func(local, remote ike.Identity) []byte {
+	return func(local, remote ike.Identity) []byte {
+		for _, sec := range s.IKE {
+			hasL, hasR := false, false
+			for _, id := range sec.IDs {
+				pid := ike.ParseIdentity(id)
+				hasL = hasL || pid.Equal(local)
+				hasR = hasR || pid.Equal(remote)
+			}
+			if hasL && hasR {
+				return sec.Secret.Bytes()
+			}
+		}
+		return nil
+	}
+}
