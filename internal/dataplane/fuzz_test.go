@@ -45,11 +45,11 @@ const fuzzSPI = 0x4242
 
 // Fuzzed packet kinds (data[1]).
 const (
-	fuzzAfterHeader = iota // live SPI and sequence number, then fuzz
-	fuzzRawBytes           // the whole ESP/AH packet (or UDP payload) fuzzed
-	fuzzSealedInner        // authentic, with a fuzzed inner packet
-	fuzzSealedTrailer      // authentic ESP, plaintext (padding, next header) fuzzed
-	fuzzReplay             // an authentic packet of the setup, again
+	fuzzAfterHeader   = iota // live SPI and sequence number, then fuzz
+	fuzzRawBytes             // the whole ESP/AH packet (or UDP payload) fuzzed
+	fuzzSealedInner          // authentic, with a fuzzed inner packet
+	fuzzSealedTrailer        // authentic ESP, plaintext (padding, next header) fuzzed
+	fuzzReplay               // an authentic packet of the setup, again
 	numFuzzKinds
 )
 
