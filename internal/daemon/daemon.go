@@ -88,6 +88,9 @@ type Daemon struct {
 	snap   *policy.Snapshot
 	manual map[string]*installed // by manual SA name
 	seq    *seqStore             // send counters of manual SAs (daemon.state_dir, read at start)
+	// routes and filter install Router and Filter state, retrying in the
+	// background what a reload could not install.
+	routes, filter *retrier
 
 	events *broker
 	stats  *stats // for Metrics
@@ -126,6 +129,7 @@ func New(cfg *config.Config, opts Options) (*Daemon, error) {
 	}
 	d := &Daemon{opts: opts, log: opts.Logger, started: opts.Now(), manual: make(map[string]*installed), events: newBroker(), stats: newStats()}
 	d.seq = &seqStore{dir: cfg.Daemon.StateDir}
+	d.routes, d.filter = newRetrier("routes", opts.Logger), newRetrier("firewall rules", opts.Logger)
 	dcfg := dataplane.Config{TUN: opts.TUN, UDP: opts.UDP, Raw: opts.Raw, Logger: opts.Logger, Now: opts.Now}
 	if opts.IKE != nil {
 		dcfg.IKE = d.natIKE
@@ -163,6 +167,9 @@ func New(cfg *config.Config, opts Options) (*Daemon, error) {
 		d.ike = ike.NewManager(icfg, d.installer, countingTransport{ikeTransport{d}, d.stats, d.nattPort()})
 	}
 	if err := d.apply(cfg); err != nil && !errors.Is(err, ErrNoChanges) {
+		// At start a failure is fatal, not retried.
+		d.routes.close()
+		d.filter.close()
 		if d.ike != nil {
 			d.ike.Close()
 		}
@@ -184,6 +191,8 @@ func (d *Daemon) Close() error {
 		d.ike.Close()
 		d.opts.IKE.Close()
 	}
+	d.routes.close()
+	d.filter.close()
 	err := d.dp.Close()
 	d.releaseCounters()
 	d.events.close()
@@ -264,14 +273,17 @@ func (d *Daemon) apply(cfg *config.Config) error {
 	} else {
 		d.dp.SetSPD(snap.SPD)
 	}
-	if d.opts.Router != nil && (d.snap == nil || !sameRoutes(d.snap, snap)) {
-		if err := d.opts.Router.Set(snap.Routes); err != nil {
-			errs = append(errs, err)
+	// Routes and firewall rules that fail are retried in the background
+	// (retry.go) until they succeed or a newer configuration replaces them;
+	// the rest of the configuration is in force meanwhile.
+	if r := d.opts.Router; r != nil && (d.snap == nil || !sameRoutes(d.snap, snap)) {
+		if err := d.routes.set(func() error { return r.Set(snap.Routes) }); err != nil {
+			errs = append(errs, &pendingError{"routes", err})
 		}
 	}
-	if d.opts.Filter != nil && (d.snap == nil || !sameFilter(d.snap, snap)) {
-		if err := d.opts.Filter.Set(snap.Filter); err != nil {
-			errs = append(errs, err)
+	if f := d.opts.Filter; f != nil && (d.snap == nil || !sameFilter(d.snap, snap)) {
+		if err := d.filter.set(func() error { return f.Set(snap.Filter) }); err != nil {
+			errs = append(errs, &pendingError{"firewall rules", err})
 		}
 	}
 	d.cfg, d.snap = cfg, snap
