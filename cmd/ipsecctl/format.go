@@ -110,6 +110,9 @@ func printStatus(out io.Writer, st ctlapi.Status, sas ctlapi.SAs, socket string,
 	fmt.Fprintf(t, "traffic:\tin %s (%d packets), out %s (%d packets)\n",
 		humanBytes(c.BytesIn), c.PacketsIn, humanBytes(c.BytesOut), c.PacketsOut)
 	fmt.Fprintf(t, "drops:\t%s\n", counts(c.Drops))
+	if len(st.Pending) > 0 {
+		fmt.Fprintf(t, "pending:\t%s\n", strings.Join(st.Pending, "; "))
+	}
 	t.Flush()
 
 	if len(sas.IKESAs) > 0 {

@@ -60,6 +60,7 @@ func (d *Daemon) Status(ctx context.Context) (ctlapi.Status, error) {
 			BytesIn: bytesIn, BytesOut: bytesOut,
 			Drops: drops,
 		},
+		Pending: d.Pending(),
 	}, nil
 }
 

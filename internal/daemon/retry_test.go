@@ -91,6 +91,9 @@ func TestReloadRetriesFailedRoutesAndFilter(t *testing.T) {
 	if p := d.Pending(); len(p) != 2 || !strings.Contains(p[0], "routes: 1 failed attempts") {
 		t.Errorf("Pending() = %q", p)
 	}
+	if st, _ := d.Status(context.Background()); len(st.Pending) == 0 {
+		t.Errorf("Status().Pending is empty while routes are retried")
+	}
 	waitFor(t, "the retries to succeed", func() bool { return len(d.Pending()) == 0 })
 	calls := rt.log()
 	if len(calls) != 1+4 || !strings.HasPrefix(calls[4], "ok:") || !strings.Contains(calls[4], "10.9.0.0/16") {
