@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net/netip"
 	"testing"
+	"time"
 
 	"github.com/goipsec/goipsec/ah"
 	"github.com/goipsec/goipsec/conn/conntest"
@@ -456,4 +457,59 @@ func FuzzInboundLiveSA(f *testing.F) {
 			}
 		}
 	})
+}
+
+// TestInboundGarbageLiveSPIUnderTraffic sends thousands of forged ESP
+// packets that carry the live SPI and sequence numbers around the replay
+// window to a running data plane while legitimate traffic flows through the
+// same SA: every legitimate packet arrives, nothing panics, and every forged
+// packet is counted as a drop.
+func TestInboundGarbageLiveSPIUnderTraffic(t *testing.T) {
+	p := newPair(t, scenario{proto: sa.ESP, encap: sad.EncapUDP, workers: 2})
+	const rounds, perRound = 200, 25
+	rnd := uint64(0x9e3779b97f4a7c15)
+	next := func() uint64 { // xorshift: deterministic and cheap
+		rnd ^= rnd << 13
+		rnd ^= rnd >> 7
+		rnd ^= rnd << 17
+		return rnd
+	}
+	from := netip.AddrPortFrom(p.a.outer, 4500)
+	forged := make([]byte, 8+8+64+16)
+	for i := 1; i <= rounds; i++ {
+		for range perRound {
+			// B's inbound SPI, a sequence number near the legitimate
+			// ones (left of, inside or right of the window), junk after.
+			binary.BigEndian.PutUint32(forged, 0x1000)
+			binary.BigEndian.PutUint32(forged[4:], uint32(int64(i)+int64(next()%2200)-1100))
+			r := next()
+			for j := 8; j < len(forged); j++ {
+				forged[j] = byte(r >> (j % 8 * 8))
+			}
+			n := 8 + int(next()%uint64(len(forged)-8))
+			p.b.udp.Inject(forged[:n], from)
+		}
+		pkt := udpPacket(p.a, p.b, uint16(i), []byte("legitimate traffic under a flood of forgeries"))
+		p.a.tun.In <- pkt
+		expect(t, p.b, pkt)
+	}
+	dropped := func() uint64 {
+		var n uint64
+		for _, v := range p.b.dp.Stats().Drops {
+			n += v
+		}
+		return n
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for dropped() < rounds*perRound && time.Now().Before(deadline) {
+		time.Sleep(5 * time.Millisecond)
+	}
+	st := p.b.dp.Stats()
+	if got := dropped(); got != rounds*perRound || st.Opened != rounds {
+		t.Errorf("%d forged packets, %d drops (%v); %d legitimate, %d opened", rounds*perRound, got, st.Drops, rounds, st.Opened)
+	}
+	if n := p.b.dp.Panics(); n != 0 {
+		t.Errorf("Panics() = %d", n)
+	}
+	t.Logf("drops: %v", st.Drops)
 }
