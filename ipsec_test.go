@@ -77,6 +77,7 @@ func pair(t *testing.T, cfgA, cfgB string) (a, b *Server) {
 		if err != nil {
 			t.Fatal(err)
 		}
+		cfg.Daemon.StateDir = t.TempDir() // manual SAs keep their send counters here
 		s := &Server{
 			Config: cfg,
 			Logger: testLogger(t, name),

@@ -32,6 +32,7 @@ import (
 // Defaults applied to settings the file leaves out.
 const (
 	DefaultSocket         = "/run/goipsec/ipsecd.sock"
+	DefaultStateDir       = "/var/lib/goipsec"
 	DefaultTUNName        = "ipsec0"
 	DefaultTUNMTU         = 1400
 	DefaultIKERekeyTime   = 4 * time.Hour // strongSwan's connections.<conn>.rekey_time
@@ -64,6 +65,11 @@ type Daemon struct {
 	// MetricsListen is the host:port of the Prometheus endpoint; empty
 	// disables it (key daemon.metrics.listen).
 	MetricsListen string
+	// StateDir is where the daemon keeps state that must survive a
+	// restart, such as the send counters of manual SAs (default
+	// DefaultStateDir; key daemon.state_dir). The daemon creates it with
+	// mode 0700.
+	StateDir string
 }
 
 // IKETimers tunes the IKEv2 engine (daemon.ike), like strongSwan's

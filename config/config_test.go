@@ -92,7 +92,7 @@ func TestParseExample(t *testing.T) {
 	}
 	if c.Daemon != (Daemon{
 		Socket: "/run/goipsec/ipsecd.sock", TUN: TUN{Name: "ipsec0", MTU: 1400},
-		Log: Log{Level: slog.LevelInfo, Format: "text"}, MetricsListen: "127.0.0.1:9909",
+		Log: Log{Level: slog.LevelInfo, Format: "text"}, MetricsListen: "127.0.0.1:9909", StateDir: DefaultStateDir,
 	}) {
 		t.Errorf("daemon = %+v", c.Daemon)
 	}
@@ -324,6 +324,8 @@ secrets: {ike: [{ids: [a, b], secret: s3cret}]}
 		{"manual key not hex", manual("11:     key_in: 0xzz"), "f.yaml:11: manual_sas[0].key_in: must be hexadecimal"},
 		{"manual key no 0x", manual("11:     key_in: " + strings.TrimPrefix(keyInHex, "0x")), "f.yaml:11: manual_sas[0].key_in: must be hexadecimal starting with 0x"},
 		{"manual key missing", manual("11-"), "f.yaml:2: manual_sas[0].key_in: required"},
+		{"manual equal keys", manual("11:     key_in: " + keyOutHex), "f.yaml:11: manual_sas[0].key_in: equal to key_out: the same key in both directions reuses nonces"},
+		{"state_dir relative", "daemon:\n  state_dir: var/lib/goipsec\n", "f.yaml:2: daemon.state_dir: must be an absolute path"},
 		{"manual ah keys", manual("3:     protocol: ah", "9:     algorithm: sha256", "+    encap: none"),
 			"f.yaml:10: manual_sas[0].key_out: must be 32 bytes (64 hex digits) for sha256, not 36 bytes"},
 		{"manual ah udp", manual("3:     protocol: ah", "9:     algorithm: sha256", "+    encap: udp"), "f.yaml:14: manual_sas[0].encap: AH cannot be UDP-encapsulated"},
@@ -407,7 +409,7 @@ func TestDefaults(t *testing.T) {
 		if err != nil {
 			t.Fatalf("%q: %v", in, err)
 		}
-		if c.Daemon.Socket != DefaultSocket || c.Daemon.TUN != (TUN{"ipsec0", 1400}) || c.Daemon.Log != (Log{slog.LevelInfo, "text"}) || c.Daemon.MetricsListen != "" {
+		if c.Daemon.Socket != DefaultSocket || c.Daemon.StateDir != DefaultStateDir || c.Daemon.TUN != (TUN{"ipsec0", 1400}) || c.Daemon.Log != (Log{slog.LevelInfo, "text"}) || c.Daemon.MetricsListen != "" {
 			t.Errorf("%q: daemon = %+v", in, c.Daemon)
 		}
 	}
@@ -729,5 +731,57 @@ func TestIdentityPatternCheck(t *testing.T) {
 	_, err := Parse("id.yaml", []byte(strings.Replace(conf("b"), "local: {auth: psk}", "local: {auth: psk, id: \"*.example.org\"}", 1)))
 	if err == nil || !strings.HasPrefix(err.Error(), "id.yaml:3: connections.c.local.id:") {
 		t.Errorf("a local pattern: %v", err)
+	}
+}
+
+// TestConfigModeInlineSecrets checks that Load refuses a configuration file
+// that holds secrets itself (a PSK, manual SA keys) while group or others
+// may read it, naming the file, the first secret and the fix, and that it
+// loads once the mode is 0600 or 0400, or when the secret is in a
+// secret_file.
+func TestConfigModeInlineSecrets(t *testing.T) {
+	dir := t.TempDir()
+	write := func(name, text string, mode os.FileMode) string {
+		p := filepath.Join(dir, name)
+		if err := os.WriteFile(p, []byte(text), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Chmod(p, mode); err != nil { // no umask on Chmod
+			t.Fatal(err)
+		}
+		return p
+	}
+	psk := "daemon: {tun: {name: x}}\nsecrets:\n  ike:\n    - {ids: [a, b], secret: hunter2}\n"
+	for _, tc := range []struct {
+		name, text string
+		key        string
+		line       int
+	}{
+		{"psk", psk, "secrets.ike[0].secret", 4},
+		{"manual", example, "manual_sas[0].key_out", 41},
+	} {
+		p := write(tc.name+".yaml", tc.text, 0o644)
+		_, err := Load(p)
+		want := fmt.Sprintf("%s:%d: %s: the file holds secrets", p, tc.line, tc.key)
+		if err == nil || !strings.HasPrefix(err.Error(), want) || !strings.Contains(err.Error(), "(mode 0644): chmod 600 "+p) {
+			t.Errorf("%s: Load = %v\nwant %s... (mode 0644): chmod 600 %s", tc.name, err, want, p)
+		}
+		if err != nil && strings.Contains(err.Error(), "hunter2") {
+			t.Errorf("the error quotes the secret: %v", err)
+		}
+		for _, mode := range []os.FileMode{0o600, 0o400} {
+			if err := os.Chmod(p, mode); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := Load(p); err != nil {
+				t.Errorf("%s: mode %04o: %v", tc.name, mode, err)
+			}
+		}
+	}
+	// Without inline secrets the mode is not the configuration's concern.
+	write("psk", "hunter2\n", 0o600)
+	p := write("file.yaml", "secrets:\n  ike:\n    - {ids: [a, b], secret_file: psk}\n", 0o644)
+	if _, err := Load(p); err != nil {
+		t.Errorf("secret_file, config mode 0644: %v", err)
 	}
 }

@@ -22,6 +22,14 @@ type decoder struct {
 	// lines maps the keys seen (dotted paths) to their lines, for errors
 	// found after the walk.
 	lines map[string]int
+	// inline are the secrets written in the file itself (key and line),
+	// which Load refuses to read from a file others may read.
+	inline []*Error
+}
+
+// inlineSecret notes that the value of key, at node n, is a secret.
+func (d *decoder) inlineSecret(n *yaml.Node, key string) {
+	d.inline = append(d.inline, &Error{File: d.file, Line: n.Line, Key: key})
 }
 
 // maxNodes bounds the work of one parse: aliases let a small file name a

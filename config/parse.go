@@ -1,6 +1,7 @@
 package config
 
 import (
+	"crypto/subtle"
 	"encoding/base64"
 	"encoding/hex"
 	"fmt"
@@ -24,12 +25,21 @@ import (
 const maxFileSize = 16 << 20
 
 // Load reads and parses the configuration file at path.
+//
+// A file that holds secrets itself (secrets.ike[].secret, manual_sas[].key_in
+// and key_out) must be readable by its owner only, like the secret and key
+// files it may name: Load refuses it if group or others have any access
+// (mode & 0o077 != 0), with an error that names the first such secret.
 func Load(path string) (*Config, error) {
 	f, err := os.Open(path)
 	if err != nil {
 		return nil, &Error{File: path, Key: "(file)", Reason: "cannot read: " + errReason(err)}
 	}
 	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		return nil, &Error{File: path, Key: "(file)", Reason: "cannot stat: " + errReason(err)}
+	}
 	data, err := io.ReadAll(io.LimitReader(f, maxFileSize+1))
 	if err != nil {
 		return nil, &Error{File: path, Key: "(file)", Reason: "cannot read: " + errReason(err)}
@@ -37,7 +47,17 @@ func Load(path string) (*Config, error) {
 	if len(data) > maxFileSize {
 		return nil, &Error{File: path, Key: "(file)", Reason: fmt.Sprintf("larger than %d bytes", maxFileSize)}
 	}
-	return Parse(path, data)
+	c, d, err := parse(path, data)
+	if err != nil {
+		return nil, err
+	}
+	if perm := fi.Mode().Perm(); perm&0o077 != 0 && len(d.inline) > 0 {
+		e := *d.inline[0]
+		e.Reason = fmt.Sprintf("the file holds secrets (%d) and is accessible by group or others (mode %04o): "+
+			"chmod 600 %s, or move IKE secrets to secret_file", len(d.inline), perm, path)
+		return nil, &e
+	}
+	return c, nil
 }
 
 // errReason returns the OS's reason without the path, which the Error
@@ -53,12 +73,18 @@ func errReason(err error) string {
 // named filename (used in errors and to resolve relative paths such as
 // secret_file). It reads the secret files the configuration names.
 func Parse(filename string, data []byte) (*Config, error) {
+	c, _, err := parse(filename, data)
+	return c, err
+}
+
+func parse(filename string, data []byte) (*Config, *decoder, error) {
 	d := &decoder{file: filename, dir: filepath.Dir(filename)}
 	c := &Config{File: filename}
 	c.Daemon = Daemon{
-		Socket: DefaultSocket,
-		TUN:    TUN{Name: DefaultTUNName, MTU: DefaultTUNMTU},
-		Log:    Log{Level: slog.LevelInfo, Format: "text"},
+		Socket:   DefaultSocket,
+		StateDir: DefaultStateDir,
+		TUN:      TUN{Name: DefaultTUNName, MTU: DefaultTUNMTU},
+		Log:      Log{Level: slog.LevelInfo, Format: "text"},
 	}
 	if root := d.document(data); root != nil {
 		d.mapping(root, "", []field{
@@ -71,22 +97,15 @@ func Parse(filename string, data []byte) (*Config, error) {
 		d.crossCheck(c)
 	}
 	if err := d.errs.err(); err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	return c, nil
+	return c, d, nil
 }
 
 func (d *decoder) daemon(dm *Daemon, key string, n *yaml.Node) {
 	d.mapping(n, key, []field{
-		{"socket", func(key string, n *yaml.Node) {
-			if s, vn, ok := d.scalar(n, key); ok {
-				if !filepath.IsAbs(s) {
-					d.fail(vn, key, "must be an absolute path")
-					return
-				}
-				dm.Socket = filepath.Clean(s)
-			}
-		}},
+		{"socket", d.absPath(&dm.Socket)},
+		{"state_dir", d.absPath(&dm.StateDir)},
 		{"tun", func(key string, n *yaml.Node) {
 			d.mapping(n, key, []field{
 				{"name", func(key string, n *yaml.Node) {
@@ -135,6 +154,19 @@ func (d *decoder) daemon(dm *Daemon, key string, n *yaml.Node) {
 			})
 		}},
 	})
+}
+
+// absPath reads an absolute path.
+func (d *decoder) absPath(dst *string) func(string, *yaml.Node) {
+	return func(key string, n *yaml.Node) {
+		if s, vn, ok := d.scalar(n, key); ok {
+			if !filepath.IsAbs(s) {
+				d.fail(vn, key, "must be an absolute path")
+				return
+			}
+			*dst = filepath.Clean(s)
+		}
+	}
 }
 
 func validIfName(s string) bool {
@@ -456,6 +488,7 @@ func (d *decoder) hexKey(dst *rawKey) func(string, *yaml.Node) {
 			return
 		}
 		dst.node = vn
+		d.inlineSecret(vn, key)
 		h, ok := strings.CutPrefix(s, "0x")
 		if !ok {
 			h, ok = strings.CutPrefix(s, "0X")
@@ -570,6 +603,12 @@ func (d *decoder) manualSAs(key string, n *yaml.Node) []ManualSA {
 				m.Suite = s
 				m.KeyOut = d.checkKey(keyOut, s)
 				m.KeyIn = d.checkKey(keyIn, s)
+				if keyIn.ok && keyOut.ok && subtle.ConstantTimeCompare(keyIn.b, keyOut.b) == 1 {
+					// Both directions would encrypt under one key with
+					// the same sequence numbers: AEAD and counter-mode
+					// nonces repeat (RFC 4106, Section 3.1 forbids it).
+					d.fail(keyIn.node, path+".key_in", "equal to key_out: the same key in both directions reuses nonces; give each direction its own key")
+				}
 			}
 		}
 
@@ -663,6 +702,7 @@ func (d *decoder) secrets(s *Secrets, key string, n *yaml.Node) {
 					{"secret", func(key string, n *yaml.Node) {
 						secNode = n
 						if s, vn, ok := d.scalar(n, key); ok {
+							d.inlineSecret(vn, key)
 							b, err := decodeSecret(s)
 							if err != nil {
 								d.fail(vn, key, "%v", err)

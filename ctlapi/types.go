@@ -32,6 +32,10 @@ type Status struct {
 	ChildSAs int `json:"child_sas"`
 	// Counters are the data plane's totals.
 	Counters Counters `json:"counters"`
+	// Pending lists what the last reload could not install and the daemon
+	// is still retrying in the background (routes, firewall rules), with
+	// the failed attempts and the last error; empty when all is in force.
+	Pending []string `json:"pending,omitempty"`
 	// Panics counts the panics the daemon recovered from since it started,
 	// by component. Each ended only what it owned (an IKE SA with its
 	// CHILD SAs, or one packet); anything but zero is a bug to report.

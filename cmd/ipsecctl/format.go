@@ -111,6 +111,9 @@ func printStatus(out io.Writer, st ctlapi.Status, sas ctlapi.SAs, socket string,
 		humanBytes(c.BytesIn), c.PacketsIn, humanBytes(c.BytesOut), c.PacketsOut)
 	fmt.Fprintf(t, "drops:\t%s\n", counts(c.Drops))
 	fmt.Fprintf(t, "panics:\t%d IKE, %d data plane\n", st.Panics.IKE, st.Panics.Dataplane)
+	if len(st.Pending) > 0 {
+		fmt.Fprintf(t, "pending:\t%s\n", strings.Join(st.Pending, "; "))
+	}
 	t.Flush()
 
 	if len(sas.IKESAs) > 0 {

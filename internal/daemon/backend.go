@@ -2,6 +2,7 @@ package daemon
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"sort"
 	"strings"
@@ -63,7 +64,8 @@ func (d *Daemon) Status(ctx context.Context) (ctlapi.Status, error) {
 			BytesIn: bytesIn, BytesOut: bytesOut,
 			Drops: drops,
 		},
-		Panics: panics,
+		Panics:  panics,
+		Pending: d.Pending(),
 	}, nil
 }
 
@@ -279,6 +281,11 @@ func (d *Daemon) Reload(ctx context.Context) (ctlapi.ReloadResult, error) {
 		res.Summary = "configuration applied"
 	case err == ErrNoChanges:
 		res.Summary = "no changes"
+	case isOnlyPending(err):
+		// The new configuration is in force; what failed is being
+		// retried, and saying that the old one runs would be false.
+		res.Changed = true
+		res.Summary = "configuration applied; retrying in the background: " + strings.Join(d.Pending(), "; ")
 	default:
 		return res, err
 	}
@@ -398,4 +405,19 @@ func (b *broker) close() {
 		close(ch)
 		delete(b.subs, ch)
 	}
+}
+
+// isOnlyPending reports whether every error joined in err is an ErrPending
+// one: the configuration is in force, only routes or firewall rules are
+// being retried.
+func isOnlyPending(err error) bool {
+	if j, ok := err.(interface{ Unwrap() []error }); ok {
+		for _, e := range j.Unwrap() {
+			if !errors.Is(e, ErrPending) {
+				return false
+			}
+		}
+		return true
+	}
+	return errors.Is(err, ErrPending)
 }

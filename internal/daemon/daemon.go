@@ -90,6 +90,10 @@ type Daemon struct {
 	snap   *policy.Snapshot
 	pol    atomic.Pointer[policy.Snapshot] // snap, for the engine's PAD hook
 	manual map[string]*installed           // by manual SA name
+	seq    *seqStore                       // send counters of manual SAs (daemon.state_dir, read at start)
+	// routes and filter install Router and Filter state, retrying in the
+	// background what a reload could not install.
+	routes, filter *retrier
 
 	events *broker
 	stats  *stats // for Metrics
@@ -104,6 +108,9 @@ type installed struct {
 	in        *sad.InboundSA
 	out       *sad.OutboundSA
 	installed time.Time
+	// counter persists the outbound send counter; nil if it could not be
+	// kept (allowed only for suites that need no unique nonce).
+	counter *reservingOutbound
 }
 
 // New starts the data plane with the configuration cfg applied.
@@ -124,6 +131,8 @@ func New(cfg *config.Config, opts Options) (*Daemon, error) {
 		opts.LocalAddrs = func() []netip.Addr { return nil }
 	}
 	d := &Daemon{opts: opts, log: opts.Logger, started: opts.Now(), manual: make(map[string]*installed), events: newBroker(), stats: newStats()}
+	d.seq = &seqStore{dir: cfg.Daemon.StateDir}
+	d.routes, d.filter = newRetrier("routes", opts.Logger), newRetrier("firewall rules", opts.Logger)
 	dcfg := dataplane.Config{TUN: opts.TUN, UDP: opts.UDP, Raw: opts.Raw, Logger: opts.Logger, Now: opts.Now}
 	if opts.IKE != nil {
 		dcfg.IKE = d.natIKE
@@ -157,6 +166,9 @@ func New(cfg *config.Config, opts Options) (*Daemon, error) {
 		d.ike = ike.NewManager(icfg, d.installer, countingTransport{ikeTransport{d}, d.stats, d.nattPort()})
 	}
 	if err := d.apply(cfg); err != nil && !errors.Is(err, ErrNoChanges) {
+		// At start a failure is fatal, not retried.
+		d.routes.close()
+		d.filter.close()
 		if d.ike != nil {
 			d.ike.Close()
 		}
@@ -178,7 +190,10 @@ func (d *Daemon) Close() error {
 		d.ike.Close()
 		d.opts.IKE.Close()
 	}
+	d.routes.close()
+	d.filter.close()
 	err := d.dp.Close()
+	d.releaseCounters()
 	d.events.close()
 	return err
 }
@@ -208,6 +223,7 @@ func (d *Daemon) apply(cfg *config.Config) error {
 		if !keep[name] {
 			d.dp.RemoveOutbound(cur.out.Ref, cur.out.Protocol, cur.out.SPI)
 			d.dp.RemoveInbound(cur.in.Protocol, cur.in.SPI)
+			cur.release()
 			delete(d.manual, name)
 			d.log.Info("manual SA removed", "name", name)
 			changed = true
@@ -224,11 +240,13 @@ func (d *Daemon) apply(cfg *config.Config) error {
 			continue
 		}
 		if err := d.dp.InstallInbound(inst.in); err != nil {
+			inst.release()
 			errs = append(errs, fmt.Errorf("daemon: manual SA %s: %w", m.Name, err))
 			continue
 		}
 		if err := d.dp.InstallOutbound(inst.out); err != nil {
 			d.dp.RemoveInbound(inst.in.Protocol, inst.in.SPI)
+			inst.release()
 			errs = append(errs, fmt.Errorf("daemon: manual SA %s: %w", m.Name, err))
 			continue
 		}
@@ -254,14 +272,17 @@ func (d *Daemon) apply(cfg *config.Config) error {
 	} else {
 		d.dp.SetSPD(snap.SPD)
 	}
-	if d.opts.Router != nil && (d.snap == nil || !sameRoutes(d.snap, snap)) {
-		if err := d.opts.Router.Set(snap.Routes); err != nil {
-			errs = append(errs, err)
+	// Routes and firewall rules that fail are retried in the background
+	// (retry.go) until they succeed or a newer configuration replaces them;
+	// the rest of the configuration is in force meanwhile.
+	if r := d.opts.Router; r != nil && (d.snap == nil || !sameRoutes(d.snap, snap)) {
+		if err := d.routes.set(func() error { return r.Set(snap.Routes) }); err != nil {
+			errs = append(errs, &pendingError{"routes", err})
 		}
 	}
-	if d.opts.Filter != nil && (d.snap == nil || !sameFilter(d.snap, snap)) {
-		if err := d.opts.Filter.Set(snap.Filter); err != nil {
-			errs = append(errs, err)
+	if f := d.opts.Filter; f != nil && (d.snap == nil || !sameFilter(d.snap, snap)) {
+		if err := d.filter.set(func() error { return f.Set(snap.Filter) }); err != nil {
+			errs = append(errs, &pendingError{"firewall rules", err})
 		}
 	}
 	d.cfg, d.snap = cfg, snap
@@ -322,11 +343,50 @@ func (d *Daemon) buildManual(m policy.Manual) (*installed, error) {
 	if m.UDPEncap {
 		p.RemoteEncapPort = d.nattPort()
 	}
+	// The send counter resumes past anything sent under these keys
+	// before a restart or reinstall (seqstate.go).
+	path := d.seq.counterPath(m.Protocol, m.SPIOut, m.KeyOut.Bytes())
+	next, serr := d.seq.load(path)
+	if serr == nil && next > 0 {
+		p.StartSeq = next - 1
+	}
 	in, out, err := d.newPair(p)
 	if err != nil {
 		return nil, fmt.Errorf("daemon: manual SA %s: %w", m.Name, err)
 	}
-	return &installed{def: m, installed: d.opts.Now(), in: in, out: out}, nil
+	inst := &installed{def: m, installed: d.opts.Now(), in: in, out: out}
+	if serr == nil {
+		inst.counter, serr = newReservingOutbound(out.SA, d.seq, path, p.StartSeq, m.ESN, d.log)
+	}
+	switch {
+	case serr == nil:
+		out.SA = inst.counter
+	case needsUniqueNonce(m.Suite):
+		return nil, fmt.Errorf("daemon: manual SA %s: refused: %s takes its nonces from the sequence number, "+
+			"which would start again at 1 under the same key after every restart, but the send counter cannot be saved "+
+			"(make daemon.state_dir writable): %w", m.Name, m.Suite.Name, serr)
+	default:
+		d.log.Warn("manual SA: send counter not saved; it starts at 1 after a restart, and the peer drops packets as replays until its own SA is reinstalled",
+			"name", m.Name, "err", serr)
+	}
+	return inst, nil
+}
+
+// release saves the send counter of a manual SA that is going away.
+func (i *installed) release() {
+	if i.counter != nil {
+		i.counter.release()
+	}
+}
+
+// releaseCounters saves the send counters of the manual SAs after the data
+// plane stopped.
+func (d *Daemon) releaseCounters() {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	for _, inst := range d.manual {
+		inst.release()
+	}
 }
 
 // watchEvents forwards data plane events to the log and to subscribers.

@@ -49,6 +49,7 @@ func manualConfig(t *testing.T, side string, extra string) *config.Config {
 	if err != nil {
 		t.Fatal(err)
 	}
+	c.Daemon.StateDir = t.TempDir() // the manual SA's send counter
 	return c
 }
 

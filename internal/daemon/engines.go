@@ -28,6 +28,9 @@ type pairSpec struct {
 	Limits            sa.Limits
 	Ref               uint32 // the SPD bundle the outbound SA serves
 	Peer              string // who holds the keys (sad.OutboundSA.Peer)
+	// StartSeq is the last sequence number the outbound SA already used
+	// (esp.Config.StartSeq); 0 for a fresh SA.
+	StartSeq uint64
 }
 
 // newPair builds the packet engines of both directions and wraps them for
@@ -67,7 +70,7 @@ func (d *Daemon) espPair(p pairSpec) (*esp.Inbound, *esp.Outbound, error) {
 		Limits: p.Limits, OnEvent: d.dp.OnSAEvent, Now: d.opts.Now, EncapUDP: p.RemoteEncapPort != 0}
 	cin, cout := base, base
 	cin.SPI, cin.Transform = p.SPIIn, tin
-	cout.SPI, cout.Transform = p.SPIOut, tout
+	cout.SPI, cout.Transform, cout.StartSeq = p.SPIOut, tout, p.StartSeq
 	i, err := esp.NewInbound(cin)
 	if err != nil {
 		return nil, nil, err
@@ -92,7 +95,7 @@ func (d *Daemon) ahPair(p pairSpec) (*ah.Inbound, *ah.Outbound, error) {
 		Limits: p.Limits, OnEvent: d.dp.OnSAEvent, Now: d.opts.Now}
 	cin, cout := base, base
 	cin.SPI, cin.Integrity = p.SPIIn, tin
-	cout.SPI, cout.Integrity = p.SPIOut, tout
+	cout.SPI, cout.Integrity, cout.StartSeq = p.SPIOut, tout, p.StartSeq
 	i, err := ah.NewInbound(cin)
 	if err != nil {
 		return nil, nil, err

@@ -106,6 +106,7 @@ type Dataplane struct {
 
 	counters counters
 	drops    sa.DropCounters
+	panics   panicState
 
 	done      chan struct{}
 	readers   sync.WaitGroup // goroutines that feed work
@@ -363,12 +364,17 @@ func (d *Dataplane) maintain() {
 			return
 		case <-t.C:
 		}
-		now := d.now()
-		snap := d.sad.Load()
-		snap.InboundSAs(func(s *sad.InboundSA) { checkMeter(s.SA, now) })
-		snap.OutboundSAs(func(s *sad.OutboundSA) { checkMeter(s.SA, now) })
-		d.expireStaged(now)
+		d.guard(siteMaintain, d.tick)
 	}
+}
+
+// tick is one run of the timers.
+func (d *Dataplane) tick() {
+	now := d.now()
+	snap := d.sad.Load()
+	snap.InboundSAs(func(s *sad.InboundSA) { checkMeter(s.SA, now) })
+	snap.OutboundSAs(func(s *sad.OutboundSA) { checkMeter(s.SA, now) })
+	d.expireStaged(now)
 }
 
 // metered is implemented by the esp and ah SAs.

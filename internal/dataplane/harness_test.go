@@ -28,9 +28,10 @@ type scenario struct {
 	suite    string // transform name
 	batch    int
 	workers  int
-	extraSPD []spd.Rule       // evaluated before the PROTECT rule, on both peers
-	noSA     bool             // do not install SAs
-	onWrite  func(pkt []byte) // if set, both TUN twins call it instead of queueing
+	extraSPD []spd.Rule                            // evaluated before the PROTECT rule, on both peers
+	noSA     bool                                  // do not install SAs
+	onWrite  func(pkt []byte)                      // if set, both TUN twins call it instead of queueing
+	ike      func(pkt []byte, from netip.AddrPort) // Config.IKE of both peers
 }
 
 // peer is one side of a test pair.
@@ -106,7 +107,7 @@ func newPair(t testing.TB, sc scenario) *pair {
 		x.udp = nw.UDP(netip.AddrPortFrom(x.outer, 4500), sc.batch, 1024)
 		raws := nw.Raw(x.outer, 50, sc.batch, 1024)
 		rawa := nw.Raw(x.outer, 51, sc.batch, 1024)
-		dp, err := New(Config{TUN: x.tun, UDP: x.udp, Raw: []conn.Raw{raws, rawa}, Workers: sc.workers})
+		dp, err := New(Config{TUN: x.tun, UDP: x.udp, Raw: []conn.Raw{raws, rawa}, Workers: sc.workers, IKE: sc.ike})
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -65,7 +65,13 @@ func (d *Dataplane) startInbound(batchSize int, read func(*batch) bool) {
 			if b == nil {
 				return
 			}
-			if !read(b) {
+			more := true
+			if !d.guard(siteSocketRead, func() { more = read(b) }) {
+				p.put(b)
+				d.pause()
+				continue
+			}
+			if !more {
 				p.put(b)
 				return
 			}
@@ -82,7 +88,7 @@ func (d *Dataplane) startInbound(batchSize int, read func(*batch) bool) {
 		defer d.stages.Done()
 		for b := range q {
 			b.done.Wait()
-			d.writeInbound(b)
+			d.guard(siteTUNWrite, func() { d.writeInbound(b) })
 			p.put(b)
 		}
 	}()
@@ -96,9 +102,21 @@ func (d *Dataplane) readUDP(b *batch) bool {
 	if err != nil && n == 0 {
 		return d.readFailed(err)
 	}
+	for i := 0; i < n; {
+		i = d.classifyUDP(b, n, i)
+	}
+	b.n = n
+	return true
+}
+
+// classifyUDP classifies the datagrams of b from the one at from on, up to n.
+// A panic drops the datagram it happened on and returns the index of the
+// next.
+func (d *Dataplane) classifyUDP(b *batch, n, from int) (i int) {
+	defer func() { d.recoverElem(siteClassifyIn, recover(), b, &i, d.lostCounted) }()
 	db := d.sad.Load()
 	local := d.cfg.UDP.LocalAddr().Addr()
-	for i := 0; i < n; i++ {
+	for i = from; i < n; i++ {
 		e := b.elems[i]
 		e.kind, e.drop, e.in, e.out = kindNone, sa.DropNone, nil, nil
 		p := e.buf[headroom : headroom+b.sizes[i]]
@@ -154,8 +172,7 @@ func (d *Dataplane) readUDP(b *batch) bool {
 		e.from = from
 		e.kind = kindOpen
 	}
-	b.n = n
-	return true
+	return i
 }
 
 // readRaw fills b from a raw socket and classifies the packets.
@@ -164,8 +181,19 @@ func (d *Dataplane) readRaw(r conn.Raw, b *batch) bool {
 	if err != nil && n == 0 {
 		return d.readFailed(err)
 	}
+	for i := 0; i < n; {
+		i = d.classifyRaw(b, n, i)
+	}
+	b.n = n
+	return true
+}
+
+// classifyRaw classifies the packets of b from the one at from on, up to n.
+// A panic drops the packet it happened on and returns the index of the next.
+func (d *Dataplane) classifyRaw(b *batch, n, from int) (i int) {
+	defer func() { d.recoverElem(siteClassifyIn, recover(), b, &i, d.lostCounted) }()
 	db := d.sad.Load()
-	for i := 0; i < n; i++ {
+	for i = from; i < n; i++ {
 		e := b.elems[i]
 		e.kind, e.drop, e.in, e.out = kindNone, sa.DropNone, nil, nil
 		e.start, e.end = headroom, headroom+b.sizes[i]
@@ -200,8 +228,7 @@ func (d *Dataplane) readRaw(r conn.Raw, b *batch) bool {
 		e.in = in
 		e.kind = kindOpen
 	}
-	b.n = n
-	return true
+	return i
 }
 
 // readFailed decides whether a reader goes on after err.
@@ -222,10 +249,35 @@ func (d *Dataplane) readFailed(err error) bool {
 
 // writeInbound is the inbound sequential stage for one batch.
 func (d *Dataplane) writeInbound(b *batch) {
-	var info packet.Info
 	out := b.out[:0]
 	var opened uint64
-	for _, e := range b.elems[:b.n] {
+	for i := 0; i < b.n; {
+		i = d.checkInbound(b, i, &out, &opened)
+	}
+	d.counters.opened.Add(opened)
+	if len(out) > 0 {
+		if _, err := d.cfg.TUN.Write(out, tun.Offset); err != nil {
+			if n := d.counters.writeErrors.Add(1); n%1000 == 1 && !isClosed(err) {
+				d.log.Warn("dataplane: TUN write failed", "err", err, "failures", n)
+			}
+		} else {
+			d.counters.tunWritten.Add(uint64(len(out)))
+		}
+	}
+	for i := range out {
+		out[i] = nil
+	}
+	b.out = out[:0]
+}
+
+// checkInbound runs the sequential checks on the opened packets of b from
+// the one at from on, appending those to deliver to out. A panic drops the
+// packet it happened on and returns the index of the next.
+func (d *Dataplane) checkInbound(b *batch, from int, out *[][]byte, opened *uint64) (i int) {
+	defer func() { d.recoverElem(siteInboundCheck, recover(), b, &i, d.lostCounted) }()
+	var info packet.Info
+	for i = from; i < b.n; i++ {
+		e := b.elems[i]
 		if e.in == nil {
 			continue // IKE, keepalive, or already counted
 		}
@@ -255,23 +307,10 @@ func (d *Dataplane) writeInbound(b *batch) {
 			continue
 		}
 		e.in.Stats.Add(len(pkt))
-		opened++
+		*opened++
 		// The device writes its virtio-net header in front of the packet
 		// and may coalesce later packets behind it, up to the buffer's end.
-		out = append(out, e.buf[e.start-tun.Offset:e.end])
+		*out = append(*out, e.buf[e.start-tun.Offset:e.end])
 	}
-	d.counters.opened.Add(opened)
-	if len(out) > 0 {
-		if _, err := d.cfg.TUN.Write(out, tun.Offset); err != nil {
-			if n := d.counters.writeErrors.Add(1); n%1000 == 1 && !isClosed(err) {
-				d.log.Warn("dataplane: TUN write failed", "err", err, "failures", n)
-			}
-		} else {
-			d.counters.tunWritten.Add(uint64(len(out)))
-		}
-	}
-	for i := range out {
-		out[i] = nil
-	}
-	b.out = out[:0]
+	return i
 }

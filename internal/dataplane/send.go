@@ -58,7 +58,13 @@ func (d *Dataplane) readTUN() {
 		if b == nil {
 			return
 		}
-		n, err := d.cfg.TUN.Read(b.ioBufs(), b.sizes, headroom)
+		var n int
+		var err error
+		if !d.guard(siteTUNRead, func() { n, err = d.cfg.TUN.Read(b.ioBufs(), b.sizes, headroom) }) {
+			d.outPool.put(b)
+			d.pause()
+			continue
+		}
 		if err != nil && n == 0 {
 			d.outPool.put(b)
 			if isClosed(err) {
@@ -109,10 +115,20 @@ func (d *Dataplane) readTUN() {
 // classifyOutbound applies the SPD and the SAD to the packets of b and
 // assigns sequence numbers. The caller holds outMu.
 func (d *Dataplane) classifyOutbound(b *batch) {
+	for i := 0; i < b.n; {
+		i = d.classifyOutboundFrom(b, i)
+	}
+}
+
+// classifyOutboundFrom classifies b's packets from the one at from on. A
+// panic drops the packet it happened on and returns the index of the next.
+func (d *Dataplane) classifyOutboundFrom(b *batch, from int) (i int) {
+	defer func() { d.recoverElem(siteClassifyOut, recover(), b, &i, d.lostCounted) }()
 	pol := d.spd.Load()
 	db := d.sad.Load()
 	var info packet.Info
-	for _, e := range b.elems[:b.n] {
+	for i = from; i < b.n; i++ {
+		e := b.elems[i]
 		e.kind, e.drop, e.out, e.in = kindNone, sa.DropNone, nil, nil
 		pkt := e.buf[e.start:e.end]
 		if err := packet.Decode(pkt, &info); err != nil {
@@ -175,6 +191,7 @@ func (d *Dataplane) classifyOutbound(b *batch) {
 		e.seq = seq
 		e.kind = kindProtect
 	}
+	return i
 }
 
 // sendOutbound is the outbound pipeline's last stage.
@@ -182,7 +199,7 @@ func (d *Dataplane) sendOutbound() {
 	defer d.stages.Done()
 	for b := range d.outSeq {
 		b.done.Wait()
-		d.sendBatch(b)
+		d.guard(siteSend, func() { d.sendBatch(b) })
 		d.outPool.put(b)
 	}
 }

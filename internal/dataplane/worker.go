@@ -35,16 +35,28 @@ func (d *Dataplane) dispatch(b *batch) {
 func (d *Dataplane) worker() {
 	defer d.stages.Done()
 	for c := range d.work {
-		for _, e := range c.b.elems[c.lo:c.hi] {
-			switch e.kind {
-			case kindProtect:
-				d.seal(e)
-			case kindOpen:
-				d.open(e)
-			}
-		}
+		d.eachElem(siteWorker, c.b, c.lo, c.hi, d.work1, d.lostWork)
 		c.b.done.Done()
 	}
+}
+
+// work1 seals or opens one packet.
+func (d *Dataplane) work1(e *elem) {
+	switch e.kind {
+	case kindProtect:
+		d.seal(e)
+	case kindOpen:
+		d.open(e)
+	}
+}
+
+// lostWork drops a packet whose sealing or opening panicked.
+func (d *Dataplane) lostWork(e *elem) {
+	if e.kind == kindOpen {
+		lostOpen(e) // writeInbound counts it
+		return
+	}
+	d.lostCounted(e)
 }
 
 func (d *Dataplane) seal(e *elem) {

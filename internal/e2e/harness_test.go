@@ -225,7 +225,7 @@ func writeFile(t *testing.T, name, text string) {
 // selectors with ports contain flow indicators.
 func (p *pair) config(local, remote *host, spiOut, spiIn uint32, keyOut, keyIn []byte) string {
 	var b strings.Builder
-	fmt.Fprintf(&b, "daemon:\n  socket: %q\n  tun: {name: ipsec0, mtu: 1400}\n  log: {level: info}\n", local.sock)
+	fmt.Fprintf(&b, "daemon:\n  socket: %q\n  state_dir: %q\n  tun: {name: ipsec0, mtu: 1400}\n  log: {level: info}\n", local.sock, local.sock+".state")
 	fmt.Fprintf(&b, "manual_sas:\n  - name: e2e\n    protocol: %s\n    mode: %s\n    encap: %s\n", p.spec.protocol, p.spec.mode, p.spec.encap)
 	fmt.Fprintf(&b, "    local_addr: %q\n    remote_addr: %q\n", local.outer, remote.outer)
 	if p.spec.mode == "tunnel" {

@@ -108,12 +108,12 @@ type InboundSA struct {
 	mu sync.Mutex // serializes Accept
 }
 
-// Accept passes seq to the engine's Accept, one call at a time.
+// Accept passes seq to the engine's Accept, one call at a time. The lock is
+// released even if the engine panics, which the data plane recovers from.
 func (s *InboundSA) Accept(seq uint64) error {
 	s.mu.Lock()
-	err := s.SA.Accept(seq)
-	s.mu.Unlock()
-	return err
+	defer s.mu.Unlock()
+	return s.SA.Accept(seq)
 }
 
 // Allows reports whether the decapsulated packet described by info is
