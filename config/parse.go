@@ -118,6 +118,7 @@ func (d *decoder) daemon(dm *Daemon, key string, n *yaml.Node) {
 				{"cookie_threshold", d.integer(&dm.IKE.CookieThreshold, -1, 1_000_000)},
 			})
 		}},
+		{"on_stop", enum(d, &dm.OnStop, []string{"keep", "clear"}, []OnStop{OnStopKeep, OnStopClear})},
 		{"metrics", func(key string, n *yaml.Node) {
 			d.mapping(n, key, []field{
 				{"listen", func(key string, n *yaml.Node) {
