@@ -158,7 +158,10 @@ func Cleanup(cfg *config.Config) error {
 		c.Close()
 		return fmt.Errorf("ipsec: cleanup: a daemon answers on %s; stop it first", socket)
 	}
-	return errors.Join(osnet.Cleanup(conn.DefaultTable, rulePriority), osnet.DeleteFilter())
+	if err := errors.Join(osnet.Cleanup(conn.DefaultTable, rulePriority), osnet.DeleteFilter()); err != nil {
+		return fmt.Errorf("ipsec: cleanup: %w", err)
+	}
+	return nil
 }
 
 // errNotStarted is returned by methods called before Start or after Close.

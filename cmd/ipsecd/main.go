@@ -79,7 +79,7 @@ removes them (protected traffic then follows the main routing table again).
 			cfg = c
 		}
 		if err := ipsec.Cleanup(cfg); err != nil {
-			fmt.Fprintln(stderr, "ipsecd: cleanup:", err)
+			fmt.Fprintln(stderr, err)
 			return 1
 		}
 		return 0
