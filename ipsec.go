@@ -9,7 +9,11 @@
 //     policy routing rules into it, an nftables table, raw ESP and AH
 //     sockets, and the IKE and NAT-T sockets on UDP ports 500 and 4500.
 //     Every program on the host then reaches the protected networks through
-//     the kernel; Dial and Listen are the kernel's.
+//     the kernel; Dial and Listen are the kernel's. Host mode fails closed:
+//     the rule, the prohibit routes and the nftables table (see package
+//     internal/osnet) enforce the policy while the Server starts, reloads
+//     or is gone, and Close keeps them unless daemon.on_stop is clear;
+//     Cleanup removes them.
 //   - Netstack mode (Server.Netstack set) needs no privileges and changes
 //     nothing on the host: the inner packets live in a userspace TCP/IP
 //     stack (gVisor, through golang.zx2c4.com/wireguard/tun/netstack), ESP
@@ -28,6 +32,7 @@ import (
 	"slices"
 	"strconv"
 	"sync"
+	"time"
 
 	"golang.zx2c4.com/wireguard/tun/netstack"
 
@@ -135,6 +140,28 @@ type Netstack struct {
 	// sends from another port is seen as behind a NAT (RFC 7296, Section
 	// 2.23), which netstack mode handles like any NAT.
 	PeerIKEPort, PeerNATTPort uint16
+}
+
+// Cleanup removes what host mode leaves in place after it stops or dies:
+// the policy routing rules, the routes of goipsec's routing table and the
+// nftables table, in the calling thread's network namespace. Protected
+// destinations then follow the main routing table again, in the clear. It
+// refuses while a daemon answers on the control socket of cfg (nil: the
+// default socket), whose policy it would remove. What is not there is not
+// an error.
+func Cleanup(cfg *config.Config) error {
+	socket := config.DefaultSocket
+	if cfg != nil {
+		socket = cfg.Daemon.Socket
+	}
+	if c, err := net.DialTimeout("unix", socket, time.Second); err == nil {
+		c.Close()
+		return fmt.Errorf("ipsec: cleanup: a daemon answers on %s; stop it first", socket)
+	}
+	if err := errors.Join(osnet.Cleanup(conn.DefaultTable, rulePriority), osnet.DeleteFilter()); err != nil {
+		return fmt.Errorf("ipsec: cleanup: %w", err)
+	}
+	return nil
 }
 
 // errNotStarted is returned by methods called before Start or after Close.
@@ -283,19 +310,30 @@ func (s *Server) startHost(cfg *config.Config, log *slog.Logger, version string)
 		return fail(err)
 	}
 	owned = append(owned, ikeSock.Close)
+	// The rule, routes and firewall table of an earlier run are adopted
+	// as they are and hold until the daemon's first Set replaces them.
 	router, err := osnet.New(name, conn.DefaultTable, conn.DefaultMark, rulePriority)
 	if err != nil {
 		return fail(err)
 	}
-	s.closers = append(s.closers, router.Close)
-	// Cleartext from the network that claims a protected source never
-	// reaches the data plane, so the kernel's firewall drops it (RFC 4301,
-	// Section 5.2).
+	clearOnStop := cfg.Daemon.OnStop == config.OnStopClear
+	if clearOnStop {
+		s.closers = append(s.closers, router.Clear)
+	} else {
+		s.closers = append(s.closers, router.Close)
+	}
+	// Cleartext that a PROTECT or DISCARD policy covers never crosses the
+	// network: the kernel's firewall drops it, inbound (RFC 4301, Section
+	// 5.2) and outbound outside the TUN device (Section 5.1).
 	var filter daemon.Filter
-	if f, err := osnet.NewFilter(name); err != nil {
+	if f, err := osnet.NewFilter(name, conn.DefaultMark); err != nil {
 		log.Warn("nftables unavailable: cleartext from protected sources is not filtered", "err", err)
 	} else {
-		s.closers = append(s.closers, f.Close)
+		if clearOnStop {
+			s.closers = append(s.closers, f.Clear)
+		} else {
+			s.closers = append(s.closers, f.Close)
+		}
 		filter = filterAdapter{f}
 	}
 	d, err := daemon.New(cfg, daemon.Options{
@@ -415,10 +453,14 @@ func (s *Server) runClosers() {
 }
 
 // Close stops the control API and the metrics endpoint, tears down IKE and
-// the data plane, and closes every device, socket, route and firewall table
-// the Server opened. SAs are not deleted with the peer first (as with
-// ipsecd, the peer's liveness checks or lifetimes end them). Close is
-// idempotent.
+// the data plane, and closes every device and socket the Server opened. In
+// host mode the policy stays in force by default, as a kernel IPsec policy
+// outlives the IKE daemon: the routing rule, the prohibit routes and the
+// firewall table stay (the routes into the TUN device go with it), so
+// protected traffic is dropped, never sent in the clear, until a Server
+// starts again or Cleanup runs; with daemon.on_stop clear, Close removes
+// them. SAs are not deleted with the peer first (as with ipsecd, the peer's
+// liveness checks or lifetimes end them). Close is idempotent.
 func (s *Server) Close() error {
 	s.mu.Lock()
 	defer s.mu.Unlock()

@@ -19,6 +19,7 @@
 package config
 
 import (
+	"fmt"
 	"log/slog"
 	"net/netip"
 	"time"
@@ -70,6 +71,36 @@ type Daemon struct {
 	// DefaultStateDir; key daemon.state_dir). The daemon creates it with
 	// mode 0700.
 	StateDir string
+	// OnStop says what a clean stop leaves in place (key daemon.on_stop):
+	// OnStopKeep (the zero value, the default) keeps the routing rule, the
+	// blackhole routes and the firewall table, so that the policy stays
+	// enforced while no daemon runs; OnStopClear removes them.
+	OnStop OnStop
+}
+
+// OnStop is what the daemon leaves in place when it stops cleanly (key
+// daemon.on_stop).
+type OnStop uint8
+
+// Values of daemon.on_stop.
+const (
+	// OnStopKeep keeps the policy in force after the daemon stops, as a
+	// kernel IPsec policy outlives the IKE daemon: protected traffic is
+	// dropped, never sent in the clear.
+	OnStopKeep OnStop = iota
+	// OnStopClear removes every routing rule, route and firewall table
+	// the daemon installed.
+	OnStopClear
+)
+
+func (o OnStop) String() string {
+	switch o {
+	case OnStopKeep:
+		return "keep"
+	case OnStopClear:
+		return "clear"
+	}
+	return fmt.Sprintf("OnStop(%d)", uint8(o))
 }
 
 // IKETimers tunes the IKEv2 engine (daemon.ike), like strongSwan's

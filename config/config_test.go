@@ -256,6 +256,7 @@ secrets: {ike: [{ids: [a, b], secret: s3cret}]}
 		{"log level", "daemon:\n  log: {level: loud}\n", "f.yaml:2: daemon.log.level: must be debug, info, warn or error"},
 		{"log format", "daemon:\n  log:\n    format: xml\n", "f.yaml:3: daemon.log.format: must be text or json"},
 		{"metrics", "daemon:\n  metrics: {listen: localhost}\n", "f.yaml:2: daemon.metrics.listen: must be host:port"},
+		{"on_stop", "daemon:\n  log: {level: info}\n  on_stop: wipe\n", "f.yaml:3: daemon.on_stop: must be keep or clear, not \"wipe\""},
 		{"daemon list", "daemon: [a]\n", "f.yaml:1: daemon: must be a mapping"},
 		{"duplicate", "daemon: {}\ndaemon: {}\n", "f.yaml:2: daemon: duplicate key (first at line 1)"},
 		{"syntax", "daemon:\n  socket: [\n", "f.yaml:2: (syntax): YAML:"},
@@ -400,6 +401,19 @@ func TestMultipleErrors(t *testing.T) {
 	var ce *Error
 	if !errors.As(err, &ce) || ce.Line != 2 {
 		t.Errorf("errors.As found %+v", ce)
+	}
+}
+
+// TestDaemonOnStop checks daemon.on_stop: keep by default, clear when asked.
+func TestDaemonOnStop(t *testing.T) {
+	for in, want := range map[string]OnStop{"": OnStopKeep, "daemon: {on_stop: keep}\n": OnStopKeep, "daemon: {on_stop: clear}\n": OnStopClear} {
+		c, err := Parse("f.yaml", []byte(in))
+		if err != nil {
+			t.Fatalf("%q: %v", in, err)
+		}
+		if c.Daemon.OnStop != want {
+			t.Errorf("%q: on_stop = %v, want %v", in, c.Daemon.OnStop, want)
+		}
 	}
 }
 

@@ -140,6 +140,7 @@ func (d *decoder) daemon(dm *Daemon, key string, n *yaml.Node) {
 				{"cookie_lifetime", d.duration(&dm.IKE.CookieLifetime)},
 			})
 		}},
+		{"on_stop", enum(d, &dm.OnStop, []string{"keep", "clear"}, []OnStop{OnStopKeep, OnStopClear})},
 		{"metrics", func(key string, n *yaml.Node) {
 			d.mapping(n, key, []field{
 				{"listen", func(key string, n *yaml.Node) {

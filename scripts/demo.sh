@@ -47,6 +47,7 @@ daemon:
   socket: $work/$1.sock
   tun: {name: ipsec0, mtu: 1400}
   log: {level: info}
+  on_stop: clear   # the demo leaves nothing behind; the default, keep, fails closed
 connections:
   demo:
     local_addrs: [$2]

@@ -4,8 +4,16 @@
 //
 //	ipsecd -c FILE            run in the foreground
 //	ipsecd -c FILE --check    validate the configuration and exit
+//	ipsecd [-c FILE] --cleanup remove the policy a stopped daemon left in force
 //
 // SIGHUP reloads the configuration; SIGINT and SIGTERM stop the daemon.
+//
+// ipsecd fails closed: once it has loaded a PROTECT or DISCARD policy, the
+// routing rule, the prohibit routes of its routing table and its nftables
+// table keep protected traffic from leaving in the clear while it starts,
+// reloads, stops or after it crashed. A stop keeps them (daemon.on_stop:
+// keep, the default) and a restarted daemon takes them over; on_stop: clear
+// removes them on stop, and --cleanup removes what a stopped daemon left.
 package main
 
 import (
@@ -35,10 +43,19 @@ func run(args []string, stdout, stderr io.Writer) int {
 	fs.SetOutput(stderr)
 	file := fs.String("c", "", "configuration `file` (required)")
 	check := fs.Bool("check", false, "validate the configuration and exit")
+	cleanup := fs.Bool("cleanup", false, "remove the routing rule, routes and nftables table that a stopped or crashed daemon left in force, and exit (-c names the control socket to check; default names without it)")
 	showVersion := fs.Bool("version", false, "print the version and exit")
 	fs.Usage = func() {
-		fmt.Fprintf(stderr, "usage: ipsecd -c FILE [--check]\n")
+		fmt.Fprintf(stderr, "usage: ipsecd -c FILE [--check]\n       ipsecd [-c FILE] --cleanup\n")
 		fs.PrintDefaults()
+		fmt.Fprint(stderr, `
+Fail closed: once a PROTECT or DISCARD policy is loaded, the policy routing
+rule, the prohibit routes of routing table 0x1b5 and the nftables table
+"inet goipsec" keep protected traffic from leaving in the clear, also while
+no ipsecd runs. A stop (SIGTERM, SIGINT) keeps them unless the configuration
+says daemon.on_stop: clear; a restarted ipsecd takes them over. --cleanup
+removes them (protected traffic then follows the main routing table again).
+`)
 	}
 	if err := fs.Parse(args); err != nil {
 		return 2
@@ -47,9 +64,25 @@ func run(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stdout, "ipsecd", version)
 		return 0
 	}
-	if *file == "" || fs.NArg() != 0 {
+	if fs.NArg() != 0 || *file == "" && !*cleanup || *cleanup && *check {
 		fs.Usage()
 		return 2
+	}
+	if *cleanup {
+		var cfg *config.Config
+		if *file != "" {
+			c, err := config.Load(*file)
+			if err != nil {
+				fmt.Fprintln(stderr, err)
+				return 1
+			}
+			cfg = c
+		}
+		if err := ipsec.Cleanup(cfg); err != nil {
+			fmt.Fprintln(stderr, err)
+			return 1
+		}
+		return 0
 	}
 	cfg, err := config.Load(*file)
 	if err != nil {

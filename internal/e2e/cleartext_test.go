@@ -19,10 +19,11 @@ import (
 // Section 5.2: a cleartext packet that arrives where a PROTECT policy applies
 // is dropped. A third host C, linked to A's second interface, sends UDP
 // datagrams to 10.1.0.1 from 10.2.0.1, an address of the network that A
-// protects with an ESP tunnel to B. Before the daemon runs, and after it
-// stops, the kernel delivers them; while it runs only the same datagrams
-// through the tunnel from B arrive, and those that a BYPASS policy names
-// (10.2.0.53 port 53).
+// protects with an ESP tunnel to B. Before the daemon runs, and after
+// "ipsecd --cleanup", the kernel delivers them; while it runs, and after it
+// stops (the policy stays in force), only the same datagrams through the
+// tunnel from B arrive, and those that a BYPASS policy names (10.2.0.53 port
+// 53).
 func TestCleartextFromProtectedSource(t *testing.T) {
 	requireBins(t)
 	s := spec{name: "cleartext", protocol: "esp", mode: "tunnel", encap: "udp", alg: "aes256gcm16"}
@@ -82,14 +83,26 @@ func TestCleartextFromProtectedSource(t *testing.T) {
 	p.a.checkAlive(t)
 	p.b.checkAlive(t)
 
-	// A stopped daemon leaves no table behind, and the kernel delivers
-	// again.
+	// A stopped daemon keeps the policy in force (daemon.on_stop: keep):
+	// the table stays and still drops the spoofed datagram.
 	p.a.proc.Stop()
+	if !filterTableExists(t, p.a.ns) {
+		t.Errorf("table inet goipsec is gone after A's daemon stopped: the policy must stay in force\n%s", p.a.proc.Output)
+	}
+	sendUDP(t, c, spoofed, dst, "stopped")
+	time.Sleep(500 * time.Millisecond)
+	if n := sink.count("stopped"); n != 0 {
+		t.Errorf("a cleartext datagram from C claiming %s was delivered after the daemon stopped", spoofed.Addr())
+	}
+	// ipsecd --cleanup removes it, and the kernel delivers again.
+	if out, err := p.a.ns.Run(ipsecd(), "-c", p.a.conf, "--cleanup"); err != nil {
+		t.Fatalf("ipsecd --cleanup: %v\n%s", err, out)
+	}
 	if filterTableExists(t, p.a.ns) {
-		t.Errorf("table inet goipsec is still there after A's daemon stopped\n%s", p.a.proc.Output)
+		t.Errorf("table inet goipsec is still there after ipsecd --cleanup")
 	}
 	if !sink.await(t, "after", func() { sendUDP(t, c, spoofed, dst, "after") }) {
-		t.Errorf("a datagram from C did not reach %s after the daemon stopped", dst)
+		t.Errorf("a datagram from C did not reach %s after ipsecd --cleanup", dst)
 	}
 }
 
@@ -191,8 +204,8 @@ func filterTableExists(t *testing.T, ns *nstest.NS) bool {
 	return false
 }
 
-// dropCount sums the counters of the rules in the input chain of the
-// goipsec table of ns.
+// dropCount sums the counters of the inbound policy rules (chain spd_in)
+// of the goipsec table of ns.
 func dropCount(t *testing.T, ns *nstest.NS) uint64 {
 	t.Helper()
 	var rules []*nftables.Rule
@@ -201,10 +214,10 @@ func dropCount(t *testing.T, ns *nstest.NS) uint64 {
 		if err != nil {
 			return err
 		}
-		rules, err = c.GetRules(goipsecTable, &nftables.Chain{Name: "input"})
+		rules, err = c.GetRules(goipsecTable, &nftables.Chain{Name: "spd_in"})
 		return err
 	}); err != nil {
-		t.Fatalf("[%s] listing the input chain: %v", ns.Name, err)
+		t.Fatalf("[%s] listing the spd_in chain: %v", ns.Name, err)
 	}
 	var n uint64
 	for _, r := range rules {

@@ -1,6 +1,7 @@
 package osnet
 
 import (
+	"encoding/binary"
 	"fmt"
 	"net/netip"
 	"slices"
@@ -41,10 +42,12 @@ func (a FilterAction) String() string {
 // FilterRule is one SPD rule seen from the network side: it matches inbound
 // cleartext packets whose source lies in Remote and whose destination lies in
 // Local (RFC 4301, Section 5.2: for an inbound packet the remote side is the
-// source). An empty set means any address of either family.
+// source), and outbound packets from Local to Remote (Section 5.1). An empty
+// set means any address of either family.
 //
 // A selector's protocol restricts the packet's; its ports restrict the
-// source port on the remote side and the destination port on the local side;
+// remote side's port (source inbound, destination outbound) and the local
+// side's (destination inbound, source outbound);
 // for ICMP and ICMPv6 they restrict the type and code (the type in the high
 // byte, as in traffic.Selector) on both sides. Pairs of a remote and a local
 // selector that no packet can match (different families or protocols) are
@@ -55,33 +58,64 @@ type FilterRule struct {
 	Remote, Local traffic.Set
 }
 
-// Filter drops cleartext packets that arrive from the network where a
-// PROTECT or DISCARD policy applies, with an nftables table of its own ("inet
-// goipsec") and two base chains, input and forward, at filter priority with
-// policy accept. The data plane cannot do this itself: it sees only what
-// reaches the TUN device and its sockets, and the kernel would deliver a
-// cleartext packet with a protected source that arrives on another interface.
+// Filter enforces the SPD on cleartext packets in the host's firewall, with
+// an nftables table of its own ("inet goipsec"), so that protected traffic
+// never crosses the network in the clear, whether or not the daemon runs:
 //
-// Packets that arrive on the TUN device (decapsulated by the data plane, which
-// has checked them against the SA's selectors) are never touched, nor are
-// those forwarded into it (outbound, for the data plane's SPD), IPsec and IKE
-// themselves, loopback traffic and IPv6 neighbour discovery. Safe for
-// concurrent use.
+//   - chain input (hook input) drops cleartext packets for this host whose
+//     source lies in a PROTECT or DISCARD rule's remote selectors (RFC 4301,
+//     Section 5.2). The data plane cannot do this itself: it sees only what
+//     reaches the TUN device and its sockets.
+//   - chain output (hook output) drops packets of this host that match a
+//     PROTECT or DISCARD rule outbound (source in the local selectors,
+//     destination in the remote ones) and would leave through any
+//     interface other than the TUN device without the daemon's firewall
+//     mark (RFC 4301, Section 5.1): the daemon's own encrypted packets
+//     carry the mark. The routes hold such packets already (see Router);
+//     the chain holds them when routes are wrong.
+//   - chain forward (hook forward) applies both checks to routed packets
+//     that neither arrive from nor leave through the TUN device.
+//
+// The policy lives in two regular chains, spd_in and spd_out, that the base
+// chains jump to; a BYPASS rule returns from them, so that a forwarded
+// packet passes both directions' checks. All base chains have policy accept:
+// what no rule names is not the SPD's business (its default is BYPASS).
+//
+// Exempt, before the policy: packets that arrive on the TUN device
+// (decapsulated by the data plane, which has checked them against the SA's
+// selectors) or are routed into it (outbound, for the data plane's SPD);
+// loopback; IPv6 neighbour discovery; in the input chain only, IPsec and IKE
+// themselves (ESP, AH, UDP 500 and 4500): the input hook sees only packets
+// addressed to this host, and IPsec packets for another host get no
+// exemption (RFC 4301, Section 5.2, step 3a concerns packets addressed to
+// this IPsec implementation). Safe for concurrent use.
+//
+// The table outlives the Filter and the process: Close keeps it (the policy
+// stays in force while no daemon runs) and Clear removes it.
 type Filter struct {
-	tun     string
-	conn    *nftables.Conn
-	table   *nftables.Table
-	input   *nftables.Chain
-	forward *nftables.Chain
+	tun  string
+	mark uint32
+	conn *nftables.Conn
 
 	mu sync.Mutex // serializes batches on conn
 }
 
-// NewFilter creates the table in the calling thread's network namespace,
-// replacing one left behind by an earlier run, with the exemptions and no
-// policy rules yet: until Set, every packet is accepted. tunName is the name
-// of the TUN device. It fails if the kernel has no nf_tables.
-func NewFilter(tunName string) (*Filter, error) {
+// Chain names of the table.
+const (
+	chainInput   = "input"
+	chainOutput  = "output"
+	chainForward = "forward"
+	chainSPDIn   = "spd_in"
+	chainSPDOut  = "spd_out"
+)
+
+// NewFilter opens the netlink connection of a Filter in the calling
+// thread's network namespace. It changes nothing: a table left behind by an
+// earlier run stays in force, as it was, until the first Set replaces it
+// atomically, so a restarted daemon never opens what the old one closed.
+// tunName is the name of the TUN device, mark the firewall mark of the
+// daemon's own sockets. It fails if the kernel has no nf_tables.
+func NewFilter(tunName string, mark uint32) (*Filter, error) {
 	if tunName == "" || len(tunName) >= unix.IFNAMSIZ {
 		return nil, fmt.Errorf("osnet: filter: invalid interface name %q", tunName)
 	}
@@ -91,69 +125,109 @@ func NewFilter(tunName string) (*Filter, error) {
 	if err != nil {
 		return nil, fmt.Errorf("osnet: filter: netlink: %w", err)
 	}
-	f := &Filter{tun: tunName, conn: c}
-	f.table = &nftables.Table{Name: FilterTable, Family: nftables.TableFamilyINet}
-	accept := nftables.ChainPolicyAccept
-	f.input = &nftables.Chain{Name: "input", Table: f.table, Type: nftables.ChainTypeFilter,
-		Hooknum: nftables.ChainHookInput, Priority: nftables.ChainPriorityFilter, Policy: &accept}
-	f.forward = &nftables.Chain{Name: "forward", Table: f.table, Type: nftables.ChainTypeFilter,
-		Hooknum: nftables.ChainHookForward, Priority: nftables.ChainPriorityFilter, Policy: &accept}
-
-	// Adding the table first makes the delete succeed whether or not a
-	// table of that name exists; the batch is one transaction, so no
-	// packet sees the table half built.
-	c.AddTable(f.table)
-	c.DelTable(f.table)
-	c.AddTable(f.table)
-	c.AddChain(f.input)
-	c.AddChain(f.forward)
-	f.addRules(nil)
-	if err := c.Flush(); err != nil {
+	if _, err := c.ListTablesOfFamily(nftables.TableFamilyINet); err != nil {
 		c.CloseLasting()
-		return nil, fmt.Errorf("osnet: filter: creating table inet %s: %w", FilterTable, err)
+		return nil, fmt.Errorf("osnet: filter: nf_tables: %w", err)
 	}
-	return f, nil
+	return &Filter{tun: tunName, mark: mark, conn: c}, nil
 }
 
-// Set replaces the policy rules with rules, in order, in one netlink batch,
-// which the kernel applies atomically: on error the previous rules stay.
+func filterTable() *nftables.Table {
+	return &nftables.Table{Name: FilterTable, Family: nftables.TableFamilyINet}
+}
+
+// Set replaces the whole table with one that enforces rules, in order: the
+// deletion of the old table and the creation of the new one with all its
+// chains and rules go in one netlink batch, which the kernel applies as one
+// transaction. No packet sees a table half built or an accept-all state, and
+// on error the previous table stays.
 func (f *Filter) Set(rules []FilterRule) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	f.conn.FlushChain(f.input)
-	f.conn.FlushChain(f.forward)
-	f.addRules(rules)
+	t := filterTable()
+	// Adding the table first makes the delete succeed whether or not a
+	// table of that name exists.
+	f.conn.AddTable(t)
+	f.conn.DelTable(t)
+	f.conn.AddTable(t)
+	for _, c := range f.chains(t, rules) {
+		f.conn.AddChain(c.chain)
+		for _, e := range c.rules {
+			f.conn.AddRule(&nftables.Rule{Table: t, Chain: c.chain, Exprs: e})
+		}
+	}
 	if err := f.conn.Flush(); err != nil {
 		return fmt.Errorf("osnet: filter: setting %d rules: %w", len(rules), err)
 	}
 	return nil
 }
 
-// Close deletes the table and closes the netlink socket.
+// chainRules is a chain and its rules, in the order they are created:
+// regular chains before the base chains that jump to them.
+type chainRules struct {
+	chain *nftables.Chain
+	rules [][]expr.Any
+}
+
+func (f *Filter) chains(t *nftables.Table, rules []FilterRule) []chainRules {
+	accept := nftables.ChainPolicyAccept
+	base := func(name string, hook *nftables.ChainHook) *nftables.Chain {
+		return &nftables.Chain{Name: name, Table: t, Type: nftables.ChainTypeFilter,
+			Hooknum: hook, Priority: nftables.ChainPriorityFilter, Policy: &accept}
+	}
+	var in, out [][]expr.Any
+	for _, r := range rules {
+		in = append(in, ruleExprs(r, false)...)
+		out = append(out, ruleExprs(r, true)...)
+	}
+	jumpIn := rb{}.jump(chainSPDIn)
+	jumpOut := rb{}.jump(chainSPDOut)
+	return []chainRules{
+		{&nftables.Chain{Name: chainSPDIn, Table: t}, in},
+		{&nftables.Chain{Name: chainSPDOut, Table: t}, out},
+		{base(chainInput, nftables.ChainHookInput), append(inputExemptions(f.tun), jumpIn)},
+		{base(chainOutput, nftables.ChainHookOutput), append(outputExemptions(f.tun, f.mark), jumpOut)},
+		{base(chainForward, nftables.ChainHookForward), append(forwardExemptions(f.tun), jumpIn, jumpOut)},
+	}
+}
+
+// Close closes the netlink socket and keeps the table: the policy stays in
+// force after the daemon stops.
 func (f *Filter) Close() error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	f.conn.DelTable(f.table)
-	err := f.conn.Flush()
 	f.conn.CloseLasting()
-	if err != nil {
-		return fmt.Errorf("osnet: filter: deleting table inet %s: %w", FilterTable, err)
-	}
 	return nil
 }
 
-// addRules queues the rules of both chains: the exemptions, then rules.
-func (f *Filter) addRules(rules []FilterRule) {
-	for _, ch := range []*nftables.Chain{f.input, f.forward} {
-		for _, e := range exemptions(f.tun, ch == f.forward) {
-			f.conn.AddRule(&nftables.Rule{Table: f.table, Chain: ch, Exprs: e})
-		}
-		for _, r := range rules {
-			for _, e := range ruleExprs(r) {
-				f.conn.AddRule(&nftables.Rule{Table: f.table, Chain: ch, Exprs: e})
-			}
-		}
+// Clear deletes the table and closes the netlink socket.
+func (f *Filter) Clear() error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	err := deleteTable(f.conn)
+	f.conn.CloseLasting()
+	return err
+}
+
+// DeleteFilter deletes the table that a Filter (of this process or of an
+// earlier one) left in the calling thread's network namespace. A missing
+// table is not an error.
+func DeleteFilter() error {
+	c, err := nftables.New()
+	if err != nil {
+		return fmt.Errorf("osnet: filter: netlink: %w", err)
 	}
+	return deleteTable(c)
+}
+
+func deleteTable(c *nftables.Conn) error {
+	t := filterTable()
+	c.AddTable(t)
+	c.DelTable(t)
+	if err := c.Flush(); err != nil {
+		return fmt.Errorf("osnet: filter: deleting table inet %s: %w", FilterTable, err)
+	}
+	return nil
 }
 
 // reg is the register every expression loads into and compares.
@@ -198,61 +272,103 @@ func (b rb) transportRange(off uint32, lo, hi []byte) rb {
 
 func (b rb) accept() []expr.Any { return append(b, &expr.Verdict{Kind: expr.VerdictAccept}) }
 
+// ret ends the regular chain's evaluation and goes on in the chain that
+// jumped to it: a BYPASS rule in spd_in or spd_out.
+func (b rb) ret() []expr.Any { return append(b, &expr.Verdict{Kind: expr.VerdictReturn}) }
+
+func (b rb) jump(chain string) []expr.Any {
+	return append(b, &expr.Verdict{Kind: expr.VerdictJump, Chain: chain})
+}
+
+// mark matches the packet's firewall mark.
+func (b rb) mark(m uint32) rb {
+	data := binary.NativeEndian.AppendUint32(nil, m)
+	return append(b, &expr.Meta{Key: expr.MetaKeyMARK, Register: reg}, &expr.Cmp{Op: expr.CmpOpEq, Register: reg, Data: data})
+}
+
 func (b rb) drop() []expr.Any {
 	return append(b, &expr.Counter{}, &expr.Verdict{Kind: expr.VerdictDrop})
 }
 
 func be16(v uint16) []byte { return []byte{byte(v >> 8), byte(v)} }
 
-// exemptions are the rules that come before the policy in each chain.
-func exemptions(tun string, forward bool) [][]expr.Any {
-	out := [][]expr.Any{
+// inputExemptions are the rules of the input chain before the policy.
+func inputExemptions(tun string) [][]expr.Any {
+	udp := rb{}.meta(expr.MetaKeyL4PROTO, traffic.ProtoUDP)
+	return [][]expr.Any{
 		// Decapsulated packets: the data plane has checked their inner
 		// addresses against the SA's selectors (RFC 4301, Section 5.2,
 		// step 4).
 		rb{}.ifname(expr.MetaKeyIIFNAME, tun).accept(),
-	}
-	if forward {
-		// Packets routed into the TUN device are outbound: the data plane
-		// applies the SPD to them.
-		out = append(out, rb{}.ifname(expr.MetaKeyOIFNAME, tun).accept())
-	}
-	udp := rb{}.meta(expr.MetaKeyL4PROTO, traffic.ProtoUDP)
-	return append(out,
 		// The host talking to itself: no policy covers loopback, and
 		// 0.0.0.0/0 on both sides must not cut it off.
 		rb{}.ifname(expr.MetaKeyIIFNAME, "lo").accept(),
-		// IPsec-protected packets go to the SAD, not to the SPD-I
-		// (RFC 4301, Section 5.2, step 3a): the data plane's raw sockets
-		// (ESP, AH) ...
+		// IPsec-protected packets addressed to this host go to the SAD,
+		// not to the SPD-I (RFC 4301, Section 5.2, step 3a): the data
+		// plane's raw sockets (ESP, AH) ...
 		rb{}.meta(expr.MetaKeyL4PROTO, traffic.ProtoESP).accept(),
 		rb{}.meta(expr.MetaKeyL4PROTO, traffic.ProtoAH).accept(),
 		// ... and its UDP sockets: IKE on 500 and 4500, ESP in UDP on 4500
 		// (RFC 7296, Section 2.23; RFC 3948, Section 2.2).
 		slices.Clone(udp).transportRange(2, be16(500), be16(500)).accept(),
 		slices.Clone(udp).transportRange(2, be16(4500), be16(4500)).accept(),
-		// IPv6 neighbour discovery (types 133-136): without it the peer's
-		// link-layer address, and so the IPsec traffic, is unreachable.
-		// Hop limit 255 proves the sender is on the link (RFC 4861,
-		// Sections 6.1 and 7.1).
-		rb{}.meta(expr.MetaKeyNFPROTO, unix.NFPROTO_IPV6).meta(expr.MetaKeyL4PROTO, traffic.ProtoICMPv6).
-			payload(expr.PayloadBaseNetworkHeader, 7, nil, []byte{255}).
-			transportRange(0, []byte{133}, []byte{136}).accept(),
-	)
+		ndExemption(),
+	}
+}
+
+// outputExemptions are the rules of the output chain before the policy.
+func outputExemptions(tun string, mark uint32) [][]expr.Any {
+	return [][]expr.Any{
+		// The daemon's own packets (ESP, AH, IKE) carry its mark: they are
+		// the protected form of the traffic.
+		rb{}.mark(mark).accept(),
+		// Routed into the TUN device: the data plane applies the SPD.
+		rb{}.ifname(expr.MetaKeyOIFNAME, tun).accept(),
+		rb{}.ifname(expr.MetaKeyOIFNAME, "lo").accept(),
+		ndExemption(),
+	}
+}
+
+// forwardExemptions are the rules of the forward chain before the policy.
+// There is no IPsec or IKE exemption: ESP, AH or UDP 500 and 4500 between
+// two other hosts is checked against the SPD like any packet.
+func forwardExemptions(tun string) [][]expr.Any {
+	return [][]expr.Any{
+		rb{}.ifname(expr.MetaKeyIIFNAME, tun).accept(),
+		// Packets routed into the TUN device are outbound: the data plane
+		// applies the SPD to them.
+		rb{}.ifname(expr.MetaKeyOIFNAME, tun).accept(),
+	}
+}
+
+// ndExemption accepts IPv6 neighbour discovery (types 133-136): without it
+// the peer's link-layer address, and so the IPsec traffic, is unreachable.
+// Hop limit 255 proves the sender is on the link (RFC 4861, Sections 6.1 and
+// 7.1).
+func ndExemption() []expr.Any {
+	return rb{}.meta(expr.MetaKeyNFPROTO, unix.NFPROTO_IPV6).meta(expr.MetaKeyL4PROTO, traffic.ProtoICMPv6).
+		payload(expr.PayloadBaseNetworkHeader, 7, nil, []byte{255}).
+		transportRange(0, []byte{133}, []byte{136}).accept()
 }
 
 // ruleExprs builds the nftables rules of r: one per pair of a remote and a
-// local selector that some packet can match, in order.
-func ruleExprs(r FilterRule) [][]expr.Any {
-	var out [][]expr.Any
+// local selector that some packet can match, in order. Inbound (out false)
+// the remote side is the packet's source; outbound, its destination (RFC
+// 4301, Section 5.2).
+func ruleExprs(r FilterRule, out bool) [][]expr.Any {
+	var rules [][]expr.Any
 	for _, rs := range expand(r.Remote) {
 		for _, ls := range expand(r.Local) {
-			if e, ok := pairExprs(rs, ls, r.Action); ok {
-				out = append(out, e)
+			src, dst := rs, ls
+			if out {
+				src, dst = ls, rs
+			}
+			if e, ok := pairExprs(src, dst, r.Action); ok {
+				rules = append(rules, e)
 			}
 		}
 	}
-	return out
+	return rules
 }
 
 // expand returns set, or for an empty set the selectors of all IPv4 and all
@@ -264,44 +380,45 @@ func expand(set traffic.Set) traffic.Set {
 	return set
 }
 
-// pairExprs builds the rule for packets from remote to local. It reports
+// pairExprs builds the rule for packets from src to dst (the remote and
+// local selectors inbound, the local and remote ones outbound). It reports
 // false when no packet matches both (different families or protocols), and
 // for an accept rule with an OPAQUE selector: OPAQUE matches only packets
 // whose ports are unknown (RFC 4301, Section 4.4.1.1), such as non-initial
 // fragments, which this filter does not single out. Leaving such an accept
 // out fails closed; a drop rule treats OPAQUE as any port, a superset, for
-// the same reason.
-func pairExprs(remote, local traffic.Selector, action FilterAction) ([]expr.Any, bool) {
-	if remote.Is6() != local.Is6() {
+// the same reason. An accept rule returns from its regular chain (see
+// Filter).
+func pairExprs(src, dst traffic.Selector, action FilterAction) ([]expr.Any, bool) {
+	if src.Is6() != dst.Is6() {
 		return nil, false
 	}
-	proto := remote.Proto
-	if local.Proto != 0 {
-		if proto != 0 && proto != local.Proto {
+	proto := src.Proto
+	if dst.Proto != 0 {
+		if proto != 0 && proto != dst.Proto {
 			return nil, false
 		}
-		proto = local.Proto
+		proto = dst.Proto
 	}
-	if action != FilterDrop && (remote.Opaque() || local.Opaque()) {
+	if action != FilterDrop && (src.Opaque() || dst.Opaque()) {
 		return nil, false
 	}
 	// Source and destination address offsets: RFC 791, Section 3.1 and
 	// RFC 8200, Section 3.
 	nfproto, srcOff, dstOff := byte(unix.NFPROTO_IPV4), uint32(12), uint32(16)
-	if remote.Is6() {
+	if src.Is6() {
 		nfproto, srcOff, dstOff = unix.NFPROTO_IPV6, 8, 24
 	}
 	b := rb{}.meta(expr.MetaKeyNFPROTO, nfproto)
 	if proto != 0 {
 		b = b.meta(expr.MetaKeyL4PROTO, proto)
 	}
-	b = b.prefix(remote.Prefix, srcOff).prefix(local.Prefix, dstOff)
-	// Inbound, the remote side is the source (RFC 4301, Section 5.2).
-	b = b.ports(remote, 0).ports(local, 2)
+	b = b.prefix(src.Prefix, srcOff).prefix(dst.Prefix, dstOff)
+	b = b.ports(src, 0).ports(dst, 2)
 	if action == FilterDrop {
 		return b.drop(), true
 	}
-	return b.accept(), true
+	return b.ret(), true
 }
 
 // prefix matches the address at off in the network header against p, with

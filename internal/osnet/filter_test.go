@@ -2,9 +2,11 @@ package osnet
 
 import (
 	"fmt"
+	"net"
 	"reflect"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/google/nftables"
 	"github.com/google/nftables/expr"
@@ -52,7 +54,7 @@ func cat(parts ...[]expr.Any) []expr.Any {
 
 var (
 	lDrop   = []expr.Any{&expr.Counter{}, &expr.Verdict{Kind: expr.VerdictDrop}}
-	lAccept = []expr.Any{&expr.Verdict{Kind: expr.VerdictAccept}}
+	lAccept = []expr.Any{&expr.Verdict{Kind: expr.VerdictReturn}} // a BYPASS returns from spd_in/spd_out
 	v4      = lMeta(15, 2)
 	v6      = lMeta(15, 10)
 )
@@ -125,11 +127,22 @@ func TestRuleExprs(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			got := ruleExprs(tt.rule)
+			got := ruleExprs(tt.rule, false)
 			if !reflect.DeepEqual(got, tt.want) {
 				t.Errorf("ruleExprs(%+v):\n got %s\nwant %s", tt.rule, dump(got), dump(tt.want))
 			}
 		})
+	}
+}
+
+// TestRuleExprsOutbound checks the outbound direction: the local side is
+// the source, the remote side the destination, with their ports.
+func TestRuleExprsOutbound(t *testing.T) {
+	r := FilterRule{Action: FilterDrop, Remote: traffic.MustParseSet("10.2.0.0/16[tcp/443]"), Local: traffic.MustParseSet("10.1.0.5/32")}
+	want := [][]expr.Any{cat(v4, lMeta(16, 6), lNet(12, nil, []byte{10, 1, 0, 5}), lNet(16, []byte{255, 255, 0, 0}, []byte{10, 2, 0, 0}),
+		lTh(2, []byte{1, 187}, []byte{1, 187}), lDrop)}
+	if got := ruleExprs(r, true); !reflect.DeepEqual(got, want) {
+		t.Errorf("ruleExprs(%+v, out):\n got %s\nwant %s", r, dump(got), dump(want))
 	}
 }
 
@@ -151,24 +164,26 @@ var filterRules = []FilterRule{
 	{Action: FilterDrop, Remote: traffic.MustParseSet("10.2.0.0/16", "fd02::/64[tcp/1000-2000]"), Local: traffic.MustParseSet("10.1.0.0/16", "fd01::/64")},
 }
 
+// testMark is the daemon's firewall mark in these tests (conn.DefaultMark).
+const testMark = 0x1b5
+
 // TestFilterNetlink installs the table in a namespace of its own, lists it
 // back through the library and, when the nft command is there, through nft's
 // own decoder, replaces the rules, and deletes it.
 func TestFilterNetlink(t *testing.T) {
 	ns := nstest.New(t, "nft")
-	var f *Filter
-	if err := ns.Do(func() (err error) { f, err = NewFilter("ipsec0"); return err }); err != nil {
-		t.Fatalf("NewFilter: %v", err)
+	f := newFilter(t, ns)
+	defer f.Clear()
+	if tableExists(t, ns) {
+		t.Fatalf("NewFilter created table inet %s before Set", FilterTable)
 	}
-	defer f.Close()
 	if err := f.Set(filterRules); err != nil {
 		t.Fatalf("Set: %v", err)
 	}
 
-	// The kernel's copy, parsed back by the library: the exemptions, then
-	// the bypass, then one rule per IPv4 and IPv6 pair of the tunnel.
-	exemptIn := []string{"iifname", "lo", "esp", "ah", "udp 500", "udp 4500", "nd"}
-	policy := [][]expr.Any{
+	// The kernel's copy, parsed back by the library: the bypass, then one
+	// rule per IPv4 and IPv6 pair of the tunnel, in each direction.
+	policyIn := [][]expr.Any{
 		cat(v4, lMeta(16, 17), lNet(12, nil, []byte{10, 2, 0, 53}), lTh(0, []byte{0, 53}, []byte{0, 53}), lAccept),
 		cat(v4, lNet(12, []byte{255, 255, 0, 0}, []byte{10, 2, 0, 0}), lNet(16, []byte{255, 255, 0, 0}, []byte{10, 1, 0, 0}), lDrop),
 		cat(v6, lMeta(16, 6),
@@ -176,19 +191,29 @@ func TestFilterNetlink(t *testing.T) {
 			lNet(24, []byte{255, 255, 255, 255, 255, 255, 255, 255, 0, 0, 0, 0, 0, 0, 0, 0}, []byte{0xfd, 0x01, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0}),
 			lTh(0, []byte{0x03, 0xe8}, []byte{0x07, 0xd0}), lDrop),
 	}
-	for _, chain := range []string{"input", "forward"} {
-		exempt := len(exemptIn)
-		if chain == "forward" {
-			exempt++ // oifname
-		}
+	policyOut := [][]expr.Any{
+		cat(v4, lMeta(16, 17), lNet(16, nil, []byte{10, 2, 0, 53}), lTh(2, []byte{0, 53}, []byte{0, 53}), lAccept),
+		cat(v4, lNet(12, []byte{255, 255, 0, 0}, []byte{10, 1, 0, 0}), lNet(16, []byte{255, 255, 0, 0}, []byte{10, 2, 0, 0}), lDrop),
+		cat(v6, lMeta(16, 6),
+			lNet(8, []byte{255, 255, 255, 255, 255, 255, 255, 255, 0, 0, 0, 0, 0, 0, 0, 0}, []byte{0xfd, 0x01, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0}),
+			lNet(24, []byte{255, 255, 255, 255, 255, 255, 255, 255, 0, 0, 0, 0, 0, 0, 0, 0}, []byte{0xfd, 0x02, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0}),
+			lTh(2, []byte{0x03, 0xe8}, []byte{0x07, 0xd0}), lDrop),
+	}
+	for chain, want := range map[string][][]expr.Any{"spd_in": policyIn, "spd_out": policyOut} {
 		rules := listRules(t, ns, chain)
-		if len(rules) != exempt+len(policy) {
-			t.Fatalf("chain %s has %d rules, want %d exemptions and %d policy rules", chain, len(rules), exempt, len(policy))
+		if len(rules) != len(want) {
+			t.Fatalf("chain %s has %d rules, want %d", chain, len(rules), len(want))
 		}
-		for i, want := range policy {
-			if got := normalize(rules[exempt+i].Exprs); !reflect.DeepEqual(got, want) {
-				t.Errorf("chain %s, policy rule %d:\n got %s\nwant %s", chain, i, dump([][]expr.Any{got}), dump([][]expr.Any{want}))
+		for i := range want {
+			if got := normalize(rules[i].Exprs); !reflect.DeepEqual(got, want[i]) {
+				t.Errorf("chain %s, rule %d:\n got %s\nwant %s", chain, i, dump([][]expr.Any{got}), dump([][]expr.Any{want[i]}))
 			}
+		}
+	}
+	// Exemptions, then the jumps into the policy.
+	for chain, n := range map[string]int{"input": 7 + 1, "output": 4 + 1, "forward": 2 + 2} {
+		if got := len(listRules(t, ns, chain)); got != n {
+			t.Errorf("chain %s has %d rules, want %d", chain, got, n)
 		}
 	}
 
@@ -198,24 +223,32 @@ func TestFilterNetlink(t *testing.T) {
 		for _, want := range []string{
 			"type filter hook input priority filter; policy accept;",
 			"type filter hook forward priority filter; policy accept;",
+			"type filter hook output priority filter; policy accept;",
 			`iifname "ipsec0" accept`,
 			`oifname "ipsec0" accept`,
 			`iifname "lo" accept`,
+			`oifname "lo" accept`,
+			"meta mark 0x000001b5 accept",
 			"meta l4proto esp accept",
 			"meta l4proto ah accept",
 			"udp dport 500 accept",
 			"udp dport 4500 accept",
 			"ip6 hoplimit 255 icmpv6 type 133-136 accept",
-			"ip saddr 10.2.0.53 udp sport 53 accept",
+			"jump spd_in",
+			"jump spd_out",
+			"ip saddr 10.2.0.53 udp sport 53 return",
+			"ip daddr 10.2.0.53 udp dport 53 return",
 			"ip saddr 10.2.0.0/16 ip daddr 10.1.0.0/16 counter packets 0 bytes 0 drop",
+			"ip saddr 10.1.0.0/16 ip daddr 10.2.0.0/16 counter packets 0 bytes 0 drop",
 			"ip6 saddr fd02::/64 ip6 daddr fd01::/64 tcp sport 1000-2000 counter packets 0 bytes 0 drop",
+			"ip6 saddr fd01::/64 ip6 daddr fd02::/64 tcp dport 1000-2000 counter packets 0 bytes 0 drop",
 		} {
-			if n := strings.Count(out, want); n == 0 || strings.HasPrefix(want, "type") && n != 1 || want == `oifname "ipsec0" accept` && n != 1 {
+			if n := strings.Count(out, want); n == 0 || strings.HasPrefix(want, "type") && n != 1 {
 				t.Errorf("nft list table inet %s: %q appears %d times:\n%s", FilterTable, want, n, out)
 			}
 		}
 		// The bypass comes before the drop of the same source.
-		if strings.Index(out, "10.2.0.53 udp sport 53 accept") > strings.Index(out, "10.2.0.0/16 ip daddr") {
+		if strings.Index(out, "10.2.0.53 udp sport 53 return") > strings.Index(out, "10.2.0.0/16 ip daddr") {
 			t.Errorf("the bypass is after the tunnel's drop:\n%s", out)
 		}
 	} else {
@@ -226,24 +259,179 @@ func TestFilterNetlink(t *testing.T) {
 	if err := f.Set(filterRules[:1]); err != nil {
 		t.Fatal(err)
 	}
-	if n := len(listRules(t, ns, "input")); n != len(exemptIn)+1 {
-		t.Errorf("after Set with one rule, input has %d rules, want %d", n, len(exemptIn)+1)
+	if n := len(listRules(t, ns, "spd_in")); n != 1 {
+		t.Errorf("after Set with one rule, spd_in has %d rules, want 1", n)
 	}
-
-	// A second Filter replaces the table of the first (left behind by a
-	// daemon that was killed) with the exemptions alone.
-	var f2 *Filter
-	if err := ns.Do(func() (err error) { f2, err = NewFilter("ipsec0"); return err }); err != nil {
-		t.Fatalf("second NewFilter: %v", err)
-	}
-	if n := len(listRules(t, ns, "input")); n != len(exemptIn) {
-		t.Errorf("after a second NewFilter, input has %d rules, want %d", n, len(exemptIn))
-	}
-	if err := f2.Close(); err != nil {
-		t.Fatalf("Close: %v", err)
+	if err := f.Clear(); err != nil {
+		t.Fatalf("Clear: %v", err)
 	}
 	if tableExists(t, ns) {
-		t.Errorf("table inet %s still exists after Close", FilterTable)
+		t.Errorf("table inet %s still exists after Clear", FilterTable)
+	}
+}
+
+func newFilter(t *testing.T, ns *nstest.NS) *Filter {
+	t.Helper()
+	var f *Filter
+	if err := ns.Do(func() (err error) { f, err = NewFilter("ipsec0", testMark); return err }); err != nil {
+		t.Fatalf("NewFilter: %v", err)
+	}
+	return f
+}
+
+// TestNewFilterAdoptsLeftoverTable: a daemon that stops (or is killed)
+// leaves its table in force, and a new Filter neither removes nor opens it
+// up until its first Set, which replaces it in one transaction.
+func TestNewFilterAdoptsLeftoverTable(t *testing.T) {
+	ns := nstest.New(t, "adopt")
+	f := newFilter(t, ns)
+	if err := f.Set(filterRules); err != nil {
+		t.Fatal(err)
+	}
+	before := listRules(t, ns, "spd_in")
+	if err := f.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if !tableExists(t, ns) {
+		t.Fatalf("Close removed table inet %s: the policy must stay in force", FilterTable)
+	}
+	f2 := newFilter(t, ns)
+	defer f2.Clear()
+	after := listRules(t, ns, "spd_in")
+	if len(after) != len(before) || len(before) == 0 {
+		t.Fatalf("after a second NewFilter spd_in has %d rules, before %d: the leftover table was changed", len(after), len(before))
+	}
+	for _, chain := range []string{"input", "output", "forward"} {
+		if n := len(listRules(t, ns, chain)); n == 0 {
+			t.Errorf("after a second NewFilter chain %s is empty", chain)
+		}
+	}
+	// The first Set replaces the table whole: one rule fewer, no other
+	// state in between that the test could see.
+	if err := f2.Set(filterRules[1:]); err != nil {
+		t.Fatal(err)
+	}
+	if n := len(listRules(t, ns, "spd_in")); n != len(before)-1 {
+		t.Errorf("after Set spd_in has %d rules, want %d", n, len(before)-1)
+	}
+}
+
+// TestFilterSetNoAcceptAllWindow replaces the table 200 times while a
+// second namespace sends cleartext datagrams from a protected source as fast
+// as it can: not one is delivered, so no replacement has an open moment. (A
+// listing is no witness: a netlink dump may span two generations.)
+func TestFilterSetNoAcceptAllWindow(t *testing.T) {
+	a := nstest.New(t, "atomic-a")
+	b := nstest.New(t, "atomic-b")
+	nstest.Link(t, a, "eth0", []string{"192.0.2.1/24"}, b, "eth0", []string{"192.0.2.2/24"})
+	a.AddLoopbackAddr("10.1.0.1")
+	b.AddLoopbackAddr("10.2.0.1")
+	b.MustRun("ip", "route", "add", "10.1.0.0/16", "via", "192.0.2.1")
+	a.MustRun("sysctl", "-qw", "net.ipv4.conf.all.rp_filter=0", "net.ipv4.conf.eth0.rp_filter=0")
+
+	var rx *net.UDPConn
+	if err := a.Do(func() (err error) {
+		rx, err = net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(10, 1, 0, 1), Port: 7000})
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	defer rx.Close()
+	var tx *net.UDPConn
+	if err := b.Do(func() (err error) {
+		tx, err = net.DialUDP("udp", &net.UDPAddr{IP: net.IPv4(10, 2, 0, 1)}, &net.UDPAddr{IP: net.IPv4(10, 1, 0, 1), Port: 7000})
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	defer tx.Close()
+	// Without the table the datagram arrives: the network works.
+	tx.Write([]byte("before"))
+	rx.SetReadDeadline(time.Now().Add(5 * time.Second))
+	buf := make([]byte, 64)
+	if _, err := rx.Read(buf); err != nil {
+		t.Fatalf("no datagram before the filter: %v", err)
+	}
+
+	f := newFilter(t, a)
+	defer f.Clear()
+	if err := f.Set(filterRules); err != nil {
+		t.Fatal(err)
+	}
+	stop := make(chan struct{})
+	sent := make(chan int)
+	go func() {
+		n := 0
+		for ; n < 1_000_000; n++ {
+			select {
+			case <-stop:
+				sent <- n
+				return
+			default:
+			}
+			tx.Write([]byte("spoof"))
+		}
+		sent <- n
+	}()
+	var err error
+	for i := range 200 {
+		if err = f.Set(filterRules[i%2:]); err != nil {
+			break
+		}
+	}
+	close(stop)
+	n := <-sent
+	if err != nil {
+		t.Fatal(err)
+	}
+	rx.SetReadDeadline(time.Now().Add(time.Second))
+	got := 0
+	for {
+		if _, err := rx.Read(buf); err != nil {
+			break
+		}
+		got++
+	}
+	t.Logf("%d cleartext datagrams sent during 200 replacements, %d delivered", n, got)
+	if got != 0 {
+		t.Errorf("%d of %d datagrams from a protected source were delivered while the table was replaced", got, n)
+	}
+}
+
+// TestForwardChainNoIPsecExemption: ESP, AH and IKE between two other hosts
+// are checked against the SPD like any forwarded packet; only the input
+// chain, which sees packets addressed to this host, exempts them.
+func TestForwardChainNoIPsecExemption(t *testing.T) {
+	ns := nstest.New(t, "fwd")
+	f := newFilter(t, ns)
+	defer f.Clear()
+	if err := f.Set(filterRules); err != nil {
+		t.Fatal(err)
+	}
+	l4 := func(rules []*nftables.Rule) map[byte]bool {
+		seen := make(map[byte]bool)
+		for _, r := range rules {
+			for i, e := range r.Exprs {
+				if m, ok := e.(*expr.Meta); ok && m.Key == expr.MetaKeyL4PROTO && i+1 < len(r.Exprs) {
+					if c, ok := r.Exprs[i+1].(*expr.Cmp); ok && len(c.Data) == 1 {
+						seen[c.Data[0]] = true
+					}
+				}
+			}
+		}
+		return seen
+	}
+	fwd := l4(listRules(t, ns, "forward"))
+	for _, p := range []byte{traffic.ProtoESP, traffic.ProtoAH, traffic.ProtoUDP} {
+		if fwd[p] {
+			t.Errorf("the forward chain has an exemption for protocol %d", p)
+		}
+	}
+	in := l4(listRules(t, ns, "input"))
+	for _, p := range []byte{traffic.ProtoESP, traffic.ProtoAH, traffic.ProtoUDP} {
+		if !in[p] {
+			t.Errorf("the input chain has no exemption for protocol %d", p)
+		}
 	}
 }
 
@@ -299,8 +487,79 @@ func normalize(e []expr.Any) []expr.Any {
 
 func TestNewFilterName(t *testing.T) {
 	for _, name := range []string{"", "a-name-that-is-too-long"} {
-		if _, err := NewFilter(name); err == nil || !strings.HasPrefix(err.Error(), "osnet: ") {
+		if _, err := NewFilter(name, testMark); err == nil || !strings.HasPrefix(err.Error(), "osnet: ") {
 			t.Errorf("NewFilter(%q) = %v, want an osnet error", name, err)
 		}
+	}
+}
+
+// TestFilterOutputChainDropsCleartext: with the routes wrong (the main table
+// sends the protected network out of eth0), the output chain still drops
+// the host's cleartext for it, IPv4 and IPv6, unless the packet carries the
+// daemon's mark.
+func TestFilterOutputChainDropsCleartext(t *testing.T) {
+	a := nstest.New(t, "out-a")
+	b := nstest.New(t, "out-b")
+	nstest.Link(t, a, "eth0", []string{"192.0.2.1/24", "2001:db8::1/64"}, b, "eth0", []string{"192.0.2.2/24", "2001:db8::2/64"})
+	a.AddLoopbackAddr("10.1.0.1")
+	a.AddLoopbackAddr("fd01::1")
+	b.AddLoopbackAddr("10.2.0.1")
+	b.AddLoopbackAddr("fd02::1")
+	a.MustRun("ip", "route", "add", "10.2.0.0/16", "via", "192.0.2.2")
+	a.MustRun("ip", "-6", "route", "add", "fd02::/64", "via", "2001:db8::2")
+	b.MustRun("ip", "route", "add", "10.1.0.0/16", "via", "192.0.2.1")
+	b.MustRun("ip", "-6", "route", "add", "fd01::/64", "via", "2001:db8::1")
+
+	echos := func() string { // b's received echo requests, IPv4 and IPv6
+		out := b.MustRun("cat", "/proc/net/snmp", "/proc/net/snmp6")
+		var v4, v6 string
+		lines := strings.Split(out, "\n")
+		for i, l := range lines {
+			if strings.HasPrefix(l, "Icmp: ") && i+1 < len(lines) && strings.HasPrefix(lines[i+1], "Icmp: ") && v4 == "" {
+				names, vals := strings.Fields(l), strings.Fields(lines[i+1])
+				for j, n := range names {
+					if n == "InEchos" && j < len(vals) {
+						v4 = vals[j]
+					}
+				}
+			}
+			if f := strings.Fields(l); len(f) == 2 && f[0] == "Icmp6InEchos" {
+				v6 = f[1]
+			}
+		}
+		return v4 + "/" + v6
+	}
+	ping := func(src, dst string, mark bool) {
+		args := []string{"-n", "-c", "2", "-i", "0.2", "-W", "1", "-I", src, dst}
+		if mark {
+			args = append([]string{"-m", "437"}, args...) // testMark, in decimal for ping
+		}
+		a.Run("ping", args...) // no reply either way: b's answer is cleartext too
+	}
+	// The network works before the filter.
+	before := echos()
+	ping("10.1.0.1", "10.2.0.1", false)
+	ping("fd01::1", "fd02::1", false)
+	if echos() == before {
+		t.Fatalf("no echo request reached b before the filter: the test network is broken")
+	}
+
+	f := newFilter(t, a)
+	defer f.Clear()
+	rules := []FilterRule{{Action: FilterDrop, Remote: traffic.MustParseSet("10.2.0.0/16", "fd02::/64"), Local: traffic.MustParseSet("10.1.0.0/16", "fd01::/64")}}
+	if err := f.Set(rules); err != nil {
+		t.Fatal(err)
+	}
+	before = echos()
+	ping("10.1.0.1", "10.2.0.1", false)
+	ping("fd01::1", "fd02::1", false)
+	if after := echos(); after != before {
+		t.Errorf("cleartext echo requests from a protected source left the host: b's InEchos/Icmp6InEchos went from %s to %s", before, after)
+	}
+	// The daemon's mark passes.
+	ping("10.1.0.1", "10.2.0.1", true)
+	ping("fd01::1", "fd02::1", true)
+	if after := echos(); strings.Split(after, "/")[0] == strings.Split(before, "/")[0] || strings.Split(after, "/")[1] == strings.Split(before, "/")[1] {
+		t.Errorf("packets with the daemon's mark were dropped: b's InEchos/Icmp6InEchos went from %s to %s", before, after)
 	}
 }

@@ -4,8 +4,28 @@
 // only for packets without the daemon's firewall mark. The daemon's own
 // sockets carry the mark, so its encrypted packets take the main table and
 // never loop back into the TUN (the scheme wg-quick uses). A Filter keeps an
-// nftables table that drops cleartext from the network where a PROTECT or
-// DISCARD policy applies.
+// nftables table that drops cleartext where a PROTECT or DISCARD policy
+// applies.
+//
+// Fail closed. Once a policy is loaded, these kernel objects enforce it
+// whether or not the daemon runs (starting, reloading, stopped, crashed):
+//
+//   - the rules "not fwmark MARK lookup TABLE" (IPv4 and IPv6), which stay
+//     until Router.Clear or Cleanup;
+//   - in TABLE, for every protected or discarded destination, a route into
+//     the TUN device (metric TUNMetric) and a prohibit route (metric
+//     HoldMetric) that needs no device: when the TUN device disappears with
+//     the daemon, the prohibit route refuses the traffic instead of letting
+//     it fall through to the main table;
+//   - the nftables table "inet goipsec" (see Filter): chains input, output
+//     and forward drop cleartext that matches a PROTECT or DISCARD rule and
+//     neither comes from nor goes into the TUN device; the daemon's own
+//     packets carry the mark. A new Filter adopts the table it finds, and
+//     Set replaces it in one transaction, never through an open state.
+//
+// Router.Close and Filter.Close keep these objects; Clear (and the
+// package-level Cleanup and DeleteFilter, for a daemon that is gone) remove
+// them.
 //
 // Only cmd/ipsecd and tests use it: engines get their OS resources injected.
 package osnet
@@ -16,7 +36,6 @@ import (
 	"net"
 	"net/netip"
 	"os"
-	"slices"
 	"sync"
 
 	"github.com/vishvananda/netlink"
@@ -29,22 +48,42 @@ type Route struct {
 	Src netip.Addr // preferred source address; zero: the kernel picks
 }
 
+// Metrics of the two routes that a Router installs for each destination.
+// The route into the TUN device has the lower metric, so it wins while the
+// device exists; the prohibit route depends on no device and takes over when
+// the TUN device disappears (the daemon stopped, crashed or was killed).
+const (
+	TUNMetric  = 100
+	HoldMetric = 4000
+)
+
 // Router manages the routes of one TUN device in one table. Safe for
 // concurrent use.
+//
+// For every destination it installs two routes in the table: one into the
+// TUN device (metric TUNMetric) and one of type prohibit (metric HoldMetric)
+// that holds the destination when the device is gone. Together with the
+// rule "not fwmark MARK lookup TABLE", which outlives the daemon, a packet
+// for a protected or discarded destination is then refused by the kernel
+// instead of falling through to the main table and leaving in the clear.
+// This is what kernel IPsec does when the IKE daemon dies: the XFRM policy
+// stays (RFC 4301, Section 4.4.1: the SPD is consulted for every packet,
+// whether or not a key exchange service runs).
 type Router struct {
 	link  netlink.Link
 	table int
 	mark  uint32
 	prio  int
 
-	mu     sync.Mutex
-	routes []Route
-	rules  []*netlink.Rule
+	mu sync.Mutex
 }
 
 // New brings the TUN device up and installs, for IPv4 and IPv6, the rule
-// "not fwmark MARK lookup TABLE" at priority prio. It also turns off reverse
-// path filtering on the TUN device so that decapsulated packets are accepted.
+// "not fwmark MARK lookup TABLE" at priority prio, keeping the rule (and the
+// routes in the table) that an earlier run left behind: a restarted daemon
+// takes over what it finds, and until its first Set the routes of the
+// earlier run hold. It also turns off reverse path filtering on the TUN
+// device so that decapsulated packets are accepted.
 func New(dev string, table int, mark uint32, prio int) (*Router, error) {
 	link, err := netlink.LinkByName(dev)
 	if err != nil {
@@ -69,55 +108,127 @@ func New(dev string, table int, mark uint32, prio int) (*Router, error) {
 	}
 	r := &Router{link: link, table: table, mark: mark, prio: prio}
 	for _, fam := range []int{unix.AF_INET, unix.AF_INET6} {
-		rule := netlink.NewRule()
-		rule.Family = fam
-		rule.Table = table
-		rule.Mark = mark
-		rule.Invert = true
-		rule.Priority = prio
-		if err := netlink.RuleAdd(rule); err != nil && !errors.Is(err, unix.EEXIST) {
-			r.Close()
+		// The kernel refuses a second identical rule with EEXIST
+		// (NLM_F_EXCL): the rule of an earlier run is adopted as is.
+		if err := netlink.RuleAdd(r.rule(fam)); err != nil && !errors.Is(err, unix.EEXIST) {
 			return nil, fmt.Errorf("osnet: adding rule not fwmark %#x lookup %d: %w", mark, table, err)
 		}
-		r.rules = append(r.rules, rule)
 	}
 	// Best effort: a missing sysctl only matters with strict rp_filter.
 	os.WriteFile("/proc/sys/net/ipv4/conf/"+dev+"/rp_filter", []byte("0"), 0)
 	return r, nil
 }
 
-// Set makes routes the routes into the TUN device, adding the new ones and
-// deleting those no longer wanted.
+func (r *Router) rule(family int) *netlink.Rule {
+	rule := netlink.NewRule()
+	rule.Family = family
+	rule.Table = r.table
+	rule.Mark = r.mark
+	rule.Invert = true
+	rule.Priority = r.prio
+	return rule
+}
+
+// Set makes routes the destinations of the table: for each, the route into
+// the TUN device and the prohibit route behind it. New routes are added
+// before old ones are deleted, and every other route in the table (those of
+// an earlier run included) is deleted last, so no destination that stays is
+// ever without a route.
 func (r *Router) Set(routes []Route) error {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	var errs []error
-	for _, old := range r.routes {
-		if !slices.Contains(routes, old) {
-			if err := netlink.RouteDel(r.nlRoute(old)); err != nil && !errors.Is(err, unix.ESRCH) {
-				errs = append(errs, fmt.Errorf("osnet: deleting route %s: %w", old.Dst, err))
+	want := make(map[routeKey]bool)
+	for _, rt := range routes {
+		for _, nr := range []*netlink.Route{r.holdRoute(rt), r.tunRoute(rt)} {
+			if err := netlink.RouteReplace(nr); err != nil {
+				errs = append(errs, fmt.Errorf("osnet: route %s %s table %d: %w", routeType(nr), rt.Dst, r.table, err))
+				continue
 			}
+			want[keyOf(nr)] = true
 		}
 	}
-	var now []Route
-	for _, rt := range routes {
-		if err := netlink.RouteReplace(r.nlRoute(rt)); err != nil {
-			errs = append(errs, fmt.Errorf("osnet: route %s dev %s table %d: %w", rt.Dst, r.link.Attrs().Name, r.table, err))
+	cur, err := tableRoutes(r.table)
+	if err != nil {
+		return errors.Join(append(errs, err)...)
+	}
+	for _, nr := range cur {
+		if want[keyOf(&nr)] {
 			continue
 		}
-		now = append(now, rt)
+		if err := netlink.RouteDel(&nr); err != nil && !errors.Is(err, unix.ESRCH) {
+			errs = append(errs, fmt.Errorf("osnet: deleting route %s table %d: %w", nr.Dst, r.table, err))
+		}
 	}
-	r.routes = now
 	return errors.Join(errs...)
 }
 
-func (r *Router) nlRoute(rt Route) *netlink.Route {
-	p := rt.Dst.Masked()
+// routeKey identifies a route of the table: its destination, type, metric
+// and, for a route into a device, the device.
+type routeKey struct {
+	dst   netip.Prefix
+	typ   int
+	prio  int
+	index int
+}
+
+func keyOf(nr *netlink.Route) routeKey {
+	k := routeKey{dst: dstPrefix(nr), typ: nr.Type, prio: nr.Priority}
+	if k.typ == 0 {
+		k.typ = unix.RTN_UNICAST
+	}
+	if k.typ == unix.RTN_UNICAST {
+		k.index = nr.LinkIndex
+	}
+	return k
+}
+
+// dstPrefix returns a route's destination; the kernel reports a default
+// route without one.
+func dstPrefix(nr *netlink.Route) netip.Prefix {
+	if nr.Dst == nil {
+		if nr.Family == unix.AF_INET6 {
+			return netip.PrefixFrom(netip.IPv6Unspecified(), 0)
+		}
+		return netip.PrefixFrom(netip.IPv4Unspecified(), 0)
+	}
+	a, _ := netip.AddrFromSlice(nr.Dst.IP)
+	bits, _ := nr.Dst.Mask.Size()
+	if bits <= 32 && len(nr.Dst.Mask) == 4 {
+		a = a.Unmap()
+	}
+	return netip.PrefixFrom(a, bits).Masked()
+}
+
+func routeType(nr *netlink.Route) string {
+	if nr.Type == unix.RTN_PROHIBIT {
+		return "prohibit"
+	}
+	return "dev"
+}
+
+func ipNet(p netip.Prefix) *net.IPNet {
+	p = p.Masked()
+	return &net.IPNet{IP: p.Addr().AsSlice(), Mask: net.CIDRMask(p.Bits(), p.Addr().BitLen())}
+}
+
+func family(p netip.Prefix) int {
+	if p.Addr().Is4() {
+		return unix.AF_INET
+	}
+	return unix.AF_INET6
+}
+
+// tunRoute is the route of rt into the TUN device.
+func (r *Router) tunRoute(rt Route) *netlink.Route {
 	nr := &netlink.Route{
 		LinkIndex: r.link.Attrs().Index,
-		Dst:       &net.IPNet{IP: p.Addr().AsSlice(), Mask: net.CIDRMask(p.Bits(), p.Addr().BitLen())},
+		Dst:       ipNet(rt.Dst),
+		Family:    family(rt.Dst),
 		Table:     r.table,
 		Scope:     netlink.SCOPE_LINK,
+		Priority:  TUNMetric,
+		Type:      unix.RTN_UNICAST,
 	}
 	if rt.Src.IsValid() {
 		nr.Src = rt.Src.AsSlice()
@@ -125,16 +236,81 @@ func (r *Router) nlRoute(rt Route) *netlink.Route {
 	return nr
 }
 
-// Close removes the routes and rules this Router added.
-func (r *Router) Close() error {
-	err := r.Set(nil)
+// holdRoute is the prohibit route of rt, which needs no device: packets
+// that take it are refused (EACCES to a local sender, ICMP administratively
+// prohibited to a forwarded packet's source), never sent.
+func (r *Router) holdRoute(rt Route) *netlink.Route {
+	return &netlink.Route{
+		Dst:      ipNet(rt.Dst),
+		Family:   family(rt.Dst),
+		Table:    r.table,
+		Priority: HoldMetric,
+		Type:     unix.RTN_PROHIBIT,
+	}
+}
+
+// tableRoutes lists the IPv4 and IPv6 routes of table.
+func tableRoutes(table int) ([]netlink.Route, error) {
+	var out []netlink.Route
+	for _, fam := range []int{unix.AF_INET, unix.AF_INET6} {
+		rs, err := netlink.RouteListFiltered(fam, &netlink.Route{Table: table}, netlink.RT_FILTER_TABLE)
+		if err != nil {
+			return nil, fmt.Errorf("osnet: listing routes of table %d: %w", table, err)
+		}
+		for _, nr := range rs {
+			if nr.Family == 0 {
+				nr.Family = fam
+			}
+			out = append(out, nr)
+		}
+	}
+	return out, nil
+}
+
+// Close releases the Router and keeps the policy in force: the rule and
+// the prohibit routes stay, and the routes into the TUN device go with the
+// device. Clear removes them too.
+func (r *Router) Close() error { return nil }
+
+// Clear removes the rule and every route of the table: protected
+// destinations follow the main table again.
+func (r *Router) Clear() error {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	for _, rule := range r.rules {
-		netlink.RuleDel(rule)
+	return Cleanup(r.table, r.prio)
+}
+
+// Cleanup removes what a Router for table left behind, whether or not its
+// process still runs: the policy routing rules that look up table (at
+// priority prio) and every route of table, for IPv4 and IPv6. What is not
+// there is not an error.
+func Cleanup(table, prio int) error {
+	var errs []error
+	for _, fam := range []int{unix.AF_INET, unix.AF_INET6} {
+		rules, err := netlink.RuleList(fam)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("osnet: listing rules: %w", err))
+			continue
+		}
+		for _, rule := range rules {
+			if rule.Table != table || rule.Priority != prio {
+				continue
+			}
+			if err := netlink.RuleDel(&rule); err != nil && !errors.Is(err, unix.ENOENT) {
+				errs = append(errs, fmt.Errorf("osnet: deleting rule lookup %d: %w", table, err))
+			}
+		}
 	}
-	r.rules = nil
-	return err
+	routes, err := tableRoutes(table)
+	if err != nil {
+		return errors.Join(append(errs, err)...)
+	}
+	for _, nr := range routes {
+		if err := netlink.RouteDel(&nr); err != nil && !errors.Is(err, unix.ESRCH) {
+			errs = append(errs, fmt.Errorf("osnet: deleting route %s table %d: %w", dstPrefix(&nr), table, err))
+		}
+	}
+	return errors.Join(errs...)
 }
 
 // LocalAddrs returns the addresses of the host's interfaces, for choosing

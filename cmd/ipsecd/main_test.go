@@ -1,0 +1,32 @@
+package main
+
+import (
+	"bytes"
+	"strings"
+	"testing"
+)
+
+// TestCleanupFlag checks the command line of --cleanup: it needs no -c,
+// does not combine with --check, and the help explains what it removes.
+// Its effect is tested in internal/e2e (TestCleanStopKeepsPolicy).
+func TestCleanupFlag(t *testing.T) {
+	for _, args := range [][]string{{}, {"--cleanup", "--check"}, {"--cleanup", "extra"}} {
+		var out, errb bytes.Buffer
+		if code := run(args, &out, &errb); code != 2 {
+			t.Errorf("ipsecd %q: exit %d, want 2 (usage)\n%s", args, code, errb.String())
+		}
+	}
+	var out, errb bytes.Buffer
+	run([]string{"--help"}, &out, &errb)
+	for _, want := range []string{"--cleanup", "-cleanup", "daemon.on_stop: clear", "prohibit routes", "inet goipsec"} {
+		if !strings.Contains(errb.String(), want) {
+			t.Errorf("ipsecd --help does not mention %q:\n%s", want, errb.String())
+		}
+	}
+	// A configuration that does not load is reported before anything is
+	// removed.
+	errb.Reset()
+	if code := run([]string{"-c", "/nonexistent/ipsecd.yaml", "--cleanup"}, &out, &errb); code != 1 || errb.Len() == 0 {
+		t.Errorf("ipsecd -c missing --cleanup: exit %d, stderr %q; want 1 and an error", code, errb.String())
+	}
+}
