@@ -45,7 +45,7 @@ func (d *Daemon) Status(ctx context.Context) (ctlapi.Status, error) {
 	if drops == nil {
 		drops = map[string]uint64{}
 	}
-	var panics ctlapi.Panics
+	panics := ctlapi.Panics{Dataplane: d.dp.Panics()}
 	if d.ike != nil {
 		panics.IKE = d.ike.Panics()
 	}

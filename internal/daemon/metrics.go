@@ -52,6 +52,7 @@ func (d *Daemon) Metrics() metrics.Snapshot {
 		s.IKEEventsLost = d.ike.DroppedEvents()
 		s.Panics.IKE = d.ike.Panics()
 	}
+	s.Panics.Dataplane = d.dp.Panics()
 	pol, _ := d.Policies(ctx)
 	for _, p := range pol.Policies {
 		s.Rules = append(s.Rules, metrics.Rule{Index: p.Index, Name: p.Name, Action: p.Action, Hits: p.Hits})
