@@ -729,7 +729,7 @@ func TestChildProposalAddKE(t *testing.T) {
 func TestIdentityPatternCheck(t *testing.T) {
 	conf := func(id string) string {
 		return "connections:\n  c:\n    local: {auth: psk}\n    remote:\n      auth: psk\n      id: " + id + "\n" +
-			"    children: {x: {local_ts: [10.1.0.0/16], remote_ts: [10.2.0.0/16]}}\nsecrets: {ike: [{secret: s3cret}]}\n"
+			"    children: {x: {local_ts: [10.1.0.0/16], remote_ts: [10.2.0.0/16]}}\nsecrets: {ike: [{ids: [a, gw.example.org], secret: s3cret}]}\n"
 	}
 	for _, id := range []string{`"*.example.org"`, `"*@example.org"`, `"@*.example.org"`, `"C=CH, O=Example, CN=*"`, `"%any"`, `gw.example.org`, `""`} {
 		if _, err := Parse("id.yaml", []byte(conf(id))); err != nil {

@@ -872,23 +872,19 @@ func (d *decoder) crossCheck(c *Config) {
 		}
 		if !hasPSK(c.Secrets.IKE, conn.Local.ID, conn.Remote.ID) {
 			d.fail(nil, "connections."+conn.Name+".local.auth",
-				"psk needs a secret in secrets.ike whose ids include %s (or that has no ids)", idsText(conn.Local.ID, conn.Remote.ID))
+				"psk needs a secret in secrets.ike whose ids include %s", idsText(conn.Local.ID, conn.Remote.ID))
 		}
 	}
 }
 
-func hasPSK(secrets []IKESecret, ids ...string) bool {
+func hasPSK(secrets []IKESecret, local, remote string) bool {
+	// An empty id is the peer's or this host's address, and a pattern
+	// (%any, *.example.org) names identities known only at run time: the
+	// engine then looks the pair up (exact pairs, see IKESecret.IDs).
+	runtime := func(id string) bool { return id == "" || id == "%any" || strings.Contains(id, "*") }
 	for _, s := range secrets {
-		if len(s.IDs) == 0 {
+		if (runtime(local) || slices.Contains(s.IDs, local)) && (runtime(remote) || slices.Contains(s.IDs, remote)) {
 			return true
-		}
-		for _, id := range ids {
-			if id != "" && slices.Contains(s.IDs, id) {
-				return true
-			}
-		}
-		if ids[0] == "" && ids[1] == "" {
-			return true // identities are the addresses; matched at run time
 		}
 	}
 	return false
@@ -904,7 +900,7 @@ func idsText(ids ...string) string {
 	if len(out) == 0 {
 		return "the peers' addresses"
 	}
-	return strings.Join(out, " or ")
+	return strings.Join(out, " and ")
 }
 
 // checkIDPattern refuses an identity whose wildcards the IKE engine does

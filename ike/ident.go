@@ -168,6 +168,14 @@ func (id Identity) Matches(got Identity) bool {
 	return len(got.Data) >= len(suffix) && strings.EqualFold(string(got.Data[len(got.Data)-len(suffix):]), string(suffix))
 }
 
+// Authorizes reports whether id, used as a RemoteID, accepts the peer's
+// identity got when the peer speaks from addr: the zero id accepts only the
+// peer's own IP address as its identity, AnyIdentity any identity, a pattern
+// what it matches, any other id only itself. The policy agent's PAD uses it.
+func (id Identity) Authorizes(got Identity, addr netip.Addr) bool {
+	return matchRemoteID(id, got, addr) != matchNone
+}
+
 // Match ranks of matchRemoteID, best last.
 const (
 	matchNone = iota

@@ -21,9 +21,10 @@ type PAD struct {
 type PADEntry struct {
 	// Conn is the connection's name (ike.Peer.Name).
 	Conn string
-	// RemoteID is the identity the peer must authenticate as; the zero
-	// value accepts any (remote.id %any or a pattern). Matching uses
-	// ike.Identity.Equal.
+	// RemoteID is the identity the peer must authenticate as, matched by
+	// ike.Identity.Authorizes: the zero value (an empty remote.id) means
+	// the peer's own IP address, ike.AnyIdentity (%any) any identity, and
+	// a pattern (*.example.org) what it matches.
 	RemoteID ike.Identity
 	// RemoteAddrs are the addresses the peer may use; empty means any.
 	RemoteAddrs []netip.Prefix
@@ -70,7 +71,7 @@ func (p *PAD) Authorize(conn string, id ike.Identity, addr netip.Addr, child str
 	if e == nil {
 		return nil, fmt.Errorf("policy: no PAD entry for connection %q", conn)
 	}
-	if !e.RemoteID.IsZero() && !e.RemoteID.Equal(id) {
+	if !e.RemoteID.Authorizes(id, addr) {
 		return nil, fmt.Errorf("policy: connection %q does not authorize identity %s", conn, id)
 	}
 	if !addrIn(e.RemoteAddrs, addr) {
