@@ -4,7 +4,7 @@ BIN      := bin
 PKGS     := ./...
 TESTFLAGS ?= -count=1 -timeout 60m
 
-.PHONY: all build demo test test-short fuzz bench bench-net clean deps
+.PHONY: all build demo test test-short fuzz fuzz-long bench bench-net clean deps
 
 all: build
 
@@ -19,6 +19,7 @@ test: deps
 	@test -z "$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go'))" || { echo "gofmt needed:"; gofmt -l .; exit 1; }
 	$(GO) vet $(PKGS)
 	$(GO) test $(TESTFLAGS) $(PKGS)
+	scripts/fuzz.sh $(FUZZSHORT) stateful
 
 test-short:
 	$(GO) test -short $(PKGS)
@@ -33,6 +34,13 @@ demo: build
 FUZZTIME ?= 1m
 fuzz:
 	scripts/fuzz.sh $(FUZZTIME)
+
+# The stateful fuzz targets (IKE SA states, live inbound SAs) for their full
+# time, FUZZLONG each (default 10m); make test runs them for FUZZSHORT.
+FUZZLONG ?= 10m
+FUZZSHORT ?= 15s
+fuzz-long:
+	scripts/fuzz.sh $(FUZZLONG) stateful
 
 bench:
 	$(GO) test -run XXX -bench . -benchtime 1s ./esp ./ah ./replay
