@@ -17,7 +17,7 @@ for pkg in $(go list ./...); do
     echo "$f" | grep -Eq "$filter" || continue
     found=$((found + 1))
     echo "== $pkg $f ($t)"
-    GOMAXPROCS=1 go test "$pkg" -run XXX -fuzz "^$f\$" -fuzztime "$t" -parallel 1
+    GOMAXPROCS=1 go test "$pkg" -run XXX -fuzz "^$f\$" -fuzztime "$t" -parallel 1 -timeout 2h
   done
 done
 [ "$found" -gt 0 ] || { echo "fuzz.sh: no target matches $filter" >&2; exit 1; }
