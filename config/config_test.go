@@ -799,3 +799,18 @@ func TestConfigModeInlineSecrets(t *testing.T) {
 		t.Errorf("secret_file, config mode 0644: %v", err)
 	}
 }
+
+// TestManualSAEqualKeysRefused checks that a manual SA with the same key in
+// both directions is refused at the key_in line: both directions would use
+// the same nonces under one key.
+func TestManualSAEqualKeysRefused(t *testing.T) {
+	in := strings.Replace(example, "key_in: "+keyInHex, "key_in: "+keyOutHex, 1)
+	_, err := Parse("f.yaml", []byte(in))
+	want := "f.yaml:42: manual_sas[0].key_in: equal to key_out"
+	if err == nil || !strings.HasPrefix(err.Error(), want) {
+		t.Fatalf("Parse = %v\nwant %s...", err, want)
+	}
+	if strings.Contains(err.Error(), strings.TrimPrefix(keyOutHex, "0x")[:16]) {
+		t.Errorf("the error quotes the key: %v", err)
+	}
+}

@@ -7,11 +7,13 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/goipsec/goipsec/conn/conntest"
+	"github.com/goipsec/goipsec/sa"
 	"github.com/goipsec/goipsec/transform"
 	"github.com/goipsec/goipsec/tun/tuntest"
 )
@@ -151,5 +153,77 @@ func TestNeedsUniqueNonce(t *testing.T) {
 	}
 	if needsUniqueNonce(s) {
 		t.Error("needsUniqueNonce(AH sha256) = true")
+	}
+}
+
+// countingOutbound is an outbound engine that only counts.
+type countingOutbound struct{ last uint64 }
+
+func (c *countingOutbound) Overhead() (int, int)     { return 0, 0 }
+func (c *countingOutbound) NextSeq() (uint64, error) { c.last++; return c.last, nil }
+func (c *countingOutbound) LastSeq() uint64          { return c.last }
+func (c *countingOutbound) SealSeq(buf []byte, start, end int, seq uint64) (int, int, error) {
+	return start, end, nil
+}
+
+// TestManualSACounterReservedBeforeUse hands out two and a half blocks of
+// sequence numbers and checks that the state file covers each number before
+// it is handed out; then it takes the state directory away and checks that
+// the SA stops at the end of its reservation instead of going past it.
+func TestManualSACounterReservedBeforeUse(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "state")
+	store := &seqStore{dir: dir}
+	path := store.counterPath(sa.ESP, 0x1001, []byte("key"))
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	r, err := newReservingOutbound(&countingOutbound{}, store, path, 0, false, log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	stored := func() uint64 {
+		t.Helper()
+		n, err := store.load(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return n
+	}
+	for i := uint64(1); i < 5*seqBlock/2-10; i++ { // short of the early reservation at 5/2 blocks
+		seq, err := r.NextSeq()
+		if err != nil || seq != i {
+			t.Fatalf("NextSeq = %d, %v; want %d", seq, err, i)
+		}
+		if i%seqBlock == 0 || i%seqBlock == 1 {
+			if next := stored(); next <= seq {
+				t.Fatalf("sequence number %d handed out, state file says next %d", seq, next)
+			}
+		}
+	}
+
+	// The state directory goes away (a full or read-only disk), once no
+	// write is under way.
+	r.mu.Lock()
+	r.mu.Unlock()
+	if err := os.Rename(dir, dir+".gone"); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(dir, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	b, err := os.ReadFile(filepath.Join(dir+".gone", filepath.Base(path)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	next, _ := strconv.ParseUint(strings.TrimSpace(strings.TrimPrefix(string(b), "next ")), 10, 64)
+	for {
+		seq, err := r.NextSeq()
+		if err != nil {
+			if err != sa.DropSeqExhausted {
+				t.Fatalf("NextSeq error %v, want sa.DropSeqExhausted", err)
+			}
+			break
+		}
+		if seq >= next {
+			t.Fatalf("sequence number %d handed out beyond the reservation (next %d) after the state was lost", seq, next)
+		}
 	}
 }

@@ -11,7 +11,8 @@
 // source; cryptography in parallel on every core; and one sequential stage per
 // destination that keeps the order. send.go and receive.go describe the
 // stages. Nothing on the per-packet path allocates, and malformed input is
-// counted by reason (sa.Drop), never logged per packet and never fatal.
+// counted by reason (sa.Drop), never logged per packet and never fatal: even
+// a panic in a stage costs only the packet or batch it was on (recover.go).
 //
 // The data plane does not import IKE: the daemon installs SAs with
 // InstallInbound and InstallOutbound and reads Acquire and Expire events from
