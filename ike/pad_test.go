@@ -34,7 +34,7 @@ func boundTo(taken traffic.Set, calls *int) func(string, Identity, netip.Addr, s
 // Section 4.4.3).
 func TestNarrowIntoOtherPeersSelectorsTSUnacceptable(t *testing.T) {
 	pa, pb := peerPair(t, "aes256gcm16-prfsha256-x25519", "aes256gcm16")
-	pb.RemoteID = Identity{} // any peer
+	pb.RemoteID = AnyIdentity() // any peer
 	pb.Children[0].RemoteTS = traffic.MustParseSet("10.0.0.0/8")
 	pa.Children[0].LocalTS = traffic.MustParseSet("10.2.0.0/16") // the other peer's network
 	pa.Children[0].RemoteTS = traffic.MustParseSet("10.1.0.0/16")
