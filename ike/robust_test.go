@@ -5,7 +5,11 @@ import (
 	"encoding/binary"
 	"errors"
 	"net/netip"
+	"slices"
+	"sync/atomic"
 	"testing"
+	"testing/synctest"
+	"time"
 
 	"github.com/goipsec/goipsec/ike/ikewire"
 	"github.com/goipsec/goipsec/traffic"
@@ -386,4 +390,57 @@ func checkTables(t testing.TB, m *Manager) {
 	if half != m.halfOpen {
 		t.Errorf("half-open count %d, actors say %d", m.halfOpen, half)
 	}
+}
+
+// panicOnceInstaller panics on its first InstallSA.
+type panicOnceInstaller struct {
+	*fakeInstaller
+	done atomic.Bool
+}
+
+func (p *panicOnceInstaller) InstallSA(c ChildSA) error {
+	if !p.done.Swap(true) {
+		panic("test: installer panics")
+	}
+	return p.fakeInstaller.InstallSA(c)
+}
+
+// TestActorPanicLiveGoroutine runs the managers with their own goroutines:
+// B's Installer panics in IKE_AUTH. B's actor goroutine recovers, ends
+// that IKE SA alone and exits; the process and the Manager go on, and the
+// next IKE SA with A is established.
+func TestActorPanicLiveGoroutine(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		pa, pb := peerPair(t, "aes256gcm16-prfsha256-x25519", "aes256gcm16")
+		n := &chanNet{nodes: map[netip.Addr]*Manager{}}
+		b, ib := newLive(t, n, addrB, pb)
+		b.inst = &panicOnceInstaller{fakeInstaller: ib}
+		a, ia := newLive(t, n, addrA, pa)
+		if err := a.Initiate("b", "net", nil); err != nil {
+			t.Fatal(err)
+		}
+		synctest.Wait()
+		if got := b.Panics(); got != 1 {
+			t.Fatalf("Panics %d, want 1", got)
+		}
+		b.mu.Lock()
+		actors := len(b.actors)
+		b.mu.Unlock()
+		if actors != 0 || len(b.SAs()) != 0 {
+			t.Fatalf("B still has %d actors after the panic", actors)
+		}
+		if !slices.ContainsFunc(drain(b), func(e Event) bool { return e.Kind == EventIKEDown && errors.Is(e.Err, ErrInternal) }) {
+			t.Error("no ike_down event with ErrInternal")
+		}
+		// A gives up on the IKE SA B forgot, then starts another.
+		time.Sleep(5 * time.Minute)
+		synctest.Wait()
+		if err := a.Initiate("b", "net", nil); err != nil {
+			t.Fatal(err)
+		}
+		synctest.Wait()
+		checkKeys(t, ia, ib, 1)
+		a.Close()
+		b.Close()
+	})
 }
