@@ -63,7 +63,13 @@ func (t *authTask) build(s *session, x *ikeSA) ([]ikewire.Payload, error) {
 	s.authMID = x.nextID
 	s.localID = s.localIdentity()
 	idi := &ikewire.IDi{Identification: s.localID.payload()}
-	auth, err := s.authPayload(x, s.initReq, s.nr, true, idi.Identification, s.peer.RemoteID)
+	// The pre-shared key is looked up with the identity the responder
+	// must have: a zero RemoteID means its IP address.
+	remote := s.peer.RemoteID
+	if remote.IsZero() {
+		remote = AddrIdentity(s.remote.Addr())
+	}
+	auth, err := s.authPayload(x, s.initReq, s.nr, true, idi.Identification, remote)
 	if err != nil {
 		return nil, err
 	}

@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"math/big"
 	"net"
+	"net/netip"
 	"strings"
 	"testing"
 	"time"
@@ -202,6 +203,17 @@ func TestEmptyRemoteIDMeansAddress(t *testing.T) {
 			pa, pb := peerPair(t, "aes256gcm16-prfsha256-x25519", "aes256gcm16")
 			pa.LocalID, pb.LocalID = ParseIdentity(tc.localA), ParseIdentity(tc.localB)
 			pa.RemoteID, pb.RemoteID = Identity{}, Identity{}
+			// The key belongs to the pair of addresses: both sides look it
+			// up with the other's IP address as its identity.
+			byAddr := func(peer netip.Addr) func(Identity, Identity) []byte {
+				return func(local, remote Identity) []byte {
+					if remote.Equal(AddrIdentity(peer)) {
+						return []byte("pair of addresses")
+					}
+					return nil
+				}
+			}
+			pa.PSK, pb.PSK = byAddr(addrB), byAddr(addrA)
 			p := connect(t, pa, pb)
 			if !tc.up {
 				checkNothing(t, p)
