@@ -25,12 +25,12 @@ import (
 
 // failClosedPair starts B (responder, start_action none) and A (initiator,
 // start_action trap) with an IKE tunnel between 10.1.0.0/16 and
-// 10.2.0.0/16, with extraDaemon appended to both daemon sections, and
+// 10.2.0.0/16 (fd01::/64 and fd02::/64 with v6), with extraDaemon appended to both daemon sections, and
 // captures A's wire (eth0).
-func failClosedPair(t *testing.T, extraDaemon string) (a, b *host, confA string, wire *capture) {
+func failClosedPair(t *testing.T, v6 bool, extraDaemon string) (a, b *host, confA string, wire *capture) {
 	t.Helper()
 	requireBins(t)
-	a, b, _ = ikeTopology(t, false, "tunnel")
+	a, b, _ = ikeTopology(t, v6, "tunnel")
 	a.ns.MustRun("ip", "route", "add", b.net.String(), "via", b.outer.String())
 	b.ns.MustRun("ip", "route", "add", a.net.String(), "via", a.outer.String())
 	psk := newPSK()
@@ -103,8 +103,12 @@ type pinger struct {
 func startPinger(t *testing.T, ns *nstest.NS, src, dst netip.Addr, interval time.Duration) *pinger {
 	t.Helper()
 	p := &pinger{dst: dst, id: uint16(time.Now().UnixNano()), stop: make(chan struct{})}
+	network := "ip4:icmp"
+	if src.Is6() {
+		network = "ip6:ipv6-icmp"
+	}
 	if err := ns.Do(func() (err error) {
-		p.c, err = net.ListenIP("ip4:icmp", &net.IPAddr{IP: src.AsSlice()})
+		p.c, err = net.ListenIP(network, &net.IPAddr{IP: src.AsSlice()})
 		return err
 	}); err != nil {
 		t.Fatalf("[%s] ICMP socket: %v", ns.Name, err)
@@ -129,9 +133,14 @@ func (p *pinger) send(interval time.Duration) {
 		}
 		m := make([]byte, 8+32)
 		m[0] = 8 // echo request, RFC 792
+		if p.dst.Is6() {
+			m[0] = 128 // RFC 4443, Section 4.1; the kernel sums ICMPv6
+		}
 		binary.BigEndian.PutUint16(m[4:], p.id)
 		binary.BigEndian.PutUint16(m[6:], seq)
-		binary.BigEndian.PutUint16(m[2:], packet.Checksum(m, 0))
+		if p.dst.Is4() {
+			binary.BigEndian.PutUint16(m[2:], packet.Checksum(m, 0))
+		}
 		_, err := p.c.WriteTo(m, dst)
 		p.mu.Lock()
 		p.sent++
@@ -156,9 +165,13 @@ func (p *pinger) receive() {
 		if err != nil || n < 8 {
 			continue
 		}
-		// Echo reply with our identifier (the kernel strips the IPv4
-		// header of raw IPv4 sockets' reads).
-		if buf[0] == 0 && binary.BigEndian.Uint16(buf[4:]) == p.id {
+		// Echo reply (ICMP 0, ICMPv6 129) with our identifier; reads
+		// of raw sockets start at the ICMP header.
+		reply := byte(0)
+		if p.dst.Is6() {
+			reply = 129
+		}
+		if buf[0] == reply && binary.BigEndian.Uint16(buf[4:]) == p.id {
 			p.mu.Lock()
 			p.replies = append(p.replies, time.Now())
 			p.mu.Unlock()
@@ -212,7 +225,10 @@ type policyObjects struct {
 func policyIn(t *testing.T, ns *nstest.NS) policyObjects {
 	t.Helper()
 	rules := ns.MustRun("ip", "-4", "rule", "show") + ns.MustRun("ip", "-6", "rule", "show")
-	routes := ns.MustRun("ip", "-4", "route", "show", "table", "437") + ns.MustRun("ip", "-6", "route", "show", "table", "437")
+	// "ip route show table" fails for a family without routes in it.
+	r4, _ := ns.Run("ip", "-4", "route", "show", "table", "437")
+	r6, _ := ns.Run("ip", "-6", "route", "show", "table", "437")
+	routes := r4 + r6
 	return policyObjects{
 		rules:     strings.Count(rules, "lookup 437"),
 		prohibits: strings.Count(routes, "prohibit "),
@@ -248,7 +264,17 @@ func waitTraffic(t *testing.T, p *pinger, t0 time.Time, what string) time.Durati
 // the protected networks crosses A's wire in the clear, before, during or
 // after.
 func TestKill9NoCleartext(t *testing.T) {
-	a, b, confA, wire := failClosedPair(t, "")
+	for _, v6 := range []bool{false, true} {
+		name := "ipv4"
+		if v6 {
+			name = "ipv6"
+		}
+		t.Run(name, func(t *testing.T) { kill9NoCleartext(t, v6) })
+	}
+}
+
+func kill9NoCleartext(t *testing.T, v6 bool) {
+	a, b, confA, wire := failClosedPair(t, v6, "")
 	p := startPinger(t, a.ns, a.inner, b.inner, 50*time.Millisecond)
 	up := waitTraffic(t, p, time.Now(), "first negotiation")
 	t.Logf("traffic through the tunnel %v after the pings started (trap, IKE_SA_INIT, IKE_AUTH)", up.Round(time.Millisecond))
@@ -291,7 +317,7 @@ func TestKill9NoCleartext(t *testing.T) {
 // the clear. "ipsecd --cleanup" then removes them all, and once B's
 // daemon is cleaned up too, the same pings flow in the clear.
 func TestCleanStopKeepsPolicy(t *testing.T) {
-	a, b, _, wire := failClosedPair(t, "")
+	a, b, _, wire := failClosedPair(t, false, "")
 	p := startPinger(t, a.ns, a.inner, b.inner, 50*time.Millisecond)
 	waitTraffic(t, p, time.Now(), "negotiation")
 	a.proc.Stop()
@@ -339,7 +365,7 @@ func TestCleanStopKeepsPolicy(t *testing.T) {
 // the routes and the firewall table, and traffic follows the main table in
 // the clear.
 func TestOnStopClear(t *testing.T) {
-	a, b, _, _ := failClosedPair(t, "  on_stop: clear\n")
+	a, b, _, _ := failClosedPair(t, false, "  on_stop: clear\n")
 	p := startPinger(t, a.ns, a.inner, b.inner, 50*time.Millisecond)
 	waitTraffic(t, p, time.Now(), "negotiation")
 	p.close()
@@ -360,7 +386,7 @@ func TestOnStopClear(t *testing.T) {
 // none leaves in the clear while it opens its devices, loads the policy and
 // negotiates, and traffic comes back through the tunnel.
 func TestStartingNoCleartext(t *testing.T) {
-	a, b, confA, wire := failClosedPair(t, "")
+	a, b, confA, wire := failClosedPair(t, false, "")
 	mustPing(t, a.ns, a.inner, b.inner, 1)
 	a.proc.Stop()
 	p := startPinger(t, a.ns, a.inner, b.inner, 20*time.Millisecond)
@@ -381,7 +407,7 @@ func TestStartingNoCleartext(t *testing.T) {
 // the firewall table are replaced under traffic: none leaves in the clear
 // and the tunnel keeps carrying the pings.
 func TestReloadNoCleartext(t *testing.T) {
-	a, b, confA, wire := failClosedPair(t, "")
+	a, b, confA, wire := failClosedPair(t, false, "")
 	p := startPinger(t, a.ns, a.inner, b.inner, 20*time.Millisecond)
 	waitTraffic(t, p, time.Now(), "negotiation")
 	discard := "policies:\n  - {name: lab, remote_ts: [\"10.9.0.0/16\"], action: discard}\n"

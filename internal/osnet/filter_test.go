@@ -3,6 +3,7 @@ package osnet
 import (
 	"fmt"
 	"net"
+	"net/netip"
 	"reflect"
 	"strings"
 	"testing"
@@ -329,22 +330,7 @@ func TestFilterSetNoAcceptAllWindow(t *testing.T) {
 	b.MustRun("ip", "route", "add", "10.1.0.0/16", "via", "192.0.2.1")
 	a.MustRun("sysctl", "-qw", "net.ipv4.conf.all.rp_filter=0", "net.ipv4.conf.eth0.rp_filter=0")
 
-	var rx *net.UDPConn
-	if err := a.Do(func() (err error) {
-		rx, err = net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(10, 1, 0, 1), Port: 7000})
-		return err
-	}); err != nil {
-		t.Fatal(err)
-	}
-	defer rx.Close()
-	var tx *net.UDPConn
-	if err := b.Do(func() (err error) {
-		tx, err = net.DialUDP("udp", &net.UDPAddr{IP: net.IPv4(10, 2, 0, 1)}, &net.UDPAddr{IP: net.IPv4(10, 1, 0, 1), Port: 7000})
-		return err
-	}); err != nil {
-		t.Fatal(err)
-	}
-	defer tx.Close()
+	rx, tx := udpPair(t, a, netip.MustParseAddrPort("10.1.0.1:7000"), b, netip.MustParseAddrPort("10.2.0.1:0"))
 	// Without the table the datagram arrives: the network works.
 	tx.Write([]byte("before"))
 	rx.SetReadDeadline(time.Now().Add(5 * time.Second))
@@ -562,4 +548,62 @@ func TestFilterOutputChainDropsCleartext(t *testing.T) {
 	if after := echos(); strings.Split(after, "/")[0] == strings.Split(before, "/")[0] || strings.Split(after, "/")[1] == strings.Split(before, "/")[1] {
 		t.Errorf("packets with the daemon's mark were dropped: b's InEchos/Icmp6InEchos went from %s to %s", before, after)
 	}
+}
+
+// TestForwardIPsecLookalikeDropped: a router R protects 10.1.0.0/16 (behind
+// eth0) from 10.2.0.0/16 (behind eth1). A host of 10.2.0.0/16 sends UDP to
+// port 4500 of a host of 10.1.0.0/16, which looks like ESP in UDP or IKE
+// but is not addressed to R: R's forward chain drops it like any cleartext
+// from a protected source. Before the filter, R forwards it.
+func TestForwardIPsecLookalikeDropped(t *testing.T) {
+	r := nstest.New(t, "fwd-r")
+	y := nstest.New(t, "fwd-y") // 10.1.0.9, protected side
+	x := nstest.New(t, "fwd-x") // 10.2.0.9, remote side
+	nstest.Link(t, r, "eth0", []string{"10.1.0.1/16"}, y, "eth0", []string{"10.1.0.9/16"})
+	nstest.Link(t, r, "eth1", []string{"10.2.0.1/16"}, x, "eth0", []string{"10.2.0.9/16"})
+	r.MustRun("sysctl", "-qw", "net.ipv4.ip_forward=1")
+	y.MustRun("ip", "route", "add", "default", "via", "10.1.0.1")
+	x.MustRun("ip", "route", "add", "default", "via", "10.2.0.1")
+
+	rx, tx := udpPair(t, y, netip.MustParseAddrPort("10.1.0.9:4500"), x, netip.MustParseAddrPort("10.2.0.9:4500"))
+	buf := make([]byte, 64)
+	tx.Write([]byte("before"))
+	rx.SetReadDeadline(time.Now().Add(5 * time.Second))
+	if _, err := rx.Read(buf); err != nil {
+		t.Fatalf("R did not forward the datagram before the filter: %v", err)
+	}
+
+	var f *Filter
+	if err := r.Do(func() (err error) { f, err = NewFilter("ipsec0", testMark); return err }); err != nil {
+		t.Fatal(err)
+	}
+	defer f.Clear()
+	if err := f.Set([]FilterRule{{Action: FilterDrop, Remote: traffic.MustParseSet("10.2.0.0/16"), Local: traffic.MustParseSet("10.1.0.0/16")}}); err != nil {
+		t.Fatal(err)
+	}
+	for range 5 {
+		tx.Write([]byte("after"))
+	}
+	rx.SetReadDeadline(time.Now().Add(time.Second))
+	if n, err := rx.Read(buf); err == nil {
+		t.Errorf("R forwarded %q from a protected source to UDP port 4500 of another host", buf[:n])
+	}
+}
+
+// udpPair opens a UDP socket in rxNS listening on at and one in txNS bound
+// to from and connected to at; both close when the test ends.
+func udpPair(t *testing.T, rxNS *nstest.NS, at netip.AddrPort, txNS *nstest.NS, from netip.AddrPort) (rx, tx *net.UDPConn) {
+	t.Helper()
+	if err := rxNS.Do(func() (err error) { rx, err = net.ListenUDP("udp", net.UDPAddrFromAddrPort(at)); return err }); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { rx.Close() })
+	if err := txNS.Do(func() (err error) {
+		tx, err = net.DialUDP("udp", net.UDPAddrFromAddrPort(from), net.UDPAddrFromAddrPort(at))
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { tx.Close() })
+	return rx, tx
 }
