@@ -250,7 +250,7 @@ func (s *session) setPeer(p *Peer) {
 	if s.peer == nil || p == nil || p.Name != s.peer.Name {
 		return
 	}
-	if !s.remoteID.IsZero() && !p.RemoteID.IsZero() && !p.RemoteID.Equal(s.remoteID) {
+	if !s.remoteID.IsZero() && !p.RemoteID.Authorizes(s.remoteID, s.remote.Addr()) {
 		s.log.Info("ike: the reloaded configuration no longer accepts the peer's identity; deleting the IKE SA", "peer", p.Name, "id", s.remoteID.String())
 		s.terminate()
 		return
