@@ -31,7 +31,10 @@ func conns(t *testing.T, manual []string, names ...string) *config.Config {
 			"    local: {auth: psk, id: gw}\n    remote: {auth: psk, id: " + n + "}\n" +
 			"    children: {net: {local_ts: [10.0.0.0/16], remote_ts: [" + net + "]}, other: {local_ts: [10.0.0.0/16], remote_ts: [" + net + "]}}\n")
 	}
-	b.WriteString("secrets:\n  ike:\n    - {ids: [gw, x], secret: s3cr3t-s3cr3t}\n")
+	b.WriteString("secrets:\n  ike:\n")
+	for _, n := range names {
+		b.WriteString("    - {ids: [gw, " + n + "], secret: s3cr3t-s3cr3t}\n")
+	}
 	c, err := config.Parse("test.yaml", []byte(b.String()))
 	if err != nil {
 		t.Fatal(err)
