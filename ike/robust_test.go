@@ -484,3 +484,41 @@ func TestRetransmitFragmentedRequestOnlyFirstFragment(t *testing.T) {
 	p.net.run(len(resp))
 	checkKeys(t, p.a.inst, p.b.inst, 1)
 }
+
+// panicAllInstaller panics on every call.
+type panicAllInstaller struct{}
+
+func (panicAllInstaller) InstallSA(ChildSA) error { panic("test: installer panics") }
+func (panicAllInstaller) DeleteSA(ChildSA) error  { panic("test: installer panics again") }
+
+// TestActorPanicCleanupSurvivesSecondPanic makes the Installer panic in
+// InstallSA and again in the DeleteSA calls of the cleanup: the panic is
+// counted once, the IKE SA is forgotten with its SPIs, and the Manager
+// keeps serving.
+func TestActorPanicCleanupSurvivesSecondPanic(t *testing.T) {
+	pa, pb := peerPair(t, "aes256gcm16-prfsha256-x25519", "aes256gcm16")
+	p := newStepPair(t, pa, pb, nil)
+	p.b.m.inst = panicAllInstaller{}
+	if err := p.a.m.Initiate("b", "net", nil); err != nil {
+		t.Fatal(err)
+	}
+	p.net.run(10)
+	if got := p.b.m.Panics(); got != 1 {
+		t.Fatalf("Panics %d, want 1", got)
+	}
+	checkTables(t, p.b.m)
+	if len(p.b.m.SAs()) != 0 || len(p.b.m.childSPIs) != 0 || len(p.b.m.bySPI) != 0 {
+		t.Fatal("state left after the crash")
+	}
+	p.b.m.inst = p.b.inst
+	for range 40 {
+		// A retransmits IKE_AUTH to an IKE SA B forgot, then gives up.
+		p.advance(10 * time.Second)
+		p.net.run(20)
+	}
+	if err := p.a.m.Initiate("b", "net", nil); err != nil {
+		t.Fatal(err)
+	}
+	p.net.run(10)
+	checkKeys(t, p.a.inst, p.b.inst, 1)
+}
