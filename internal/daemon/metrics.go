@@ -51,6 +51,7 @@ func (d *Daemon) Metrics() metrics.Snapshot {
 		}
 		s.IKEEventsLost = d.ike.DroppedEvents()
 		s.Panics.IKE = d.ike.Panics()
+		s.IKERefusedRetransmits = d.ike.RefusedRetransmits()
 	}
 	pol, _ := d.Policies(ctx)
 	for _, p := range pol.Policies {
