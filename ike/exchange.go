@@ -274,6 +274,11 @@ func (s *session) retransmitted(x *ikeSA, c *response, m *ikewire.Message, from 
 	if m.Exchange != c.exch || from != c.from || from != s.remote {
 		return false
 	}
+	if len(m.Payloads) > 0 {
+		if f, ok := m.Payloads[len(m.Payloads)-1].(*ikewire.SKF); ok && f.Number != 1 {
+			return false
+		}
+	}
 	if string(m.Raw) == string(c.req) {
 		return true
 	}
@@ -282,14 +287,11 @@ func (s *session) retransmitted(x *ikeSA, c *response, m *ikewire.Message, from 
 		// (another IKE_SA_INIT with the same SPIi is not ours).
 		return false
 	}
-	switch p := m.Payloads[len(m.Payloads)-1].(type) {
+	switch m.Payloads[len(m.Payloads)-1].(type) {
 	case *ikewire.SK:
 		_, err := ikewire.OpenSK(m, x.opener)
 		return err == nil
 	case *ikewire.SKF:
-		if p.Number != 1 {
-			return false
-		}
 		// A scratch Reassembler checks the fragment's ICV without
 		// touching the one collecting the peer's next request.
 		var r ikewire.Reassembler

@@ -819,10 +819,12 @@ func (m *Manager) crash(a *actor, r any) {
 	s.children = nil
 	s.state = StateDead
 	for _, c := range children {
-		m.safely(func() error { return m.inst.DeleteSA(c.sa) }, "deleting CHILD SA")
-		if c.state != childReplaced {
-			m.emitNow(Event{Kind: EventChildDown, Peer: info.Peer, Child: c.cfg.Name, SPIi: info.SPIi, SPIr: info.SPIr, SPIIn: c.sa.SPIIn, SPIOut: c.sa.SPIOut, Err: ErrInternal})
-		}
+		m.safely(func() error {
+			if c.state != childReplaced {
+				m.emitNow(Event{Kind: EventChildDown, Peer: info.Peer, Child: c.cfg.Name, SPIi: info.SPIi, SPIr: info.SPIr, SPIIn: c.sa.SPIIn, SPIOut: c.sa.SPIOut, Err: ErrInternal})
+			}
+			return m.inst.DeleteSA(c.sa)
+		}, "deleting CHILD SA")
 	}
 	for _, x := range []*ikeSA{s.sa, s.old} {
 		if x != nil && x.keys != nil {

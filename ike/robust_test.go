@@ -444,3 +444,81 @@ func TestActorPanicLiveGoroutine(t *testing.T) {
 		b.Close()
 	})
 }
+
+// TestRetransmitFragmentedRequestOnlyFirstFragment retransmits the
+// fragments of an IKE_AUTH request (RFC 7383, Section 2.6.1): only the
+// first fragment, from the peer's address and port, brings the cached
+// response back; the others, or the first from elsewhere, bring nothing.
+func TestRetransmitFragmentedRequestOnlyFirstFragment(t *testing.T) {
+	pa, pb := peerPair(t, "aes256gcm16-prfsha256-x25519", "aes256gcm16")
+	var sel []string
+	for i := range 60 {
+		sel = append(sel, "10.1."+itoa(i)+".0/24")
+	}
+	pa.Children[0].LocalTS = traffic.MustParseSet(sel...)
+	p := newStepPair(t, pa, pb, func(a, b *Config) { a.FragmentSize, b.FragmentSize = 576, 576 })
+	if err := p.a.m.Initiate("b", "net", nil); err != nil {
+		t.Fatal(err)
+	}
+	p.net.deliver()
+	p.net.deliver()
+	frags := slices.Clone(p.net.queue)
+	if len(frags) < 2 {
+		t.Fatalf("IKE_AUTH in %d datagrams, want fragments", len(frags))
+	}
+	p.net.run(len(frags))
+	resp := slices.Clone(p.net.queue)
+	p.net.queue = nil
+	for _, f := range frags[1:] {
+		p.b.m.HandlePacket(f.pkt, f.from, f.to)
+	}
+	p.b.m.HandlePacket(frags[0].pkt, netip.AddrPortFrom(addrC, 500), frags[0].to)
+	if len(p.net.queue) != 0 {
+		t.Fatalf("%d datagrams sent for fragments other than the first or from another address", len(p.net.queue))
+	}
+	p.b.m.HandlePacket(frags[0].pkt, frags[0].from, frags[0].to)
+	if len(p.net.queue) != len(resp) || !bytes.Equal(p.net.queue[0].pkt, resp[0].pkt) {
+		t.Fatalf("the first fragment brought %d datagrams, want the %d of the cached response", len(p.net.queue), len(resp))
+	}
+	p.net.queue = resp
+	p.net.run(len(resp))
+	checkKeys(t, p.a.inst, p.b.inst, 1)
+}
+
+// panicAllInstaller panics on every call.
+type panicAllInstaller struct{}
+
+func (panicAllInstaller) InstallSA(ChildSA) error { panic("test: installer panics") }
+func (panicAllInstaller) DeleteSA(ChildSA) error  { panic("test: installer panics again") }
+
+// TestActorPanicCleanupSurvivesSecondPanic makes the Installer panic in
+// InstallSA and again in the DeleteSA calls of the cleanup: the panic is
+// counted once, the IKE SA is forgotten with its SPIs, and the Manager
+// keeps serving.
+func TestActorPanicCleanupSurvivesSecondPanic(t *testing.T) {
+	pa, pb := peerPair(t, "aes256gcm16-prfsha256-x25519", "aes256gcm16")
+	p := newStepPair(t, pa, pb, nil)
+	p.b.m.inst = panicAllInstaller{}
+	if err := p.a.m.Initiate("b", "net", nil); err != nil {
+		t.Fatal(err)
+	}
+	p.net.run(10)
+	if got := p.b.m.Panics(); got != 1 {
+		t.Fatalf("Panics %d, want 1", got)
+	}
+	checkTables(t, p.b.m)
+	if len(p.b.m.SAs()) != 0 || len(p.b.m.childSPIs) != 0 || len(p.b.m.bySPI) != 0 {
+		t.Fatal("state left after the crash")
+	}
+	p.b.m.inst = p.b.inst
+	for range 40 {
+		// A retransmits IKE_AUTH to an IKE SA B forgot, then gives up.
+		p.advance(10 * time.Second)
+		p.net.run(20)
+	}
+	if err := p.a.m.Initiate("b", "net", nil); err != nil {
+		t.Fatal(err)
+	}
+	p.net.run(10)
+	checkKeys(t, p.a.inst, p.b.inst, 1)
+}

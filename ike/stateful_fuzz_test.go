@@ -67,7 +67,7 @@ const (
 	fiEncoding         // encoding (mod encCount)
 	fiIDDelta          // int8 added to the expected Message ID
 	fiExchange         // exchange type
-	fiFlags            // bit 0: response; bit 1: flip the I flag
+	fiFlags            // bit 0: response; bit 1: flip the I flag; fiTwo
 	fiFirst            // the first payload type of the body
 	fiFragNum          // SKF Fragment Number
 	fiFragTotal        // SKF Total Fragments
@@ -75,6 +75,7 @@ const (
 
 	fiByB = 0x80 // the exchange in progress was started by B, not A
 	fiOld = 0x40 // address the old IKE SA of a rekey
+	fiTwo = 0x04 // in fiFlags: two messages (see runStateful)
 )
 
 // encoding says how the fuzzed message is built.
@@ -203,9 +204,9 @@ func (p *fuzzPair) target(responder, old bool) fuzzTarget {
 	return ft
 }
 
-// message builds the fuzzed datagram for ft from in.
-func (ft *fuzzTarget) message(p *fuzzPair, in []byte) []byte {
-	body := in[fuzzHdrLen:]
+// message builds the fuzzed datagram for ft from the header fields of in,
+// with body as its payload chain and the Message ID moved by step.
+func (ft *fuzzTarget) message(p *fuzzPair, in, body []byte, step uint32) []byte {
 	var h ikewire.Header
 	if ft.x != nil {
 		h.SPIi, h.SPIr = ft.x.spiI, ft.x.spiR
@@ -237,7 +238,7 @@ func (ft *fuzzTarget) message(p *fuzzPair, in []byte) []byte {
 			}
 		}
 	}
-	h.MessageID = id + uint32(int32(int8(in[fiIDDelta])))
+	h.MessageID = id + uint32(int32(int8(in[fiIDDelta]))) + step
 	h.Exchange = ikewire.ExchangeType(in[fiExchange])
 	enc := encoding(in[fiEncoding] % byte(encCount))
 	if (enc.authentic() || enc == encBadICV) && (ft.x == nil || ft.x.opener == nil) {
@@ -333,9 +334,21 @@ func runStateful(t *testing.T, in []byte, responder bool) {
 	p := newFuzzPair(t, st, in[fiState]&fiByB != 0)
 	ft := p.target(responder, in[fiState]&fiOld != 0)
 	enc := encoding(in[fiEncoding] % byte(encCount))
-	msg := ft.message(p, in)
+	// With fiTwo, the body holds two payload chains: the first is
+	// body[1:1+body[0]], the second the rest, sent next with the following
+	// Message ID, so the fuzzer reaches the states its first message made.
+	body := in[fuzzHdrLen:]
+	var second []byte
+	if in[fiFlags]&fiTwo != 0 && len(body) > 0 {
+		n := min(int(body[0]), len(body)-1)
+		body, second = body[1:1+n], body[1+n:]
+	}
 	before := len(p.net.sent)
-	ft.nd.m.HandlePacket(msg, ft.from, ft.to)
+	ft.nd.m.HandlePacket(ft.message(p, in, body, 0), ft.from, ft.to)
+	if second != nil {
+		ft = p.target(responder, in[fiState]&fiOld != 0)
+		ft.nd.m.HandlePacket(ft.message(p, in, second, 1), ft.from, ft.to)
+	}
 	replies := slices.Clone(p.net.queue)
 	p.net.queue = nil
 	checkInvariants(t, p)
@@ -501,6 +514,12 @@ func statefulSeeds(f *testing.F, responder bool) [][]byte {
 					for _, d := range deltas {
 						hdr := []byte{sel, byte(e), d, byte(pr.exch), pr.flags, byte(pr.first), 1, 1}
 						out = append(out, append(hdr, pr.chain...))
+					}
+					if e == encSK && len(pr.chain) <= 255 {
+						// The same chain twice, with the current and
+						// the next Message ID.
+						hdr := []byte{sel, byte(e), 0, byte(pr.exch), pr.flags | fiTwo, byte(pr.first), 1, 1, byte(len(pr.chain))}
+						out = append(out, slices.Concat(hdr, pr.chain, pr.chain))
 					}
 				}
 			}

@@ -51,6 +51,7 @@ func (d *Daemon) Metrics() metrics.Snapshot {
 		}
 		s.IKEEventsLost = d.ike.DroppedEvents()
 		s.Panics.IKE = d.ike.Panics()
+		s.IKERefusedRetransmits = d.ike.RefusedRetransmits()
 	}
 	s.Panics.Dataplane = d.dp.Panics()
 	pol, _ := d.Policies(ctx)

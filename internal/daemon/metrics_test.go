@@ -2,6 +2,7 @@ package daemon
 
 import (
 	"bytes"
+	"context"
 	"encoding/binary"
 	"fmt"
 	"io"
@@ -301,6 +302,9 @@ func TestMetricsIKE(t *testing.T) {
 		}
 		if m.IKESAs["established"] != 1 || len(m.IKESAs) != 1 {
 			t.Errorf("%s: IKE SAs %v", p.name, m.IKESAs)
+		}
+		if st, err := p.d.Status(context.Background()); err != nil || m.Panics != (metrics.Panics{}) || st.Panics.IKE != 0 {
+			t.Errorf("%s: panics %+v, status %+v (%v), want none", p.name, m.Panics, st.Panics, err)
 		}
 	}
 	ma := a.d.Metrics()

@@ -55,6 +55,10 @@ type Snapshot struct {
 	IKEEventsLost uint64
 	// Panics counts the panics the daemon recovered from, by component.
 	Panics Panics
+	// IKERefusedRetransmits counts messages that quoted the Message ID of a
+	// peer's last request but did not get the cached response: from another
+	// address, or failing the integrity check (RFC 7296, Section 2.1).
+	IKERefusedRetransmits uint64
 	// Drops counts the packets the data plane dropped, by reason (the
 	// names of sa.Drop).
 	Drops map[string]uint64
@@ -141,6 +145,7 @@ var (
 	descHSFailed     = newDesc("ike_handshakes_failed_total", "IKE SAs that ended with an error before they were established.", nil)
 	descIKELost      = newDesc("ike_events_lost_total", "IKE engine events dropped before the daemon counted them.", nil)
 	descPanics       = newDesc("panics_total", "Panics recovered, by component; each ended only what it owned (an IKE SA, a packet).", []string{"component"})
+	descIKERefused   = newDesc("ike_refused_retransmits_total", "Messages quoting a peer's last Message ID that got no cached response: another source, or no valid ICV (RFC 7296, Section 2.1).", nil)
 	descAcquires     = newDesc("acquires_total", "ACQUIRE events: packets that matched a PROTECT rule without an SA (RFC 4301, Section 5.1.1), rate-limited per policy.", nil)
 	descDrops        = newDesc("dropped_packets_total", "Packets the data plane dropped, by reason.", []string{"reason"})
 	descTUNRead      = newDesc("dataplane_tun_read_packets_total", "Packets read from the TUN device.", nil)
@@ -154,7 +159,7 @@ var (
 	descEventsLost   = newDesc("dataplane_events_lost_total", "Data plane events dropped before the daemon saw them.", nil)
 
 	allDescs = []*prometheus.Desc{descChildBytes, descChildPackets, descChildReplay, descChildICV, descRuleHits,
-		descIKESAs, descHSStarted, descHSCompleted, descHSFailed, descIKELost, descPanics, descAcquires, descDrops,
+		descIKESAs, descHSStarted, descHSCompleted, descHSFailed, descIKELost, descPanics, descIKERefused, descAcquires, descDrops,
 		descTUNRead, descTUNWritten, descSealed, descOpened, descBypassed, descIKEMessages, descKeepalives,
 		descErrors, descEventsLost}
 )
@@ -217,6 +222,7 @@ func (c collector) Collect(ch chan<- prometheus.Metric) {
 	counter(descIKELost, s.IKEEventsLost)
 	counter(descPanics, s.Panics.IKE, "ike")
 	counter(descPanics, s.Panics.Dataplane, "dataplane")
+	counter(descIKERefused, s.IKERefusedRetransmits)
 	counter(descAcquires, s.Acquires)
 	for reason, n := range s.Drops {
 		counter(descDrops, n, reason)
