@@ -9,10 +9,10 @@ import (
 	"testing"
 )
 
-// TestManifest checks every shared test data file against the sha256 that
+// TestManifest checks every test data file against the sha256 that
 // MANIFEST.json gives for it, so that a changed vector is noticed.
 func TestManifest(t *testing.T) {
-	dir := SharedTestdata(t)
+	dir := Testdata(t)
 	raw, err := os.ReadFile(filepath.Join(dir, "MANIFEST.json"))
 	if err != nil {
 		t.Fatal(err)
