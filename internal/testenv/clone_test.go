@@ -1,0 +1,102 @@
+package testenv
+
+import (
+	"bytes"
+	"context"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+// cloneTests are the packages and tests that read the third-party test data
+// (testdata/ at the module root): known-answer vectors, corpora and
+// captures. TestSelfContainedClone runs them in a fresh clone.
+var cloneTests = []struct{ pkg, run string }{
+	{"./ah", "^(TestMalformedCorpus|FuzzOpen)$"},
+	{"./esp", "^(TestLinuxReference|TestRFC7634AppendixA)$"},
+	{"./ike", "^FuzzHandlePacket$"},
+	{"./ike/ikewire", "^(TestCorpusNoPanic|TestLibreswanPackets|TestCapturesRoundTrip|TestRFC7634AppendixB|TestPI2Frame2|FuzzParse)$"},
+	{"./ike/keys", "^(TestSKEYSEEDKAT|TestPRFPlusKAT|TestDeriveCAVP)$"},
+	{"./internal/testenv", "^(TestManifest|TestReadCaptureTestdata)$"},
+	{"./packet", "^(TestIPv4ChecksumsOfInnerPackets|TestDecodeInnerPackets|TestFixTransportChecksumCaptures)$"},
+	{"./transform", "KAT|^TestRFC7634AppendixA$|^TestLinuxESP$|Wycheproof"},
+}
+
+// TestSelfContainedClone clones the repository's HEAD into a fresh
+// temporary directory, outside the working tree and with nothing beside it
+// (no ../shared or other sibling folders), and runs there, with CI=true, the
+// tests that read known-answer vectors, corpora and captures: the
+// repository must carry everything they need. It checks what is committed,
+// not the working tree's uncommitted changes. It skips only when the
+// working tree is not a git checkout (a release tarball) or, outside CI,
+// when git is not installed.
+func TestSelfContainedClone(t *testing.T) {
+	root := RepoRoot(t)
+	git, err := exec.LookPath("git")
+	if err != nil {
+		Missing(t, "git is not installed")
+	}
+	top, err := exec.Command(git, "-C", root, "rev-parse", "--show-toplevel").Output()
+	if err != nil || filepath.Clean(strings.TrimSpace(string(top))) != filepath.Clean(root) {
+		if InCI() {
+			t.Fatalf("CI=true but %s is not the top of a git checkout (git rev-parse: %q, %v)", root, top, err)
+		}
+		t.Skipf("skipping: %s is not a git checkout", root)
+	}
+	head, err := exec.Command(git, "-C", root, "rev-parse", "HEAD").Output()
+	if err != nil {
+		t.Fatalf("git rev-parse HEAD: %v", err)
+	}
+	rev := strings.TrimSpace(string(head))
+
+	parent := t.TempDir() // a fresh directory: the clone has no siblings
+	clone := filepath.Join(parent, "goipsec")
+	run(t, parent, nil, git, "clone", "--quiet", "--no-checkout", root, clone)
+	run(t, clone, nil, git, "checkout", "--quiet", "--detach", rev)
+	if _, err := os.Stat(filepath.Join(parent, "shared")); !os.IsNotExist(err) {
+		t.Fatalf("%s/shared exists beside the clone", parent)
+	}
+
+	goBin, err := exec.LookPath("go")
+	if err != nil {
+		goBin = filepath.Join(os.Getenv("GOROOT"), "bin", "go")
+	}
+	// CI=true turns every skip for a missing requirement into a failure;
+	// GOFLAGS=-mod=readonly and GOPROXY=off keep the module graph as
+	// go.mod and go.sum say, from the module cache.
+	env := append(os.Environ(), "CI=true", "GOFLAGS=-mod=readonly", "GOPROXY=off", "GOWORK=off")
+	for _, c := range cloneTests {
+		out := run(t, clone, env, goBin, "test", "-count=1", "-v", "-run", c.run, c.pkg)
+		// A whole test may not skip; subtests may (vectors of algorithms
+		// goipsec does not implement, such as DES, say so and skip).
+		for _, line := range strings.Split(out, "\n") {
+			if strings.HasPrefix(line, "--- SKIP") {
+				t.Errorf("%s: a test skipped in the clone under CI=true: %s", c.pkg, line)
+			}
+		}
+		if !strings.Contains(out, "--- PASS") {
+			t.Errorf("%s: -run %q ran no test in the clone", c.pkg, c.run)
+		}
+	}
+}
+
+// run runs name with args in dir (with env, or the test's environment when
+// env is nil), failing the test with the output if it fails, and returns
+// its combined output.
+func run(t *testing.T, dir string, env []string, name string, args ...string) string {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, name, args...)
+	cmd.Dir = dir
+	cmd.Env = env
+	var out bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &out
+	if err := cmd.Run(); err != nil {
+		t.Fatalf("%s %s in %s: %v\n%s", name, strings.Join(args, " "), dir, err, out.String())
+	}
+	return out.String()
+}
