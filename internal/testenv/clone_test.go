@@ -27,7 +27,7 @@ var cloneTests = []struct{ pkg, run string }{
 
 // TestSelfContainedClone clones the repository's HEAD into a fresh
 // temporary directory, outside the working tree and with nothing beside it
-// (no ../shared or other sibling folders), and runs there, with CI=true, the
+// (no sibling folders to borrow data from), and runs there, with CI=true, the
 // tests that read known-answer vectors, corpora and captures: the
 // repository must carry everything they need. It checks what is committed,
 // not the working tree's uncommitted changes. It skips only when the
