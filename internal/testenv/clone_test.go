@@ -13,14 +13,15 @@ import (
 
 // cloneTests are the packages and tests that read the third-party test data
 // (testdata/ at the module root): known-answer vectors, corpora and
-// captures. TestSelfContainedClone runs them in a fresh clone.
+// captures; and the check that no file or link leads outside the
+// repository. TestSelfContainedClone runs them in a fresh clone.
 var cloneTests = []struct{ pkg, run string }{
 	{"./ah", "^(TestMalformedCorpus|FuzzOpen)$"},
 	{"./esp", "^(TestLinuxReference|TestRFC7634AppendixA)$"},
 	{"./ike", "^FuzzHandlePacket$"},
 	{"./ike/ikewire", "^(TestCorpusNoPanic|TestLibreswanPackets|TestCapturesRoundTrip|TestRFC7634AppendixB|TestPI2Frame2|FuzzParse)$"},
 	{"./ike/keys", "^(TestSKEYSEEDKAT|TestPRFPlusKAT|TestDeriveCAVP)$"},
-	{"./internal/testenv", "^(TestManifest|TestReadCaptureTestdata)$"},
+	{"./internal/testenv", "^(TestManifest|TestReadCaptureTestdata|TestRepositoryStandsAlone)$"},
 	{"./packet", "^(TestIPv4ChecksumsOfInnerPackets|TestDecodeInnerPackets|TestFixTransportChecksumCaptures)$"},
 	{"./transform", "KAT|^TestRFC7634AppendixA$|^TestLinuxESP$|Wycheproof"},
 }
