@@ -1,7 +1,6 @@
 package ah
 
 import (
-	"path/filepath"
 	"testing"
 
 	"github.com/goipsec/goipsec/internal/testenv"
@@ -11,8 +10,7 @@ import (
 // malformedSeeds returns the IP packets of tcpdump's AH crash capture.
 func malformedSeeds(t testing.TB) [][]byte {
 	t.Helper()
-	dir := testenv.SharedTestdata(t)
-	return testenv.ReadPcap(t, filepath.Join(dir, "corpus", "tcpdump-malformed", "heapoverflow-ip_demux_print.pcap"))
+	return testenv.ReadPcap(t, testenv.TestdataFile(t, "corpus/tcpdump-malformed/heapoverflow-ip_demux_print.pcap"))
 }
 
 // FuzzOpen feeds arbitrary bytes to Open on SAs of every mode and family.

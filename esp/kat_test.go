@@ -5,7 +5,6 @@ import (
 	"crypto/hmac"
 	"crypto/sha256"
 	"encoding/binary"
-	"path/filepath"
 	"testing"
 
 	"golang.org/x/crypto/chacha20poly1305"
@@ -36,7 +35,7 @@ func loadLinuxRef(t testing.TB) []linuxRef {
 	var f struct {
 		Packets []linuxRef `json:"packets"`
 	}
-	testenv.ReadJSON(t, filepath.Join(testenv.SharedTestdata(t), "esp", "scapy-linux-reference.json"), &f)
+	testenv.ReadJSON(t, testenv.TestdataFile(t, "esp/scapy-linux-reference.json"), &f)
 	if len(f.Packets) != 11 {
 		t.Fatalf("%d packets, want 11", len(f.Packets))
 	}
@@ -155,7 +154,7 @@ func TestRFC7634AppendixA(t *testing.T) {
 	var f struct {
 		Vectors []chachaVector `json:"vectors"`
 	}
-	testenv.ReadJSON(t, filepath.Join(testenv.SharedTestdata(t), "kat", "chacha20poly1305.json"), &f)
+	testenv.ReadJSON(t, testenv.TestdataFile(t, "kat/chacha20poly1305.json"), &f)
 	var v *chachaVector
 	for i := range f.Vectors {
 		if f.Vectors[i].Name == "chacha20poly1305_3" {

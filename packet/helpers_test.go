@@ -28,7 +28,7 @@ func refChecksum(b []byte, initial uint32) uint16 {
 	return ^uint16(s)
 }
 
-// innerPacket is a decrypted inner packet from the shared test data with the
+// innerPacket is a decrypted inner packet from the test data with the
 // facts its source states in a summary line.
 type innerPacket struct {
 	name     string
@@ -44,7 +44,7 @@ type innerPacket struct {
 // captures), with their summaries such as
 // "IPv4 10.200.0.1 -> 10.100.0.1 ICMP type 8 id 351 seq 1, 84 bytes".
 func loadInnerPackets(t *testing.T) []innerPacket {
-	td := testenv.SharedTestdata(t)
+	td := testenv.Testdata(t)
 	var out []innerPacket
 	add := func(name, hexPkt, summary string) {
 		pkt, err := hex.DecodeString(hexPkt)

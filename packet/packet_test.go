@@ -119,7 +119,7 @@ var udpFrames = map[string][]int{
 }
 
 func TestFixTransportChecksumCaptures(t *testing.T) {
-	td := testenv.SharedTestdata(t)
+	td := testenv.Testdata(t)
 	for file, frames := range udpFrames {
 		pkts := map[int][]byte{} // the IPv4 packets by frame number
 		for _, p := range testenv.ReadCapture(t, filepath.Join(td, "pcap", file)) {

@@ -8,7 +8,6 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"os"
-	"path/filepath"
 	"testing"
 
 	"github.com/goipsec/goipsec/internal/testenv"
@@ -29,17 +28,18 @@ func loadJSON(t testing.TB, path string, v any) {
 	t.Helper()
 	raw, err := os.ReadFile(path)
 	if err != nil {
-		testenv.Missing(t, err.Error())
+		t.Fatal(err)
 	}
 	if err := json.Unmarshal(raw, v); err != nil {
 		t.Fatalf("%s: %v", path, err)
 	}
 }
 
-// kat returns the path of a file of the shared known-answer vectors.
+// kat returns the path of a file of the known-answer vectors in testdata/kat
+// at the module root.
 func kat(t testing.TB, name string) string {
 	t.Helper()
-	return filepath.Join(testenv.SharedTestdata(t), "kat", name)
+	return testenv.TestdataFile(t, "kat/"+name)
 }
 
 // wycheproof loads a Wycheproof test vector file from the module's embedded

@@ -1,7 +1,7 @@
 package transform
 
-// Known-answer tests. The vectors are in ../shared/testdata (see its
-// README.md and MANIFEST.json): strongSwan's test_vectors plugin, which
+// Known-answer tests. The vectors are in testdata/ at the module root (see
+// its README.md and MANIFEST.json): strongSwan's test_vectors plugin, which
 // carries RFC 3566, RFC 3602, RFC 3686, RFC 4868, RFC 2202, RFC 7539/7634,
 // NIST SP 800-38A and the McGrew-Viega GCM test cases, and ESP packets made
 // by the Linux kernel (transcribed from scapy's regression tests).
@@ -12,7 +12,6 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
-	"path/filepath"
 	"strings"
 	"testing"
 
@@ -348,7 +347,7 @@ func TestLinuxESP(t *testing.T) {
 			} `json:"decrypted"`
 		} `json:"packets"`
 	}
-	loadJSON(t, filepath.Join(testenv.SharedTestdata(t), "esp", "scapy-linux-reference.json"), &f)
+	loadJSON(t, testenv.TestdataFile(t, "esp/scapy-linux-reference.json"), &f)
 	var n int
 	for _, p := range f.Packets {
 		pkt := unhex(t, p.Packet)

@@ -1,6 +1,6 @@
 package transform
 
-// Key exchange known answers: ../shared/testdata/kat/modp.json (generated
+// Key exchange known answers: testdata/kat/modp.json (generated
 // by strongSwan, re-checked with Python), ecp.json (RFC 5114 Appendix A),
 // curve25519.json (RFC 7748 Section 6.1, RFC 8031) and ml_kem.json (liboqs
 // NIST KATs, reproduced here through the NIST AES-256 CTR_DRBG); Wycheproof

@@ -2,7 +2,7 @@ package transform
 
 // PRF known answers: RFC 4868 / RFC 4231 (HMAC-SHA2), RFC 2202 (HMAC-SHA1)
 // and RFC 3566 / RFC 4434 (AES-XCBC-PRF-128, including its 10- and 18-byte
-// keys), from ../shared/testdata/kat (strongSwan's test_vectors plugin), and
+// keys), from testdata/kat (strongSwan's test_vectors plugin), and
 // Wycheproof's HMAC vectors. Proposal parsing against the strongSwan syntax.
 
 import (

@@ -56,7 +56,7 @@ func checkRoundTrip(t testing.TB, b []byte) (*Message, error) {
 }
 
 // TestCorpusNoPanic parses the whole openiked OSS-Fuzz corpus, the libreswan
-// fuzzer packets and every IKE message in the shared captures (including
+// fuzzer packets and every IKE message in the captures (including
 // tcpdump's crash reproducers): no panics, every error a *ParseError, and
 // every message that parses re-marshals to an equal message.
 func TestCorpusNoPanic(t *testing.T) {
@@ -75,7 +75,7 @@ func TestCorpusNoPanic(t *testing.T) {
 		counts["libreswan/"+outcome(err)]++
 	}
 	for _, dir := range []string{"pcap", "corpus/tcpdump-malformed"} {
-		for _, f := range capturesIn(t, shared(t, dir), "") {
+		for _, f := range capturesIn(t, testdata(t, dir), "") {
 			for _, fr := range pcapIKE(t, f) {
 				_, err := checkRoundTrip(t, fr.Msg)
 				counts[dir+"/"+outcome(err)]++
@@ -215,13 +215,13 @@ func clearCritical(b []byte) ([]byte, int) {
 	return b, n
 }
 
-// TestCapturesRoundTrip parses the IKEv2 messages in the shared captures
+// TestCapturesRoundTrip parses the IKEv2 messages in the captures
 // and checks that they re-marshal byte for byte. The one exception is
 // ikev2pI2.pcap, which sets the critical bit on its known payloads
 // (keys.json caveats): receivers ignore it and Marshal sends it clear
 // (RFC 7296, Section 3.2), so those bits alone differ. IKEv1 messages in isakmp4500.pcap are dropped.
 func TestCapturesRoundTrip(t *testing.T) {
-	dir := shared(t, "pcap")
+	dir := testdata(t, "pcap")
 	want := map[string]int{"ikev2four.pcap": 21, "ikev2pI2.pcap": 2, "ikev2_notify_redirect.pcap": 4, "ikev2_nat_t.pcapng": 30}
 	for name, n := range want {
 		frames := pcapIKE(t, filepath.Join(dir, name))

@@ -14,15 +14,12 @@ import (
 	"github.com/goipsec/goipsec/internal/testenv"
 )
 
-// seedMessages returns fuzz seeds from the shared data: the first 300
+// seedMessages returns fuzz seeds from the test data: the first 300
 // openiked corpus files, Libreswan's packets and the IKE messages of the
 // captures. Copies whose Length field is set to the datagram length are
 // added for the corpus files, so that seeds reach the payload parser.
 func seedMessages(t testing.TB) [][]byte {
-	dir := filepath.Join(testenv.RepoRoot(t), "..", "shared", "testdata")
-	if _, err := os.Stat(filepath.Join(dir, "MANIFEST.json")); err != nil {
-		return nil // fuzzing still works from testdata/fuzz
-	}
+	dir := testenv.Testdata(t)
 	var out [][]byte
 	for _, b := range openikedCorpus(t, 300) {
 		out = append(out, b)

@@ -10,10 +10,11 @@ import (
 	"github.com/goipsec/goipsec/internal/testenv"
 )
 
-// shared returns the path of a file in the shared third-party test data.
-func shared(t testing.TB, rel string) string {
+// testdata returns the path of a file of the third-party test data
+// (testdata/ at the module root).
+func testdata(t testing.TB, rel string) string {
 	t.Helper()
-	return filepath.Join(testenv.SharedTestdata(t), rel)
+	return testenv.TestdataFile(t, rel)
 }
 
 // openikedCorpus returns up to limit files (all if limit <= 0) of the
@@ -33,7 +34,7 @@ func libreswanPackets(t testing.TB) (ikev2, ikev1 []libreswanPacket) {
 		IKEv2 []libreswanPacket `json:"ikev2_packets"`
 		IKEv1 []libreswanPacket `json:"ikev1_cve_packets"`
 	}
-	testenv.ReadJSON(t, shared(t, "corpus/libreswan-bad-ikev2.json"), &doc)
+	testenv.ReadJSON(t, testdata(t, "corpus/libreswan-bad-ikev2.json"), &doc)
 	return doc.IKEv2, doc.IKEv1
 }
 

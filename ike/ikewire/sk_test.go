@@ -26,7 +26,7 @@ func TestRFC7634AppendixB(t *testing.T) {
 		AAD       string `json:"aad_hex"`
 		Plaintext string `json:"plaintext_hex"`
 	}
-	testenv.ReadJSON(t, shared(t, "ike-rfc7634-appendix-b.json"), &v)
+	testenv.ReadJSON(t, testdata(t, "ike-rfc7634-appendix-b.json"), &v)
 	want := testenv.Unhex(t, v.Expected)
 	c, err := NewSKCipher(iana.EncrChaCha20Poly1305, iana.IntegNone, testenv.Unhex(t, v.Inputs.Keymat), nil)
 	if err != nil {
@@ -113,7 +113,7 @@ func TestPI2Frame2(t *testing.T) {
 			} `json:"frame2"`
 		} `json:"captures"`
 	}
-	testenv.ReadJSON(t, shared(t, "pcap/keys.json"), &keys)
+	testenv.ReadJSON(t, testdata(t, "pcap/keys.json"), &keys)
 	k := keys.Captures["ikev2pI2.pcap"]
 	block, err := aes.NewCipher(testenv.Unhex(t, k.IKESA.SKei))
 	if err != nil {

@@ -1,6 +1,6 @@
 package keys
 
-// Known answers: ../shared/testdata/kat/kdf_prf.json (SKEYSEED) and
+// Known answers: testdata/kat/kdf_prf.json (SKEYSEED) and
 // kdf_prf_plus.json (prf+), both from NIST CAVP SP 800-135 IKEv2 KDF tests
 // (and one RFC 4868-derived prf+ vector), through strongSwan's test_vectors
 // plugin. The prf+ vectors continue the SKEYSEED vectors (their key is the
@@ -19,7 +19,6 @@ import (
 	"hash"
 	"log/slog"
 	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 
@@ -39,10 +38,10 @@ func unhex(t testing.TB, s string) []byte {
 
 func loadKAT(t testing.TB, name string, v any) {
 	t.Helper()
-	path := filepath.Join(testenv.SharedTestdata(t), "kat", name)
+	path := testenv.TestdataFile(t, "kat/"+name)
 	raw, err := os.ReadFile(path)
 	if err != nil {
-		testenv.Missing(t, err.Error())
+		t.Fatal(err)
 	}
 	if err := json.Unmarshal(raw, v); err != nil {
 		t.Fatalf("%s: %v", path, err)

@@ -26,7 +26,7 @@ type ikeDatagram struct {
 }
 
 // openikedCorpus returns the raw IKE messages of the openiked OSS-Fuzz
-// corpus in ../shared/testdata/corpus (see its README and MANIFEST).
+// corpus in testdata/corpus at the module root (see testdata/README.md).
 func openikedCorpus(t *testing.T, dir string) [][]byte { return testenv.OpenikedCorpus(t, 0) }
 
 // libreswanPackets returns the IKEv2 and IKEv1 packets of
@@ -54,7 +54,7 @@ func tcpdumpIKE(t *testing.T, dir string) []ikeDatagram {
 	t.Helper()
 	files, err := filepath.Glob(filepath.Join(dir, "corpus", "tcpdump-malformed", "*.pcap*"))
 	if err != nil || len(files) == 0 {
-		testenv.Missing(t, "no captures in corpus/tcpdump-malformed")
+		t.Fatal("no captures in testdata/corpus/tcpdump-malformed")
 	}
 	var out []ikeDatagram
 	for _, file := range files {
@@ -93,7 +93,7 @@ func tcpdumpIKE(t *testing.T, dir string) []ikeDatagram {
 }
 
 // TestIKEMalformed sends the malformed-message corpora of
-// ../shared/testdata/corpus from a third namespace to a goipsec responder
+// testdata/corpus from a third namespace to a goipsec responder
 // that holds an established IKE SA with another goipsec, while a ping runs
 // through the tunnel: the 15,762 openiked messages to port 500, every tenth
 // of them also to port 4500 behind the non-ESP marker (RFC 3948, Section
@@ -109,7 +109,7 @@ func tcpdumpIKE(t *testing.T, dir string) []ikeDatagram {
 // remain.
 func TestIKEMalformed(t *testing.T) {
 	requireBins(t)
-	data := testenv.SharedTestdata(t)
+	data := testenv.Testdata(t)
 	var inputs []ikeDatagram
 	corpus := openikedCorpus(t, data)
 	bad := libreswanPackets(t, data)

@@ -5,18 +5,18 @@ import (
 	"compress/gzip"
 	"io"
 	"os"
-	"path/filepath"
 	"testing"
 )
 
 // OpenikedCorpus returns up to limit messages (all when limit <= 0) of the
-// openiked OSS-Fuzz corpus of raw IKE messages in the shared test data
-// (corpus/ike-openiked-corpus.tar.gz, see its README), in archive order.
+// openiked OSS-Fuzz corpus of raw IKE messages in the test data
+// (testdata/corpus/ike-openiked-corpus.tar.gz, see testdata/README.md), in
+// archive order.
 func OpenikedCorpus(t testing.TB, limit int) [][]byte {
 	t.Helper()
-	f, err := os.Open(filepath.Join(SharedTestdata(t), "corpus", "ike-openiked-corpus.tar.gz"))
+	f, err := os.Open(TestdataFile(t, "corpus/ike-openiked-corpus.tar.gz"))
 	if err != nil {
-		Missing(t, err.Error())
+		t.Fatal(err)
 	}
 	defer f.Close()
 	zr, err := gzip.NewReader(f)

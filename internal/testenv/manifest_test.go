@@ -4,15 +4,19 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
+	"io/fs"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 )
 
-// TestManifest checks every shared test data file against the sha256 that
-// MANIFEST.json gives for it, so that a changed vector is noticed.
+// TestManifest checks every test data file against the sha256 that
+// MANIFEST.json gives for it, so that a changed vector is noticed; that
+// every file of testdata/ is listed there; and that README.md names each
+// listed file with its origin and licence.
 func TestManifest(t *testing.T) {
-	dir := SharedTestdata(t)
+	dir := Testdata(t)
 	raw, err := os.ReadFile(filepath.Join(dir, "MANIFEST.json"))
 	if err != nil {
 		t.Fatal(err)
@@ -29,7 +33,16 @@ func TestManifest(t *testing.T) {
 	if len(m.Files) == 0 {
 		t.Fatal("MANIFEST.json lists no files")
 	}
+	readme, err := os.ReadFile(filepath.Join(dir, "README.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	listed := map[string]bool{"MANIFEST.json": true}
 	for _, f := range m.Files {
+		listed[f.Path] = true
+		if f.Path != "README.md" && !strings.Contains(string(readme), "| `"+f.Path+"` |") {
+			t.Errorf("%s: README.md has no row for it (origin and licence)", f.Path)
+		}
 		b, err := os.ReadFile(filepath.Join(dir, f.Path))
 		if err != nil {
 			t.Errorf("%s: %v", f.Path, err)
@@ -39,5 +52,21 @@ func TestManifest(t *testing.T) {
 		if got := hex.EncodeToString(sum[:]); got != f.SHA256 {
 			t.Errorf("%s: sha256 %s, MANIFEST says %s", f.Path, got, f.SHA256)
 		}
+	}
+	err = filepath.WalkDir(dir, func(path string, d fs.DirEntry, err error) error {
+		if err != nil || d.IsDir() {
+			return err
+		}
+		rel, err := filepath.Rel(dir, path)
+		if err != nil {
+			return err
+		}
+		if !listed[filepath.ToSlash(rel)] {
+			t.Errorf("%s: not in MANIFEST.json (sha256, source, licence)", rel)
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
 	}
 }

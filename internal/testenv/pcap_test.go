@@ -8,12 +8,12 @@ import (
 	"testing"
 )
 
-// TestReadCaptureShared reads every capture of the shared test data. The
+// TestReadCaptureTestdata reads every capture of the test data. The
 // frame counts are those of pcap/keys.json; the IP packet counts were
 // listed with tshark 4.0.17 (-Y "ip or ipv6"): every frame is IP except
 // the 8 ARP frames of isakmp4500.pcap.
-func TestReadCaptureShared(t *testing.T) {
-	dir := SharedTestdata(t)
+func TestReadCaptureTestdata(t *testing.T) {
+	dir := Testdata(t)
 	var keys struct {
 		Captures map[string]struct {
 			FrameCount int `json:"frame_count"`

@@ -1,9 +1,11 @@
 // Package testenv holds what tests share about their environment: where the
 // third-party test data lives and how to read it (hex, JSON, packet
 // captures), whether this is CI, and whether the test may use root-only
-// features such as network namespaces. Tests skip when a requirement is
-// missing, except under CI=true, where they fail instead: CI runs as root
-// with every package installed by make test.
+// features such as network namespaces. Tests skip when a requirement of the
+// machine is missing (root, a program), except under CI=true, where they fail
+// instead: CI runs as root with every package installed by make test. The
+// test data is part of the repository (testdata/ at the module root), so a
+// missing data file always fails the test.
 package testenv
 
 import (
@@ -46,15 +48,27 @@ func RepoRoot(t testing.TB) string {
 	}
 }
 
-// SharedTestdata returns the read-only third-party test data folder, which
-// sits beside the checkout as ../shared/testdata.
-func SharedTestdata(t testing.TB) string {
+// Testdata returns the read-only third-party test data folder, testdata/ at
+// the module root (see its README.md and MANIFEST.json). The folder is part
+// of the repository: if it is missing the test fails, with or without CI.
+func Testdata(t testing.TB) string {
 	t.Helper()
-	dir := filepath.Join(RepoRoot(t), "..", "shared", "testdata")
+	dir := filepath.Join(RepoRoot(t), "testdata")
 	if _, err := os.Stat(filepath.Join(dir, "MANIFEST.json")); err != nil {
-		Missing(t, "the shared test data is not at "+dir)
+		t.Fatalf("testenv: the test data is missing from the repository: %v", err)
 	}
 	return dir
+}
+
+// TestdataFile returns the path of the file rel (slash-separated, relative to
+// testdata/) of the test data, failing the test if it does not exist.
+func TestdataFile(t testing.TB, rel string) string {
+	t.Helper()
+	p := filepath.Join(Testdata(t), filepath.FromSlash(rel))
+	if _, err := os.Stat(p); err != nil {
+		t.Fatalf("testenv: test data file missing from the repository: %v", err)
+	}
+	return p
 }
 
 // RequireRoot skips (or fails under CI) unless the test runs as root.

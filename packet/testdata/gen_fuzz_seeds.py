@@ -39,7 +39,7 @@ def frag(nh, off, m):
 S4,D4=a4('192.0.2.1'),a4('198.51.100.2')
 S6,D6=a6('2001:db8::1'),a6('2001:db8::2')
 here=os.path.dirname(os.path.abspath(__file__))
-ref=json.load(open(os.path.join(here,'..','..','..','shared','testdata','esp','scapy-linux-reference.json')))
+ref=json.load(open(os.path.join(here,'..','..','testdata','esp','scapy-linux-reference.json')))
 icmp4=bytes.fromhex(ref['packets'][0]['decrypted']['inner_packet_hex'])
 icmp6=struct.pack('!BBHHH',128,0,0,1,1)+b'ping'
 icmp6=icmp6[:2]+struct.pack('!H',l4sum(S6,D6,58,icmp6,True))+icmp6[4:]
