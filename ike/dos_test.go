@@ -1,8 +1,11 @@
 package ike
 
 import (
+	crand "crypto/rand"
 	"encoding/binary"
+	"io"
 	"net/netip"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -205,5 +208,45 @@ func TestCookieSecretRotation(t *testing.T) {
 	p.clk.t = p.clk.t.Add(10 * time.Minute)
 	if m := flood(t, p, req, src, 5, fresh); cookieOfAnswer(m) == nil {
 		t.Fatalf("a cookie ten lifetimes old was accepted: %v", m)
+	}
+}
+
+// panicRand panics while on is set, else reads from r.
+type panicRand struct {
+	on *atomic.Bool
+	r  io.Reader
+}
+
+func (p panicRand) Read(b []byte) (int, error) {
+	if p.on.Load() {
+		panic("test: randomness panics")
+	}
+	return p.r.Read(b)
+}
+
+// TestHandlePacketPanicDropsOnlyTheMessage: a panic while a message is
+// parsed or admitted (HandlePacket runs on the caller's reader goroutine,
+// outside any IKE SA's actor) drops that message, is counted in Panics, and
+// leaves the Manager's lock free, so the next request is answered.
+func TestHandlePacketPanicDropsOnlyTheMessage(t *testing.T) {
+	var on atomic.Bool
+	p, req := dosPair(t, func(b *Config) {
+		r := b.Rand
+		if r == nil {
+			r = crand.Reader
+		}
+		b.Rand = panicRand{on: &on, r: r}
+		b.CookieThreshold = -1
+	})
+	on.Store(true)
+	if m := flood(t, p, req, netip.MustParseAddr("198.51.100.7"), 0x1111, nil); m != nil {
+		t.Fatalf("an answer to the request whose admission panicked: %v", m)
+	}
+	on.Store(false)
+	if n := p.b.m.Panics(); n != 1 {
+		t.Fatalf("Panics() = %d, want 1", n)
+	}
+	if m := flood(t, p, req, netip.MustParseAddr("198.51.100.8"), 0x2222, nil); m == nil {
+		t.Fatal("no answer to the next request: the Manager is stuck")
 	}
 }

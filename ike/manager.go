@@ -49,6 +49,8 @@ type Manager struct {
 	events  chan Event
 	dropped atomic.Uint64
 	panics  atomic.Uint64
+	// recvPanics counts the panics of HandlePacket, whose first is logged.
+	recvPanics atomic.Uint64
 	// refusedResends counts retransmitted requests that did not get the
 	// cached response (RFC 7296, Section 2.1; see session.retransmitted).
 	refusedResends atomic.Uint64
@@ -390,6 +392,18 @@ func (m *Manager) Close() error {
 // Malformed input is dropped and never builds state (RFC 7296, Section
 // 2.21).
 func (m *Manager) HandlePacket(pkt []byte, from, to netip.AddrPort) {
+	// The reader's goroutine belongs to the caller: a panic while parsing
+	// or admitting a message drops that message only, and is counted with
+	// the actors' (Panics).
+	defer func() {
+		if r := recover(); r != nil {
+			m.panics.Add(1)
+			if m.recvPanics.Add(1) == 1 { // the first with its stack; then counted
+				m.cfg.Logger.Error("ike: panic while receiving a message; the message is dropped (further ones are only counted)",
+					"from", from.String(), "panic", fmt.Sprint(r), "stack", string(debug.Stack()))
+			}
+		}
+	}()
 	from = netip.AddrPortFrom(from.Addr().Unmap(), from.Port())
 	to = netip.AddrPortFrom(to.Addr().Unmap(), to.Port())
 	if to.Port() == m.cfg.NATTPort {
@@ -403,35 +417,38 @@ func (m *Manager) HandlePacket(pkt []byte, from, to netip.AddrPort) {
 		return
 	}
 	pkt = bytes.Clone(pkt)
-	m.mu.Lock()
-	if m.closed {
-		m.mu.Unlock()
+	a, fresh := m.route(pkt, &h, from, to)
+	if a == nil {
 		return
 	}
-	var a *actor
+	if fresh {
+		m.start(a)
+	}
+	m.deliver(a, input{kind: inPacket, pkt: pkt, from: from, to: to})
+}
+
+// route finds the actor of the IKE SA a message with header h belongs to,
+// or creates a responder for a new IKE_SA_INIT request (fresh is then
+// true); nil drops the message. The lock is released even if admission
+// panics, so the Manager stays usable (see HandlePacket).
+func (m *Manager) route(pkt []byte, h *ikewire.Header, from, to netip.AddrPort) (a *actor, fresh bool) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.closed {
+		return nil, false
+	}
 	if h.Exchange == ikewire.IKE_SA_INIT && !h.IsResponse() && h.IsInitiator() && h.SPIr == 0 {
 		if a = m.byInit[initKey{h.SPIi, from}]; a == nil {
-			a = m.newResponderLocked(pkt, &h, from, to)
-			if a == nil {
-				m.mu.Unlock()
-				return
-			}
-			m.mu.Unlock()
-			m.start(a)
-			m.deliver(a, input{kind: inPacket, pkt: pkt, from: from, to: to})
-			return
+			a = m.newResponderLocked(pkt, h, from, to)
+			return a, a != nil
 		}
-	} else {
-		our := h.SPIi
-		if h.IsInitiator() {
-			our = h.SPIr
-		}
-		a = m.bySPI[our]
+		return a, false
 	}
-	m.mu.Unlock()
-	if a != nil {
-		m.deliver(a, input{kind: inPacket, pkt: pkt, from: from, to: to})
+	our := h.SPIi
+	if h.IsInitiator() {
+		our = h.SPIr
 	}
+	return m.bySPI[our], false
 }
 
 // newResponderLocked creates the session for a new IKE_SA_INIT request, or
