@@ -152,6 +152,12 @@ func (d *Daemon) childOf(ikeID uint32, c ike.ChildSA) ctlapi.ChildSA {
 	}
 	if c.KE != iana.KENone {
 		out.KE = transform.KEName(c.KE)
+		out.KEs = []string{out.KE}
+		for _, k := range c.AddKE {
+			if k != iana.KENone {
+				out.KEs = append(out.KEs, transform.KEName(k))
+			}
+		}
 	}
 	if c.Limits.Hard.Time != 0 {
 		out.Lifetime.ExpireAt = c.Installed.Add(c.Limits.Hard.Time)
