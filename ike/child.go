@@ -352,7 +352,8 @@ func (s *session) acceptChild(x *ikeSA, pl []ikewire.Payload, old *child, withKE
 		}
 	}
 	if !ok {
-		s.log.Info("ike: no acceptable CHILD SA proposal", "peer", s.peerName())
+		s.log.Info("ike: no acceptable CHILD SA proposal", "peer", s.peerName(),
+			"offered", offeredText(sap.Proposals), "configured", childConfiguredText(cands...))
 		return nil, ikewire.NotifyNoProposalChosen, nil
 	}
 	if !keOK || (suite.ke != iana.KENone && ke == nil) {
