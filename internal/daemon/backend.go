@@ -295,7 +295,7 @@ func (d *Daemon) Reload(ctx context.Context) (ctlapi.ReloadResult, error) {
 	default:
 		return res, err
 	}
-	d.log.Info("reload", "changed", res.Changed)
+	subsystemLog(d.opts.Logger, "config").Info("reload", "changed", res.Changed, "summary", res.Summary)
 	d.events.publish(ctlapi.Event{Type: ctlapi.EventReload, Time: d.opts.Now(), Fields: map[string]string{"changed": fmt.Sprint(res.Changed), "summary": res.Summary}})
 	return res, nil
 }
