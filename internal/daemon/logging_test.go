@@ -91,3 +91,22 @@ func TestReloadChangesLogLevels(t *testing.T) {
 		t.Error("daemon info still enabled at level warn")
 	}
 }
+
+// BenchmarkLogHandlerFiltered is the cost of a debug record that a
+// subsystem's level filters out.
+func BenchmarkLogHandlerFiltered(b *testing.B) {
+	log := subsystemLog(slog.New(NewLogHandler(io.Discard, config.Log{Level: slog.LevelInfo})), "dataplane")
+	b.ReportAllocs()
+	for b.Loop() {
+		log.Debug("filtered", "n", 1)
+	}
+}
+
+// BenchmarkLogHandlerText is the cost of a record written as text.
+func BenchmarkLogHandlerText(b *testing.B) {
+	log := subsystemLog(slog.New(NewLogHandler(io.Discard, config.Log{Level: slog.LevelInfo})), "dataplane")
+	b.ReportAllocs()
+	for b.Loop() {
+		log.Info("written", "n", 1)
+	}
+}
