@@ -87,7 +87,8 @@ type Server struct {
 	// userspace TCP/IP stack, ESP in UDP only); nil selects host mode.
 	Netstack *Netstack
 	// Logger receives the Server's logs; nil means slog.Default(). Key
-	// material is never logged.
+	// material is never logged. NewLogger makes one that follows
+	// daemon.log (format, a level per subsystem, reloads).
 	Logger *slog.Logger
 	// ControlSocket says whether to serve the control API on
 	// daemon.socket; the zero value serves it in host mode only.
@@ -248,7 +249,7 @@ func (s *Server) Start(ctx context.Context) error {
 	}
 	if l != nil {
 		go func() {
-			err := ctlserver.Serve(sctx, l, s.d, log)
+			err := ctlserver.Serve(sctx, l, s.d, log.With("subsystem", "ctl"))
 			if err != nil && !errors.Is(err, context.Canceled) {
 				s.err = fmt.Errorf("ipsec: control socket: %w", err)
 			}

@@ -129,10 +129,43 @@ type TUN struct {
 	MTU  int    // default DefaultTUNMTU
 }
 
-// Log configures logging (daemon.log).
+// Log configures logging (daemon.log), in the manner of charon's filelog:
+// one output format and a level per subsystem.
+//
+//	daemon:
+//	  log: {level: info, format: json, subsystems: {ike: debug, dataplane: warn}}
+//
+// Log is comparable, so that a reload can tell whether it changed.
 type Log struct {
 	Level  slog.Level // debug, info (default), warn, error
-	Format string     // "text" (default) or "json"
+	Format string     // "text" (default) or "json"; read at start only
+	// Subsystems holds the levels daemon.log.subsystems sets, indexed as
+	// LogSubsystems; a subsystem whose entry is not Set logs at Level.
+	Subsystems [len(LogSubsystems)]SubsystemLevel
+}
+
+// SubsystemLevel is the level of one subsystem, if Set.
+type SubsystemLevel struct {
+	Set   bool
+	Level slog.Level
+}
+
+// LogSubsystems are the names daemon.log.subsystems accepts, each the value
+// of the "subsystem" attribute of that part's log records: the IKE engine,
+// the data plane, policy enforcement (routes and firewall rules),
+// configuration loading and reloads, the daemon's own life and manual
+// SAs, and the control API.
+var LogSubsystems = [...]string{"ike", "dataplane", "policy", "config", "daemon", "ctl"}
+
+// LevelOf returns the level of subsystem name: its own if set, else Level
+// (also for a name not in LogSubsystems).
+func (l Log) LevelOf(name string) slog.Level {
+	for i, n := range LogSubsystems {
+		if n == name && l.Subsystems[i].Set {
+			return l.Subsystems[i].Level
+		}
+	}
+	return l.Level
 }
 
 // Connection is an IKE connection (connections.<name>), as in swanctl.conf.

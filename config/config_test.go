@@ -423,7 +423,7 @@ func TestDefaults(t *testing.T) {
 		if err != nil {
 			t.Fatalf("%q: %v", in, err)
 		}
-		if c.Daemon.Socket != DefaultSocket || c.Daemon.StateDir != DefaultStateDir || c.Daemon.TUN != (TUN{"ipsec0", 1400}) || c.Daemon.Log != (Log{slog.LevelInfo, "text"}) || c.Daemon.MetricsListen != "" {
+		if c.Daemon.Socket != DefaultSocket || c.Daemon.StateDir != DefaultStateDir || c.Daemon.TUN != (TUN{"ipsec0", 1400}) || c.Daemon.Log != (Log{Level: slog.LevelInfo, Format: "text"}) || c.Daemon.MetricsListen != "" {
 			t.Errorf("%q: daemon = %+v", in, c.Daemon)
 		}
 	}

@@ -124,9 +124,23 @@ func (d *decoder) daemon(dm *Daemon, key string, n *yaml.Node) {
 		}},
 		{"log", func(key string, n *yaml.Node) {
 			d.mapping(n, key, []field{
-				{"level", enum(d, &dm.Log.Level, []string{"debug", "info", "warn", "error"},
-					[]slog.Level{slog.LevelDebug, slog.LevelInfo, slog.LevelWarn, slog.LevelError})},
+				{"level", logLevel(d, &dm.Log.Level)},
 				{"format", enum(d, &dm.Log.Format, []string{"text", "json"}, []string{"text", "json"})},
+				{"subsystems", func(key string, n *yaml.Node) {
+					fields := make([]field, len(LogSubsystems))
+					for i, name := range LogSubsystems {
+						sub := &dm.Log.Subsystems[i]
+						fields[i] = field{name, func(key string, n *yaml.Node) {
+							const unset = slog.Level(-100) // no level logLevel sets
+							lv := unset
+							logLevel(d, &lv)(key, n)
+							if lv != unset {
+								*sub = SubsystemLevel{Set: true, Level: lv}
+							}
+						}}
+					}
+					d.mapping(n, key, fields)
+				}},
 			})
 		}},
 		{"ike", func(key string, n *yaml.Node) {
@@ -155,6 +169,12 @@ func (d *decoder) daemon(dm *Daemon, key string, n *yaml.Node) {
 			})
 		}},
 	})
+}
+
+// logLevel reads a slog level by its lowercase name.
+func logLevel(d *decoder, dst *slog.Level) func(string, *yaml.Node) {
+	return enum(d, dst, []string{"debug", "info", "warn", "error"},
+		[]slog.Level{slog.LevelDebug, slog.LevelInfo, slog.LevelWarn, slog.LevelError})
 }
 
 // absPath reads an absolute path.

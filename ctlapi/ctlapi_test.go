@@ -128,3 +128,20 @@ func TestImportsOnlyStdlib(t *testing.T) {
 		}
 	}
 }
+
+// TestChildSAKEsWireNames checks the JSON names of a hybrid CHILD SA's key
+// exchanges: "ke" keeps the first, "kes" lists them all, and both are
+// absent without PFS.
+func TestChildSAKEsWireNames(t *testing.T) {
+	b, err := json.Marshal(ctlapi.ChildSA{KE: "x25519", KEs: []string{"x25519", "mlkem768"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s := string(b); !strings.Contains(s, `"ke":"x25519","kes":["x25519","mlkem768"]`) {
+		t.Errorf("hybrid CHILD SA: %s", s)
+	}
+	b, _ = json.Marshal(ctlapi.ChildSA{})
+	if s := string(b); strings.Contains(s, `"ke"`) || strings.Contains(s, `"kes"`) {
+		t.Errorf("CHILD SA without PFS: %s", s)
+	}
+}

@@ -169,6 +169,11 @@ type ChildSA struct {
 	// (PFS, RFC 7296 Section 1.3.1), as a strongSwan keyword such as
 	// "x25519"; absent when the SA's keys came from the IKE SA alone.
 	KE string `json:"ke,omitempty"`
+	// KEs lists every key exchange of the CHILD SA in the order they ran:
+	// KE first, then the Additional Key Exchanges of RFC 9370 (Section
+	// 2.2.3), as strongSwan keywords (["x25519", "mlkem768"] for
+	// aes256gcm16-x25519-ke1_mlkem768). Absent when KE is.
+	KEs []string `json:"kes,omitempty"`
 	// LocalTS and RemoteTS are the traffic selectors in strongSwan syntax:
 	// "10.1.0.0/16", "10.2.0.53/32[udp/53]", "0.0.0.0/0". Never null.
 	LocalTS  []string `json:"local_ts"`

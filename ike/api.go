@@ -71,6 +71,9 @@ type ChildSA struct {
 	ESN bool
 	// KE is the key exchange method used for PFS, iana.KENone without.
 	KE iana.KEID
+	// AddKE are the Additional Key Exchanges 1 to 7 that followed KE
+	// (RFC 9370, Section 2.2.3), iana.KENone for those not negotiated.
+	AddKE [7]iana.KEID
 	// LocalTS and RemoteTS are the negotiated traffic selectors (RFC 7296,
 	// Section 2.9): this host's side and the peer's.
 	LocalTS, RemoteTS traffic.Set

@@ -209,7 +209,7 @@ func (s *session) install(cfg *ChildConfig, c ChildSA, suite childSuite, old *ch
 	now := s.now()
 	c.Peer, c.Child, c.Ref = s.peer.Name, cfg.Name, cfg.Ref
 	c.Protocol, c.Mode = cfg.protocol(), cfg.Mode
-	c.Suite, c.ESN, c.KE = suite.suite, suite.esn, suite.ke
+	c.Suite, c.ESN, c.KE, c.AddKE = suite.suite, suite.esn, suite.ke, suite.addKE
 	c.Local, c.Remote = s.local, s.remote
 	c.RemoteID = s.remoteID
 	c.UDPEncap = s.natLocal || s.natRemote || s.peer.Encap
@@ -352,7 +352,8 @@ func (s *session) acceptChild(x *ikeSA, pl []ikewire.Payload, old *child, withKE
 		}
 	}
 	if !ok {
-		s.log.Info("ike: no acceptable CHILD SA proposal", "peer", s.peerName())
+		s.log.Info("ike: no acceptable CHILD SA proposal", "peer", s.peerName(),
+			"offered", offeredText(sap.Proposals), "configured", childConfiguredText(cands...))
 		return nil, ikewire.NotifyNoProposalChosen, nil
 	}
 	if !keOK || (suite.ke != iana.KENone && ke == nil) {

@@ -211,7 +211,8 @@ func (s *session) respondInit(x *ikeSA, m *ikewire.Message, from, to netip.AddrP
 		}
 	}
 	if !ok {
-		s.log.Info("ike: no acceptable IKE proposal", "from", from)
+		s.log.Info("ike: no acceptable IKE proposal", "from", from,
+			"offered", offeredText(sap.Proposals), "configured", peersConfiguredText(s.cands))
 		s.initError(m, from, to, ikewire.NotifyNoProposalChosen, nil)
 		return
 	}

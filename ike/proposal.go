@@ -393,11 +393,13 @@ func checkIKEAnswer(ours []transform.IKEProposal, sap *ikewire.SA) (ikeSuite, []
 		return ikeSuite{}, nil, err
 	}
 	if int(ans.Num) < 1 || int(ans.Num) > len(ours) {
-		return ikeSuite{}, nil, fmt.Errorf("ike: the responder chose proposal %d, which was not offered", ans.Num)
+		return ikeSuite{}, nil, fmt.Errorf("ike: the responder chose proposal %d (%s), which was not offered (configured %s)",
+			ans.Num, proposalText(ans), ikeConfiguredText(ours))
 	}
 	s, ok := matchIKE(ikeOffer(ours[ans.Num-1]), parseOffer(ans), iana.KENone)
 	if !ok {
-		return ikeSuite{}, nil, fmt.Errorf("ike: the responder's proposal was not offered")
+		return ikeSuite{}, nil, fmt.Errorf("ike: the responder's proposal %s was not offered (configured %s)",
+			proposalText(ans), ikeConfiguredText(ours))
 	}
 	return s, ans.SPI, nil
 }
@@ -594,13 +596,119 @@ func checkChildAnswer(c *ChildConfig, sap *ikewire.SA, withKE bool) (childSuite,
 	}
 	props := c.proposals()
 	if int(ans.Num) < 1 || int(ans.Num) > len(props) || len(ans.SPI) != 4 {
-		return childSuite{}, 0, fmt.Errorf("ike: the responder chose child proposal %d, which was not offered", ans.Num)
+		return childSuite{}, 0, fmt.Errorf("ike: the responder chose child proposal %d (%s), which was not offered (configured %s)",
+			ans.Num, proposalText(ans), childConfiguredText(c))
 	}
 	s, ok := matchChild(childOffer(props[ans.Num-1], c.protocol(), withKE), parseOffer(ans), withKE)
 	if !ok {
-		return childSuite{}, 0, fmt.Errorf("ike: the responder's child proposal was not offered")
+		return childSuite{}, 0, fmt.Errorf("ike: the responder's child proposal %s was not offered (configured %s)",
+			proposalText(ans), childConfiguredText(c))
 	}
 	return s, spiValue(ans.SPI), nil
+}
+
+// The texts below describe a refused negotiation for the log, in
+// strongSwan's proposal syntax, so that an operator can compare both sides
+// at a glance (RFC 7296, Section 3.10.1: NO_PROPOSAL_CHOSEN itself says
+// nothing of what was offered).
+
+// offeredText returns the peer's proposals: "[aes128-sha256-modp2048,
+// aes256gcm16-prfsha256-x25519]".
+func offeredText(ps []ikewire.Proposal) string {
+	texts := make([]string, 0, len(ps))
+	for _, p := range ps {
+		texts = append(texts, proposalText(p))
+	}
+	return "[" + strings.Join(texts, ", ") + "]"
+}
+
+// proposalText returns one received proposal in strongSwan syntax; an ESP
+// or AH proposal is prefixed "ah:" for AH, an unknown protocol or
+// transform is shown by number.
+func proposalText(p ikewire.Proposal) string {
+	o := parseOffer(p)
+	var ke []iana.KEID
+	var addKE [7][]iana.KEID
+	for _, x := range o.lists[ikewire.TransformKE] {
+		ke = append(ke, iana.KEID(x.id))
+	}
+	for i := range addKE {
+		for _, x := range o.lists[ikewire.TransformADDKE1+ikewire.TransformType(i)] {
+			addKE[i] = append(addKE[i], iana.KEID(x.id))
+		}
+	}
+	var encr []transform.EncrAlg
+	for _, x := range o.lists[ikewire.TransformENCR] {
+		encr = append(encr, x.encr())
+	}
+	var integ []iana.IntegID
+	for _, x := range o.lists[ikewire.TransformINTEG] {
+		if x.id != 0 {
+			integ = append(integ, iana.IntegID(x.id))
+		}
+	}
+	switch p.Protocol {
+	case ikewire.ProtoIKE:
+		ip := transform.IKEProposal{Encr: encr, Integ: integ, KE: ke, AddKE: addKE}
+		for _, x := range o.lists[ikewire.TransformPRF] {
+			ip.PRF = append(ip.PRF, iana.PRFID(x.id))
+		}
+		return ip.String()
+	case ikewire.ProtoESP, ikewire.ProtoAH:
+		cp := transform.ESPProposal{Encr: encr, Integ: integ, KE: ke, AddKE: addKE}
+		for _, x := range o.lists[ikewire.TransformESN] {
+			cp.ESN = append(cp.ESN, x.id == 1)
+		}
+		if p.Protocol == ikewire.ProtoAH {
+			return "ah:" + cp.String()
+		}
+		return cp.String()
+	}
+	return fmt.Sprintf("protocol%d", p.Protocol)
+}
+
+// ikeConfiguredText returns our IKE proposals.
+func ikeConfiguredText(ps []transform.IKEProposal) string {
+	texts := make([]string, 0, len(ps))
+	for _, p := range ps {
+		texts = appendNew(texts, p.String())
+	}
+	return "[" + strings.Join(texts, ", ") + "]"
+}
+
+// peersConfiguredText returns the IKE proposals of the peers a responder
+// considered, each once.
+func peersConfiguredText(peers []*Peer) string {
+	var texts []string
+	for _, p := range peers {
+		for _, ip := range p.proposals() {
+			texts = appendNew(texts, ip.String())
+		}
+	}
+	return "[" + strings.Join(texts, ", ") + "]"
+}
+
+// childConfiguredText returns the proposals of the children considered,
+// each once.
+func childConfiguredText(cs ...*ChildConfig) string {
+	var texts []string
+	for _, c := range cs {
+		for _, p := range c.proposals() {
+			t := p.String()
+			if c.protocol() == sa.AH {
+				t = "ah:" + t
+			}
+			texts = appendNew(texts, t)
+		}
+	}
+	return "[" + strings.Join(texts, ", ") + "]"
+}
+
+func appendNew(l []string, s string) []string {
+	if slices.Contains(l, s) {
+		return l
+	}
+	return append(l, s)
 }
 
 func spiBytes(spi uint32) []byte {

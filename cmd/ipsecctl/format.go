@@ -208,8 +208,8 @@ func printChild(out io.Writer, s ctlapi.ChildSA, indent string, now time.Time) {
 	if s.ESN {
 		esn = ", ESN"
 	}
-	fmt.Fprintf(out, "%s%s: %s, %s %s, %s%s\n", indent, s.Name, s.State,
-		strings.ToUpper(s.Protocol), mode, orDash(s.Algorithm), esn)
+	fmt.Fprintf(out, "%s%s: %s, %s %s, %s%s%s\n", indent, s.Name, s.State,
+		strings.ToUpper(s.Protocol), mode, orDash(s.Algorithm), esn, keText(s))
 	fmt.Fprintf(out, "%s  %s -> %s\n", indent, s.LocalAddr, s.RemoteAddr)
 	life := indent + "  installed " + ago(s.Installed, now)
 	if !s.Lifetime.RekeyAt.IsZero() {
@@ -226,6 +226,19 @@ func printChild(out io.Writer, s ctlapi.ChildSA, indent string, now time.Time) {
 	fmt.Fprintf(t, "%s  local\t%s\n", indent, selectors(s.LocalTS))
 	fmt.Fprintf(t, "%s  remote\t%s\n", indent, selectors(s.RemoteTS))
 	t.Flush()
+}
+
+// keText returns ", KE " and the CHILD SA's key exchanges joined by "+"
+// ("x25519+mlkem768" for a hybrid SA, RFC 9370), or "" without PFS.
+// Daemons that predate the KEs list send only KE.
+func keText(s ctlapi.ChildSA) string {
+	switch {
+	case len(s.KEs) > 0:
+		return ", KE " + strings.Join(s.KEs, "+")
+	case s.KE != "":
+		return ", KE " + s.KE
+	}
+	return ""
 }
 
 // printPolicies writes the SPD as a table, first rule first.

@@ -9,6 +9,7 @@
 //	ipsecctl [-s SOCKET] reload    [--json]   re-read the config file, apply the difference
 //	ipsecctl [-s SOCKET] explain SRC DST [PROTO [DPORT]] [--json]
 //	ipsecctl [-s SOCKET] events    [--json]   follow the daemon's events
+//	ipsecctl completion bash|zsh|fish         print a shell completion script
 //
 // --json prints the control API's JSON (documented in package ctlapi). Exit
 // codes: 0 success, 1 the operation failed (one line on stderr), 2 usage
@@ -69,6 +70,7 @@ commands:
                                    (PROTO: tcp, udp, icmp, icmpv6, sctp, ... or a
                                    number; for icmp DPORT is TYPE[/CODE])
   events                           follow the daemon's events until interrupted
+  completion bash|zsh|fish         print a shell completion script
 
 options:
   -s, --socket PATH   the daemon's control socket (default ` + client.DefaultSocket + `)
@@ -230,7 +232,8 @@ func check(o options, cmd *command) error {
 	case len(args) < c.minArgs || len(args) > c.maxArgs:
 		want := map[string]string{
 			"up": "CONN[/CHILD]", "down": "CONN[/CHILD]", "rekey": "CONN[/CHILD]",
-			"explain": "SRC DST [PROTO [DPORT]]",
+			"explain":    "SRC DST [PROTO [DPORT]]",
+			"completion": "bash|zsh|fish",
 		}[name]
 		if want == "" {
 			return usagef("%s takes no arguments", name)

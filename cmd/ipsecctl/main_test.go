@@ -442,3 +442,20 @@ func TestPermissionDenied(t *testing.T) {
 		t.Errorf("exit %d, %q; want 1, %q", code, errOut, want)
 	}
 }
+
+// TestSAsShowsEveryKE checks that "ipsecctl sas" shows every key exchange
+// of a hybrid CHILD SA (RFC 9370), and the single KE of an older daemon.
+func TestSAsShowsEveryKE(t *testing.T) {
+	f := ctltest.NewFake()
+	f.SAsResult.ChildSAs[0].KE = "x25519"
+	f.SAsResult.ChildSAs[0].KEs = []string{"x25519", "mlkem768"}
+	sock := ctltest.Serve(t, f)
+	code, out, _ := ipsecctl(t, sock, "sas")
+	if code != 0 {
+		t.Fatalf("sas: exit %d", code)
+	}
+	contains(t, "sas", out, "  site-b/net: installed, ESP tunnel in UDP, aes256gcm16, ESN, KE x25519+mlkem768\n")
+	f.SAsResult.ChildSAs[0].KEs = nil
+	_, out, _ = ipsecctl(t, sock, "sas")
+	contains(t, "sas", out, "  site-b/net: installed, ESP tunnel in UDP, aes256gcm16, ESN, KE x25519\n")
+}

@@ -93,20 +93,12 @@ removes them (protected traffic then follows the main routing table again).
 		fmt.Fprintf(stdout, "%s: OK\n", *file)
 		return 0
 	}
-	log := newLogger(cfg.Daemon.Log, stderr)
+	log := ipsec.NewLogger(stderr, cfg.Daemon.Log)
 	if err := serve(cfg, log); err != nil {
 		log.Error("ipsecd stopped", "err", err)
 		return 1
 	}
 	return 0
-}
-
-func newLogger(c config.Log, w io.Writer) *slog.Logger {
-	opts := &slog.HandlerOptions{Level: c.Level}
-	if c.Format == "json" {
-		return slog.New(slog.NewJSONHandler(w, opts))
-	}
-	return slog.New(slog.NewTextHandler(w, opts))
 }
 
 // serve runs the daemon through the embeddable facade (package ipsec, host

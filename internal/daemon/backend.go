@@ -152,6 +152,12 @@ func (d *Daemon) childOf(ikeID uint32, c ike.ChildSA) ctlapi.ChildSA {
 	}
 	if c.KE != iana.KENone {
 		out.KE = transform.KEName(c.KE)
+		out.KEs = []string{out.KE}
+		for _, k := range c.AddKE {
+			if k != iana.KENone {
+				out.KEs = append(out.KEs, transform.KEName(k))
+			}
+		}
 	}
 	if c.Limits.Hard.Time != 0 {
 		out.Lifetime.ExpireAt = c.Installed.Add(c.Limits.Hard.Time)
@@ -289,7 +295,7 @@ func (d *Daemon) Reload(ctx context.Context) (ctlapi.ReloadResult, error) {
 	default:
 		return res, err
 	}
-	d.log.Info("reload", "changed", res.Changed)
+	subsystemLog(d.opts.Logger, "config").Info("reload", "changed", res.Changed, "summary", res.Summary)
 	d.events.publish(ctlapi.Event{Type: ctlapi.EventReload, Time: d.opts.Now(), Fields: map[string]string{"changed": fmt.Sprint(res.Changed), "summary": res.Summary}})
 	return res, nil
 }

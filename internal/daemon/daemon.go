@@ -130,10 +130,13 @@ func New(cfg *config.Config, opts Options) (*Daemon, error) {
 	if opts.LocalAddrs == nil {
 		opts.LocalAddrs = func() []netip.Addr { return nil }
 	}
-	d := &Daemon{opts: opts, log: opts.Logger, started: opts.Now(), manual: make(map[string]*installed), events: newBroker(), stats: newStats()}
+	// Each part logs with its subsystem, whose level daemon.log sets
+	// (LogHandler).
+	d := &Daemon{opts: opts, log: subsystemLog(opts.Logger, "daemon"), started: opts.Now(), manual: make(map[string]*installed), events: newBroker(), stats: newStats()}
 	d.seq = &seqStore{dir: cfg.Daemon.StateDir}
-	d.routes, d.filter = newRetrier("routes", opts.Logger), newRetrier("firewall rules", opts.Logger)
-	dcfg := dataplane.Config{TUN: opts.TUN, UDP: opts.UDP, Raw: opts.Raw, Logger: opts.Logger, Now: opts.Now}
+	policyLog := subsystemLog(opts.Logger, "policy")
+	d.routes, d.filter = newRetrier("routes", policyLog), newRetrier("firewall rules", policyLog)
+	dcfg := dataplane.Config{TUN: opts.TUN, UDP: opts.UDP, Raw: opts.Raw, Logger: subsystemLog(opts.Logger, "dataplane"), Now: opts.Now}
 	if opts.IKE != nil {
 		dcfg.IKE = d.natIKE
 		d.opts.IKE = countingSocket{opts.IKE, d.stats}
@@ -146,7 +149,7 @@ func New(cfg *config.Config, opts Options) (*Daemon, error) {
 	if opts.IKE != nil {
 		icfg := opts.IKEConfig
 		if icfg.Logger == nil {
-			icfg.Logger = opts.Logger.With("subsystem", "ike")
+			icfg.Logger = subsystemLog(opts.Logger, "ike")
 		}
 		if icfg.Now == nil {
 			icfg.Now = opts.Now
@@ -213,6 +216,10 @@ func (d *Daemon) apply(cfg *config.Config) error {
 		return err
 	}
 	changed := d.snap == nil || !sameRules(d.snap, snap) || !sameRoutes(d.snap, snap)
+	if d.cfg == nil || d.cfg.Daemon.Log != cfg.Daemon.Log {
+		setLogLevels(d.opts.Logger, cfg.Daemon.Log)
+		changed = true
+	}
 	keep := make(map[string]bool)
 	for _, m := range snap.Manual {
 		if cur, ok := d.manual[m.Name]; ok && cur.def.Equal(m) {

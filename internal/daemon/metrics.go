@@ -71,6 +71,7 @@ func (d *Daemon) Metrics() metrics.Snapshot {
 		Completed: d.stats.completed.Load(),
 		Failed:    d.stats.failed.Load(),
 	}
+	s.Rekeys = metrics.Rekeys{IKE: d.stats.ikeRekeys.Load(), Child: d.stats.childRekeys.Load()}
 	return s
 }
 
@@ -82,6 +83,7 @@ const recentSPIs = 1024
 // safe for concurrent use; up and ended belong to the watchIKE goroutine.
 type stats struct {
 	acquires, started, completed, failed atomic.Uint64
+	ikeRekeys, childRekeys               atomic.Uint64
 
 	mu      sync.Mutex
 	seen    map[uint64]struct{} // SPIi of recent IKE_SA_INIT requests
@@ -131,7 +133,7 @@ func saInitRequest(b []byte) (uint64, bool) {
 	return spi, spi != 0
 }
 
-// countIKEEvent updates the completed and failed handshake counters; it is
+// countIKEEvent updates the handshake and rekey counters; it is
 // called by watchIKE for every engine event, in order.
 func (d *Daemon) countIKEEvent(ev ike.Event) {
 	s := d.stats
@@ -139,7 +141,11 @@ func (d *Daemon) countIKEEvent(ev ike.Event) {
 	case ike.EventIKEUp:
 		s.completed.Add(1)
 		s.up[ev.SPIi] = struct{}{}
+	case ike.EventChildRekeyed:
+		s.childRekeys.Add(1)
+		return
 	case ike.EventIKERekeyed:
+		s.ikeRekeys.Add(1)
 		// The event carries the new IKE SA's SPIs (RFC 7296, Section
 		// 2.18), which a later EventIKEDown will name.
 		s.up[ev.SPIi] = struct{}{}

@@ -47,6 +47,9 @@ type Snapshot struct {
 	// Handshakes counts IKE handshakes; see Handshakes for what each
 	// counter means.
 	Handshakes Handshakes
+	// Rekeys counts the IKE SAs and CHILD SAs replaced by a rekey (RFC
+	// 7296, Sections 1.3.2 and 1.3.3), either end having started it.
+	Rekeys Rekeys
 	// Acquires counts the ACQUIRE events of the data plane (RFC 4301,
 	// Section 5.1.1: a PROTECT rule matched and no SA was there).
 	Acquires uint64
@@ -117,6 +120,11 @@ type Handshakes struct {
 	Failed uint64
 }
 
+// Rekeys counts completed rekeys, as initiator and as responder.
+type Rekeys struct {
+	IKE, Child uint64
+}
+
 // Dataplane holds the data plane's global counters.
 type Dataplane struct {
 	TUNRead, TUNWritten uint64 // packets read from and written to the TUN device
@@ -143,6 +151,7 @@ var (
 	descHSStarted    = newDesc("ike_handshakes_started_total", "IKE_SA_INIT requests with a new initiator SPI, sent or received.", nil)
 	descHSCompleted  = newDesc("ike_handshakes_completed_total", "IKE SAs established.", nil)
 	descHSFailed     = newDesc("ike_handshakes_failed_total", "IKE SAs that ended with an error before they were established.", nil)
+	descRekeys       = newDesc("rekeys_total", "IKE SAs (kind ike) and CHILD SAs (kind child) replaced by a rekey, whichever end started it.", []string{"kind"})
 	descIKELost      = newDesc("ike_events_lost_total", "IKE engine events dropped before the daemon counted them.", nil)
 	descPanics       = newDesc("panics_total", "Panics recovered, by component; each ended only what it owned (an IKE SA, a packet).", []string{"component"})
 	descIKERefused   = newDesc("ike_refused_retransmits_total", "Messages quoting a peer's last Message ID that got no cached response: another source, or no valid ICV (RFC 7296, Section 2.1).", nil)
@@ -159,7 +168,7 @@ var (
 	descEventsLost   = newDesc("dataplane_events_lost_total", "Data plane events dropped before the daemon saw them.", nil)
 
 	allDescs = []*prometheus.Desc{descChildBytes, descChildPackets, descChildReplay, descChildICV, descRuleHits,
-		descIKESAs, descHSStarted, descHSCompleted, descHSFailed, descIKELost, descPanics, descIKERefused, descAcquires, descDrops,
+		descIKESAs, descHSStarted, descHSCompleted, descHSFailed, descRekeys, descIKELost, descPanics, descIKERefused, descAcquires, descDrops,
 		descTUNRead, descTUNWritten, descSealed, descOpened, descBypassed, descIKEMessages, descKeepalives,
 		descErrors, descEventsLost}
 )
@@ -219,6 +228,8 @@ func (c collector) Collect(ch chan<- prometheus.Metric) {
 	counter(descHSStarted, s.Handshakes.Started)
 	counter(descHSCompleted, s.Handshakes.Completed)
 	counter(descHSFailed, s.Handshakes.Failed)
+	counter(descRekeys, s.Rekeys.IKE, "ike")
+	counter(descRekeys, s.Rekeys.Child, "child")
 	counter(descIKELost, s.IKEEventsLost)
 	counter(descPanics, s.Panics.IKE, "ike")
 	counter(descPanics, s.Panics.Dataplane, "dataplane")
