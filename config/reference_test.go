@@ -3,6 +3,7 @@ package config
 import (
 	"fmt"
 	"strings"
+	"time"
 )
 
 // This file is the configuration reference: one row per key of the YAML
@@ -57,6 +58,11 @@ type refKey struct {
 	doc      string
 	example  string         // a YAML value; "" for mappings
 	schema   map[string]any // merged into the key's generated schema
+}
+
+// durText writes a default duration as a user would: "4h", not "4h0m0s".
+func durText(d time.Duration) string {
+	return strings.TrimSuffix(strings.TrimSuffix(d.String(), "0s"), "0m")
 }
 
 // name is the key's last path element.
@@ -120,7 +126,7 @@ var reference = []refKey{
 		doc: "Force UDP encapsulation (port 4500, RFC 3948) even without NAT."},
 	{path: "connections.<name>.dpd_delay", kind: kDuration, def: "0 (off)", example: "30s",
 		doc: "Interval of dead peer detection (liveness checks); 0 disables them."},
-	{path: "connections.<name>.rekey_time", kind: kDuration, def: DefaultIKERekeyTime.String(), example: "4h",
+	{path: "connections.<name>.rekey_time", kind: kDuration, def: durText(DefaultIKERekeyTime), example: "4h",
 		doc: "IKE SA rekey interval."},
 	{path: "connections.<name>.local", kind: kMapping, doc: "How this host authenticates."},
 	{path: "connections.<name>.local.auth", kind: kEnum, enum: []string{"psk", "pubkey"}, def: "pubkey", example: "psk",
@@ -159,7 +165,7 @@ var reference = []refKey{
 		doc: "AH proposals instead of ESP (the child then uses AH, RFC 4302): integrity, PFS, esn/noesn."},
 	{path: "connections.<name>.children.<name>.start_action", kind: kEnum, enum: []string{"none", "trap", "start"}, def: "none", example: "trap",
 		doc: "none: wait for the peer; trap: install the policy, the first packet starts IKE; start: initiate at load."},
-	{path: "connections.<name>.children.<name>.rekey_time", kind: kDuration, def: DefaultChildRekeyTime.String(), example: "1h",
+	{path: "connections.<name>.children.<name>.rekey_time", kind: kDuration, def: durText(DefaultChildRekeyTime), example: "1h",
 		doc: "CHILD SA rekey interval."},
 	{path: "connections.<name>.children.<name>.replay_window", kind: kInt, lo: MinReplayWindow, hi: MaxReplayWindow, def: fmt.Sprint(DefaultReplayWindow), example: "1024",
 		doc: "Anti-replay window in packets (RFC 4303, Section 3.4.3: at least 32)."},
@@ -242,7 +248,7 @@ type refExample struct {
 var refExamples = []refExample{
 	{
 		title: "An IKEv2 gateway with pre-shared keys",
-		intro: "Every daemon setting (the values are the defaults but for log.format, metrics and encap), a tunnel with two children, one of them AH in transport mode, and a bypass rule.",
+		intro: "Every daemon setting (the values are the defaults, but for log.format and metrics), a tunnel with two children, one of them AH in transport mode, a bypass and a discard rule.",
 		text: `daemon:
   socket: /run/goipsec/ipsecd.sock
   state_dir: /var/lib/goipsec
