@@ -86,12 +86,15 @@ const (
 // schemaRules are the constraints between the keys of one object that the
 // schema can express, by object path. The parser makes the same checks.
 var schemaRules = map[string]map[string]any{
+	// An empty local or remote means auth: pubkey without certificates.
 	"connections.<name>.local": {
+		"type": "object",
 		"if":   map[string]any{"required": []string{"auth"}, "properties": map[string]any{"auth": map[string]any{"const": "psk"}}},
 		"then": map[string]any{"properties": map[string]any{"certs": false, "cacerts": false, "key": false}},
 		"else": map[string]any{"required": []string{"certs"}},
 	},
 	"connections.<name>.remote": {
+		"type": "object",
 		"if":   map[string]any{"required": []string{"auth"}, "properties": map[string]any{"auth": map[string]any{"const": "psk"}}},
 		"then": map[string]any{"properties": map[string]any{"certs": false, "cacerts": false}},
 		"else": map[string]any{"anyOf": []any{map[string]any{"required": []string{"certs"}}, map[string]any{"required": []string{"cacerts"}}}},
@@ -314,6 +317,7 @@ What only ` + "`ipsecd --check`" + ` checks:
 	for _, l := range schemaLimits {
 		b.WriteString("- " + l + "\n")
 	}
+	b.WriteString("\nAnd one the other way round: " + parserLenient + "\n")
 	sections := []struct{ key, title string }{
 		{"daemon", "daemon"},
 		{"connections", "connections"},

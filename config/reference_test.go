@@ -361,6 +361,9 @@ secrets:
 	},
 }
 
+// parserLenient is what ipsecd accepts and the schema refuses.
+const parserLenient = "ipsecd ignores an empty item in secrets.ike (a `-` with nothing after it), which the schema refuses as an entry without ids."
+
 // schemaLimits are the checks that only the parser (and so ipsecd --check)
 // makes: the schema describes each value on its own, not what it means
 // next to the others or on disk.
