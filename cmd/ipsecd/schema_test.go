@@ -28,6 +28,7 @@ import (
 // testdata/invalid. The files in testdata/checkonly are what the schema
 // cannot see by nature (docs/config.md lists it): --check refuses them,
 // the schema accepts them, and the test says so if that changes.
+// testdata/schemaonly is the one case the other way round.
 
 const repoRoot = "../.."
 
