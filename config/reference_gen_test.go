@@ -83,6 +83,9 @@ const (
 	namePattern     = `^[A-Za-z0-9._-]{1,64}$`
 )
 
+// nonEmpty is a list that must have an item: one the parser requires.
+var nonEmpty = map[string]any{"$ref": "#/$defs/nonEmptyList"}
+
 // schemaRules are the constraints between the keys of one object that the
 // schema can express, by object path. The parser makes the same checks.
 var schemaRules = map[string]map[string]any{
@@ -91,13 +94,16 @@ var schemaRules = map[string]map[string]any{
 		"type": "object",
 		"if":   map[string]any{"required": []string{"auth"}, "properties": map[string]any{"auth": map[string]any{"const": "psk"}}},
 		"then": map[string]any{"properties": map[string]any{"certs": false, "cacerts": false, "key": false}},
-		"else": map[string]any{"required": []string{"certs"}},
+		"else": map[string]any{"required": []string{"certs"}, "properties": map[string]any{"certs": nonEmpty}},
 	},
 	"connections.<name>.remote": {
 		"type": "object",
 		"if":   map[string]any{"required": []string{"auth"}, "properties": map[string]any{"auth": map[string]any{"const": "psk"}}},
 		"then": map[string]any{"properties": map[string]any{"certs": false, "cacerts": false}},
-		"else": map[string]any{"anyOf": []any{map[string]any{"required": []string{"certs"}}, map[string]any{"required": []string{"cacerts"}}}},
+		"else": map[string]any{"anyOf": []any{
+			map[string]any{"required": []string{"certs"}, "properties": map[string]any{"certs": nonEmpty}},
+			map[string]any{"required": []string{"cacerts"}, "properties": map[string]any{"cacerts": nonEmpty}},
+		}},
 	},
 	"connections.<name>.children.<name>": {
 		"not": map[string]any{"required": []string{"esp_proposals", "ah_proposals"}},
@@ -169,10 +175,15 @@ func (r refKey) valueSchema() map[string]any {
 		s = map[string]any{"$ref": "#/$defs/duration"}
 	case kEnum:
 		s = map[string]any{"type": "string", "enum": r.enum}
-	case kList:
-		s = map[string]any{"$ref": "#/$defs/list"}
-	case kTS:
-		s = map[string]any{"$ref": "#/$defs/selectors"}
+	case kList, kTS:
+		def := "list"
+		if r.kind == kTS {
+			def = "selectors"
+		}
+		s = map[string]any{"$ref": "#/$defs/" + def}
+		if r.required {
+			s = map[string]any{"allOf": []any{s, nonEmpty}}
+		}
 	case kHexKey:
 		s = map[string]any{"type": "string", "pattern": hexKeyPattern}
 	default:
@@ -232,6 +243,10 @@ func genSchema() []byte {
 		"list": map[string]any{
 			"description": "A list, or one string of comma-separated items as swanctl.conf writes lists.",
 			"anyOf":       []any{strList, map[string]any{"type": "array", "items": strList}, map[string]any{"type": "null"}},
+		},
+		"nonEmptyList": map[string]any{
+			"description": "A list with at least one item.",
+			"anyOf":       []any{strList, map[string]any{"type": "array", "items": strList, "minItems": 1}},
 		},
 		"selectors": map[string]any{
 			"description": "Traffic selectors in strongSwan syntax, prefix[protocol/port], as a list or one comma-separated string.",

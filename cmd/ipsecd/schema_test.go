@@ -82,11 +82,16 @@ func validate(s *jsonschema.Schema, data []byte) error {
 // it names, and returns its output when it refuses the file.
 func check(t *testing.T, name string, data []byte) (ok bool, out string) {
 	t.Helper()
-	dir := t.TempDir()
+	return checkIn(t, t.TempDir(), name, data)
+}
+
+// checkIn is check in the directory dir, which it may reuse.
+func checkIn(t *testing.T, dir, name string, data []byte) (ok bool, out string) {
+	t.Helper()
 	var tree any
 	if yaml.Unmarshal(data, &tree) == nil {
 		for _, p := range filesNamed(tree) {
-			if !filepath.IsAbs(p) {
+			if p != "" && !filepath.IsAbs(p) && !strings.Contains(p, "/") {
 				if err := os.WriteFile(filepath.Join(dir, p), []byte("s3cret-for-tests\n"), 0o600); err != nil {
 					t.Fatal(err)
 				}
@@ -447,7 +452,7 @@ func testConfigs(t *testing.T) []example {
 // by nature: what docs/config.md lists under "What only ipsecd --check
 // checks" (and testdata/checkonly shows, one file each).
 var checkOnly = []string{
-	"unknown keyword", "proposal", // proposals and algorithms
+	"unknown keyword", "proposal", "unknown algorithm", // proposals and algorithms
 	"invalid prefix", "selector", "not a unicast IP address", "is not an IP address, prefix, DNS name", "identity \"",
 	"psk needs a secret in secrets.ike",
 	"is already used by", "is already the spi_in",
@@ -456,6 +461,7 @@ var checkOnly = []string{
 	"cannot read", "cannot stat", "accessible by group or others", "is not a regular file",
 	"only one YAML document", "merge keys are not supported", "nodes once aliases are expanded",
 	"empty list element",
+	`"0x`, // a 0x duration, which YAML reads as a number
 }
 
 // onlyCheckCanSee reports whether every problem --check printed is one
@@ -505,4 +511,83 @@ func TestCheckSchemaAgreeOnTestConfigs(t *testing.T) {
 	if accepted < 10 || refused < 10 {
 		t.Errorf("only %d accepted and %d refused test configurations: is the search broken?", accepted, refused)
 	}
+}
+
+// TestCheckSchemaAgreeOnMutations puts, in place of each value of the
+// examples of docs/config.md in turn, values of every type and some
+// edge values, and runs both on each result: they agree but for what
+// only --check can see (checkOnly) and for a number or boolean where
+// text belongs, which --check reads as text and the schema refuses (both
+// listed in docs/config.md).
+func TestCheckSchemaAgreeOnMutations(t *testing.T) {
+	s := compileSchema(t)
+	probes := []string{"null", `""`, "[]", "{}", "zz", "-1", "0", "99999999999", "true", "yes", "1h", "0x10", "[a]", "[10.1.0.0/16]", "{a: 1}"}
+	values := func(n *yaml.Node) []*yaml.Node {
+		var out []*yaml.Node
+		var walk func(n *yaml.Node)
+		walk = func(n *yaml.Node) {
+			switch n.Kind {
+			case yaml.DocumentNode, yaml.SequenceNode:
+				for _, c := range n.Content {
+					walk(c)
+				}
+			case yaml.MappingNode:
+				for i := 1; i < len(n.Content); i += 2 {
+					out = append(out, n.Content[i])
+					walk(n.Content[i])
+				}
+			}
+		}
+		walk(n)
+		return out
+	}
+	if testing.Short() {
+		probes = []string{"null", "{}", "zz", "-1", "true", "[a]"}
+	}
+	dir := t.TempDir()
+	var cases, both, neither, checkOnlySaw, typed int
+	for _, e := range markdownExamples(t, filepath.Join(repoRoot, "docs", "config.md")) {
+		var doc yaml.Node
+		if err := yaml.Unmarshal(e.data, &doc); err != nil {
+			t.Fatal(err)
+		}
+		for i := range values(&doc) {
+			for _, p := range probes {
+				var d, v yaml.Node
+				if err := yaml.Unmarshal(e.data, &d); err != nil {
+					t.Fatal(err)
+				}
+				if err := yaml.Unmarshal([]byte(p), &v); err != nil {
+					t.Fatal(err)
+				}
+				if len(v.Content) == 0 {
+					v.Content = []*yaml.Node{{Kind: yaml.ScalarNode, Tag: "!!null"}}
+				}
+				*values(&d)[i] = *v.Content[0]
+				b, err := yaml.Marshal(&d)
+				if err != nil {
+					t.Fatal(err)
+				}
+				cases++
+				ok, out := checkIn(t, dir, "goipsec.yaml", b)
+				err = validate(s, b)
+				tag := v.Content[0].ShortTag()
+				switch {
+				case ok && err == nil:
+					both++
+				case !ok && err != nil:
+					neither++
+				case ok && (tag == "!!int" || tag == "!!bool") &&
+					(strings.Contains(err.Error(), "got number") || strings.Contains(err.Error(), "got boolean")):
+					typed++
+				case !ok && onlyCheckCanSee(out):
+					checkOnlySaw++
+				default:
+					t.Errorf("%s, value %d set to %s: --check accepts: %v; the schema says: %v\n%s\n%s", e.name, i, p, ok, err, out, b)
+				}
+			}
+		}
+	}
+	t.Logf("%d mutations: %d accepted by both, %d refused by both, %d refused by --check only for what the schema cannot see, %d numbers or booleans where text belongs",
+		cases, both, neither, checkOnlySaw, typed)
 }
