@@ -185,7 +185,10 @@ func (r refKey) valueSchema() map[string]any {
 			s = map[string]any{"allOf": []any{s, nonEmpty}}
 		}
 	case kHexKey:
-		s = map[string]any{"type": "string", "pattern": hexKeyPattern}
+		// YAML 1.2 readers, such as editors' language servers, read an
+		// unquoted 0x key as a (huge) number, which the schema must let
+		// pass; the go.yaml.in reader, and so ipsecd, keeps the text.
+		s = map[string]any{"anyOf": []any{map[string]any{"type": "string", "pattern": hexKeyPattern}, map[string]any{"type": "integer"}}}
 	default:
 		panic("config: reference: unknown kind " + string(r.kind))
 	}

@@ -378,5 +378,6 @@ var schemaLimits = []string{
 	"YAML beyond JSON: one document only, no merge keys, at most 200,000 nodes once aliases are expanded.",
 	"Unquoted selectors with brackets in a one-line list (remote_ts: [10.3.0.0/16[tcp/443]]) are accepted by ipsecd but are not strict YAML: editors need quotes.",
 	"A value that YAML reads as a number or boolean where the schema wants text (id: 1234) is accepted by ipsecd; quote it for the schema.",
+	"A manual SA key written as a decimal number: editors' YAML reads an unquoted 0x key as a number, so the schema lets numbers pass there; ipsecd wants 0x hex.",
 	"A duration written as a 0x number (dpd_delay: 0x10): YAML, and so the schema, reads a number of seconds; ipsecd refuses it.",
 }

@@ -461,7 +461,8 @@ var checkOnly = []string{
 	"cannot read", "cannot stat", "accessible by group or others", "is not a regular file",
 	"only one YAML document", "merge keys are not supported", "nodes once aliases are expanded",
 	"empty list element",
-	`"0x`, // a 0x duration, which YAML reads as a number
+	`"0x`,                                  // a 0x duration, which YAML reads as a number
+	"must be hexadecimal starting with 0x", // a key YAML reads as a number
 }
 
 // onlyCheckCanSee reports whether every problem --check printed is one
