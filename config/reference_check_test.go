@@ -260,3 +260,69 @@ func TestConfigReferenceExamples(t *testing.T) {
 		}
 	}
 }
+
+// TestConfigReferenceDefaults parses a file that leaves out every optional
+// key and compares what Parse filled in with the defaults of the table.
+// The daemon.ike defaults are the IKE engine's (ike.Config), which config
+// passes on as zero; the others not read here are descriptions ("%any",
+// "the IP address").
+func TestConfigReferenceDefaults(t *testing.T) {
+	c, err := Parse("defaults.yaml", []byte(`connections:
+  c:
+    local: {certs: [a.pem]}
+    remote: {cacerts: [ca.pem]}
+    children:
+      x: {local_ts: [10.1.0.0/16], remote_ts: [10.2.0.0/16]}
+manual_sas:
+  - {name: m, local_addr: 192.0.2.1, remote_addr: 192.0.2.2, local_ts: [10.1.0.0/16], remote_ts: [10.2.0.0/16],
+     spi_out: 0x1001, spi_in: 0x2001, algorithm: aes256gcm16, key_out: `+keyOutHex+`, key_in: `+keyInHex+`}
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	conn, child, m := c.Connections[0], c.Connections[0].Children[0], c.ManualSAs[0]
+	got := map[string]string{
+		"daemon.socket":                                    c.Daemon.Socket,
+		"daemon.state_dir":                                 c.Daemon.StateDir,
+		"daemon.tun.name":                                  c.Daemon.TUN.Name,
+		"daemon.tun.mtu":                                   strconv.Itoa(c.Daemon.TUN.MTU),
+		"daemon.log.level":                                 strings.ToLower(c.Daemon.Log.Level.String()),
+		"daemon.log.format":                                c.Daemon.Log.Format,
+		"daemon.on_stop":                                   c.Daemon.OnStop.String(),
+		"connections.<name>.version":                       strconv.Itoa(conn.Version),
+		"connections.<name>.proposals":                     conn.Proposals[0].Text,
+		"connections.<name>.encap":                         strconv.FormatBool(conn.Encap),
+		"connections.<name>.rekey_time":                    durText(conn.RekeyTime),
+		"connections.<name>.local.auth":                    conn.Local.Method.String(),
+		"connections.<name>.remote.auth":                   conn.Remote.Method.String(),
+		"connections.<name>.children.<name>.mode":          child.Mode.String(),
+		"connections.<name>.children.<name>.esp_proposals": child.Proposals[0].Text,
+		"connections.<name>.children.<name>.start_action":  child.StartAction.String(),
+		"connections.<name>.children.<name>.rekey_time":    durText(child.RekeyTime),
+		"connections.<name>.children.<name>.replay_window": strconv.Itoa(child.ReplayWindow),
+		"manual_sas[].protocol":                            m.Protocol.String(),
+		"manual_sas[].mode":                                m.Mode.String(),
+		"manual_sas[].esn":                                 strconv.FormatBool(m.ESN),
+		"manual_sas[].replay_window":                       strconv.Itoa(m.ReplayWindow),
+	}
+	described := []string{
+		"connections.<name>.local_addrs", "connections.<name>.remote_addrs", "connections.<name>.dpd_delay",
+		"connections.<name>.local.id", "connections.<name>.remote.id", "manual_sas[].encap",
+		"manual_sas[].local_ts", "manual_sas[].remote_ts", "policies[].local_ts", "policies[].remote_ts",
+	}
+	for _, r := range reference {
+		if r.def == "" {
+			continue
+		}
+		v, ok := got[r.path]
+		switch {
+		case ok && v != r.def:
+			t.Errorf("%s: Parse fills in %q, the reference says %q", r.path, v, r.def)
+		case !ok && !strings.HasPrefix(r.path, "daemon.ike.") && !slices.Contains(described, r.path):
+			t.Errorf("%s: default %q is checked nowhere: add it here", r.path, r.def)
+		}
+	}
+	if !m.UDPEncap || conn.DPDDelay != 0 || len(conn.LocalAddrs)+len(conn.RemoteAddrs) != 0 {
+		t.Errorf("encap %v, dpd_delay %v, addrs %v %v: not the defaults the reference describes", m.UDPEncap, conn.DPDDelay, conn.LocalAddrs, conn.RemoteAddrs)
+	}
+}
