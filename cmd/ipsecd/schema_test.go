@@ -251,9 +251,55 @@ func benchExamples(t *testing.T) []example {
 	return out
 }
 
+// isConfig reports whether a YAML document is a goipsec configuration:
+// a mapping whose keys are all top-level sections.
+func isConfig(data []byte) bool {
+	var top map[string]any
+	if yaml.Unmarshal(data, &top) != nil || len(top) == 0 {
+		return false
+	}
+	for k := range top {
+		if !section.MatchString(k + ":") {
+			return false
+		}
+	}
+	return true
+}
+
+// fileExamples returns the goipsec configurations among the repository's
+// *.yaml and *.yml files outside testdata (an example installed as
+// /etc/goipsec/goipsec.yaml, say), leaving out other YAML files.
+func fileExamples(t *testing.T) []example {
+	var out []example
+	err := filepath.WalkDir(repoRoot, func(p string, d os.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		if d.IsDir() && p != repoRoot && (d.Name() == "testdata" || strings.HasPrefix(d.Name(), ".")) {
+			return filepath.SkipDir
+		}
+		if d.IsDir() || !(strings.HasSuffix(p, ".yaml") || strings.HasSuffix(p, ".yml")) {
+			return nil
+		}
+		b, err := os.ReadFile(p)
+		if err != nil {
+			return err
+		}
+		if isConfig(b) {
+			rel, _ := filepath.Rel(repoRoot, p)
+			out = append(out, example{rel, b})
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
 // TestCheckSchemaAgreeOnExamples: every configuration the project shows
-// (README, docs/*.md, the demo, the benchmark) passes both ipsecd --check
-// and the schema.
+// (README, docs/*.md, the demo, the benchmark, YAML files in the tree)
+// passes both ipsecd --check and the schema.
 func TestCheckSchemaAgreeOnExamples(t *testing.T) {
 	s := compileSchema(t)
 	examples := markdownExamples(t, filepath.Join(repoRoot, "README.md"))
@@ -266,6 +312,7 @@ func TestCheckSchemaAgreeOnExamples(t *testing.T) {
 	}
 	examples = append(examples, demoExamples(t)...)
 	examples = append(examples, benchExamples(t)...)
+	examples = append(examples, fileExamples(t)...)
 	for _, e := range examples {
 		if ok, out := check(t, "goipsec.yaml", e.data); !ok {
 			t.Errorf("%s: ipsecd --check refuses it: %s", e.name, out)
