@@ -11,6 +11,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -150,7 +151,7 @@ func markdownExamples(t *testing.T, path string) []example {
 	var out []example
 	for i, m := range yamlBlock.FindAllSubmatch(b, -1) {
 		block := m[1]
-		if len(block) == 0 || block[0] == ' ' || isComments(block) {
+		if len(block) == 0 || isFragment(block) || isComments(block) {
 			continue
 		}
 		if placeholder.Match(block) {
@@ -160,6 +161,10 @@ func markdownExamples(t *testing.T, path string) []example {
 	}
 	return out
 }
+
+// isFragment reports whether a YAML block is part of a larger file: its
+// first line is indented.
+func isFragment(b []byte) bool { return b[0] == ' ' }
 
 func isComments(b []byte) bool {
 	for _, l := range strings.Split(strings.TrimSpace(string(b)), "\n") {
@@ -638,4 +643,118 @@ func TestCheckSchemaAgreeOnMutations(t *testing.T) {
 	}
 	t.Logf("%d mutations: %d accepted by both, %d refused by both, %d refused by --check only for what the schema cannot see, %d numbers or booleans where text belongs",
 		cases, both, neither, checkOnlySaw, typed)
+}
+
+// findObject returns the JSON pointer of the first object schema, in a
+// walk of the schema in key order, whose properties include every name in
+// keys, or "".
+func findObject(v any, ptr string, keys []string) string {
+	m, ok := v.(map[string]any)
+	if !ok {
+		if l, ok := v.([]any); ok {
+			for i, x := range l {
+				if p := findObject(x, ptr+"/"+strconv.Itoa(i), keys); p != "" {
+					return p
+				}
+			}
+		}
+		return ""
+	}
+	if props, ok := m["properties"].(map[string]any); ok {
+		all := true
+		for _, k := range keys {
+			_, has := props[k]
+			all = all && has
+		}
+		if all {
+			return ptr
+		}
+	}
+	names := make([]string, 0, len(m))
+	for k := range m {
+		names = append(names, k)
+	}
+	slices.Sort(names)
+	for _, k := range names {
+		if p := findObject(m[k], ptr+"/"+strings.ReplaceAll(strings.ReplaceAll(k, "~", "~0"), "/", "~1"), keys); p != "" {
+			return p
+		}
+	}
+	return ""
+}
+
+// TestSchemaAcceptsFragments: the YAML blocks of README.md and docs/*.md
+// that are parts of a file (indented, such as the certificate lines in
+// the README) name keys of one mapping of the schema, and each value
+// passes that key's schema. ipsecd --check cannot read a part of a file.
+func TestSchemaAcceptsFragments(t *testing.T) {
+	b, err := os.ReadFile(filepath.Join(repoRoot, "docs", "goipsec.schema.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var schema any
+	if err := json.Unmarshal(b, &schema); err != nil {
+		t.Fatal(err)
+	}
+	c := jsonschema.NewCompiler()
+	doc, err := jsonschema.UnmarshalJSON(bytes.NewReader(b))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c.AddResource("goipsec.schema.json", doc); err != nil {
+		t.Fatal(err)
+	}
+	files, err := filepath.Glob(filepath.Join(repoRoot, "docs", "*.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := 0
+	for _, f := range append(files, filepath.Join(repoRoot, "README.md")) {
+		md, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, m := range yamlBlock.FindAllSubmatch(md, -1) {
+			if len(m[1]) == 0 || !isFragment(m[1]) {
+				continue
+			}
+			var part map[string]any
+			if err := yaml.Unmarshal(m[1], &part); err != nil {
+				t.Errorf("%s: a YAML fragment that is not strict YAML: %v\n%s", filepath.Base(f), err, m[1])
+				continue
+			}
+			keys := make([]string, 0, len(part))
+			for k := range part {
+				keys = append(keys, k)
+			}
+			ptr := findObject(schema, "", keys)
+			if ptr == "" {
+				t.Errorf("%s: no mapping of the schema has the keys %v of the fragment\n%s", filepath.Base(f), keys, m[1])
+				continue
+			}
+			for _, k := range keys {
+				s, err := c.Compile("goipsec.schema.json#" + ptr + "/properties/" + k)
+				if err != nil {
+					t.Fatal(err)
+				}
+				v, err := yamlValue(mustYAML(t, part[k]))
+				if err != nil {
+					t.Fatal(err)
+				}
+				if err := s.Validate(v); err != nil {
+					t.Errorf("%s: fragment key %s: %v", filepath.Base(f), k, err)
+				}
+			}
+			n++
+		}
+	}
+	t.Logf("%d fragments", n)
+}
+
+func mustYAML(t *testing.T, v any) []byte {
+	b, err := yaml.Marshal(v)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
 }
