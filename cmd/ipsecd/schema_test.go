@@ -35,12 +35,23 @@ const repoRoot = "../.."
 
 func compileSchema(t *testing.T) *jsonschema.Schema {
 	t.Helper()
-	f, err := os.Open(filepath.Join(repoRoot, "docs", "goipsec.schema.json"))
+	c, _ := schemaCompiler(t)
+	s, err := c.Compile("goipsec.schema.json")
+	if err != nil {
+		t.Fatalf("the schema does not compile: %v", err)
+	}
+	return s
+}
+
+// schemaCompiler returns a compiler that knows the schema as
+// "goipsec.schema.json", and the schema as JSON values.
+func schemaCompiler(t *testing.T) (*jsonschema.Compiler, any) {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join(repoRoot, "docs", "goipsec.schema.json"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer f.Close()
-	doc, err := jsonschema.UnmarshalJSON(f)
+	doc, err := jsonschema.UnmarshalJSON(bytes.NewReader(b))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -48,11 +59,7 @@ func compileSchema(t *testing.T) *jsonschema.Schema {
 	if err := c.AddResource("goipsec.schema.json", doc); err != nil {
 		t.Fatal(err)
 	}
-	s, err := c.Compile("goipsec.schema.json")
-	if err != nil {
-		t.Fatalf("the schema does not compile: %v", err)
-	}
-	return s
+	return c, doc
 }
 
 // yamlValue reads a configuration as an editor's YAML language server
@@ -688,22 +695,7 @@ func findObject(v any, ptr string, keys []string) string {
 // the README) name keys of one mapping of the schema, and each value
 // passes that key's schema. ipsecd --check cannot read a part of a file.
 func TestSchemaAcceptsFragments(t *testing.T) {
-	b, err := os.ReadFile(filepath.Join(repoRoot, "docs", "goipsec.schema.json"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	var schema any
-	if err := json.Unmarshal(b, &schema); err != nil {
-		t.Fatal(err)
-	}
-	c := jsonschema.NewCompiler()
-	doc, err := jsonschema.UnmarshalJSON(bytes.NewReader(b))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := c.AddResource("goipsec.schema.json", doc); err != nil {
-		t.Fatal(err)
-	}
+	c, schema := schemaCompiler(t)
 	files, err := filepath.Glob(filepath.Join(repoRoot, "docs", "*.md"))
 	if err != nil {
 		t.Fatal(err)
