@@ -5,6 +5,7 @@ import (
 	"go/ast"
 	"go/parser"
 	"go/token"
+	"maps"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -20,34 +21,35 @@ var section = regexp.MustCompile(`(?m)^(daemon|connections|policies|manual_sas|s
 
 // testConfigs returns the configurations written as string constants in
 // the repository's tests: string literals, and sums of literals and of
-// constants declared in the same file, that name a top-level section and
-// are no fmt template.
+// constants declared in the same directory, that name a top-level section
+// and are no fmt template.
 func testConfigs(t *testing.T) []example {
 	var out []example
 	seen := map[string]bool{}
-	err := filepath.WalkDir(repoRoot, func(p string, d os.DirEntry, err error) error {
-		if err != nil {
-			return err
+	fset := token.NewFileSet()
+	files := map[string][]*ast.File{} // by directory
+	names := map[*ast.File]string{}
+	walkRepo(t, func(rel, p string) {
+		if strings.HasSuffix(p, ".go") {
+			f, err := parser.ParseFile(fset, p, nil, 0)
+			if err != nil {
+				t.Fatal(err)
+			}
+			files[filepath.Dir(rel)] = append(files[filepath.Dir(rel)], f)
+			names[f] = rel
 		}
-		if d.IsDir() && (d.Name() == "testdata" || strings.HasPrefix(d.Name(), ".")) && p != repoRoot {
-			return filepath.SkipDir
-		}
-		if d.IsDir() || !strings.HasSuffix(p, "_test.go") {
-			return nil
-		}
-		fset := token.NewFileSet()
-		f, err := parser.ParseFile(fset, p, nil, 0)
-		if err != nil {
-			return err
-		}
+	})
+	for _, dir := range slices.Sorted(maps.Keys(files)) {
 		consts := map[string]ast.Expr{}
-		for _, decl := range f.Decls {
-			if g, ok := decl.(*ast.GenDecl); ok && g.Tok == token.CONST {
-				for _, spec := range g.Specs {
-					vs := spec.(*ast.ValueSpec)
-					for i, n := range vs.Names {
-						if i < len(vs.Values) {
-							consts[n.Name] = vs.Values[i]
+		for _, f := range files[dir] {
+			for _, decl := range f.Decls {
+				if g, ok := decl.(*ast.GenDecl); ok && g.Tok == token.CONST {
+					for _, spec := range g.Specs {
+						vs := spec.(*ast.ValueSpec)
+						for i, n := range vs.Names {
+							if i < len(vs.Values) {
+								consts[n.Name] = vs.Values[i]
+							}
 						}
 					}
 				}
@@ -79,31 +81,32 @@ func testConfigs(t *testing.T) []example {
 			}
 			return "", false
 		}
-		ast.Inspect(f, func(n ast.Node) bool {
-			e, ok := n.(ast.Expr)
-			if !ok {
-				return true
+		for _, f := range files[dir] {
+			rel := names[f]
+			if !strings.HasSuffix(rel, "_test.go") {
+				continue
 			}
-			switch e.(type) {
-			case *ast.BasicLit, *ast.BinaryExpr:
-			default:
-				return true
-			}
-			s, ok := fold(e, 0)
-			if !ok {
-				return true
-			}
-			if section.MatchString(s) && !strings.ContainsAny(s, "%") && !seen[s] {
-				seen[s] = true
-				rel, _ := filepath.Rel(repoRoot, p)
-				out = append(out, example{fmt.Sprintf("%s:%d", rel, fset.Position(e.Pos()).Line), []byte(s)})
-			}
-			return false
-		})
-		return nil
-	})
-	if err != nil {
-		t.Fatal(err)
+			ast.Inspect(f, func(n ast.Node) bool {
+				e, ok := n.(ast.Expr)
+				if !ok {
+					return true
+				}
+				switch e.(type) {
+				case *ast.BasicLit, *ast.BinaryExpr:
+				default:
+					return true
+				}
+				s, ok := fold(e, 0)
+				if !ok {
+					return true
+				}
+				if section.MatchString(s) && !strings.ContainsAny(s, "%") && !seen[s] {
+					seen[s] = true
+					out = append(out, example{fmt.Sprintf("%s:%d", rel, fset.Position(e.Pos()).Line), []byte(s)})
+				}
+				return false
+			})
+		}
 	}
 	return out
 }

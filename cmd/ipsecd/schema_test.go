@@ -278,6 +278,25 @@ func isConfig(data []byte) bool {
 // /etc/goipsec/goipsec.yaml, say), leaving out other YAML files.
 func fileExamples(t *testing.T) []example {
 	var out []example
+	walkRepo(t, func(rel, p string) {
+		if !strings.HasSuffix(p, ".yaml") && !strings.HasSuffix(p, ".yml") {
+			return
+		}
+		b, err := os.ReadFile(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if isConfig(b) {
+			out = append(out, example{rel, b})
+		}
+	})
+	return out
+}
+
+// walkRepo calls fn with the path, relative and as is, of every file of
+// the repository outside testdata and hidden directories.
+func walkRepo(t *testing.T, fn func(rel, path string)) {
+	t.Helper()
 	err := filepath.WalkDir(repoRoot, func(p string, d os.DirEntry, err error) error {
 		if err != nil {
 			return err
@@ -285,23 +304,18 @@ func fileExamples(t *testing.T) []example {
 		if d.IsDir() && p != repoRoot && (d.Name() == "testdata" || strings.HasPrefix(d.Name(), ".")) {
 			return filepath.SkipDir
 		}
-		if d.IsDir() || !(strings.HasSuffix(p, ".yaml") || strings.HasSuffix(p, ".yml")) {
-			return nil
-		}
-		b, err := os.ReadFile(p)
-		if err != nil {
-			return err
-		}
-		if isConfig(b) {
-			rel, _ := filepath.Rel(repoRoot, p)
-			out = append(out, example{rel, b})
+		if !d.IsDir() {
+			rel, err := filepath.Rel(repoRoot, p)
+			if err != nil {
+				return err
+			}
+			fn(rel, p)
 		}
 		return nil
 	})
 	if err != nil {
 		t.Fatal(err)
 	}
-	return out
 }
 
 // TestCheckSchemaAgreeOnExamples: every configuration the project shows
