@@ -310,6 +310,10 @@ manual_sas:
 		"connections.<name>.local.id", "connections.<name>.remote.id", "manual_sas[].encap",
 		"manual_sas[].local_ts", "manual_sas[].remote_ts", "policies[].local_ts", "policies[].remote_ts",
 	}
+	for _, sub := range LogSubsystems {
+		// A subsystem without a level of its own logs at daemon.log.level.
+		described = append(described, "daemon.log.subsystems."+sub)
+	}
 	for _, r := range reference {
 		if r.def == "" {
 			continue

@@ -88,6 +88,20 @@ var reference = []refKey{
 		doc: "The lowest level logged."},
 	{path: "daemon.log.format", kind: kEnum, enum: []string{"text", "json"}, def: "text", example: "json",
 		doc: "Log line format."},
+	{path: "daemon.log.subsystems", kind: kMapping,
+		doc: "A level per subsystem, like charon's filelog levels; a subsystem not named here logs at daemon.log.level. Changed levels apply on reload."},
+	{path: "daemon.log.subsystems.ike", kind: kEnum, enum: []string{"debug", "info", "warn", "error"}, def: "daemon.log.level", example: "debug",
+		doc: "The lowest level logged by the IKEv2 engine."},
+	{path: "daemon.log.subsystems.dataplane", kind: kEnum, enum: []string{"debug", "info", "warn", "error"}, def: "daemon.log.level", example: "debug",
+		doc: "The lowest level logged by the data plane."},
+	{path: "daemon.log.subsystems.policy", kind: kEnum, enum: []string{"debug", "info", "warn", "error"}, def: "daemon.log.level", example: "debug",
+		doc: "The lowest level logged by the policy agent (routes and firewall retries)."},
+	{path: "daemon.log.subsystems.config", kind: kEnum, enum: []string{"debug", "info", "warn", "error"}, def: "daemon.log.level", example: "debug",
+		doc: "The lowest level logged by configuration loading and reloads."},
+	{path: "daemon.log.subsystems.daemon", kind: kEnum, enum: []string{"debug", "info", "warn", "error"}, def: "daemon.log.level", example: "debug",
+		doc: "The lowest level logged by the daemon itself."},
+	{path: "daemon.log.subsystems.ctl", kind: kEnum, enum: []string{"debug", "info", "warn", "error"}, def: "daemon.log.level", example: "debug",
+		doc: "The lowest level logged by the control socket."},
 	{path: "daemon.ike", kind: kMapping,
 		doc: "IKEv2 engine timers and denial-of-service limits, like strongSwan's charon.retransmit_*, half_open_timeout and cookie_threshold. Read at start only; 0 or absent means the default."},
 	{path: "daemon.ike.retransmit_timeout", kind: kDuration, def: "4s", example: "4s",
@@ -253,7 +267,7 @@ var refExamples = []refExample{
   socket: /run/goipsec/ipsecd.sock
   state_dir: /var/lib/goipsec
   tun: {name: ipsec0, mtu: 1400}
-  log: {level: info, format: json}
+  log: {level: info, format: json, subsystems: {ike: debug, dataplane: warn, policy: info, config: info, daemon: info, ctl: warn}}
   ike:
     retransmit_timeout: 4s
     retransmit_tries: 5
