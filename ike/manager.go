@@ -136,6 +136,9 @@ func (m *Manager) SetPeers(peers []Peer) error {
 			return fmt.Errorf("ike: peer %q: the local identity %s is a pattern", p.Name, p.LocalID)
 		}
 		p.Children = slices.Clone(p.Children)
+		if err := p.check(); err != nil {
+			return err
+		}
 		ps[i] = &p
 	}
 	m.mu.Lock()
@@ -215,10 +218,22 @@ func (m *Manager) Initiate(peer, child string, trigger *Trigger) error {
 		}
 		return nil
 	}
+	a, err := m.newInitiatorLocked(p, c, trigger)
+	m.mu.Unlock()
+	if err != nil {
+		return err
+	}
+	m.start(a)
+	m.deliver(a, input{kind: inTimer})
+	return nil
+}
+
+// newInitiatorLocked creates the session of a new IKE SA with p that
+// brings up child c (nil: the IKE SA alone).
+func (m *Manager) newInitiatorLocked(p *Peer, c *ChildConfig, trigger *Trigger) (*actor, error) {
 	remote := firstHost(p.RemoteAddrs)
 	if !remote.IsValid() {
-		m.mu.Unlock()
-		return fmt.Errorf("ike: peer %q has no single remote address to initiate to", peer)
+		return nil, fmt.Errorf("ike: peer %q has no single remote address to initiate to", p.Name)
 	}
 	local := firstHost(p.LocalAddrs)
 	if !local.IsValid() && m.cfg.LocalAddr != nil {
@@ -249,10 +264,7 @@ func (m *Manager) Initiate(peer, child string, trigger *Trigger) error {
 	}
 	a := m.addActorLocked(s)
 	m.registerLocked(a, s.sa.spiI)
-	m.mu.Unlock()
-	m.start(a)
-	m.deliver(a, input{kind: inTimer})
-	return nil
+	return a, nil
 }
 
 // currentLocked returns the live IKE SA with peer, preferring an
@@ -749,21 +761,12 @@ func (m *Manager) exec(a *actor, o op) {
 			delete(m.bySPI, o.spi)
 		}
 		m.mu.Unlock()
-	case opInitialContact:
-		m.mu.Lock()
-		var others []*actor
-		for b := range m.actors {
-			info := b.info.Load()
-			if b != a && info != nil && info.Peer == a.s.peerName() && info.RemoteID.Equal(o.id) && info.State == StateEstablished {
-				others = append(others, b)
-			}
-		}
-		m.mu.Unlock()
-		for _, b := range others {
-			m.deliver(b, input{kind: inCommand, cmd: command{kind: cmdClose}})
-		}
+	case opInitialContact, opReplace:
+		m.closeDuplicates(a, o.id, o.kind == opReplace)
 	case opDone:
 		m.forget(a)
+	case opRestart:
+		m.restart(a.s.peerName(), o.names)
 	}
 }
 
