@@ -452,7 +452,7 @@ func (d *decoder) childLifetimes(c *Child, path string, hasLife, hasRand, hasLif
 	if c.RekeyTime > 0 && c.LifeTime > 0 && c.LifeTime <= c.RekeyTime {
 		d.fail(nil, path+".life_time", "must be larger than rekey_time (%v)", c.RekeyTime)
 	}
-	if !hasRand && c.LifeTime > c.RekeyTime {
+	if !hasRand && c.RekeyTime > 0 && c.LifeTime > c.RekeyTime {
 		c.RandTime = c.LifeTime - c.RekeyTime
 	}
 	if c.RekeyTime > 0 && c.RandTime >= c.RekeyTime {

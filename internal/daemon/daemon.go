@@ -100,6 +100,11 @@ type Daemon struct {
 
 	ike       *ike.Manager // nil without Options.IKE
 	installer *installer
+	// traps holds the children ("conn/child") whose trap a dpd_action or
+	// close_action trap re-installed (ike.EventChildTrap): their next
+	// acquire starts IKE whatever their start_action, until they are up
+	// again. Guarded by mu.
+	traps map[string]bool
 }
 
 // installed is a manual SA pair in the data plane.

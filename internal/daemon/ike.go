@@ -202,8 +202,9 @@ func (d *Daemon) acquire(ev dataplane.Event) {
 	}
 	d.mu.Lock()
 	ch, ok := d.snap.ChildByRef(ev.Ref)
+	trapped := ok && d.traps[ch.Conn+"/"+ch.Child]
 	d.mu.Unlock()
-	if !ok || ch.Start == config.StartNone {
+	if !ok || (ch.Start == config.StartNone && !trapped) {
 		return
 	}
 	tr := &ike.Trigger{Src: ev.Packet.Src, Dst: ev.Packet.Dst, Proto: ev.Packet.Proto, SrcPort: ev.Packet.SrcPort, DstPort: ev.Packet.DstPort, HasPorts: ev.Packet.HasPorts}
@@ -237,8 +238,15 @@ func (d *Daemon) watchIKE() {
 			typ = ctlapi.EventChildRekeyed
 		case ike.EventAuthFailed:
 			typ = ctlapi.EventAuthFailed
+		case ike.EventChildTrap:
+			d.setTrap(name, true)
+			d.log.Info("ike: trap re-installed after the peer's death or close", "name", name)
+			continue
 		default:
 			continue
+		}
+		if ev.Kind == ike.EventChildUp {
+			d.setTrap(name, false)
 		}
 		if ev.SPIIn != 0 {
 			fields["spi_in"], fields["spi_out"] = fmt.Sprintf("%08x", ev.SPIIn), fmt.Sprintf("%08x", ev.SPIOut)
@@ -253,6 +261,21 @@ func (d *Daemon) watchIKE() {
 		}
 		d.events.publish(ctlapi.Event{Type: typ, Time: d.opts.Now(), Fields: fields})
 	}
+}
+
+// setTrap arms or disarms the trap of child ("conn/child"), see
+// Daemon.traps.
+func (d *Daemon) setTrap(child string, on bool) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if !on {
+		delete(d.traps, child)
+		return
+	}
+	if d.traps == nil {
+		d.traps = map[string]bool{}
+	}
+	d.traps[child] = true
 }
 
 // sameConnections reports whether two configurations have the same
