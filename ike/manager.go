@@ -52,6 +52,7 @@ type Manager struct {
 	// refusedResends counts retransmitted requests that did not get the
 	// cached response (RFC 7296, Section 2.1; see session.retransmitted).
 	refusedResends atomic.Uint64
+	counters       counters // for Stats
 	wg             sync.WaitGroup
 }
 
@@ -264,6 +265,7 @@ func (m *Manager) newInitiatorLocked(p *Peer, c *ChildConfig, trigger *Trigger) 
 	}
 	a := m.addActorLocked(s)
 	m.registerLocked(a, s.sa.spiI)
+	m.counters.started.Add(1)
 	return a, nil
 }
 
@@ -511,6 +513,7 @@ func (m *Manager) newResponderLocked(pkt []byte, h *ikewire.Header, from, to net
 	m.byInit[a.init] = a
 	a.halfOpen = true
 	a.src = src
+	m.counters.started.Add(1)
 	m.halfOpen++
 	m.halfOpenBySrc[src]++
 	return a

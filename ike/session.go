@@ -245,6 +245,7 @@ func (s *session) emit(k EventKind, childName string, c *ChildSA, err error) {
 	if c != nil {
 		ev.SPIIn, ev.SPIOut = c.SPIIn, c.SPIOut
 	}
+	s.m.counters.count(k, s.established.Sub(s.created))
 	s.ops = append(s.ops, op{kind: opEvent, ev: ev})
 }
 
@@ -619,6 +620,9 @@ func (s *session) die(err error) {
 	}
 	s.tasks = nil
 	s.dropFollowup()
+	if s.state == StateConnecting && err != nil {
+		s.m.counters.failed.Add(1)
+	}
 	if s.state == StateEstablished || s.state == StateDeleting || err != nil {
 		s.emit(EventIKEDown, "", nil, err)
 	}

@@ -135,13 +135,12 @@ func New(cfg *config.Config, opts Options) (*Daemon, error) {
 	if opts.LocalAddrs == nil {
 		opts.LocalAddrs = func() []netip.Addr { return nil }
 	}
-	d := &Daemon{opts: opts, log: opts.Logger, started: opts.Now(), manual: make(map[string]*installed), events: newBroker(), stats: newStats()}
+	d := &Daemon{opts: opts, log: opts.Logger, started: opts.Now(), manual: make(map[string]*installed), events: newBroker(), stats: &stats{}}
 	d.seq = &seqStore{dir: cfg.Daemon.StateDir}
 	d.routes, d.filter = newRetrier("routes", opts.Logger), newRetrier("firewall rules", opts.Logger)
 	dcfg := dataplane.Config{TUN: opts.TUN, UDP: opts.UDP, Raw: opts.Raw, Logger: opts.Logger, Now: opts.Now}
 	if opts.IKE != nil {
-		dcfg.IKE = d.natIKE
-		d.opts.IKE = countingSocket{opts.IKE, d.stats}
+		dcfg.IKE = d.handleNATT
 	}
 	dp, err := dataplane.New(dcfg)
 	if err != nil {
@@ -168,7 +167,7 @@ func New(cfg *config.Config, opts Options) (*Daemon, error) {
 		icfg.CookieSecretLifetime = cmp.Or(icfg.CookieSecretLifetime, t.CookieLifetime)
 		icfg.AuthorizeTS = d.authorizeTS
 		d.installer = &installer{d: d, children: make(map[uint32]*ikeChild)}
-		d.ike = ike.NewManager(icfg, d.installer, countingTransport{ikeTransport{d}, d.stats, d.nattPort()})
+		d.ike = ike.NewManager(icfg, d.installer, ikeTransport{d})
 	}
 	if err := d.apply(cfg); err != nil && !errors.Is(err, ErrNoChanges) {
 		// At start a failure is fatal, not retried.
