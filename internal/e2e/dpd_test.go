@@ -13,15 +13,25 @@ import (
 // goes down; once A declared B dead it comes back. With dpd_action start
 // A brings the tunnel back on its own; with clear A's SAs are gone and stay
 // gone; with trap A's child (start_action none) is trapped, and the next
-// ping from A brings the tunnel back. The times are logged.
+// ping from A brings the tunnel back. The times are logged. The case
+// "start encap" runs IKE and ESP in UDP on port 4500 (encap: yes), where
+// the engine alone strips and adds the non-ESP marker (RFC 3948, Section
+// 2.2).
 func TestDPDActions(t *testing.T) {
 	requireBins(t)
-	for _, action := range []string{"start", "clear", "trap"} {
-		t.Run(action, func(t *testing.T) { runDPDCase(t, action) })
+	for _, tc := range []struct {
+		action string
+		encap  bool
+	}{{"start", false}, {"clear", false}, {"trap", false}, {"start", true}} {
+		name := tc.action
+		if tc.encap {
+			name += "_encap"
+		}
+		t.Run(name, func(t *testing.T) { runDPDCase(t, tc.action, tc.encap) })
 	}
 }
 
-func runDPDCase(t *testing.T, action string) {
+func runDPDCase(t *testing.T, action string, encap bool) {
 	a, b, _ := ikeTopology(t, false, "tunnel")
 	psk := newPSK()
 	ca := ikeConn{ike: "aes256gcm16-prfsha256-x25519", child: []string{"aes256gcm16"}, mode: "tunnel", start: "none",
@@ -30,9 +40,16 @@ func runDPDCase(t *testing.T, action string) {
 		connKeys:  "dpd_delay: 2s\ndpd_action: " + action}
 	cb := ca
 	cb.start, cb.localID, cb.remoteID, cb.daemonIKE, cb.connKeys = "start", ca.remoteID, ca.localID, "", ""
+	if encap {
+		ca.connKeys += "\nencap: yes"
+		cb.connKeys = "encap: yes"
+	}
 	a.startDaemon(t, ikeConfig(a, b, ca))
 	b.startDaemon(t, ikeConfig(b, a, cb))
-	ia, _ := a.waitEstablished(t, 15*time.Second)
+	ia, ca1 := a.waitEstablished(t, 15*time.Second)
+	if encap && (!ia.Encap || ia.LocalAddr.Port() != 4500 || ca1.Encap != "udp") {
+		t.Fatalf("encap yes: IKE SA encap %v on %v, CHILD SA encap %s", ia.Encap, ia.LocalAddr, ca1.Encap)
+	}
 	mustPing(t, a.ns, a.inner, b.inner, 2)
 
 	// The cut. The link comes back once A declared B dead.
