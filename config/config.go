@@ -166,15 +166,17 @@ type Connection struct {
 	// RekeyTime is the IKE SA rekey interval (default DefaultIKERekeyTime);
 	// 0 disables rekeying.
 	RekeyTime time.Duration
-	// OverTime is how long after RekeyTime an IKE SA that was not
-	// rekeyed is deleted (default a tenth of RekeyTime).
+	// OverTime is how long after RekeyTime (ReauthTime) an IKE SA that
+	// was not rekeyed (reauthenticated) is deleted (default a tenth of
+	// the longer of the two).
 	OverTime time.Duration
-	// RandTime is the largest random time subtracted from RekeyTime, so
-	// that many IKE SAs do not rekey at once (default OverTime); 0 means
-	// no jitter.
+	// RandTime is the largest random time subtracted from RekeyTime and
+	// ReauthTime, so that many IKE SAs do not rekey at once (default
+	// OverTime); 0 means no jitter.
 	RandTime time.Duration
-	// ReauthTime is the reauthentication interval; only 0 (off) is
-	// accepted: reauthentication is not implemented.
+	// ReauthTime is the reauthentication interval, make before break: a
+	// new IKE SA with the same CHILD SAs replaces the old one; 0 (the
+	// default) disables it.
 	ReauthTime    time.Duration
 	Local, Remote Auth
 	Children      []Child // in file order

@@ -90,6 +90,13 @@ func TestLifetimeDefaults(t *testing.T) {
 	if conn, ch := c.Connections[0], c.Connections[0].Children[0]; conn.RandTime != 0 || conn.OverTime != 6*time.Minute || ch.RandTime != 0 {
 		t.Errorf("explicit rand_time 0: %v %v", conn.RandTime, ch.RandTime)
 	}
+	c, err = Parse("l.yaml", []byte(lifetimeConn("    rekey_time: 0\n    reauth_time: 10h\n", "")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if conn := c.Connections[0]; conn.ReauthTime != 10*time.Hour || conn.OverTime != time.Hour || conn.RandTime != time.Hour {
+		t.Errorf("reauth_time 10h: over_time %v, rand_time %v", conn.OverTime, conn.RandTime)
+	}
 	c, err = Parse("l.yaml", []byte(lifetimeConn("", "        rekey_time: 0\n")))
 	if err != nil {
 		t.Fatal(err)
@@ -102,7 +109,8 @@ func TestLifetimeDefaults(t *testing.T) {
 // TestLifetimeErrors: each wrong value is reported with file, line and key.
 func TestLifetimeErrors(t *testing.T) {
 	for _, tc := range []struct{ conn, child, want string }{
-		{"    reauth_time: 1h\n", "", "l.yaml:6: connections.c.reauth_time: reauthentication is not implemented"},
+		{"    reauth_time: 1h\n    rand_time: 1h\n", "", "l.yaml:7: connections.c.rand_time: must be smaller than reauth_time"},
+		{"    reauth_time: never\n", "", "l.yaml:6: connections.c.reauth_time:"},
 		{"    rekey_time: 1h\n    rand_time: 2h\n", "", "l.yaml:7: connections.c.rand_time: must be smaller than rekey_time"},
 		{"    over_time: soon\n", "", "l.yaml:6: connections.c.over_time:"},
 		{"    dpd_action: hold\n", "", "l.yaml:6: connections.c.dpd_action:"},

@@ -262,14 +262,7 @@ func (d *decoder) connections(key string, n *yaml.Node) []Connection {
 			{"rekey_time", d.duration(&c.RekeyTime)},
 			{"over_time", seen(&hasOver, d.duration(&c.OverTime))},
 			{"rand_time", seen(&hasRand, d.duration(&c.RandTime))},
-			{"reauth_time", func(key string, n *yaml.Node) {
-				d.duration(&c.ReauthTime)(key, n)
-				if c.ReauthTime != 0 {
-					// Refused rather than ignored: a peer would expect
-					// the IKE SA to be reauthenticated.
-					d.fail(n, key, "reauthentication is not implemented; use 0 (off) and rekey_time")
-				}
-			}},
+			{"reauth_time", d.duration(&c.ReauthTime)},
 			{"local", func(key string, n *yaml.Node) { d.auth(&c.Local, key, n, true) }},
 			{"remote", func(key string, n *yaml.Node) { d.auth(&c.Remote, key, n, false) }},
 			{"children", func(key string, n *yaml.Node) { c.Children = d.children(key, n) }},
@@ -282,16 +275,19 @@ func (d *decoder) connections(key string, n *yaml.Node) []Connection {
 		if len(c.Proposals) == 0 {
 			c.Proposals = []IKEProposal{{Text: "default", Default: true}}
 		}
-		// strongSwan's defaults: over_time 10% of rekey_time, rand_time
-		// over_time.
+		// strongSwan's defaults: over_time 10% of the longer of
+		// rekey_time and reauth_time, rand_time over_time.
 		if !hasOver {
-			c.OverTime = c.RekeyTime / 10
+			c.OverTime = max(c.RekeyTime, c.ReauthTime) / 10
 		}
 		if !hasRand {
 			c.RandTime = c.OverTime
 		}
 		if c.RekeyTime > 0 && c.RandTime >= c.RekeyTime {
 			d.fail(nil, path+".rand_time", "must be smaller than rekey_time (%v)", c.RekeyTime)
+		}
+		if c.ReauthTime > 0 && c.RandTime >= c.ReauthTime {
+			d.fail(nil, path+".rand_time", "must be smaller than reauth_time (%v)", c.ReauthTime)
 		}
 		if c.DPDTimeout > 0 && c.DPDDelay == 0 {
 			d.fail(nil, path+".dpd_timeout", "needs dpd_delay")

@@ -237,11 +237,19 @@ type Peer struct {
 	// is deleted (its hard lifetime is RekeyTime + OverTime); zero means
 	// a tenth of RekeyTime, negative never.
 	OverTime time.Duration
-	// RandTime is the largest random time subtracted from RekeyTime for
-	// each IKE SA, so that many IKE SAs do not rekey at once (strongSwan's
-	// rand_time); zero means OverTime, negative none. It must be smaller
-	// than RekeyTime.
+	// RandTime is the largest random time subtracted from RekeyTime and
+	// ReauthTime for each IKE SA, so that many IKE SAs do not rekey at
+	// once (strongSwan's rand_time); zero means OverTime, negative none.
+	// It must be smaller than RekeyTime and ReauthTime.
 	RandTime time.Duration
+	// ReauthTime, if positive, is the interval of reauthentication, make
+	// before break (strongSwan's reauth_time with make_before_break): a
+	// new IKE SA is created with IKE_SA_INIT and IKE_AUTH (without
+	// INITIAL_CONTACT) and the same CHILD SAs, and once they are all up
+	// the old IKE SA is deleted with its CHILD SAs. An IKE SA that is not
+	// reauthenticated by ReauthTime + OverTime is deleted. Zero or
+	// negative: no reauthentication.
+	ReauthTime time.Duration
 	// Children are the CHILD SA configurations.
 	Children []ChildConfig
 }
@@ -357,11 +365,11 @@ func (p *Peer) rekeyTime() time.Duration {
 // overTime returns how long after the rekey time the IKE SA expires; zero
 // means never.
 func (p *Peer) overTime() time.Duration {
-	switch rt := p.rekeyTime(); {
-	case p.OverTime < 0 || rt < 0:
+	switch base := max(p.rekeyTime(), p.ReauthTime); {
+	case p.OverTime < 0 || base <= 0:
 		return 0
 	case p.OverTime == 0:
-		return rt / 10
+		return base / 10
 	}
 	return p.OverTime
 }
@@ -381,6 +389,9 @@ func (p *Peer) randTime() time.Duration {
 func (p *Peer) check() error {
 	if rt := p.rekeyTime(); rt > 0 && p.randTime() >= rt {
 		return fmt.Errorf("ike: peer %q: RandTime %v is not smaller than RekeyTime %v", p.Name, p.randTime(), rt)
+	}
+	if p.ReauthTime > 0 && p.randTime() >= p.ReauthTime {
+		return fmt.Errorf("ike: peer %q: RandTime %v is not smaller than ReauthTime %v", p.Name, p.randTime(), p.ReauthTime)
 	}
 	for i := range p.Children {
 		c := &p.Children[i]

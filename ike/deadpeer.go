@@ -8,6 +8,7 @@ package ike
 
 import (
 	"fmt"
+	"slices"
 	"time"
 )
 
@@ -24,6 +25,97 @@ func (s *session) scheduleChild(ch *child, c *ChildSA, now time.Time) {
 	}
 	c.Limits = cfg.limits()
 	ch.sa.Limits = c.Limits
+}
+
+// scheduleReauth sets the reauthentication time of a new IKE SA,
+// ReauthTime minus a random part of RandTime, and the hard lifetime
+// without it, ReauthTime + OverTime. An IKE SA rekey does not move them
+// (the peer was not authenticated again).
+func (s *session) scheduleReauth() {
+	s.reauthAt, s.reauthEnd = time.Time{}, time.Time{}
+	if rt := s.peer.ReauthTime; rt > 0 {
+		now := s.now()
+		s.reauthAt = now.Add(rt - s.randUpTo(s.peer.randTime()))
+		if ot := s.peer.overTime(); ot > 0 {
+			s.reauthEnd = now.Add(rt + ot)
+		}
+	}
+}
+
+// reauthRetry is when a reauthentication that did not replace the IKE SA
+// is tried again.
+const reauthRetry = 2 * time.Minute
+
+// reauthenticate asks the Manager for the IKE SA that replaces this one
+// (opReauth), with the CHILD SAs that are up; the new one deletes this one
+// when they are all up again (reauthDone), make before break.
+func (s *session) reauthenticate(now time.Time) {
+	s.reauthAt = now.Add(reauthRetry)
+	var names []string
+	for _, c := range s.children {
+		if c.state != childReplaced && c.state != childDeleting && !slices.Contains(names, c.cfg.Name) {
+			names = append(names, c.cfg.Name)
+		}
+	}
+	s.log.Info("ike: reauthenticating", "peer", s.peerName(), "children", names)
+	s.ops = append(s.ops, op{kind: opReauth, names: names})
+}
+
+// reauthDone, on the IKE SA made by a reauthentication, asks the Manager
+// to delete the one it replaces once it is established and every child it
+// took over is up (or failed).
+func (s *session) reauthDone() {
+	if s.replaces == 0 || s.state != StateEstablished || len(s.pendingChildren) > 0 {
+		return
+	}
+	s.ops = append(s.ops, op{kind: opRetire, spi: s.replaces})
+	s.replaces = 0
+}
+
+// reauth creates the IKE SA that replaces a's (opReauth): to the address
+// a's peer speaks from, with the children names; the first one is created
+// in IKE_AUTH, the others with CREATE_CHILD_SA.
+func (m *Manager) reauth(a *actor, names []string) {
+	old := a.s
+	m.mu.Lock()
+	p := m.peerLocked(old.peerName())
+	if p == nil || m.closed {
+		m.mu.Unlock()
+		return
+	}
+	var first *ChildConfig
+	if len(names) > 0 {
+		first = p.child(names[0])
+	}
+	na, err := m.newInitiatorLocked(p, first, nil, old.remote.Addr())
+	if err != nil {
+		m.mu.Unlock()
+		m.cfg.Logger.Warn("ike: reauthentication", "peer", p.Name, "err", err)
+		return
+	}
+	s := na.s
+	s.replaces = old.sa.ourSPI()
+	for _, n := range names[1:] {
+		if c := p.child(n); c != nil {
+			s.pendingChildren[n] = true
+			s.queue(&childTask{cfg: c})
+		}
+	}
+	m.mu.Unlock()
+	m.start(na)
+	m.deliver(na, input{kind: inTimer})
+}
+
+// retire deletes the IKE SA with our SPI spi, replaced by a's
+// reauthentication (opRetire), with a Delete exchange (RFC 7296, Section
+// 1.4.1).
+func (m *Manager) retire(a *actor, spi uint64) {
+	m.mu.Lock()
+	b := m.bySPI[spi]
+	m.mu.Unlock()
+	if b != nil && b != a {
+		m.deliver(b, input{kind: inCommand, cmd: command{kind: cmdTerminate}})
+	}
 }
 
 // peerClosed ends the session because the peer deleted the IKE SA (RFC
@@ -82,6 +174,9 @@ func (s *session) runDeathAction(act Action, up []string) {
 // remote, before the IKE SA is established; initialContact says the peer
 // sent INITIAL_CONTACT. An error refuses the new IKE SA (UniqueKeep).
 func (s *session) uniqueness(remote Identity, initialContact bool) error {
+	if s.replaces != 0 {
+		return nil // a reauthentication deletes the IKE SA it replaces itself
+	}
 	switch s.peer.Unique {
 	case UniqueKeep:
 		if s.m.hasDuplicate(s, remote) {

@@ -219,7 +219,7 @@ func (m *Manager) Initiate(peer, child string, trigger *Trigger) error {
 		}
 		return nil
 	}
-	a, err := m.newInitiatorLocked(p, c, trigger)
+	a, err := m.newInitiatorLocked(p, c, trigger, netip.Addr{})
 	m.mu.Unlock()
 	if err != nil {
 		return err
@@ -230,9 +230,12 @@ func (m *Manager) Initiate(peer, child string, trigger *Trigger) error {
 }
 
 // newInitiatorLocked creates the session of a new IKE SA with p that
-// brings up child c (nil: the IKE SA alone).
-func (m *Manager) newInitiatorLocked(p *Peer, c *ChildConfig, trigger *Trigger) (*actor, error) {
-	remote := firstHost(p.RemoteAddrs)
+// brings up child c (nil: the IKE SA alone), to remote or, if it is not
+// valid, to p's remote address.
+func (m *Manager) newInitiatorLocked(p *Peer, c *ChildConfig, trigger *Trigger, remote netip.Addr) (*actor, error) {
+	if !remote.IsValid() {
+		remote = firstHost(p.RemoteAddrs)
+	}
 	if !remote.IsValid() {
 		return nil, fmt.Errorf("ike: peer %q has no single remote address to initiate to", p.Name)
 	}
@@ -770,6 +773,10 @@ func (m *Manager) exec(a *actor, o op) {
 		m.forget(a)
 	case opRestart:
 		m.restart(a.s.peerName(), o.names)
+	case opReauth:
+		m.reauth(a, o.names)
+	case opRetire:
+		m.retire(a, o.spi)
 	}
 }
 

@@ -84,6 +84,8 @@ const (
 	opReplace        // close the duplicates with id with a Delete (UniqueReplace)
 	opDone           // the session is over
 	opRestart        // initiate children names again (ActionStart); after opDone
+	opReauth         // create the IKE SA that replaces this one, with children names
+	opRetire         // delete the IKE SA with our SPI spi, which this one replaced
 )
 
 // op is one effect of handling an input, executed in order by the owner.
@@ -208,6 +210,8 @@ type session struct {
 	lastRecv             time.Time
 	rekeyAt, keepaliveAt time.Time
 	expireAt             time.Time // the IKE SA's hard lifetime (RekeyTime + OverTime); zero: none
+	reauthAt, reauthEnd  time.Time // when to reauthenticate, and the hard lifetime without it (Peer.ReauthTime)
+	replaces             uint64    // reauthentication: our SPI of the IKE SA this one replaces, until it is told to go
 	dpdSent              time.Time // when the last liveness check was queued, for Peer.DPDTimeout
 	closedByPeer         bool      // the peer deleted the IKE SA (Peer.CloseAction)
 	retryAt              time.Time // the task queue waits until then (TEMPORARY_FAILURE)
@@ -265,6 +269,7 @@ func (s *session) handle(in input) []op {
 		s.command(in.cmd)
 	}
 	s.kick()
+	s.reauthDone()
 	ops := s.ops
 	s.ops = nil
 	return ops
@@ -354,6 +359,14 @@ func (s *session) tick() {
 		s.log.Info("ike: IKE SA not rekeyed within its hard lifetime", "peer", s.peerName())
 		s.closeNotify(ErrExpired)
 		return
+	}
+	if !s.reauthEnd.IsZero() && !now.Before(s.reauthEnd) {
+		s.log.Info("ike: IKE SA not reauthenticated within its hard lifetime", "peer", s.peerName())
+		s.closeNotify(ErrExpired)
+		return
+	}
+	if !s.reauthAt.IsZero() && !now.Before(s.reauthAt) {
+		s.reauthenticate(now)
 	}
 	if !s.dpdSent.IsZero() {
 		switch {
@@ -449,6 +462,8 @@ func (s *session) deadline() time.Time {
 	}
 	at(s.rekeyAt)
 	at(s.expireAt)
+	at(s.reauthAt)
+	at(s.reauthEnd)
 	if s.old != nil && s.old.active == nil {
 		at(s.oldUntil)
 	}
@@ -644,6 +659,7 @@ func (s *session) establish() {
 	s.lastRecv = now
 	s.keepaliveAt = now.Add(s.cfg.KeepaliveInterval)
 	s.scheduleIKERekey()
+	s.scheduleReauth()
 	s.emit(EventIKEUp, "", nil, nil)
 }
 

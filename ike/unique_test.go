@@ -1,6 +1,7 @@
 package ike
 
 import (
+	"net/netip"
 	"testing"
 )
 
@@ -13,7 +14,7 @@ func startOver(t *testing.T, p *stepPair) {
 	m := p.a.m
 	m.mu.Lock()
 	peer := m.peerLocked("b")
-	a, err := m.newInitiatorLocked(peer, peer.child("net"), nil)
+	a, err := m.newInitiatorLocked(peer, peer.child("net"), nil, netip.Addr{})
 	m.mu.Unlock()
 	if err != nil {
 		t.Fatal(err)

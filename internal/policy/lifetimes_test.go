@@ -19,6 +19,7 @@ connections:
     local: {auth: psk, id: a}
     remote: {auth: psk, id: b}
     rekey_time: 2h
+    reauth_time: 12h
     over_time: 5m
     rand_time: 0
     dpd_delay: 10s
@@ -50,7 +51,7 @@ secrets:
 		t.Fatal(err)
 	}
 	p := s.Peers[0]
-	if p.RekeyTime != 2*time.Hour || p.OverTime != 5*time.Minute || p.RandTime >= 0 || p.DPDDelay != 10*time.Second ||
+	if p.RekeyTime != 2*time.Hour || p.ReauthTime != 12*time.Hour || p.OverTime != 5*time.Minute || p.RandTime >= 0 || p.DPDDelay != 10*time.Second ||
 		p.DPDTimeout != 30*time.Second || p.DPDAction != ike.ActionTrap || p.CloseAction != ike.ActionStart || p.Unique != ike.UniqueReplace {
 		t.Errorf("peer = %+v", p)
 	}

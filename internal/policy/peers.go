@@ -18,7 +18,7 @@ func ikePeers(cfg *config.Config, refs func(conn, child string) uint32) ([]ike.P
 	for _, c := range cfg.Connections {
 		p := ike.Peer{Name: c.Name, Encap: c.Encap, DPDDelay: c.DPDDelay, DPDTimeout: c.DPDTimeout,
 			DPDAction: ikeAction(c.DPDAction), CloseAction: ikeAction(c.CloseAction), Unique: ikeUnique(c.Unique),
-			RekeyTime: orOff(c.RekeyTime), OverTime: orOff(c.OverTime), RandTime: orOff(c.RandTime)}
+			RekeyTime: orOff(c.RekeyTime), OverTime: orOff(c.OverTime), RandTime: orOff(c.RandTime), ReauthTime: c.ReauthTime}
 		var err error
 		if p.LocalAddrs, err = prefixes(c.LocalAddrs); err != nil {
 			return nil, fmt.Errorf("policy: connection %s: local_addrs: %w", c.Name, err)
