@@ -51,7 +51,7 @@ type Snapshot struct {
 	// Section 5.1.1: a PROTECT rule matched and no SA was there).
 	Acquires uint64
 	// IKEEventsLost counts IKE engine events dropped before the daemon saw
-	// them; while it is not zero, Handshakes may undercount.
+	// them (the engine counts Handshakes itself, so they are exact).
 	IKEEventsLost uint64
 	// Panics counts the panics the daemon recovered from, by component.
 	Panics Panics
@@ -155,7 +155,7 @@ var (
 	descRekeys       = newDesc("ike_rekeys_total", "Completed rekeys, by kind (child, ike).", []string{"kind"})
 	descHSCompleted  = newDesc("ike_handshakes_completed_total", "IKE SAs established.", nil)
 	descHSFailed     = newDesc("ike_handshakes_failed_total", "IKE SAs that ended with an error before they were established.", nil)
-	descIKELost      = newDesc("ike_events_lost_total", "IKE engine events dropped before the daemon counted them.", nil)
+	descIKELost      = newDesc("ike_events_lost_total", "IKE engine events dropped before the daemon saw them.", nil)
 	descPanics       = newDesc("panics_total", "Panics recovered, by component; each ended only what it owned (an IKE SA, a packet).", []string{"component"})
 	descAcquires     = newDesc("acquires_total", "ACQUIRE events: packets that matched a PROTECT rule without an SA (RFC 4301, Section 5.1.1), rate-limited per policy.", nil)
 	descDrops        = newDesc("dropped_packets_total", "Packets the data plane dropped, by reason.", []string{"reason"})
