@@ -62,25 +62,33 @@ func TestUniqueReplaceStartOver(t *testing.T) {
 }
 
 // TestUniqueKeepRefusesNew: with unique keep the responder refuses a
-// second IKE SA with AUTHENTICATION_FAILED and keeps the first.
+// second IKE SA with AUTHENTICATION_FAILED and keeps the first; an
+// initiator with unique keep refuses the second one itself and tells the
+// responder (RFC 7296, Section 2.21.2), which removes it.
 func TestUniqueKeepRefusesNew(t *testing.T) {
-	pa, pb := peerPair(t, "aes256gcm16-prfsha256-x25519", "aes128gcm16")
-	pb.Unique = UniqueKeep
-	p := newStepPair(t, pa, pb, nil)
-	p.establish(t)
-	first := p.b.m.SAs()[0].SPIi
-	p.a.events()
-	startOver(t, p)
-	if sas := p.b.m.SAs(); len(sas) != 1 || sas[0].SPIi != first {
-		t.Fatalf("B's IKE SAs %+v, want the first one alone", sas)
+	for _, side := range []string{"responder", "initiator"} {
+		pa, pb := peerPair(t, "aes256gcm16-prfsha256-x25519", "aes128gcm16")
+		if side == "responder" {
+			pb.Unique = UniqueKeep
+		} else {
+			pa.Unique = UniqueKeep
+		}
+		p := newStepPair(t, pa, pb, nil)
+		p.establish(t)
+		first := p.b.m.SAs()[0].SPIi
+		p.a.events()
+		startOver(t, p)
+		if sas := p.b.m.SAs(); len(sas) != 1 || sas[0].SPIi != first {
+			t.Fatalf("keep on the %s: B's IKE SAs %+v, want the first one alone", side, sas)
+		}
+		if !hasEvent(p.a.events(), EventAuthFailed) {
+			t.Errorf("keep on the %s: A did not see the new IKE SA fail", side)
+		}
+		if sas := p.a.m.SAs(); len(sas) != 1 || sas[0].SPIi != first {
+			t.Errorf("keep on the %s: A's IKE SAs %+v", side, sas)
+		}
+		checkKeys(t, p.a.inst, p.b.inst, 1)
 	}
-	if !hasEvent(p.a.events(), EventAuthFailed) {
-		t.Error("A was not refused")
-	}
-	if established(p.a.m) != 1 {
-		t.Errorf("A has %d IKE SAs", established(p.a.m))
-	}
-	checkKeys(t, p.a.inst, p.b.inst, 1)
 }
 
 // TestInitialContactReplacesOldSAs: a peer that reboots (a new Manager at
