@@ -3,6 +3,8 @@ package ike
 import (
 	"net/netip"
 	"testing"
+	"testing/synctest"
+	"time"
 )
 
 // startOver makes A initiate one more IKE SA with B although it has one,
@@ -123,4 +125,41 @@ func TestInitialContactReplacesOldSAs(t *testing.T) {
 			t.Errorf("unique %d: B has %d CHILD SAs, want %d", u, got, want)
 		}
 	}
+}
+
+// TestUniqueReplaceLive is TestUniqueReplaceStartOver with both managers
+// running their own goroutines and timers under testing/synctest: A starts
+// over every 2 s, three times (issue 8 saw Libreswan 4.10 leave 3 IKE SAs
+// in 7 s); B, with unique replace, has one IKE SA and one CHILD SA at the
+// end, the newest, and so has A.
+func TestUniqueReplaceLive(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		pa, pb := peerPair(t, "aes256gcm16-prfsha256-x25519", "aes128gcm16")
+		pa.Children[0].StartAction = StartStart
+		pb.Unique = UniqueReplace
+		n := &chanNet{nodes: map[netip.Addr]*Manager{}}
+		b, ib := newLive(t, n, addrB, pb)
+		a, ia := newLive(t, n, addrA, pa)
+		defer b.Close()
+		defer a.Close()
+		synctest.Wait()
+		for range 3 {
+			time.Sleep(2 * time.Second)
+			a.mu.Lock()
+			peer := a.peerLocked("b")
+			act, err := a.newInitiatorLocked(peer, peer.child("net"), nil, netip.Addr{})
+			a.mu.Unlock()
+			if err != nil {
+				t.Fatal(err)
+			}
+			a.start(act)
+			a.deliver(act, input{kind: inTimer})
+			synctest.Wait()
+		}
+		sa, sb := a.SAs(), b.SAs()
+		if len(sa) != 1 || len(sb) != 1 || sa[0].SPIi != sb[0].SPIi {
+			t.Fatalf("after three start-overs: A %d IKE SAs, B %d", len(sa), len(sb))
+		}
+		checkKeys(t, ia, ib, 1)
+	})
 }
