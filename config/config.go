@@ -184,8 +184,33 @@ type Connection struct {
 	Encap bool
 	// DPDDelay is the interval of liveness checks; 0 disables them.
 	DPDDelay time.Duration
-	// RekeyTime is the IKE SA rekey interval (default DefaultIKERekeyTime).
-	RekeyTime     time.Duration
+	// DPDTimeout, if not zero, bounds the time from a liveness check (or
+	// any request) left unanswered to the declaration that the peer is
+	// dead; zero leaves it to the retransmission schedule (daemon.ike
+	// retransmit_*), as strongSwan does for IKEv2.
+	DPDTimeout time.Duration
+	// DPDAction is what happens to the CHILD SAs when the peer is
+	// declared dead (default ActionClear); CloseAction when the peer
+	// deletes the IKE SA (default ActionClear).
+	DPDAction, CloseAction Action
+	// Unique is the policy for several IKE SAs with the same remote
+	// identity (default UniqueNo).
+	Unique Unique
+	// RekeyTime is the IKE SA rekey interval (default DefaultIKERekeyTime);
+	// 0 disables rekeying.
+	RekeyTime time.Duration
+	// OverTime is how long after RekeyTime (ReauthTime) an IKE SA that
+	// was not rekeyed (reauthenticated) is deleted (default a tenth of
+	// the longer of the two).
+	OverTime time.Duration
+	// RandTime is the largest random time subtracted from RekeyTime and
+	// ReauthTime, so that many IKE SAs do not rekey at once (default
+	// OverTime); 0 means no jitter.
+	RandTime time.Duration
+	// ReauthTime is the reauthentication interval, make before break: a
+	// new IKE SA with the same CHILD SAs replaces the old one; 0 (the
+	// default) disables it.
+	ReauthTime    time.Duration
 	Local, Remote Auth
 	Children      []Child // in file order
 }
@@ -252,9 +277,22 @@ type Child struct {
 	Proposals []ChildProposal
 	// StartAction says what to do when the configuration is loaded.
 	StartAction StartAction
-	// RekeyTime is the CHILD SA rekey interval (default DefaultChildRekeyTime).
-	RekeyTime    time.Duration
-	ReplayWindow int // packets, default DefaultReplayWindow
+	// RekeyTime is the CHILD SA rekey interval (default
+	// DefaultChildRekeyTime); 0 disables rekeying by time.
+	RekeyTime time.Duration
+	// LifeTime is the CHILD SA's hard lifetime, after which it is deleted
+	// (default RekeyTime plus 10%; 0 with RekeyTime 0).
+	LifeTime time.Duration
+	// RandTime is the largest random time subtracted from RekeyTime
+	// (default LifeTime - RekeyTime); 0 means no jitter.
+	RandTime time.Duration
+	// RekeyBytes and RekeyPackets are the soft limits of use after which
+	// the CHILD SA is rekeyed; LifeBytes and LifePackets the hard ones
+	// after which it is deleted (defaults: 0, none; a Life limit left out
+	// is the Rekey limit plus 10%).
+	RekeyBytes, LifeBytes     uint64
+	RekeyPackets, LifePackets uint64
+	ReplayWindow              int // packets, default DefaultReplayWindow
 }
 
 // ChildProposal is one ESP or AH proposal: a suite, optional key exchange
@@ -296,6 +334,63 @@ func (a StartAction) String() string {
 		return "start"
 	}
 	return "none"
+}
+
+// Action is a connection's dpd_action or close_action, as in swanctl.conf.
+type Action uint8
+
+// Actions on a dead or closed peer.
+const (
+	// ActionClear removes the CHILD SAs: traffic then meets the PROTECT
+	// policy and is dropped, or, for children with start_action trap or
+	// start, triggers an acquire as always. "none" is a synonym.
+	ActionClear Action = iota
+	// ActionTrap re-installs the trap: the next packet of the child's
+	// policy starts IKE, whatever its start_action.
+	ActionTrap
+	// ActionStart re-initiates the CHILD SAs at once. "restart" is a
+	// synonym.
+	ActionStart
+)
+
+func (a Action) String() string {
+	switch a {
+	case ActionTrap:
+		return "trap"
+	case ActionStart:
+		return "start"
+	}
+	return "clear"
+}
+
+// Unique is a connection's policy for duplicate IKE SAs with the same
+// remote identity (key unique), as in swanctl.conf.
+type Unique uint8
+
+// Uniqueness policies.
+const (
+	// UniqueNo allows several IKE SAs, but a new one whose initiator
+	// sends INITIAL_CONTACT replaces the others (RFC 7296, Section 2.4).
+	UniqueNo Unique = iota
+	// UniqueNever allows several IKE SAs and ignores INITIAL_CONTACT.
+	UniqueNever
+	// UniqueKeep keeps the existing IKE SA and refuses the new one.
+	UniqueKeep
+	// UniqueReplace deletes the existing IKE SAs when a new one is
+	// established.
+	UniqueReplace
+)
+
+func (u Unique) String() string {
+	switch u {
+	case UniqueNever:
+		return "never"
+	case UniqueKeep:
+		return "keep"
+	case UniqueReplace:
+		return "replace"
+	}
+	return "no"
 }
 
 // Policy is an SPD rule that is not a connection (section "policies").

@@ -252,6 +252,7 @@ func (d *decoder) connections(key string, n *yaml.Node) []Connection {
 	var out []Connection
 	d.named(n, key, func(name, path string, k, v *yaml.Node) {
 		c := Connection{Name: name, Version: 2, RekeyTime: DefaultIKERekeyTime}
+		var hasOver, hasRand bool
 		m := d.mapping(v, path, []field{
 			{"version", func(key string, n *yaml.Node) {
 				var ver int
@@ -274,7 +275,14 @@ func (d *decoder) connections(key string, n *yaml.Node) []Connection {
 			}},
 			{"encap", d.boolean(&c.Encap)},
 			{"dpd_delay", d.duration(&c.DPDDelay)},
+			{"dpd_timeout", d.duration(&c.DPDTimeout)},
+			{"dpd_action", d.action(&c.DPDAction)},
+			{"close_action", d.action(&c.CloseAction)},
+			{"unique", enum(d, &c.Unique, []string{"no", "never", "keep", "replace"}, []Unique{UniqueNo, UniqueNever, UniqueKeep, UniqueReplace})},
 			{"rekey_time", d.duration(&c.RekeyTime)},
+			{"over_time", seen(&hasOver, d.duration(&c.OverTime))},
+			{"rand_time", seen(&hasRand, d.duration(&c.RandTime))},
+			{"reauth_time", d.duration(&c.ReauthTime)},
 			{"local", func(key string, n *yaml.Node) { d.auth(&c.Local, key, n, true) }},
 			{"remote", func(key string, n *yaml.Node) { d.auth(&c.Remote, key, n, false) }},
 			{"children", func(key string, n *yaml.Node) { c.Children = d.children(key, n) }},
@@ -286,6 +294,23 @@ func (d *decoder) connections(key string, n *yaml.Node) []Connection {
 		}
 		if len(c.Proposals) == 0 {
 			c.Proposals = []IKEProposal{{Text: "default", Default: true}}
+		}
+		// strongSwan's defaults: over_time 10% of the longer of
+		// rekey_time and reauth_time, rand_time over_time.
+		if !hasOver {
+			c.OverTime = max(c.RekeyTime, c.ReauthTime) / 10
+		}
+		if !hasRand {
+			c.RandTime = c.OverTime
+		}
+		if c.RekeyTime > 0 && c.RandTime >= c.RekeyTime {
+			d.fail(nil, path+".rand_time", "must be smaller than rekey_time (%v)", c.RekeyTime)
+		}
+		if c.ReauthTime > 0 && c.RandTime >= c.ReauthTime {
+			d.fail(nil, path+".rand_time", "must be smaller than reauth_time (%v)", c.ReauthTime)
+		}
+		if c.DPDTimeout > 0 && c.DPDDelay == 0 {
+			d.fail(nil, path+".dpd_timeout", "needs dpd_delay")
 		}
 		if len(c.Children) == 0 {
 			d.fail(k, path+".children", "required: a connection needs at least one child")
@@ -388,6 +413,7 @@ func (d *decoder) children(key string, n *yaml.Node) []Child {
 		c := Child{Name: name, Protocol: sa.ESP, RekeyTime: DefaultChildRekeyTime, ReplayWindow: DefaultReplayWindow}
 		var esp, ah []ChildProposal
 		var espNode, ahNode *yaml.Node
+		var hasLife, hasRand, hasLifeBytes, hasLifePackets bool
 		d.mapping(v, path, []field{
 			{"mode", enum(d, &c.Mode, []string{"tunnel", "transport"}, []sa.Mode{sa.Tunnel, sa.Transport})},
 			{"local_ts", d.selectors(&c.LocalTS)},
@@ -396,6 +422,12 @@ func (d *decoder) children(key string, n *yaml.Node) []Child {
 			{"ah_proposals", func(key string, n *yaml.Node) { ahNode = n; d.childProposals(&ah, true)(key, n) }},
 			{"start_action", enum(d, &c.StartAction, []string{"none", "trap", "start"}, []StartAction{StartNone, StartTrap, StartStart})},
 			{"rekey_time", d.duration(&c.RekeyTime)},
+			{"life_time", seen(&hasLife, d.duration(&c.LifeTime))},
+			{"rand_time", seen(&hasRand, d.duration(&c.RandTime))},
+			{"rekey_bytes", d.uint64Field(&c.RekeyBytes)},
+			{"life_bytes", seen(&hasLifeBytes, d.uint64Field(&c.LifeBytes))},
+			{"rekey_packets", d.uint64Field(&c.RekeyPackets)},
+			{"life_packets", seen(&hasLifePackets, d.uint64Field(&c.LifePackets))},
 			{"replay_window", d.integer(&c.ReplayWindow, MinReplayWindow, MaxReplayWindow)},
 		})
 		switch {
@@ -406,6 +438,7 @@ func (d *decoder) children(key string, n *yaml.Node) []Child {
 		case espNode != nil:
 			c.Proposals = esp
 		}
+		d.childLifetimes(&c, path, hasLife, hasRand, hasLifeBytes, hasLifePackets)
 		if len(c.Proposals) == 0 && (espNode == nil && ahNode == nil) {
 			c.Proposals = []ChildProposal{{Text: "default", Default: true, NoESN: true}}
 		}
@@ -416,6 +449,51 @@ func (d *decoder) children(key string, n *yaml.Node) []Child {
 		out = append(out, c)
 	})
 	return out
+}
+
+// childLifetimes fills the defaults of a child's lifetimes, strongSwan's:
+// each life_* is its rekey_* plus 10%, rand_time is life_time - rekey_time;
+// and checks that soft limits come before hard ones.
+func (d *decoder) childLifetimes(c *Child, path string, hasLife, hasRand, hasLifeBytes, hasLifePackets bool) {
+	plus10 := func(v uint64) uint64 { return v + v/10 }
+	if !hasLife {
+		c.LifeTime = c.RekeyTime + c.RekeyTime/10
+	}
+	if !hasLifeBytes {
+		c.LifeBytes = plus10(c.RekeyBytes)
+	}
+	if !hasLifePackets {
+		c.LifePackets = plus10(c.RekeyPackets)
+	}
+	if c.RekeyTime > 0 && c.LifeTime > 0 && c.LifeTime <= c.RekeyTime {
+		d.fail(nil, path+".life_time", "must be larger than rekey_time (%v)", c.RekeyTime)
+	}
+	if !hasRand && c.RekeyTime > 0 && c.LifeTime > c.RekeyTime {
+		c.RandTime = c.LifeTime - c.RekeyTime
+	}
+	if c.RekeyTime > 0 && c.RandTime >= c.RekeyTime {
+		d.fail(nil, path+".rand_time", "must be smaller than rekey_time (%v)", c.RekeyTime)
+	}
+	if c.RekeyBytes > 0 && c.LifeBytes > 0 && c.LifeBytes <= c.RekeyBytes {
+		d.fail(nil, path+".life_bytes", "must be larger than rekey_bytes (%d)", c.RekeyBytes)
+	}
+	if c.RekeyPackets > 0 && c.LifePackets > 0 && c.LifePackets <= c.RekeyPackets {
+		d.fail(nil, path+".life_packets", "must be larger than rekey_packets (%d)", c.RekeyPackets)
+	}
+}
+
+// action parses a dpd_action or close_action, with strongSwan's synonyms
+// ("none" for clear, "restart" for start).
+func (d *decoder) action(dst *Action) func(string, *yaml.Node) {
+	return enum(d, dst, []string{"clear", "none", "trap", "start", "restart"}, []Action{ActionClear, ActionClear, ActionTrap, ActionStart, ActionStart})
+}
+
+// seen wraps a field's parser to record that the key was given.
+func seen(given *bool, f func(string, *yaml.Node)) func(string, *yaml.Node) {
+	return func(key string, n *yaml.Node) {
+		*given = true
+		f(key, n)
+	}
 }
 
 func (d *decoder) policies(key string, n *yaml.Node) []Policy {

@@ -295,6 +295,9 @@ manual_sas:
 		"connections.<name>.rekey_time":                    durText(conn.RekeyTime),
 		"connections.<name>.local.auth":                    conn.Local.Method.String(),
 		"connections.<name>.remote.auth":                   conn.Remote.Method.String(),
+		"connections.<name>.dpd_action":                    conn.DPDAction.String(),
+		"connections.<name>.close_action":                  conn.CloseAction.String(),
+		"connections.<name>.unique":                        conn.Unique.String(),
 		"connections.<name>.children.<name>.mode":          child.Mode.String(),
 		"connections.<name>.children.<name>.esp_proposals": child.Proposals[0].Text,
 		"connections.<name>.children.<name>.start_action":  child.StartAction.String(),
@@ -310,6 +313,13 @@ manual_sas:
 		"connections.<name>.local.id", "connections.<name>.remote.id", "manual_sas[].encap",
 		"manual_sas[].local_ts", "manual_sas[].remote_ts", "policies[].local_ts", "policies[].remote_ts",
 	}
+	// The lifetimes that follow from others are checked by
+	// TestLifetimeDefaults.
+	described = append(described, "connections.<name>.over_time", "connections.<name>.rand_time",
+		"connections.<name>.reauth_time", "connections.<name>.dpd_timeout",
+		"connections.<name>.children.<name>.life_time", "connections.<name>.children.<name>.rand_time",
+		"connections.<name>.children.<name>.rekey_bytes", "connections.<name>.children.<name>.life_bytes",
+		"connections.<name>.children.<name>.rekey_packets", "connections.<name>.children.<name>.life_packets")
 	for _, sub := range LogSubsystems {
 		// A subsystem without a level of its own logs at daemon.log.level.
 		described = append(described, "daemon.log.subsystems."+sub)

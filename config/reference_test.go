@@ -142,6 +142,20 @@ var reference = []refKey{
 		doc: "Interval of dead peer detection (liveness checks); 0 disables them."},
 	{path: "connections.<name>.rekey_time", kind: kDuration, def: durText(DefaultIKERekeyTime), example: "4h",
 		doc: "IKE SA rekey interval."},
+	{path: "connections.<name>.over_time", kind: kDuration, def: "10% of the longer of rekey_time and reauth_time", example: "24m",
+		doc: "Hard lifetime past rekey_time (reauth_time): an IKE SA not rekeyed (reauthenticated) by then is deleted."},
+	{path: "connections.<name>.rand_time", kind: kDuration, def: "over_time", example: "24m",
+		doc: "Up to this much is subtracted at random from rekey_time and reauth_time, so that many SAs do not rekey at once; 0: no jitter."},
+	{path: "connections.<name>.reauth_time", kind: kDuration, def: "0 (off)", example: "24h",
+		doc: "Reauthentication interval, make before break: a new IKE SA with new CHILD SAs, then the old one is deleted."},
+	{path: "connections.<name>.dpd_timeout", kind: kDuration, def: "0 (the retransmission schedule)", example: "30s",
+		doc: "If set, the peer is dead this long after an unanswered liveness check; otherwise when the retransmissions of daemon.ike give up."},
+	{path: "connections.<name>.dpd_action", kind: kEnum, enum: []string{"clear", "none", "trap", "start", "restart"}, def: "clear", example: "restart",
+		doc: "What happens when the peer is declared dead: clear (none) removes the SAs, trap re-arms the trap policy, start (restart) initiates again."},
+	{path: "connections.<name>.close_action", kind: kEnum, enum: []string{"clear", "none", "trap", "start", "restart"}, def: "clear", example: "trap",
+		doc: "What happens when the peer deletes the IKE SA: as dpd_action."},
+	{path: "connections.<name>.unique", kind: kEnum, enum: []string{"no", "never", "keep", "replace"}, def: "no", example: "replace",
+		doc: "Several IKE SAs with one remote identity: no allows them (INITIAL_CONTACT replaces), never ignores INITIAL_CONTACT, keep refuses the new one, replace deletes the older ones."},
 	{path: "connections.<name>.local", kind: kMapping, doc: "How this host authenticates."},
 	{path: "connections.<name>.local.auth", kind: kEnum, enum: []string{"psk", "pubkey"}, def: "pubkey", example: "psk",
 		doc: "psk: a pre-shared key from secrets.ike; pubkey: the certificate in certs and its key."},
@@ -181,6 +195,18 @@ var reference = []refKey{
 		doc: "none: wait for the peer; trap: install the policy, the first packet starts IKE; start: initiate at load."},
 	{path: "connections.<name>.children.<name>.rekey_time", kind: kDuration, def: durText(DefaultChildRekeyTime), example: "1h",
 		doc: "CHILD SA rekey interval."},
+	{path: "connections.<name>.children.<name>.life_time", kind: kDuration, def: "rekey_time + 10%", example: "66m",
+		doc: "Hard lifetime: the CHILD SA is deleted if not rekeyed by then."},
+	{path: "connections.<name>.children.<name>.rand_time", kind: kDuration, def: "life_time - rekey_time", example: "6m",
+		doc: "Up to this much is subtracted at random from rekey_time; 0: no jitter."},
+	{path: "connections.<name>.children.<name>.rekey_bytes", kind: kUint, def: "0 (none)", example: "1000000000",
+		doc: "Soft byte limit: the data plane asks for a rekey after this many bytes."},
+	{path: "connections.<name>.children.<name>.life_bytes", kind: kUint, def: "rekey_bytes + 10% (none without it)", example: "1100000000",
+		doc: "Hard byte limit: the SA is deleted after this many bytes."},
+	{path: "connections.<name>.children.<name>.rekey_packets", kind: kUint, def: "0 (none)", example: "1000000",
+		doc: "Soft packet limit: the data plane asks for a rekey after this many packets."},
+	{path: "connections.<name>.children.<name>.life_packets", kind: kUint, def: "rekey_packets + 10% (none without it)", example: "1100000",
+		doc: "Hard packet limit: the SA is deleted after this many packets."},
 	{path: "connections.<name>.children.<name>.replay_window", kind: kInt, lo: MinReplayWindow, hi: MaxReplayWindow, def: fmt.Sprint(DefaultReplayWindow), example: "1024",
 		doc: "Anti-replay window in packets (RFC 4303, Section 3.4.3: at least 32)."},
 
@@ -286,7 +312,14 @@ connections:
     proposals: [aes256gcm16-prfsha256-x25519-ke1_mlkem768, aes256gcm16-prfsha256-x25519]
     encap: false
     dpd_delay: 30s
+    dpd_timeout: 0s
+    dpd_action: clear
+    close_action: clear
+    unique: no
     rekey_time: 4h
+    over_time: 24m
+    rand_time: 24m
+    reauth_time: 0s
     local: {auth: psk, id: gw-a.example}
     remote: {auth: psk, id: gw-b.example}
     children:
@@ -297,6 +330,12 @@ connections:
         esp_proposals: [aes256gcm16-x25519, aes256gcm16]
         start_action: trap
         rekey_time: 1h
+        life_time: 66m
+        rand_time: 6m
+        rekey_bytes: 0
+        life_bytes: 0
+        rekey_packets: 0
+        life_packets: 0
         replay_window: 1024
       mgmt:
         mode: transport

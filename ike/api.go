@@ -87,8 +87,9 @@ type ChildSA struct {
 	LocalEncapPort, RemoteEncapPort uint16
 	// ReplayWindow is ChildConfig.ReplayWindow.
 	ReplayWindow int
-	// Limits are the lifetimes the data plane enforces. The engine rekeys
-	// by time itself, so it sets only the hard time limit.
+	// Limits are the lifetimes the data plane enforces
+	// (ChildConfig.RekeyBytes and friends). The engine rekeys by time
+	// itself, so it sets only the hard time limit.
 	Limits sa.Limits
 	// Installed is when the engine installed the SA.
 	Installed time.Time
@@ -121,6 +122,10 @@ const (
 	EventChildRekeyed                      // a CHILD SA was replaced by a new one
 	EventAuthFailed                        // authentication failed (either side)
 	EventChildFailed                       // a CHILD SA could not be created (Err says why)
+	// EventChildTrap asks the owner to re-install the trap policy of
+	// Child, whose IKE SA ended by Peer.DPDAction or Peer.CloseAction
+	// ActionTrap: the next packet of its policy should call Initiate.
+	EventChildTrap
 )
 
 // String returns the event's name, such as "child_up".
@@ -142,6 +147,8 @@ func (k EventKind) String() string {
 		return "auth_failed"
 	case EventChildFailed:
 		return "child_failed"
+	case EventChildTrap:
+		return "child_trap"
 	}
 	return fmt.Sprintf("event(%d)", uint8(k))
 }
@@ -238,6 +245,9 @@ var (
 	// ErrPeerDead means the peer did not answer a request after every
 	// retransmission (RFC 7296, Section 2.4).
 	ErrPeerDead = errors.New("ike: the peer does not respond")
+	// ErrExpired means the IKE SA reached its hard lifetime (RekeyTime
+	// + OverTime) without being rekeyed, or a CHILD SA its LifeTime.
+	ErrExpired = errors.New("ike: hard lifetime reached")
 	// ErrHalfOpenTimeout means IKE_SA_INIT and IKE_AUTH did not complete
 	// within Config.HalfOpenTimeout.
 	ErrHalfOpenTimeout = errors.New("ike: the IKE SA was not established in time")

@@ -139,6 +139,11 @@ func (t *authTask) process(s *session, x *ikeSA, m *ikewire.Message, pl []ikewir
 		return false
 	}
 	s.remoteID = remote
+	if err := s.uniqueness(remote, false); err != nil {
+		s.sendAuthFailed(x)
+		s.authFailed(err)
+		return false
+	}
 	s.establish()
 	if t.cr.cfg != nil {
 		if err := t.cr.complete(s, x, pl, s.ni, s.nr, false); err != nil {
@@ -218,10 +223,8 @@ func (s *session) respondAuth(x *ikeSA, pl []ikewire.Payload, from, to netip.Add
 		return fail(err)
 	}
 	s.remoteID = remote
-	if findNotify(pl, ikewire.NotifyInitialContact) != nil {
-		// RFC 7296, Section 2.4: the peer lost its state; delete the
-		// other IKE SAs with it.
-		s.ops = append(s.ops, op{kind: opInitialContact, id: remote})
+	if err := s.uniqueness(remote, findNotify(pl, ikewire.NotifyInitialContact) != nil); err != nil {
+		return fail(err)
 	}
 	idr := &ikewire.IDr{Identification: s.localID.payload()}
 	ourAuth, err := s.authPayload(x, s.initResp, s.ni, false, idr.Identification, remote)

@@ -226,11 +226,7 @@ func (s *session) install(cfg *ChildConfig, c ChildSA, suite childSuite, old *ch
 	// engine zeroes them once installed: the session keeps none for the
 	// SA's life.
 	ch.sa.KeyIn, ch.sa.KeyOut = nil, nil
-	if rt := cfg.rekeyTime(); rt > 0 {
-		ch.rekeyAt = now.Add(rt - s.jitter(rt))
-		c.Limits.Hard.Time = rt + rt/10
-		ch.sa.Limits = c.Limits
-	}
+	s.scheduleChild(ch, &c, now)
 	s.ops = append(s.ops, op{kind: opInstall, child: c})
 	s.children = append(s.children, ch)
 	delete(s.pendingChildren, cfg.Name)

@@ -4,6 +4,7 @@ import (
 	"crypto"
 	"crypto/rand"
 	"crypto/x509"
+	"fmt"
 	"io"
 	"log/slog"
 	"net/netip"
@@ -216,12 +217,84 @@ type Peer struct {
 	// requests) when nothing was received from the peer; zero disables
 	// them.
 	DPDDelay time.Duration
+	// DPDTimeout, if positive, declares the peer dead when a liveness
+	// check got no answer, nor anything else from the peer, for that
+	// long; zero leaves it to the retransmission schedule
+	// (Config.Retransmit*), which always applies (RFC 7296, Section 2.4).
+	DPDTimeout time.Duration
+	// DPDAction is what happens to the CHILD SAs of an established IKE
+	// SA whose peer is declared dead (retransmissions or DPDTimeout
+	// exhausted); CloseAction when the peer deletes the IKE SA. The zero
+	// value is ActionClear.
+	DPDAction, CloseAction Action
+	// Unique is the policy for several IKE SAs of this peer with the
+	// same remote identity; the zero value is UniqueNo.
+	Unique Unique
 	// RekeyTime is the IKE SA rekey interval; zero means 4 hours,
 	// negative disables rekeying.
 	RekeyTime time.Duration
+	// OverTime is how long after RekeyTime an IKE SA that was not rekeyed
+	// is deleted (its hard lifetime is RekeyTime + OverTime); zero means
+	// a tenth of RekeyTime, negative never.
+	OverTime time.Duration
+	// RandTime is the largest random time subtracted from RekeyTime and
+	// ReauthTime for each IKE SA, so that many IKE SAs do not rekey at
+	// once (strongSwan's rand_time); zero means OverTime, negative none.
+	// It must be smaller than RekeyTime and ReauthTime.
+	RandTime time.Duration
+	// ReauthTime, if positive, is the interval of reauthentication, make
+	// before break (strongSwan's reauth_time with make_before_break): a
+	// new IKE SA is created with IKE_SA_INIT and IKE_AUTH (without
+	// INITIAL_CONTACT) and the same CHILD SAs, and once they are all up
+	// the old IKE SA is deleted with its CHILD SAs. An IKE SA that is not
+	// reauthenticated by ReauthTime + OverTime is deleted. Zero or
+	// negative: no reauthentication.
+	ReauthTime time.Duration
 	// Children are the CHILD SA configurations.
 	Children []ChildConfig
 }
+
+// Action is what happens when the peer of an established IKE SA is
+// declared dead (Peer.DPDAction) or deletes the IKE SA (Peer.CloseAction),
+// as swanctl.conf's dpd_action and close_action.
+type Action uint8
+
+// Actions. With each, the CHILD SAs are removed from the Installer first.
+const (
+	// ActionClear does nothing more: the owner's policies decide what
+	// happens to the traffic.
+	ActionClear Action = iota
+	// ActionTrap reports EventChildTrap for each CHILD SA that was up,
+	// so that the owner re-installs the trap policy and the next packet
+	// calls Initiate.
+	ActionTrap
+	// ActionStart re-initiates each CHILD SA that was up (or the IKE SA
+	// alone if none was) at once.
+	ActionStart
+)
+
+// Unique is the policy for several IKE SAs with one remote identity, as
+// swanctl.conf's unique. IKE SAs are duplicates when they have the same
+// Peer and equal authenticated remote identities.
+type Unique uint8
+
+// Uniqueness policies.
+const (
+	// UniqueNo allows duplicates, but an IKE_AUTH request with
+	// INITIAL_CONTACT deletes the others silently: the peer lost its
+	// state (RFC 7296, Section 2.4).
+	UniqueNo Unique = iota
+	// UniqueNever allows duplicates and ignores INITIAL_CONTACT.
+	UniqueNever
+	// UniqueKeep refuses a new IKE SA while a duplicate is established:
+	// the responder answers AUTHENTICATION_FAILED, the initiator sends
+	// it in an INFORMATIONAL request (RFC 7296, Section 2.21.2).
+	UniqueKeep
+	// UniqueReplace deletes the duplicates (sending a Delete, not waiting
+	// for the answer) once a new IKE SA is established, for peers that
+	// start over without Delete or INITIAL_CONTACT.
+	UniqueReplace
+)
 
 // StartAction is what SetPeers does with a child (swanctl.conf's
 // start_action).
@@ -259,9 +332,24 @@ type ChildConfig struct {
 	// StartAction says what SetPeers does with the child.
 	StartAction StartAction
 	// RekeyTime is the CHILD SA rekey interval; zero means 1 hour,
-	// negative disables rekeying. The hard lifetime handed to the
-	// Installer is 110% of it.
+	// negative disables rekeying by time.
 	RekeyTime time.Duration
+	// LifeTime is the hard lifetime, handed to the Installer as
+	// ChildSA.Limits.Hard.Time, after which the engine deletes the CHILD
+	// SA if it was not rekeyed; zero means 110% of RekeyTime (none if
+	// rekeying is disabled), negative none.
+	LifeTime time.Duration
+	// RandTime is the largest random time subtracted from RekeyTime for
+	// each CHILD SA (strongSwan's rand_time); zero means LifeTime -
+	// RekeyTime, negative none. It must be smaller than RekeyTime.
+	RandTime time.Duration
+	// RekeyBytes and RekeyPackets are soft limits, LifeBytes and
+	// LifePackets hard ones, handed to the Installer as ChildSA.Limits;
+	// the data plane's events for them come back through
+	// Manager.HandleExpire, which rekeys the CHILD SA (soft) or deletes it
+	// (hard). Zero means none.
+	RekeyBytes, LifeBytes     uint64
+	RekeyPackets, LifePackets uint64
 	// ReplayWindow is the anti-replay window in packets, copied into the
 	// ChildSA; zero lets the Installer choose its default.
 	ReplayWindow int
@@ -272,6 +360,46 @@ func (p *Peer) rekeyTime() time.Duration {
 		return 4 * time.Hour
 	}
 	return p.RekeyTime
+}
+
+// overTime returns how long after the rekey time the IKE SA expires; zero
+// means never.
+func (p *Peer) overTime() time.Duration {
+	switch base := max(p.rekeyTime(), p.ReauthTime); {
+	case p.OverTime < 0 || base <= 0:
+		return 0
+	case p.OverTime == 0:
+		return base / 10
+	}
+	return p.OverTime
+}
+
+// randTime returns the largest jitter of the IKE SA rekey time.
+func (p *Peer) randTime() time.Duration {
+	switch {
+	case p.RandTime < 0:
+		return 0
+	case p.RandTime == 0:
+		return p.overTime()
+	}
+	return p.RandTime
+}
+
+// check reports lifetimes that cannot work.
+func (p *Peer) check() error {
+	if rt := p.rekeyTime(); rt > 0 && p.randTime() >= rt {
+		return fmt.Errorf("ike: peer %q: RandTime %v is not smaller than RekeyTime %v", p.Name, p.randTime(), rt)
+	}
+	if p.ReauthTime > 0 && p.randTime() >= p.ReauthTime {
+		return fmt.Errorf("ike: peer %q: RandTime %v is not smaller than ReauthTime %v", p.Name, p.randTime(), p.ReauthTime)
+	}
+	for i := range p.Children {
+		c := &p.Children[i]
+		if rt := c.rekeyTime(); rt > 0 && c.randTime() >= rt {
+			return fmt.Errorf("ike: peer %q child %q: RandTime %v is not smaller than RekeyTime %v", p.Name, c.Name, c.randTime(), rt)
+		}
+	}
+	return nil
 }
 
 func (p *Peer) proposals() []transform.IKEProposal {
@@ -286,6 +414,41 @@ func (c *ChildConfig) rekeyTime() time.Duration {
 		return time.Hour
 	}
 	return c.RekeyTime
+}
+
+// lifeTime returns the CHILD SA's hard lifetime; zero means none.
+func (c *ChildConfig) lifeTime() time.Duration {
+	switch rt := c.rekeyTime(); {
+	case c.LifeTime < 0:
+		return 0
+	case c.LifeTime == 0 && rt > 0:
+		return rt + rt/10
+	}
+	return max(c.LifeTime, 0)
+}
+
+// randTime returns the largest jitter of the CHILD SA rekey time.
+func (c *ChildConfig) randTime() time.Duration {
+	switch {
+	case c.RandTime < 0:
+		return 0
+	case c.RandTime == 0:
+		if lt, rt := c.lifeTime(), c.rekeyTime(); rt > 0 && lt > rt {
+			return lt - rt
+		}
+		return 0
+	}
+	return c.RandTime
+}
+
+// limits returns the lifetimes the data plane enforces: the soft and hard
+// byte and packet limits, and the hard time limit (the engine rekeys by
+// time itself).
+func (c *ChildConfig) limits() sa.Limits {
+	return sa.Limits{
+		Soft: sa.Lifetime{Bytes: c.RekeyBytes, Packets: c.RekeyPackets},
+		Hard: sa.Lifetime{Bytes: c.LifeBytes, Packets: c.LifePackets, Time: c.lifeTime()},
+	}
 }
 
 func (c *ChildConfig) protocol() sa.Protocol {

@@ -33,7 +33,7 @@ func (s *session) respondInformational(x *ikeSA, pl []ikewire.Payload) ([]ikewir
 				// (RFC 7296, Section 1.3.2); the session goes on.
 				after = s.retireOld
 			} else {
-				after = func() { s.die(nil) }
+				after = s.peerClosed
 			}
 			return nil, after
 		case ikewire.ProtoESP, ikewire.ProtoAH:

@@ -54,6 +54,7 @@ type Manager struct {
 	// refusedResends counts retransmitted requests that did not get the
 	// cached response (RFC 7296, Section 2.1; see session.retransmitted).
 	refusedResends atomic.Uint64
+	counters       counters // for Stats
 	wg             sync.WaitGroup
 }
 
@@ -138,6 +139,9 @@ func (m *Manager) SetPeers(peers []Peer) error {
 			return fmt.Errorf("ike: peer %q: the local identity %s is a pattern", p.Name, p.LocalID)
 		}
 		p.Children = slices.Clone(p.Children)
+		if err := p.check(); err != nil {
+			return err
+		}
 		ps[i] = &p
 	}
 	m.mu.Lock()
@@ -217,10 +221,25 @@ func (m *Manager) Initiate(peer, child string, trigger *Trigger) error {
 		}
 		return nil
 	}
-	remote := firstHost(p.RemoteAddrs)
+	a, err := m.newInitiatorLocked(p, c, trigger, netip.Addr{})
+	m.mu.Unlock()
+	if err != nil {
+		return err
+	}
+	m.start(a)
+	m.deliver(a, input{kind: inTimer})
+	return nil
+}
+
+// newInitiatorLocked creates the session of a new IKE SA with p that
+// brings up child c (nil: the IKE SA alone), to remote or, if it is not
+// valid, to p's remote address.
+func (m *Manager) newInitiatorLocked(p *Peer, c *ChildConfig, trigger *Trigger, remote netip.Addr) (*actor, error) {
 	if !remote.IsValid() {
-		m.mu.Unlock()
-		return fmt.Errorf("ike: peer %q has no single remote address to initiate to", peer)
+		remote = firstHost(p.RemoteAddrs)
+	}
+	if !remote.IsValid() {
+		return nil, fmt.Errorf("ike: peer %q has no single remote address to initiate to", p.Name)
 	}
 	local := firstHost(p.LocalAddrs)
 	if !local.IsValid() && m.cfg.LocalAddr != nil {
@@ -251,10 +270,8 @@ func (m *Manager) Initiate(peer, child string, trigger *Trigger) error {
 	}
 	a := m.addActorLocked(s)
 	m.registerLocked(a, s.sa.spiI)
-	m.mu.Unlock()
-	m.start(a)
-	m.deliver(a, input{kind: inTimer})
-	return nil
+	m.counters.started.Add(1)
+	return a, nil
 }
 
 // currentLocked returns the live IKE SA with peer, preferring an
@@ -516,6 +533,7 @@ func (m *Manager) newResponderLocked(pkt []byte, h *ikewire.Header, from, to net
 	m.byInit[a.init] = a
 	a.halfOpen = true
 	a.src = src
+	m.counters.started.Add(1)
 	m.halfOpen++
 	m.halfOpenBySrc[src]++
 	return a
@@ -766,21 +784,16 @@ func (m *Manager) exec(a *actor, o op) {
 			delete(m.bySPI, o.spi)
 		}
 		m.mu.Unlock()
-	case opInitialContact:
-		m.mu.Lock()
-		var others []*actor
-		for b := range m.actors {
-			info := b.info.Load()
-			if b != a && info != nil && info.Peer == a.s.peerName() && info.RemoteID.Equal(o.id) && info.State == StateEstablished {
-				others = append(others, b)
-			}
-		}
-		m.mu.Unlock()
-		for _, b := range others {
-			m.deliver(b, input{kind: inCommand, cmd: command{kind: cmdClose}})
-		}
+	case opInitialContact, opReplace:
+		m.closeDuplicates(a, o.id, o.kind == opReplace)
 	case opDone:
 		m.forget(a)
+	case opRestart:
+		m.restart(a.s.peerName(), o.names)
+	case opReauth:
+		m.reauth(a, o.names)
+	case opRetire:
+		m.retire(a, o.spi)
 	}
 }
 

@@ -19,6 +19,7 @@ import (
 	"encoding/binary"
 	"io"
 	"log/slog"
+	"math/bits"
 	"net/netip"
 	"time"
 
@@ -77,10 +78,14 @@ const (
 	opInstall
 	opDelete
 	opEvent
-	opRegister   // route datagrams with our IKE SPI spi to this session
-	opUnregister // stop routing spi here
-	opInitialContact
-	opDone // the session is over
+	opRegister       // route datagrams with our IKE SPI spi to this session
+	opUnregister     // stop routing spi here
+	opInitialContact // close the duplicates with id silently (INITIAL_CONTACT)
+	opReplace        // close the duplicates with id with a Delete (UniqueReplace)
+	opDone           // the session is over
+	opRestart        // initiate children names again (ActionStart); after opDone
+	opReauth         // create the IKE SA that replaces this one, with children names
+	opRetire         // delete the IKE SA with our SPI spi, which this one replaced
 )
 
 // op is one effect of handling an input, executed in order by the owner.
@@ -92,6 +97,7 @@ type op struct {
 	ev       Event
 	spi      uint64
 	id       Identity
+	names    []string // opRestart
 }
 
 // ikeSA is the protocol state of one IKE SA; a session holds two during an
@@ -161,6 +167,7 @@ type child struct {
 	sa       ChildSA
 	state    childState
 	rekeyAt  time.Time
+	expireAt time.Time // the hard lifetime (ChildConfig.LifeTime); zero: none
 	deleteAt time.Time // for childReplaced: when to delete it ourselves
 }
 
@@ -202,6 +209,11 @@ type session struct {
 	created, established time.Time
 	lastRecv             time.Time
 	rekeyAt, keepaliveAt time.Time
+	expireAt             time.Time // the IKE SA's hard lifetime (RekeyTime + OverTime); zero: none
+	reauthAt, reauthEnd  time.Time // when to reauthenticate, and the hard lifetime without it (Peer.ReauthTime)
+	replaces             uint64    // reauthentication: our SPI of the IKE SA this one replaces, until it is told to go
+	dpdSent              time.Time // when the last liveness check was queued, for Peer.DPDTimeout
+	closedByPeer         bool      // the peer deleted the IKE SA (Peer.CloseAction)
 	retryAt              time.Time // the task queue waits until then (TEMPORARY_FAILURE)
 	ops                  []op
 	pendingChildren      map[string]bool // child names being created
@@ -237,6 +249,7 @@ func (s *session) emit(k EventKind, childName string, c *ChildSA, err error) {
 	if c != nil {
 		ev.SPIIn, ev.SPIOut = c.SPIIn, c.SPIOut
 	}
+	s.m.counters.count(k, s.established.Sub(s.created))
 	s.ops = append(s.ops, op{kind: opEvent, ev: ev})
 }
 
@@ -256,6 +269,7 @@ func (s *session) handle(in input) []op {
 		s.command(in.cmd)
 	}
 	s.kick()
+	s.reauthDone()
 	ops := s.ops
 	s.ops = nil
 	return ops
@@ -340,10 +354,37 @@ func (s *session) tick() {
 	if s.state != StateEstablished {
 		return
 	}
+	if !s.expireAt.IsZero() && !now.Before(s.expireAt) {
+		// strongSwan's over_time: the rekey did not complete in time.
+		s.log.Info("ike: IKE SA not rekeyed within its hard lifetime", "peer", s.peerName())
+		s.closeNotify(ErrExpired)
+		return
+	}
+	if !s.reauthEnd.IsZero() && !now.Before(s.reauthEnd) {
+		s.log.Info("ike: IKE SA not reauthenticated within its hard lifetime", "peer", s.peerName())
+		s.closeNotify(ErrExpired)
+		return
+	}
+	if !s.reauthAt.IsZero() && !now.Before(s.reauthAt) {
+		s.reauthenticate(now)
+	}
+	if !s.dpdSent.IsZero() {
+		switch {
+		case !s.lastRecv.Before(s.dpdSent):
+			s.dpdSent = time.Time{} // answered
+		case !now.Before(s.dpdSent.Add(s.peer.DPDTimeout)):
+			s.log.Info("ike: peer not responding within dpd_timeout", "peer", s.peerName(), "timeout", s.peer.DPDTimeout)
+			s.die(ErrPeerDead)
+			return
+		}
+	}
 	if d := s.peer.DPDDelay; d > 0 && s.sa.active == nil && len(s.tasks) == 0 && now.Sub(s.lastRecv) >= d {
 		// RFC 7296, Section 2.4: an empty INFORMATIONAL request checks
 		// liveness.
 		s.queue(&dpdTask{})
+		if s.peer.DPDTimeout > 0 {
+			s.dpdSent = now
+		}
 	}
 	if !s.rekeyAt.IsZero() && !now.Before(s.rekeyAt) {
 		s.rekeyAt = time.Time{}
@@ -362,6 +403,15 @@ func (s *session) tick() {
 		s.dropFollowup()
 	}
 	for _, c := range s.children {
+		if (c.state == childInstalled || c.state == childRekeying) && !c.expireAt.IsZero() && !now.Before(c.expireAt) {
+			// The hard lifetime: the data plane refuses the SA from now
+			// on (ChildSA.Limits.Hard.Time); delete it with the peer.
+			c.expireAt = time.Time{}
+			s.log.Info("ike: CHILD SA reached its hard lifetime", "peer", s.peerName(), "child", c.cfg.Name)
+			c.state = childDeleting
+			s.queueFront(&deleteChildTask{c: c})
+			continue
+		}
 		if c.state == childInstalled && !c.rekeyAt.IsZero() && !now.Before(c.rekeyAt) {
 			c.rekeyAt = time.Time{}
 			s.queue(&childTask{cfg: c.cfg, old: c})
@@ -407,7 +457,13 @@ func (s *session) deadline() time.Time {
 	if s.peer.DPDDelay > 0 && s.sa.active == nil && len(s.tasks) == 0 {
 		at(s.lastRecv.Add(s.peer.DPDDelay))
 	}
+	if !s.dpdSent.IsZero() {
+		at(s.dpdSent.Add(s.peer.DPDTimeout))
+	}
 	at(s.rekeyAt)
+	at(s.expireAt)
+	at(s.reauthAt)
+	at(s.reauthEnd)
 	if s.old != nil && s.old.active == nil {
 		at(s.oldUntil)
 	}
@@ -418,6 +474,9 @@ func (s *session) deadline() time.Time {
 		switch c.state {
 		case childInstalled:
 			at(c.rekeyAt)
+			at(c.expireAt)
+		case childRekeying:
+			at(c.expireAt)
 		case childReplaced:
 			at(c.deleteAt)
 		}
@@ -504,18 +563,23 @@ func (s *session) command(c command) {
 	case cmdClose:
 		s.die(nil)
 	case cmdCloseNotify:
-		if s.state != StateConnecting && s.sa.keys != nil {
-			// Best effort: the Delete is sent once and not waited for.
-			id := s.sa.nextID
-			if s.sa.active != nil {
-				id = s.sa.active.id + 1
-			}
-			if pkts, err := s.seal(s.sa, ikewire.INFORMATIONAL, id, false, []ikewire.Payload{&ikewire.Delete{Protocol: ikewire.ProtoIKE}}); err == nil {
-				s.transmit(pkts, s.local, s.remote)
-			}
-		}
-		s.die(nil)
+		s.closeNotify(nil)
 	}
+}
+
+// closeNotify sends a Delete for the IKE SA once, without waiting for the
+// answer, and ends the session with err.
+func (s *session) closeNotify(err error) {
+	if s.state != StateConnecting && s.sa.keys != nil {
+		id := s.sa.nextID
+		if s.sa.active != nil {
+			id = s.sa.active.id + 1
+		}
+		if pkts, err := s.seal(s.sa, ikewire.INFORMATIONAL, id, false, []ikewire.Payload{&ikewire.Delete{Protocol: ikewire.ProtoIKE}}); err == nil {
+			s.transmit(pkts, s.local, s.remote)
+		}
+	}
+	s.die(err)
 }
 
 // terminate deletes the IKE SA with an INFORMATIONAL exchange (RFC 7296,
@@ -552,6 +616,7 @@ func (s *session) die(err error) {
 	if s.state == StateDead {
 		return
 	}
+	act, up := s.deathAction(err)
 	for _, c := range s.children {
 		s.ops = append(s.ops, op{kind: opDelete, child: c.sa})
 		if c.state != childReplaced {
@@ -570,6 +635,9 @@ func (s *session) die(err error) {
 	}
 	s.tasks = nil
 	s.dropFollowup()
+	if s.state == StateConnecting && err != nil {
+		s.m.counters.failed.Add(1)
+	}
 	if s.state == StateEstablished || s.state == StateDeleting || err != nil {
 		s.emit(EventIKEDown, "", nil, err)
 	}
@@ -580,6 +648,7 @@ func (s *session) die(err error) {
 		}
 	}
 	s.ops = append(s.ops, op{kind: opDone})
+	s.runDeathAction(act, up)
 }
 
 // establish marks the IKE SA authenticated.
@@ -590,22 +659,40 @@ func (s *session) establish() {
 	s.lastRecv = now
 	s.keepaliveAt = now.Add(s.cfg.KeepaliveInterval)
 	s.scheduleIKERekey()
+	s.scheduleReauth()
 	s.emit(EventIKEUp, "", nil, nil)
 }
 
+// scheduleIKERekey sets the rekey time of a new IKE SA, RekeyTime minus a
+// random part of RandTime, and its hard lifetime, RekeyTime + OverTime
+// (strongSwan's rekey_time, rand_time and over_time).
 func (s *session) scheduleIKERekey() {
-	s.rekeyAt = time.Time{}
+	s.rekeyAt, s.expireAt = time.Time{}, time.Time{}
 	if rt := s.peer.rekeyTime(); rt > 0 {
-		s.rekeyAt = s.now().Add(rt - s.jitter(rt))
+		now := s.now()
+		s.rekeyAt = now.Add(rt - s.randUpTo(s.peer.randTime()))
+		if ot := s.peer.overTime(); ot > 0 {
+			s.expireAt = now.Add(rt + ot)
+		}
 	}
 }
 
 // jitter returns a random duration up to a tenth of d, so that two peers
-// with the same configuration do not rekey at once (strongSwan's
-// rand_time).
-func (s *session) jitter(d time.Duration) time.Duration {
-	r := binary.BigEndian.Uint32(s.random(4))
-	return time.Duration(uint64(d/10) * uint64(r) >> 32)
+// with the same configuration do not retry at once.
+func (s *session) jitter(d time.Duration) time.Duration { return s.randUpTo(d / 10) }
+
+// randUpTo returns a random duration in [0, d), uniformly distributed with
+// a resolution of d/2^32, so that many SAs configured alike do not rekey
+// in the same second (strongSwan's rand_time); 0 if d is not positive.
+func (s *session) randUpTo(d time.Duration) time.Duration {
+	if d <= 0 {
+		return 0
+	}
+	// d * r / 2^32 in 96 bits: d * r overflows 64 bits when d is
+	// longer than about 4.3 s.
+	r := uint64(binary.BigEndian.Uint32(s.random(4)))
+	hi, lo := bits.Mul64(uint64(d), r)
+	return time.Duration(hi<<32 | lo>>32)
 }
 
 // NAT detection (RFC 7296, Section 2.23): SHA-1(SPIi | SPIr | IP | Port).

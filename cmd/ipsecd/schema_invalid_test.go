@@ -97,6 +97,7 @@ var checkOnly = []string{
 	"cannot read", "cannot stat", "accessible by group or others", "is not a regular file",
 	"only one YAML document", "merge keys are not supported", "nodes once aliases are expanded",
 	"empty list element",
+	"must be larger than rekey_", "must be smaller than rekey_time", "must be smaller than reauth_time", "needs dpd_delay", // lifetimes that depend on each other
 	`"0x`,                                  // a 0x duration, which YAML reads as a number
 	"must be hexadecimal starting with 0x", // a key YAML reads as a number
 }

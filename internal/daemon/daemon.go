@@ -100,6 +100,11 @@ type Daemon struct {
 
 	ike       *ike.Manager // nil without Options.IKE
 	installer *installer
+	// traps holds the children ("conn/child") whose trap a dpd_action or
+	// close_action trap re-installed (ike.EventChildTrap): their next
+	// acquire starts IKE whatever their start_action, until they are up
+	// again. Guarded by mu.
+	traps map[string]bool
 }
 
 // installed is a manual SA pair in the data plane.
@@ -132,14 +137,13 @@ func New(cfg *config.Config, opts Options) (*Daemon, error) {
 	}
 	// Each part logs with its subsystem, whose level daemon.log sets
 	// (LogHandler).
-	d := &Daemon{opts: opts, log: subsystemLog(opts.Logger, "daemon"), started: opts.Now(), manual: make(map[string]*installed), events: newBroker(), stats: newStats()}
+	d := &Daemon{opts: opts, log: subsystemLog(opts.Logger, "daemon"), started: opts.Now(), manual: make(map[string]*installed), events: newBroker(), stats: &stats{}}
 	d.seq = &seqStore{dir: cfg.Daemon.StateDir}
 	policyLog := subsystemLog(opts.Logger, "policy")
 	d.routes, d.filter = newRetrier("routes", policyLog), newRetrier("firewall rules", policyLog)
 	dcfg := dataplane.Config{TUN: opts.TUN, UDP: opts.UDP, Raw: opts.Raw, Logger: subsystemLog(opts.Logger, "dataplane"), Now: opts.Now}
 	if opts.IKE != nil {
-		dcfg.IKE = d.natIKE
-		d.opts.IKE = countingSocket{opts.IKE, d.stats}
+		dcfg.IKE = d.handleNATT
 	}
 	dp, err := dataplane.New(dcfg)
 	if err != nil {
@@ -166,7 +170,7 @@ func New(cfg *config.Config, opts Options) (*Daemon, error) {
 		icfg.CookieSecretLifetime = cmp.Or(icfg.CookieSecretLifetime, t.CookieLifetime)
 		icfg.AuthorizeTS = d.authorizeTS
 		d.installer = &installer{d: d, children: make(map[uint32]*ikeChild)}
-		d.ike = ike.NewManager(icfg, d.installer, countingTransport{ikeTransport{d}, d.stats, d.nattPort()})
+		d.ike = ike.NewManager(icfg, d.installer, ikeTransport{d})
 	}
 	if err := d.apply(cfg); err != nil && !errors.Is(err, ErrNoChanges) {
 		// At start a failure is fatal, not retried.

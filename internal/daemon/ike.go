@@ -170,8 +170,9 @@ func (d *Daemon) readIKE() {
 }
 
 // handleNATT is the data plane's hook for IKE messages on port 4500, which
-// arrive without the non-ESP marker; the engine wants it back. The NAT-T
-// socket is not bound to one address and does not report the one a datagram
+// arrive with the non-ESP marker: the engine owns it, adding it to what it
+// sends from port 4500 and stripping it from what it receives there
+// (RFC 3948, Section 2.2). The NAT-T socket is not bound to one address and does not report the one a datagram
 // reached, so the local address is the source address the routing table
 // gives towards the sender (IKEConfig.LocalAddr), or unspecified without
 // that hook. The engine takes the addresses of an authenticated message as
@@ -179,8 +180,6 @@ func (d *Daemon) readIKE() {
 // installs after the move to port 4500 copy them, so an unspecified address
 // would show as 0.0.0.0:4500 in "ipsecctl sas".
 func (d *Daemon) handleNATT(pkt []byte, from netip.AddrPort) {
-	buf := make([]byte, 4+len(pkt))
-	copy(buf[4:], pkt)
 	local := netip.IPv6Unspecified()
 	if from.Addr().Is4() {
 		local = netip.IPv4Unspecified()
@@ -190,7 +189,7 @@ func (d *Daemon) handleNATT(pkt []byte, from netip.AddrPort) {
 			local = a
 		}
 	}
-	d.ike.HandlePacket(buf, from, netip.AddrPortFrom(local, d.nattPort()))
+	d.ike.HandlePacket(pkt, from, netip.AddrPortFrom(local, d.nattPort()))
 }
 
 // acquire starts IKE for a PROTECT rule that has no SA, once per policy (the
@@ -202,8 +201,9 @@ func (d *Daemon) acquire(ev dataplane.Event) {
 	}
 	d.mu.Lock()
 	ch, ok := d.snap.ChildByRef(ev.Ref)
+	trapped := ok && d.traps[ch.Conn+"/"+ch.Child]
 	d.mu.Unlock()
-	if !ok || ch.Start == config.StartNone {
+	if !ok || (ch.Start == config.StartNone && !trapped) {
 		return
 	}
 	tr := &ike.Trigger{Src: ev.Packet.Src, Dst: ev.Packet.Dst, Proto: ev.Packet.Proto, SrcPort: ev.Packet.SrcPort, DstPort: ev.Packet.DstPort, HasPorts: ev.Packet.HasPorts}
@@ -215,7 +215,6 @@ func (d *Daemon) acquire(ev dataplane.Event) {
 // watchIKE logs the engine's events and forwards them to subscribers.
 func (d *Daemon) watchIKE() {
 	for ev := range d.ike.Events() {
-		d.countIKEEvent(ev)
 		name := ev.Peer
 		if ev.Child != "" {
 			name += "/" + ev.Child
@@ -237,8 +236,15 @@ func (d *Daemon) watchIKE() {
 			typ = ctlapi.EventChildRekeyed
 		case ike.EventAuthFailed:
 			typ = ctlapi.EventAuthFailed
+		case ike.EventChildTrap:
+			d.setTrap(name, true)
+			d.log.Info("ike: trap re-installed after the peer's death or close", "name", name)
+			continue
 		default:
 			continue
+		}
+		if ev.Kind == ike.EventChildUp {
+			d.setTrap(name, false)
 		}
 		if ev.SPIIn != 0 {
 			fields["spi_in"], fields["spi_out"] = fmt.Sprintf("%08x", ev.SPIIn), fmt.Sprintf("%08x", ev.SPIOut)
@@ -253,6 +259,21 @@ func (d *Daemon) watchIKE() {
 		}
 		d.events.publish(ctlapi.Event{Type: typ, Time: d.opts.Now(), Fields: fields})
 	}
+}
+
+// setTrap arms or disarms the trap of child ("conn/child"), see
+// Daemon.traps.
+func (d *Daemon) setTrap(child string, on bool) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if !on {
+		delete(d.traps, child)
+		return
+	}
+	if d.traps == nil {
+		d.traps = map[string]bool{}
+	}
+	d.traps[child] = true
 }
 
 // sameConnections reports whether two configurations have the same

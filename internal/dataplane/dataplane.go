@@ -58,8 +58,9 @@ type Config struct {
 	// key material); nil means slog.Default().
 	Logger *slog.Logger
 	// IKE, if not nil, is called with each IKE message that arrives on the
-	// UDP socket (the non-ESP marker of RFC 3948, Section 2.2 already
-	// removed) and its sender. It is called on the receive goroutine and
+	// UDP socket, still led by the non-ESP marker of RFC 3948, Section 2.2
+	// (the IKE engine, which adds it to what it sends, strips it), and its
+	// sender. It is called on the receive goroutine and
 	// must return quickly; pkt is valid only during the call. nil: such
 	// messages are counted and dropped.
 	IKE func(pkt []byte, from netip.AddrPort)

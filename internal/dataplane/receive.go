@@ -129,7 +129,7 @@ func (d *Dataplane) classifyUDP(b *batch, n, from int) (i int) {
 		case esp.UDPIKE:
 			d.counters.ike.Add(1)
 			if d.cfg.IKE != nil {
-				d.cfg.IKE(p[4:], from) // RFC 3948, Section 2.2: strip the non-ESP marker
+				d.cfg.IKE(p, from) // with the non-ESP marker (RFC 3948, Section 2.2): its owner strips it
 			} else {
 				d.drops.Add(sa.DropUnsupported)
 			}

@@ -66,6 +66,7 @@ type ikeConn struct {
 	remoteAddrs []string // remote_addrs; nil means the peer's outer address
 	psk         string
 	daemonIKE   string // daemon.ike flow mapping, such as "{half_open_timeout: 8s}"
+	connKeys    string // more keys of the connection, one "key: value" a line
 }
 
 // Names of the connection and of its child in every configuration here:
@@ -106,6 +107,11 @@ func ikeConfig(h, peer *host, c ikeConn) string {
 	fmt.Fprintf(&b, "connections:\n  %s:\n", connName)
 	fmt.Fprintf(&b, "    local_addrs: %s\n    remote_addrs: %s\n", q(local...), q(remote...))
 	fmt.Fprintf(&b, "    proposals: %s\n", q(c.ike))
+	for _, l := range strings.Split(strings.TrimSpace(c.connKeys), "\n") {
+		if l != "" {
+			fmt.Fprintf(&b, "    %s\n", strings.TrimSpace(l))
+		}
+	}
 	fmt.Fprintf(&b, "    local: {auth: psk, id: %q}\n    remote: {auth: psk, id: %q}\n", c.localID, c.remoteID)
 	fmt.Fprintf(&b, "    children:\n      %s:\n        mode: %s\n", childName, c.mode)
 	if c.mode == "transport" {

@@ -47,14 +47,11 @@ type Snapshot struct {
 	// Handshakes counts IKE handshakes; see Handshakes for what each
 	// counter means.
 	Handshakes Handshakes
-	// Rekeys counts the IKE SAs and CHILD SAs replaced by a rekey (RFC
-	// 7296, Sections 1.3.2 and 1.3.3), either end having started it.
-	Rekeys Rekeys
 	// Acquires counts the ACQUIRE events of the data plane (RFC 4301,
 	// Section 5.1.1: a PROTECT rule matched and no SA was there).
 	Acquires uint64
 	// IKEEventsLost counts IKE engine events dropped before the daemon saw
-	// them; while it is not zero, Handshakes may undercount.
+	// them (the engine counts Handshakes itself, so they are exact).
 	IKEEventsLost uint64
 	// Panics counts the panics the daemon recovered from, by component.
 	Panics Panics
@@ -109,20 +106,29 @@ type Rule struct {
 // Handshakes counts IKE SA establishments (IKE_SA_INIT plus IKE_AUTH, RFC
 // 7296, Sections 1.2 and 1.3), as initiator and as responder.
 type Handshakes struct {
-	// Started counts IKE_SA_INIT requests with an initiator SPI not seen
-	// before, sent or received (retransmissions and COOKIE retries keep
-	// the SPI and are not counted again).
+	// Started counts IKE SAs the engine created: initiated, or kept as a
+	// responder for an IKE_SA_INIT request (retransmissions, COOKIE
+	// retries and requests dropped unanswered are not counted).
 	Started uint64
 	// Completed counts IKE SAs that were established.
 	Completed uint64
 	// Failed counts IKE SAs that ended with an error before they were
 	// established, authentication failures included.
 	Failed uint64
+	// ChildRekeys and IKERekeys count completed rekeys of CHILD SAs and
+	// IKE SAs, in either role.
+	ChildRekeys, IKERekeys uint64
+	// Duration is the histogram of the time from the creation of an IKE
+	// SA to its establishment; nil when IKE is not running.
+	Duration *Histogram
 }
 
-// Rekeys counts completed rekeys, as initiator and as responder.
-type Rekeys struct {
-	IKE, Child uint64
+// Histogram is a cumulative histogram in seconds: Buckets maps each upper
+// bound to the number of observations at most that large.
+type Histogram struct {
+	Count   uint64
+	Sum     float64
+	Buckets map[float64]uint64
 }
 
 // Dataplane holds the data plane's global counters.
@@ -148,7 +154,8 @@ var (
 	descChildICV     = newDesc("child_sa_icv_failures_total", "Inbound packets of a CHILD SA whose integrity check failed (RFC 4303, Section 3.4.4).", childLabels)
 	descRuleHits     = newDesc("spd_rule_hits_total", "Packets matched by an SPD rule; index is the position in evaluation order, the default rule last.", []string{"index", "name", "action"})
 	descIKESAs       = newDesc("ike_sas", "IKE SAs by state.", []string{"state"})
-	descHSStarted    = newDesc("ike_handshakes_started_total", "IKE_SA_INIT requests with a new initiator SPI, sent or received.", nil)
+	descHSStarted    = newDesc("ike_handshakes_started_total", "IKE SAs created, as initiator or as responder to a kept IKE_SA_INIT request.", nil)
+	descHSDuration   = newDesc("ike_handshake_duration_seconds", "Time from the creation of an IKE SA to its establishment.", nil)
 	descHSCompleted  = newDesc("ike_handshakes_completed_total", "IKE SAs established.", nil)
 	descHSFailed     = newDesc("ike_handshakes_failed_total", "IKE SAs that ended with an error before they were established.", nil)
 	descRekeys       = newDesc("rekeys_total", "IKE SAs (kind ike) and CHILD SAs (kind child) replaced by a rekey, whichever end started it.", []string{"kind"})
@@ -168,7 +175,7 @@ var (
 	descEventsLost   = newDesc("dataplane_events_lost_total", "Data plane events dropped before the daemon saw them.", nil)
 
 	allDescs = []*prometheus.Desc{descChildBytes, descChildPackets, descChildReplay, descChildICV, descRuleHits,
-		descIKESAs, descHSStarted, descHSCompleted, descHSFailed, descRekeys, descIKELost, descPanics, descIKERefused, descAcquires, descDrops,
+		descIKESAs, descHSStarted, descHSCompleted, descHSFailed, descHSDuration, descRekeys, descIKELost, descPanics, descIKERefused, descAcquires, descDrops,
 		descTUNRead, descTUNWritten, descSealed, descOpened, descBypassed, descIKEMessages, descKeepalives,
 		descErrors, descEventsLost}
 )
@@ -228,8 +235,11 @@ func (c collector) Collect(ch chan<- prometheus.Metric) {
 	counter(descHSStarted, s.Handshakes.Started)
 	counter(descHSCompleted, s.Handshakes.Completed)
 	counter(descHSFailed, s.Handshakes.Failed)
-	counter(descRekeys, s.Rekeys.IKE, "ike")
-	counter(descRekeys, s.Rekeys.Child, "child")
+	counter(descRekeys, s.Handshakes.ChildRekeys, "child")
+	counter(descRekeys, s.Handshakes.IKERekeys, "ike")
+	if h := s.Handshakes.Duration; h != nil {
+		ch <- prometheus.MustNewConstHistogram(descHSDuration, h.Count, h.Sum, h.Buckets)
+	}
 	counter(descIKELost, s.IKEEventsLost)
 	counter(descPanics, s.Panics.IKE, "ike")
 	counter(descPanics, s.Panics.Dataplane, "dataplane")

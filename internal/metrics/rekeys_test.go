@@ -10,7 +10,7 @@ import (
 // TestScrapeRekeys: rekeys are counted by kind, zero included.
 func TestScrapeRekeys(t *testing.T) {
 	snap := sample()
-	snap.Rekeys = Rekeys{IKE: 2}
+	snap.Handshakes.IKERekeys = 2
 	srv := httptest.NewServer(Handler(&fakeSource{snap: snap}, quiet()))
 	defer srv.Close()
 	fams := scrape(t, srv.URL)

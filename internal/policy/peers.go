@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"net/netip"
 	"strings"
+	"time"
 
 	"github.com/goipsec/goipsec/config"
 	"github.com/goipsec/goipsec/ike"
@@ -15,7 +16,9 @@ import (
 func ikePeers(cfg *config.Config, refs func(conn, child string) uint32) ([]ike.Peer, error) {
 	var peers []ike.Peer
 	for _, c := range cfg.Connections {
-		p := ike.Peer{Name: c.Name, Encap: c.Encap, DPDDelay: c.DPDDelay, RekeyTime: c.RekeyTime}
+		p := ike.Peer{Name: c.Name, Encap: c.Encap, DPDDelay: c.DPDDelay, DPDTimeout: c.DPDTimeout,
+			DPDAction: ikeAction(c.DPDAction), CloseAction: ikeAction(c.CloseAction), Unique: ikeUnique(c.Unique),
+			RekeyTime: orOff(c.RekeyTime), OverTime: orOff(c.OverTime), RandTime: orOff(c.RandTime), ReauthTime: c.ReauthTime}
 		var err error
 		if p.LocalAddrs, err = prefixes(c.LocalAddrs); err != nil {
 			return nil, fmt.Errorf("policy: connection %s: local_addrs: %w", c.Name, err)
@@ -43,7 +46,9 @@ func ikePeers(cfg *config.Config, refs func(conn, child string) uint32) ([]ike.P
 		}
 		for _, ch := range c.Children {
 			cc := ike.ChildConfig{Name: ch.Name, Ref: refs(c.Name, ch.Name), Mode: ch.Mode, LocalTS: ch.LocalTS, RemoteTS: ch.RemoteTS,
-				Protocol: ch.Protocol, RekeyTime: ch.RekeyTime, ReplayWindow: ch.ReplayWindow}
+				Protocol: ch.Protocol, ReplayWindow: ch.ReplayWindow,
+				RekeyTime: orOff(ch.RekeyTime), LifeTime: orOff(ch.LifeTime), RandTime: orOff(ch.RandTime),
+				RekeyBytes: ch.RekeyBytes, LifeBytes: ch.LifeBytes, RekeyPackets: ch.RekeyPackets, LifePackets: ch.LifePackets}
 			switch ch.StartAction {
 			case config.StartTrap:
 				cc.StartAction = ike.StartTrap
@@ -70,6 +75,38 @@ func ikePeers(cfg *config.Config, refs func(conn, child string) uint32) ([]ike.P
 		peers = append(peers, p)
 	}
 	return peers, nil
+}
+
+// orOff translates a lifetime of the configuration, where Parse filled
+// the defaults and 0 means off (as in swanctl.conf), into the engine's,
+// where 0 means the default and a negative value off.
+func orOff(d time.Duration) time.Duration {
+	if d == 0 {
+		return -1
+	}
+	return d
+}
+
+func ikeAction(a config.Action) ike.Action {
+	switch a {
+	case config.ActionTrap:
+		return ike.ActionTrap
+	case config.ActionStart:
+		return ike.ActionStart
+	}
+	return ike.ActionClear
+}
+
+func ikeUnique(u config.Unique) ike.Unique {
+	switch u {
+	case config.UniqueNever:
+		return ike.UniqueNever
+	case config.UniqueKeep:
+		return ike.UniqueKeep
+	case config.UniqueReplace:
+		return ike.UniqueReplace
+	}
+	return ike.UniqueNo
 }
 
 func prefixes(addrs []string) ([]netip.Prefix, error) {
