@@ -213,6 +213,7 @@ func (s *session) recvRequest(x *ikeSA, m *ikewire.Message, from, to netip.AddrP
 	}
 	s.lastRecv = s.now()
 	s.updateAddrs(from, to)
+	pending := s.pendingOutbound()
 	var resp []ikewire.Payload
 	var after func()
 	switch m.Exchange {
@@ -255,6 +256,9 @@ func (s *session) recvRequest(x *ikeSA, m *ikewire.Message, from, to netip.AddrP
 		resp = []ikewire.Payload{&ikewire.Notify{Type: ikewire.NotifyInvalidSyntax}}
 	}
 	s.reply(x, m, from, to, resp)
+	// The peer's new request shows that it has our answers to its
+	// earlier ones: the rekeyed SAs they created may send now.
+	s.confirmOutbound(pending)
 	if after != nil {
 		after()
 	}

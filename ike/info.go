@@ -46,8 +46,15 @@ func (s *session) respondInformational(x *ikeSA, pl []ikewire.Payload) ([]ikewir
 				if c.state != childDeleting {
 					// RFC 7296, Section 1.4.1: answer with the inbound
 					// SPIs of the pairs, except those we are deleting
-					// ourselves.
+					// ourselves (Section 2.25.1).
 					ours = append(ours, c.sa.SPIIn)
+				}
+				if p := c.peerRekey; p != nil && p.outPending && !p.redundant && s.live(p) {
+					// Make before break (RFC 7296, Section 2.8): the
+					// initiator of the rekey deletes the old SA once it
+					// receives on the new one; send there before the old
+					// one goes.
+					s.activate(p)
 				}
 				s.removeChild(c, nil)
 			}
@@ -70,8 +77,29 @@ func (s *session) retireOld() {
 		return
 	}
 	s.ops = append(s.ops, op{kind: opUnregister, spi: s.old.ourSPI()})
-	if s.old.active != nil {
-		s.old.active.t.abort(s)
+	if a := s.old.active; a != nil {
+		// RFC 7296, Section 2.8: the CHILD SAs moved to the new IKE SA;
+		// a CHILD SA rekey or delete that the old one's end cut short
+		// starts again there (should the peer have answered a rekey, it
+		// drops what that answer made, see forgetUnconfirmed).
+		switch t := a.t.(type) {
+		case *childTask:
+			if s.state == StateEstablished && t.old != nil && s.live(t.old) {
+				if t.old.state == childRekeying {
+					t.old.state = childInstalled
+				}
+				s.queueFront(t)
+			} else {
+				t.abort(s)
+			}
+		case *deleteChildTask:
+			if s.state == StateEstablished && s.live(t.c) {
+				s.queueFront(t)
+			}
+		default:
+			a.t.abort(s)
+		}
+		s.old.active = nil
 	}
 	if s.old.keys != nil {
 		s.old.keys.Destroy()

@@ -73,8 +73,9 @@ type command struct {
 type opKind uint8
 
 const (
-	opSend opKind = iota + 1
-	opInstall
+	opSend     opKind = iota + 1
+	opInstall         // install the inbound SA, prepare the outbound one
+	opActivate        // the prepared outbound SA starts carrying traffic
 	opDelete
 	opEvent
 	opRegister   // route datagrams with our IKE SPI spi to this session
@@ -162,11 +163,36 @@ type child struct {
 	state    childState
 	rekeyAt  time.Time
 	deleteAt time.Time // for childReplaced: when to delete it ourselves
+
+	// Make-before-break (RFC 7296, Section 2.8): the responder of a rekey
+	// sends on the new SA only once the initiator can receive on it.
+	// outPending says that the outbound SA is prepared, not active; it
+	// becomes active on the peer's next request (with a window of one,
+	// RFC 7296, Section 2.3, that request proves that the peer processed
+	// our response and installed the SA) or at activateAt.
+	outPending bool
+	activateAt time.Time
+	// redundant marks the SA of a rekey that lost a collision (RFC 7296,
+	// Section 2.8.1): it never carries traffic out, and its initiator
+	// deletes it.
+	redundant bool
+	// rekeyed says that a newer SA replaced this one: deleting it
+	// reports no child_down.
+	rekeyed bool
+	// peerRekey is the SA that answering the peer's rekey of this one
+	// created, and peerNonces that exchange's Ni and Nr, to resolve a
+	// collision with our own rekey of it (RFC 7296, Section 2.8.1).
+	peerRekey  *child
+	peerNonces [2][]byte
 }
 
 // staleTimeout is how long a rekeyed CHILD SA or IKE SA waits for the
 // peer's Delete before this side deletes it itself.
 const staleTimeout = time.Minute
+
+// outboundGrace is how long the responder of a CHILD SA rekey waits for
+// the initiator's next request before it sends on the new SA anyway.
+const outboundGrace = 10 * time.Second
 
 // session is one IKE SA (and its successor while it is rekeyed) with its
 // CHILD SAs.
@@ -205,6 +231,7 @@ type session struct {
 	retryAt              time.Time // the task queue waits until then (TEMPORARY_FAILURE)
 	ops                  []op
 	pendingChildren      map[string]bool // child names being created
+	lastChild            *child          // the CHILD SA acceptChild installed last
 }
 
 func newSession(m *Manager, now time.Time) *session {
@@ -371,6 +398,9 @@ func (s *session) tick() {
 			c.state = childDeleting
 			s.queue(&deleteChildTask{c: c, replaced: true})
 		}
+		if c.outPending && !now.Before(c.activateAt) {
+			s.activate(c)
+		}
 	}
 	if s.natLocal && s.cfg.KeepaliveInterval > 0 && !now.Before(s.keepaliveAt) {
 		// RFC 3948, Section 2.3: a NAT-keepalive is one 0xFF byte.
@@ -420,6 +450,9 @@ func (s *session) deadline() time.Time {
 			at(c.rekeyAt)
 		case childReplaced:
 			at(c.deleteAt)
+		}
+		if c.outPending {
+			at(c.activateAt)
 		}
 	}
 	if s.natLocal && s.cfg.KeepaliveInterval > 0 {
@@ -539,7 +572,7 @@ func (s *session) hasChild(name string) bool {
 		return true
 	}
 	for _, c := range s.children {
-		if c.cfg.Name == name && c.state != childDeleting && c.state != childReplaced {
+		if c.cfg.Name == name && c.state != childDeleting && c.state != childReplaced && !c.redundant {
 			return true
 		}
 	}
@@ -554,7 +587,7 @@ func (s *session) die(err error) {
 	}
 	for _, c := range s.children {
 		s.ops = append(s.ops, op{kind: opDelete, child: c.sa})
-		if c.state != childReplaced {
+		if c.state != childReplaced && !c.rekeyed && !c.redundant {
 			s.emit(EventChildDown, c.cfg.Name, &c.sa, err)
 		}
 	}
