@@ -144,6 +144,11 @@ func (s *session) retransmit(x *ikeSA) {
 			s.retireOld()
 			return
 		}
+		if x == s.redundant {
+			x.active = nil
+			s.forgetRedundant()
+			return
+		}
 		s.die(ErrPeerDead)
 		return
 	}

@@ -829,7 +829,7 @@ func (m *Manager) crash(a *actor, r any) {
 			m.emitNow(Event{Kind: EventChildDown, Peer: info.Peer, Child: c.cfg.Name, SPIi: info.SPIi, SPIr: info.SPIr, SPIIn: c.sa.SPIIn, SPIOut: c.sa.SPIOut, Err: ErrInternal})
 		}
 	}
-	for _, x := range []*ikeSA{s.sa, s.old} {
+	for _, x := range s.ikeSAs() {
 		if x != nil && x.keys != nil {
 			m.safely(func() error { x.keys.Destroy(); return nil }, "destroying keys")
 		}

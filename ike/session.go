@@ -207,6 +207,13 @@ type session struct {
 	sa       *ikeSA
 	old      *ikeSA    // the IKE SA being replaced, until its Delete completes
 	oldUntil time.Time // when to forget old without a Delete
+	// A simultaneous IKE SA rekey (RFC 7296, Section 2.8.2, rekey_ike.go):
+	// peerIKE is the new IKE SA of the peer's rekey that we answered while
+	// ours was in flight; redundant the new IKE SA of the rekey that lost,
+	// until its Delete (or redundantUntil).
+	peerIKE        *ikeCollision
+	redundant      *ikeSA
+	redundantUntil time.Time
 
 	local, remote        netip.AddrPort
 	natLocal, natRemote  bool
@@ -314,7 +321,7 @@ func (s *session) recv(pkt []byte, from, to netip.AddrPort) {
 }
 
 func (s *session) saFor(h *ikewire.Header) *ikeSA {
-	for _, x := range []*ikeSA{s.sa, s.old} {
+	for _, x := range s.ikeSAs() {
 		if x == nil || h.SPIi != x.spiI {
 			continue
 		}
@@ -356,7 +363,7 @@ func (s *session) tick() {
 		s.die(ErrHalfOpenTimeout)
 		return
 	}
-	for _, x := range []*ikeSA{s.old, s.sa} {
+	for _, x := range s.ikeSAs() {
 		if x != nil && x.active != nil && !now.Before(x.active.deadline) {
 			s.retransmit(x)
 			if s.state == StateDead {
@@ -378,6 +385,9 @@ func (s *session) tick() {
 	}
 	if s.old != nil && s.old.active == nil && !s.oldUntil.IsZero() && !now.Before(s.oldUntil) {
 		s.retireOld()
+	}
+	if s.redundant != nil && s.redundant.active == nil && !now.Before(s.redundantUntil) {
+		s.forgetRedundant()
 	}
 	if s.followup != nil && !now.Before(s.followup.until) {
 		// RFC 9370, Section 2.2.4: the initiator did not continue.
@@ -423,7 +433,7 @@ func (s *session) deadline() time.Time {
 	if s.state == StateConnecting && !s.sa.initiator {
 		at(s.created.Add(s.cfg.HalfOpenTimeout))
 	}
-	for _, x := range []*ikeSA{s.old, s.sa} {
+	for _, x := range s.ikeSAs() {
 		if x != nil && x.active != nil {
 			at(x.active.deadline)
 		}
@@ -440,6 +450,9 @@ func (s *session) deadline() time.Time {
 	at(s.rekeyAt)
 	if s.old != nil && s.old.active == nil {
 		at(s.oldUntil)
+	}
+	if s.redundant != nil && s.redundant.active == nil {
+		at(s.redundantUntil)
 	}
 	if s.followup != nil {
 		at(s.followup.until)
@@ -595,7 +608,7 @@ func (s *session) die(err error) {
 	for _, t := range s.tasks {
 		t.abort(s)
 	}
-	for _, x := range []*ikeSA{s.sa, s.old} {
+	for _, x := range s.ikeSAs() {
 		if x != nil && x.active != nil {
 			x.active.t.abort(s)
 			x.active = nil
@@ -607,7 +620,7 @@ func (s *session) die(err error) {
 		s.emit(EventIKEDown, "", nil, err)
 	}
 	s.state = StateDead
-	for _, x := range []*ikeSA{s.sa, s.old} {
+	for _, x := range s.ikeSAs() {
 		if x != nil && x.keys != nil {
 			x.keys.Destroy()
 		}
