@@ -4,18 +4,21 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"net/netip"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/goipsec/goipsec/internal/nstest"
+	"github.com/goipsec/goipsec/internal/swantest"
 	"github.com/goipsec/goipsec/internal/testenv"
 )
 
 // rekeyLoadRun is what one iperf3 run through the tunnel measured.
 type rekeyLoadRun struct {
-	goodput      float64 // received bits per second
-	retransmits  int     // TCP retransmissions of the sender
-	drops        [2]map[string]uint64
+	goodput      float64             // received bits per second
+	retransmits  int                 // TCP retransmissions of the sender
+	drops        []map[string]uint64 // by goipsec host
 	childRekeys  int
 	ikeRekeys    int
 	rekeyFailure error
@@ -46,14 +49,81 @@ func TestRekeyUnderLoad(t *testing.T) {
 	a.waitEstablished(t, 5*time.Second)
 	b.waitEstablished(t, 5*time.Second)
 
-	base := runRekeyLoad(t, a, b, false)
-	load := runRekeyLoad(t, a, b, true)
+	ctl := func(h *host) rekeyFunc {
+		return func(ctx context.Context, ike bool) error {
+			target := childFull
+			if ike {
+				target = connName
+			}
+			_, err := h.ctl(ctx, "rekey", target)
+			return err
+		}
+	}
+	loadTest{client: a, server: b.ns, dst: b.inner, goipsec: []*host{a, b}, rekey: []rekeyFunc{ctl(a), ctl(b)}}.run(t)
+	a.checkAlive(t)
+	b.checkAlive(t)
+}
+
+// TestRekeyUnderLoadStrongSwan is TestRekeyUnderLoad with charon as the
+// peer (host b): the rekeys alternate between "ipsecctl rekey" and
+// "swanctl --rekey". Only goipsec's drops are counted (charon's libipsec
+// does not report them).
+func TestRekeyUnderLoadStrongSwan(t *testing.T) {
+	requireBins(t)
+	testenv.RequireCommand(t, "iperf3")
+	a, b, _ := ikeTopology(t, false, "tunnel")
+	psk := newPSK()
+	p := ikeProposals[0]
+	ch := swantest.Start(t, b.ns, swantest.Config{Conn: swanConn(a, b, p.ike, p.esp, psk)})
+	a.startDaemon(t, ikeConfig(a, b, ikeConn{ike: p.ike, child: []string{p.esp}, mode: "tunnel", start: "trap",
+		localID: "a.e2e.example", remoteID: "b.e2e.example", psk: psk}))
+	mustPing(t, a.ns, a.inner, b.inner, 3)
+	a.waitEstablished(t, 5*time.Second)
+	goipsec := func(ctx context.Context, ike bool) error {
+		target := childFull
+		if ike {
+			target = connName
+		}
+		_, err := a.ctl(ctx, "rekey", target)
+		return err
+	}
+	charon := func(ctx context.Context, ike bool) error {
+		var err error
+		if ike {
+			_, err = ch.Swanctl("--rekey", "--ike", connName)
+		} else {
+			_, err = ch.Swanctl("--rekey", "--child", childName)
+		}
+		return err
+	}
+	loadTest{client: a, server: b.ns, dst: b.inner, goipsec: []*host{a}, rekey: []rekeyFunc{goipsec, charon}}.run(t)
+	a.checkAlive(t)
+}
+
+// rekeyFunc rekeys the IKE SA (ike) or the CHILD SA from one side.
+type rekeyFunc func(ctx context.Context, ike bool) error
+
+// loadTest is one measurement: iperf3 from client to dst in server's
+// namespace, once without and once with rekeys by the functions of
+// rekey in turn; the drops of the goipsec hosts are counted.
+type loadTest struct {
+	client  *host
+	server  *nstest.NS
+	dst     netip.Addr
+	goipsec []*host
+	rekey   []rekeyFunc
+}
+
+func (lt loadTest) run(t *testing.T) {
+	t.Helper()
+	base := lt.measure(t, false)
+	load := lt.measure(t, true)
 	for _, r := range []struct {
 		name string
 		run  rekeyLoadRun
 	}{{"without rekeying", base}, {"with rekeying", load}} {
-		t.Logf("%s: goodput %.0f Mbit/s, %d TCP retransmissions, %d CHILD and %d IKE SA rekeys; drops A %v, B %v",
-			r.name, r.run.goodput/1e6, r.run.retransmits, r.run.childRekeys, r.run.ikeRekeys, r.run.drops[0], r.run.drops[1])
+		t.Logf("%s: goodput %.0f Mbit/s, %d TCP retransmissions, %d CHILD and %d IKE SA rekeys; goipsec drops %v",
+			r.name, r.run.goodput/1e6, r.run.retransmits, r.run.childRekeys, r.run.ikeRekeys, r.run.drops)
 	}
 	if base.goodput > 0 {
 		t.Logf("goodput ratio with/without rekeying: %.3f", load.goodput/base.goodput)
@@ -64,24 +134,31 @@ func TestRekeyUnderLoad(t *testing.T) {
 	if load.childRekeys < 4 || load.ikeRekeys < 1 {
 		t.Errorf("only %d CHILD SA and %d IKE SA rekeys ran", load.childRekeys, load.ikeRekeys)
 	}
-	for i, side := range []string{"A", "B"} {
+	for i, h := range lt.goipsec {
 		for _, reason := range []string{"unknown_spi", "replay", "bad_icv"} {
 			if n := load.drops[i][reason]; n != 0 {
-				t.Errorf("%s dropped %d packets as %s during the rekeys", side, n, reason)
+				t.Errorf("goipsec %v dropped %d packets as %s during the rekeys", h.outer, n, reason)
 			}
 		}
 	}
-	a.checkAlive(t)
-	b.checkAlive(t)
 }
 
-// runRekeyLoad runs iperf3 from A to B for loadDuration, rekeying when
-// rekey is set, and returns the figures; the drops are those counted
-// during the run.
-func runRekeyLoad(t *testing.T, a, b *host, rekey bool) rekeyLoadRun {
+// drops returns the drop counters of the goipsec hosts.
+func (lt loadTest) drops(t *testing.T) []map[string]uint64 {
+	var out []map[string]uint64
+	for _, h := range lt.goipsec {
+		out = append(out, h.status(t).Counters.Drops)
+	}
+	return out
+}
+
+// measure runs iperf3 for loadDuration, rekeying every 5 s when rekey is
+// set, and returns the figures; the drops are those counted during the
+// run.
+func (lt loadTest) measure(t *testing.T, rekey bool) rekeyLoadRun {
 	t.Helper()
-	before := [2]map[string]uint64{a.status(t).Counters.Drops, b.status(t).Counters.Drops}
-	srv := b.ns.Start("iperf3", "-s", "-1", "-B", b.inner.String())
+	before := lt.drops(t)
+	srv := lt.server.Start("iperf3", "-s", "-1", "-B", lt.dst.String())
 	defer srv.Stop()
 	time.Sleep(300 * time.Millisecond)
 	var r rekeyLoadRun
@@ -100,21 +177,14 @@ func runRekeyLoad(t *testing.T, a, b *host, rekey bool) rekeyLoadRun {
 				case <-tick.C:
 				}
 				// Alternate the sides; every third rekey is the IKE SA's.
-				h := a
-				if i%2 == 0 {
-					h = b
-				}
-				target := childFull
-				if i%3 == 0 {
-					target = connName
-				}
-				if _, err := h.ctl(ctx, "rekey", target); err != nil {
+				ike := i%3 == 0
+				if err := lt.rekey[i%len(lt.rekey)](ctx, ike); err != nil {
 					if ctx.Err() == nil && r.rekeyFailure == nil {
-						r.rekeyFailure = fmt.Errorf("ipsecctl rekey %s: %w", target, err)
+						r.rekeyFailure = fmt.Errorf("rekey %d (IKE %v): %w", i, ike, err)
 					}
 					continue
 				}
-				if target == connName {
+				if ike {
 					r.ikeRekeys++
 				} else {
 					r.childRekeys++
@@ -123,7 +193,7 @@ func runRekeyLoad(t *testing.T, a, b *host, rekey bool) rekeyLoadRun {
 		}()
 	}
 	secs := fmt.Sprint(int(loadDuration / time.Second))
-	out, err := a.ns.Cmd(context.Background(), "iperf3", "-c", b.inner.String(), "-B", a.inner.String(), "-t", secs, "--json").Output()
+	out, err := lt.client.ns.Cmd(context.Background(), "iperf3", "-c", lt.dst.String(), "-B", lt.client.inner.String(), "-t", secs, "--json").Output()
 	cancel()
 	wg.Wait()
 	if err != nil {
@@ -145,7 +215,8 @@ func runRekeyLoad(t *testing.T, a, b *host, rekey bool) rekeyLoadRun {
 	r.goodput, r.retransmits = res.End.SumReceived.BitsPerSecond, res.End.SumSent.Retransmits
 	// Let the last rekey's Delete complete before counting.
 	time.Sleep(time.Second)
-	after := [2]map[string]uint64{a.status(t).Counters.Drops, b.status(t).Counters.Drops}
+	after := lt.drops(t)
+	r.drops = make([]map[string]uint64, len(after))
 	for i := range after {
 		r.drops[i] = map[string]uint64{}
 		for k, v := range after[i] {
