@@ -463,6 +463,9 @@ func (s *session) releaseChildPending(c *childPending) {
 	}
 	if c.old != nil && c.old.state == childRekeying {
 		c.old.state = childInstalled
+		if c.initiator && c.old.rekeyAt.IsZero() {
+			c.old.rekeyAt = s.now().Add(time.Minute) // try again later
+		}
 	}
 	if c.initiator && c.old == nil {
 		delete(s.pendingChildren, c.cfg.Name)
