@@ -470,3 +470,33 @@ func TestRekeyMakeBeforeBreak(t *testing.T) {
 		}
 	}
 }
+
+// TestRekeyResponderActivatesAfterGrace: the responder of a CHILD SA rekey
+// keeps sending on the old SA until the initiator's next request shows
+// that it installed the new one; without any (its Delete lost), it
+// switches after outboundGrace.
+func TestRekeyResponderActivatesAfterGrace(t *testing.T) {
+	pa, pb := peerPair(t, "aes256gcm16-prfsha256-x25519", "aes256gcm16")
+	p := newStepPair(t, pa, pb, nil)
+	p.establish(t)
+	old := p.b.inst.outbound(9)
+	if err := p.a.m.Rekey("b", "net"); err != nil {
+		t.Fatal(err)
+	}
+	p.net.deliver() // request: B installs the new inbound SA
+	p.net.deliver() // response: A installs and sends on the new SA
+	p.net.drop()    // A's Delete of the old SA is lost
+	if got := p.b.inst.outbound(9); got != old {
+		t.Fatalf("B sends on %08x before the initiator confirmed, want the old %08x", got, old)
+	}
+	p.clk.t = p.clk.t.Add(outboundGrace - time.Second)
+	p.b.m.tickAll()
+	if got := p.b.inst.outbound(9); got != old {
+		t.Fatal("B switched before outboundGrace")
+	}
+	p.clk.t = p.clk.t.Add(time.Second)
+	p.b.m.tickAll()
+	if got := p.b.inst.outbound(9); got == old || !p.a.inst.inbound(got) {
+		t.Fatalf("B sends on %08x after outboundGrace, want the new SA A receives on", got)
+	}
+}
