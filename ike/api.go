@@ -18,18 +18,27 @@ import (
 // from the engine's goroutines, possibly concurrently for different IKE
 // SAs, and must be safe for concurrent use. They should not block for long.
 type Installer interface {
-	// InstallSA installs both directions of a CHILD SA: the inbound SA
-	// first, then the outbound one, so that the peer's first protected
-	// packet finds its SA (RFC 7296, Section 2.17 leaves the order to the
-	// implementation; inbound first avoids losses). A new outbound SA for
-	// the same ChildSA.Ref replaces the previous one (make-before-break
-	// rekeying). An error makes the engine delete the CHILD SA. The engine
-	// zeroes c.KeyIn and c.KeyOut when InstallSA returns: an Installer
-	// that keeps key material must copy it.
+	// InstallSA installs the inbound SA c.SPIIn and prepares the outbound
+	// SA c.SPIOut, which carries no traffic until ActivateOutbound. The
+	// two steps let the engine make a rekeyed SA before it breaks the old
+	// one (RFC 7296, Section 2.8): this host receives on the new SA as
+	// soon as it knows its keys, and sends on it only once the peer can
+	// receive on it. An error makes the engine delete the CHILD SA. The
+	// engine zeroes c.KeyIn and c.KeyOut when InstallSA returns: an
+	// Installer that keeps key material must copy it.
 	InstallSA(c ChildSA) error
+	// ActivateOutbound makes the outbound SA that InstallSA prepared for
+	// c (named by c.SPIIn) the one that carries c.Ref's traffic to the
+	// peer, replacing the previous outbound SA of the same Ref and peer.
+	// An error makes the engine delete the CHILD SA.
+	ActivateOutbound(c ChildSA) error
 	// DeleteSA removes the inbound SA c.SPIIn and the outbound SA
 	// c.SPIOut. An outbound SA that was already replaced by a newer one
-	// is gone; the newer one must stay.
+	// is gone; the newer one must stay. The peer stopped sending on the
+	// SA before the engine deletes it, but packets it sent just before
+	// may still be in flight: the Installer may keep the inbound SA for
+	// a few seconds (the daemon does) as long as it stops using the
+	// outbound one at once.
 	DeleteSA(c ChildSA) error
 }
 
@@ -93,6 +102,10 @@ type ChildSA struct {
 	Limits sa.Limits
 	// Installed is when the engine installed the SA.
 	Installed time.Time
+	// Replaced is set in the value passed to Installer.DeleteSA when a
+	// rekey replaced the SA: the peer sends on the new one, and packets
+	// it sent on this one just before may still be in flight.
+	Replaced bool
 	// RemoteID is the peer's authenticated identity (RFC 7296, Section
 	// 3.5): with Peer and Remote's address, it tells the SAs of different
 	// peers of one configuration apart.

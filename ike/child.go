@@ -25,6 +25,7 @@ type childReq struct {
 	keID     iana.KEID
 	ke       transform.KEInitiator
 	tsi, tsr []tsRange
+	done     *child // the CHILD SA complete installed
 }
 
 // localTS returns the configured local selectors, or this host's outer
@@ -178,7 +179,7 @@ func (r *childReq) complete(s *session, x *ikeSA, pl []ikewire.Payload, ni, nr [
 	}
 	ck.Destroy()
 	r.spi = 0 // now owned by the CHILD SA
-	s.install(r.cfg, c, suite, r.old)
+	r.done = s.install(r.cfg, c, suite, r.old)
 	return nil
 }
 
@@ -204,8 +205,9 @@ func (s *session) childFailed(r *childReq, err error) {
 }
 
 // install hands a new CHILD SA to the Installer and records it; old is the
-// SA it replaces, if any.
-func (s *session) install(cfg *ChildConfig, c ChildSA, suite childSuite, old *child) {
+// SA it replaces, if any. A new SA sends at once; the caller decides when
+// the outbound SA of a rekey starts (ownRekeyDone, peerRekeyDone).
+func (s *session) install(cfg *ChildConfig, c ChildSA, suite childSuite, old *child) *child {
 	now := s.now()
 	c.Peer, c.Child, c.Ref = s.peer.Name, cfg.Name, cfg.Ref
 	c.Protocol, c.Mode = cfg.protocol(), cfg.Mode
@@ -231,11 +233,12 @@ func (s *session) install(cfg *ChildConfig, c ChildSA, suite childSuite, old *ch
 	s.children = append(s.children, ch)
 	delete(s.pendingChildren, cfg.Name)
 	if old != nil {
-		old.state = childReplaced
 		s.emit(EventChildRekeyed, cfg.Name, &ch.sa, nil)
 	} else {
+		s.activate(ch)
 		s.emit(EventChildUp, cfg.Name, &ch.sa, nil)
 	}
+	return ch
 }
 
 // setPeer makes p, a reloaded configuration of the session's peer, the
@@ -416,7 +419,7 @@ func (s *session) acceptChild(x *ikeSA, pl []ikewire.Payload, old *child, withKE
 		LocalTS: toSet(gotR), RemoteTS: toSet(gotI),
 	}
 	ck.Destroy()
-	s.install(cfg, c, suite, old)
+	s.lastChild = s.install(cfg, c, suite, old)
 	return resp, 0, nil
 }
 
@@ -435,7 +438,7 @@ type childTask struct {
 func (*childTask) exchange() ikewire.ExchangeType { return ikewire.CREATE_CHILD_SA }
 
 func (t *childTask) build(s *session, x *ikeSA) ([]ikewire.Payload, error) {
-	if t.old != nil && t.old.state != childInstalled {
+	if t.old != nil && (t.old.state != childInstalled || !s.live(t.old)) {
 		return nil, errors.New("ike: the CHILD SA to rekey is gone")
 	}
 	if !t.prepared {
@@ -475,8 +478,32 @@ func (t *childTask) process(s *session, x *ikeSA, m *ikewire.Message, pl []ikewi
 			return false
 		}
 	}
+	if t.old != nil && errorNotify(pl) != nil && (t.old.peerRekey != nil || !s.live(t.old)) {
+		// RFC 7296, Section 2.25.1: the peer rekeyed or deleted the SA
+		// while our request crossed theirs, and refused ours
+		// (TEMPORARY_FAILURE or CHILD_SA_NOT_FOUND); its rekey or
+		// delete stands, ours is moot.
+		s.log.Debug("ike: CHILD SA rekey superseded by the peer's", "peer", s.peerName(), "child", t.cfg.Name)
+		if s.live(t.old) && t.old.state == childInstalled {
+			t.old.state = childReplaced
+			t.old.deleteAt = s.now().Add(staleTimeout)
+		}
+		t.cr.release(s)
+		return false
+	}
+	if findNotify(pl, ikewire.NotifyTemporaryFailure) != nil && x != s.sa && t.retries < 5 {
+		// RFC 7296, Section 2.8: the IKE SA was rekeyed while our
+		// request was in flight, and the peer refused it on the old
+		// one; the CHILD SAs moved to the new IKE SA, so ask there at
+		// once.
+		t.retries++
+		s.queueFront(t)
+		return false
+	}
 	if findNotify(pl, ikewire.NotifyTemporaryFailure) != nil && t.retries < 5 {
-		// RFC 7296, Section 2.25: a collision; retry after a random delay.
+		// RFC 7296, Section 2.25: the peer cannot now (another exchange
+		// with IKE_FOLLOWUP_KE, its IKE SA going away); retry after a
+		// random delay.
 		t.retries++
 		s.retryAt = s.now().Add(time.Second + s.jitter(40*time.Second))
 		s.queueFront(t)
@@ -513,9 +540,7 @@ func (t *childTask) process(s *session, x *ikeSA, m *ikewire.Message, pl []ikewi
 		return false
 	}
 	if t.old != nil {
-		// RFC 7296, Section 1.3.3: make before break; delete the old SA.
-		t.old.state = childDeleting
-		s.queueFront(&deleteChildTask{c: t.old, replaced: true})
+		s.ownRekeyDone(t.old, t.cr.done, t.ni, nonce.Data)
 	}
 	return false
 }
@@ -541,7 +566,12 @@ func (s *session) respondCreateChild(x *ikeSA, pl []ikewire.Payload) ([]ikewire.
 	if sap == nil || nonce == nil {
 		return errResp(ikewire.NotifyInvalidSyntax, nil)
 	}
-	if x != s.sa || s.state == StateDeleting {
+	// A CHILD SA rekey that crossed our rekey of the IKE SA is answered
+	// on the old IKE SA, with its SK_d: the CHILD SAs move to the new one
+	// either way (RFC 7296, Section 2.8), and should the peer not get the
+	// answer before the old IKE SA goes, it asks again on the new one.
+	rekeyOnOld := x == s.old && sap.Proposals[0].Protocol != ikewire.ProtoIKE && findNotify(pl, ikewire.NotifyRekeySA) != nil
+	if (x != s.sa && !rekeyOnOld) || s.state == StateDeleting {
 		// RFC 7296, Section 2.25: this IKE SA is going away.
 		return errResp(ikewire.NotifyTemporaryFailure, nil)
 	}
@@ -555,15 +585,21 @@ func (s *session) respondCreateChild(x *ikeSA, pl []ikewire.Payload) ([]ikewire.
 	var old *child
 	if n := findNotify(pl, ikewire.NotifyRekeySA); n != nil {
 		old = s.childByOutSPI(spiValue(n.SPI))
-		if old == nil || old.state == childDeleting || old.state == childReplaced {
-			return errResp(ikewire.NotifyChildSANotFound, nil)
+		if old != nil && old.state == childReplaced {
+			s.forgetUnconfirmed(old)
 		}
-		if old.state == childRekeying {
-			// A simultaneous rekey (RFC 7296, Section 2.8.1); the cheap
-			// resolution: refuse, the peer retries after a delay while
-			// ours completes.
+		switch {
+		case old == nil || old.state == childReplaced:
+			// RFC 7296, Section 2.25.1: no such SA (any more).
+			return errResp(ikewire.NotifyChildSANotFound, nil)
+		case old.state == childDeleting:
+			// RFC 7296, Section 2.25.1: we are deleting it; our Delete
+			// reaches the peer and ends its rekey.
 			return errResp(ikewire.NotifyTemporaryFailure, nil)
 		}
+		// childRekeying: a simultaneous rekey, answered as usual; the
+		// nonces decide which new SA stays once both are done (RFC
+		// 7296, Sections 2.8.1 and 2.25.1).
 	}
 	if s.followup != nil {
 		// RFC 7296, Section 2.25: one exchange with IKE_FOLLOWUP_KE
@@ -571,6 +607,7 @@ func (s *session) respondCreateChild(x *ikeSA, pl []ikewire.Payload) ([]ikewire.
 		return errResp(ikewire.NotifyTemporaryFailure, nil)
 	}
 	nr := s.random(nonceLen)
+	s.lastChild = nil
 	resp, nt, data := s.acceptChild(x, pl, old, true, nonce.Data, nr, nr)
 	if nt != 0 {
 		return errResp(nt, data)
@@ -578,11 +615,8 @@ func (s *session) respondCreateChild(x *ikeSA, pl []ikewire.Payload) ([]ikewire.
 	if s.followup != nil {
 		return resp, nil // finishChild installs the SA (RFC 9370, Section 2.2.4)
 	}
-	if old != nil {
-		// The initiator deletes the old SA (RFC 7296, Section 1.3.3);
-		// should it not, we do after a while.
-		old.state = childReplaced
-		old.deleteAt = s.now().Add(staleTimeout)
+	if old != nil && s.lastChild != nil {
+		s.peerRekeyDone(old, s.lastChild, nonce.Data, nr)
 	}
 	return resp, nil
 }
@@ -601,8 +635,10 @@ func (s *session) removeChild(c *child, err error) {
 	for i, d := range s.children {
 		if d == c {
 			s.children = append(s.children[:i], s.children[i+1:]...)
-			s.ops = append(s.ops, op{kind: opDelete, child: c.sa})
-			if c.state != childReplaced {
+			gone := c.sa
+			gone.Replaced = c.rekeyed && !c.redundant
+			s.ops = append(s.ops, op{kind: opDelete, child: gone})
+			if c.state != childReplaced && !c.rekeyed && !c.redundant {
 				s.emit(EventChildDown, c.cfg.Name, &c.sa, err)
 			}
 			s.m.freeSPI(c.sa.SPIIn)
@@ -621,7 +657,7 @@ type deleteChildTask struct {
 func (*deleteChildTask) exchange() ikewire.ExchangeType { return ikewire.INFORMATIONAL }
 
 func (t *deleteChildTask) build(s *session, x *ikeSA) ([]ikewire.Payload, error) {
-	if !s.hasChildPtr(t.c) {
+	if !s.live(t.c) {
 		return nil, errors.New("ike: the CHILD SA is already gone")
 	}
 	proto := ikewire.ProtoESP
@@ -633,7 +669,7 @@ func (t *deleteChildTask) build(s *session, x *ikeSA) ([]ikewire.Payload, error)
 
 func (t *deleteChildTask) process(s *session, x *ikeSA, m *ikewire.Message, pl []ikewire.Payload) bool {
 	if t.replaced {
-		t.c.state = childReplaced
+		t.c.rekeyed = true
 	}
 	s.removeChild(t.c, nil)
 	return false

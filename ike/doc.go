@@ -16,7 +16,12 @@
 // COOKIEs (Sections 1.2, 2.6), NAT detection and the move to port 4500
 // (Section 2.23), NAT keepalives (RFC 3948), IKE fragmentation (RFC 7383),
 // IKE_AUTH with pre-shared keys and the first CHILD SA, CREATE_CHILD_SA for
-// new CHILD SAs (with PFS), CHILD SA and IKE SA rekeying, INFORMATIONAL
+// new CHILD SAs (with PFS), make-before-break CHILD SA and IKE SA
+// rekeying (Section 2.8: the responder of a CHILD SA rekey sends on the new
+// SA only once the initiator's next request shows that it receives on
+// it), collisions of rekeys and deletes resolved as Sections 2.8.1, 2.8.2
+// and 2.25 prescribe (the rekey with the lowest nonce is redundant),
+// INFORMATIONAL
 // with Delete and liveness checks, retransmission with exponential backoff,
 // the response cache, traffic selector narrowing (Section 2.9) and
 // transport mode; additional key exchanges for the IKE SA (RFC 9370, such
@@ -26,10 +31,8 @@
 // exchanges (RFC 9370, Section 2.2.4; the first CHILD SA, of IKE_AUTH, has
 // no key exchange); and ML-KEM as the only key exchange. A responder keeps
 // one exchange waiting for IKE_FOLLOWUP_KE at a time and answers a
-// CREATE_CHILD_SA request meanwhile with TEMPORARY_FAILURE. Not
-// implemented: EAP authentication, configuration payloads, MOBIKE,
-// redirects, and the full simultaneous-rekey
-// resolution of Section 2.8.1 (a colliding rekey is refused with
-// TEMPORARY_FAILURE and retried after a random delay, RFC 7296, Section
-// 2.25).
+// CREATE_CHILD_SA request meanwhile with TEMPORARY_FAILURE; a collision
+// with a rekey that uses IKE_FOLLOWUP_KE is refused the same way (RFC
+// 7296, Section 2.25). Not implemented: EAP authentication, configuration
+// payloads, MOBIKE and redirects.
 package ike

@@ -144,6 +144,11 @@ func (s *session) retransmit(x *ikeSA) {
 			s.retireOld()
 			return
 		}
+		if x == s.redundant {
+			x.active = nil
+			s.forgetRedundant()
+			return
+		}
 		s.die(ErrPeerDead)
 		return
 	}
@@ -213,6 +218,7 @@ func (s *session) recvRequest(x *ikeSA, m *ikewire.Message, from, to netip.AddrP
 	}
 	s.lastRecv = s.now()
 	s.updateAddrs(from, to)
+	pending := s.pendingOutbound()
 	var resp []ikewire.Payload
 	var after func()
 	switch m.Exchange {
@@ -255,6 +261,9 @@ func (s *session) recvRequest(x *ikeSA, m *ikewire.Message, from, to netip.AddrP
 		resp = []ikewire.Payload{&ikewire.Notify{Type: ikewire.NotifyInvalidSyntax}}
 	}
 	s.reply(x, m, from, to, resp)
+	// The peer's new request shows that it has our answers to its
+	// earlier ones: the rekeyed SAs they created may send now.
+	s.confirmOutbound(pending)
 	if after != nil {
 		after()
 	}

@@ -14,12 +14,16 @@ import (
 	"github.com/goipsec/goipsec/transform"
 )
 
-// fakeInstaller records what the engine installs and deletes.
+// fakeInstaller records what the engine installs and deletes. Like the
+// daemon's SAD, it keeps one active outbound SA per Ref: ActivateOutbound
+// replaces it, and DeleteSA removes it only if it is still the active one.
 type fakeInstaller struct {
 	mu        sync.Mutex
 	installed []ChildSA
 	deleted   []ChildSA
 	fail      bool
+	out       map[uint32]uint32 // Ref -> the active outbound SPI
+	activated []uint32          // inbound SPIs of the SAs activated, in order
 }
 
 func (f *fakeInstaller) InstallSA(c ChildSA) error {
@@ -34,11 +38,42 @@ func (f *fakeInstaller) InstallSA(c ChildSA) error {
 	return nil
 }
 
+func (f *fakeInstaller) ActivateOutbound(c ChildSA) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.out == nil {
+		f.out = map[uint32]uint32{}
+	}
+	f.out[c.Ref] = c.SPIOut
+	f.activated = append(f.activated, c.SPIIn)
+	return nil
+}
+
 func (f *fakeInstaller) DeleteSA(c ChildSA) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.deleted = append(f.deleted, c)
+	if f.out[c.Ref] == c.SPIOut {
+		delete(f.out, c.Ref)
+	}
 	return nil
+}
+
+// outbound returns the active outbound SPI of ref, 0 if none.
+func (f *fakeInstaller) outbound(ref uint32) uint32 {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.out[ref]
+}
+
+// inbound reports whether the inbound SA spi is installed.
+func (f *fakeInstaller) inbound(spi uint32) bool {
+	for _, c := range f.live() {
+		if c.SPIIn == spi {
+			return true
+		}
+	}
+	return false
 }
 
 // live returns the installed SAs not deleted since.

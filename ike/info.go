@@ -28,11 +28,29 @@ func (s *session) respondInformational(x *ikeSA, pl []ikewire.Payload) ([]ikewir
 	for _, d := range findAll[*ikewire.Delete](pl) {
 		switch d.Protocol {
 		case ikewire.ProtoIKE:
-			if x == s.old {
+			switch {
+			case x == s.old:
 				// The rekeyed IKE SA's initiator deletes the old one
 				// (RFC 7296, Section 1.3.2); the session goes on.
 				after = s.retireOld
-			} else {
+			case x == s.redundant:
+				// The loser of a simultaneous rekey deletes the IKE SA
+				// its rekey created (RFC 7296, Section 2.8.2).
+				after = s.forgetRedundant
+			case s.peerIKE != nil && x == s.peerIKE.nx:
+				// The peer's rekey lost the collision before ours
+				// completed (RFC 7296, Section 2.8.2).
+				after = s.dropPeerIKE
+			case x == s.sa && s.peerIKE != nil:
+				// The peer's rekey, which we answered, completed first
+				// and it deletes the old IKE SA: take its new one and
+				// forget our own rekey (RFC 7296, Section 2.25.2).
+				after = func() {
+					s.adoptPeerIKE()
+					s.retireOld()
+				}
+			default:
+				// The peer closed the IKE SA: close_action applies.
 				after = s.peerClosed
 			}
 			return nil, after
@@ -46,8 +64,15 @@ func (s *session) respondInformational(x *ikeSA, pl []ikewire.Payload) ([]ikewir
 				if c.state != childDeleting {
 					// RFC 7296, Section 1.4.1: answer with the inbound
 					// SPIs of the pairs, except those we are deleting
-					// ourselves.
+					// ourselves (Section 2.25.1).
 					ours = append(ours, c.sa.SPIIn)
+				}
+				if p := c.peerRekey; p != nil && p.outPending && !p.redundant && s.live(p) {
+					// Make before break (RFC 7296, Section 2.8): the
+					// initiator of the rekey deletes the old SA once it
+					// receives on the new one; send there before the old
+					// one goes.
+					s.activate(p)
 				}
 				s.removeChild(c, nil)
 			}
@@ -70,8 +95,29 @@ func (s *session) retireOld() {
 		return
 	}
 	s.ops = append(s.ops, op{kind: opUnregister, spi: s.old.ourSPI()})
-	if s.old.active != nil {
-		s.old.active.t.abort(s)
+	if a := s.old.active; a != nil {
+		// RFC 7296, Section 2.8: the CHILD SAs moved to the new IKE SA;
+		// a CHILD SA rekey or delete that the old one's end cut short
+		// starts again there (should the peer have answered a rekey, it
+		// drops what that answer made, see forgetUnconfirmed).
+		switch t := a.t.(type) {
+		case *childTask:
+			if s.state == StateEstablished && t.old != nil && s.live(t.old) {
+				if t.old.state == childRekeying {
+					t.old.state = childInstalled
+				}
+				s.queueFront(t)
+			} else {
+				t.abort(s)
+			}
+		case *deleteChildTask:
+			if s.state == StateEstablished && s.live(t.c) {
+				s.queueFront(t)
+			}
+		default:
+			a.t.abort(s)
+		}
+		s.old.active = nil
 	}
 	if s.old.keys != nil {
 		s.old.keys.Destroy()
@@ -95,7 +141,8 @@ func (*dpdTask) abort(*session) {}
 // deleteIKETask deletes the IKE SA x it runs on, with its CHILD SAs unless
 // x is the old IKE SA of a rekey (RFC 7296, Section 1.4.1).
 type deleteIKETask struct {
-	old bool
+	old       bool
+	redundant bool // x is the new IKE SA of our rekey that lost a collision
 }
 
 func (*deleteIKETask) exchange() ikewire.ExchangeType { return ikewire.INFORMATIONAL }
@@ -105,9 +152,12 @@ func (t *deleteIKETask) build(s *session, x *ikeSA) ([]ikewire.Payload, error) {
 }
 
 func (t *deleteIKETask) process(s *session, x *ikeSA, m *ikewire.Message, pl []ikewire.Payload) bool {
-	if t.old {
+	switch {
+	case t.old:
 		s.retireOld()
-	} else {
+	case t.redundant:
+		s.forgetRedundant()
+	default:
 		s.die(nil)
 	}
 	return false
@@ -172,6 +222,14 @@ func (t *ikeRekeyTask) process(s *session, x *ikeSA, m *ikewire.Message, pl []ik
 			return false
 		}
 	}
+	if s.peerIKE != nil && errorNotify(pl) != nil {
+		// RFC 7296, Section 2.25.2: the peer refused ours because its
+		// rekey, which we answered, completed first; take its IKE SA.
+		s.m.releaseIKESPI(t.spi)
+		t.spi = 0
+		s.adoptPeerIKE()
+		return false
+	}
 	if findNotify(pl, ikewire.NotifyTemporaryFailure) != nil && t.retries < 5 {
 		retry(time.Second + s.jitter(40*time.Second))
 		return false
@@ -230,9 +288,13 @@ func (t *ikeRekeyTask) complete(s *session, x *ikeSA, pl []ikewire.Payload) erro
 func (s *session) finishIKERekey(x *ikeSA, f *followupKE) error {
 	defer f.destroy()
 	nx := &ikeSA{initiator: true, spiI: f.spiI, spiR: f.spiR}
-	if err := s.rekeyIKE(x, nx, f.suite, f.ni, f.nr, f.secrets...); err != nil {
+	if err := s.deriveIKE(x, nx, f.suite, f.ni, f.nr, f.secrets...); err != nil {
 		return err
 	}
+	if s.peerIKE != nil && s.resolveIKECollision(x, nx, f.ni, f.nr) {
+		return nil
+	}
+	s.switchIKE(x, nx, f.suite)
 	s.startRequest(x, &deleteIKETask{old: true})
 	return nil
 }
@@ -248,6 +310,16 @@ func (t *ikeRekeyTask) abort(s *session) {
 // Nr | SK(1) | ... | SK(n)) with additional key exchanges (RFC 9370,
 // Section 2.2.4), and moves the session to it.
 func (s *session) rekeyIKE(x, nx *ikeSA, suite ikeSuite, ni, nr []byte, secrets ...[]byte) error {
+	if err := s.deriveIKE(x, nx, suite, ni, nr, secrets...); err != nil {
+		return err
+	}
+	s.switchIKE(x, nx, suite)
+	return nil
+}
+
+// deriveIKE derives the keys of nx, the new IKE SA of a rekey of x, and
+// routes its SPI here.
+func (s *session) deriveIKE(x, nx *ikeSA, suite ikeSuite, ni, nr []byte, secrets ...[]byte) error {
 	seed, err := x.keys.Rekey(ni, nr, secrets...)
 	if err != nil {
 		return err
@@ -260,12 +332,17 @@ func (s *session) rekeyIKE(x, nx *ikeSA, suite ikeSuite, ni, nr []byte, secrets 
 		return err
 	}
 	s.ops = append(s.ops, op{kind: opRegister, spi: nx.ourSPI()})
+	return nil
+}
+
+// switchIKE moves the session from x to its successor nx; the CHILD SAs
+// follow (RFC 7296, Section 1.3.2).
+func (s *session) switchIKE(x, nx *ikeSA, suite ikeSuite) {
 	s.old, s.sa = x, nx
 	s.oldUntil = s.now().Add(staleTimeout)
 	s.keID = suite.ke
 	s.scheduleIKERekey()
 	s.emit(EventIKERekeyed, "", nil, nil)
-	return nil
 }
 
 // respondIKERekey answers an IKE SA rekey request.
@@ -273,8 +350,11 @@ func (s *session) respondIKERekey(x *ikeSA, pl []ikewire.Payload) ([]ikewire.Pay
 	errResp := func(t ikewire.NotifyType, data []byte) ([]ikewire.Payload, func()) {
 		return []ikewire.Payload{&ikewire.Notify{Type: t, Data: data}}, nil
 	}
-	if s.old != nil || s.rekeying() || s.followup != nil {
-		// RFC 7296, Section 2.25: a rekey collides with ours.
+	collides := s.rekeying()
+	if s.old != nil || s.followup != nil || s.peerIKE != nil || (collides && !s.rekeyingPlain()) {
+		// RFC 7296, Section 2.25.2: we are closing this IKE SA (a rekey
+		// of ours completed), or a rekey with IKE_FOLLOWUP_KE (RFC 9370)
+		// is in progress: the peer retries, or takes our new IKE SA.
 		return errResp(ikewire.NotifyTemporaryFailure, nil)
 	}
 	sap, nonce, ke := find[*ikewire.SA](pl), find[*ikewire.Nonce](pl), find[*ikewire.KE](pl)
@@ -310,6 +390,11 @@ func (s *session) respondIKERekey(x *ikeSA, pl []ikewire.Payload) ([]ikewire.Pay
 		&ikewire.KE{Group: uint16(suite.ke), Data: ours},
 	}
 	f := &followupKE{suite: suite, addKE: suite.addKE, spiI: spi64Value(spiI), spiR: spiR, ni: bytes.Clone(nonce.Data), nr: nr, secrets: [][]byte{gir}}
+	if suite.hasAddKE() && collides {
+		f.destroy()
+		s.m.releaseIKESPI(spiR)
+		return errResp(ikewire.NotifyTemporaryFailure, nil)
+	}
 	if suite.hasAddKE() {
 		// RFC 9370, Section 2.2.4: wait for the IKE_FOLLOWUP_KE
 		// exchanges, linked by our notification.
@@ -320,6 +405,16 @@ func (s *session) respondIKERekey(x *ikeSA, pl []ikewire.Payload) ([]ikewire.Pay
 	}
 	defer f.destroy()
 	nx := &ikeSA{initiator: false, spiI: f.spiI, spiR: spiR}
+	if collides {
+		// RFC 7296, Sections 2.8.2 and 2.25.2: both sides rekey at once;
+		// answer as usual, and let the nonces decide once ours is done.
+		if err := s.deriveIKE(x, nx, suite, f.ni, nr, f.secrets...); err != nil {
+			s.m.releaseIKESPI(spiR)
+			return errResp(ikewire.NotifyNoProposalChosen, nil)
+		}
+		s.peerIKE = &ikeCollision{nx: nx, suite: suite, nonces: [2][]byte{bytes.Clone(f.ni), bytes.Clone(nr)}}
+		return resp, nil
+	}
 	if err := s.rekeyIKE(x, nx, suite, f.ni, nr, f.secrets...); err != nil {
 		s.m.releaseIKESPI(spiR)
 		return errResp(ikewire.NotifyNoProposalChosen, nil)

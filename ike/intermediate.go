@@ -439,14 +439,15 @@ func (s *session) finishChild(x *ikeSA, f *followupKE) error {
 	}
 	ck.Destroy()
 	c.spiIn = 0 // now owned by the CHILD SA
-	s.install(c.cfg, sa, c.suite, c.old)
+	nw := s.install(c.cfg, sa, c.suite, c.old)
 	if old := c.old; old != nil {
 		if c.initiator {
-			old.state = childDeleting
-			s.queueFront(&deleteChildTask{c: old, replaced: true})
+			s.ownRekeyDone(old, nw, f.ni, f.nr)
 		} else {
-			old.state = childReplaced
-			old.deleteAt = s.now().Add(staleTimeout)
+			if old.state == childRekeying {
+				old.state = childInstalled // it waited for our IKE_FOLLOWUP_KE answers
+			}
+			s.peerRekeyDone(old, nw, f.ni, f.nr)
 		}
 	}
 	return nil
@@ -462,6 +463,9 @@ func (s *session) releaseChildPending(c *childPending) {
 	}
 	if c.old != nil && c.old.state == childRekeying {
 		c.old.state = childInstalled
+		if c.initiator && c.old.rekeyAt.IsZero() {
+			c.old.rekeyAt = s.now().Add(time.Minute) // try again later
+		}
 	}
 	if c.initiator && c.old == nil {
 		delete(s.pendingChildren, c.cfg.Name)

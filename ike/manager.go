@@ -767,6 +767,11 @@ func (m *Manager) exec(a *actor, o op) {
 			m.cfg.Logger.Warn("ike: installing CHILD SA", "peer", o.child.Peer, "child", o.child.Child, "err", err)
 			m.run(a, input{kind: inCommand, cmd: command{kind: cmdInstallFailed, spi: o.child.SPIIn}})
 		}
+	case opActivate:
+		if err := m.inst.ActivateOutbound(o.child); err != nil {
+			m.cfg.Logger.Warn("ike: activating outbound CHILD SA", "peer", o.child.Peer, "child", o.child.Child, "err", err)
+			m.run(a, input{kind: inCommand, cmd: command{kind: cmdInstallFailed, spi: o.child.SPIIn}})
+		}
 	case opDelete:
 		if err := m.inst.DeleteSA(o.child); err != nil {
 			m.cfg.Logger.Debug("ike: deleting CHILD SA", "peer", o.child.Peer, "child", o.child.Child, "err", err)
@@ -850,13 +855,13 @@ func (m *Manager) crash(a *actor, r any) {
 	s.state = StateDead
 	for _, c := range children {
 		m.safely(func() error {
-			if c.state != childReplaced {
+			if c.state != childReplaced && !c.rekeyed && !c.redundant {
 				m.emitNow(Event{Kind: EventChildDown, Peer: info.Peer, Child: c.cfg.Name, SPIi: info.SPIi, SPIr: info.SPIr, SPIIn: c.sa.SPIIn, SPIOut: c.sa.SPIOut, Err: ErrInternal})
 			}
 			return m.inst.DeleteSA(c.sa)
 		}, "deleting CHILD SA")
 	}
-	for _, x := range []*ikeSA{s.sa, s.old} {
+	for _, x := range s.ikeSAs() {
 		if x != nil && x.keys != nil {
 			m.safely(func() error { x.keys.Destroy(); return nil }, "destroying keys")
 		}

@@ -490,6 +490,9 @@ type panicAllInstaller struct{}
 
 func (panicAllInstaller) InstallSA(ChildSA) error { panic("test: installer panics") }
 func (panicAllInstaller) DeleteSA(ChildSA) error  { panic("test: installer panics again") }
+func (panicAllInstaller) ActivateOutbound(ChildSA) error {
+	panic("test: installer panics on activation")
+}
 
 // TestActorPanicCleanupSurvivesSecondPanic makes the Installer panic in
 // InstallSA and again in the DeleteSA calls of the cleanup: the panic is

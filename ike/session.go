@@ -74,8 +74,9 @@ type command struct {
 type opKind uint8
 
 const (
-	opSend opKind = iota + 1
-	opInstall
+	opSend     opKind = iota + 1
+	opInstall         // install the inbound SA, prepare the outbound one
+	opActivate        // the prepared outbound SA starts carrying traffic
 	opDelete
 	opEvent
 	opRegister       // route datagrams with our IKE SPI spi to this session
@@ -169,11 +170,36 @@ type child struct {
 	rekeyAt  time.Time
 	expireAt time.Time // the hard lifetime (ChildConfig.LifeTime); zero: none
 	deleteAt time.Time // for childReplaced: when to delete it ourselves
+
+	// Make-before-break (RFC 7296, Section 2.8): the responder of a rekey
+	// sends on the new SA only once the initiator can receive on it.
+	// outPending says that the outbound SA is prepared, not active; it
+	// becomes active on the peer's next request (with a window of one,
+	// RFC 7296, Section 2.3, that request proves that the peer processed
+	// our response and installed the SA) or at activateAt.
+	outPending bool
+	activateAt time.Time
+	// redundant marks the SA of a rekey that lost a collision (RFC 7296,
+	// Section 2.8.1): it never carries traffic out, and its initiator
+	// deletes it.
+	redundant bool
+	// rekeyed says that a newer SA replaced this one: deleting it
+	// reports no child_down.
+	rekeyed bool
+	// peerRekey is the SA that answering the peer's rekey of this one
+	// created, and peerNonces that exchange's Ni and Nr, to resolve a
+	// collision with our own rekey of it (RFC 7296, Section 2.8.1).
+	peerRekey  *child
+	peerNonces [2][]byte
 }
 
 // staleTimeout is how long a rekeyed CHILD SA or IKE SA waits for the
 // peer's Delete before this side deletes it itself.
 const staleTimeout = time.Minute
+
+// outboundGrace is how long the responder of a CHILD SA rekey waits for
+// the initiator's next request before it sends on the new SA anyway.
+const outboundGrace = 10 * time.Second
 
 // session is one IKE SA (and its successor while it is rekeyed) with its
 // CHILD SAs.
@@ -188,6 +214,13 @@ type session struct {
 	sa       *ikeSA
 	old      *ikeSA    // the IKE SA being replaced, until its Delete completes
 	oldUntil time.Time // when to forget old without a Delete
+	// A simultaneous IKE SA rekey (RFC 7296, Section 2.8.2, rekey_ike.go):
+	// peerIKE is the new IKE SA of the peer's rekey that we answered while
+	// ours was in flight; redundant the new IKE SA of the rekey that lost,
+	// until its Delete (or redundantUntil).
+	peerIKE        *ikeCollision
+	redundant      *ikeSA
+	redundantUntil time.Time
 
 	local, remote        netip.AddrPort
 	natLocal, natRemote  bool
@@ -217,6 +250,7 @@ type session struct {
 	retryAt              time.Time // the task queue waits until then (TEMPORARY_FAILURE)
 	ops                  []op
 	pendingChildren      map[string]bool // child names being created
+	lastChild            *child          // the CHILD SA acceptChild installed last
 }
 
 func newSession(m *Manager, now time.Time) *session {
@@ -301,7 +335,7 @@ func (s *session) recv(pkt []byte, from, to netip.AddrPort) {
 }
 
 func (s *session) saFor(h *ikewire.Header) *ikeSA {
-	for _, x := range []*ikeSA{s.sa, s.old} {
+	for _, x := range s.ikeSAs() {
 		if x == nil || h.SPIi != x.spiI {
 			continue
 		}
@@ -343,7 +377,7 @@ func (s *session) tick() {
 		s.die(ErrHalfOpenTimeout)
 		return
 	}
-	for _, x := range []*ikeSA{s.old, s.sa} {
+	for _, x := range s.ikeSAs() {
 		if x != nil && x.active != nil && !now.Before(x.active.deadline) {
 			s.retransmit(x)
 			if s.state == StateDead {
@@ -393,6 +427,9 @@ func (s *session) tick() {
 	if s.old != nil && s.old.active == nil && !s.oldUntil.IsZero() && !now.Before(s.oldUntil) {
 		s.retireOld()
 	}
+	if s.redundant != nil && s.redundant.active == nil && !now.Before(s.redundantUntil) {
+		s.forgetRedundant()
+	}
 	if s.followup != nil && !now.Before(s.followup.until) {
 		// RFC 9370, Section 2.2.4: the initiator did not continue.
 		what := "IKE SA rekey"
@@ -421,6 +458,9 @@ func (s *session) tick() {
 			c.state = childDeleting
 			s.queue(&deleteChildTask{c: c, replaced: true})
 		}
+		if c.outPending && !now.Before(c.activateAt) {
+			s.activate(c)
+		}
 	}
 	if s.natLocal && s.cfg.KeepaliveInterval > 0 && !now.Before(s.keepaliveAt) {
 		// RFC 3948, Section 2.3: a NAT-keepalive is one 0xFF byte.
@@ -443,7 +483,7 @@ func (s *session) deadline() time.Time {
 	if s.state == StateConnecting && !s.sa.initiator {
 		at(s.created.Add(s.cfg.HalfOpenTimeout))
 	}
-	for _, x := range []*ikeSA{s.old, s.sa} {
+	for _, x := range s.ikeSAs() {
 		if x != nil && x.active != nil {
 			at(x.active.deadline)
 		}
@@ -467,6 +507,9 @@ func (s *session) deadline() time.Time {
 	if s.old != nil && s.old.active == nil {
 		at(s.oldUntil)
 	}
+	if s.redundant != nil && s.redundant.active == nil {
+		at(s.redundantUntil)
+	}
 	if s.followup != nil {
 		at(s.followup.until)
 	}
@@ -479,6 +522,9 @@ func (s *session) deadline() time.Time {
 			at(c.expireAt)
 		case childReplaced:
 			at(c.deleteAt)
+		}
+		if c.outPending {
+			at(c.activateAt)
 		}
 	}
 	if s.natLocal && s.cfg.KeepaliveInterval > 0 {
@@ -603,7 +649,7 @@ func (s *session) hasChild(name string) bool {
 		return true
 	}
 	for _, c := range s.children {
-		if c.cfg.Name == name && c.state != childDeleting && c.state != childReplaced {
+		if c.cfg.Name == name && c.state != childDeleting && c.state != childReplaced && !c.redundant {
 			return true
 		}
 	}
@@ -619,7 +665,7 @@ func (s *session) die(err error) {
 	act, up := s.deathAction(err)
 	for _, c := range s.children {
 		s.ops = append(s.ops, op{kind: opDelete, child: c.sa})
-		if c.state != childReplaced {
+		if c.state != childReplaced && !c.rekeyed && !c.redundant {
 			s.emit(EventChildDown, c.cfg.Name, &c.sa, err)
 		}
 	}
@@ -627,7 +673,7 @@ func (s *session) die(err error) {
 	for _, t := range s.tasks {
 		t.abort(s)
 	}
-	for _, x := range []*ikeSA{s.sa, s.old} {
+	for _, x := range s.ikeSAs() {
 		if x != nil && x.active != nil {
 			x.active.t.abort(s)
 			x.active = nil
@@ -642,7 +688,7 @@ func (s *session) die(err error) {
 		s.emit(EventIKEDown, "", nil, err)
 	}
 	s.state = StateDead
-	for _, x := range []*ikeSA{s.sa, s.old} {
+	for _, x := range s.ikeSAs() {
 		if x != nil && x.keys != nil {
 			x.keys.Destroy()
 		}

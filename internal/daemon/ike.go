@@ -23,7 +23,7 @@ import (
 type ikeChild struct {
 	c   ike.ChildSA // without key material
 	in  *sad.InboundSA
-	out *sad.OutboundSA
+	out *sad.OutboundSA // installed by ActivateOutbound
 }
 
 // installer implements ike.Installer over the data plane.
@@ -32,10 +32,20 @@ type installer struct {
 
 	mu       sync.Mutex
 	children map[uint32]*ikeChild // by inbound SPI
+	// lingering holds, by SPI, the inbound SAs of rekeyed CHILD SAs that
+	// DeleteSA keeps for inboundGrace.
+	lingering map[uint32]*sad.InboundSA
 }
 
+// inboundGrace is how long the inbound SA of a CHILD SA that a rekey
+// replaced stays after the engine deleted it: the peer switched to the new
+// SA just before, and packets it sent on the old one may still be queued
+// (make-before-break, RFC 7296, Section 2.8).
+const inboundGrace = 3 * time.Second
+
 // InstallSA builds the packet engines of a negotiated CHILD SA and installs
-// the inbound SA, then the outbound one.
+// the inbound SA; the outbound one waits for ActivateOutbound
+// (make-before-break rekeying, RFC 7296, Section 2.8).
 func (i *installer) InstallSA(c ike.ChildSA) error {
 	d := i.d
 	p := pairSpec{Protocol: c.Protocol, Mode: c.Mode, Suite: c.Suite, KeyIn: c.KeyIn, KeyOut: c.KeyOut,
@@ -52,17 +62,35 @@ func (i *installer) InstallSA(c ike.ChildSA) error {
 	if err != nil {
 		return fmt.Errorf("daemon: CHILD SA %s: %w", c.Child, err)
 	}
-	if err := d.dp.InstallInbound(in); err != nil {
-		return fmt.Errorf("daemon: CHILD SA %s: %w", c.Child, err)
+	i.mu.Lock()
+	if old := i.lingering[c.SPIIn]; old != nil {
+		// The engine reuses the SPI of a replaced SA still in its grace.
+		delete(i.lingering, c.SPIIn)
+		d.dp.RemoveInbound(old.Protocol, old.SPI)
 	}
-	if err := d.dp.InstallOutbound(out); err != nil {
-		d.dp.RemoveInbound(in.Protocol, in.SPI)
+	i.mu.Unlock()
+	if err := d.dp.InstallInbound(in); err != nil {
 		return fmt.Errorf("daemon: CHILD SA %s: %w", c.Child, err)
 	}
 	c.KeyIn, c.KeyOut = nil, nil
 	i.mu.Lock()
 	i.children[c.SPIIn] = &ikeChild{c: c, in: in, out: out}
 	i.mu.Unlock()
+	return nil
+}
+
+// ActivateOutbound installs the outbound SA that InstallSA prepared for c:
+// it replaces the outbound SA of the same bundle and peer.
+func (i *installer) ActivateOutbound(c ike.ChildSA) error {
+	i.mu.Lock()
+	ch := i.children[c.SPIIn]
+	i.mu.Unlock()
+	if ch == nil {
+		return fmt.Errorf("daemon: CHILD SA %s: no SA with inbound SPI %08x to activate", c.Child, c.SPIIn)
+	}
+	if err := i.d.dp.InstallOutbound(ch.out); err != nil {
+		return fmt.Errorf("daemon: CHILD SA %s: %w", c.Child, err)
+	}
 	return nil
 }
 
@@ -111,13 +139,34 @@ outer:
 	return free, nil
 }
 
-// DeleteSA removes both directions of a CHILD SA.
+// DeleteSA removes both directions of a CHILD SA; the inbound SA of one
+// that a rekey replaced goes inboundGrace later.
 func (i *installer) DeleteSA(c ike.ChildSA) error {
 	i.d.dp.RemoveOutbound(c.Ref, c.Protocol, c.SPIOut)
-	i.d.dp.RemoveInbound(c.Protocol, c.SPIIn)
 	i.mu.Lock()
+	defer i.mu.Unlock()
+	ch := i.children[c.SPIIn]
 	delete(i.children, c.SPIIn)
-	i.mu.Unlock()
+	if !c.Replaced || ch == nil {
+		i.d.dp.RemoveInbound(c.Protocol, c.SPIIn)
+		return nil
+	}
+	if i.lingering == nil {
+		i.lingering = make(map[uint32]*sad.InboundSA)
+	}
+	in := ch.in
+	i.lingering[c.SPIIn] = in
+	time.AfterFunc(inboundGrace, func() {
+		i.mu.Lock()
+		defer i.mu.Unlock()
+		if i.lingering[in.SPI] != in {
+			return
+		}
+		delete(i.lingering, in.SPI)
+		if i.d.dp.SAD().Load().Inbound(in.Protocol, in.SPI) == in {
+			i.d.dp.RemoveInbound(in.Protocol, in.SPI)
+		}
+	})
 	return nil
 }
 
