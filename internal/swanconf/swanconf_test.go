@@ -1,6 +1,7 @@
 package swanconf
 
 import (
+	"bytes"
 	"os"
 	"path/filepath"
 	"strings"
@@ -352,4 +353,36 @@ func TestStrongSwanScenarios(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Logf("full %d, partial %d, nothing converted %d, failed %d", full, partial, none, failed)
+}
+
+// FuzzParse: the settings parser never panics, and what it parses
+// converts without panicking into YAML that config accepts.
+func FuzzParse(f *testing.F) {
+	for _, name := range []string{"testdata/psk-site.conf", "testdata/features.conf", "testdata/broken.conf"} {
+		b, err := os.ReadFile(name)
+		if err != nil {
+			f.Fatal(err)
+		}
+		f.Add(b)
+	}
+	f.Add([]byte("a : b { }\nb : a { }\n"))
+	f.Add([]byte(`a { k = "x\`))
+	dir := f.TempDir()
+	file := filepath.Join(dir, "swanctl.conf")
+	f.Fuzz(func(t *testing.T, data []byte) {
+		if bytes.Contains(data, []byte("include")) {
+			return // includes read other files; covered by the unit tests
+		}
+		root, err := Parse(file, data)
+		if err != nil {
+			return
+		}
+		res, err := Convert(root, Options{})
+		if err != nil {
+			return // the converter gave up, saying so
+		}
+		if _, err := config.Parse(filepath.Join(dir, "goipsec.yaml"), res.YAML); err != nil {
+			t.Fatalf("config refuses the conversion: %v\n%s", err, res.YAML)
+		}
+	})
 }
