@@ -235,7 +235,12 @@ func (c *conv) connection(s *Section) {
 				continue
 			}
 			cn.add(scalar(kv.Key, b, kv.Pos, what))
-		case "dpd_delay", "rekey_time":
+		case "rekey_time":
+			if c.rekeyNever(kv, what, "4h") {
+				continue
+			}
+			cn.add(scalar(kv.Key, kv.Value, kv.Pos, what))
+		case "dpd_delay":
 			cn.add(scalar(kv.Key, kv.Value, kv.Pos, what))
 		default:
 			c.drop(kv, path)
@@ -334,6 +339,16 @@ func boolean(v string) (string, bool) {
 		return "false", true
 	}
 	return "", false
+}
+
+// rekeyNever notes and reports a rekey_time of zero: strongSwan then never
+// rekeys, while goipsec reads zero as its default.
+func (c *conv) rekeyNever(kv *Setting, what, def string) bool {
+	if v := strings.TrimRight(kv.Value, "smhd"); v == "" || strings.Trim(v, "0") != "" {
+		return false
+	}
+	c.note(kv.Pos, what, "0 disables rekeying in strongSwan; goipsec always rekeys, by default every %s; dropped", def)
+	return true
 }
 
 // auth converts one side's authentication; ok false drops the connection.
@@ -568,7 +583,12 @@ func (c *conv) child(s *Section, path, conn string, localAddrs, remoteAddrs []st
 				continue
 			}
 			n.add(scalar(kv.Key, v, kv.Pos, what))
-		case "rekey_time", "replay_window":
+		case "rekey_time":
+			if c.rekeyNever(kv, what, "1h") {
+				continue
+			}
+			n.add(scalar(kv.Key, kv.Value, kv.Pos, what))
+		case "replay_window":
 			n.add(scalar(kv.Key, kv.Value, kv.Pos, what))
 		default:
 			c.drop(kv, path)

@@ -259,6 +259,31 @@ secrets { ike { secret = x } }
 	}
 }
 
+// TestConvertRekeyTimeZeroReported: strongSwan's rekey_time = 0 (never)
+// is not written, since goipsec reads 0 as its default; 30s stays.
+func TestConvertRekeyTimeZeroReported(t *testing.T) {
+	res := convertString(t, `connections { a {
+  local_addrs = 192.0.2.1
+  remote_addrs = 192.0.2.2
+  rekey_time = 0
+  local { auth = psk }
+  remote { auth = psk }
+  children { c { local_ts = 10.1.0.0/16
+    remote_ts = 10.2.0.0/16
+    rekey_time = 0s } } } }
+secrets { ike { secret = x } }
+`)
+	want := `swanctl.conf:4: connections.a.rekey_time: 0 disables rekeying in strongSwan; goipsec always rekeys, by default every 4h; dropped
+swanctl.conf:9: connections.a.children.c.rekey_time: 0 disables rekeying in strongSwan; goipsec always rekeys, by default every 1h; dropped
+`
+	if got := notesText(res); got != want {
+		t.Errorf("notes:\n%s\nwant:\n%s", got, want)
+	}
+	if strings.Contains(string(res.YAML), "rekey_time") {
+		t.Errorf("YAML:\n%s", res.YAML)
+	}
+}
+
 func TestConvertIKEv1Dropped(t *testing.T) {
 	res := convertString(t, `connections { old { version = 1
   children { c { local_ts = 10.0.0.0/8 } } } }
