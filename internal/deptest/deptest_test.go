@@ -79,6 +79,10 @@ var rules = map[string]rule{
 	"ike/ikewire":        {allowedLocal: append([]string{"transform"}, leaf...)},
 	"ctlapi":             {stdlibOnly: true, allowedLocal: []string{}},
 	"ctlapi/client":      {stdlibOnly: true, allowedLocal: []string{"ctlapi"}},
+	// The offline swanctl.conf converter checks its output with config
+	// and nothing else; its command, cmd/swanctl2goipsec, is separate from
+	// ipsecctl so that ipsecctl stays a client of the control API only.
+	"internal/swanconf": {allowedLocal: append([]string{"config", "transform"}, leaf...)},
 }
 
 func hasPrefix(p string, prefixes []string) bool {
