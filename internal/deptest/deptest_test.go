@@ -74,11 +74,14 @@ var rules = map[string]rule{
 	"ah":                 {allowedLocal: append([]string{"transform"}, leaf...), allowedExt: []string{"golang.org/x/crypto", "golang.org/x/sys"}},
 	"internal/dataplane": {forbidden: []string{"ike", "config", "ctlapi", "internal/policy", "internal/daemon", "internal/ctlserver"}},
 	"ike":                {allowedLocal: append([]string{"transform", "ike/ikewire", "ike/keys"}, leaf...), forbidden: []string{"internal/dataplane", "config", "ctlapi", "internal/policy", "internal/daemon", "internal/ctlserver"}},
-	"cmd/ipsecctl":       {allowedLocal: []string{"ctlapi", "ctlapi/client"}},
+	"cmd/ipsecctl":       {allowedLocal: []string{"ctlapi", "ctlapi/client", "internal/buildinfo"}},
 	"ike/keys":           {allowedLocal: append([]string{"transform"}, leaf...)},
 	"ike/ikewire":        {allowedLocal: append([]string{"transform"}, leaf...)},
 	"ctlapi":             {stdlibOnly: true, allowedLocal: []string{}},
 	"ctlapi/client":      {stdlibOnly: true, allowedLocal: []string{"ctlapi"}},
+	"internal/buildinfo": {stdlibOnly: true, allowedLocal: []string{}},
+	"internal/sdnotify":  {allowedLocal: []string{}, allowedExt: []string{"golang.org/x/sys"}},
+	"internal/cmd/mkdeb": {allowedLocal: []string{}},
 }
 
 func hasPrefix(p string, prefixes []string) bool {
