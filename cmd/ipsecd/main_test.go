@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"strings"
 	"testing"
+
+	"github.com/goipsec/goipsec/internal/buildinfo"
 )
 
 // TestCleanupFlag checks the command line of --cleanup: it needs no -c,
@@ -28,5 +30,19 @@ func TestCleanupFlag(t *testing.T) {
 	errb.Reset()
 	if code := run([]string{"-c", "/nonexistent/ipsecd.yaml", "--cleanup"}, &out, &errb); code != 1 || errb.Len() == 0 {
 		t.Errorf("ipsecd -c missing --cleanup: exit %d, stderr %q; want 1 and an error", code, errb.String())
+	}
+}
+
+// TestVersionFlagPrintsRevision checks ipsecd --version: the module
+// version, the VCS revision (or "rev unknown") and the Go version, with
+// no configuration needed.
+func TestVersionFlagPrintsRevision(t *testing.T) {
+	var out, errb bytes.Buffer
+	if code := run([]string{"--version"}, &out, &errb); code != 0 || errb.Len() != 0 {
+		t.Fatalf("ipsecd --version: exit %d, stderr %q", code, errb.String())
+	}
+	want := "ipsecd " + buildinfo.Read().String() + "\n"
+	if out.String() != want || !strings.Contains(want, " (rev ") || !strings.Contains(want, " go1.") {
+		t.Errorf("ipsecd --version = %q, want %q with a revision and the Go version", out.String(), want)
 	}
 }
