@@ -36,6 +36,7 @@ import (
 
 	"github.com/goipsec/goipsec"
 	"github.com/goipsec/goipsec/config"
+	"github.com/goipsec/goipsec/ctlapi"
 	"github.com/goipsec/goipsec/internal/buildinfo"
 	"github.com/goipsec/goipsec/internal/sdnotify"
 )
@@ -179,7 +180,7 @@ func serve(cfg *config.Config, log *slog.Logger) error {
 		case <-changed:
 			reload("configuration changed")
 		case <-tick:
-			if err := alive(ctx, srv, watchdog); err != nil {
+			if err := alive(ctx, srv.Status, watchdog); err != nil {
 				log.Error("daemon not answering; no watchdog ping", "err", err)
 				continue
 			}
@@ -197,15 +198,15 @@ func serve(cfg *config.Config, log *slog.Logger) error {
 	}
 }
 
-// alive asks srv for its status and returns nil if it answered within
-// timeout. A query stuck on a lock is left behind: the watchdog then ends
-// the process.
-func alive(ctx context.Context, srv *ipsec.Server, timeout time.Duration) error {
+// alive calls status (the Server's Status) and returns nil if it answered
+// within timeout. A query stuck on a lock is left behind: the watchdog then
+// ends the process.
+func alive(ctx context.Context, status func(context.Context) (ctlapi.Status, error), timeout time.Duration) error {
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	done := make(chan error, 1)
 	go func() {
-		_, err := srv.Status(ctx)
+		_, err := status(ctx)
 		done <- err
 	}()
 	select {

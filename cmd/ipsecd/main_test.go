@@ -2,9 +2,13 @@ package main
 
 import (
 	"bytes"
+	"context"
+	"errors"
 	"strings"
 	"testing"
+	"time"
 
+	"github.com/goipsec/goipsec/ctlapi"
 	"github.com/goipsec/goipsec/internal/buildinfo"
 )
 
@@ -44,5 +48,29 @@ func TestVersionFlagPrintsRevision(t *testing.T) {
 	want := "ipsecd " + buildinfo.Read().String() + "\n"
 	if out.String() != want || !strings.Contains(want, " (rev ") || !strings.Contains(want, " go1.") {
 		t.Errorf("ipsecd --version = %q, want %q with a revision and the Go version", out.String(), want)
+	}
+}
+
+// TestWatchdogSkipsPingWhenDaemonDoesNotAnswer checks the liveness check
+// behind WATCHDOG=1: a status that answers is alive, one that fails or
+// hangs (a wedged lock in the data plane or the IKE manager) is not, so
+// the ping is skipped and systemd's WatchdogSec= restarts the daemon.
+func TestWatchdogSkipsPingWhenDaemonDoesNotAnswer(t *testing.T) {
+	ctx := context.Background()
+	ok := func(context.Context) (ctlapi.Status, error) { return ctlapi.Status{}, nil }
+	if err := alive(ctx, ok, time.Second); err != nil {
+		t.Errorf("answering daemon: %v", err)
+	}
+	failing := func(context.Context) (ctlapi.Status, error) {
+		return ctlapi.Status{}, errors.New("ipsec: server not running")
+	}
+	if err := alive(ctx, failing, time.Second); err == nil {
+		t.Error("failing status: alive")
+	}
+	block := make(chan struct{})
+	defer close(block)
+	stuck := func(context.Context) (ctlapi.Status, error) { <-block; return ctlapi.Status{}, nil }
+	if err := alive(ctx, stuck, 50*time.Millisecond); err == nil || !strings.HasPrefix(err.Error(), "ipsecd: ") {
+		t.Errorf("stuck status: %v, want an ipsecd: error", err)
 	}
 }
