@@ -292,6 +292,9 @@ func TestUnitFileSandboxing(t *testing.T) {
 // binaries in PREFIX/sbin, the example configuration (mode 0600) only when
 // there is none, the unit pointing at PREFIX/sbin.
 func TestMakeInstallDestdir(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds the commands")
+	}
 	make := testenv.RequireCommand(t, "make")
 	root := testenv.RepoRoot(t)
 	tmp := t.TempDir()
