@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -72,5 +74,45 @@ func TestWatchdogSkipsPingWhenDaemonDoesNotAnswer(t *testing.T) {
 	stuck := func(context.Context) (ctlapi.Status, error) { <-block; return ctlapi.Status{}, nil }
 	if err := alive(ctx, stuck, 50*time.Millisecond); err == nil || !strings.HasPrefix(err.Error(), "ipsecd: ") {
 		t.Errorf("stuck status: %v, want an ipsecd: error", err)
+	}
+}
+
+// TestExampleConfigChecks checks that the example configuration that make
+// install and the .deb install passes --check as shipped (no connection)
+// and with its commented connection and secret enabled.
+func TestExampleConfigChecks(t *testing.T) {
+	const example = "../../packaging/goipsec.yaml"
+	var out, errb bytes.Buffer
+	if code := run([]string{"-c", example, "--check"}, &out, &errb); code != 0 {
+		t.Fatalf("ipsecd -c %s --check: exit %d\n%s", example, code, errb.String())
+	}
+	b, err := os.ReadFile(example)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Uncomment the example: "# " before top-level keys, "#   " before
+	// nested ones; the explanatory comments ("#     # ...") stay comments.
+	var lines []string
+	for _, l := range strings.Split(string(b), "\n") {
+		switch {
+		case strings.HasPrefix(l, "# connections:"), strings.HasPrefix(l, "# secrets:"):
+			l = strings.TrimPrefix(l, "# ")
+		case strings.HasPrefix(l, "#   "):
+			l = strings.TrimPrefix(l, "#")
+		}
+		lines = append(lines, l)
+	}
+	dir := t.TempDir()
+	conf := filepath.Join(dir, "goipsec.yaml")
+	if err := os.WriteFile(conf, []byte(strings.Join(lines, "\n")), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "site-b.psk"), []byte("0123456789abcdef0123456789abcdef\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	out.Reset()
+	errb.Reset()
+	if code := run([]string{"-c", conf, "--check"}, &out, &errb); code != 0 || !strings.Contains(strings.Join(lines, "\n"), "\nconnections:\n   site-b:") {
+		t.Errorf("the example with its connection enabled: exit %d\n%s\n%s", code, errb.String(), strings.Join(lines, "\n"))
 	}
 }
