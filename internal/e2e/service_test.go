@@ -343,6 +343,9 @@ func TestMakeInstallDestdir(t *testing.T) {
 // the package (its prerm removes the policy the stopped daemon kept in
 // force) and purges it.
 func TestDebInstallStartRemove(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds the package")
+	}
 	requireBins(t)
 	testenv.RequireCommand(t, "dpkg")
 	make := testenv.RequireCommand(t, "make")
