@@ -4,12 +4,60 @@ BIN      := bin
 PKGS     := ./...
 TESTFLAGS ?= -count=1 -timeout 60m
 
-.PHONY: all build demo test test-short fuzz fuzz-long bench bench-net clean deps
+.PHONY: all build demo test test-short fuzz fuzz-long bench bench-net clean deps install uninstall dist
 
 all: build
 
+# The VCS revision goes into the binaries (ipsecd --version, ipsecctl
+# version) also where the go command cannot stamp it itself (a git worktree,
+# GOFLAGS=-buildvcs=false); a stamped revision takes precedence.
+BUILDINFO := github.com/goipsec/goipsec/internal/buildinfo
+REVISION  := $(shell git rev-parse HEAD 2>/dev/null)
+MODIFIED  := $(shell test -n "$$(git status --porcelain --untracked-files=no 2>/dev/null)" && echo true || echo false)
+VCSFLAGS  := -X $(BUILDINFO).revision=$(REVISION) -X $(BUILDINFO).modified=$(MODIFIED)
+
 build:
-	$(GO) build -o $(BIN)/ ./cmd/...
+	$(GO) build -buildvcs=auto -ldflags '$(VCSFLAGS)' -o $(BIN)/ ./cmd/...
+
+# make install: the binaries to $(SBINDIR) (default /usr/local/sbin), the
+# example configuration to /etc/goipsec/goipsec.yaml (mode 0600, only if
+# there is none), the systemd unit to $(UNITDIR) (/etc/systemd/system, the
+# administrator's units) pointing at $(SBINDIR). DESTDIR stages it all.
+PREFIX     ?= /usr/local
+SBINDIR    ?= $(PREFIX)/sbin
+SYSCONFDIR ?= /etc
+UNITDIR    ?= /etc/systemd/system
+DESTDIR    ?=
+install: build
+	install -d -m 0755 $(DESTDIR)$(SBINDIR) $(DESTDIR)$(UNITDIR)
+	install -m 0755 $(BIN)/ipsecd $(BIN)/ipsecctl $(DESTDIR)$(SBINDIR)/
+	install -d -m 0700 $(DESTDIR)$(SYSCONFDIR)/goipsec
+	test -e $(DESTDIR)$(SYSCONFDIR)/goipsec/goipsec.yaml || \
+		install -m 0600 packaging/goipsec.yaml $(DESTDIR)$(SYSCONFDIR)/goipsec/goipsec.yaml
+	sed -e 's|/usr/sbin/|$(SBINDIR)/|g' -e 's|/etc/goipsec/|$(SYSCONFDIR)/goipsec/|g' \
+		packaging/goipsec.service >$(DESTDIR)$(UNITDIR)/goipsec.service
+	chmod 0644 $(DESTDIR)$(UNITDIR)/goipsec.service
+	@if [ -z "$(DESTDIR)" ] && [ -d /run/systemd/system ]; then systemctl daemon-reload; fi
+	@echo "installed; edit $(SYSCONFDIR)/goipsec/goipsec.yaml, then: systemctl enable --now goipsec"
+
+# Removes what make install put in place but the configuration.
+uninstall:
+	rm -f $(DESTDIR)$(SBINDIR)/ipsecd $(DESTDIR)$(SBINDIR)/ipsecctl $(DESTDIR)$(UNITDIR)/goipsec.service
+
+# make dist: static binaries for each of DISTARCHES in $(DIST)/linux-ARCH/
+# and a .deb per architecture in $(DIST)/ (packaging/nfpm.yaml, built by
+# packaging/mkdeb with nfpm as a library; a module of its own, built first).
+DIST       ?= dist
+DISTARCHES ?= amd64 arm64
+DEBVERSION ?= $(or $(shell git log -1 --format=0.0.0~git%cd.%h --date=format:%Y%m%d%H%M%S --abbrev=12 2>/dev/null),0.0.0~dev)
+dist:
+	$(GO) build -C packaging/mkdeb -o $(abspath $(DIST))/mkdeb .
+	@for arch in $(DISTARCHES); do \
+		echo "dist: linux/$$arch"; \
+		CGO_ENABLED=0 GOOS=linux GOARCH=$$arch $(GO) build -buildvcs=auto -trimpath \
+			-ldflags '-s -w $(VCSFLAGS)' -o $(DIST)/linux-$$arch/ ./cmd/ipsecd ./cmd/ipsecctl || exit 1; \
+		$(DIST)/mkdeb -arch $$arch -version '$(DEBVERSION)' -bin $(DIST)/linux-$$arch -o $(DIST) || exit 1; \
+	done
 
 deps:
 	scripts/deps.sh test
@@ -52,4 +100,4 @@ bench-net: build
 	scripts/bench.sh
 
 clean:
-	rm -rf $(BIN)
+	rm -rf $(BIN) $(DIST)

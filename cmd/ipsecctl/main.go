@@ -10,10 +10,12 @@
 //	ipsecctl [-s SOCKET] explain SRC DST [PROTO [DPORT]] [--json]
 //	ipsecctl [-s SOCKET] events    [--json]   follow the daemon's events
 //	ipsecctl completion bash|zsh|fish         print a shell completion script
+//	ipsecctl [-s SOCKET] version              ipsecctl's and the daemon's versions
 //
 // --json prints the control API's JSON (documented in package ctlapi). Exit
 // codes: 0 success, 1 the operation failed (one line on stderr), 2 usage
-// error. ipsecctl is a thin client: it imports only ctlapi and ctlapi/client.
+// error. ipsecctl is a thin client: it imports only ctlapi, ctlapi/client
+// and internal/buildinfo.
 package main
 
 import (
@@ -26,7 +28,6 @@ import (
 	"net/netip"
 	"os"
 	"os/signal"
-	"runtime/debug"
 	"strconv"
 	"strings"
 	"syscall"
@@ -34,11 +35,8 @@ import (
 
 	"github.com/goipsec/goipsec/ctlapi"
 	"github.com/goipsec/goipsec/ctlapi/client"
+	"github.com/goipsec/goipsec/internal/buildinfo"
 )
-
-// version is set at link time (-ldflags "-X main.version=v1.2.3"); otherwise
-// it comes from the build information.
-var version string
 
 // now is the clock for "2m ago"; tests stop it.
 var now = time.Now
@@ -54,6 +52,8 @@ const (
 const (
 	queryTimeout  = 30 * time.Second
 	actionTimeout = 3 * time.Minute
+	// version prints ipsecctl's own version also when no daemon answers.
+	versionTimeout = 5 * time.Second
 )
 
 const usage = `usage: ipsecctl [-s SOCKET] COMMAND [ARGS] [--json]
@@ -71,12 +71,13 @@ commands:
                                    number; for icmp DPORT is TYPE[/CODE])
   events                           follow the daemon's events until interrupted
   completion bash|zsh|fish         print a shell completion script
+  version                          ipsecctl's version and, if it answers, the daemon's
 
 options:
   -s, --socket PATH   the daemon's control socket (default ` + client.DefaultSocket + `)
   --json              print the control API's JSON (status, sas, policies,
                       reload, explain, events)
-  --version           print the version and exit
+  --version           print ipsecctl's version and exit
   -h, --help          print this help and exit
 
 exit codes: 0 success, 1 the operation failed, 2 usage error
@@ -175,6 +176,7 @@ var commands = map[string]command{
 	"reload":   {0, 0, true, actionTimeout, cmdReload},
 	"explain":  {2, 4, true, queryTimeout, cmdExplain},
 	"events":   {0, 0, true, 0, cmdEvents},
+	"version":  {0, 0, false, versionTimeout, cmdVersion},
 }
 
 // runContext is run with a context that ends `events`.
@@ -186,7 +188,7 @@ func runContext(ctx context.Context, args []string, stdout, stderr io.Writer) in
 			fmt.Fprint(stdout, usage)
 			return exitOK
 		case o.version:
-			fmt.Fprintf(stdout, "ipsecctl %s (control API %s)\n", versionString(), ctlapi.Version)
+			fmt.Fprintln(stdout, versionLine())
 			return exitOK
 		case len(o.args) == 0:
 			err = usagef("no command")
@@ -274,14 +276,24 @@ func oneLine(s string) string {
 	return strings.Join(strings.Fields(s), " ")
 }
 
-func versionString() string {
-	if version != "" {
-		return version
+// versionLine is ipsecctl's version: the module version, the VCS revision
+// and the Go version it was built with, and the control API it speaks.
+func versionLine() string {
+	return fmt.Sprintf("ipsecctl %s (control API %s)", buildinfo.Read(), ctlapi.Version)
+}
+
+// cmdVersion prints ipsecctl's version, then the daemon's as its status
+// reports it. A daemon that does not answer is reported on the second line
+// and is no failure: the first line is what was asked.
+func cmdVersion(ctx context.Context, c *client.Client, o options, out io.Writer) error {
+	fmt.Fprintln(out, versionLine())
+	st, err := c.Status(ctx)
+	if err != nil {
+		fmt.Fprintf(out, "ipsecd   not answering: %s\n", oneLine(describe(o, err)))
+		return nil
 	}
-	if bi, ok := debug.ReadBuildInfo(); ok && bi.Main.Version != "" && bi.Main.Version != "(devel)" {
-		return bi.Main.Version
-	}
-	return "devel"
+	_, err = fmt.Fprintf(out, "ipsecd   %s (pid %d, control API %s)\n", st.Version, st.PID, st.API)
+	return err
 }
 
 // printJSON prints v as indented JSON.

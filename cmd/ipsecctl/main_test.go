@@ -459,3 +459,31 @@ func TestSAsShowsEveryKE(t *testing.T) {
 	_, out, _ = ipsecctl(t, sock, "sas")
 	contains(t, "sas", out, "  site-b/net: installed, ESP tunnel in UDP, aes256gcm16, ESN, KE x25519\n")
 }
+
+// TestVersionCommandShowsDaemonVersion checks `ipsecctl version`: its own
+// version line (module version, revision, Go version), then the daemon's
+// from the status API, and without a daemon still its own, exit 0.
+func TestVersionCommandShowsDaemonVersion(t *testing.T) {
+	f := ctltest.NewFake()
+	f.StatusResult.Version = "v0.1.0 (rev 0123456789ab) go1.26.8"
+	sock := ctltest.Serve(t, f)
+	code, out, errOut := ipsecctl(t, sock, "version")
+	if code != 0 || errOut != "" {
+		t.Fatalf("version: exit %d, stderr %q", code, errOut)
+	}
+	lines := strings.Split(strings.TrimSuffix(out, "\n"), "\n")
+	if len(lines) != 2 || lines[0] != versionLine() || !strings.Contains(lines[0], " (rev ") || !strings.Contains(lines[0], " go1.") {
+		t.Errorf("version: first line %q, want %q", lines[0], versionLine())
+	}
+	if want := fmt.Sprintf("ipsecd   v0.1.0 (rev 0123456789ab) go1.26.8 (pid %d, control API v1)", f.StatusResult.PID); len(lines) != 2 || lines[1] != want {
+		t.Errorf("version:\n%s\nwant second line %q", out, want)
+	}
+
+	code, out, errOut = ipsecctl(t, filepath.Join(t.TempDir(), "none.sock"), "version")
+	if code != 0 || errOut != "" || !strings.HasPrefix(out, versionLine()+"\nipsecd   not answering: cannot reach ipsecd at ") {
+		t.Errorf("version without daemon: exit %d, stderr %q, stdout %q", code, errOut, out)
+	}
+	if code, _, _ := ipsecctl(t, sock, "version", "extra"); code != 2 {
+		t.Errorf("version extra: exit %d, want 2", code)
+	}
+}

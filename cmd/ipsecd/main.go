@@ -5,8 +5,15 @@
 //	ipsecd -c FILE            run in the foreground
 //	ipsecd -c FILE --check    validate the configuration and exit
 //	ipsecd [-c FILE] --cleanup remove the policy a stopped daemon left in force
+//	ipsecd --version          print the module version and VCS revision
 //
 // SIGHUP reloads the configuration; SIGINT and SIGTERM stop the daemon.
+//
+// Under systemd (Type=notify, see packaging/goipsec.service) ipsecd sends
+// READY=1 once the configuration is applied and its policies are enforced,
+// RELOADING=1 and READY=1 around each reload, STOPPING=1 when it stops, and
+// WATCHDOG=1 at half of WatchdogSec= while its data plane and IKE manager
+// answer.
 //
 // ipsecd fails closed: once it has loaded a PROTECT or DISCARD policy, the
 // routing rule, the prohibit routes of its routing table and its nftables
@@ -29,10 +36,10 @@ import (
 
 	"github.com/goipsec/goipsec"
 	"github.com/goipsec/goipsec/config"
+	"github.com/goipsec/goipsec/ctlapi"
+	"github.com/goipsec/goipsec/internal/buildinfo"
+	"github.com/goipsec/goipsec/internal/sdnotify"
 )
-
-// version is set at build time with -ldflags "-X main.version=...".
-var version = "dev"
 
 func main() {
 	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
@@ -46,7 +53,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	cleanup := fs.Bool("cleanup", false, "remove the routing rule, routes and nftables table that a stopped or crashed daemon left in force, and exit (-c names the control socket to check; default names without it)")
 	showVersion := fs.Bool("version", false, "print the version and exit")
 	fs.Usage = func() {
-		fmt.Fprintf(stderr, "usage: ipsecd -c FILE [--check]\n       ipsecd [-c FILE] --cleanup\n")
+		fmt.Fprintf(stderr, "usage: ipsecd -c FILE [--check]\n       ipsecd [-c FILE] --cleanup\n       ipsecd --version\n")
 		fs.PrintDefaults()
 		fmt.Fprint(stderr, `
 Fail closed: once a PROTECT or DISCARD policy is loaded, the policy routing
@@ -61,7 +68,7 @@ removes them (protected traffic then follows the main routing table again).
 		return 2
 	}
 	if *showVersion {
-		fmt.Fprintln(stdout, "ipsecd", version)
+		fmt.Fprintln(stdout, "ipsecd", buildinfo.Read())
 		return 0
 	}
 	if fs.NArg() != 0 || *file == "" && !*cleanup || *cleanup && *check {
@@ -103,21 +110,59 @@ removes them (protected traffic then follows the main routing table again).
 
 // serve runs the daemon through the embeddable facade (package ipsec, host
 // mode), so that ipsecd and programs that embed goipsec share one code path,
-// and handles reloads and signals until it is told to stop.
+// and handles reloads, signals and the service manager's watchdog until it
+// is told to stop.
 func serve(cfg *config.Config, log *slog.Logger) error {
+	version := buildinfo.Read().String()
+	sd := notifier{n: sdnotify.New(), log: log}
+	watchdog, err := sdnotify.WatchdogInterval()
+	if err != nil {
+		log.Warn("systemd watchdog off", "err", err)
+	}
 	srv := &ipsec.Server{Config: cfg, Logger: log, Version: version}
 	if err := srv.Start(context.Background()); err != nil {
 		return err
 	}
 	defer srv.Close()
+	defer sd.send(sdnotify.Stopping) // before Close: the stop has begun
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	log.Info("ipsecd running", "version", version, "config", cfg.File, "tun", srv.TUNName(), "socket", cfg.Daemon.Socket)
+	// Start returns once the daemon applied the configuration: the
+	// routing rule, the routes and prohibit routes and the nftables table
+	// of its policies are in place, so systemd may start what depends on
+	// protected traffic.
+	sd.send(sdnotify.Ready + "\n" + sdnotify.Status("running; policies enforced"))
 
 	// The configuration is re-read when it changes (and on SIGHUP): a
 	// changed modification time or size triggers the same reload as
 	// "ipsecctl reload", which applies only a file that parses.
 	changed := watchFile(ctx, cfg.File, 2*time.Second)
+	reload := func(what string) {
+		if st, err := sdnotify.Reloading(); err == nil {
+			sd.send(st)
+		} else {
+			log.Warn("not telling systemd about the reload", "err", err)
+		}
+		if res, err := srv.Reload(ctx); err != nil {
+			log.Error(what+"; reload failed, keeping the running configuration", "err", err)
+			sd.send(sdnotify.Ready + "\n" + sdnotify.Status("running; the last reload failed, the previous configuration is in force"))
+		} else {
+			log.Info(what+"; reloaded", "changed", res.Changed)
+			sd.send(sdnotify.Ready + "\n" + sdnotify.Status("running; policies enforced"))
+		}
+	}
+
+	// WATCHDOG=1 goes out only while the daemon answers a status query,
+	// which reads the data plane's counters and the IKE manager's SAs
+	// under their locks: a wedged daemon stops the pings and systemd
+	// restarts it (WatchdogSec=, Restart=on-failure).
+	var tick <-chan time.Time
+	if watchdog > 0 {
+		t := time.NewTicker(watchdog)
+		defer t.Stop()
+		tick = t.C
+	}
 
 	sigs := make(chan os.Signal, 4)
 	signal.Notify(sigs, syscall.SIGHUP, syscall.SIGINT, syscall.SIGTERM)
@@ -125,18 +170,16 @@ func serve(cfg *config.Config, log *slog.Logger) error {
 	for {
 		select {
 		case <-changed:
-			if res, err := srv.Reload(ctx); err != nil {
-				log.Error("configuration changed; reload failed, keeping the running configuration", "err", err)
-			} else {
-				log.Info("configuration changed; reloaded", "changed", res.Changed)
+			reload("configuration changed")
+		case <-tick:
+			if err := alive(ctx, srv.Status, watchdog); err != nil {
+				log.Error("daemon not answering; no watchdog ping", "err", err)
+				continue
 			}
+			sd.send(sdnotify.Watchdog)
 		case sig := <-sigs:
 			if sig == syscall.SIGHUP {
-				if res, err := srv.Reload(ctx); err != nil {
-					log.Error("reload failed", "err", err)
-				} else {
-					log.Info("reloaded", "changed", res.Changed)
-				}
+				reload("SIGHUP")
 				continue
 			}
 			log.Info("stopping", "signal", sig.String())
@@ -144,6 +187,38 @@ func serve(cfg *config.Config, log *slog.Logger) error {
 		case <-srv.Done():
 			return srv.Err()
 		}
+	}
+}
+
+// alive calls status (the Server's Status) and returns nil if it answered
+// within timeout. A query stuck on a lock is left behind: the watchdog then
+// ends the process.
+func alive(ctx context.Context, status func(context.Context) (ctlapi.Status, error), timeout time.Duration) error {
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	done := make(chan error, 1)
+	go func() {
+		_, err := status(ctx)
+		done <- err
+	}()
+	select {
+	case err := <-done:
+		return err
+	case <-ctx.Done():
+		return fmt.Errorf("ipsecd: no status within %v", timeout)
+	}
+}
+
+// notifier sends states to systemd and logs a failure instead of stopping
+// the daemon for it.
+type notifier struct {
+	n   *sdnotify.Notifier
+	log *slog.Logger
+}
+
+func (s notifier) send(state string) {
+	if err := s.n.Notify(state); err != nil {
+		s.log.Warn("cannot notify systemd", "err", err)
 	}
 }
 

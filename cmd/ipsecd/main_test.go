@@ -2,8 +2,16 @@ package main
 
 import (
 	"bytes"
+	"context"
+	"errors"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
+	"time"
+
+	"github.com/goipsec/goipsec/ctlapi"
+	"github.com/goipsec/goipsec/internal/buildinfo"
 )
 
 // TestCleanupFlag checks the command line of --cleanup: it needs no -c,
@@ -28,5 +36,83 @@ func TestCleanupFlag(t *testing.T) {
 	errb.Reset()
 	if code := run([]string{"-c", "/nonexistent/ipsecd.yaml", "--cleanup"}, &out, &errb); code != 1 || errb.Len() == 0 {
 		t.Errorf("ipsecd -c missing --cleanup: exit %d, stderr %q; want 1 and an error", code, errb.String())
+	}
+}
+
+// TestVersionFlagPrintsRevision checks ipsecd --version: the module
+// version, the VCS revision (or "rev unknown") and the Go version, with
+// no configuration needed.
+func TestVersionFlagPrintsRevision(t *testing.T) {
+	var out, errb bytes.Buffer
+	if code := run([]string{"--version"}, &out, &errb); code != 0 || errb.Len() != 0 {
+		t.Fatalf("ipsecd --version: exit %d, stderr %q", code, errb.String())
+	}
+	want := "ipsecd " + buildinfo.Read().String() + "\n"
+	if out.String() != want || !strings.Contains(want, " (rev ") || !strings.Contains(want, " go1.") {
+		t.Errorf("ipsecd --version = %q, want %q with a revision and the Go version", out.String(), want)
+	}
+}
+
+// TestWatchdogSkipsPingWhenDaemonDoesNotAnswer checks the liveness check
+// behind WATCHDOG=1: a status that answers is alive, one that fails or
+// hangs (a wedged lock in the data plane or the IKE manager) is not, so
+// the ping is skipped and systemd's WatchdogSec= restarts the daemon.
+func TestWatchdogSkipsPingWhenDaemonDoesNotAnswer(t *testing.T) {
+	ctx := context.Background()
+	ok := func(context.Context) (ctlapi.Status, error) { return ctlapi.Status{}, nil }
+	if err := alive(ctx, ok, time.Second); err != nil {
+		t.Errorf("answering daemon: %v", err)
+	}
+	failing := func(context.Context) (ctlapi.Status, error) {
+		return ctlapi.Status{}, errors.New("ipsec: server not running")
+	}
+	if err := alive(ctx, failing, time.Second); err == nil {
+		t.Error("failing status: alive")
+	}
+	block := make(chan struct{})
+	defer close(block)
+	stuck := func(context.Context) (ctlapi.Status, error) { <-block; return ctlapi.Status{}, nil }
+	if err := alive(ctx, stuck, 50*time.Millisecond); err == nil || !strings.HasPrefix(err.Error(), "ipsecd: ") {
+		t.Errorf("stuck status: %v, want an ipsecd: error", err)
+	}
+}
+
+// TestExampleConfigChecks checks that the example configuration that make
+// install and the .deb install passes --check as shipped (no connection)
+// and with its commented connection and secret enabled.
+func TestExampleConfigChecks(t *testing.T) {
+	const example = "../../packaging/goipsec.yaml"
+	var out, errb bytes.Buffer
+	if code := run([]string{"-c", example, "--check"}, &out, &errb); code != 0 {
+		t.Fatalf("ipsecd -c %s --check: exit %d\n%s", example, code, errb.String())
+	}
+	b, err := os.ReadFile(example)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Uncomment the example: "# " before top-level keys, "#   " before
+	// nested ones; the explanatory comments ("#     # ...") stay comments.
+	var lines []string
+	for _, l := range strings.Split(string(b), "\n") {
+		switch {
+		case strings.HasPrefix(l, "# connections:"), strings.HasPrefix(l, "# secrets:"):
+			l = strings.TrimPrefix(l, "# ")
+		case strings.HasPrefix(l, "#   "):
+			l = strings.TrimPrefix(l, "#")
+		}
+		lines = append(lines, l)
+	}
+	dir := t.TempDir()
+	conf := filepath.Join(dir, "goipsec.yaml")
+	if err := os.WriteFile(conf, []byte(strings.Join(lines, "\n")), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "site-b.psk"), []byte("0123456789abcdef0123456789abcdef\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	out.Reset()
+	errb.Reset()
+	if code := run([]string{"-c", conf, "--check"}, &out, &errb); code != 0 || !strings.Contains(strings.Join(lines, "\n"), "\nconnections:\n   site-b:") {
+		t.Errorf("the example with its connection enabled: exit %d\n%s\n%s", code, errb.String(), strings.Join(lines, "\n"))
 	}
 }

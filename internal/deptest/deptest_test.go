@@ -74,7 +74,7 @@ var rules = map[string]rule{
 	"ah":                 {allowedLocal: append([]string{"transform"}, leaf...), allowedExt: []string{"golang.org/x/crypto", "golang.org/x/sys"}},
 	"internal/dataplane": {forbidden: []string{"ike", "config", "ctlapi", "internal/policy", "internal/daemon", "internal/ctlserver"}},
 	"ike":                {allowedLocal: append([]string{"transform", "ike/ikewire", "ike/keys"}, leaf...), forbidden: []string{"internal/dataplane", "config", "ctlapi", "internal/policy", "internal/daemon", "internal/ctlserver"}},
-	"cmd/ipsecctl":       {allowedLocal: []string{"ctlapi", "ctlapi/client"}},
+	"cmd/ipsecctl":       {allowedLocal: []string{"ctlapi", "ctlapi/client", "internal/buildinfo"}},
 	"ike/keys":           {allowedLocal: append([]string{"transform"}, leaf...)},
 	"ike/ikewire":        {allowedLocal: append([]string{"transform"}, leaf...)},
 	"ctlapi":             {stdlibOnly: true, allowedLocal: []string{}},
@@ -82,7 +82,9 @@ var rules = map[string]rule{
 	// The offline swanctl.conf converter checks its output with config
 	// and nothing else; its command, cmd/swanctl2goipsec, is separate from
 	// ipsecctl so that ipsecctl stays a client of the control API only.
-	"internal/swanconf": {allowedLocal: append([]string{"config", "transform"}, leaf...)},
+	"internal/swanconf":  {allowedLocal: append([]string{"config", "transform"}, leaf...)},
+	"internal/buildinfo": {stdlibOnly: true, allowedLocal: []string{}},
+	"internal/sdnotify":  {allowedLocal: []string{}, allowedExt: []string{"golang.org/x/sys"}},
 }
 
 func hasPrefix(p string, prefixes []string) bool {

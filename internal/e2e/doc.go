@@ -14,5 +14,8 @@
 //     RFC 4301, Section 5.2) and a flood of malformed, unknown, forged and
 //     replayed packets during a ping;
 //   - scapy_test.go: scapy, an independent implementation, decrypts what
-//     goipsec puts on the wire and seals a packet that goipsec must accept.
+//     goipsec puts on the wire and seals a packet that goipsec must accept;
+//   - service_test.go: ipsecd under systemd's notify protocol, the unit file,
+//     make install, and the .deb of make dist installed, started through its
+//     unit's ExecStart, removed and purged in a throwaway root.
 package e2e
