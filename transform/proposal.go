@@ -444,6 +444,13 @@ func parseChildProposal(s string, ah bool) (ESPProposal, error) {
 	if len(p.ESN) == 0 {
 		p.ESN = []bool{false}
 	}
+	for _, l := range p.AddKE {
+		if len(l) > 0 && len(p.KE) == 0 {
+			// RFC 9370, Section 2.2.4: the additional key exchanges of
+			// CREATE_CHILD_SA follow its first, SK(0), which is PFS.
+			return ESPProposal{}, fmt.Errorf("transform: %s proposal %q: additional key exchanges (keN_) need a key exchange method for PFS, as in %q", proto, s, "aes256gcm16-x25519-ke1_mlkem768")
+		}
+	}
 	if ah {
 		if len(p.Integ) == 0 {
 			return ESPProposal{}, fmt.Errorf("transform: AH proposal %q has no integrity algorithm, as in %q", s, "sha256")

@@ -263,3 +263,23 @@ func FuzzParseProposal(f *testing.F) {
 		_, _ = ParseAHProposal(s)
 	})
 }
+
+// TestParseESPProposalAddKENeedsPFS: a Child proposal's additional key
+// exchanges follow a first one (RFC 9370, Section 2.2.4), so keN_ without a
+// PFS method is refused; the rule was config's alone before.
+func TestParseESPProposalAddKENeedsPFS(t *testing.T) {
+	for _, s := range []string{"aes256gcm16-ke1_mlkem768", "aes128-sha256-ke2_ecp256-esn"} {
+		if _, err := ParseESPProposal(s); err == nil || !strings.Contains(err.Error(), "need a key exchange method for PFS") {
+			t.Errorf("%s: %v", s, err)
+		}
+	}
+	if _, err := ParseAHProposal("sha256-ke1_mlkem768"); err == nil {
+		t.Error("AH sha256-ke1_mlkem768 accepted")
+	}
+	if _, err := ParseESPProposal("aes256gcm16-x25519-ke1_mlkem768"); err != nil {
+		t.Error(err)
+	}
+	if _, err := ParseESPProposal("aes256gcm16-x25519-ke1_none"); err != nil {
+		t.Error(err)
+	}
+}
