@@ -38,6 +38,7 @@ import (
 
 	"github.com/goipsec/goipsec/conn"
 	"github.com/goipsec/goipsec/esp"
+	"github.com/goipsec/goipsec/iana"
 	"github.com/goipsec/goipsec/packet"
 	"github.com/goipsec/goipsec/sa"
 	"github.com/goipsec/goipsec/tun"
@@ -45,8 +46,8 @@ import (
 
 // IP protocol numbers.
 const (
-	protoESP = 50
-	protoAH  = 51
+	protoESP = iana.ProtoESP
+	protoAH  = iana.ProtoAH
 )
 
 // startInbound starts a reader and its sequential stage.

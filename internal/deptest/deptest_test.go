@@ -55,8 +55,8 @@ var (
 var rules = map[string]rule{
 	// L0: value types and registries, standard library only.
 	"iana":    {layer: l0},
-	"sa":      {layer: l0},
-	"traffic": {layer: l0},
+	"sa":      {layer: l0, imports: []string{"iana"}},
+	"traffic": {layer: l0, imports: []string{"iana"}},
 	"replay":  {layer: l0},
 	"packet":  {layer: l0, imports: []string{"iana", "sa"}},
 
