@@ -131,6 +131,8 @@ var osImports = []string{"os/exec", "os/signal", "unsafe"}
 
 type pkg struct {
 	ImportPath string
+	Dir        string
+	GoFiles    []string
 	Imports    []string
 	Deps       []string
 	Error      *struct{ Err string }

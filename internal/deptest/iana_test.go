@@ -4,7 +4,6 @@ import (
 	"go/ast"
 	"go/parser"
 	"go/token"
-	"io/fs"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -48,49 +47,49 @@ func TestIANANumbersDefinedOnce(t *testing.T) {
 		esp.NATTPort != iana.PortNATT || conn.NATTPort != iana.PortNATT || esp.NonESPMarkerLen != iana.NonESPMarkerLen {
 		t.Error("a package's protocol number or port differs from iana's")
 	}
-	root := filepath.Join("..", "..")
 	fset := token.NewFileSet()
-	err := filepath.WalkDir(root, func(path string, d fs.DirEntry, err error) error {
-		if err != nil {
-			return err
+	for name, p := range listAll(t) {
+		if name == "iana" {
+			continue
 		}
-		rel, _ := filepath.Rel(root, path)
-		rel = filepath.ToSlash(rel)
-		if d.IsDir() {
-			if rel == "iana" || rel == "testdata" || strings.HasSuffix(rel, "/testdata") || strings.HasPrefix(d.Name(), ".") && rel != "." {
-				return filepath.SkipDir
+		for _, file := range p.GoFiles {
+			rel := file
+			if name != "" {
+				rel = name + "/" + file
 			}
-			return nil
-		}
-		if !strings.HasSuffix(rel, ".go") || strings.HasSuffix(rel, "_test.go") || literalExceptions[rel] != "" {
-			return nil
-		}
-		f, err := parser.ParseFile(fset, path, nil, 0)
-		if err != nil {
-			return err
-		}
-		ast.Inspect(f, func(n ast.Node) bool {
-			switch n := n.(type) {
-			case *ast.ValueSpec:
-				for i, v := range n.Values {
-					if i < len(n.Names) && isIANALiteral(v) && namesNumber(n.Names[i].Name) && literalExceptions[rel+":"+n.Names[i].Name] == "" {
-						t.Errorf("%s: %s = %s: use package iana's constant", fset.Position(v.Pos()), n.Names[i].Name, v.(*ast.BasicLit).Value)
-					}
-				}
-			case *ast.AssignStmt:
-				for i, v := range n.Rhs {
-					if i < len(n.Lhs) && isIANALiteral(v) && namesNumber(exprName(n.Lhs[i])) && literalExceptions[rel+":"+exprName(n.Lhs[i])] == "" {
-						t.Errorf("%s: %s = %s: use package iana's constant", fset.Position(v.Pos()), exprName(n.Lhs[i]), v.(*ast.BasicLit).Value)
-					}
-				}
+			if literalExceptions[rel] != "" {
+				continue
 			}
-			return true
-		})
-		return nil
-	})
-	if err != nil {
-		t.Fatal(err)
+			f, err := parser.ParseFile(fset, filepath.Join(p.Dir, file), nil, 0)
+			if err != nil {
+				t.Fatal(err)
+			}
+			checkLiterals(t, fset, rel, f)
+		}
 	}
+}
+
+// checkLiterals reports the IANA numbers that f, at rel in the module,
+// defines as literals.
+func checkLiterals(t *testing.T, fset *token.FileSet, rel string, f *ast.File) {
+	t.Helper()
+	ast.Inspect(f, func(n ast.Node) bool {
+		switch n := n.(type) {
+		case *ast.ValueSpec:
+			for i, v := range n.Values {
+				if i < len(n.Names) && isIANALiteral(v) && namesNumber(n.Names[i].Name) && literalExceptions[rel+":"+n.Names[i].Name] == "" {
+					t.Errorf("%s: %s = %s: use package iana's constant", fset.Position(v.Pos()), n.Names[i].Name, v.(*ast.BasicLit).Value)
+				}
+			}
+		case *ast.AssignStmt:
+			for i, v := range n.Rhs {
+				if i < len(n.Lhs) && isIANALiteral(v) && namesNumber(exprName(n.Lhs[i])) && literalExceptions[rel+":"+exprName(n.Lhs[i])] == "" {
+					t.Errorf("%s: %s = %s: use package iana's constant", fset.Position(v.Pos()), exprName(n.Lhs[i]), v.(*ast.BasicLit).Value)
+				}
+			}
+		}
+		return true
+	})
 }
 
 func isIANALiteral(e ast.Expr) bool {
