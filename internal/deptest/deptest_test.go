@@ -7,6 +7,7 @@ package deptest
 
 import (
 	"encoding/json"
+	"fmt"
 	"os/exec"
 	"slices"
 	"strings"
@@ -195,10 +196,8 @@ func TestLayers(t *testing.T) {
 	if len(pkgs) < len(leaf) {
 		t.Fatalf("go list found %d packages", len(pkgs))
 	}
-	for name := range pkgs {
-		if _, ok := rules[name]; !ok {
-			t.Errorf("package %s is not in internal/deptest's table: add it with its layer and allowed imports", show(name))
-		}
+	for _, name := range unknown(pkgs) {
+		t.Errorf("package %s is not in internal/deptest's table: add it with its layer and allowed imports", show(name))
 	}
 	for name, r := range rules {
 		if _, ok := pkgs[name]; !ok {
@@ -224,7 +223,26 @@ func TestLayers(t *testing.T) {
 	}
 }
 
-func checkImports(t *testing.T, name string, r rule, imports []string) {
+// unknown returns the packages of pkgs that the table does not know.
+func unknown(pkgs map[string]pkg) []string {
+	var out []string
+	for name := range pkgs {
+		if _, ok := rules[name]; !ok {
+			out = append(out, name)
+		}
+	}
+	slices.Sort(out)
+	return out
+}
+
+// reporter is the part of testing.T that the checks use, so that a test can
+// check the checks.
+type reporter interface {
+	Helper()
+	Errorf(format string, args ...any)
+}
+
+func checkImports(t reporter, name string, r rule, imports []string) {
 	t.Helper()
 	for _, imp := range imports {
 		if l, ok := local(imp); ok {
@@ -247,7 +265,7 @@ func checkImports(t *testing.T, name string, r rule, imports []string) {
 	}
 }
 
-func checkDeps(t *testing.T, name string, r rule, deps []string) {
+func checkDeps(t reporter, name string, r rule, deps []string) {
 	t.Helper()
 	for _, dep := range deps {
 		l, ok := local(dep)
@@ -263,6 +281,50 @@ func checkDeps(t *testing.T, name string, r rule, deps []string) {
 			t.Errorf("cmd/ipsecctl depends on %s: it imports only ctlapi and ctlapi/client", show(l))
 		case r.layer != test && rules[l].layer == test:
 			t.Errorf("%s depends on %s, which only tests may import", show(name), l)
+		}
+	}
+}
+
+// recorder collects what the checks report.
+type recorder struct{ errs []string }
+
+func (r *recorder) Helper() {}
+func (r *recorder) Errorf(format string, args ...any) {
+	r.errs = append(r.errs, fmt.Sprintf(format, args...))
+}
+
+// TestLayersRejectUnknownPackage: a package that the table does not know
+// is reported, so a new package cannot slip past the layering rules.
+func TestLayersRejectUnknownPackage(t *testing.T) {
+	pkgs := map[string]pkg{"": {}, "iana": {}, "internal/newthing": {}}
+	if got := unknown(pkgs); !slices.Equal(got, []string{"internal/newthing"}) {
+		t.Errorf("unknown = %q", got)
+	}
+}
+
+// TestLayersRejectForbiddenImports: the checks catch each rule of
+// ARCHITECTURE.md on a made-up import.
+func TestLayersRejectForbiddenImports(t *testing.T) {
+	for _, tc := range []struct {
+		name    string
+		imports []string // direct
+		deps    []string // transitive
+		want    string
+	}{
+		{"ike", []string{mod + "/internal/dataplane"}, []string{mod + "/internal/dataplane"}, "never import each other"},
+		{"internal/dataplane", nil, []string{mod + "/ike"}, "never import each other"},
+		{"esp", nil, []string{mod + "/config"}, "nothing in L0-L2 imports"},
+		{"cmd/ipsecctl", []string{mod + "/internal/daemon"}, []string{mod + "/internal/daemon"}, "imports only ctlapi and ctlapi/client"},
+		{"traffic", []string{mod + "/packet"}, nil, "the table allows"},
+		{"transform", []string{"github.com/vishvananda/netlink"}, nil, "the table allows the standard library"},
+		{"internal/policy", []string{"os/exec"}, nil, "open OS resources"},
+		{"internal/daemon", []string{mod + "/conn/conntest"}, []string{mod + "/conn/conntest"}, "only tests may import"},
+	} {
+		var rec recorder
+		checkImports(&rec, tc.name, rules[tc.name], tc.imports)
+		checkDeps(&rec, tc.name, rules[tc.name], tc.deps)
+		if !slices.ContainsFunc(rec.errs, func(e string) bool { return strings.Contains(e, tc.want) }) {
+			t.Errorf("%s importing %v: reported %q, want %q", tc.name, tc.deps, rec.errs, tc.want)
 		}
 	}
 }
