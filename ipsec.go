@@ -37,6 +37,7 @@ import (
 	"golang.zx2c4.com/wireguard/tun/netstack"
 
 	"github.com/goipsec/goipsec/config"
+	"github.com/goipsec/goipsec/iana"
 	"github.com/goipsec/goipsec/conn"
 	"github.com/goipsec/goipsec/ctlapi"
 	"github.com/goipsec/goipsec/ike"
@@ -306,7 +307,7 @@ func (s *Server) startHost(cfg *config.Config, log *slog.Logger, version string)
 			owned = append(owned, r.Close)
 		}
 	}
-	ikeSock, err := conn.ListenIKE(500, conn.DefaultMark)
+	ikeSock, err := conn.ListenIKE(iana.PortIKE, conn.DefaultMark)
 	if err != nil {
 		return fail(err)
 	}
@@ -328,7 +329,7 @@ func (s *Server) startHost(cfg *config.Config, log *slog.Logger, version string)
 	// 5.2) and outbound outside the TUN device (Section 5.1).
 	var filter daemon.Filter
 	if f, err := osnet.NewFilter(name, conn.DefaultMark); err != nil {
-		log.Warn("nftables unavailable: cleartext from protected sources is not filtered", "err", err)
+		log.Warn("nftables unavailable: cleartext is not filtered in either direction, and a stopped or crashed daemon leaves only the prohibit routes in force", "err", err)
 	} else {
 		if clearOnStop {
 			s.closers = append(s.closers, f.Clear)
@@ -359,7 +360,7 @@ func (s *Server) startNetstack(cfg *config.Config, log *slog.Logger, version str
 	}
 	ikePort, nattPort := ns.IKEPort, ns.NATTPort
 	if ikePort == 0 {
-		ikePort = 500
+		ikePort = iana.PortIKE
 	}
 	if nattPort == 0 {
 		nattPort = conn.NATTPort

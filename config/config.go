@@ -24,7 +24,6 @@ import (
 	"net/netip"
 	"time"
 
-	"github.com/goipsec/goipsec/iana"
 	"github.com/goipsec/goipsec/sa"
 	"github.com/goipsec/goipsec/traffic"
 	"github.com/goipsec/goipsec/transform"
@@ -249,22 +248,16 @@ func (m AuthMethod) String() string {
 	return "pubkey"
 }
 
-// IKEProposal is one IKE proposal in strongSwan's keyword syntax, checked
-// syntactically: each keyword is known and the combination is complete.
-// Keywords are lower case, in the order written.
+// IKEProposal is one IKE proposal of a connection, as written and as
+// transform.ParseIKEProposal parsed it.
 type IKEProposal struct {
 	// Text is the proposal as written.
 	Text string
-	// Default is set for the keyword "default": the daemon's built-in list.
+	// Default is set for the keyword "default": the built-in list,
+	// transform.DefaultIKEProposals; Parsed is then zero.
 	Default bool
-	Encr    []string // "aes256gcm16", "aes128", ...
-	Integ   []string // empty for AEAD proposals
-	PRF     []string // "prfsha256", ...; empty means derived from Integ
-	KE      []iana.KEID
-	// AddKE[i] lists the Additional Key Exchange i+1 methods ("ke1_mlkem768",
-	// RFC 9370, Section 2.2.1); a KENone entry ("ke1_none") makes it
-	// optional.
-	AddKE [7][]iana.KEID
+	// Parsed lists the transforms that the proposal offers.
+	Parsed transform.IKEProposal
 }
 
 // Child is a CHILD SA configuration (connections.<conn>.children.<name>).
@@ -295,25 +288,18 @@ type Child struct {
 	ReplayWindow              int // packets, default DefaultReplayWindow
 }
 
-// ChildProposal is one ESP or AH proposal: a suite, optional key exchange
-// methods for PFS, and the ESN choice (RFC 4303, Section 2.2.1).
+// ChildProposal is one ESP or AH proposal of a child, as written and as
+// transform.ParseESPProposal (ParseAHProposal for ah_proposals) parsed it:
+// the algorithms, the key exchange methods for PFS and RFC 9370's
+// additional key exchanges, and the ESN choice (RFC 4303, Section 2.2.1).
 type ChildProposal struct {
 	// Text is the proposal as written.
 	Text string
-	// Default is set for the keyword "default": the daemon's built-in list;
-	// Suite is then zero.
+	// Default is set for the keyword "default": the built-in list,
+	// transform.DefaultESPProposals; Parsed is then zero.
 	Default bool
-	Suite   transform.Suite
-	// KE lists the key exchange methods for PFS; empty means no PFS.
-	KE []iana.KEID
-	// AddKE[i] lists the Additional Key Exchange i+1 methods ("ke1_mlkem768",
-	// iana.KENone for "ke1_none") of CHILD SAs created or rekeyed with
-	// CREATE_CHILD_SA (RFC 9370, Section 2.2.3); the first CHILD SA, made
-	// in IKE_AUTH, has none.
-	AddKE [7][]iana.KEID
-	// ESN and NoESN say whether extended sequence numbers may be used,
-	// and whether 32-bit ones may. Without either keyword, NoESN is set.
-	ESN, NoESN bool
+	// Parsed lists the transforms that the proposal offers.
+	Parsed transform.ESPProposal
 }
 
 // StartAction is a child's start_action.

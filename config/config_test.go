@@ -111,8 +111,8 @@ func TestParseExample(t *testing.T) {
 		t.Fatalf("proposals = %+v", conn.Proposals)
 	}
 	p := conn.Proposals[0]
-	if p.Text != "aes256gcm16-prfsha256-x25519" || fmt.Sprint(p.Encr, p.Integ, p.PRF) != "[aes256gcm16] [] [prfsha256]" ||
-		len(p.KE) != 1 || p.KE[0] != iana.KECurve25519 {
+	if p.Text != "aes256gcm16-prfsha256-x25519" || p.Parsed.String() != "aes256gcm16-prfsha256-x25519" ||
+		len(p.Parsed.KE) != 1 || p.Parsed.KE[0] != iana.KECurve25519 {
 		t.Errorf("IKE proposal = %+v", p)
 	}
 	if conn.Local.Method != AuthPSK || conn.Local.ID != "gw-a.example" || conn.Remote.Method != AuthPSK || conn.Remote.ID != "gw-b.example" {
@@ -129,8 +129,8 @@ func TestParseExample(t *testing.T) {
 	if ch.LocalTS.String() != "10.1.0.0/16" || ch.RemoteTS.String() != "10.2.0.0/16, 10.3.0.0/16[tcp/443]" {
 		t.Errorf("child TS = %s | %s", ch.LocalTS, ch.RemoteTS)
 	}
-	if len(ch.Proposals) != 1 || ch.Proposals[0].Suite.Name != "aes256gcm16" || ch.Proposals[0].Suite.Encr != iana.EncrAESGCM16 ||
-		ch.Proposals[0].Suite.EncrKeyBits != 256 || len(ch.Proposals[0].KE) != 0 || ch.Proposals[0].ESN || !ch.Proposals[0].NoESN {
+	if len(ch.Proposals) != 1 || fmt.Sprint(ch.Proposals[0].Parsed.Encr) != "[aes256gcm16]" || ch.Proposals[0].Parsed.Encr[0].ID != iana.EncrAESGCM16 ||
+		len(ch.Proposals[0].Parsed.KE) != 0 || fmt.Sprint(ch.Proposals[0].Parsed.ESN) != "[false]" {
 		t.Errorf("ESP proposals = %+v", ch.Proposals)
 	}
 
@@ -267,10 +267,10 @@ secrets: {ike: [{ids: [a, b], secret: s3cret}]}
 
 		{"ikev1", "connections:\n  c:\n    version: 1\n", "f.yaml:3: connections.c.version: IKEv1 is not supported"},
 		{"bad addr", "connections:\n  c:\n    local_addrs: [192.0.2.1, 'bad addr']\n", "f.yaml:3: connections.c.local_addrs[1]: \"bad addr\" is not"},
-		{"ike proposal", "connections:\n  c:\n    proposals: [aes256gcm16-prfsha256-x25519, aes256gcm16-x25519]\n", "f.yaml:3: connections.c.proposals[1]: \"aes256gcm16-x25519\": an AEAD proposal needs a PRF"},
-		{"ike proposal keyword", "connections:\n  c:\n    proposals:\n      - aes128-sha256-modp1024\n", "f.yaml:4: connections.c.proposals[0]: \"aes128-sha256-modp1024\": key exchange method \"modp1024\" is too weak"},
-		{"ike proposal additional KE", "connections:\n  c:\n    proposals: [aes256gcm16-prfsha256-x25519-ke1_mlkem768-ke2_none, aes256gcm16-prfsha256-x25519-ke1_mlkem9]\n", "f.yaml:3: connections.c.proposals[1]: \"aes256gcm16-prfsha256-x25519-ke1_mlkem9\": unknown keyword \"mlkem9\""},
-		{"ike proposal no KE", "connections:\n  c:\n    proposals: aes128-sha256\n", "f.yaml:3: connections.c.proposals[0]: \"aes128-sha256\": no key exchange method"},
+		{"ike proposal", "connections:\n  c:\n    proposals: [aes256gcm16-prfsha256-x25519, aes256gcm16-x25519]\n", "f.yaml:3: connections.c.proposals[1]: IKE proposal \"aes256gcm16-x25519\" has no PRF; add one, as in \"aes256gcm16-prfsha256-x25519\""},
+		{"ike proposal keyword", "connections:\n  c:\n    proposals:\n      - aes128-sha256-modp1024\n", "f.yaml:4: connections.c.proposals[0]: weak algorithm refused (RFC 8247): IKE proposal \"aes128-sha256-modp1024\": MODP-1024, group 2 (RFC 8247, Section 2.4: SHOULD NOT) is refused"},
+		{"ike proposal additional KE", "connections:\n  c:\n    proposals: [aes256gcm16-prfsha256-x25519-ke1_mlkem768-ke2_none, aes256gcm16-prfsha256-x25519-ke1_mlkem9]\n", "f.yaml:3: connections.c.proposals[1]: unknown algorithm \"mlkem9\": not a key exchange keyword (in \"ke1_mlkem9\" of proposal \"aes256gcm16-prfsha256-x25519-ke1_mlkem9\")"},
+		{"ike proposal no KE", "connections:\n  c:\n    proposals: aes128-sha256\n", "f.yaml:3: connections.c.proposals[0]: IKE proposal \"aes128-sha256\" has no key exchange method, as in"},
 		{"dpd", "connections:\n  c:\n    dpd_delay: soon\n", "f.yaml:3: connections.c.dpd_delay: \"soon\": invalid duration"},
 		{"encap", "connections:\n  c:\n    encap: maybe\n", "f.yaml:3: connections.c.encap: must be true or false"},
 		{"auth", "connections:\n  c:\n    local: {auth: eap}\n", "f.yaml:3: connections.c.local.auth: must be psk or pubkey"},
@@ -283,15 +283,15 @@ secrets: {ike: [{ids: [a, b], secret: s3cret}]}
 		{"child unknown key", conn("        local_ts: [10.1.0.0/16]\n        remote_ts: [10.2.0.0/16]\n        esp_proposal: [aes256gcm16]"),
 			"f.yaml:9: connections.c.children.x.esp_proposal: unknown key"},
 		{"esp proposal", conn("        local_ts: [10.1.0.0/16]\n        remote_ts: [10.2.0.0/16]\n        esp_proposals: [aes256gcm16, aes128-md5]"),
-			"f.yaml:9: connections.c.children.x.esp_proposals[1]: \"aes128-md5\":"},
+			"f.yaml:9: connections.c.children.x.esp_proposals[1]: weak algorithm refused (RFC 8247): ESP proposal \"aes128-md5\": HMAC-MD5-96"},
 		{"esp proposal extra", conn("        local_ts: [10.1.0.0/16]\n        remote_ts: [10.2.0.0/16]\n        esp_proposals:\n          - aes256gcm16-x25519-sha256"),
-			"f.yaml:10: connections.c.children.x.esp_proposals[0]: \"aes256gcm16-x25519-sha256\": unknown keyword \"sha256\""},
+			"f.yaml:10: connections.c.children.x.esp_proposals[0]: ESP suite \"aes256gcm16-sha256\": aes256gcm16 is a combined-mode algorithm and takes no integrity algorithm (RFC 7296, Section 3.3) (in ESP proposal \"aes256gcm16-x25519-sha256\")"},
 		{"esp gcm with integ", conn("        local_ts: [10.1.0.0/16]\n        remote_ts: [10.2.0.0/16]\n        esp_proposals: [aes256gcm16-sha256]"),
-			"f.yaml:9: connections.c.children.x.esp_proposals[0]: \"aes256gcm16-sha256\": ESP suite"},
+			"f.yaml:9: connections.c.children.x.esp_proposals[0]: ESP suite \"aes256gcm16-sha256\": aes256gcm16 is a combined-mode algorithm"},
 		{"esp additional KE without KE", conn("        local_ts: [10.1.0.0/16]\n        remote_ts: [10.2.0.0/16]\n        esp_proposals: [aes256gcm16-x25519-ke1_mlkem768, aes256gcm16-ke1_mlkem768]"),
-			"f.yaml:9: connections.c.children.x.esp_proposals[1]: \"aes256gcm16-ke1_mlkem768\": additional key exchanges (keN_) need a key exchange method for PFS"},
+			"f.yaml:9: connections.c.children.x.esp_proposals[1]: ESP proposal \"aes256gcm16-ke1_mlkem768\": additional key exchanges (keN_) need a key exchange method for PFS, as in \"aes256gcm16-x25519-ke1_mlkem768\""},
 		{"esp additional KE unknown", conn("        local_ts: [10.1.0.0/16]\n        remote_ts: [10.2.0.0/16]\n        esp_proposals: [aes256gcm16-x25519-ke1_mlkem9]"),
-			"f.yaml:9: connections.c.children.x.esp_proposals[0]: \"aes256gcm16-x25519-ke1_mlkem9\": unknown keyword \"mlkem9\""},
+			"f.yaml:9: connections.c.children.x.esp_proposals[0]: unknown algorithm \"mlkem9\": not a key exchange keyword (in \"ke1_mlkem9\" of proposal \"aes256gcm16-x25519-ke1_mlkem9\")"},
 		{"esp and ah", conn("        local_ts: [10.1.0.0/16]\n        remote_ts: [10.2.0.0/16]\n        esp_proposals: [aes256gcm16]\n        ah_proposals: [sha256]"),
 			"f.yaml:10: connections.c.children.x.ah_proposals: a child has esp_proposals or ah_proposals, not both"},
 		{"child ts", conn("        local_ts: [10.1.0.0/16]\n        remote_ts: [10.2.0.0/16, dynamic]"),
@@ -466,7 +466,7 @@ manual_sas:
 	if y.Mode != sa.Transport || y.Protocol != sa.AH || len(y.Proposals) != 3 {
 		t.Fatalf("child y = %+v", y)
 	}
-	if p := y.Proposals[1]; p.Suite.Name != "sha384" || len(p.KE) != 1 || p.KE[0] != iana.KEECP384 || !p.ESN || p.NoESN {
+	if p := y.Proposals[1].Parsed; p.String() != "sha384-ecp384-esn" || len(p.Encr) != 0 || len(p.KE) != 1 || p.KE[0] != iana.KEECP384 || fmt.Sprint(p.ESN) != "[true]" {
 		t.Errorf("AH proposal = %+v", p)
 	}
 	m := c.ManualSAs[0]
@@ -714,11 +714,11 @@ func TestChildProposalAddKE(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(p.KE) != 1 || p.KE[0] != 31 || len(p.AddKE[0]) != 1 || p.AddKE[0][0] != 36 ||
-		len(p.AddKE[1]) != 2 || p.AddKE[1][0] != 0 || p.AddKE[1][1] != 19 || p.Suite.Name != "aes256gcm16" {
+	if q := p.Parsed; len(q.KE) != 1 || q.KE[0] != 31 || len(q.AddKE[0]) != 1 || q.AddKE[0][0] != 36 ||
+		len(q.AddKE[1]) != 2 || q.AddKE[1][0] != 0 || q.AddKE[1][1] != 19 || q.String() != "aes256gcm16-x25519-ke1_mlkem768-ke2_none-ke2_ecp256" {
 		t.Errorf("%+v", p)
 	}
-	if p, err := parseChildProposal("sha256-ecp256-ke1_mlkem1024", true); err != nil || len(p.AddKE[0]) != 1 || p.AddKE[0][0] != 37 {
+	if p, err := parseChildProposal("sha256-ecp256-ke1_mlkem1024", true); err != nil || len(p.Parsed.AddKE[0]) != 1 || p.Parsed.AddKE[0][0] != 37 {
 		t.Errorf("AH: %+v %v", p, err)
 	}
 }

@@ -267,7 +267,7 @@ func (d *decoder) connections(key string, n *yaml.Node) []Connection {
 				for _, it := range d.list(n, key) {
 					p, err := parseIKEProposal(it.val)
 					if err != nil {
-						d.fail(it.node, it.key, "%q: %v", it.val, err)
+						d.fail(it.node, it.key, "%v", err)
 						continue
 					}
 					c.Proposals = append(c.Proposals, p)
@@ -399,7 +399,7 @@ func (d *decoder) childProposals(dst *[]ChildProposal, ah bool) func(string, *ya
 		for _, it := range d.list(n, key) {
 			p, err := parseChildProposal(it.val, ah)
 			if err != nil {
-				d.fail(it.node, it.key, "%q: %v", it.val, err)
+				d.fail(it.node, it.key, "%v", err)
 				continue
 			}
 			*dst = append(*dst, p)
@@ -440,7 +440,7 @@ func (d *decoder) children(key string, n *yaml.Node) []Child {
 		}
 		d.childLifetimes(&c, path, hasLife, hasRand, hasLifeBytes, hasLifePackets)
 		if len(c.Proposals) == 0 && (espNode == nil && ahNode == nil) {
-			c.Proposals = []ChildProposal{{Text: "default", Default: true, NoESN: true}}
+			c.Proposals = []ChildProposal{{Text: "default", Default: true}}
 		}
 		// strongSwan's default for both is "dynamic", which IKE resolves;
 		// this implementation does not do that yet.

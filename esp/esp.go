@@ -26,6 +26,7 @@ import (
 	"net/netip"
 	"time"
 
+	"github.com/goipsec/goipsec/iana"
 	"github.com/goipsec/goipsec/replay"
 	"github.com/goipsec/goipsec/sa"
 	"github.com/goipsec/goipsec/transform"
@@ -45,13 +46,13 @@ const (
 	ipv6HeaderLen = 40
 )
 
-// IP protocol numbers used here (IANA; see package iana).
+// IP protocol numbers used here.
 const (
-	protoIPv4     = 4
-	protoIPv6     = 41
-	protoESP      = 50
-	protoNoNext   = 59
-	protoFragment = 44
+	protoIPv4     = iana.ProtoIPv4
+	protoIPv6     = iana.ProtoIPv6
+	protoESP      = iana.ProtoESP
+	protoNoNext   = iana.ProtoNoNext
+	protoFragment = iana.ProtoFragment
 )
 
 // Default sequence-number margins for the soft LimitSeq event: the event

@@ -1,6 +1,10 @@
 package esp
 
-import "encoding/binary"
+import (
+	"encoding/binary"
+
+	"github.com/goipsec/goipsec/iana"
+)
 
 // UDP encapsulation of ESP for NAT traversal (RFC 3948).
 //
@@ -15,7 +19,7 @@ import "encoding/binary"
 
 // NATTPort is the UDP port of IKE and UDP-encapsulated ESP once NAT is
 // detected (RFC 3948, Section 2; RFC 7296, Section 2.23).
-const NATTPort = 4500
+const NATTPort = iana.PortNATT
 
 // UDPHeaderLen is the length of a UDP header.
 const UDPHeaderLen = 8
@@ -24,8 +28,9 @@ const UDPHeaderLen = 8
 // (RFC 3948, Section 2.3).
 const KeepaliveByte = 0xFF
 
-// NonESPMarkerLen is the length of the non-ESP marker.
-const NonESPMarkerLen = 4
+// NonESPMarkerLen is the length of the non-ESP marker (RFC 3948, Section
+// 2.2).
+const NonESPMarkerLen = iana.NonESPMarkerLen
 
 // NonESPMarker returns the non-ESP marker: the four zero bytes that precede
 // an IKE message on port 4500, where an ESP packet would carry its SPI

@@ -1,5 +1,5 @@
 // Package iana holds the IANA registry numbers that IPsec and IKEv2 use:
-// IP protocol numbers, IKEv2 transform IDs (RFC 7296, Section 3.3.2) and the
+// IP protocol numbers, the IKE and NAT-T ports, IKEv2 transform IDs (RFC 7296, Section 3.3.2) and the
 // names strongSwan gives them. It has no dependencies and no behaviour.
 package iana
 
@@ -10,16 +10,36 @@ const (
 	ProtoIPv4     = 4 // IPv4 encapsulation: tunnel-mode ESP/AH next header.
 	ProtoTCP      = 6
 	ProtoUDP      = 17
+	ProtoDCCP     = 33
 	ProtoIPv6     = 41 // IPv6 encapsulation.
 	ProtoRouting  = 43
 	ProtoFragment = 44
-	ProtoESP      = 50
-	ProtoAH       = 51
+	ProtoGRE      = 47
+	ProtoESP      = 50 // RFC 4303
+	ProtoAH       = 51 // RFC 4302
 	ProtoICMPv6   = 58
 	ProtoNoNext   = 59 // RFC 4303, Section 2.6: dummy (TFC) packet.
 	ProtoDstOpts  = 60
+	ProtoSCTP     = 132
 	ProtoMobility = 135
+	ProtoUDPLite  = 136
 )
+
+// UDP ports of IKE (IANA "Service Name and Transport Protocol Port Number
+// Registry").
+const (
+	// PortIKE is the port of IKE messages before NAT detection (RFC 7296,
+	// Section 2).
+	PortIKE = 500
+	// PortNATT is the port of IKE after NAT detection and of ESP in UDP
+	// (RFC 3948, Section 2; RFC 7296, Section 2.23).
+	PortNATT = 4500
+)
+
+// NonESPMarkerLen is the length of the non-ESP marker, the four zero bytes
+// that precede an IKE message on PortNATT where an ESP packet would carry
+// its SPI (RFC 3948, Section 2.2).
+const NonESPMarkerLen = 4
 
 // EncrID is an IKEv2 Transform Type 1 (Encryption Algorithm) ID.
 type EncrID uint16

@@ -10,6 +10,7 @@ import (
 	"net/netip"
 	"time"
 
+	"github.com/goipsec/goipsec/iana"
 	"github.com/goipsec/goipsec/sa"
 	"github.com/goipsec/goipsec/traffic"
 	"github.com/goipsec/goipsec/transform"
@@ -122,10 +123,10 @@ func (c Config) withDefaults() Config {
 		c.Logger = slog.Default()
 	}
 	if c.Port == 0 {
-		c.Port = 500
+		c.Port = iana.PortIKE
 	}
 	if c.NATTPort == 0 {
-		c.NATTPort = 4500
+		c.NATTPort = iana.PortNATT
 	}
 	if c.RetransmitTimeout <= 0 {
 		c.RetransmitTimeout = 4 * time.Second

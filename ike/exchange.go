@@ -7,6 +7,7 @@ import (
 	"net/netip"
 	"time"
 
+	"github.com/goipsec/goipsec/iana"
 	"github.com/goipsec/goipsec/ike/ikewire"
 )
 
@@ -110,7 +111,7 @@ func (s *session) seal(x *ikeSA, exch ikewire.ExchangeType, id uint32, resp bool
 	if s.fragOK {
 		max := s.cfg.FragmentSize
 		if s.natt {
-			max -= 4 // the non-ESP marker
+			max -= iana.NonESPMarkerLen
 		}
 		return ikewire.Fragment(m, pl, x.sealer, s.rand(), max)
 	}
@@ -126,7 +127,7 @@ func (s *session) seal(x *ikeSA, exch ikewire.ExchangeType, id uint32, resp bool
 func (s *session) transmit(pkts [][]byte, from, to netip.AddrPort) {
 	for _, p := range pkts {
 		if from.Port() == s.cfg.NATTPort {
-			p = append([]byte{0, 0, 0, 0}, p...)
+			p = append(make([]byte, iana.NonESPMarkerLen, iana.NonESPMarkerLen+len(p)), p...)
 		}
 		s.ops = append(s.ops, op{kind: opSend, pkt: p, from: from, to: to})
 	}

@@ -15,6 +15,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/goipsec/goipsec/iana"
 	"github.com/goipsec/goipsec/ike/ikewire"
 	"github.com/goipsec/goipsec/sa"
 )
@@ -424,10 +425,10 @@ func (m *Manager) HandlePacket(pkt []byte, from, to netip.AddrPort) {
 	from = netip.AddrPortFrom(from.Addr().Unmap(), from.Port())
 	to = netip.AddrPortFrom(to.Addr().Unmap(), to.Port())
 	if to.Port() == m.cfg.NATTPort {
-		if len(pkt) < 4 || pkt[0]|pkt[1]|pkt[2]|pkt[3] != 0 {
+		if len(pkt) < iana.NonESPMarkerLen || pkt[0]|pkt[1]|pkt[2]|pkt[3] != 0 {
 			return // a keepalive or ESP
 		}
-		pkt = pkt[4:]
+		pkt = pkt[iana.NonESPMarkerLen:]
 	}
 	h, err := ikewire.ParseHeader(pkt)
 	if err != nil {

@@ -1,12 +1,15 @@
 // Package sa holds the value types that describe a security association and
 // what happens to it: modes, protocols, lifetimes, limit events and the reasons
 // a packet is dropped. The packet engines (esp, ah), the data plane and IKE all
-// speak in these types, so this package imports nothing but the standard library.
+// speak in these types, so this package imports nothing but the standard
+// library and iana.
 package sa
 
 import (
 	"fmt"
 	"time"
+
+	"github.com/goipsec/goipsec/iana"
 )
 
 // Protocol is the IPsec protocol of an SA, numbered as the IP protocol.
@@ -14,8 +17,8 @@ type Protocol uint8
 
 // IPsec protocols.
 const (
-	ESP Protocol = 50 // RFC 4303
-	AH  Protocol = 51 // RFC 4302
+	ESP Protocol = iana.ProtoESP // RFC 4303
+	AH  Protocol = iana.ProtoAH  // RFC 4302
 )
 
 func (p Protocol) String() string {

@@ -15,20 +15,22 @@ import (
 	"net/netip"
 	"strconv"
 	"strings"
+
+	"github.com/goipsec/goipsec/iana"
 )
 
-// IP protocol numbers this package names. They equal the IANA numbers.
+// IP protocol numbers this package names, from package iana.
 const (
-	ProtoICMP    = 1
-	ProtoTCP     = 6
-	ProtoUDP     = 17
-	ProtoDCCP    = 33
-	ProtoGRE     = 47
-	ProtoESP     = 50
-	ProtoAH      = 51
-	ProtoICMPv6  = 58
-	ProtoSCTP    = 132
-	ProtoUDPLite = 136
+	ProtoICMP    = iana.ProtoICMP
+	ProtoTCP     = iana.ProtoTCP
+	ProtoUDP     = iana.ProtoUDP
+	ProtoDCCP    = iana.ProtoDCCP
+	ProtoGRE     = iana.ProtoGRE
+	ProtoESP     = iana.ProtoESP
+	ProtoAH      = iana.ProtoAH
+	ProtoICMPv6  = iana.ProtoICMPv6
+	ProtoSCTP    = iana.ProtoSCTP
+	ProtoUDPLite = iana.ProtoUDPLite
 )
 
 // Selector is one side of a traffic selector: packets whose address (source

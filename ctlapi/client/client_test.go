@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"go/build"
 	"net"
 	"net/http"
 	"net/netip"
@@ -217,19 +216,6 @@ func TestEvents(t *testing.T) {
 	f.End()
 	if err := <-errc; !errors.Is(err, client.ErrStreamEnded) {
 		t.Errorf("Events = %v, want ErrStreamEnded", err)
-	}
-}
-
-func TestImportsOnlyStdlibAndCtlapi(t *testing.T) {
-	p, err := build.ImportDir(".", 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, imp := range p.Imports {
-		first, _, _ := strings.Cut(imp, "/")
-		if strings.Contains(first, ".") && imp != "github.com/goipsec/goipsec/ctlapi" {
-			t.Errorf("package client imports %s; it may import only the standard library and ctlapi", imp)
-		}
 	}
 }
 

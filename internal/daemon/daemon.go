@@ -37,8 +37,10 @@ type Router interface {
 	Set(routes []policy.Route) error
 }
 
-// Filter installs the host firewall rules that drop cleartext packets from
-// the network where a PROTECT or DISCARD policy applies (policy.FilterRule).
+// Filter installs the host firewall rules that drop cleartext packets where
+// a PROTECT or DISCARD policy applies (policy.FilterRule): inbound, outbound
+// and forwarded packets that do not pass through the TUN device (the input,
+// output and forward chains of osnet.Filter).
 type Filter interface {
 	Set(rules []policy.FilterRule) error
 }
@@ -63,8 +65,8 @@ type Options struct {
 	Raw    []conn.Raw
 	Router Router
 	// Filter, if not nil, gets the firewall rules of every configuration
-	// applied; without it cleartext from protected sources is not
-	// filtered.
+	// applied; without it the host firewall does not stop cleartext that
+	// a PROTECT or DISCARD rule covers, in either direction.
 	Filter  Filter
 	Logger  *slog.Logger
 	Version string

@@ -14,8 +14,8 @@ import (
 func hybrid(c *config.Config) *config.Config {
 	p := &c.Connections[0].Children[0].Proposals[0]
 	p.Text += "-x25519-ke1_mlkem768"
-	p.KE = []iana.KEID{iana.KECurve25519}
-	p.AddKE[0] = []iana.KEID{iana.KEMLKEM768}
+	p.Parsed.KE = []iana.KEID{iana.KECurve25519}
+	p.Parsed.AddKE[0] = []iana.KEID{iana.KEMLKEM768}
 	return c
 }
 

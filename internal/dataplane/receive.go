@@ -29,8 +29,9 @@ package dataplane
 // design cleartext reaches the data plane only from the TUN device, that is,
 // outbound, where every packet goes through the SPD. Inbound cleartext from
 // the network is delivered by the kernel straight to its sockets and never
-// passes through here; dropping it would take a packet filter (nftables) or
-// a sniffing socket, which the daemon may add but this package does not.
+// passes through here: the host firewall drops it (the input and forward
+// chains of osnet.Filter, which cmd/ipsecd hands to the daemon), not this
+// package.
 
 import (
 	"encoding/binary"
@@ -38,6 +39,7 @@ import (
 
 	"github.com/goipsec/goipsec/conn"
 	"github.com/goipsec/goipsec/esp"
+	"github.com/goipsec/goipsec/iana"
 	"github.com/goipsec/goipsec/packet"
 	"github.com/goipsec/goipsec/sa"
 	"github.com/goipsec/goipsec/tun"
@@ -45,8 +47,8 @@ import (
 
 // IP protocol numbers.
 const (
-	protoESP = 50
-	protoAH  = 51
+	protoESP = iana.ProtoESP
+	protoAH  = iana.ProtoAH
 )
 
 // startInbound starts a reader and its sequential stage.

@@ -11,6 +11,7 @@ import (
 	"github.com/google/nftables/expr"
 	"golang.org/x/sys/unix"
 
+	"github.com/goipsec/goipsec/iana"
 	"github.com/goipsec/goipsec/traffic"
 )
 
@@ -310,8 +311,8 @@ func inputExemptions(tun string) [][]expr.Any {
 		rb{}.meta(expr.MetaKeyL4PROTO, traffic.ProtoAH).accept(),
 		// ... and its UDP sockets: IKE on 500 and 4500, ESP in UDP on 4500
 		// (RFC 7296, Section 2.23; RFC 3948, Section 2.2).
-		slices.Clone(udp).transportRange(2, be16(500), be16(500)).accept(),
-		slices.Clone(udp).transportRange(2, be16(4500), be16(4500)).accept(),
+		slices.Clone(udp).transportRange(2, be16(iana.PortIKE), be16(iana.PortIKE)).accept(),
+		slices.Clone(udp).transportRange(2, be16(iana.PortNATT), be16(iana.PortNATT)).accept(),
 		ndExemption(),
 	}
 }

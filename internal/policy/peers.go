@@ -8,7 +8,6 @@ import (
 
 	"github.com/goipsec/goipsec/config"
 	"github.com/goipsec/goipsec/ike"
-	"github.com/goipsec/goipsec/sa"
 	"github.com/goipsec/goipsec/transform"
 )
 
@@ -26,16 +25,13 @@ func ikePeers(cfg *config.Config, refs func(conn, child string) uint32) ([]ike.P
 		if p.RemoteAddrs, err = prefixes(c.RemoteAddrs); err != nil {
 			return nil, fmt.Errorf("policy: connection %s: remote_addrs: %w", c.Name, err)
 		}
+		// config.Parse parsed the proposals; "default" is the built-in list.
 		for _, prop := range c.Proposals {
 			if prop.Default {
 				p.Proposals = append(p.Proposals, transform.DefaultIKEProposals()...)
 				continue
 			}
-			ip, err := transform.ParseIKEProposal(prop.Text)
-			if err != nil {
-				return nil, fmt.Errorf("policy: connection %s: proposal %q: %w", c.Name, prop.Text, err)
-			}
-			p.Proposals = append(p.Proposals, ip)
+			p.Proposals = append(p.Proposals, prop.Parsed)
 		}
 		p.LocalID, p.RemoteID = ike.ParseIdentity(c.Local.ID), ike.ParseIdentity(c.Remote.ID)
 		if c.Local.Method == config.AuthPSK || c.Remote.Method == config.AuthPSK {
@@ -60,15 +56,7 @@ func ikePeers(cfg *config.Config, refs func(conn, child string) uint32) ([]ike.P
 					cc.Proposals = append(cc.Proposals, transform.DefaultESPProposals()...)
 					continue
 				}
-				parse := transform.ParseESPProposal
-				if ch.Protocol == sa.AH {
-					parse = transform.ParseAHProposal
-				}
-				ep, err := parse(prop.Text)
-				if err != nil {
-					return nil, fmt.Errorf("policy: connection %s child %s: proposal %q: %w", c.Name, ch.Name, prop.Text, err)
-				}
-				cc.Proposals = append(cc.Proposals, ep)
+				cc.Proposals = append(cc.Proposals, prop.Parsed)
 			}
 			p.Children = append(p.Children, cc)
 		}

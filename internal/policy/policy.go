@@ -37,8 +37,9 @@ type Snapshot struct {
 	// Routes are the destinations to route into the TUN device.
 	Routes []Route
 	// Filter are the SPD rules, in order, as the host firewall applies
-	// them to cleartext packets from the network (see FilterRule); nil
-	// when no rule protects or discards anything.
+	// them to cleartext packets that do not pass through the TUN device,
+	// inbound, outbound and forwarded (see FilterRule); nil when no rule
+	// protects or discards anything.
 	Filter []FilterRule
 	// Peers are the connections as the IKE engine's peer configurations,
 	// each child's ChildConfig.Ref the Ref of its PROTECT rule.
@@ -60,11 +61,14 @@ const (
 	FilterAccept                     // a BYPASS rule
 )
 
-// FilterRule is an SPD rule applied to cleartext packets that arrive from the
-// network (not through the TUN device): those whose source matches Remote and
-// whose destination matches Local. RFC 4301, Section 5.2: an inbound packet
-// that is not IPsec-protected and that the SPD says to PROTECT is discarded,
-// like one it says to DISCARD; BYPASS lets it through. Empty sets mean any.
+// FilterRule is an SPD rule applied by the host firewall to cleartext packets
+// that neither arrive from nor go into the TUN device, in both directions:
+// inbound (input and forward chains), a packet whose source matches Remote
+// and whose destination matches Local; outbound (output and forward chains),
+// one whose source matches Local and whose destination matches Remote. RFC
+// 4301, Sections 5.1 and 5.2: a packet that is not IPsec-protected and that
+// the SPD says to PROTECT is discarded, like one it says to DISCARD; BYPASS
+// lets it through. Empty sets mean any. See osnet.Filter for the chains.
 type FilterRule struct {
 	Action        FilterAction
 	Remote, Local traffic.Set

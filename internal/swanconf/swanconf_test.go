@@ -103,7 +103,7 @@ func TestConvertFeaturesNotes(t *testing.T) {
 features.conf:13: connections.hosts.pools: address pools are not implemented in goipsec; dropped
 features.conf:22: connections.hosts.children.host.updown: updown scripts are not implemented in goipsec; dropped
 features.conf:42: connections.rw.children.net.remote_ts: "dynamic" stands for an address that is not one fixed IP (remote_addrs); goipsec needs explicit selectors; child dropped
-features.conf:49: connections.rw.children.lan.esp_proposals: "3des-md5": goipsec: unknown algorithm "3des" in ESP suite "3des-md5"; dropped
+features.conf:49: connections.rw.children.lan.esp_proposals: "3des-md5": goipsec: weak algorithm refused (RFC 8247): ESP proposal "3des-md5": 3DES (RFC 8247, Section 2.1: MAY, but 64-bit blocks; not implemented) is refused; dropped
 features.conf:50: connections.rw.children.lan.start_action: "trap|start": goipsec takes one start action; trap used
 features.conf:58: pools.rw_pool: address pools are not implemented in goipsec; dropped
 features.conf:69: secrets.eap-user: EAP and XAuth secrets are not used by goipsec; dropped
@@ -246,7 +246,7 @@ secrets { ike { secret = x } }
 `)
 	got := notesText(res)
 	for _, w := range []string{
-		`swanctl.conf:4: connections.a.proposals: "3des-md5-modp1024": goipsec: unknown keyword "3des"; dropped`,
+		`swanctl.conf:4: connections.a.proposals: "3des-md5-modp1024": goipsec: weak algorithm refused (RFC 8247): IKE proposal "3des-md5-modp1024": 3DES (RFC 8247, Section 2.1: MAY, but 64-bit blocks; not implemented) is refused; dropped`,
 		`swanctl.conf:10: connections.a.children.only-3des.ah_proposals: "md5": goipsec:`,
 		`swanctl.conf:8: connections.a.children.only-3des: nothing left of ah_proposals; dropped`,
 	} {

@@ -3,6 +3,8 @@ package tuntest
 import (
 	"encoding/binary"
 	"net/netip"
+
+	"github.com/goipsec/goipsec/iana"
 )
 
 // Checksum returns the Internet checksum of b folded into the running sum
@@ -98,7 +100,7 @@ func IP(src, dst netip.Addr, proto uint8, payload []byte) []byte {
 	}
 	s += uint32(proto) + uint32(len(l4))
 	c := ^fold(checksum(l4, s))
-	if c == 0 && proto == 17 {
+	if c == 0 && proto == iana.ProtoUDP {
 		c = 0xffff
 	}
 	binary.BigEndian.PutUint16(l4[off:], c)
