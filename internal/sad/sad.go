@@ -3,10 +3,15 @@
 // SPI, outbound SAs found by the SA bundle a PROTECT rule of the SPD names
 // (spd.Rule.Ref) and, among the SAs of that bundle (one per peer when a rule
 // serves several peers), by the selectors each SA was negotiated for
-// (RFC 4301, Section 4.4.2: an SAD entry's selectors). The database is an immutable snapshot swapped whole with
-// atomic.Pointer on every change, so lookups take no lock and allocate
-// nothing; Install and Remove copy the snapshot (SAs change at IKE speed, not
-// packet speed).
+// (RFC 4301, Section 4.4.2: an SAD entry's selectors).
+//
+// The database is an immutable snapshot swapped with atomic.Pointer on every
+// change, so lookups take no lock and allocate nothing. A snapshot is split
+// into shards, immutable maps chosen by a hash of the SPI (inbound) or of
+// the Ref (outbound); a change copies the shard it touches and the table of
+// shard pointers, not the whole database, so that an install costs about
+// n/256 map entries with n SAs installed rather than n, and bringing up n
+// SAs is no longer quadratic.
 //
 // The packet engines (esp, ah) sit behind the small interfaces Inbound and
 // Outbound, which both packages' SAs satisfy.
@@ -174,22 +179,34 @@ type inKey struct {
 	spi   uint32
 }
 
+// shards is the number of shards of each half of a snapshot: a power of
+// two, so that an install with 100,000 SAs copies a shard of about 400.
+const (
+	shardBits = 8
+	shards    = 1 << shardBits
+)
+
+// shardOf spreads key over the shards with a multiplicative (Fibonacci)
+// hash, so that sequential SPIs of manual SAs and Refs spread as well as
+// the random SPIs of IKE (RFC 7296, Section 3.3.1).
+func shardOf(key uint32) uint32 { return (key * 0x9e3779b1) >> (32 - shardBits) }
+
 // Snapshot is an immutable view of the database. Its methods allocate
 // nothing and are safe for concurrent use.
 type Snapshot struct {
-	in  map[inKey]*InboundSA
-	out map[uint32][]*OutboundSA // newest first
+	in  [shards]map[inKey]*InboundSA
+	out [shards]map[uint32][]*OutboundSA // newest first
 }
 
 // Inbound returns the inbound SA for (proto, spi), or nil.
 func (s *Snapshot) Inbound(proto sa.Protocol, spi uint32) *InboundSA {
-	return s.in[inKey{proto, spi}]
+	return s.in[shardOf(spi)][inKey{proto, spi}]
 }
 
 // Outbound returns the newest outbound SA of bundle ref, or nil. A bundle
 // that serves several peers has several; the data plane uses Lookup.
 func (s *Snapshot) Outbound(ref uint32) *OutboundSA {
-	if l := s.out[ref]; len(l) > 0 {
+	if l := s.out[shardOf(ref)][ref]; len(l) > 0 {
 		return l[0]
 	}
 	return nil
@@ -201,7 +218,7 @@ func (s *Snapshot) Outbound(ref uint32) *OutboundSA {
 // ICMP and ICMPv6 compare type and code in place of the port, as
 // InboundSA.Allows does. It allocates nothing.
 func (s *Snapshot) Lookup(ref uint32, info *packet.Info) *OutboundSA {
-	for _, o := range s.out[ref] {
+	for _, o := range s.out[shardOf(ref)][ref] {
 		if o.Allows(info) {
 			return o
 		}
@@ -216,23 +233,27 @@ func (o *OutboundSA) Allows(info *packet.Info) bool { return allows(o.LocalTS, o
 
 // InboundSAs calls f for each inbound SA, in no particular order.
 func (s *Snapshot) InboundSAs(f func(*InboundSA)) {
-	for _, v := range s.in {
-		f(v)
+	for _, m := range &s.in {
+		for _, v := range m {
+			f(v)
+		}
 	}
 }
 
 // OutboundSAs calls f for each outbound SA, in no particular order.
 func (s *Snapshot) OutboundSAs(f func(*OutboundSA)) {
-	for _, l := range s.out {
-		for _, v := range l {
-			f(v)
+	for _, m := range &s.out {
+		for _, l := range m {
+			for _, v := range l {
+				f(v)
+			}
 		}
 	}
 }
 
 // OutboundsOf returns the outbound SAs of bundle ref, newest first. The
 // caller must not modify the slice.
-func (s *Snapshot) OutboundsOf(ref uint32) []*OutboundSA { return s.out[ref] }
+func (s *Snapshot) OutboundsOf(ref uint32) []*OutboundSA { return s.out[shardOf(ref)][ref] }
 
 // DB is the database. The zero value is empty and ready to use; a DB must
 // not be copied after first use. Lookups (Load) are safe from any goroutine
@@ -262,24 +283,33 @@ var (
 	ErrOverlap = errors.New("sad: the remote selectors overlap another peer's SA of the same policy")
 )
 
-func (db *DB) update(f func(in map[inKey]*InboundSA, out map[uint32][]*OutboundSA) error) error {
+// change runs f on a copy of the shard of key in one half of the snapshot
+// (half returns it: the inbound or the outbound shards) and, if f
+// succeeds, publishes a snapshot with that copy in place of the shard. The
+// other shards are shared with the old snapshot: a change copies the table
+// of shard pointers and one shard, never the whole database.
+func change[K comparable, V any](db *DB, half func(*Snapshot) *[shards]map[K]V, key uint32, f func(map[K]V) error) error {
 	db.mu.Lock()
 	defer db.mu.Unlock()
-	old := db.Load()
-	in := make(map[inKey]*InboundSA, len(old.in)+1)
-	for k, v := range old.in {
-		in[k] = v
+	next := *db.Load()
+	h, i := half(&next), shardOf(key)
+	m := make(map[K]V, len(h[i])+1)
+	for k, v := range h[i] {
+		m[k] = v
 	}
-	out := make(map[uint32][]*OutboundSA, len(old.out)+1)
-	for k, v := range old.out {
-		out[k] = v
-	}
-	if err := f(in, out); err != nil {
+	if err := f(m); err != nil {
 		return err
 	}
-	db.snap.Store(&Snapshot{in: in, out: out})
+	h[i] = m
+	if len(m) == 0 {
+		h[i] = nil
+	}
+	db.snap.Store(&next)
 	return nil
 }
+
+func inbound(s *Snapshot) *[shards]map[inKey]*InboundSA      { return &s.in }
+func outbound(s *Snapshot) *[shards]map[uint32][]*OutboundSA { return &s.out }
 
 // InstallInbound adds an inbound SA. It fails with ErrExists if the
 // (protocol, SPI) pair is taken.
@@ -287,7 +317,7 @@ func (db *DB) InstallInbound(s *InboundSA) error {
 	if s == nil || s.SA == nil || s.SPI == 0 || (s.Protocol != sa.ESP && s.Protocol != sa.AH) {
 		return fmt.Errorf("%w: inbound SA needs an engine, ESP or AH, and a non-zero SPI", ErrInvalid)
 	}
-	return db.update(func(in map[inKey]*InboundSA, _ map[uint32][]*OutboundSA) error {
+	return change(db, inbound, s.SPI, func(in map[inKey]*InboundSA) error {
 		k := inKey{s.Protocol, s.SPI}
 		if _, ok := in[k]; ok {
 			return fmt.Errorf("%w: %v %08x", ErrExists, s.Protocol, s.SPI)
@@ -313,7 +343,7 @@ func (db *DB) InstallOutbound(s *OutboundSA) (prev *OutboundSA, err error) {
 	if s.Encap == EncapUDP && s.Protocol != sa.ESP {
 		return nil, fmt.Errorf("%w: only ESP travels in UDP (RFC 3948)", ErrInvalid)
 	}
-	err = db.update(func(_ map[inKey]*InboundSA, out map[uint32][]*OutboundSA) error {
+	err = change(db, outbound, s.Ref, func(out map[uint32][]*OutboundSA) error {
 		l := []*OutboundSA{s}
 		for _, o := range out[s.Ref] {
 			switch {
@@ -343,7 +373,7 @@ func Overlap(a, b traffic.Set) bool {
 // RemoveInbound deletes the inbound SA (proto, spi) and returns it, or nil
 // if there was none.
 func (db *DB) RemoveInbound(proto sa.Protocol, spi uint32) (removed *InboundSA) {
-	db.update(func(in map[inKey]*InboundSA, _ map[uint32][]*OutboundSA) error {
+	change(db, inbound, spi, func(in map[inKey]*InboundSA) error {
 		k := inKey{proto, spi}
 		removed = in[k]
 		delete(in, k)
@@ -357,7 +387,7 @@ func (db *DB) RemoveInbound(proto sa.Protocol, spi uint32) (removed *InboundSA) 
 // successor alone, and one peer's SA leaves the others') and returns it,
 // or nil.
 func (db *DB) RemoveOutbound(ref uint32, proto sa.Protocol, spi uint32) (removed *OutboundSA) {
-	db.update(func(_ map[inKey]*InboundSA, out map[uint32][]*OutboundSA) error {
+	change(db, outbound, ref, func(out map[uint32][]*OutboundSA) error {
 		var l []*OutboundSA
 		for _, s := range out[ref] {
 			if removed == nil && s.Protocol == proto && s.SPI == spi {
