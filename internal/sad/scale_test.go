@@ -32,7 +32,7 @@ func TestInstallCopiesOneShard(t *testing.T) {
 	cur := db.Load()
 	changed := map[uint32]bool{shardOf(spi): true, shardOf(17): true}
 	for i := range uint32(shards) {
-		if !changed[i] && (!same(old.in[i], cur.in[i]) || !same(old.out[i], cur.out[i])) {
+		if !changed[i] && (!same(old.in.at(i), cur.in.at(i)) || !same(old.out.at(i), cur.out.at(i))) {
 			t.Fatalf("shard %d was copied by a change that does not touch it", i)
 		}
 	}
@@ -55,7 +55,7 @@ func TestInstallCopiesOneShard(t *testing.T) {
 	}
 	// Shards are balanced for sequential SPIs too (manual SAs).
 	for i := range uint32(shards) {
-		if n := len(cur.in[i]); n < 4 || n > 40 {
+		if n := len(cur.in.at(i)); n > 4 {
 			t.Errorf("shard %d holds %d of 4096 sequential SPIs", i, n)
 		}
 	}
@@ -64,9 +64,5 @@ func TestInstallCopiesOneShard(t *testing.T) {
 		db.RemoveInbound(sa.ESP, spi)
 	}
 	db.RemoveInbound(sa.ESP, 5000)
-	for i, m := range db.Load().in {
-		if m != nil {
-			t.Fatalf("shard %d kept an empty map", i)
-		}
-	}
+	db.Load().in.each(func(m map[inKey]*InboundSA) { t.Fatalf("a shard kept %d SAs or an empty map", len(m)) })
 }
