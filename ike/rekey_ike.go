@@ -321,7 +321,6 @@ func (s *session) deriveIKE(x, nx *ikeSA, suite ikeSuite, ni, nr []byte, secrets
 func (s *session) switchIKE(x, nx *ikeSA, suite ikeSuite) {
 	s.old, s.sa = x, nx
 	s.oldUntil = s.now().Add(staleTimeout)
-	s.keID = suite.ke
 	s.scheduleIKERekey()
 	s.emit(EventIKERekeyed, "", nil, nil)
 }
