@@ -335,6 +335,12 @@ func (s *session) respondIKERekey(x *ikeSA, pl []ikewire.Payload) ([]ikewire.Pay
 		// RFC 7296, Section 2.25.2: we are closing this IKE SA (a rekey
 		// of ours completed), or a rekey with IKE_FOLLOWUP_KE (RFC 9370)
 		// is in progress: the peer retries, or takes our new IKE SA.
+		if s.followup != nil || (collides && !s.rekeyingPlain()) {
+			// Not resolved by the nonces (RFC 7296, Section 2.8.1) yet:
+			// a collision involving IKE_FOLLOWUP_KE is refused.
+			s.log.Info("ike: IKE SA rekey refused with TEMPORARY_FAILURE: it collides with an exchange using IKE_FOLLOWUP_KE (RFC 9370), a collision this engine does not resolve yet; the peer retries",
+				"peer", s.peerName())
+		}
 		return errResp(ikewire.NotifyTemporaryFailure, nil)
 	}
 	sap, nonce, ke := find[*ikewire.SA](pl), find[*ikewire.Nonce](pl), find[*ikewire.KE](pl)
