@@ -13,7 +13,7 @@
 #   traffic:   one ping -i 0.2 per CHILD SA, from host A
 #   duration:  SOAK_DURATION (default 30m), e.g. SOAK_DURATION=2m
 #
-# Every minute it prints RSS, goroutines and threads of both daemons, their SA
+# Every minute it prints RSS, Go heap, goroutines and threads of both daemons, their SA
 # counts and drop counters; at the end: packets lost, drops by reason, rekeys
 # done, memory and goroutines at the start and the end. Exit status 1 if a
 # packet was lost or dropped as unknown SPI, replay or bad ICV.
@@ -168,8 +168,8 @@ sample() { # label
   local h st
   for h in a b; do
     st=$(ctl "$h" status --json)
-    printf '%s %s: rss %6d KiB  goroutines %5d  threads %3d  ike_sas %3d  child_sas %4d  rekeys ike %5d child %6d  drops %s\n' \
-      "$1" "$h" "$(rss $h)" "$(jq .goroutines <<<"$st")" "$(threads $h)" \
+    printf '%s %s: rss %6d KiB  heap %6d KiB  goroutines %5d  threads %3d  ike_sas %3d  child_sas %4d  rekeys ike %5d child %6d  drops %s\n' \
+      "$1" "$h" "$(rss $h)" "$(($(metric $h go_memstats_heap_alloc_bytes) / 1024))" "$(jq .goroutines <<<"$st")" "$(threads $h)" \
       "$(jq .ike_sas <<<"$st")" "$(jq .child_sas <<<"$st")" \
       "$(metric $h 'goipsec_rekeys_total{kind="ike"}')" "$(metric $h 'goipsec_rekeys_total{kind="child"}')" \
       "$(jq -c '.counters.drops' <<<"$st")"
