@@ -40,6 +40,9 @@ type Status struct {
 	// by component. Each ended only what it owned (an IKE SA with its
 	// CHILD SAs, or one packet); anything but zero is a bug to report.
 	Panics Panics `json:"panics"`
+	// Goroutines is the daemon's number of goroutines, for spotting leaks
+	// in long runs (it should stay flat while the SA count does).
+	Goroutines int `json:"goroutines"`
 }
 
 // Panics counts recovered panics by component.

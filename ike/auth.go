@@ -150,6 +150,7 @@ func (t *authTask) process(s *session, x *ikeSA, m *ikewire.Message, pl []ikewir
 			s.childFailed(&t.cr, err)
 		}
 	}
+	s.endHandshake()
 	return false
 }
 
@@ -245,6 +246,7 @@ func (s *session) respondAuth(x *ikeSA, pl []ikewire.Payload, from, to netip.Add
 			resp = append(resp, cpl...)
 		}
 	}
+	s.endHandshake()
 	return resp, nil
 }
 

@@ -604,6 +604,8 @@ func (s *session) respondCreateChild(x *ikeSA, pl []ikewire.Payload) ([]ikewire.
 	if s.followup != nil {
 		// RFC 7296, Section 2.25: one exchange with IKE_FOLLOWUP_KE
 		// (RFC 9370, Section 2.2.4) at a time; the peer retries.
+		s.log.Info("ike: CREATE_CHILD_SA refused with TEMPORARY_FAILURE: an exchange using IKE_FOLLOWUP_KE (RFC 9370) is in progress, a collision this engine does not resolve yet; the peer retries",
+			"peer", s.peerName())
 		return errResp(ikewire.NotifyTemporaryFailure, nil)
 	}
 	nr := s.random(nonceLen)

@@ -207,9 +207,13 @@ type session struct {
 	m     *Manager
 	cfg   *Config
 	log   *slog.Logger
-	peer  *Peer   // the configuration; provisional for a responder until IKE_AUTH
-	cands []*Peer // responder: the peers whose addresses match
+	peer  *Peer // the configuration; provisional for a responder until IKE_AUTH
 	state IKESAState
+
+	// The state of IKE_SA_INIT, IKE_INTERMEDIATE and IKE_AUTH; nil once
+	// IKE_AUTH is done (endHandshake), so that an established IKE SA does
+	// not keep the first messages, nonces and key exchange data.
+	*handshake
 
 	sa       *ikeSA
 	old      *ikeSA    // the IKE SA being replaced, until its Delete completes
@@ -224,17 +228,8 @@ type session struct {
 
 	local, remote        netip.AddrPort
 	natLocal, natRemote  bool
-	natt                 bool // IKE moved to NATTPort (RFC 7296, Section 2.23)
-	fragOK               bool // both sides sent IKEV2_FRAGMENTATION_SUPPORTED
-	ni, nr               []byte
-	ke                   transform.KEInitiator
-	keID                 iana.KEID
-	cookie               []byte
-	initReq, initResp    []byte      // the IKE_SA_INIT messages as sent, for AUTH
-	sigHashes            []uint16    // the peer's SIGNATURE_HASH_ALGORITHMS (RFC 7427), nil if none
-	addKENext            int         // additional key exchanges completed (RFC 9370)
-	intAuthI, intAuthR   []byte      // the IntAuth chain of IKE_INTERMEDIATE (RFC 9242, Section 3.3.1)
-	authMID              uint32      // the Message ID of IKE_AUTH (RFC 9242, Section 3.3.2)
+	natt                 bool        // IKE moved to NATTPort (RFC 7296, Section 2.23)
+	fragOK               bool        // both sides sent IKEV2_FRAGMENTATION_SUPPORTED
 	followup             *followupKE // responder: an IKE SA rekey or CHILD SA waiting for IKE_FOLLOWUP_KE (RFC 9370)
 	localID, remoteID    Identity
 	tasks                []task
@@ -253,9 +248,33 @@ type session struct {
 	lastChild            *child          // the CHILD SA acceptChild installed last
 }
 
+// handshake is what the initial exchanges need until IKE_AUTH completes:
+// the nonces and IKE_SA_INIT messages that AUTH signs (RFC 7296, Section
+// 2.15), the IntAuth chain of IKE_INTERMEDIATE (RFC 9242, Section 3.3),
+// the cookie and INVALID_KE_PAYLOAD retry state (Sections 2.6, 1.2).
+type handshake struct {
+	cands             []*Peer // responder: the peers whose addresses match
+	ni, nr            []byte
+	ke                transform.KEInitiator
+	keID              iana.KEID
+	cookie            []byte
+	initReq, initResp []byte   // the IKE_SA_INIT messages as sent, for AUTH
+	sigHashes         []uint16 // the peer's SIGNATURE_HASH_ALGORITHMS (RFC 7427), nil if none
+	addKENext         int      // additional key exchanges completed (RFC 9370)
+	intAuthI          []byte   // the IntAuth chain of IKE_INTERMEDIATE (RFC 9242, Section 3.3.1)
+	intAuthR          []byte
+	authMID           uint32 // the Message ID of IKE_AUTH (RFC 9242, Section 3.3.2)
+}
+
+// endHandshake drops the handshake state once IKE_AUTH and the CHILD SA
+// it carried are done; nothing after it reads that state (IKE_AUTH and
+// IKE_INTERMEDIATE requests are refused outside StateConnecting, and
+// retransmitted ones are answered from the response cache).
+func (s *session) endHandshake() { s.handshake = nil }
+
 func newSession(m *Manager, now time.Time) *session {
 	return &session{
-		m: m, cfg: &m.cfg, log: m.cfg.Logger, state: StateConnecting,
+		m: m, cfg: &m.cfg, log: m.cfg.Logger, state: StateConnecting, handshake: &handshake{},
 		created: now, lastRecv: now, pendingChildren: map[string]bool{},
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"runtime"
 	"sort"
 	"strings"
 	"sync"
@@ -64,8 +65,9 @@ func (d *Daemon) Status(ctx context.Context) (ctlapi.Status, error) {
 			BytesIn: bytesIn, BytesOut: bytesOut,
 			Drops: drops,
 		},
-		Panics:  panics,
-		Pending: d.Pending(),
+		Panics:     panics,
+		Pending:    d.Pending(),
+		Goroutines: runtime.NumGoroutine(),
 	}, nil
 }
 

@@ -9,6 +9,7 @@ import (
 
 	"github.com/google/nftables"
 	"github.com/google/nftables/expr"
+	"github.com/mdlayher/netlink"
 	"golang.org/x/sys/unix"
 
 	"github.com/goipsec/goipsec/iana"
@@ -122,7 +123,7 @@ func NewFilter(tunName string, mark uint32) (*Filter, error) {
 	}
 	// A lasting connection: its socket, and so the namespace, is fixed
 	// now, whichever goroutine calls Set later.
-	c, err := nftables.New(nftables.AsLasting())
+	c, err := nftables.New(nftables.AsLasting(), nftables.WithSockOptions(bigReadBuffer))
 	if err != nil {
 		return nil, fmt.Errorf("osnet: filter: netlink: %w", err)
 	}
@@ -198,6 +199,28 @@ func (f *Filter) Close() error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.conn.CloseLasting()
+	return nil
+}
+
+// filterReadBuffer is the netlink receive buffer of the filter's socket:
+// the kernel acknowledges each rule of a batch, and with the default
+// buffer a batch of a few hundred rules (200 CHILD SAs) overflows it
+// (ENOBUFS), which left the firewall unset and its socket unusable.
+const filterReadBuffer = 8 << 20
+
+// bigReadBuffer sets the receive buffer to filterReadBuffer, past
+// net.core.rmem_max when privileged (SO_RCVBUFFORCE), else up to it.
+func bigReadBuffer(c *netlink.Conn) error {
+	rc, err := c.SyscallConn()
+	if err != nil {
+		return c.SetReadBuffer(filterReadBuffer)
+	}
+	var serr error
+	if err := rc.Control(func(fd uintptr) {
+		serr = unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_RCVBUFFORCE, filterReadBuffer)
+	}); err != nil || serr != nil {
+		return c.SetReadBuffer(filterReadBuffer)
+	}
 	return nil
 }
 

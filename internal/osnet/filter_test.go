@@ -607,3 +607,33 @@ func udpPair(t *testing.T, rxNS *nstest.NS, at netip.AddrPort, txNS *nstest.NS, 
 	t.Cleanup(func() { tx.Close() })
 	return rx, tx
 }
+
+// TestFilterSetManyRules sets the rules of 200 CHILD SAs in one batch and
+// then replaces them: the kernel acknowledges each rule, and with the
+// default netlink receive buffer the acknowledgements overflowed it
+// (ENOBUFS), leaving the firewall unset and the socket unusable, so that
+// the daemon hung at exit in Clear.
+func TestFilterSetManyRules(t *testing.T) {
+	ns := nstest.New(t, "nftmany")
+	f := newFilter(t, ns)
+	defer f.Clear()
+	var rules []FilterRule
+	for n := 1; n <= 50; n++ {
+		for c := 1; c <= 4; c++ {
+			rules = append(rules, FilterRule{Action: FilterDrop,
+				Remote: traffic.MustParseSet(fmt.Sprintf("10.2.%d.%d/32", n, c)),
+				Local:  traffic.MustParseSet(fmt.Sprintf("10.1.%d.%d/32", n, c))})
+		}
+	}
+	for i := range 2 {
+		if err := f.Set(rules); err != nil {
+			t.Fatalf("Set %d of %d rules: %v", i+1, len(rules), err)
+		}
+	}
+	if err := f.Clear(); err != nil {
+		t.Fatalf("Clear: %v", err)
+	}
+	if tableExists(t, ns) {
+		t.Fatalf("table inet %s left after Clear", FilterTable)
+	}
+}
