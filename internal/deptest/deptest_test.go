@@ -77,7 +77,7 @@ var rules = map[string]rule{
 	"conn":         {layer: l1, ext: []string{"golang.org/x/net", xsys}, os: true},
 	// The host's routes, rules and nftables filter (input, output and
 	// forward chains).
-	"internal/osnet": {layer: l1, ext: []string{"github.com/vishvananda/netlink", "github.com/google/nftables", xsys}, os: true},
+	"internal/osnet": {layer: l1, ext: []string{"github.com/vishvananda/netlink", "github.com/google/nftables", "github.com/mdlayher/netlink", xsys}, os: true},
 	// systemd's notification socket (sd_notify).
 	"internal/sdnotify": {layer: l1, ext: []string{xsys}, os: true},
 

@@ -9,27 +9,9 @@ import (
 	"regexp"
 	"strings"
 	"testing"
-)
 
-// root returns the module root: the nearest directory above the test's
-// working directory that holds go.mod.
-func root(t *testing.T) string {
-	t.Helper()
-	dir, err := os.Getwd()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for {
-		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
-			return dir
-		}
-		parent := filepath.Dir(dir)
-		if parent == dir {
-			t.Fatal("docstest: no go.mod above the working directory")
-		}
-		dir = parent
-	}
-}
+	"github.com/goipsec/goipsec/internal/testenv"
+)
 
 // testFuncs returns, for each package directory's last element (and for
 // the module root, "goipsec"), the names of the Test and Fuzz functions
@@ -74,7 +56,7 @@ func testFuncs(t *testing.T, mod string) map[string]map[string]bool {
 // `pkg.FuzzName` in docs/threat-model.md against the tree, and that every
 // table row of an attacker or failure names at least one test.
 func TestThreatModelNamesExistingTests(t *testing.T) {
-	mod := root(t)
+	mod := testenv.RepoRoot(t)
 	doc, err := os.ReadFile(filepath.Join(mod, "docs", "threat-model.md"))
 	if err != nil {
 		t.Fatal(err)
