@@ -334,3 +334,15 @@ func (s *Server) Subscribe(ctx context.Context) (events <-chan ctlapi.Event, can
 	}
 	return d.Subscribe(ctx)
 }
+
+// A closeList holds the Close functions of what a start opened, in order,
+// until the daemon owns them.
+type closeList []func() error
+
+// fail closes them in reverse order, ignoring their errors, and returns err.
+func (c closeList) fail(err error) error {
+	for i := len(c) - 1; i >= 0; i-- {
+		c[i]()
+	}
+	return err
+}

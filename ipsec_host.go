@@ -58,13 +58,7 @@ func (s *Server) startHost(cfg *config.Config, log *slog.Logger, version string)
 	}
 	// Until the daemon owns them, the devices and sockets are closed here
 	// on failure.
-	var owned []func() error
-	fail := func(err error) error {
-		for i := len(owned) - 1; i >= 0; i-- {
-			owned[i]()
-		}
-		return err
-	}
+	var owned closeList
 	owned = append(owned, dev.Close)
 	name, _ := dev.Name()
 	udp, err := conn.ListenUDP(netip.AddrPortFrom(netip.IPv6Unspecified(), conn.NATTPort), conn.DefaultMark)
@@ -72,7 +66,7 @@ func (s *Server) startHost(cfg *config.Config, log *slog.Logger, version string)
 		udp, err = conn.ListenUDP(netip.AddrPortFrom(netip.IPv4Unspecified(), conn.NATTPort), conn.DefaultMark)
 	}
 	if err != nil {
-		return fail(fmt.Errorf("ipsec: UDP port %d: %w", conn.NATTPort, err))
+		return owned.fail(fmt.Errorf("ipsec: UDP port %d: %w", conn.NATTPort, err))
 	}
 	owned = append(owned, udp.Close)
 	var raws []conn.Raw
@@ -89,14 +83,14 @@ func (s *Server) startHost(cfg *config.Config, log *slog.Logger, version string)
 	}
 	ikeSock, err := conn.ListenIKE(iana.PortIKE, conn.DefaultMark)
 	if err != nil {
-		return fail(err)
+		return owned.fail(err)
 	}
 	owned = append(owned, ikeSock.Close)
 	// The rule, routes and firewall table of an earlier run are adopted
 	// as they are and hold until the daemon's first Set replaces them.
 	router, err := osnet.New(name, conn.DefaultTable, conn.DefaultMark, rulePriority)
 	if err != nil {
-		return fail(err)
+		return owned.fail(err)
 	}
 	clearOnStop := cfg.Daemon.OnStop == config.OnStopClear
 	if clearOnStop {
@@ -124,7 +118,7 @@ func (s *Server) startHost(cfg *config.Config, log *slog.Logger, version string)
 		IKEConfig: ike.Config{LocalAddr: osnet.SourceAddr},
 	})
 	if err != nil {
-		return fail(err)
+		return owned.fail(err)
 	}
 	s.closers = append(s.closers, d.Close)
 	s.d, s.tunName = d, name

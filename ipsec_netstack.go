@@ -81,25 +81,19 @@ func (s *Server) startNetstack(cfg *config.Config, log *slog.Logger, version str
 	if err != nil {
 		return fmt.Errorf("ipsec: userspace network stack: %w", err)
 	}
-	var owned []func() error
-	fail := func(err error) error {
-		for i := len(owned) - 1; i >= 0; i-- {
-			owned[i]()
-		}
-		return err
-	}
+	var owned closeList
 	owned = append(owned, dev.Close)
 	udp, err := conn.ListenUDP(netip.AddrPortFrom(netip.IPv6Unspecified(), nattPort), 0)
 	if err != nil {
 		udp, err = conn.ListenUDP(netip.AddrPortFrom(netip.IPv4Unspecified(), nattPort), 0)
 	}
 	if err != nil {
-		return fail(fmt.Errorf("ipsec: NAT-T port %d: %w", nattPort, err))
+		return owned.fail(fmt.Errorf("ipsec: NAT-T port %d: %w", nattPort, err))
 	}
 	owned = append(owned, udp.Close)
 	ikeSock, err := conn.ListenIKE(ikePort, 0)
 	if err != nil {
-		return fail(err)
+		return owned.fail(err)
 	}
 	owned = append(owned, ikeSock.Close)
 	load := func(path string) (*config.Config, error) {
@@ -120,7 +114,7 @@ func (s *Server) startNetstack(cfg *config.Config, log *slog.Logger, version str
 			LocalAddr: osnet.SourceAddr},
 	})
 	if err != nil {
-		return fail(err)
+		return owned.fail(err)
 	}
 	s.closers = append(s.closers, d.Close)
 	s.d, s.tnet = d, tnet
