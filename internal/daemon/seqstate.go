@@ -166,12 +166,12 @@ type reservingOutbound struct {
 	failed  atomic.Bool // a reservation failed (logged once)
 }
 
-// newReservingOutbound wraps out, whose counter starts after start, the
-// limit loaded from the store, and reserves the first block. It fails if
-// the block cannot be written.
 // errReleased refuses numbers after release.
 var errReleased = errors.New("daemon: manual SA removed")
 
+// newReservingOutbound wraps out, whose counter starts after start, the
+// limit loaded from the store, and reserves the first block. It fails if
+// the block cannot be written.
 func newReservingOutbound(out sad.Outbound, store *seqStore, path string, start uint64, esn bool, log *slog.Logger) (*reservingOutbound, error) {
 	// With ESN the last number, 2^64-1, stays unused so that "next"
 	// always fits in 64 bits.

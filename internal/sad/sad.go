@@ -259,7 +259,7 @@ func (s *Snapshot) Inbound(proto sa.Protocol, spi uint32) *InboundSA {
 // Outbound returns the newest outbound SA of bundle ref, or nil. A bundle
 // that serves several peers has several; the data plane uses Lookup.
 func (s *Snapshot) Outbound(ref uint32) *OutboundSA {
-	if l := s.out.at(shardOf(ref))[ref]; len(l) > 0 {
+	if l := s.OutboundsOf(ref); len(l) > 0 {
 		return l[0]
 	}
 	return nil
@@ -271,7 +271,7 @@ func (s *Snapshot) Outbound(ref uint32) *OutboundSA {
 // ICMP and ICMPv6 compare type and code in place of the port, as
 // InboundSA.Allows does. It allocates nothing.
 func (s *Snapshot) Lookup(ref uint32, info *packet.Info) *OutboundSA {
-	for _, o := range s.out.at(shardOf(ref))[ref] {
+	for _, o := range s.OutboundsOf(ref) {
 		if o.Allows(info) {
 			return o
 		}
