@@ -141,11 +141,12 @@ func (r *Router) Set(routes []Route) error {
 	want := make(map[routeKey]bool)
 	for _, rt := range routes {
 		for _, nr := range []*netlink.Route{r.holdRoute(rt), r.tunRoute(rt)} {
+			// Wanted even if the replace fails: a route already there
+			// stays rather than being swept below.
+			want[keyOf(nr)] = true
 			if err := netlink.RouteReplace(nr); err != nil {
 				errs = append(errs, fmt.Errorf("osnet: route %s %s table %d: %w", routeType(nr), rt.Dst, r.table, err))
-				continue
 			}
-			want[keyOf(nr)] = true
 		}
 	}
 	cur, err := tableRoutes(r.table)
