@@ -26,7 +26,6 @@ import (
 // flight.
 type ikeCollision struct {
 	nx     *ikeSA
-	suite  ikeSuite
 	nonces [2][]byte // its Ni, Nr
 }
 
@@ -398,7 +397,7 @@ func (s *session) respondIKERekey(x *ikeSA, pl []ikewire.Payload) ([]ikewire.Pay
 			s.m.releaseIKESPI(spiR)
 			return errResp(ikewire.NotifyNoProposalChosen, nil)
 		}
-		s.peerIKE = &ikeCollision{nx: nx, suite: suite, nonces: [2][]byte{bytes.Clone(f.ni), bytes.Clone(nr)}}
+		s.peerIKE = &ikeCollision{nx: nx, nonces: [2][]byte{bytes.Clone(f.ni), bytes.Clone(nr)}}
 		return resp, nil
 	}
 	if err := s.rekeyIKE(x, nx, suite, f.ni, nr, f.secrets...); err != nil {
