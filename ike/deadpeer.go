@@ -196,13 +196,14 @@ func (s *session) uniqueness(remote Identity, initialContact bool) error {
 	return nil
 }
 
-// duplicatesLocked returns the established IKE SAs other than a's with
-// the same peer configuration and remote identity id.
-func (m *Manager) duplicatesLocked(a *actor, peer string, id Identity) []*actor {
+// duplicatesLocked returns the established IKE SAs other than s's with
+// s's peer configuration and remote identity id.
+func (m *Manager) duplicatesLocked(s *session, id Identity) []*actor {
+	peer := s.peerName()
 	var out []*actor
 	for b := range m.actors {
 		info := b.info.Load()
-		if b != a && !b.dead && info != nil && info.Peer == peer && info.RemoteID.Equal(id) && info.State == StateEstablished {
+		if b.s != s && !b.dead && info != nil && info.Peer == peer && info.RemoteID.Equal(id) && info.State == StateEstablished {
 			out = append(out, b)
 		}
 	}
@@ -214,12 +215,7 @@ func (m *Manager) duplicatesLocked(a *actor, peer string, id Identity) []*actor 
 func (m *Manager) hasDuplicate(s *session, id Identity) bool {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	for a := range m.actors {
-		if a.s == s {
-			return len(m.duplicatesLocked(a, s.peerName(), id)) > 0
-		}
-	}
-	return false
+	return len(m.duplicatesLocked(s, id)) > 0
 }
 
 // closeDuplicates ends the duplicates of a's IKE SA with remote identity
@@ -227,7 +223,7 @@ func (m *Manager) hasDuplicate(s *session, id Identity) bool {
 // for UniqueReplace.
 func (m *Manager) closeDuplicates(a *actor, id Identity, notify bool) {
 	m.mu.Lock()
-	others := m.duplicatesLocked(a, a.s.peerName(), id)
+	others := m.duplicatesLocked(a.s, id)
 	m.mu.Unlock()
 	k := cmdClose
 	if notify {

@@ -219,9 +219,7 @@ func (id Identity) Equal(o Identity) bool {
 // String returns the identity in ParseIdentity's syntax.
 func (id Identity) String() string {
 	switch id.Type {
-	case 0:
-		return "%any"
-	case idAny:
+	case 0, idAny:
 		return "%any"
 	case ikewire.ID_IPV4_ADDR, ikewire.ID_IPV6_ADDR:
 		if a, ok := netip.AddrFromSlice(id.Data); ok {

@@ -26,7 +26,6 @@ import (
 // flight.
 type ikeCollision struct {
 	nx     *ikeSA
-	suite  ikeSuite
 	nonces [2][]byte // its Ni, Nr
 }
 
@@ -56,7 +55,7 @@ func (s *session) resolveIKECollision(x, nx *ikeSA, ni, nr []byte) bool {
 	s.peerIKE = nil
 	if lowestNonce([2][]byte{ni, nr}, c.nonces) {
 		s.log.Info("ike: IKE SA rekey collision lost", "peer", s.peerName())
-		s.switchIKE(x, c.nx, c.suite)
+		s.switchIKE(x, c.nx)
 		s.redundant, s.redundantUntil = nx, s.now().Add(staleTimeout)
 		s.startRequest(nx, &deleteIKETask{redundant: true})
 		return true
@@ -76,7 +75,7 @@ func (s *session) adoptPeerIKE() {
 	}
 	s.peerIKE = nil
 	x := s.sa
-	s.switchIKE(x, c.nx, c.suite)
+	s.switchIKE(x, c.nx)
 }
 
 // dropPeerIKE forgets the peer's rekey of a collision that it lost
@@ -275,7 +274,7 @@ func (s *session) finishIKERekey(x *ikeSA, f *followupKE) error {
 	if s.peerIKE != nil && s.resolveIKECollision(x, nx, f.ni, f.nr) {
 		return nil
 	}
-	s.switchIKE(x, nx, f.suite)
+	s.switchIKE(x, nx)
 	s.startRequest(x, &deleteIKETask{old: true})
 	return nil
 }
@@ -294,7 +293,7 @@ func (s *session) rekeyIKE(x, nx *ikeSA, suite ikeSuite, ni, nr []byte, secrets 
 	if err := s.deriveIKE(x, nx, suite, ni, nr, secrets...); err != nil {
 		return err
 	}
-	s.switchIKE(x, nx, suite)
+	s.switchIKE(x, nx)
 	return nil
 }
 
@@ -318,7 +317,7 @@ func (s *session) deriveIKE(x, nx *ikeSA, suite ikeSuite, ni, nr []byte, secrets
 
 // switchIKE moves the session from x to its successor nx; the CHILD SAs
 // follow (RFC 7296, Section 1.3.2).
-func (s *session) switchIKE(x, nx *ikeSA, suite ikeSuite) {
+func (s *session) switchIKE(x, nx *ikeSA) {
 	s.old, s.sa = x, nx
 	s.oldUntil = s.now().Add(staleTimeout)
 	s.scheduleIKERekey()
@@ -398,7 +397,7 @@ func (s *session) respondIKERekey(x *ikeSA, pl []ikewire.Payload) ([]ikewire.Pay
 			s.m.releaseIKESPI(spiR)
 			return errResp(ikewire.NotifyNoProposalChosen, nil)
 		}
-		s.peerIKE = &ikeCollision{nx: nx, suite: suite, nonces: [2][]byte{bytes.Clone(f.ni), bytes.Clone(nr)}}
+		s.peerIKE = &ikeCollision{nx: nx, nonces: [2][]byte{bytes.Clone(f.ni), bytes.Clone(nr)}}
 		return resp, nil
 	}
 	if err := s.rekeyIKE(x, nx, suite, f.ni, nr, f.secrets...); err != nil {
