@@ -17,6 +17,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"runtime"
 	"strconv"
 	"strings"
 	"sync"
@@ -88,22 +89,27 @@ func build(dir string) error {
 		}
 		root = parent
 	}
-	gobin, err := exec.LookPath("go")
-	if err != nil {
-		gobin = filepath.Join(os.Getenv("GOROOT"), "bin", "go")
-	}
 	args := []string{"build", "-o", dir + string(filepath.Separator)}
 	if os.Getenv("GOIPSEC_E2E_RACE") != "" {
 		// GOIPSEC_E2E_RACE=1 builds the daemons with the race detector,
 		// which then checks them under real traffic.
 		args = append(args, "-race")
 	}
-	cmd := exec.Command(gobin, append(args, "./cmd/ipsecd", "./cmd/ipsecctl")...)
+	cmd := exec.Command(goCommand(), append(args, "./cmd/ipsecd", "./cmd/ipsecctl")...)
 	cmd.Dir = root
 	if out, err := cmd.CombinedOutput(); err != nil {
 		return fmt.Errorf("e2e: go build: %v\n%s", err, out)
 	}
 	return nil
+}
+
+// goCommand returns the go command: the one on PATH, else the one of the
+// toolchain that built the test.
+func goCommand() string {
+	if p, err := exec.LookPath("go"); err == nil {
+		return p
+	}
+	return filepath.Join(runtime.GOROOT(), "bin", "go")
 }
 
 // requireBins is the first call of every test: root, the binaries, ping.

@@ -299,10 +299,7 @@ func TestMakeInstallDestdir(t *testing.T) {
 	root := testenv.RepoRoot(t)
 	tmp := t.TempDir()
 	dest := filepath.Join(tmp, "dest")
-	gobin, err := exec.LookPath("go")
-	if err != nil {
-		gobin = filepath.Join(runtime.GOROOT(), "bin", "go")
-	}
+	gobin := goCommand()
 	args := []string{"install", "DESTDIR=" + dest, "BIN=" + filepath.Join(tmp, "bin"), "GO=" + gobin}
 	runIn(t, root, 5*time.Minute, nil, make, args...)
 	for path, mode := range map[string]fs.FileMode{
@@ -356,10 +353,7 @@ func TestDebInstallStartRemove(t *testing.T) {
 	}
 	src := testenv.RepoRoot(t)
 	tmp := t.TempDir()
-	gobin, err := exec.LookPath("go")
-	if err != nil {
-		gobin = filepath.Join(runtime.GOROOT(), "bin", "go")
-	}
+	gobin := goCommand()
 	t0 := time.Now()
 	runIn(t, src, 5*time.Minute, nil, make, "dist", "DIST="+filepath.Join(tmp, "dist"), "DISTARCHES="+arch, "GO="+gobin)
 	debs, _ := filepath.Glob(filepath.Join(tmp, "dist", "goipsec_*_"+arch+".deb"))
