@@ -89,10 +89,16 @@ func TestCleartextFromProtectedSource(t *testing.T) {
 	if !filterTableExists(t, p.a.ns) {
 		t.Errorf("table inet goipsec is gone after A's daemon stopped: the policy must stay in force\n%s", p.a.proc.Output)
 	}
+	dropsBefore := dropCount(t, p.a.ns)
 	sendUDP(t, c, spoofed, dst, "stopped")
 	time.Sleep(500 * time.Millisecond)
 	if n := sink.count("stopped"); n != 0 {
 		t.Errorf("a cleartext datagram from C claiming %s was delivered after the daemon stopped", spoofed.Addr())
+	}
+	// The datagram reached A and the kept table dropped it, so the check
+	// above cannot pass on a datagram that never left C.
+	if n := dropCount(t, p.a.ns); n <= dropsBefore {
+		t.Errorf("A's filter counted no drop after the daemon stopped (%d before, %d after)", dropsBefore, n)
 	}
 	// ipsecd --cleanup removes it, and the kernel delivers again.
 	if out, err := p.a.ns.Run(ipsecd(), "-c", p.a.conf, "--cleanup"); err != nil {
