@@ -359,6 +359,13 @@ func (s *session) acceptChild(x *ikeSA, pl []ikewire.Payload, old *child, withKE
 		// RFC 7296, Section 1.3: name the method we want.
 		return nil, ikewire.NotifyInvalidKEPayload, binary.BigEndian.AppendUint16(nil, uint16(suite.ke))
 	}
+	if suite.hasAddKE() && x != s.sa {
+		// A CHILD SA rekey on the IKE SA that our completed rekey
+		// replaced, whose Delete we sent: its IKE_FOLLOWUP_KE exchanges
+		// (RFC 9370, Section 2.2.4) could not run on it. The peer asks
+		// again on the new IKE SA, at once (RFC 7296, Section 2.25).
+		return nil, ikewire.NotifyTemporaryFailure, nil
+	}
 	var secrets [][]byte
 	var ours []byte
 	if suite.ke != iana.KENone {
@@ -397,7 +404,7 @@ func (s *session) acceptChild(x *ikeSA, pl []ikewire.Payload, old *child, withKE
 		// exchanges, linked by our notification; install after the
 		// last.
 		f := &followupKE{addKE: suite.addKE, ni: bytes.Clone(ni), nr: nr, secrets: secrets,
-			link: s.random(followupLinkLen), until: s.now().Add(followupTimeout),
+			link: s.random(followupLinkLen), until: s.now().Add(followupTimeout), on: x,
 			child: &childPending{cfg: cfg, old: old, suite: suite, spiIn: spiIn, spiOut: spiValue(tp.SPI), local: gotR, remote: gotI}}
 		s.followup = f
 		if old != nil {

@@ -236,6 +236,9 @@ type followupKE struct {
 	secrets    [][]byte
 	link       []byte
 	until      time.Time // responder: when to give up
+	// on is the IKE SA whose IKE_FOLLOWUP_KE exchanges carry the key
+	// exchanges, the one of the CREATE_CHILD_SA (responder).
+	on *ikeSA
 }
 
 // childPending is the CHILD SA of a followupKE: everything needed to
@@ -362,12 +365,35 @@ func (t *followupTask) abort(s *session) {
 	}
 }
 
+// restartChild ends t, an initiator's IKE_FOLLOWUP_KE exchange on an IKE
+// SA that goes away, and queues the creation or rekey of its CHILD SA
+// again, to run on the session's IKE SA (RFC 7296, Section 2.8: the CHILD
+// SAs move to the new IKE SA).
+func (s *session) restartChild(t *followupTask) {
+	f := t.f
+	if f == nil || f.child == nil {
+		t.abort(s)
+		return
+	}
+	cfg, old := f.child.cfg, f.child.old
+	t.abort(s)
+	if s.state != StateEstablished || (old != nil && (!s.live(old) || old.state != childInstalled)) {
+		return
+	}
+	if old != nil {
+		old.rekeyAt = time.Time{}
+	} else {
+		s.pendingChildren[cfg.Name] = true
+	}
+	s.queueFront(&childTask{cfg: cfg, old: old})
+}
+
 // respondFollowup is the responder's IKE_FOLLOWUP_KE of an IKE SA rekey
 // (RFC 9370, Section 2.2.4).
 func (s *session) respondFollowup(x *ikeSA, pl []ikewire.Payload) ([]ikewire.Payload, func()) {
 	f := s.followup
 	n := findNotify(pl, ikewire.NotifyAdditionalKeyExchange)
-	if f == nil || x != s.sa || n == nil || !bytes.Equal(n.Data, f.link) {
+	if f == nil || x != f.on || n == nil || !bytes.Equal(n.Data, f.link) {
 		// RFC 9370, Section 2.2.4: an unknown link.
 		return []ikewire.Payload{&ikewire.Notify{Type: ikewire.NotifyStateNotFound}}, nil
 	}

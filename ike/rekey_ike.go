@@ -134,10 +134,20 @@ func (s *session) retireOld() {
 			if s.state == StateEstablished && s.live(t.c) {
 				s.queueFront(t)
 			}
+		case *followupTask:
+			// The IKE_FOLLOWUP_KE exchanges of a CHILD SA (RFC 9370,
+			// Section 2.2.4) cannot move to the new IKE SA: the CHILD
+			// SA is created or rekeyed again there.
+			s.restartChild(t)
 		default:
 			a.t.abort(s)
 		}
 		s.old.active = nil
+	}
+	if f := s.followup; f != nil && f.on == s.old {
+		// The peer's CHILD SA waiting for IKE_FOLLOWUP_KE on the old IKE
+		// SA: the peer asks again on the new one.
+		s.dropFollowup()
 	}
 	if s.old.keys != nil {
 		s.old.keys.Destroy()
@@ -275,7 +285,10 @@ func (s *session) finishIKERekey(x *ikeSA, f *followupKE) error {
 		return nil
 	}
 	s.switchIKE(x, nx)
-	s.startRequest(x, &deleteIKETask{old: true})
+	// RFC 7296, Section 1.3.2: the initiator deletes the old IKE SA; the
+	// kick sends the Delete once no IKE_FOLLOWUP_KE exchange we answer
+	// runs on it (RFC 9370, Section 2.2.4).
+	x.deleteOld = true
 	return nil
 }
 
@@ -385,6 +398,7 @@ func (s *session) respondIKERekey(x *ikeSA, pl []ikewire.Payload) ([]ikewire.Pay
 		// exchanges, linked by our notification.
 		f.link = s.random(followupLinkLen)
 		f.until = s.now().Add(followupTimeout)
+		f.on = x
 		s.followup = f
 		return append(resp, &ikewire.Notify{Type: ikewire.NotifyAdditionalKeyExchange, Data: f.link}), nil
 	}

@@ -119,6 +119,11 @@ type ikeSA struct {
 	cached    *response
 	reasmReq  ikewire.Reassembler
 	reasmResp ikewire.Reassembler
+
+	// deleteOld says that this is the old IKE SA of our completed rekey,
+	// whose Delete waits until no IKE_FOLLOWUP_KE exchange of a CHILD SA
+	// rekey that crossed ours runs on it (RFC 9370, Section 2.2.4).
+	deleteOld bool
 }
 
 func (x *ikeSA) ourSPI() uint64 {
@@ -562,6 +567,10 @@ func (s *session) queueFront(t task) { s.tasks = append([]task{t}, s.tasks...) }
 // kick starts the next task if no request is outstanding (window size 1,
 // RFC 7296, Section 2.3).
 func (s *session) kick() {
+	if o := s.old; o != nil && o.deleteOld && o.active == nil && (s.followup == nil || s.followup.on != o) && s.state != StateDead {
+		o.deleteOld = false
+		s.startRequest(o, &deleteIKETask{old: true})
+	}
 	if s.state == StateDead || s.sa == nil || s.sa.active != nil || len(s.tasks) == 0 {
 		return
 	}
