@@ -306,10 +306,10 @@ func createChildRequests(t *testing.T, p *stepPair, from netip.Addr) int {
 
 // runCrossing runs collision c with the messages in order ord, losing
 // message ord[lose] once unless lose is -1.
-func runCrossing(t *testing.T, c collision, esp string, ord []token, lose int, seed uint64) *crossRun {
-	r := &crossRun{c: c, followupKE: strings.Contains(esp, "ke1_")}
+func runCrossing(t *testing.T, c collision, props proposals, ord []token, lose int, seed uint64) *crossRun {
+	r := &crossRun{c: c, followupKE: strings.Contains(props.esp, "ke1_")}
 	synctest.Test(t, func(t *testing.T) {
-		pa, pb := peerPair(t, "aes256gcm16-prfsha256-x25519", esp)
+		pa, pb := peerPair(t, props.ike, props.esp)
 		p := newStepPair(t, pa, pb, func(a, b *Config) {
 			a.Rand, b.Rand = newSeqRand(2*seed), newSeqRand(2*seed+1)
 			a.Logger = slog.New(countingHandler{a.Logger.Handler(), &r.won, &r.lost})
@@ -317,7 +317,7 @@ func runCrossing(t *testing.T, c collision, esp string, ord []token, lose int, s
 		})
 		r.p = p
 		p.clk.t = time.Now()
-		p.establish(t)
+		p.establish2(t) // with IKE_INTERMEDIATE when the IKE SA has an additional key exchange
 		r.old = [2]ChildSA{p.a.inst.live()[0], p.b.inst.live()[0]}
 		r.ike = p.a.m.SAs()[0]
 		p.net.sent = nil
@@ -408,22 +408,31 @@ func TestRekeyCollisions(t *testing.T) {
 	}
 	// The CHILD SAs use PFS, and in a second pass an additional key
 	// exchange (RFC 9370, Section 2.2.4), so that the rekeys go through
-	// IKE_FOLLOWUP_KE exchanges after the crossing CREATE_CHILD_SAs.
-	esps := []string{"aes256gcm16-x25519", "aes256gcm16-x25519-ke1_mlkem768"}
+	// IKE_FOLLOWUP_KE exchanges after the crossing CREATE_CHILD_SAs; in
+	// a third pass the IKE SA has one too, so that its rekeys do as well.
+	passes := []proposals{
+		{"aes256gcm16-prfsha256-x25519", "aes256gcm16-x25519"},
+		{"aes256gcm16-prfsha256-x25519", "aes256gcm16-x25519-ke1_mlkem768"},
+		{"aes256gcm16-prfsha256-x25519-ke1_mlkem768", "aes256gcm16-x25519-ke1_mlkem768"},
+	}
 	runs, steps, rows := 0, 0, 0
-	for _, esp := range esps {
+	for _, props := range passes {
 		for _, c := range collisionTable() {
 			rows++
-			runCollision(t, c, esp, orders, &runs, &steps)
+			runCollision(t, c, props, orders, &runs, &steps)
 		}
 	}
-	t.Logf("%d runs: %d rows (collision x CHILD SA proposal) x %d interleavings x (1 lossless + 4 with one message lost) x 2 seeds; %d traffic checks", runs, rows, len(orders), steps)
+	t.Logf("%d runs: %d rows (collision x proposals) x %d interleavings x (1 lossless + 4 with one message lost) x 2 seeds; %d traffic checks", runs, rows, len(orders), steps)
 }
+
+// proposals are the IKE SA's and the CHILD SA's proposals of a pass of
+// TestRekeyCollisions.
+type proposals struct{ ike, esp string }
 
 // runCollision runs one row of TestRekeyCollisions in every order, with
 // and without loss.
-func runCollision(t *testing.T, c collision, esp string, orders [][]token, runs, steps *int) {
-	t.Run(c.name()+"/"+esp, func(t *testing.T) {
+func runCollision(t *testing.T, c collision, props proposals, orders [][]token, runs, steps *int) {
+	t.Run(c.name()+"/"+props.ike+"/"+props.esp, func(t *testing.T) {
 		var won, lost int32
 		retried := 0
 		for oi, ord := range orders {
@@ -435,7 +444,7 @@ func runCollision(t *testing.T, c collision, esp string, orders [][]token, runs,
 				// Two seeds per run, so both sides win collisions.
 				for seed := uint64(0); seed < 2; seed++ {
 					ok := t.Run(fmt.Sprintf("%s/seed%d", name, seed), func(t *testing.T) {
-						r := runCrossing(t, c, esp, ord, lose, uint64(oi*16+(lose+1)*2)+seed)
+						r := runCrossing(t, c, props, ord, lose, uint64(oi*16+(lose+1)*2)+seed)
 						won += r.won.Load()
 						lost += r.lost.Load()
 						if r.retriedOnNew {

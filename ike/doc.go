@@ -30,9 +30,11 @@
 // for CHILD SAs created or rekeyed with CREATE_CHILD_SA, in IKE_FOLLOWUP_KE
 // exchanges (RFC 9370, Section 2.2.4; the first CHILD SA, of IKE_AUTH, has
 // no key exchange); and ML-KEM as the only key exchange. A responder keeps
-// one exchange waiting for IKE_FOLLOWUP_KE at a time and answers a
-// CREATE_CHILD_SA request meanwhile with TEMPORARY_FAILURE; a collision
-// with a rekey that uses IKE_FOLLOWUP_KE is refused the same way (RFC
-// 7296, Section 2.25). Not implemented: EAP authentication, configuration
-// payloads, MOBIKE and redirects.
+// one exchange waiting for IKE_FOLLOWUP_KE at a time and answers another
+// CREATE_CHILD_SA request meanwhile with TEMPORARY_FAILURE (RFC 7296,
+// Section 2.25). Collisions of rekeys that use IKE_FOLLOWUP_KE are
+// resolved by the nonces of their CREATE_CHILD_SA exchanges as soon as a
+// side knows all four, before further key exchanges (tasks.go lists the
+// rules). Not implemented: EAP authentication, configuration payloads,
+// MOBIKE and redirects.
 package ike

@@ -282,6 +282,11 @@ type followupTask struct {
 	f   *followupKE
 	ke  iana.KEID
 	kei transform.KEInitiator
+	// lost says that this IKE SA rekey lost a collision while this
+	// exchange was in flight (RFC 7296, Section 2.8.2): it goes no
+	// further, and should the peer have completed it, we delete the new
+	// IKE SA.
+	lost bool
 }
 
 func (*followupTask) exchange() ikewire.ExchangeType { return ikewire.IKE_FOLLOWUP_KE }
@@ -301,6 +306,10 @@ func (t *followupTask) build(s *session, x *ikeSA) ([]ikewire.Payload, error) {
 
 func (t *followupTask) process(s *session, x *ikeSA, m *ikewire.Message, pl []ikewire.Payload) bool {
 	f := t.f
+	if t.lost {
+		t.finishLost(s, x, pl)
+		return false
+	}
 	if err := t.complete(s, x, pl); err != nil {
 		if c := f.child; c != nil {
 			s.log.Warn("ike: CHILD SA not created", "peer", s.peerName(), "child", c.cfg.Name, "err", err)
@@ -347,6 +356,40 @@ func (t *followupTask) complete(s *session, x *ikeSA, pl []ikewire.Payload) erro
 		return s.finishChild(x, f)
 	}
 	return s.finishIKERekey(x, f)
+}
+
+// finishLost ends the IKE_FOLLOWUP_KE exchange of an IKE SA rekey that
+// lost a collision while it was in flight. Should the peer's answer have
+// completed the rekey, the new IKE SA is redundant and its initiator, we,
+// deletes it (RFC 7296, Section 2.8.2); otherwise the peer forgets it.
+func (t *followupTask) finishLost(s *session, x *ikeSA, pl []ikewire.Payload) {
+	f := t.f
+	ke := find[*ikewire.KE](pl)
+	if f == nil || f.child != nil || errorNotify(pl) != nil || ke == nil || iana.KEID(ke.Group) != t.ke || t.kei == nil {
+		t.abort(s)
+		return
+	}
+	secret, err := t.kei.Finish(ke.Data)
+	t.kei = nil
+	if err != nil {
+		t.abort(s)
+		return
+	}
+	f.secrets = append(f.secrets, secret)
+	if f.next() != iana.KENone {
+		t.abort(s) // the peer forgets it when its own rekey completes
+		return
+	}
+	t.f = nil
+	defer f.destroy()
+	nx := &ikeSA{initiator: true, spiI: f.spiI, spiR: f.spiR}
+	if err := s.deriveIKE(x, nx, f.suite, f.ni, f.nr, f.secrets...); err != nil {
+		s.m.releaseIKESPI(f.spiI)
+		return
+	}
+	s.forgetRedundant()
+	s.redundant, s.redundantUntil = nx, s.now().Add(staleTimeout)
+	s.startRequest(nx, &deleteIKETask{redundant: true})
 }
 
 func (t *followupTask) abort(s *session) {
@@ -426,6 +469,17 @@ func (s *session) respondFollowup(x *ikeSA, pl []ikewire.Payload) ([]ikewire.Pay
 	}
 	defer f.destroy()
 	nx := &ikeSA{initiator: false, spiI: f.spiI, spiR: f.spiR}
+	if s.rekeying() {
+		// Our own rekey, whose response has not come, collides with
+		// this one: the nonces decide once it does (RFC 7296, Section
+		// 2.8.2), as for a rekey without additional key exchanges.
+		if err := s.deriveIKE(x, nx, f.suite, f.ni, f.nr, f.secrets...); err != nil {
+			s.m.releaseIKESPI(f.spiR)
+			return []ikewire.Payload{&ikewire.Notify{Type: ikewire.NotifyNoProposalChosen}}, nil
+		}
+		s.peerIKE = &ikeCollision{nx: nx, nonces: [2][]byte{f.ni, f.nr}}
+		return resp, nil
+	}
 	if err := s.rekeyIKE(x, nx, f.suite, f.ni, f.nr, f.secrets...); err != nil {
 		s.m.releaseIKESPI(f.spiR)
 		return []ikewire.Payload{&ikewire.Notify{Type: ikewire.NotifyNoProposalChosen}}, nil

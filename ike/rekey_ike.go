@@ -38,12 +38,28 @@ func (s *session) ikeSAs() []*ikeSA {
 	return xs
 }
 
-// rekeyingPlain reports whether our rekey of the IKE SA in flight is a
-// CREATE_CHILD_SA without IKE_FOLLOWUP_KE, the only kind whose collisions
-// are resolved by the nonces here.
-func (s *session) rekeyingPlain() bool {
-	_, ok := s.sa.active.t.(*ikeRekeyTask)
-	return ok
+// ownFollowup returns our IKE SA rekey's IKE_FOLLOWUP_KE exchange in
+// flight, if any: its CREATE_CHILD_SA is done, so its nonces are known.
+func (s *session) ownFollowup() *followupTask {
+	if a := s.sa.active; a != nil {
+		if t, ok := a.t.(*followupTask); ok && !t.lost && t.f != nil && t.f.child == nil {
+			return t
+		}
+	}
+	return nil
+}
+
+// peerRekeyNonces returns the nonces of the peer's IKE SA rekey that we
+// answered while ours is in progress: complete (peerIKE) or waiting for
+// its IKE_FOLLOWUP_KE exchanges (followup).
+func (s *session) peerRekeyNonces() ([2][]byte, bool) {
+	if c := s.peerIKE; c != nil {
+		return c.nonces, true
+	}
+	if f := s.followup; f != nil && f.child == nil {
+		return [2][]byte{f.ni, f.nr}, true
+	}
+	return [2][]byte{}, false
 }
 
 // resolveIKECollision decides between our completed rekey of x, which
@@ -266,6 +282,25 @@ func (t *ikeRekeyTask) complete(s *session, x *ikeSA, pl []ikewire.Payload) erro
 			return fmt.Errorf("ike: IKE SA rekey response without ADDITIONAL_KEY_EXCHANGE: %w", errSyntax)
 		}
 		f.link = bytes.Clone(n.Data)
+		if peer, ok := s.peerRekeyNonces(); ok {
+			// A collision with the peer's rekey, which we answered: the
+			// four nonces decide it before the additional key
+			// exchanges (RFC 7296, Section 2.8.2; RFC 9370, Section
+			// 2.2.4).
+			if lowestNonce([2][]byte{f.ni, f.nr}, peer) {
+				// Ours is redundant: stop it; the peer's goes on.
+				s.log.Info("ike: IKE SA rekey collision lost", "peer", s.peerName())
+				f.destroy()
+				s.m.releaseIKESPI(t.spi)
+				t.spi = 0
+				s.adoptPeerIKE()
+				return nil
+			}
+			s.log.Info("ike: IKE SA rekey collision won", "peer", s.peerName())
+			if s.peerIKE == nil {
+				s.dropFollowup() // the peer stops its rekey
+			}
+		}
 		s.startRequest(x, &followupTask{f: f})
 		return nil
 	}
@@ -343,16 +378,11 @@ func (s *session) respondIKERekey(x *ikeSA, pl []ikewire.Payload) ([]ikewire.Pay
 		return []ikewire.Payload{&ikewire.Notify{Type: t, Data: data}}, nil
 	}
 	collides := s.rekeying()
-	if s.old != nil || s.followup != nil || s.peerIKE != nil || (collides && !s.rekeyingPlain()) {
+	if s.old != nil || s.followup != nil || s.peerIKE != nil {
 		// RFC 7296, Section 2.25.2: we are closing this IKE SA (a rekey
-		// of ours completed), or a rekey with IKE_FOLLOWUP_KE (RFC 9370)
-		// is in progress: the peer retries, or takes our new IKE SA.
-		if s.followup != nil || (collides && !s.rekeyingPlain()) {
-			// Not resolved by the nonces (RFC 7296, Section 2.8.1) yet:
-			// a collision involving IKE_FOLLOWUP_KE is refused.
-			s.log.Info("ike: IKE SA rekey refused with TEMPORARY_FAILURE: it collides with an exchange using IKE_FOLLOWUP_KE (RFC 9370), a collision this engine does not resolve yet; the peer retries",
-				"peer", s.peerName())
-		}
+		// of ours completed), or another exchange with IKE_FOLLOWUP_KE
+		// (RFC 9370) waits for the peer: the peer retries, or takes our
+		// new IKE SA.
 		return errResp(ikewire.NotifyTemporaryFailure, nil)
 	}
 	sap, nonce, ke := find[*ikewire.SA](pl), find[*ikewire.Nonce](pl), find[*ikewire.KE](pl)
@@ -388,10 +418,23 @@ func (s *session) respondIKERekey(x *ikeSA, pl []ikewire.Payload) ([]ikewire.Pay
 		&ikewire.KE{Group: uint16(suite.ke), Data: ours},
 	}
 	f := &followupKE{suite: suite, addKE: suite.addKE, spiI: spi64Value(spiI), spiR: spiR, ni: bytes.Clone(nonce.Data), nr: nr, secrets: [][]byte{gir}}
-	if suite.hasAddKE() && collides {
-		f.destroy()
-		s.m.releaseIKESPI(spiR)
-		return errResp(ikewire.NotifyTemporaryFailure, nil)
+	if own := s.ownFollowup(); own != nil && suite.hasAddKE() {
+		// Our rekey waits for its IKE_FOLLOWUP_KE exchanges: with the
+		// four nonces known, the collision is decided now, before any
+		// more key exchanges (RFC 7296, Section 2.8.2; RFC 9370,
+		// Section 2.2.4). The peer, which learns our Nr from this
+		// answer, decides the same.
+		if lowestNonce([2][]byte{own.f.ni, own.f.nr}, [2][]byte{f.ni, f.nr}) {
+			s.log.Info("ike: IKE SA rekey collision lost", "peer", s.peerName())
+			own.lost = true
+			collides = false
+		} else {
+			// The peer abandons its rekey; answer, and keep nothing.
+			s.log.Info("ike: IKE SA rekey collision won", "peer", s.peerName())
+			f.destroy()
+			s.m.releaseIKESPI(spiR)
+			return append(resp, &ikewire.Notify{Type: ikewire.NotifyAdditionalKeyExchange, Data: s.random(followupLinkLen)}), nil
+		}
 	}
 	if suite.hasAddKE() {
 		// RFC 9370, Section 2.2.4: wait for the IKE_FOLLOWUP_KE
@@ -428,7 +471,7 @@ func (s *session) rekeying() bool {
 		case *ikeRekeyTask:
 			return true
 		case *followupTask:
-			return t.f == nil || t.f.child == nil
+			return !t.lost && (t.f == nil || t.f.child == nil)
 		}
 	}
 	return false
