@@ -11,21 +11,6 @@ import (
 	"github.com/goipsec/goipsec/ike/ikewire"
 )
 
-// task is one exchange this side initiates, written straight-line: build
-// the request, process the response.
-type task interface {
-	exchange() ikewire.ExchangeType
-	// build returns the request's payloads (inside the SK payload except
-	// in IKE_SA_INIT). An error abandons the task.
-	build(s *session, x *ikeSA) ([]ikewire.Payload, error)
-	// process handles the response's payloads (decrypted). It returns
-	// true to send the request again with the same Message ID (the
-	// IKE_SA_INIT retries of RFC 7296, Sections 1.2 and 2.6).
-	process(s *session, x *ikeSA, m *ikewire.Message, pl []ikewire.Payload) (retry bool)
-	// abort tells the task it will never complete (the IKE SA died).
-	abort(s *session)
-}
-
 // request is our outstanding request.
 type request struct {
 	id       uint32

@@ -132,25 +132,3 @@ func (s *session) forgetUnconfirmed(old *child) {
 func (s *session) live(c *child) bool {
 	return c != nil && s.hasChildPtr(c)
 }
-
-// lowestNonce reports whether the exchange with nonces a holds the lowest
-// of the four nonces of a and b, which makes its SA the redundant one
-// (RFC 7296, Section 2.8.1). Nonces compare as unsigned big-endian
-// numbers of their common length, as strongSwan compares them (memcmp).
-func lowestNonce(a, b [2][]byte) bool {
-	low := func(x, y []byte) []byte {
-		if cmpNonce(x, y) <= 0 {
-			return x
-		}
-		return y
-	}
-	return cmpNonce(low(a[0], a[1]), low(b[0], b[1])) < 0
-}
-
-func cmpNonce(x, y []byte) int {
-	n := min(len(x), len(y))
-	if c := bytes.Compare(x[:n], y[:n]); c != 0 {
-		return c
-	}
-	return len(x) - len(y)
-}

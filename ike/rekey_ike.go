@@ -38,30 +38,6 @@ func (s *session) ikeSAs() []*ikeSA {
 	return xs
 }
 
-// ownFollowup returns our IKE SA rekey's IKE_FOLLOWUP_KE exchange in
-// flight, if any: its CREATE_CHILD_SA is done, so its nonces are known.
-func (s *session) ownFollowup() *followupTask {
-	if a := s.sa.active; a != nil {
-		if t, ok := a.t.(*followupTask); ok && !t.lost && t.f != nil && t.f.child == nil {
-			return t
-		}
-	}
-	return nil
-}
-
-// peerRekeyNonces returns the nonces of the peer's IKE SA rekey that we
-// answered while ours is in progress: complete (peerIKE) or waiting for
-// its IKE_FOLLOWUP_KE exchanges (followup).
-func (s *session) peerRekeyNonces() ([2][]byte, bool) {
-	if c := s.peerIKE; c != nil {
-		return c.nonces, true
-	}
-	if f := s.followup; f != nil && f.child == nil {
-		return [2][]byte{f.ni, f.nr}, true
-	}
-	return [2][]byte{}, false
-}
-
 // resolveIKECollision decides between our completed rekey of x, which
 // created nx with nonces ni and nr, and the peer's in s.peerIKE. It returns
 // true when ours lost: the session then runs on the peer's IKE SA and
@@ -462,17 +438,4 @@ func (s *session) respondIKERekey(x *ikeSA, pl []ikewire.Payload) ([]ikewire.Pay
 		return errResp(ikewire.NotifyNoProposalChosen, nil)
 	}
 	return resp, nil
-}
-
-// rekeying reports whether we are rekeying the IKE SA ourselves.
-func (s *session) rekeying() bool {
-	if a := s.sa.active; a != nil {
-		switch t := a.t.(type) {
-		case *ikeRekeyTask:
-			return true
-		case *followupTask:
-			return !t.lost && (t.f == nil || t.f.child == nil)
-		}
-	}
-	return false
 }

@@ -11,7 +11,9 @@ package ike
 // The work this side starts is a queue of tasks (init, auth, child-create,
 // child-rekey, ike-rekey, delete, dpd), run one at a time by the exchange
 // runner in exchange.go, which owns Message IDs, retransmission and the
-// response cache (window size 1, RFC 7296, Section 2.3).
+// response cache (window size 1, RFC 7296, Section 2.3). tasks.go lists
+// the tasks and responders, their states and the collision rules; the
+// session keeps the long-lived state of the IKE SA and its CHILD SAs.
 
 import (
 	"bytes"
@@ -220,24 +222,16 @@ type session struct {
 	// not keep the first messages, nonces and key exchange data.
 	*handshake
 
-	sa       *ikeSA
-	old      *ikeSA    // the IKE SA being replaced, until its Delete completes
-	oldUntil time.Time // when to forget old without a Delete
-	// A simultaneous IKE SA rekey (RFC 7296, Section 2.8.2, rekey_ike.go):
-	// peerIKE is the new IKE SA of the peer's rekey that we answered while
-	// ours was in flight; redundant the new IKE SA of the rekey that lost,
-	// until its Delete (or redundantUntil).
-	peerIKE        *ikeCollision
-	redundant      *ikeSA
-	redundantUntil time.Time
+	sa *ikeSA
+	// The task manager: queued tasks, the state of exchanges in progress
+	// in either role, and the IKE SAs of a rekey (tasks.go).
+	exchanges
 
 	local, remote        netip.AddrPort
 	natLocal, natRemote  bool
-	natt                 bool        // IKE moved to NATTPort (RFC 7296, Section 2.23)
-	fragOK               bool        // both sides sent IKEV2_FRAGMENTATION_SUPPORTED
-	followup             *followupKE // responder: an IKE SA rekey or CHILD SA waiting for IKE_FOLLOWUP_KE (RFC 9370)
+	natt                 bool // IKE moved to NATTPort (RFC 7296, Section 2.23)
+	fragOK               bool // both sides sent IKEV2_FRAGMENTATION_SUPPORTED
 	localID, remoteID    Identity
-	tasks                []task
 	children             []*child
 	created, established time.Time
 	lastRecv             time.Time
@@ -247,10 +241,7 @@ type session struct {
 	replaces             uint64    // reauthentication: our SPI of the IKE SA this one replaces, until it is told to go
 	dpdSent              time.Time // when the last liveness check was queued, for Peer.DPDTimeout
 	closedByPeer         bool      // the peer deleted the IKE SA (Peer.CloseAction)
-	retryAt              time.Time // the task queue waits until then (TEMPORARY_FAILURE)
 	ops                  []op
-	pendingChildren      map[string]bool // child names being created
-	lastChild            *child          // the CHILD SA acceptChild installed last
 }
 
 // handshake is what the initial exchanges need until IKE_AUTH completes:
@@ -280,7 +271,7 @@ func (s *session) endHandshake() { s.handshake = nil }
 func newSession(m *Manager, now time.Time) *session {
 	return &session{
 		m: m, cfg: &m.cfg, log: m.cfg.Logger, state: StateConnecting, handshake: &handshake{},
-		created: now, lastRecv: now, pendingChildren: map[string]bool{},
+		created: now, lastRecv: now, exchanges: exchanges{pendingChildren: map[string]bool{}},
 	}
 }
 
@@ -555,39 +546,6 @@ func (s *session) deadline() time.Time {
 		at(s.keepaliveAt)
 	}
 	return d
-}
-
-// queue appends a task; kick starts it when the runner is idle.
-func (s *session) queue(t task) { s.tasks = append(s.tasks, t) }
-
-// queueFront puts a task before the others (the delete after a rekey, a
-// retry).
-func (s *session) queueFront(t task) { s.tasks = append([]task{t}, s.tasks...) }
-
-// kick starts the next task if no request is outstanding (window size 1,
-// RFC 7296, Section 2.3).
-func (s *session) kick() {
-	if o := s.old; o != nil && o.deleteOld && o.active == nil && (s.followup == nil || s.followup.on != o) && s.state != StateDead {
-		o.deleteOld = false
-		s.startRequest(o, &deleteIKETask{old: true})
-	}
-	if s.state == StateDead || s.sa == nil || s.sa.active != nil || len(s.tasks) == 0 {
-		return
-	}
-	if s.retryAt.After(s.now()) {
-		return
-	}
-	t := s.tasks[0]
-	if s.state == StateConnecting {
-		// Only the handshake runs before the IKE SA is established.
-		switch t.(type) {
-		case *initTask, *intermediateTask, *authTask:
-		default:
-			return
-		}
-	}
-	s.tasks = s.tasks[1:]
-	s.startRequest(s.sa, t)
 }
 
 // command handles a request of the Manager's owner.

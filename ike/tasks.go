@@ -1,0 +1,218 @@
+package ike
+
+// The task manager: every exchange of an IKE SA, in both roles, and the
+// rules for the ones that cross.
+//
+// Initiator tasks. The work this side starts is a queue of tasks, run one
+// at a time per IKE SA (window size 1, RFC 7296, Section 2.3). The exchange
+// runner (exchange.go) owns the Message IDs, retransmits with exponential
+// backoff, gives up after Config.RetransmitTries (the peer is dead, or the
+// old or redundant IKE SA of a rekey is forgotten quietly), and hands the
+// decrypted response to the task:
+//
+//	task             exchange          file             states
+//	initTask         IKE_SA_INIT       init.go          sent -> retry (COOKIE, INVALID_KE_PAYLOAD; Sections 2.6, 1.2) -> done
+//	intermediateTask IKE_INTERMEDIATE  intermediate.go  one per additional key exchange (RFC 9370, Section 2.2.2)
+//	authTask         IKE_AUTH          auth.go          with the first CHILD SA (Section 1.2)
+//	childTask        CREATE_CHILD_SA   child.go         create or rekey a CHILD SA (Sections 1.3.1, 1.3.3)
+//	ikeRekeyTask     CREATE_CHILD_SA   rekey_ike.go     rekey the IKE SA (Section 1.3.2)
+//	followupTask     IKE_FOLLOWUP_KE   intermediate.go  the additional key exchanges of the two above (RFC 9370, Section 2.2.4); lost: stop
+//	deleteChildTask  INFORMATIONAL     child.go         Delete of a CHILD SA (Section 1.4.1)
+//	deleteIKETask    INFORMATIONAL     info.go          Delete of the IKE SA, of the old one of a rekey, or of a redundant one
+//	dpdTask          INFORMATIONAL     info.go          liveness check (Section 2.4)
+//
+// Responders. recvRequest (exchange.go) answers the peer's requests, one
+// at a time, from the response cache for a retransmission (Section 2.1):
+// respondInit, respondIntermediate and respondAuth keep their state in the
+// session's handshake, dropped after IKE_AUTH; respondCreateChild creates
+// or rekeys a CHILD SA (acceptChild) or rekeys the IKE SA
+// (respondIKERekey); respondFollowup continues either; respondInformational
+// takes Deletes. The one responder exchange that spans several messages,
+// a CREATE_CHILD_SA continued by IKE_FOLLOWUP_KE, keeps its state in
+// exchanges.followup until its last key exchange or followupTimeout.
+//
+// The life of a CHILD SA: childInstalled -> childRekeying (our rekey in
+// flight, or the peer's waiting for IKE_FOLLOWUP_KE) -> childReplaced
+// (rekeyed; waits for the peer's Delete, or deleteAt) or childDeleting (our
+// Delete in flight). The IKE SAs of an IKE SA rekey: sa, the current one;
+// old, the replaced one until its Delete (our Delete waits while a CHILD
+// SA's IKE_FOLLOWUP_KE exchanges run on it: ikeSA.deleteOld); peerIKE,
+// the peer's completed rekey while ours is in flight; redundant, the new
+// IKE SA of the rekey that lost, until its Delete.
+//
+// Collisions: the active initiator task against the peer's request.
+//
+//   - CHILD SA rekey against CHILD SA rekey (RFC 7296, Section 2.8.1):
+//     both are answered; once a side knows both exchanges, the one holding
+//     the lowest of the four nonces is redundant: its initiator deletes the
+//     SA it created, the other initiator deletes the old SA (ownRekeyDone,
+//     peerRekeyDone, lowestNonce).
+//   - CHILD SA rekey against its Delete (Section 2.25.1): a rekey of an SA
+//     being deleted gets TEMPORARY_FAILURE, of one already gone
+//     CHILD_SA_NOT_FOUND; the Delete stands. Delete against Delete: each
+//     answers without the SPIs it is deleting itself.
+//   - IKE SA rekey against IKE SA rekey (Sections 2.8.2, 2.25.2): both are
+//     answered; the lowest nonce loses, the loser's initiator deletes the
+//     new IKE SA it created, the winner's deletes the old one. With
+//     IKE_FOLLOWUP_KE (RFC 9370, Section 2.2.4) the nonces of the two
+//     CREATE_CHILD_SA exchanges decide as soon as a side knows all four,
+//     before further key exchanges: the losing initiator stops (and
+//     deletes the new IKE SA only if the peer's answer already completed
+//     it), the winner forgets its responder state for the loser.
+//   - CHILD SA rekey against IKE SA rekey (Sections 2.8, 2.25.2): the CHILD
+//     SA rekey is answered on the IKE SA it came on, even the old one, with
+//     that SA's SK_d; the CHILD SAs then move to the new IKE SA. With
+//     IKE_FOLLOWUP_KE, its exchanges run on that IKE SA, whose Delete waits
+//     for them; one that arrives on the old IKE SA after our Delete of it
+//     is refused with TEMPORARY_FAILURE and asked again at once on the new
+//     one, as is one whose IKE SA the peer deletes meanwhile
+//     (restartChild).
+//   - A CREATE_CHILD_SA request while the responder waits for
+//     IKE_FOLLOWUP_KE, or on an IKE SA being deleted, gets
+//     TEMPORARY_FAILURE (Section 2.25); the initiator retries after a
+//     random delay, or at once on the new IKE SA.
+
+import (
+	"bytes"
+	"time"
+
+	"github.com/goipsec/goipsec/ike/ikewire"
+)
+
+// task is one exchange this side initiates, written straight-line: build
+// the request, process the response.
+type task interface {
+	exchange() ikewire.ExchangeType
+	// build returns the request's payloads (inside the SK payload except
+	// in IKE_SA_INIT). An error abandons the task.
+	build(s *session, x *ikeSA) ([]ikewire.Payload, error)
+	// process handles the response's payloads (decrypted). It returns
+	// true to send the request again with the same Message ID (the
+	// IKE_SA_INIT retries of RFC 7296, Sections 1.2 and 2.6).
+	process(s *session, x *ikeSA, m *ikewire.Message, pl []ikewire.Payload) (retry bool)
+	// abort tells the task it will never complete (the IKE SA died).
+	abort(s *session)
+}
+
+// exchanges is the task manager's state of a session, apart from the
+// Message IDs, outstanding request and response cache of each IKE SA
+// (ikeSA): what waits to run, what a responder exchange in progress
+// holds, and the IKE SAs an IKE SA rekey brings and takes away. All of it
+// is transient: a session with nothing in progress has it empty.
+type exchanges struct {
+	tasks   []task
+	retryAt time.Time // the task queue waits until then (TEMPORARY_FAILURE)
+
+	// followup is the responder's IKE SA rekey or CHILD SA waiting for
+	// IKE_FOLLOWUP_KE (RFC 9370, Section 2.2.4); one at a time.
+	followup *followupKE
+
+	old      *ikeSA    // the IKE SA being replaced, until its Delete completes
+	oldUntil time.Time // when to forget old without a Delete
+	// A simultaneous IKE SA rekey (RFC 7296, Section 2.8.2, rekey_ike.go):
+	// peerIKE is the new IKE SA of the peer's rekey that we answered while
+	// ours was in flight; redundant the new IKE SA of the rekey that lost,
+	// until its Delete (or redundantUntil).
+	peerIKE        *ikeCollision
+	redundant      *ikeSA
+	redundantUntil time.Time
+
+	pendingChildren map[string]bool // child names being created
+	lastChild       *child          // the CHILD SA acceptChild installed last
+}
+
+// queue appends a task; kick starts it when the runner is idle.
+func (s *session) queue(t task) { s.tasks = append(s.tasks, t) }
+
+// queueFront puts a task before the others (the delete after a rekey, a
+// retry).
+func (s *session) queueFront(t task) { s.tasks = append([]task{t}, s.tasks...) }
+
+// kick sends our deferred Delete of the old IKE SA once nothing runs on
+// it, and starts the next task if no request is outstanding (window size
+// 1, RFC 7296, Section 2.3).
+func (s *session) kick() {
+	if o := s.old; o != nil && o.deleteOld && o.active == nil && (s.followup == nil || s.followup.on != o) && s.state != StateDead {
+		o.deleteOld = false
+		s.startRequest(o, &deleteIKETask{old: true})
+	}
+	if s.state == StateDead || s.sa == nil || s.sa.active != nil || len(s.tasks) == 0 {
+		return
+	}
+	if s.retryAt.After(s.now()) {
+		return
+	}
+	t := s.tasks[0]
+	if s.state == StateConnecting {
+		// Only the handshake runs before the IKE SA is established.
+		switch t.(type) {
+		case *initTask, *intermediateTask, *authTask:
+		default:
+			return
+		}
+	}
+	s.tasks = s.tasks[1:]
+	s.startRequest(s.sa, t)
+}
+
+// Collision detection: what our active task on the IKE SA is doing when a
+// request of the peer arrives.
+
+// rekeying reports whether we are rekeying the IKE SA ourselves.
+func (s *session) rekeying() bool {
+	if a := s.sa.active; a != nil {
+		switch t := a.t.(type) {
+		case *ikeRekeyTask:
+			return true
+		case *followupTask:
+			return !t.lost && (t.f == nil || t.f.child == nil)
+		}
+	}
+	return false
+}
+
+// ownFollowup returns our IKE SA rekey's IKE_FOLLOWUP_KE exchange in
+// flight, if any: its CREATE_CHILD_SA is done, so its nonces are known.
+func (s *session) ownFollowup() *followupTask {
+	if a := s.sa.active; a != nil {
+		if t, ok := a.t.(*followupTask); ok && !t.lost && t.f != nil && t.f.child == nil {
+			return t
+		}
+	}
+	return nil
+}
+
+// peerRekeyNonces returns the nonces of the peer's IKE SA rekey that we
+// answered while ours is in progress: complete (peerIKE) or waiting for
+// its IKE_FOLLOWUP_KE exchanges (followup).
+func (s *session) peerRekeyNonces() ([2][]byte, bool) {
+	if c := s.peerIKE; c != nil {
+		return c.nonces, true
+	}
+	if f := s.followup; f != nil && f.child == nil {
+		return [2][]byte{f.ni, f.nr}, true
+	}
+	return [2][]byte{}, false
+}
+
+// lowestNonce reports whether the exchange with nonces a holds the lowest
+// of the four nonces of a and b, which makes its SA the redundant one
+// (RFC 7296, Section 2.8.1). Nonces compare as unsigned big-endian
+// numbers of their common length, as strongSwan compares them (memcmp).
+func lowestNonce(a, b [2][]byte) bool {
+	low := func(x, y []byte) []byte {
+		if cmpNonce(x, y) <= 0 {
+			return x
+		}
+		return y
+	}
+	return cmpNonce(low(a[0], a[1]), low(b[0], b[1])) < 0
+}
+
+func cmpNonce(x, y []byte) int {
+	n := min(len(x), len(y))
+	if c := bytes.Compare(x[:n], y[:n]); c != 0 {
+		return c
+	}
+	return len(x) - len(y)
+}
