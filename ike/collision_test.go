@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"math"
 	"math/rand/v2"
 	"net/netip"
 	"strings"
@@ -227,6 +228,9 @@ type crossRun struct {
 	// (RFC 9370); retriedOnNew that a CHILD SA rekey was asked again on
 	// the new IKE SA.
 	followupKE, retriedOnNew bool
+	// dropAt is the datagram that settle loses (1 for the first it
+	// delivers), 0 for none; delivered counts them.
+	dropAt, delivered int
 }
 
 // match reports whether d is message k of the crossing.
@@ -280,6 +284,10 @@ func (r *crossRun) settle(t *testing.T, limit time.Duration) {
 			if i > 200 {
 				t.Fatal("the peers do not stop talking")
 			}
+			if r.delivered++; r.delivered == r.dropAt {
+				p.net.drop()
+				continue
+			}
 			d := p.net.deliver()
 			r.checkTraffic(t, fmt.Sprintf("after %s from %v", parse(t, d).Exchange, d.from.Addr()))
 		}
@@ -305,9 +313,14 @@ func createChildRequests(t *testing.T, p *stepPair, from netip.Addr) int {
 }
 
 // runCrossing runs collision c with the messages in order ord, losing
-// message ord[lose] once unless lose is -1.
+// message ord[lose] once unless lose is -1; from 4 on, lose is one of the
+// datagrams that follow the crossing ones (an IKE_FOLLOWUP_KE, a Delete,
+// an answer), the (lose-3)th, if there is one.
 func runCrossing(t *testing.T, c collision, props proposals, ord []token, lose int, seed uint64) *crossRun {
 	r := &crossRun{c: c, followupKE: strings.Contains(props.esp, "ke1_")}
+	if lose >= len(ord) {
+		r.dropAt = lose - len(ord) + 1
+	}
 	synctest.Test(t, func(t *testing.T) {
 		pa, pb := peerPair(t, props.ike, props.esp)
 		p := newStepPair(t, pa, pb, func(a, b *Config) {
@@ -339,11 +352,30 @@ func runCrossing(t *testing.T, c collision, props proposals, ord []token, lose i
 			p.net.nodes[d.to.Addr()].HandlePacket(d.pkt, d.from, d.to)
 			r.checkTraffic(t, "after "+k.String())
 		}
-		// Retransmissions (4 s, 7.2 s, ...) and the 60 s fallbacks.
-		r.settle(t, 2*staleTimeout)
-		c.check(t, p, r, lose < 0)
+		// Retransmissions (4 s, 7.2 s, ...) and the 60 s fallbacks; a
+		// request after the crossing ones that gets no answer (its
+		// answer lost, the IKE SA gone at the peer) is retransmitted
+		// until the schedule gives up, which takes longer.
+		limit := 2 * staleTimeout
+		if r.dropAt > 0 {
+			limit = 2*staleTimeout + giveUpAfter(p.a.m)
+		}
+		r.settle(t, limit)
+		if r.dropAt > r.delivered {
+			r.dropAt = 0 // there was no such datagram: a lossless run
+		}
+		c.check(t, p, r, lose < 0 || (r.dropAt == 0 && lose >= len(ord)))
 	})
 	return r
+}
+
+// giveUpAfter returns how long m retransmits a request before it gives up.
+func giveUpAfter(m *Manager) time.Duration {
+	var d time.Duration
+	for n := 0; n <= m.cfg.RetransmitTries; n++ {
+		d += time.Duration(float64(m.cfg.RetransmitTimeout) * math.Pow(m.cfg.RetransmitBase, float64(n)))
+	}
+	return d
 }
 
 // checkRekeyed asserts one CHILD SA pair, new, with equal keys, the old
@@ -415,14 +447,14 @@ func TestRekeyCollisions(t *testing.T) {
 		{"aes256gcm16-prfsha256-x25519", "aes256gcm16-x25519-ke1_mlkem768"},
 		{"aes256gcm16-prfsha256-x25519-ke1_mlkem768", "aes256gcm16-x25519-ke1_mlkem768"},
 	}
-	runs, steps, rows := 0, 0, 0
+	runs, laterRuns, steps, rows := 0, 0, 0, 0
 	for _, props := range passes {
 		for _, c := range collisionTable() {
 			rows++
-			runCollision(t, c, props, orders, &runs, &steps)
+			runCollision(t, c, props, orders, &runs, &laterRuns, &steps)
 		}
 	}
-	t.Logf("%d runs: %d rows (collision x proposals) x %d interleavings x (1 lossless + 4 with one message lost) x 2 seeds; %d traffic checks", runs, rows, len(orders), steps)
+	t.Logf("%d runs: %d rows (collision x proposals) x %d interleavings x 2 seeds x (1 lossless + 4 with one crossing message lost + 1 per datagram that follows, lost: %d in all); %d traffic checks", runs, rows, len(orders), laterRuns, steps)
 }
 
 // proposals are the IKE SA's and the CHILD SA's proposals of a pass of
@@ -431,28 +463,44 @@ type proposals struct{ ike, esp string }
 
 // runCollision runs one row of TestRekeyCollisions in every order, with
 // and without loss.
-func runCollision(t *testing.T, c collision, props proposals, orders [][]token, runs, steps *int) {
+func runCollision(t *testing.T, c collision, props proposals, orders [][]token, runs, laterRuns, steps *int) {
 	t.Run(c.name()+"/"+props.ike+"/"+props.esp, func(t *testing.T) {
 		var won, lost int32
 		retried := 0
 		for oi, ord := range orders {
-			for lose := -1; lose < 4; lose++ {
-				name := fmt.Sprint(ord)
-				if lose >= 0 {
-					name += "/lose-" + ord[lose].String()
-				}
-				// Two seeds per run, so both sides win collisions.
-				for seed := uint64(0); seed < 2; seed++ {
+			// Two seeds per run, so both sides win collisions.
+			for seed := uint64(0); seed < 2; seed++ {
+				later := 0 // datagrams after the crossing ones, without loss
+				for lose := -1; lose < len(ord)+later; lose++ {
+					name := fmt.Sprint(ord)
+					switch {
+					case lose >= len(ord):
+						name += fmt.Sprintf("/lose-later%d", lose-len(ord)+1)
+					case lose >= 0:
+						name += "/lose-" + ord[lose].String()
+					}
+					// Losing a later datagram uses the lossless run's seed,
+					// so that the same datagrams follow.
+					rs := uint64(oi*16) + seed
+					if lose >= 0 && lose < len(ord) {
+						rs += uint64(lose+1) * 2
+					}
 					ok := t.Run(fmt.Sprintf("%s/seed%d", name, seed), func(t *testing.T) {
-						r := runCrossing(t, c, props, ord, lose, uint64(oi*16+(lose+1)*2)+seed)
+						r := runCrossing(t, c, props, ord, lose, rs)
 						won += r.won.Load()
 						lost += r.lost.Load()
 						if r.retriedOnNew {
 							retried++
 						}
+						if lose < 0 {
+							later = r.delivered
+						}
 						*steps += r.checkSteps
 					})
 					*runs++
+					if lose >= len(ord) {
+						*laterRuns++
+					}
 					if !ok {
 						return
 					}
