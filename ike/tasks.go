@@ -16,7 +16,7 @@ package ike
 //	authTask         IKE_AUTH          auth.go          with the first CHILD SA (Section 1.2)
 //	childTask        CREATE_CHILD_SA   child.go         create or rekey a CHILD SA (Sections 1.3.1, 1.3.3)
 //	ikeRekeyTask     CREATE_CHILD_SA   rekey_ike.go     rekey the IKE SA (Section 1.3.2)
-//	followupTask     IKE_FOLLOWUP_KE   intermediate.go  the additional key exchanges of the two above (RFC 9370, Section 2.2.4); lost: stop
+//	followupTask     IKE_FOLLOWUP_KE   followup.go      the additional key exchanges of the two above (RFC 9370, Section 2.2.4); lost: stop
 //	deleteChildTask  INFORMATIONAL     child.go         Delete of a CHILD SA (Section 1.4.1)
 //	deleteIKETask    INFORMATIONAL     info.go          Delete of the IKE SA, of the old one of a rekey, or of a redundant one
 //	dpdTask          INFORMATIONAL     info.go          liveness check (Section 2.4)
