@@ -125,13 +125,13 @@ func (s *session) retransmit(x *ikeSA) {
 	if a.tries >= s.cfg.RetransmitTries {
 		s.log.Info("ike: peer not responding", "exchange", a.exch, "tries", a.tries+1)
 		if x == s.old {
-			// The old IKE SA of a rekey: forget it quietly.
-			x.active = nil
+			// The old IKE SA of a rekey: forget it quietly. A CHILD SA
+			// rekey or Delete in flight on it starts again on the new
+			// IKE SA (retireOld; RFC 7296, Section 2.8).
 			s.retireOld()
 			return
 		}
 		if x == s.redundant {
-			x.active = nil
 			s.forgetRedundant()
 			return
 		}

@@ -168,3 +168,37 @@ func TestChildFollowupRestartsOnNewIKESA(t *testing.T) {
 	runChecked(t, p)
 	checkOneRekeyedPair(t, p, old, oldSPIi)
 }
+
+// TestRequestOnOldIKESAGivesUp: a CHILD SA rekey in flight on the old IKE
+// SA of a rekey, where nothing gets through any more (the peer's Delete of
+// it lost as well as every retransmission), is given up with the old IKE
+// SA when the retransmission schedule ends, and asked again on the new IKE
+// SA: the CHILD SA is not left half-rekeyed (RFC 7296, Section 2.8).
+func TestRequestOnOldIKESAGivesUp(t *testing.T) {
+	pa, pb := peerPair(t, "aes256gcm16-prfsha256-x25519", "aes256gcm16-x25519")
+	p := newStepPair(t, pa, pb, nil)
+	p.establish(t)
+	old := p.a.inst.live()[0]
+	oldSPIi := p.a.m.SAs()[0].SPIi
+	if err := p.a.m.Rekey("b", "net"); err != nil {
+		t.Fatal(err)
+	}
+	if err := p.b.m.Rekey("a", ""); err != nil {
+		t.Fatal(err)
+	}
+	p.net.drop()    // A's CHILD SA rekey request on the old IKE SA
+	p.net.deliver() // B's IKE SA rekey: A answers and moves to the new IKE SA
+	p.net.deliver() // B's rekey completes; it deletes the old IKE SA
+	// From now on nothing on the old IKE SA gets through.
+	for waited := time.Duration(0); waited < 2*giveUpAfter(p.a.m); waited += time.Second {
+		for len(p.net.queue) > 0 {
+			if parse(t, p.net.queue[0]).SPIi == oldSPIi {
+				p.net.drop()
+			} else {
+				p.net.deliver()
+			}
+		}
+		p.advance(time.Second)
+	}
+	checkOneRekeyedPair(t, p, old, oldSPIi)
+}
