@@ -239,7 +239,7 @@ func (s *session) respondAuth(x *ikeSA, pl []ikewire.Payload, from, to netip.Add
 	resp = append(resp, ourAuth)
 	s.establish()
 	if find[*ikewire.SA](pl) != nil {
-		cpl, nt, data := s.acceptChild(x, pl, nil, false, s.ni, s.nr, nil)
+		cpl, _, nt, data := s.acceptChild(x, pl, nil, false, s.ni, s.nr, nil)
 		if nt != 0 {
 			resp = append(resp, &ikewire.Notify{Type: nt, Data: data})
 		} else {

@@ -286,12 +286,14 @@ func (s *session) authorizeTS(c *ChildConfig, claimed []tsRange) ([]tsRange, err
 // acceptChild is the responder's half of creating a CHILD SA (RFC 7296,
 // Sections 1.3.1 and 2.9): it picks the child configuration whose selectors
 // intersect the proposed ones, narrows them, selects a proposal and
-// installs the SA. It returns the answer's payloads, or an error
-// notification with its data. nonce, if not nil, is added as Nr.
-func (s *session) acceptChild(x *ikeSA, pl []ikewire.Payload, old *child, withKE bool, ni, nr, nonce []byte) ([]ikewire.Payload, ikewire.NotifyType, []byte) {
+// installs the SA. It returns the answer's payloads and the installed
+// CHILD SA (nil while it waits for IKE_FOLLOWUP_KE, RFC 9370, Section
+// 2.2.4), or an error notification with its data. nonce, if not nil, is
+// added as Nr.
+func (s *session) acceptChild(x *ikeSA, pl []ikewire.Payload, old *child, withKE bool, ni, nr, nonce []byte) ([]ikewire.Payload, *child, ikewire.NotifyType, []byte) {
 	sap, tsi, tsr := find[*ikewire.SA](pl), find[*ikewire.TSi](pl), find[*ikewire.TSr](pl)
 	if sap == nil || tsi == nil || tsr == nil {
-		return nil, ikewire.NotifyInvalidSyntax, nil
+		return nil, nil, ikewire.NotifyInvalidSyntax, nil
 	}
 	transport := findNotify(pl, ikewire.NotifyUseTransportMode) != nil
 	propI, propR := fromWire(tsi.TrafficSelectors), fromWire(tsr.TrafficSelectors)
@@ -332,7 +334,7 @@ func (s *session) acceptChild(x *ikeSA, pl []ikewire.Payload, old *child, withKE
 	}
 	if len(exact)+len(partial) == 0 {
 		s.log.Info("ike: traffic selectors unacceptable", "peer", s.peerName())
-		return nil, ikewire.NotifyTSUnacceptable, nil
+		return nil, nil, ikewire.NotifyTSUnacceptable, nil
 	}
 	keID := iana.KENone
 	ke := find[*ikewire.KE](pl)
@@ -353,18 +355,18 @@ func (s *session) acceptChild(x *ikeSA, pl []ikewire.Payload, old *child, withKE
 	if !ok {
 		s.log.Info("ike: no acceptable CHILD SA proposal", "peer", s.peerName(),
 			"offered", offeredText(sap.Proposals), "configured", childConfiguredText(cands...))
-		return nil, ikewire.NotifyNoProposalChosen, nil
+		return nil, nil, ikewire.NotifyNoProposalChosen, nil
 	}
 	if !keOK || (suite.ke != iana.KENone && ke == nil) {
 		// RFC 7296, Section 1.3: name the method we want.
-		return nil, ikewire.NotifyInvalidKEPayload, binary.BigEndian.AppendUint16(nil, uint16(suite.ke))
+		return nil, nil, ikewire.NotifyInvalidKEPayload, binary.BigEndian.AppendUint16(nil, uint16(suite.ke))
 	}
 	if suite.hasAddKE() && x != s.sa {
 		// A CHILD SA rekey on the IKE SA that our completed rekey
 		// replaced, whose Delete we sent: its IKE_FOLLOWUP_KE exchanges
 		// (RFC 9370, Section 2.2.4) could not run on it. The peer asks
 		// again on the new IKE SA, at once (RFC 7296, Section 2.25).
-		return nil, ikewire.NotifyTemporaryFailure, nil
+		return nil, nil, ikewire.NotifyTemporaryFailure, nil
 	}
 	var secrets [][]byte
 	var ours []byte
@@ -373,7 +375,7 @@ func (s *session) acceptChild(x *ikeSA, pl []ikewire.Payload, old *child, withKE
 		var err error
 		ours, sec, err = transform.KERespond(suite.ke, ke.Data, s.rand())
 		if err != nil {
-			return nil, ikewire.NotifyInvalidSyntax, nil
+			return nil, nil, ikewire.NotifyInvalidSyntax, nil
 		}
 		secrets = append(secrets, sec)
 	}
@@ -387,7 +389,7 @@ func (s *session) acceptChild(x *ikeSA, pl []ikewire.Payload, old *child, withKE
 		for _, sec := range secrets {
 			clear(sec)
 		}
-		return nil, ikewire.NotifyNoProposalChosen, nil
+		return nil, nil, ikewire.NotifyNoProposalChosen, nil
 	}
 	spiIn := s.m.allocSPI(s)
 	resp = append(resp, &ikewire.Notify{Type: ikewire.NotifyESPTFCPaddingNotSupported})
@@ -410,7 +412,7 @@ func (s *session) acceptChild(x *ikeSA, pl []ikewire.Payload, old *child, withKE
 		if old != nil {
 			old.state = childRekeying
 		}
-		return append(resp, &ikewire.Notify{Type: ikewire.NotifyAdditionalKeyExchange, Data: f.link}), 0, nil
+		return append(resp, &ikewire.Notify{Type: ikewire.NotifyAdditionalKeyExchange, Data: f.link}), nil, 0, nil
 	}
 	ck, err := x.keys.Child(suite.suite, ni, nr, secrets...)
 	for _, sec := range secrets {
@@ -418,7 +420,7 @@ func (s *session) acceptChild(x *ikeSA, pl []ikewire.Payload, old *child, withKE
 	}
 	if err != nil {
 		s.m.freeSPI(spiIn)
-		return nil, ikewire.NotifyNoProposalChosen, nil
+		return nil, nil, ikewire.NotifyNoProposalChosen, nil
 	}
 	c := ChildSA{
 		SPIIn: spiIn, SPIOut: spiValue(tp.SPI),
@@ -426,8 +428,7 @@ func (s *session) acceptChild(x *ikeSA, pl []ikewire.Payload, old *child, withKE
 		LocalTS: toSet(gotR), RemoteTS: toSet(gotI),
 	}
 	ck.Destroy()
-	s.lastChild = s.install(cfg, c, suite, old)
-	return resp, 0, nil
+	return resp, s.install(cfg, c, suite, old), 0, nil
 }
 
 // childTask creates (old nil) or rekeys a CHILD SA with CREATE_CHILD_SA
@@ -616,16 +617,15 @@ func (s *session) respondCreateChild(x *ikeSA, pl []ikewire.Payload) ([]ikewire.
 		return errResp(ikewire.NotifyTemporaryFailure, nil)
 	}
 	nr := s.random(nonceLen)
-	s.lastChild = nil
-	resp, nt, data := s.acceptChild(x, pl, old, true, nonce.Data, nr, nr)
+	resp, nw, nt, data := s.acceptChild(x, pl, old, true, nonce.Data, nr, nr)
 	if nt != 0 {
 		return errResp(nt, data)
 	}
 	if s.followup != nil {
 		return resp, nil // finishChild installs the SA (RFC 9370, Section 2.2.4)
 	}
-	if old != nil && s.lastChild != nil {
-		s.peerRekeyDone(old, s.lastChild, nonce.Data, nr)
+	if old != nil && nw != nil {
+		s.peerRekeyDone(old, nw, nonce.Data, nr)
 	}
 	return resp, nil
 }

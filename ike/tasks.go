@@ -118,7 +118,6 @@ type exchanges struct {
 	redundantUntil time.Time
 
 	pendingChildren map[string]bool // child names being created
-	lastChild       *child          // the CHILD SA acceptChild installed last
 }
 
 // queue appends a task; kick starts it when the runner is idle.
