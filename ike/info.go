@@ -22,28 +22,7 @@ func (s *session) respondInformational(x *ikeSA, pl []ikewire.Payload) ([]ikewir
 	for _, d := range findAll[*ikewire.Delete](pl) {
 		switch d.Protocol {
 		case ikewire.ProtoIKE:
-			switch {
-			case x == s.old:
-				// The rekeyed IKE SA's initiator deletes the old one
-				// (RFC 7296, Section 1.3.2); the session goes on.
-				after = s.retireOld
-			case x == s.redundant:
-				// The loser of a simultaneous rekey deletes the IKE SA
-				// its rekey created (RFC 7296, Section 2.8.2).
-				after = s.forgetRedundant
-			case s.peerIKE != nil && x == s.peerIKE.nx:
-				// The peer's rekey lost the collision before ours
-				// completed (RFC 7296, Section 2.8.2).
-				after = s.dropPeerIKE
-			case x == s.sa && s.peerIKE != nil:
-				// The peer's rekey, which we answered, completed first
-				// and it deletes the old IKE SA: take its new one and
-				// forget our own rekey (RFC 7296, Section 2.25.2).
-				after = func() {
-					s.adoptPeerIKE()
-					s.retireOld()
-				}
-			default:
+			if after = s.rekeyDelete(x); after == nil {
 				// The peer closed the IKE SA: close_action applies.
 				after = s.peerClosed
 			}

@@ -79,6 +79,35 @@ func (s *session) dropPeerIKE() {
 	}
 }
 
+// rekeyDelete returns what to do, once the answer is sent, about the
+// peer's Delete of x when x is an IKE SA of a rekey; nil when the peer
+// closes the IKE SA itself.
+func (s *session) rekeyDelete(x *ikeSA) func() {
+	switch {
+	case x == s.old:
+		// The rekeyed IKE SA's initiator deletes the old one (RFC 7296,
+		// Section 1.3.2); the session goes on.
+		return s.retireOld
+	case x == s.redundant:
+		// The loser of a simultaneous rekey deletes the IKE SA its rekey
+		// created (RFC 7296, Section 2.8.2).
+		return s.forgetRedundant
+	case s.peerIKE != nil && x == s.peerIKE.nx:
+		// The peer's rekey lost the collision before ours completed
+		// (RFC 7296, Section 2.8.2).
+		return s.dropPeerIKE
+	case x == s.sa && s.peerIKE != nil:
+		// The peer's rekey, which we answered, completed first and it
+		// deletes the old IKE SA: take its new one and forget our own
+		// rekey (RFC 7296, Section 2.25.2).
+		return func() {
+			s.adoptPeerIKE()
+			s.retireOld()
+		}
+	}
+	return nil
+}
+
 // forgetRedundant forgets the IKE SA of the rekey that lost a collision.
 func (s *session) forgetRedundant() {
 	x := s.redundant
