@@ -2,7 +2,6 @@ package ike
 
 import (
 	"errors"
-	"fmt"
 	"math"
 	"net/netip"
 	"time"
@@ -205,47 +204,7 @@ func (s *session) recvRequest(x *ikeSA, m *ikewire.Message, from, to netip.AddrP
 	s.lastRecv = s.now()
 	s.updateAddrs(from, to)
 	pending := s.pendingOutbound()
-	var resp []ikewire.Payload
-	var after func()
-	switch m.Exchange {
-	case ikewire.IKE_AUTH:
-		if s.state != StateConnecting || x.initiator || x != s.sa {
-			resp = []ikewire.Payload{&ikewire.Notify{Type: ikewire.NotifyInvalidSyntax}}
-			break
-		}
-		if s.addKENext < len(s.addKEs()) {
-			// RFC 9370, Section 2.2.2: every additional key exchange
-			// comes before IKE_AUTH.
-			err := fmt.Errorf("ike: IKE_AUTH before the additional key exchanges completed: %w", errSyntax)
-			resp, after = []ikewire.Payload{&ikewire.Notify{Type: ikewire.NotifyInvalidSyntax}}, func() { s.die(err) }
-			break
-		}
-		s.authMID = m.MessageID
-		resp, after = s.respondAuth(x, pl, from, to)
-	case ikewire.IKE_FOLLOWUP_KE:
-		if s.state != StateEstablished {
-			resp = []ikewire.Payload{&ikewire.Notify{Type: ikewire.NotifyInvalidSyntax}}
-			break
-		}
-		resp, after = s.respondFollowup(x, pl)
-	case ikewire.IKE_INTERMEDIATE:
-		if s.state != StateConnecting {
-			resp = []ikewire.Payload{&ikewire.Notify{Type: ikewire.NotifyInvalidSyntax}}
-			break
-		}
-		resp, after = s.respondIntermediate(x, m, pl)
-	case ikewire.CREATE_CHILD_SA:
-		if s.state != StateEstablished && s.state != StateDeleting {
-			resp = []ikewire.Payload{&ikewire.Notify{Type: ikewire.NotifyInvalidSyntax}}
-			break
-		}
-		resp, after = s.respondCreateChild(x, pl)
-	case ikewire.INFORMATIONAL:
-		resp, after = s.respondInformational(x, pl)
-	default:
-		s.log.Info("ike: exchange type not implemented", "exchange", m.Exchange)
-		resp = []ikewire.Payload{&ikewire.Notify{Type: ikewire.NotifyInvalidSyntax}}
-	}
+	resp, after := s.respond(x, m, pl, from, to)
 	s.reply(x, m, from, to, resp)
 	// The peer's new request shows that it has our answers to its
 	// earlier ones: the rekeyed SAs they created may send now.

@@ -21,9 +21,11 @@ package ike
 //	deleteIKETask    INFORMATIONAL     info.go          Delete of the IKE SA, of the old one of a rekey, or of a redundant one
 //	dpdTask          INFORMATIONAL     info.go          liveness check (Section 2.4)
 //
-// Responders. recvRequest (exchange.go) answers the peer's requests, one
-// at a time, from the response cache for a retransmission (Section 2.1):
-// respondInit, respondIntermediate and respondAuth keep their state in the
+// Responders. recvRequest (exchange.go) takes the peer's requests, one at
+// a time, answers a retransmission from the response cache (Section 2.1)
+// and hands the others to respond, below, which picks the responder of the
+// exchange type: respondInit (called before decryption), respondIntermediate
+// and respondAuth keep their state in the
 // session's handshake, dropped after IKE_AUTH; respondCreateChild creates
 // or rekeys a CHILD SA (acceptChild) or rekeys the IKE SA
 // (respondIKERekey); respondFollowup continues either; respondInformational
@@ -74,6 +76,8 @@ package ike
 
 import (
 	"bytes"
+	"fmt"
+	"net/netip"
 	"time"
 
 	"github.com/goipsec/goipsec/ike/ikewire"
@@ -152,6 +156,49 @@ func (s *session) kick() {
 	}
 	s.tasks = s.tasks[1:]
 	s.startRequest(s.sa, t)
+}
+
+// respond is the responder's half of every exchange: it hands the peer's
+// request (decrypted) to the responder of its exchange type, in the IKE
+// SA states where that exchange may come, and returns the response's
+// payloads and what to do once the response is sent. Anything else gets
+// INVALID_SYNTAX (RFC 7296, Section 2.21.2).
+func (s *session) respond(x *ikeSA, m *ikewire.Message, pl []ikewire.Payload, from, to netip.AddrPort) ([]ikewire.Payload, func()) {
+	invalid := []ikewire.Payload{&ikewire.Notify{Type: ikewire.NotifyInvalidSyntax}}
+	switch m.Exchange {
+	case ikewire.IKE_AUTH:
+		if s.state != StateConnecting || x.initiator || x != s.sa {
+			return invalid, nil
+		}
+		if s.addKENext < len(s.addKEs()) {
+			// RFC 9370, Section 2.2.2: every additional key exchange
+			// comes before IKE_AUTH.
+			err := fmt.Errorf("ike: IKE_AUTH before the additional key exchanges completed: %w", errSyntax)
+			return invalid, func() { s.die(err) }
+		}
+		s.authMID = m.MessageID
+		return s.respondAuth(x, pl, from, to)
+	case ikewire.IKE_FOLLOWUP_KE:
+		if s.state != StateEstablished {
+			return invalid, nil
+		}
+		return s.respondFollowup(x, pl)
+	case ikewire.IKE_INTERMEDIATE:
+		if s.state != StateConnecting {
+			return invalid, nil
+		}
+		return s.respondIntermediate(x, m, pl)
+	case ikewire.CREATE_CHILD_SA:
+		if s.state != StateEstablished && s.state != StateDeleting {
+			return invalid, nil
+		}
+		return s.respondCreateChild(x, pl)
+	case ikewire.INFORMATIONAL:
+		return s.respondInformational(x, pl)
+	default:
+		s.log.Info("ike: exchange type not implemented", "exchange", m.Exchange)
+		return invalid, nil
+	}
 }
 
 // Collision detection: what our active task on the IKE SA is doing when a
