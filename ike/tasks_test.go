@@ -7,15 +7,13 @@ import (
 	"github.com/goipsec/goipsec/ike/ikewire"
 )
 
-// crossChildFollowupIKERekey starts a CHILD SA rekey with an additional
-// key exchange on A and an IKE SA rekey on B, and steps the messages so
-// that B answers A's CREATE_CHILD_SA before its own IKE SA rekey
-// completes: A's IKE_FOLLOWUP_KE then runs on the old IKE SA. It returns
-// the old IKE SA's SPIi, with A's IKE_FOLLOWUP_KE request the only
-// datagram in flight.
-func crossChildFollowupIKERekey(t *testing.T) (*stepPair, ChildSA, uint64) {
+// startChildAndIKERekey establishes an IKE SA with a CHILD SA of proposal
+// esp, and starts a CHILD SA rekey on A and an IKE SA rekey on B; both
+// requests are in flight, A's first. It returns the CHILD SA as A sees it
+// and the IKE SA's SPIi.
+func startChildAndIKERekey(t *testing.T, esp string) (*stepPair, ChildSA, uint64) {
 	t.Helper()
-	pa, pb := peerPair(t, "aes256gcm16-prfsha256-x25519", "aes256gcm16-x25519-ke1_mlkem768")
+	pa, pb := peerPair(t, "aes256gcm16-prfsha256-x25519", esp)
 	p := newStepPair(t, pa, pb, nil)
 	p.establish(t)
 	old := p.a.inst.live()[0]
@@ -26,6 +24,18 @@ func crossChildFollowupIKERekey(t *testing.T) (*stepPair, ChildSA, uint64) {
 	if err := p.b.m.Rekey("a", ""); err != nil {
 		t.Fatal(err)
 	}
+	return p, old, oldSPIi
+}
+
+// crossChildFollowupIKERekey starts a CHILD SA rekey with an additional
+// key exchange on A and an IKE SA rekey on B, and steps the messages so
+// that B answers A's CREATE_CHILD_SA before its own IKE SA rekey
+// completes: A's IKE_FOLLOWUP_KE then runs on the old IKE SA. It returns
+// the old IKE SA's SPIi, with A's IKE_FOLLOWUP_KE request the only
+// datagram in flight.
+func crossChildFollowupIKERekey(t *testing.T) (*stepPair, ChildSA, uint64) {
+	t.Helper()
+	p, old, oldSPIi := startChildAndIKERekey(t, "aes256gcm16-x25519-ke1_mlkem768")
 	deliverMessage(t, p) // A's CHILD SA rekey: B answers with ADDITIONAL_KEY_EXCHANGE
 	deliverMessage(t, p) // B's IKE SA rekey: A answers and moves to the new IKE SA
 	deliverMessage(t, p) // B's answer: A sends IKE_FOLLOWUP_KE on the old IKE SA
@@ -175,17 +185,7 @@ func TestChildFollowupRestartsOnNewIKESA(t *testing.T) {
 // SA when the retransmission schedule ends, and asked again on the new IKE
 // SA: the CHILD SA is not left half-rekeyed (RFC 7296, Section 2.8).
 func TestRequestOnOldIKESAGivesUp(t *testing.T) {
-	pa, pb := peerPair(t, "aes256gcm16-prfsha256-x25519", "aes256gcm16-x25519")
-	p := newStepPair(t, pa, pb, nil)
-	p.establish(t)
-	old := p.a.inst.live()[0]
-	oldSPIi := p.a.m.SAs()[0].SPIi
-	if err := p.a.m.Rekey("b", "net"); err != nil {
-		t.Fatal(err)
-	}
-	if err := p.b.m.Rekey("a", ""); err != nil {
-		t.Fatal(err)
-	}
+	p, old, oldSPIi := startChildAndIKERekey(t, "aes256gcm16-x25519")
 	p.net.drop()    // A's CHILD SA rekey request on the old IKE SA
 	p.net.deliver() // B's IKE SA rekey: A answers and moves to the new IKE SA
 	p.net.deliver() // B's rekey completes; it deletes the old IKE SA
