@@ -323,6 +323,13 @@ func runCrossing(t *testing.T, c collision, props proposals, ord []token, lose i
 	}
 	synctest.Test(t, func(t *testing.T) {
 		pa, pb := peerPair(t, props.ike, props.esp)
+		if props.ikeB != "" {
+			// The two sides prefer different proposals: each one's
+			// rekey takes the responder's preference (RFC 7296, Section
+			// 2.7), so one uses IKE_FOLLOWUP_KE and the other not.
+			pa.Proposals = mustIKE(t, props.ike, props.ikeB)
+			pb.Proposals = mustIKE(t, props.ikeB, props.ike)
+		}
 		p := newStepPair(t, pa, pb, func(a, b *Config) {
 			a.Rand, b.Rand = newSeqRand(2*seed), newSeqRand(2*seed+1)
 			a.Logger = slog.New(countingHandler{a.Logger.Handler(), &r.won, &r.lost})
@@ -441,11 +448,16 @@ func TestRekeyCollisions(t *testing.T) {
 	// The CHILD SAs use PFS, and in a second pass an additional key
 	// exchange (RFC 9370, Section 2.2.4), so that the rekeys go through
 	// IKE_FOLLOWUP_KE exchanges after the crossing CREATE_CHILD_SAs; in
-	// a third pass the IKE SA has one too, so that its rekeys do as well.
+	// a third pass the IKE SA has one too, so that its rekeys do as well;
+	// in a fourth, A's IKE SA rekey has one and B's none (the responder's
+	// preference decides).
 	passes := []proposals{
-		{"aes256gcm16-prfsha256-x25519", "aes256gcm16-x25519"},
-		{"aes256gcm16-prfsha256-x25519", "aes256gcm16-x25519-ke1_mlkem768"},
-		{"aes256gcm16-prfsha256-x25519-ke1_mlkem768", "aes256gcm16-x25519-ke1_mlkem768"},
+		{"aes256gcm16-prfsha256-x25519", "aes256gcm16-x25519", ""},
+		{"aes256gcm16-prfsha256-x25519", "aes256gcm16-x25519-ke1_mlkem768", ""},
+		{"aes256gcm16-prfsha256-x25519-ke1_mlkem768", "aes256gcm16-x25519-ke1_mlkem768", ""},
+		// A simultaneous IKE SA rekey where only one of the two uses
+		// IKE_FOLLOWUP_KE.
+		{"aes256gcm16-prfsha256-x25519", "aes256gcm16-x25519-ke1_mlkem768", "aes256gcm16-prfsha256-x25519-ke1_mlkem768"},
 	}
 	runs, laterRuns, steps, rows := 0, 0, 0, 0
 	for _, props := range passes {
@@ -459,12 +471,19 @@ func TestRekeyCollisions(t *testing.T) {
 
 // proposals are the IKE SA's and the CHILD SA's proposals of a pass of
 // TestRekeyCollisions.
-type proposals struct{ ike, esp string }
+type proposals struct {
+	ike, esp string
+	ikeB     string // when set, A prefers ike and B ikeB
+}
 
 // runCollision runs one row of TestRekeyCollisions in every order, with
 // and without loss.
 func runCollision(t *testing.T, c collision, props proposals, orders [][]token, runs, laterRuns, steps *int) {
-	t.Run(c.name()+"/"+props.ike+"/"+props.esp, func(t *testing.T) {
+	name := c.name() + "/" + props.ike + "/" + props.esp
+	if props.ikeB != "" {
+		name = c.name() + "/mixed/" + props.esp
+	}
+	t.Run(name, func(t *testing.T) {
 		var won, lost int32
 		retried := 0
 		for oi, ord := range orders {

@@ -324,6 +324,23 @@ func (s *session) finishIKERekey(x *ikeSA, f *followupKE) error {
 	if s.peerIKE != nil && s.resolveIKECollision(x, nx, f.ni, f.nr) {
 		return nil
 	}
+	if pf := s.followup; s.peerIKE == nil && pf != nil && pf.child == nil {
+		// The peer's rekey, which we answered, waits for its
+		// IKE_FOLLOWUP_KE exchanges while ours, without them, is done:
+		// the four nonces decide (RFC 7296, Section 2.8.2; RFC 9370,
+		// Section 2.2.4), as the peer decides once it has our answer.
+		if lowestNonce([2][]byte{f.ni, f.nr}, [2][]byte{pf.ni, pf.nr}) {
+			// Ours is redundant: we delete it, and the peer's completes
+			// on x, which it then deletes.
+			s.log.Info("ike: IKE SA rekey collision lost", "peer", s.peerName())
+			s.forgetRedundant()
+			s.redundant, s.redundantUntil = nx, s.now().Add(staleTimeout)
+			s.startRequest(nx, &deleteIKETask{redundant: true})
+			return nil
+		}
+		s.log.Info("ike: IKE SA rekey collision won", "peer", s.peerName())
+		s.dropFollowup() // the peer stops its rekey
+	}
 	s.switchIKE(x, nx)
 	// RFC 7296, Section 1.3.2: the initiator deletes the old IKE SA; the
 	// kick sends the Delete once no IKE_FOLLOWUP_KE exchange we answer

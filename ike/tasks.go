@@ -60,7 +60,9 @@ package ike
 //     CREATE_CHILD_SA exchanges decide as soon as a side knows all four,
 //     before further key exchanges: the losing initiator stops (and
 //     deletes the new IKE SA only if the peer's answer already completed
-//     it), the winner forgets its responder state for the loser.
+//     it), the winner forgets its responder state for the loser. When only
+//     one of the two uses IKE_FOLLOWUP_KE, the side whose rekey is done
+//     first decides against the peer's that waits (finishIKERekey).
 //   - CHILD SA rekey against IKE SA rekey (Sections 2.8, 2.25.2): the CHILD
 //     SA rekey is answered on the IKE SA it came on, even the old one, with
 //     that SA's SK_d; the CHILD SAs then move to the new IKE SA. With
