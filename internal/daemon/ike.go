@@ -193,8 +193,23 @@ func (i *installer) owns(proto sa.Protocol, spi uint32) bool {
 // data plane shares, otherwise over the port 500 socket.
 type ikeTransport struct{ d *Daemon }
 
+// sourceWriter is a UDP socket bound to every address that can send one
+// datagram from a chosen local address (conn.UDPConn.WriteFrom).
+type sourceWriter interface {
+	WriteFrom(b []byte, from, to netip.AddrPort) error
+}
+
+// Send sends pkt from the IKE SA's local address from. On the NAT-T socket
+// it must not leave it to the routing table: a host with several addresses
+// would send from its preferred one rather than the connection's
+// local_addrs, and the peer would see the IKE SA move or, before
+// IKE_AUTH, no reply at all (RFC 7296, Sections 2.11 and 2.23). A NAT-T
+// socket without WriteFrom (an in-memory twin) sends from its own address.
 func (t ikeTransport) Send(pkt []byte, from, to netip.AddrPort) error {
 	if from.Port() == t.d.nattPort() && t.d.opts.UDP != nil {
+		if w, ok := t.d.opts.UDP.(sourceWriter); ok {
+			return w.WriteFrom(pkt, from, to)
+		}
 		return t.d.opts.UDP.Write([][]byte{pkt}, to)
 	}
 	return t.d.opts.IKE.WriteTo(pkt, from, to)

@@ -2,12 +2,16 @@ package daemon
 
 import (
 	"errors"
+	"net/netip"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
+	"github.com/goipsec/goipsec/conn"
 	"github.com/goipsec/goipsec/conn/conntest"
 	"github.com/goipsec/goipsec/ctlapi"
+	"github.com/goipsec/goipsec/ike"
 )
 
 // TestRekeyBeforeEstablishedIsAnError is the regression test of issue 8's
@@ -48,4 +52,60 @@ func TestRekeyBeforeEstablishedIsAnError(t *testing.T) {
 		t.Fatalf("Rekey(net) once established: %v", err)
 	}
 	waitFor(t, "the IKE SA rekeyed", func() bool { return a.d.ike.Stats().IKERekeys == 1 })
+}
+
+// sourceUDP is a NAT-T socket twin that records the source address asked
+// for by each WriteFrom (conn.UDPConn sends from it).
+type sourceUDP struct {
+	*conntest.UDP
+	mu    sync.Mutex
+	froms []netip.AddrPort
+}
+
+func (u *sourceUDP) WriteFrom(b []byte, from, to netip.AddrPort) error {
+	u.mu.Lock()
+	u.froms = append(u.froms, from)
+	u.mu.Unlock()
+	return u.UDP.Write([][]byte{b}, to)
+}
+
+// TestIKEOverNATTSendsFromLocalAddrs is the daemon half of the regression
+// test of issue 8's first daemon bug (the socket half is conn's
+// TestWriteFromSource): with encap yes, IKE moves to port 4500 after
+// IKE_SA_INIT (RFC 7296, Section 2.23), and every message the initiator
+// sends there must go out through WriteFrom with the connection's
+// local_addrs (192.0.2.1:4500), not through Write, which leaves the source
+// to the routing table.
+func TestIKEOverNATTSendsFromLocalAddrs(t *testing.T) {
+	nw, inw := conntest.NewNetwork(1024), &ikeNet{}
+	ca, cb := ikeConfig(t, "a", "start", "correct horse battery staple"), ikeConfig(t, "b", "none", "correct horse battery staple")
+	ca.Connections[0].Encap, cb.Connections[0].Encap = true, true
+	local := netip.MustParseAddr("192.0.2.1")
+	var rec *sourceUDP
+	newIKEPeer(t, nw, inw, "b", cb)
+	a, _ := startWrapped(t, nw, local, ca, inw.listen(local), func(u *conntest.UDP) conn.UDP {
+		rec = &sourceUDP{UDP: u}
+		return rec
+	})
+	waitFor(t, "the IKE and CHILD SA up", func() bool {
+		sas := a.d.ike.SAs()
+		return len(sas) == 1 && sas[0].State == ike.StateEstablished && len(sas[0].Children) == 1
+	})
+	if s := a.d.ike.SAs()[0]; s.Local.Port() != conn.NATTPort {
+		t.Fatalf("IKE SA on %v, not on port 4500", s.Local)
+	}
+	if err := a.d.Rekey(t.Context(), "net/lan"); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the CHILD SA rekeyed", func() bool { return a.d.ike.Stats().ChildRekeys == 1 })
+	rec.mu.Lock()
+	defer rec.mu.Unlock()
+	if len(rec.froms) < 2 {
+		t.Fatalf("%d IKE messages sent through WriteFrom, want IKE_AUTH and CREATE_CHILD_SA at least", len(rec.froms))
+	}
+	for _, f := range rec.froms {
+		if f != netip.AddrPortFrom(local, conn.NATTPort) {
+			t.Errorf("IKE sent from %v, want %v:4500", f, local)
+		}
+	}
 }
