@@ -107,24 +107,23 @@ func startPeer(t *testing.T, nw *conntest.Network, side string, cfg *config.Conf
 
 // startAt starts a daemon with address addr on nw.
 func startAt(t *testing.T, nw *conntest.Network, addr netip.Addr, cfg *config.Config, ikeSock IKESocket) (*peer, *conntest.UDP) {
-	return startWrapped(t, nw, addr, cfg, ikeSock, nil)
+	return startTweaked(t, nw, addr, cfg, ikeSock, nil)
 }
 
-// startWrapped is startAt with the NAT-T socket wrapped by wrap (nil: as
-// it is).
-func startWrapped(t *testing.T, nw *conntest.Network, addr netip.Addr, cfg *config.Config, ikeSock IKESocket, wrap func(*conntest.UDP) conn.UDP) (*peer, *conntest.UDP) {
+// startTweaked is startAt with the Options changed by tweak (nil: none)
+// before the daemon starts.
+func startTweaked(t *testing.T, nw *conntest.Network, addr netip.Addr, cfg *config.Config, ikeSock IKESocket, tweak func(*Options)) (*peer, *conntest.UDP) {
 	dev := tuntest.New(1400, 16, 256)
 	udp := nw.UDP(netip.AddrPortFrom(addr, conn.NATTPort), 16, 256)
 	rt := fakeRouter{routes: make(chan []policy.Route, 8)}
 	// IKE negotiates no UDP encapsulation without a NAT: ESP goes raw.
 	raw := nw.Raw(addr, 50, 16, 256)
-	var natt conn.UDP = udp
-	if wrap != nil {
-		natt = wrap(udp)
-	}
-	opts := Options{TUN: dev, UDP: natt, Raw: []conn.Raw{raw}, Router: rt, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))}
+	opts := Options{TUN: dev, UDP: udp, Raw: []conn.Raw{raw}, Router: rt, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))}
 	if ikeSock != nil {
 		opts.IKE = ikeSock
+	}
+	if tweak != nil {
+		tweak(&opts)
 	}
 	d, err := New(cfg, opts)
 	if err != nil {

@@ -71,33 +71,41 @@ func (u *sourceUDP) WriteFrom(b []byte, from, to netip.AddrPort) error {
 
 // TestIKEOverNATTSendsFromLocalAddrs is the daemon half of the regression
 // test of issue 8's first daemon bug (the socket half is conn's
-// TestWriteFromSource): with encap yes, IKE moves to port 4500 after
-// IKE_SA_INIT (RFC 7296, Section 2.23), and every message the initiator
-// sends there must go out through WriteFrom with the connection's
-// local_addrs (192.0.2.1:4500), not through Write, which leaves the source
-// to the routing table.
+// TestWriteFromSource, the namespace one e2e's TestIKEFromLocalAddrs):
+// with encap yes, IKE moves to port 4500 after IKE_SA_INIT (RFC 7296,
+// Section 2.23), and every message the initiator sends there must go out
+// through WriteFrom with the connection's local_addrs (192.0.2.1:4500),
+// not through Write, which leaves the source to the routing table. Here
+// the routing table (IKEConfig.LocalAddr) prefers another address,
+// 192.0.2.99, as it does on a host whose local_addrs is a secondary
+// address: the answers that reach the NAT-T socket, which does not say
+// which address they reached, must not move the IKE SA there.
 func TestIKEOverNATTSendsFromLocalAddrs(t *testing.T) {
 	nw, inw := conntest.NewNetwork(1024), &ikeNet{}
 	ca, cb := ikeConfig(t, "a", "start", "correct horse battery staple"), ikeConfig(t, "b", "none", "correct horse battery staple")
 	ca.Connections[0].Encap, cb.Connections[0].Encap = true, true
-	local := netip.MustParseAddr("192.0.2.1")
+	local, preferred := netip.MustParseAddr("192.0.2.1"), netip.MustParseAddr("192.0.2.99")
 	var rec *sourceUDP
 	newIKEPeer(t, nw, inw, "b", cb)
-	a, _ := startWrapped(t, nw, local, ca, inw.listen(local), func(u *conntest.UDP) conn.UDP {
-		rec = &sourceUDP{UDP: u}
-		return rec
+	a, _ := startTweaked(t, nw, local, ca, inw.listen(local), func(o *Options) {
+		rec = &sourceUDP{UDP: o.UDP.(*conntest.UDP)}
+		o.UDP = rec
+		o.IKEConfig.LocalAddr = func(netip.Addr) (netip.Addr, error) { return preferred, nil }
 	})
 	waitFor(t, "the IKE and CHILD SA up", func() bool {
 		sas := a.d.ike.SAs()
 		return len(sas) == 1 && sas[0].State == ike.StateEstablished && len(sas[0].Children) == 1
 	})
-	if s := a.d.ike.SAs()[0]; s.Local.Port() != conn.NATTPort {
-		t.Fatalf("IKE SA on %v, not on port 4500", s.Local)
+	if s := a.d.ike.SAs()[0]; s.Local != netip.AddrPortFrom(local, conn.NATTPort) {
+		t.Errorf("IKE SA on %v, want %v:4500", s.Local, local)
 	}
 	if err := a.d.Rekey(t.Context(), "net/lan"); err != nil {
 		t.Fatal(err)
 	}
 	waitFor(t, "the CHILD SA rekeyed", func() bool { return a.d.ike.Stats().ChildRekeys == 1 })
+	if s := a.d.ike.SAs()[0]; s.Local != netip.AddrPortFrom(local, conn.NATTPort) || s.Children[len(s.Children)-1].Local.Addr() != local {
+		t.Errorf("after the rekey: IKE SA on %v, CHILD SA from %v; want %v", s.Local, s.Children[len(s.Children)-1].Local, local)
+	}
 	rec.mu.Lock()
 	defer rec.mu.Unlock()
 	if len(rec.froms) < 2 {
