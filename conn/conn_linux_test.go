@@ -139,3 +139,62 @@ func TestRawLoopback(t *testing.T) {
 		}
 	}
 }
+
+// TestWriteFromSource is the socket half of the regression test of issue
+// 8's first daemon bug: the NAT-T socket (port 4500) and the IKE socket
+// (port 500) are bound to every address, so a datagram leaves with the
+// source address the routing table prefers (127.0.0.1 towards 127.0.0.1)
+// unless the socket is told another: UDPConn.WriteFrom and IKEConn.WriteTo
+// must leave from the address asked for (127.0.0.2, also local on the
+// loopback), on a dual-stack and on an IPv4-only socket. IKEConn.WriteTo
+// used to lose an IPv4 source in x/net/ipv6's control message.
+func TestWriteFromSource(t *testing.T) {
+	type writeFrom func(b []byte, from, to netip.AddrPort) error
+	for _, bind := range []string{"udp [::]:0", "udp 0.0.0.0:0", "ike"} {
+		t.Run(bind, func(t *testing.T) {
+			var send writeFrom
+			if bind == "ike" {
+				k, err := ListenIKE(0, 0)
+				if err != nil {
+					t.Fatal(err)
+				}
+				defer k.Close()
+				send = k.WriteTo
+			} else {
+				a, err := ListenUDP(netip.MustParseAddrPort(bind[4:]), 0)
+				if err != nil {
+					t.Fatal(err)
+				}
+				defer a.Close()
+				send = a.WriteFrom
+			}
+			b, err := ListenUDP(netip.MustParseAddrPort("127.0.0.1:0"), 0)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer b.Close()
+			bufs := [][]byte{make([]byte, 2048)}
+			sizes, addrs := make([]int, 1), make([]netip.AddrPort, 1)
+			recvFrom := func() netip.Addr {
+				if _, err := b.Read(bufs, sizes, addrs, 0); err != nil {
+					t.Fatal(err)
+				}
+				return addrs[0].Addr()
+			}
+			// An unspecified source leaves it to the routing table.
+			if err := send([]byte("any"), netip.AddrPortFrom(netip.IPv4Unspecified(), 4500), b.LocalAddr()); err != nil {
+				t.Fatal(err)
+			}
+			if got := recvFrom(); got != netip.MustParseAddr("127.0.0.1") {
+				t.Errorf("unspecified source: from %v, want the routing table's 127.0.0.1", got)
+			}
+			src := netip.MustParseAddr("127.0.0.2")
+			if err := send([]byte("chosen"), netip.AddrPortFrom(src, 4500), b.LocalAddr()); err != nil {
+				t.Fatal(err)
+			}
+			if got := recvFrom(); got != src || string(bufs[0][:sizes[0]]) != "chosen" {
+				t.Errorf("%q from %v, want %q from %v", bufs[0][:sizes[0]], got, "chosen", src)
+			}
+		})
+	}
+}

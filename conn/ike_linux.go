@@ -70,21 +70,20 @@ func (k *IKEConn) ReadFrom(b []byte) (n int, from, to netip.AddrPort, err error)
 	return n, from, unmapPort(local), nil
 }
 
-// WriteTo sends b to to, from the local address of from when it is valid.
+// WriteTo sends b to to, from the local address of from when it is valid
+// and specified. The control message is built by hand (pktinfo): the
+// x/net/ipv6 one leaves an IPv4-mapped source out, so IKE to an IPv4 peer
+// left from the address the routing table prefers, not the IKE SA's.
 func (k *IKEConn) WriteTo(b []byte, from, to netip.AddrPort) error {
-	var cm *ipv6.ControlMessage
-	if from.Addr().IsValid() && !from.Addr().IsUnspecified() {
-		src := from.Addr()
-		if src.Is4() {
-			src = netip.AddrFrom16(src.As16())
-		}
-		cm = &ipv6.ControlMessage{Src: src.AsSlice()}
+	var oob []byte
+	if src := from.Addr(); src.IsValid() && !src.IsUnspecified() {
+		oob = pktinfo(src, true)
 	}
 	dst := to.Addr()
 	if dst.Is4() {
 		dst = netip.AddrFrom16(dst.As16())
 	}
-	_, err := k.pc.WriteTo(b, cm, net.UDPAddrFromAddrPort(netip.AddrPortFrom(dst, to.Port())))
+	_, _, err := k.c.WriteMsgUDPAddrPort(b, oob, netip.AddrPortFrom(dst, to.Port()))
 	return err
 }
 

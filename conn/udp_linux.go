@@ -281,4 +281,56 @@ func (u *UDPConn) write(bufs [][]byte, dst netip.AddrPort) error {
 	return fmt.Errorf("conn: sendmmsg to %v: %w", dst, m.errno)
 }
 
+// WriteFrom sends b as one datagram to dst from the local address of from
+// when it is valid and specified (IP_PKTINFO or IPV6_PKTINFO), so that a
+// socket bound to every address, like the NAT-T socket on port 4500,
+// sends IKE from the address the IKE SA uses rather than the one the
+// routing table prefers (RFC 7296, Section 2.11: the peer matches
+// responses and the NAT detection hashes of Section 2.23 against the
+// endpoints). The port of from is not used: it is the socket's. Safe for
+// concurrent use with Write.
+func (u *UDPConn) WriteFrom(b []byte, from, dst netip.AddrPort) error {
+	var oob []byte
+	if src := from.Addr(); src.IsValid() && !src.IsUnspecified() {
+		oob = pktinfo(src, u.v6sock)
+	}
+	to := dst
+	if u.v6sock && to.Addr().Is4() {
+		to = netip.AddrPortFrom(netip.AddrFrom16(to.Addr().As16()), to.Port())
+	}
+	if _, _, err := u.c.WriteMsgUDPAddrPort(b, oob, to); err != nil {
+		return fmt.Errorf("conn: sendmsg to %v from %v: %w", dst, from.Addr(), mapClosed(err))
+	}
+	return nil
+}
+
+// pktinfo returns the control message that makes the kernel send from src:
+// IPV6_PKTINFO on an IPv6 socket, with src as an IPv4-mapped address when
+// the datagram goes to an IPv4 peer (Linux takes it as IP_PKTINFO then),
+// and IP_PKTINFO on an IPv4 socket. golang.org/x/net/ipv6 leaves an
+// IPv4-mapped source out of its control message, hence the hand-built one.
+func pktinfo(src netip.Addr, v6sock bool) []byte {
+	if v6sock {
+		b, data := cmsg(unix.IPPROTO_IPV6, unix.IPV6_PKTINFO, unix.SizeofInet6Pktinfo)
+		(*unix.Inet6Pktinfo)(data).Addr = src.As16()
+		return b
+	}
+	if !src.Is4() {
+		return nil
+	}
+	b, data := cmsg(unix.IPPROTO_IP, unix.IP_PKTINFO, unix.SizeofInet4Pktinfo)
+	(*unix.Inet4Pktinfo)(data).Spec_dst = src.As4()
+	return b
+}
+
+// cmsg returns a zeroed control message of level and typ with size bytes
+// of data, and a pointer to the data.
+func cmsg(level, typ int32, size int) ([]byte, unsafe.Pointer) {
+	b := make([]byte, unix.CmsgSpace(size))
+	h := (*unix.Cmsghdr)(unsafe.Pointer(&b[0]))
+	h.Level, h.Type = level, typ
+	h.SetLen(unix.CmsgLen(size))
+	return b, unsafe.Pointer(&b[unix.CmsgLen(0)])
+}
+
 var _ UDP = (*UDPConn)(nil)

@@ -264,10 +264,47 @@ func (d *Daemon) Rekey(ctx context.Context, name string) error {
 		return ctlapi.Errorf(ctlapi.ErrUnavailable, "rekey %s: IKE is not running", name)
 	}
 	conn, child, _ := ctlapi.SplitName(name)
+	if err := d.rekeyable(conn, child); err != nil {
+		return ctlapi.Errorf(ctlapi.ErrConflict, "rekey %s: %v", name, err)
+	}
 	if err := d.ike.Rekey(conn, child); err != nil {
 		return ctlapi.Errorf(ctlapi.ErrNotFound, "rekey %s: %v", name, err)
 	}
 	return nil
+}
+
+// rekeyable says why conn (child "") or conn/child cannot be rekeyed now:
+// only an established IKE SA can be rekeyed or carry the CREATE_CHILD_SA
+// exchange that rekeys one of its CHILD SAs (RFC 7296, Sections 1.3.2 and
+// 1.3.3). Without this check a rekey asked for right after Initiate, while
+// IKE_SA_INIT or IKE_AUTH still runs, reached the engine, which ignored it,
+// and returned nil.
+func (d *Daemon) rekeyable(conn, child string) error {
+	known := false
+	for _, s := range d.ike.SAs() {
+		if s.Peer != conn {
+			continue
+		}
+		known = true
+		if s.State != ike.StateEstablished {
+			continue
+		}
+		if child == "" {
+			return nil
+		}
+		for _, c := range s.Children {
+			if c.Child == child {
+				return nil
+			}
+		}
+	}
+	switch {
+	case !known:
+		return nil // the engine says there is no such IKE SA
+	case child == "":
+		return errors.New("daemon: the IKE SA is not established yet; rekey it once it is")
+	}
+	return fmt.Errorf("daemon: no established IKE SA has CHILD SA %s yet; rekey it once it is up", child)
 }
 
 // Reload re-reads the configuration file and applies it.

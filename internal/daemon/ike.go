@@ -193,8 +193,23 @@ func (i *installer) owns(proto sa.Protocol, spi uint32) bool {
 // data plane shares, otherwise over the port 500 socket.
 type ikeTransport struct{ d *Daemon }
 
+// sourceWriter is a UDP socket bound to every address that can send one
+// datagram from a chosen local address (conn.UDPConn.WriteFrom).
+type sourceWriter interface {
+	WriteFrom(b []byte, from, to netip.AddrPort) error
+}
+
+// Send sends pkt from the IKE SA's local address from. On the NAT-T socket
+// it must not leave it to the routing table: a host with several addresses
+// would send from its preferred one rather than the connection's
+// local_addrs, and the peer would see the IKE SA move or, before
+// IKE_AUTH, no reply at all (RFC 7296, Sections 2.11 and 2.23). A NAT-T
+// socket without WriteFrom (an in-memory twin) sends from its own address.
 func (t ikeTransport) Send(pkt []byte, from, to netip.AddrPort) error {
 	if from.Port() == t.d.nattPort() && t.d.opts.UDP != nil {
+		if w, ok := t.d.opts.UDP.(sourceWriter); ok {
+			return w.WriteFrom(pkt, from, to)
+		}
 		return t.d.opts.UDP.Write([][]byte{pkt}, to)
 	}
 	return t.d.opts.IKE.WriteTo(pkt, from, to)
@@ -221,24 +236,79 @@ func (d *Daemon) readIKE() {
 // handleNATT is the data plane's hook for IKE messages on port 4500, which
 // arrive with the non-ESP marker: the engine owns it, adding it to what it
 // sends from port 4500 and stripping it from what it receives there
-// (RFC 3948, Section 2.2). The NAT-T socket is not bound to one address and does not report the one a datagram
-// reached, so the local address is the source address the routing table
-// gives towards the sender (IKEConfig.LocalAddr), or unspecified without
-// that hook. The engine takes the addresses of an authenticated message as
-// the IKE SA's new endpoints (RFC 7296, Section 2.23), and the CHILD SAs it
-// installs after the move to port 4500 copy them, so an unspecified address
-// would show as 0.0.0.0:4500 in "ipsecctl sas".
+// (RFC 3948, Section 2.2). The NAT-T socket is not bound to one address and
+// does not report the one a datagram reached, so the local address is
+// natLocal's guess. The engine takes the addresses of an authenticated
+// message as the IKE SA's new endpoints (RFC 7296, Section 2.23), sends
+// from them, and the CHILD SAs it installs after the move to port 4500
+// copy them: a wrong guess moves the IKE SA off the connection's
+// local_addrs.
 func (d *Daemon) handleNATT(pkt []byte, from netip.AddrPort) {
-	local := netip.IPv6Unspecified()
-	if from.Addr().Is4() {
-		local = netip.IPv4Unspecified()
-	}
-	if f := d.opts.IKEConfig.LocalAddr; f != nil {
-		if a, err := f(from.Addr()); err == nil && a.IsValid() && a.Is4() == from.Addr().Is4() {
-			local = a
+	d.ike.HandlePacket(pkt, from, netip.AddrPortFrom(d.natLocal(from.Addr()), d.nattPort()))
+}
+
+// natLocal returns the local address an IKE message from remote on the
+// NAT-T socket most likely reached: the single local_addrs of the
+// connections whose remote_addrs hold remote, when they agree on one;
+// otherwise the source address the routing table gives towards remote
+// (IKEConfig.LocalAddr); otherwise the unspecified address. The routing
+// table alone got it wrong on a host with several addresses on one link:
+// an initiator whose local_addrs is a secondary address moved its IKE SA
+// to the primary one with the first answer on port 4500 (issue 8).
+func (d *Daemon) natLocal(remote netip.Addr) netip.Addr {
+	remote = remote.Unmap()
+	var local netip.Addr
+	if snap := d.pol.Load(); snap != nil {
+		for _, p := range snap.Peers {
+			if !inPrefixes(p.RemoteAddrs, remote) {
+				continue
+			}
+			l := singleHost(p.LocalAddrs, remote.Is4())
+			if !l.IsValid() || (local.IsValid() && l != local) {
+				local = netip.Addr{}
+				break
+			}
+			local = l
 		}
 	}
-	d.ike.HandlePacket(pkt, from, netip.AddrPortFrom(local, d.nattPort()))
+	if local.IsValid() {
+		return local
+	}
+	if f := d.opts.IKEConfig.LocalAddr; f != nil {
+		if a, err := f(remote); err == nil && a.IsValid() && a.Is4() == remote.Is4() {
+			return a
+		}
+	}
+	if remote.Is4() {
+		return netip.IPv4Unspecified()
+	}
+	return netip.IPv6Unspecified()
+}
+
+// inPrefixes reports whether a lies in ps; empty ps holds every address.
+func inPrefixes(ps []netip.Prefix, a netip.Addr) bool {
+	for _, p := range ps {
+		if p.Contains(a) {
+			return true
+		}
+	}
+	return len(ps) == 0
+}
+
+// singleHost returns the one single-address prefix of ps of the IP
+// version (4 or 6), or the zero Addr if there is none or more than one.
+func singleHost(ps []netip.Prefix, v4 bool) netip.Addr {
+	var out netip.Addr
+	for _, p := range ps {
+		if !p.IsSingleIP() || p.Addr().Is4() != v4 {
+			continue
+		}
+		if out.IsValid() {
+			return netip.Addr{}
+		}
+		out = p.Addr()
+	}
+	return out
 }
 
 // acquire starts IKE for a PROTECT rule that has no SA, once per policy (the

@@ -107,6 +107,12 @@ func startPeer(t *testing.T, nw *conntest.Network, side string, cfg *config.Conf
 
 // startAt starts a daemon with address addr on nw.
 func startAt(t *testing.T, nw *conntest.Network, addr netip.Addr, cfg *config.Config, ikeSock IKESocket) (*peer, *conntest.UDP) {
+	return startTweaked(t, nw, addr, cfg, ikeSock, nil)
+}
+
+// startTweaked is startAt with the Options changed by tweak (nil: none)
+// before the daemon starts.
+func startTweaked(t *testing.T, nw *conntest.Network, addr netip.Addr, cfg *config.Config, ikeSock IKESocket, tweak func(*Options)) (*peer, *conntest.UDP) {
 	dev := tuntest.New(1400, 16, 256)
 	udp := nw.UDP(netip.AddrPortFrom(addr, conn.NATTPort), 16, 256)
 	rt := fakeRouter{routes: make(chan []policy.Route, 8)}
@@ -115,6 +121,9 @@ func startAt(t *testing.T, nw *conntest.Network, addr netip.Addr, cfg *config.Co
 	opts := Options{TUN: dev, UDP: udp, Raw: []conn.Raw{raw}, Router: rt, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))}
 	if ikeSock != nil {
 		opts.IKE = ikeSock
+	}
+	if tweak != nil {
+		tweak(&opts)
 	}
 	d, err := New(cfg, opts)
 	if err != nil {
