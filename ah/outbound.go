@@ -196,17 +196,18 @@ func innerTOS(p []byte, v6 bool) uint8 {
 
 func (o *Outbound) sealTransport(buf []byte, start, end int, seq uint64, v6 bool, ihl int) (int, int, error) {
 	p := buf[start:end]
-	hdrLen, nhOff, err := packet.TransportSplit(p)
-	if err != nil || hdrLen > len(p) || nhOff < 0 || nhOff >= hdrLen {
+	var sp packet.Split
+	if packet.SplitTransport(p, &sp) != nil || sp.HdrLen > len(p) {
 		return 0, 0, sa.DropMalformed
 	}
+	hdrLen, nhOff := sp.HdrLen, sp.NextHdrOff
 	// Check the headers the ICV will cover before anything is moved.
 	if v6 {
 		if _, _, d := walk6(p, hdrLen, false); d != sa.DropNone {
 			return 0, 0, d
 		}
 	} else {
-		if ipv4Fragment(p) || hdrLen != ihl {
+		if sp.Fragment || hdrLen != ihl {
 			return 0, 0, sa.DropMalformed
 		}
 		if d := options4(p[:ihl], false); d != sa.DropNone {

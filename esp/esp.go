@@ -48,11 +48,10 @@ const (
 
 // IP protocol numbers used here.
 const (
-	protoIPv4     = iana.ProtoIPv4
-	protoIPv6     = iana.ProtoIPv6
-	protoESP      = iana.ProtoESP
-	protoNoNext   = iana.ProtoNoNext
-	protoFragment = iana.ProtoFragment
+	protoIPv4   = iana.ProtoIPv4
+	protoIPv6   = iana.ProtoIPv6
+	protoESP    = iana.ProtoESP
+	protoNoNext = iana.ProtoNoNext
 )
 
 // Default sequence-number margins for the soft LimitSeq event: the event

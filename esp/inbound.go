@@ -86,17 +86,18 @@ func (in *Inbound) Decrypt(buf []byte, start, end int) (nstart, nend int, seq ui
 		return 0, 0, 0, d
 	}
 	pkt = pkt[:n]
-	hdrLen, nhOff, perr := packet.TransportSplit(pkt)
-	if perr != nil {
+	var sp packet.Split
+	if perr := packet.SplitTransport(pkt, &sp); perr != nil {
 		if d, ok := perr.(sa.Drop); ok && d == sa.DropTruncated {
 			return 0, 0, 0, d
 		}
 		return 0, 0, 0, sa.DropMalformed
 	}
-	if hdrLen > len(pkt) || nhOff < 0 || nhOff >= hdrLen || pkt[nhOff] != protoESP {
+	hdrLen, nhOff := sp.HdrLen, sp.NextHdrOff
+	if hdrLen > len(pkt) || pkt[nhOff] != protoESP {
 		return 0, 0, 0, sa.DropMalformed
 	}
-	if isFragment(pkt, hdrLen) {
+	if sp.Fragment {
 		// ESP is removed from whole datagrams only: the IP layer
 		// reassembles first (RFC 4303, Section 3.4.1).
 		return 0, 0, 0, sa.DropMalformed

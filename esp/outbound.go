@@ -195,11 +195,12 @@ func (o *Outbound) sealTunnel(buf []byte, start, end int, seq uint64, nh uint8) 
 
 func (o *Outbound) sealTransport(buf []byte, start, end int, seq uint64) (int, int, error) {
 	pkt := buf[start:end]
-	hdrLen, nhOff, err := packet.TransportSplit(pkt)
-	if err != nil || hdrLen > len(pkt) || nhOff < 0 || nhOff >= hdrLen {
+	var sp packet.Split
+	if packet.SplitTransport(pkt, &sp) != nil || sp.HdrLen > len(pkt) {
 		return 0, 0, sa.DropMalformed
 	}
-	if isFragment(pkt, hdrLen) {
+	hdrLen, nhOff := sp.HdrLen, sp.NextHdrOff
+	if sp.Fragment {
 		// RFC 4301, Section 7: transport-mode SAs carry whole datagrams.
 		return 0, 0, sa.DropMalformed
 	}

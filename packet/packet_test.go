@@ -536,3 +536,41 @@ func BenchmarkDecode(b *testing.B) {
 		}
 	})
 }
+
+// TestSplitTransport checks SplitTransport's fragment report and that the
+// one IPv6 walker (IPv6Ext) stops, crosses and fails as TransportSplit and
+// Decode expect: a Fragment header, atomic or not, is reported; hop-by-hop
+// options after the first header and unknown headers are not crossed.
+func TestSplitTransport(t *testing.T) {
+	for _, tc := range []struct {
+		name     string
+		pkt      []byte
+		hdrLen   int
+		fragment bool
+	}{
+		{"ipv4", fuzzSeed(t, "ipv4-tcp"), 20, false},
+		{"ipv4 fragment", fuzzSeed(t, "ipv4-nonfirst-fragment"), 20, true},
+		{"ipv6 udp", v6(17, udp8), 40, false},
+		{"ipv6 atomic fragment", v6(44, frag(17, 0, false), udp8), 48, true},
+		{"ipv6 chain", v6(0, ext(60, 0), ext(43, 0), ext(44, 1), frag(60, 0, false), ext(17, 0), udp8), 80, true},
+	} {
+		var sp Split
+		if err := SplitTransport(tc.pkt, &sp); err != nil || sp.HdrLen != tc.hdrLen || sp.Fragment != tc.fragment {
+			t.Errorf("%s: SplitTransport = %+v, %v; want HdrLen %d, Fragment %v", tc.name, sp, err, tc.hdrLen, tc.fragment)
+		}
+	}
+	w := WalkIPv6(v6(43, ext(0, 0), ext(17, 0)))
+	if _, err := w.Skip(); err != nil || w.NextHeader != 0 || w.NextHeaderOff != 40 || w.Off != 48 {
+		t.Fatalf("routing: %v %+v", err, w)
+	}
+	if _, err := w.Skip(); err != sa.DropMalformed {
+		t.Errorf("hop-by-hop not first: %v, want %v", err, sa.DropMalformed)
+	}
+	w = WalkIPv6(v6(17, udp8))
+	if w.IsExt() {
+		t.Error("UDP reads as an extension header")
+	}
+	if _, err := w.Skip(); err != sa.DropMalformed {
+		t.Errorf("Skip over UDP: %v", err)
+	}
+}
