@@ -3,7 +3,6 @@ package esp
 import (
 	"encoding/binary"
 
-	"github.com/goipsec/goipsec/packet"
 	"github.com/goipsec/goipsec/sa"
 )
 
@@ -47,26 +46,4 @@ func ipLength(b []byte) (n int, proto uint8, d sa.Drop) {
 		return n, protoIPv6, sa.DropNone
 	}
 	return 0, 0, sa.DropMalformed
-}
-
-// setIPLength stores the packet length total into the IP header at the
-// start of b (IPv4: total length, with the header checksum recomputed; IPv6:
-// payload length). It fails with DropTooBig when the length does not fit.
-func setIPLength(b []byte, total int) sa.Drop {
-	if b[0]>>4 == 4 {
-		if total > 0xffff {
-			return sa.DropTooBig
-		}
-		binary.BigEndian.PutUint16(b[2:], uint16(total))
-		ihl := int(b[0]&0x0f) * 4
-		b[10], b[11] = 0, 0
-		binary.BigEndian.PutUint16(b[10:], packet.Checksum(b[:ihl], 0))
-		return sa.DropNone
-	}
-	pl := total - ipv6HeaderLen
-	if pl > 0xffff {
-		return sa.DropTooBig
-	}
-	binary.BigEndian.PutUint16(b[4:], uint16(pl))
-	return sa.DropNone
 }

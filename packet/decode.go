@@ -63,6 +63,10 @@ type Info struct {
 	// FirstFragment reports whether a fragment has offset 0 (its upper-layer
 	// header may be present). It is false when IsFragment is false.
 	FirstFragment bool
+	// Split is where transport-mode ESP or AH would go in this packet, as
+	// SplitTransport reports it, found in the same pass over the headers
+	// so that the packet engines need not parse the packet again.
+	Split Split
 }
 
 // Decode validates the IP packet at the start of b and fills info. It
@@ -135,6 +139,8 @@ func decode4(b []byte, info *Info) error {
 	info.L4Offset = hl
 	info.TotalLen = tl
 	off := h.FragOff()
+	info.Split = Split{Version: 4, HdrLen: hl, NextHdrOff: 9, TotalLen: tl,
+		Fragment: h.Flags()&IPv4FlagMF != 0 || off != 0}
 	if h.Flags()&IPv4FlagMF != 0 || off != 0 {
 		info.IsFragment = true
 		info.FirstFragment = off == 0
@@ -178,7 +184,17 @@ func decode6(b []byte, info *Info) error {
 	info.Dst = h.Dst()
 	info.TotalLen = tl
 	w := WalkIPv6(b[:tl])
+	info.Split = Split{Version: 6, TotalLen: tl}
+	split := false // info.Split.HdrLen is set
 	for w.IsExt() {
+		if !split && w.NextHeader == iana.ProtoDstOpts {
+			// The split stops at options for the final destination
+			// (see SplitTransport).
+			if next, ok := w.Peek(); ok && next != iana.ProtoRouting {
+				info.Split.HdrLen, info.Split.NextHdrOff, info.Split.Fragment = w.Off, w.NextHeaderOff, w.Fragment
+				split = true
+			}
+		}
 		if _, err := w.Skip(); err != nil {
 			return err
 		}
@@ -191,11 +207,17 @@ func decode6(b []byte, info *Info) error {
 			if w.FragOff != 0 {
 				// The headers after the fragment header belong to
 				// the first fragment only (RFC 8200, Section 4.5).
+				if !split {
+					info.Split.HdrLen, info.Split.NextHdrOff, info.Split.Fragment = w.Off, w.NextHeaderOff, true
+				}
 				info.Proto = w.NextHeader
 				info.L4Offset = w.Off
 				return nil
 			}
 		}
+	}
+	if !split {
+		info.Split.HdrLen, info.Split.NextHdrOff, info.Split.Fragment = w.Off, w.NextHeaderOff, w.Fragment
 	}
 	info.Proto = w.NextHeader
 	info.L4Offset = w.Off
@@ -372,14 +394,9 @@ func FixTransportChecksum(pkt []byte) error {
 	if err := Decode(pkt, &info); err != nil {
 		return err
 	}
-	var csumOff int
 	switch {
-	case info.Proto == iana.ProtoTCP:
-		csumOff = 16 // RFC 9293, Section 3.1
-	case info.Proto == iana.ProtoUDP:
-		csumOff = 6 // RFC 768
+	case info.Proto == iana.ProtoTCP, info.Proto == iana.ProtoUDP:
 	case info.Proto == iana.ProtoICMPv6 && info.Version == 6:
-		csumOff = 2 // RFC 4443, Section 2.3
 	default:
 		return nil
 	}
@@ -387,25 +404,5 @@ func FixTransportChecksum(pkt []byte) error {
 		return sa.DropUnsupported
 	}
 	// Decode checked that the header is whole for these protocols.
-	l4 := pkt[info.L4Offset:info.TotalLen]
-	if info.Proto == iana.ProtoUDP {
-		n := int(binary.BigEndian.Uint16(l4[4:]))
-		if n < udpHeaderLen {
-			return sa.DropMalformed
-		}
-		if n > len(l4) {
-			return sa.DropTruncated
-		}
-		l4 = l4[:n]
-		if info.Version == 4 && l4[6] == 0 && l4[7] == 0 {
-			return nil
-		}
-	}
-	l4[csumOff], l4[csumOff+1] = 0, 0
-	c := Checksum(l4, PseudoHeaderSum(info.Src, info.Dst, info.Proto, len(l4)))
-	if c == 0 && info.Proto == iana.ProtoUDP {
-		c = 0xffff
-	}
-	binary.BigEndian.PutUint16(l4[csumOff:], c)
-	return nil
+	return fixL4(pkt[info.L4Offset:info.TotalLen], info.Proto, info.Version, info.Src, info.Dst)
 }

@@ -98,6 +98,7 @@ func TestDecodeInnerPackets(t *testing.T) {
 			Proto:    p.proto,
 			L4Offset: 20,
 			TotalLen: p.length,
+			Split:    Split{Version: 4, HdrLen: 20, NextHdrOff: 9, TotalLen: p.length},
 		}
 		if p.icmpType >= 0 {
 			want.HasICMP = true
@@ -357,29 +358,30 @@ func TestDecodeIPv6(t *testing.T) {
 	for _, tc := range []struct {
 		name string
 		pkt  []byte
-		want Info // Version, Src, Dst, TotalLen filled below
+		want Info // Version, Src, Dst, TotalLen and those of Split filled below
 	}{
-		{"udp", v6(17, udp8), Info{Proto: 17, L4Offset: 40, HasPorts: true, SrcPort: 500, DstPort: 4500}},
+		{"udp", v6(17, udp8), Info{Proto: 17, L4Offset: 40, HasPorts: true, SrcPort: 500, DstPort: 4500, Split: Split{HdrLen: 40, NextHdrOff: 6}}},
 		{"chain", v6(0, ext(60, 0), ext(43, 0), ext(44, 1), frag(60, 0, false), ext(17, 0), udp8),
-			Info{Proto: 17, L4Offset: 88, HasPorts: true, SrcPort: 500, DstPort: 4500}},
+			Info{Proto: 17, L4Offset: 88, HasPorts: true, SrcPort: 500, DstPort: 4500, Split: Split{HdrLen: 80, NextHdrOff: 72, Fragment: true}}},
 		{"first fragment", v6(44, frag(17, 0, true), udp8),
-			Info{Proto: 17, L4Offset: 48, HasPorts: true, SrcPort: 500, DstPort: 4500, IsFragment: true, FirstFragment: true}},
+			Info{Proto: 17, L4Offset: 48, HasPorts: true, SrcPort: 500, DstPort: 4500, IsFragment: true, FirstFragment: true, Split: Split{HdrLen: 48, NextHdrOff: 40, Fragment: true}}},
 		{"first fragment short", v6(44, frag(6, 0, true), udp8),
-			Info{Proto: 6, L4Offset: 48, IsFragment: true, FirstFragment: true}},
+			Info{Proto: 6, L4Offset: 48, IsFragment: true, FirstFragment: true, Split: Split{HdrLen: 48, NextHdrOff: 40, Fragment: true}}},
 		{"non-first fragment", v6(44, frag(17, 3, false), udp8),
-			Info{Proto: 17, L4Offset: 48, IsFragment: true}},
+			Info{Proto: 17, L4Offset: 48, IsFragment: true, Split: Split{HdrLen: 48, NextHdrOff: 40, Fragment: true}}},
 		{"non-first fragment to routing", v6(44, frag(43, 1, true), []byte{0xff}),
-			Info{Proto: 43, L4Offset: 48, IsFragment: true}},
-		{"esp", v6(50, make([]byte, 16)), Info{Proto: 50, L4Offset: 40}},
-		{"ah after dstopts", v6(60, ext(51, 0), make([]byte, 16)), Info{Proto: 51, L4Offset: 48}},
-		{"no next header", v6(59), Info{Proto: 59, L4Offset: 40}},
-		{"icmpv6", v6(58, []byte{135, 0, 0, 0}), Info{Proto: 58, L4Offset: 40, HasICMP: true, ICMPType: 135}},
-		{"icmpv4 in ipv6", v6(1, []byte{8, 0, 0, 0}), Info{Proto: 1, L4Offset: 40}},
+			Info{Proto: 43, L4Offset: 48, IsFragment: true, Split: Split{HdrLen: 48, NextHdrOff: 40, Fragment: true}}},
+		{"esp", v6(50, make([]byte, 16)), Info{Proto: 50, L4Offset: 40, Split: Split{HdrLen: 40, NextHdrOff: 6}}},
+		{"ah after dstopts", v6(60, ext(51, 0), make([]byte, 16)), Info{Proto: 51, L4Offset: 48, Split: Split{HdrLen: 40, NextHdrOff: 6}}},
+		{"no next header", v6(59), Info{Proto: 59, L4Offset: 40, Split: Split{HdrLen: 40, NextHdrOff: 6}}},
+		{"icmpv6", v6(58, []byte{135, 0, 0, 0}), Info{Proto: 58, L4Offset: 40, HasICMP: true, ICMPType: 135, Split: Split{HdrLen: 40, NextHdrOff: 6}}},
+		{"icmpv4 in ipv6", v6(1, []byte{8, 0, 0, 0}), Info{Proto: 1, L4Offset: 40, Split: Split{HdrLen: 40, NextHdrOff: 6}}},
 	} {
 		tc.want.Version = 6
 		tc.want.Src = netip.MustParseAddr("2001:db8::1")
 		tc.want.Dst = netip.MustParseAddr("2001:db8::2")
 		tc.want.TotalLen = len(tc.pkt)
+		tc.want.Split.Version, tc.want.Split.TotalLen = 6, len(tc.pkt)
 		var info Info
 		if err := Decode(append(tc.pkt, 0, 0, 0), &info); err != nil { // trailing bytes allowed
 			t.Errorf("%s: %v", tc.name, err)
