@@ -18,7 +18,8 @@ package dataplane
 //	    open in place (frame.go): ICV check, decryption, padding, and in
 //	    transport mode the IP header back in front; no window update
 //	writeInbound (1 goroutine per socket, sequential)
-//	    waits for each batch's chunks; per packet: Accept (the replay window
+//	    waits for each batch's chunks; per packet: the engine's Accept, under
+//	    its replay window's lock, the one lock of the packet (the window
 //	    moves only for packets whose ICV verified: RFC 4303,
 //	    Section 3.4.3) -> decode the inner packet -> inbound selector check
 //	    against the SA (RFC 4301, Section 5.2: else sa.DropSelector) ->
@@ -277,8 +278,11 @@ func (d *Dataplane) checkInbound(b *batch, from int, out *[][]byte, opened *uint
 		}
 		if e.seq != 0 {
 			// The ICV verified: the window moves even if the payload
-			// turned out bad (RFC 4303, Section 3.4.3).
-			if err := e.in.Accept(e.seq); err != nil && e.drop == sa.DropNone {
+			// turned out bad (RFC 4303, Section 3.4.3). The engine's
+			// replay window serializes itself (the stages of several
+			// sockets may share an SA), so the SAD's per-SA lock
+			// (sad.InboundSA.Accept) would be a second lock per packet.
+			if err := e.in.SA.Accept(e.seq); err != nil && e.drop == sa.DropNone {
 				e.drop = sa.DropReplay
 			}
 		}
