@@ -57,6 +57,9 @@ func TestZeroAllocs(t *testing.T) {
 func BenchmarkPipeline(b *testing.B) {
 	for _, sc := range []scenario{
 		{proto: sa.ESP, encap: sad.EncapUDP, suite: "aes256gcm16"},
+		{proto: sa.ESP, encap: sad.EncapUDP, suite: "aes256gcm16", mode: sa.Transport},
+		{proto: sa.ESP, encap: sad.EncapNone, suite: "aes256gcm16"},
+		{proto: sa.ESP, encap: sad.EncapNone, suite: "aes256gcm16", mode: sa.Transport},
 		{proto: sa.ESP, encap: sad.EncapUDP, suite: "chacha20poly1305"},
 		{proto: sa.ESP, encap: sad.EncapNone, suite: "aes128-sha256"},
 		{proto: sa.AH, encap: sad.EncapNone, suite: "sha256"},
