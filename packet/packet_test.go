@@ -576,3 +576,45 @@ func TestSplitTransport(t *testing.T) {
 		t.Errorf("Skip over UDP: %v", err)
 	}
 }
+
+// TestFixChecksum checks that FixChecksum on the upper-layer part of a
+// packet, given its addresses, leaves the bytes FixTransportChecksum leaves
+// on the whole packet, across destination options headers (which travel
+// after ESP, RFC 4303, Section 3.1.1) and for IPv4.
+func TestFixChecksum(t *testing.T) {
+	udp := []byte{0x01, 0xf4, 0x11, 0x94, 0, 12, 0xde, 0xad, 1, 2, 3, 4}
+	for _, tc := range []struct {
+		name string
+		pkt  []byte
+		hl   int
+		nh   uint8
+	}{
+		{"ipv6 udp", v6(17, udp), 40, 17},
+		{"ipv6 dstopts udp", v6(60, ext(17, 0), udp), 40, 60},
+		{"ipv6 two dstopts udp", v6(60, ext(60, 0), ext(17, 1), udp), 40, 60},
+	} {
+		whole := bytes.Clone(tc.pkt)
+		if err := FixTransportChecksum(whole); err != nil {
+			t.Fatalf("%s: %v", tc.name, err)
+		}
+		part := bytes.Clone(tc.pkt)
+		h := IPv6(part)
+		if err := FixChecksum(part[tc.hl:], tc.nh, h.Src(), h.Dst()); err != nil {
+			t.Fatalf("%s: FixChecksum: %v", tc.name, err)
+		}
+		if !bytes.Equal(part, whole) {
+			t.Errorf("%s: FixChecksum\n%x, FixTransportChecksum\n%x", tc.name, part, whole)
+		}
+	}
+	v4 := fuzzSeed(t, "ipv4-tcp")
+	whole, part := bytes.Clone(v4), bytes.Clone(v4)
+	if err := FixTransportChecksum(whole); err != nil {
+		t.Fatal(err)
+	}
+	if err := FixChecksum(part[20:], 6, IPv4(part).Src(), IPv4(part).Dst()); err != nil || !bytes.Equal(part, whole) {
+		t.Errorf("ipv4 tcp: %v\n%x, want\n%x", err, part, whole)
+	}
+	if err := FixChecksum(v6(60, ext(17, 3))[40:], 60, netip.IPv6Loopback(), netip.IPv6Loopback()); err != sa.DropTruncated {
+		t.Errorf("no upper-layer header after the options: %v, want %v", err, sa.DropTruncated)
+	}
+}
