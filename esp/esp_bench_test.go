@@ -13,7 +13,6 @@ import (
 	"slices"
 	"testing"
 	"time"
-	"unsafe"
 
 	"golang.org/x/crypto/chacha20poly1305"
 
@@ -218,79 +217,6 @@ func BenchmarkAEAD(b *testing.B) {
 					}
 				}
 			})
-		})
-	}
-}
-
-// nullESP is a transform without cryptography, for BenchmarkSealFraming:
-// what Seal costs around the transform.
-type nullESP struct{}
-
-func (nullESP) IVLen() int                      { return 8 }
-func (nullESP) BlockSize() int                  { return 4 }
-func (nullESP) ICVLen() int                     { return 16 }
-func (nullESP) Seal([]byte, uint64, bool)       {}
-func (nullESP) Open([]byte, uint64, bool) error { return nil }
-
-// BenchmarkSealFraming times the per-packet work of this package without
-// the cryptography (nullESP), 1400-byte inner packets, tunnel mode over
-// IPv4: "whole" is Seal (outer IP header written here, as the data plane
-// used to get it), "bare" is NextSeq and SealESP on the view the data
-// plane's Decode made. The difference between BenchmarkSeal and
-// BenchmarkAEAD is this cost plus the transform's own (nonce, AAD, pool).
-func BenchmarkSealFraming(b *testing.B) {
-	for _, bare := range []bool{false, true} {
-		name := "whole"
-		if bare {
-			name = "bare"
-		}
-		b.Run(name, func(b *testing.B) {
-			o, err := NewOutbound(Config{SPI: testSPI, Transform: nullESP{}, Local: v4a, Remote: v4b})
-			if err != nil {
-				b.Fatal(err)
-			}
-			pkt := innerPacket(false, 1400-28)
-			buf, s, e := place(pkt)
-			var sp packet.Split
-			if err := packet.SplitTransport(pkt, &sp); err != nil {
-				b.Fatal(err)
-			}
-			b.ReportAllocs()
-			for b.Loop() {
-				copy(buf[s:e], pkt)
-				if bare {
-					seq, _ := o.NextSeq()
-					_, _, err = o.SealESP(buf, s, e, &sp, seq)
-				} else {
-					_, _, err = o.Seal(buf, s, e)
-				}
-				if err != nil {
-					b.Fatal(err)
-				}
-			}
-		})
-	}
-}
-
-// BenchmarkAEADOffset times bare AES-256-GCM sealing of 1404 bytes (a
-// 1400-byte inner packet with its trailer) in place at each offset modulo
-// 16 from a 64-byte aligned base, to see whether the position of the
-// payload in the buffer matters.
-func BenchmarkAEADOffset(b *testing.B) {
-	p := newBare(b, "aes256gcm16")
-	for _, off := range []int{0, 4, 8, 12} {
-		b.Run(fmt.Sprint(off), func(b *testing.B) {
-			raw := make([]byte, 4096)
-			base := 64 - int(uintptr(unsafe.Pointer(&raw[0]))&63)
-			buf := raw[base+64+off:]
-			nonce := make([]byte, 12)
-			hdr := raw[:8]
-			src := make([]byte, 1404)
-			b.SetBytes(1404)
-			for b.Loop() {
-				copy(buf, src)
-				p.aead.Seal(buf[:0], nonce, buf[:1404], hdr)
-			}
 		})
 	}
 }
