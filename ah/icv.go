@@ -4,6 +4,7 @@ import (
 	"crypto/subtle"
 
 	"github.com/goipsec/goipsec/iana"
+	"github.com/goipsec/goipsec/packet"
 	"github.com/goipsec/goipsec/sa"
 )
 
@@ -124,17 +125,18 @@ func options4(h []byte, mute bool) sa.Drop {
 	return sa.DropNone
 }
 
-// walk6 follows the IPv6 extension header chain of p from the base header
-// either to the AH header (until < 0) or to offset until, and returns that
-// offset and the offset of the Next Header byte that names the header
-// there. It accepts Hop-by-Hop Options, Destination Options and Routing
-// headers. A Fragment header means a packet that is not whole, which AH
-// neither protects nor accepts (RFC 4302, Sections 3.3.4 and 3.4.1):
-// sa.DropMalformed, as any other header before AH. A Routing header with
-// Segments Left other than zero would need its addresses put in the order
-// they will have at the receiver (Appendix A2), which this package does not
-// do: sa.DropUnsupported, as for more than maxExtLen bytes of extension
-// headers.
+// walk6 follows the IPv6 extension header chain of p (with packet.IPv6Ext,
+// the module's one walker) from the base header either to the AH header
+// (until < 0) or to offset until, and returns that offset and the offset of
+// the Next Header byte that names the header there. It accepts Hop-by-Hop
+// Options (right after the base header only, RFC 8200, Section 4.1),
+// Destination Options and Routing headers. A Fragment header means a packet
+// that is not whole, which AH neither protects nor accepts (RFC 4302,
+// Sections 3.3.4 and 3.4.1): sa.DropMalformed, as any other header before
+// AH. A Routing header with Segments Left other than zero would need its
+// addresses put in the order they will have at the receiver (Appendix A2),
+// which this package does not do: sa.DropUnsupported, as for more than
+// maxExtLen bytes of extension headers.
 //
 // With mute it also zeroes the mutable fields: traffic class, flow label and
 // hop limit (Section 3.3.3.1.2.1) and the data of every option whose type has
@@ -146,38 +148,29 @@ func walk6(p []byte, until int, mute bool) (off, nhOff int, d sa.Drop) {
 		p[1], p[2], p[3] = 0, 0, 0
 		p[7] = 0 // hop limit
 	}
-	nhOff, off = 6, ipv6HeaderLen
+	w := packet.WalkIPv6(p)
 	for {
-		nh := p[nhOff]
-		if until < 0 && nh == iana.ProtoAH || off == until {
-			return off, nhOff, sa.DropNone
+		if until < 0 && w.NextHeader == iana.ProtoAH || w.Off == until {
+			return w.Off, w.NextHeaderOff, sa.DropNone
 		}
-		if until >= 0 && off > until {
+		if until >= 0 && w.Off > until || w.NextHeader == iana.ProtoFragment {
 			return 0, 0, sa.DropMalformed
 		}
-		switch nh {
-		case iana.ProtoHopOpts, iana.ProtoDstOpts, iana.ProtoRouting:
-		default:
-			return 0, 0, sa.DropMalformed
+		nh := w.NextHeader
+		h, err := w.Skip()
+		if err != nil {
+			return 0, 0, err.(sa.Drop)
 		}
-		if off+8 > len(p) {
-			return 0, 0, sa.DropTruncated
-		}
-		end := off + (int(p[off+1])+1)*8
-		if end > len(p) {
-			return 0, 0, sa.DropTruncated
-		}
-		if end-ipv6HeaderLen > maxExtLen {
+		if w.Off-ipv6HeaderLen > maxExtLen {
 			return 0, 0, sa.DropUnsupported
 		}
 		if nh == iana.ProtoRouting {
-			if p[off+3] != 0 { // Segments Left
+			if h[3] != 0 { // Segments Left
 				return 0, 0, sa.DropUnsupported
 			}
-		} else if d := options6(p[off+2:end], mute); d != sa.DropNone {
+		} else if d := options6(h[2:], mute); d != sa.DropNone {
 			return 0, 0, d
 		}
-		nhOff, off = off, end
 	}
 }
 

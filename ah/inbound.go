@@ -5,6 +5,7 @@ import (
 	"fmt"
 
 	"github.com/goipsec/goipsec/iana"
+	"github.com/goipsec/goipsec/packet"
 	"github.com/goipsec/goipsec/replay"
 	"github.com/goipsec/goipsec/sa"
 )
@@ -145,16 +146,12 @@ func (in *Inbound) Decrypt(buf []byte, start, end int) (nstart, nend int, seq ui
 
 	// Transport mode: put the IP header back in front of the payload with
 	// AH's next header (RFC 4302, Section 3.1.1).
-	pkt[nhOff] = nh
-	nstart = start + ahLen
-	copy(buf[nstart:], pkt[:ahOff])
+	sp := packet.Split{HdrLen: ahOff, NextHdrOff: nhOff}
+	nstart = packet.MoveHeader(buf, start, &sp, start+ahOff+ahLen, nh)
 	nend = start + n
 	out := buf[nstart:nend]
-	if v6 {
-		binary.BigEndian.PutUint16(out[4:6], uint16(len(out)-ipv6HeaderLen))
-	} else {
-		binary.BigEndian.PutUint16(out[2:4], uint16(len(out)))
-		setIPv4Checksum(out[:ihl])
+	if packet.SetLength(out, len(out)) != nil {
+		return 0, 0, seq, sa.DropMalformed
 	}
 	if !in.meter.Add(len(out)) {
 		return 0, 0, seq, sa.DropExpired

@@ -63,12 +63,6 @@ func ipv4Fragment(h []byte) bool {
 	return binary.BigEndian.Uint16(h[6:8])&0x3fff != 0
 }
 
-// setIPv4Checksum recomputes the header checksum of the IPv4 header h.
-func setIPv4Checksum(h []byte) {
-	h[10], h[11] = 0, 0
-	binary.BigEndian.PutUint16(h[10:12], packet.Checksum(h, 0))
-}
-
 // innerProto returns the tunnel-mode next header for the inner packet p
 // (RFC 4302, Section 3.1.2): 4 for IPv4, 41 for IPv6.
 func innerProto(v6 bool) uint8 {

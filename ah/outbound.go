@@ -1,7 +1,6 @@
 package ah
 
 import (
-	"encoding/binary"
 	"errors"
 	"fmt"
 	"math"
@@ -196,17 +195,18 @@ func innerTOS(p []byte, v6 bool) uint8 {
 
 func (o *Outbound) sealTransport(buf []byte, start, end int, seq uint64, v6 bool, ihl int) (int, int, error) {
 	p := buf[start:end]
-	hdrLen, nhOff, err := packet.TransportSplit(p)
-	if err != nil || hdrLen > len(p) || nhOff < 0 || nhOff >= hdrLen {
+	var sp packet.Split
+	if packet.SplitTransport(p, &sp) != nil || sp.HdrLen > len(p) {
 		return 0, 0, sa.DropMalformed
 	}
+	hdrLen, nhOff := sp.HdrLen, sp.NextHdrOff
 	// Check the headers the ICV will cover before anything is moved.
 	if v6 {
 		if _, _, d := walk6(p, hdrLen, false); d != sa.DropNone {
 			return 0, 0, d
 		}
 	} else {
-		if ipv4Fragment(p) || hdrLen != ihl {
+		if sp.Fragment || hdrLen != ihl {
 			return 0, 0, sa.DropMalformed
 		}
 		if d := options4(p[:ihl], false); d != sa.DropNone {
@@ -227,16 +227,12 @@ func (o *Outbound) sealTransport(buf []byte, start, end int, seq uint64, v6 bool
 	}
 	// Move the IP header (with options or extension headers) in front of
 	// the AH header: RFC 4302, Section 3.1.1.
-	copy(buf[ns:], p[:hdrLen])
+	nh := p[nhOff]
+	packet.MoveHeader(buf, start, &sp, ns+hdrLen, iana.ProtoAH)
 	q := buf[ns:end]
-	nh := q[nhOff]
-	q[nhOff] = iana.ProtoAH
 	putHeader(q[hdrLen:], ahLen, nh, o.spi, seq)
-	if v6 {
-		binary.BigEndian.PutUint16(q[4:6], uint16(total-ipv6HeaderLen))
-	} else {
-		binary.BigEndian.PutUint16(q[2:4], uint16(total))
-		setIPv4Checksum(q[:ihl])
+	if packet.SetLength(q, total) != nil {
+		return 0, 0, sa.DropTooBig
 	}
 	if d := o.auth(q, v6, hdrLen, uint32(seq>>32), false); d != sa.DropNone {
 		return 0, 0, d

@@ -1,7 +1,12 @@
 // Package esp implements the IP Encapsulating Security Payload (RFC 4303) for
-// one SA at a time: Seal and Open work in place on a buffer that holds an IP
-// packet, in tunnel and transport mode, over IPv4 and IPv6, with 32-bit or
-// extended (64-bit) sequence numbers.
+// one SA at a time, in tunnel and transport mode, over IPv4 and IPv6, with
+// 32-bit or extended (64-bit) sequence numbers.
+//
+// The engine seals and opens bare ESP packets, SPI to ICV, in place
+// (Outbound.SealESP, Inbound.DecryptESP): the caller owns the IP and UDP
+// headers around them and passes in the parsed view of the packet
+// (packet.Split) or the outer addresses where ESP needs them. Seal and Open
+// are the same on whole IP packets, for callers that hold those.
 //
 // The package does no I/O and keeps no global state. The cryptography comes
 // from package transform (an ESP transform works on the region that starts at
@@ -48,11 +53,10 @@ const (
 
 // IP protocol numbers used here.
 const (
-	protoIPv4     = iana.ProtoIPv4
-	protoIPv6     = iana.ProtoIPv6
-	protoESP      = iana.ProtoESP
-	protoNoNext   = iana.ProtoNoNext
-	protoFragment = iana.ProtoFragment
+	protoIPv4   = iana.ProtoIPv4
+	protoIPv6   = iana.ProtoIPv6
+	protoESP    = iana.ProtoESP
+	protoNoNext = iana.ProtoNoNext
 )
 
 // Default sequence-number margins for the soft LimitSeq event: the event
@@ -102,8 +106,8 @@ type Config struct {
 	ReplayWindow int
 
 	// Limits are the soft and hard lifetimes of the SA. Bytes count the
-	// inner packets (tunnel mode) or the whole cleartext IP packets
-	// (transport mode) as given to Seal or returned by Open.
+	// payloads ESP carries: the inner packets (tunnel mode) or the
+	// upper-layer parts after the IP header (transport mode).
 	Limits sa.Limits
 
 	// OnEvent, if not nil, is called once for each soft or hard limit the
@@ -214,6 +218,9 @@ func newEngine(c *Config, dir sa.Direction) (engine, error) {
 		meter:  sa.NewMeter(tmpl, c.Limits, now(), c.OnEvent),
 	}, nil
 }
+
+// Mode returns the SA's mode: sa.Tunnel or sa.Transport.
+func (e *engine) Mode() sa.Mode { return e.mode }
 
 // alive reports whether the SA may still carry packets: no hard limit has
 // been crossed, time limits included.

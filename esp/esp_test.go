@@ -304,7 +304,7 @@ func TestTruncate(t *testing.T) {
 					}
 					// The IP layer sees a consistent, shorter packet.
 					buf = bytes.Clone(sealed[:n])
-					setIPLength(buf, n)
+					_ = packet.SetLength(buf, n)
 					_, _, err = in.Open(buf, 0, n)
 					if err == nil {
 						t.Fatalf("truncated to %d with fixed length accepted", n)

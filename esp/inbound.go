@@ -2,6 +2,7 @@ package esp
 
 import (
 	"encoding/binary"
+	"net/netip"
 
 	"github.com/goipsec/goipsec/packet"
 	"github.com/goipsec/goipsec/replay"
@@ -86,87 +87,34 @@ func (in *Inbound) Decrypt(buf []byte, start, end int) (nstart, nend int, seq ui
 		return 0, 0, 0, d
 	}
 	pkt = pkt[:n]
-	hdrLen, nhOff, perr := packet.TransportSplit(pkt)
-	if perr != nil {
+	var sp packet.Split
+	if perr := packet.SplitTransport(pkt, &sp); perr != nil {
 		if d, ok := perr.(sa.Drop); ok && d == sa.DropTruncated {
 			return 0, 0, 0, d
 		}
 		return 0, 0, 0, sa.DropMalformed
 	}
-	if hdrLen > len(pkt) || nhOff < 0 || nhOff >= hdrLen || pkt[nhOff] != protoESP {
+	if pkt[sp.NextHdrOff] != protoESP {
 		return 0, 0, 0, sa.DropMalformed
 	}
-	if isFragment(pkt, hdrLen) {
+	if sp.Fragment {
 		// ESP is removed from whole datagrams only: the IP layer
 		// reassembles first (RFC 4303, Section 3.4.1).
 		return 0, 0, 0, sa.DropMalformed
 	}
-	esp := pkt[hdrLen:]
-	ct := len(esp) - HeaderLen - in.ivLen - in.icvLen // payload, padding, trailer
-	if ct < trailerLen {
-		return 0, 0, 0, sa.DropTruncated
+	var src, dst netip.Addr
+	if in.encapUDP {
+		src, dst = ipAddrs(pkt)
 	}
-	if ct&(in.bs-1) != 0 {
-		// RFC 4303, Section 2.4: the ciphertext is a whole number of
-		// blocks, and at least 4-byte aligned.
-		return 0, 0, 0, sa.DropMalformed
+	ps, pe, nh, seq, err := in.DecryptESP(buf, start+sp.HdrLen, start+n, src, dst)
+	if err != nil || in.mode == sa.Tunnel {
+		return ps, pe, seq, err
 	}
-	if binary.BigEndian.Uint32(esp) != in.spi {
-		return 0, 0, 0, sa.DropUnknownSPI
-	}
-	if !in.alive() {
-		return 0, 0, 0, sa.DropExpired
-	}
-	seq, ok := in.window.Check(binary.BigEndian.Uint32(esp[4:]))
-	if !ok {
-		return 0, 0, 0, sa.DropReplay
-	}
-	if in.tr.Open(esp, seq, in.esn) != nil {
-		return 0, 0, 0, sa.DropBadICV
-	}
-
-	// From here on the packet is authentic: report seq with every error.
-	tEnd := len(esp) - in.icvLen // end of the trailer
-	pad := int(esp[tEnd-2])
-	nh := esp[tEnd-1]
-	pStart := HeaderLen + in.ivLen // payload start, relative to esp
-	if pad > ct-trailerLen {
-		return 0, 0, seq, sa.DropBadPadding
-	}
-	pEnd := tEnd - trailerLen - pad
-	for i, b := range esp[pEnd : tEnd-trailerLen] {
-		if b != byte(i+1) {
-			return 0, 0, seq, sa.DropBadPadding
-		}
-	}
-	if nh == protoNoNext {
-		return 0, 0, seq, sa.DropTFCDummy
-	}
-
-	espOff := start + hdrLen // esp[0] is buf[espOff]
-	if in.mode == sa.Tunnel {
-		if nh != protoIPv4 && nh != protoIPv6 {
-			return 0, 0, seq, sa.DropBadNextHeader
-		}
-		inner := esp[pStart:pEnd]
-		m, proto, d := ipLength(inner)
-		if d != sa.DropNone || proto != nh {
-			return 0, 0, seq, sa.DropMalformed
-		}
-		if !in.meter.Add(m) {
-			return 0, 0, seq, sa.DropExpired
-		}
-		return espOff + pStart, espOff + pStart + m, seq, nil
-	}
-
 	// Transport mode: put the IP header back in front of the payload and
 	// restore its next header (RFC 4303, Section 3.1.1).
-	pkt[nhOff] = nh
-	nstart = start + pStart
-	copy(buf[nstart:nstart+hdrLen], pkt[:hdrLen])
-	nend = espOff + pEnd
-	out := buf[nstart:nend]
-	if setIPLength(out, len(out)) != sa.DropNone {
+	nstart = packet.MoveHeader(buf, start, &sp, ps, nh)
+	out := buf[nstart:pe]
+	if packet.SetLength(out, len(out)) != nil {
 		return 0, 0, seq, sa.DropMalformed
 	}
 	if _, _, d := ipLength(out); d != sa.DropNone {
@@ -174,17 +122,98 @@ func (in *Inbound) Decrypt(buf []byte, start, end int) (nstart, nend int, seq ui
 		// (RFC 2675); Seal never produces one.
 		return 0, 0, seq, sa.DropMalformed
 	}
-	if in.encapUDP {
-		// RFC 3948, Section 3.1.2: NATs on the path changed the addresses
-		// that the TCP or UDP checksum covers; recompute it.
-		if packet.FixTransportChecksum(out) != nil {
-			return 0, 0, seq, sa.DropMalformed
+	return nstart, pe, seq, nil
+}
+
+// DecryptESP is Decrypt for the bare ESP packet buf[start:end], SPI to ICV,
+// whose outer IP (and UDP) header the caller has parsed and removed: it
+// returns the bounds of the payload within buf and its next header. In
+// tunnel mode the payload is the inner IP packet, TFC padding removed; in
+// transport mode it is the upper-layer part, and the caller puts the IP
+// header back in front of it with nh as its protocol or next header
+// (packet.MoveHeader, or packet.PutIPHeader for ESP in UDP). src and dst
+// are the outer addresses, which the IP header put in front of a
+// transport-mode payload carries: with Config.EncapUDP the TCP and UDP
+// checksums of the payload are recomputed over them (RFC 3948, Section
+// 3.1.2); otherwise they are not used. The checks, errors and the rule for
+// seq are those of Decrypt. Each opened packet is counted on the Meter with
+// the length of its payload.
+func (in *Inbound) DecryptESP(buf []byte, start, end int, src, dst netip.Addr) (pstart, pend int, nh uint8, seq uint64, err error) {
+	if start < 0 || end < start || end > len(buf) {
+		return 0, 0, 0, 0, sa.DropTruncated
+	}
+	esp := buf[start:end]
+	ct := len(esp) - HeaderLen - in.ivLen - in.icvLen // payload, padding, trailer
+	if ct < trailerLen {
+		return 0, 0, 0, 0, sa.DropTruncated
+	}
+	if ct&(in.bs-1) != 0 {
+		// RFC 4303, Section 2.4: the ciphertext is a whole number of
+		// blocks, and at least 4-byte aligned.
+		return 0, 0, 0, 0, sa.DropMalformed
+	}
+	if binary.BigEndian.Uint32(esp) != in.spi {
+		return 0, 0, 0, 0, sa.DropUnknownSPI
+	}
+	if !in.alive() {
+		return 0, 0, 0, 0, sa.DropExpired
+	}
+	seq, ok := in.window.Check(binary.BigEndian.Uint32(esp[4:]))
+	if !ok {
+		return 0, 0, 0, 0, sa.DropReplay
+	}
+	if in.tr.Open(esp, seq, in.esn) != nil {
+		return 0, 0, 0, 0, sa.DropBadICV
+	}
+
+	// From here on the packet is authentic: report seq with every error.
+	tEnd := len(esp) - in.icvLen // end of the trailer
+	pad := int(esp[tEnd-2])
+	nh = esp[tEnd-1]
+	pStart := HeaderLen + in.ivLen // payload start, relative to esp
+	if pad > ct-trailerLen {
+		return 0, 0, 0, seq, sa.DropBadPadding
+	}
+	pEnd := tEnd - trailerLen - pad
+	for i, b := range esp[pEnd : tEnd-trailerLen] {
+		if b != byte(i+1) {
+			return 0, 0, 0, seq, sa.DropBadPadding
 		}
 	}
-	if !in.meter.Add(len(out)) {
-		return 0, 0, seq, sa.DropExpired
+	if nh == protoNoNext {
+		return 0, 0, 0, seq, sa.DropTFCDummy
 	}
-	return nstart, nend, seq, nil
+	if in.mode == sa.Tunnel {
+		if nh != protoIPv4 && nh != protoIPv6 {
+			return 0, 0, 0, seq, sa.DropBadNextHeader
+		}
+		m, proto, d := ipLength(esp[pStart:pEnd])
+		if d != sa.DropNone || proto != nh {
+			return 0, 0, 0, seq, sa.DropMalformed
+		}
+		pEnd = pStart + m // TFC padding dropped (RFC 4303, Section 2.7)
+	} else if in.encapUDP {
+		// RFC 3948, Section 3.1.2: NATs on the path changed the addresses
+		// that the TCP or UDP checksum covers; recompute it.
+		if packet.FixChecksum(esp[pStart:pEnd], nh, src, dst) != nil {
+			return 0, 0, 0, seq, sa.DropMalformed
+		}
+	}
+	if !in.meter.Add(pEnd - pStart) {
+		return 0, 0, 0, seq, sa.DropExpired
+	}
+	return start + pStart, start + pEnd, nh, seq, nil
+}
+
+// ipAddrs returns the source and destination addresses of the IP header at
+// the start of b, which ipLength accepted.
+func ipAddrs(b []byte) (src, dst netip.Addr) {
+	if b[0]>>4 == 4 {
+		h := packet.IPv4(b)
+		return h.Src(), h.Dst()
+	}
+	h := packet.IPv6(b)
+	return h.Src(), h.Dst()
 }
 
 // Accept is the sequential stage of Open: it moves the replay window to

@@ -3,7 +3,6 @@ package esp
 import (
 	"encoding/binary"
 
-	"github.com/goipsec/goipsec/packet"
 	"github.com/goipsec/goipsec/sa"
 )
 
@@ -47,61 +46,4 @@ func ipLength(b []byte) (n int, proto uint8, d sa.Drop) {
 		return n, protoIPv6, sa.DropNone
 	}
 	return 0, 0, sa.DropMalformed
-}
-
-// isIPv4Fragment reports whether the IPv4 header h belongs to a fragment:
-// MF set or a non-zero fragment offset. ESP is applied to and removed from
-// whole datagrams only (RFC 4303, Sections 3.3.4 and 3.4.1).
-func isIPv4Fragment(h []byte) bool {
-	return binary.BigEndian.Uint16(h[6:])&0x3fff != 0
-}
-
-// setIPLength stores the packet length total into the IP header at the
-// start of b (IPv4: total length, with the header checksum recomputed; IPv6:
-// payload length). It fails with DropTooBig when the length does not fit.
-func setIPLength(b []byte, total int) sa.Drop {
-	if b[0]>>4 == 4 {
-		if total > 0xffff {
-			return sa.DropTooBig
-		}
-		binary.BigEndian.PutUint16(b[2:], uint16(total))
-		ihl := int(b[0]&0x0f) * 4
-		b[10], b[11] = 0, 0
-		binary.BigEndian.PutUint16(b[10:], packet.Checksum(b[:ihl], 0))
-		return sa.DropNone
-	}
-	pl := total - ipv6HeaderLen
-	if pl > 0xffff {
-		return sa.DropTooBig
-	}
-	binary.BigEndian.PutUint16(b[4:], uint16(pl))
-	return sa.DropNone
-}
-
-// hasIPv6Fragment reports whether the IPv6 extension headers of b up to
-// hdrLen (as walked by packet.TransportSplit, which validated them) include a
-// fragment header. Transport-mode SAs carry no fragments (RFC 4301,
-// Section 7) and ESP is removed from whole datagrams only (RFC 4303,
-// Section 3.4.1).
-func hasIPv6Fragment(b []byte, hdrLen int) bool {
-	nh, off := b[6], ipv6HeaderLen
-	for off < hdrLen {
-		if nh == protoFragment {
-			return true
-		}
-		if off+2 > len(b) {
-			return false
-		}
-		nh, off = b[off], off+(int(b[off+1])+1)*8
-	}
-	return false
-}
-
-// isFragment reports whether the IP packet b, split by
-// packet.TransportSplit at hdrLen, is a fragment.
-func isFragment(b []byte, hdrLen int) bool {
-	if b[0]>>4 == 4 {
-		return isIPv4Fragment(b)
-	}
-	return hasIPv6Fragment(b, hdrLen)
 }

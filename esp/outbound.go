@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"net/netip"
 
 	"github.com/goipsec/goipsec/packet"
 	"github.com/goipsec/goipsec/sa"
@@ -105,12 +106,79 @@ func (o *Outbound) Seal(buf []byte, start, end int) (nstart, nend int, err error
 //     IPv4 header checksum) fixed, then the ESP packet whose payload is the
 //     upper-layer part and whose trailer keeps the original next header.
 //
-// Errors are sa.Drop values: DropTooBig when the head or tail room is short or
-// the result exceeds 65535 bytes, DropMalformed for a packet that is not a
-// whole, well-formed IP packet, DropSeqExhausted for a sequence number out of
-// range and DropExpired after a hard limit. Each sealed packet is counted on
-// the Meter with the length of the packet given.
+// SealSeq is SealESP with the IP header work around it, for callers that
+// hold whole IP packets; a data plane that owns the outer headers calls
+// SealESP. Errors are sa.Drop values: DropTooBig when the head or tail room
+// is short or the result exceeds 65535 bytes, DropMalformed for a packet
+// that is not a whole, well-formed IP packet, DropSeqExhausted for a
+// sequence number out of range and DropExpired after a hard limit.
 func (o *Outbound) SealSeq(buf []byte, start, end int, seq uint64) (nstart, nend int, err error) {
+	if start < 0 || end < start || end > len(buf) {
+		return 0, 0, sa.DropMalformed
+	}
+	var sp packet.Split
+	if packet.SplitTransport(buf[start:end], &sp) != nil {
+		return 0, 0, sa.DropMalformed
+	}
+	es, ee, err := o.SealESP(buf, start, end, &sp, seq)
+	if err != nil {
+		return 0, 0, err
+	}
+	buf = buf[:cap(buf)]
+	if o.mode == sa.Tunnel {
+		nstart = es - o.outerLen
+		if nstart < 0 {
+			return 0, 0, sa.DropTooBig
+		}
+		// RFC 4301, Section 5.1.2.1 leaves the outer IPv4 ID to the
+		// encapsulator; the low bits of the sequence number differ between
+		// consecutive packets of the SA (RFC 6864, Section 4).
+		packet.PutIPHeader(buf[nstart:], o.cfg.Local, o.cfg.Remote, protoESP, ee-es, o.cfg.TTL, uint16(seq))
+		return nstart, ee, nil
+	}
+	// SealESP moved the IP header in front of the ESP header.
+	nstart = es - sp.HdrLen
+	if packet.SetLength(buf[nstart:], ee-nstart) != nil {
+		return 0, 0, sa.DropTooBig
+	}
+	return nstart, ee, nil
+}
+
+// Outer returns the outer addresses and TTL of a tunnel-mode SA
+// (Config.Local, Config.Remote, Config.TTL), for a data plane that builds
+// the outer header of the ESP packets SealESP returns. In transport mode the
+// addresses are invalid: the packet keeps its own header.
+func (o *Outbound) Outer() (local, remote netip.Addr, ttl uint8) {
+	if o.mode != sa.Tunnel {
+		return netip.Addr{}, netip.Addr{}, o.cfg.TTL
+	}
+	return o.cfg.Local, o.cfg.Remote, o.cfg.TTL
+}
+
+// SealESP protects in place, with sequence number seq from NextSeq, the IP
+// packet buf[start:end] whose headers sp describes (from packet.Decode's
+// Info.Split or packet.SplitTransport: the packet is parsed once, by the
+// caller), and returns the bounds of the bare ESP packet, ESP header to
+// ICV, within buf[:cap(buf)]. It writes no IP header: the caller owns the
+// outer headers.
+//
+//   - tunnel mode (RFC 4303, Section 3.1.2): the payload is the whole inner
+//     packet, next header 4 or 41, with TFC padding (Config.TFCPadTo); the
+//     caller puts an outer IP header (see Outer), or a UDP header
+//     (RFC 3948), in front;
+//   - transport mode (RFC 4303, Section 3.1.1): the payload is the
+//     upper-layer part after sp.HdrLen, and the trailer keeps the next
+//     header found at sp.NextHdrOff; the IP header (with options or
+//     extension headers) moves in front of the ESP header, buf[nstart-
+//     sp.HdrLen:nstart], with next header 50 (packet.MoveHeader). The
+//     caller fixes its length with packet.SetLength, or drops it for ESP
+//     in UDP.
+//
+// The ESP header and IV go into headroom buf[:start] (tunnel mode) or in
+// place of the IP header (transport mode); padding, trailer and ICV into
+// tailroom buf[end:cap(buf)]. Errors are those of SealSeq. Each sealed
+// packet is counted on the Meter with the length of its payload.
+func (o *Outbound) SealESP(buf []byte, start, end int, sp *packet.Split, seq uint64) (nstart, nend int, err error) {
 	if start < 0 || end < start || end > len(buf) {
 		return 0, 0, sa.DropMalformed
 	}
@@ -120,21 +188,67 @@ func (o *Outbound) SealSeq(buf []byte, start, end int, seq uint64) (nstart, nend
 	if !o.alive() {
 		return 0, 0, sa.DropExpired
 	}
-	pkt := buf[start:end]
-	n, proto, d := ipLength(pkt)
-	if d != sa.DropNone {
-		return 0, 0, sa.DropMalformed
-	}
-	if n != len(pkt) {
+	if sp.TotalLen != end-start || sp.HdrLen > sp.TotalLen || sp.Version != 4 && sp.Version != 6 {
 		// The receiver finds the inner packet's end by its length field
 		// (RFC 4303, Section 2.7), so it must be exact.
 		return 0, 0, sa.DropMalformed
 	}
 	buf = buf[:cap(buf)]
-	if o.mode == sa.Tunnel {
-		return o.sealTunnel(buf, start, end, seq, proto)
+	pstart, nh, tfcEnd := start, uint8(protoIPv4), end
+	if sp.Version == 6 {
+		nh = protoIPv6
 	}
-	return o.sealTransport(buf, start, end, seq)
+	if o.mode == sa.Tunnel {
+		if o.cfg.TFCPadTo > end-start {
+			tfcEnd = start + o.cfg.TFCPadTo
+		}
+	} else {
+		if sp.Fragment {
+			// RFC 4301, Section 7: transport-mode SAs carry whole
+			// datagrams.
+			return 0, 0, sa.DropMalformed
+		}
+		pstart, nh = start+sp.HdrLen, buf[start+sp.NextHdrOff]
+	}
+	pad := padLen(tfcEnd-pstart, o.bs)
+	espStart := pstart - HeaderLen - o.ivLen
+	hdrRoom := 0 // transport mode: the IP header goes in front of ESP
+	if o.mode == sa.Transport {
+		hdrRoom = sp.HdrLen
+	}
+	espEnd := tfcEnd + pad + trailerLen + o.icvLen
+	if espStart-hdrRoom < 0 || espEnd > len(buf) || espEnd-espStart > o.maxESPLen(sp) {
+		return 0, 0, sa.DropTooBig
+	}
+	if !o.meter.Add(end - pstart) {
+		return 0, 0, sa.DropExpired
+	}
+	if o.mode == sa.Transport {
+		// RFC 4303, Section 3.1.1: the IP header stays in front of ESP.
+		packet.MoveHeader(buf, start, sp, espStart, protoESP)
+	}
+	trailer(buf, end, tfcEnd, pad, nh)
+	o.putESPHeader(buf[espStart:], seq)
+	o.tr.Seal(buf[espStart:espEnd], seq, o.esn)
+	return espStart, espEnd, nil
+}
+
+// maxESPLen is the longest ESP packet that fits in an IP packet: in tunnel
+// mode behind the outer header, in transport mode behind the header sp
+// describes; 65535 bytes of IPv4 Total Length, or of IPv6 Payload Length
+// with the extension headers counted in.
+func (o *Outbound) maxESPLen(sp *packet.Split) int {
+	v, hdrLen := sp.Version, sp.HdrLen
+	if o.mode == sa.Tunnel {
+		v, hdrLen = 4, o.outerLen
+		if o.outerLen == ipv6HeaderLen {
+			v = 6
+		}
+	}
+	if v == 6 {
+		return 0xffff - (hdrLen - ipv6HeaderLen)
+	}
+	return 0xffff - hdrLen
 }
 
 // trailer writes, after the payload that ends at pend, TFC padding (zeros)
@@ -157,74 +271,4 @@ func trailer(buf []byte, pend, tfcEnd, pad int, nh uint8) int {
 func (o *Outbound) putESPHeader(b []byte, seq uint64) {
 	binary.BigEndian.PutUint32(b, o.spi)
 	binary.BigEndian.PutUint32(b[4:], uint32(seq))
-}
-
-func (o *Outbound) sealTunnel(buf []byte, start, end int, seq uint64, nh uint8) (int, int, error) {
-	inner := end - start
-	tfcEnd := end
-	if o.cfg.TFCPadTo > inner {
-		tfcEnd = start + o.cfg.TFCPadTo
-	}
-	pad := padLen(tfcEnd-start, o.bs)
-	espStart := start - HeaderLen - o.ivLen
-	outStart := espStart - o.outerLen
-	espEnd := tfcEnd + pad + trailerLen + o.icvLen
-	if outStart < 0 || espEnd > len(buf) {
-		return 0, 0, sa.DropTooBig
-	}
-	total := espEnd - outStart
-	if o.outerLen == ipv4HeaderLen && total > 0xffff || total-ipv6HeaderLen > 0xffff {
-		return 0, 0, sa.DropTooBig
-	}
-	if !o.meter.Add(inner) {
-		return 0, 0, sa.DropExpired
-	}
-	trailer(buf, end, tfcEnd, pad, nh)
-	o.putESPHeader(buf[espStart:], seq)
-	o.tr.Seal(buf[espStart:espEnd], seq, o.esn)
-	if o.outerLen == ipv4HeaderLen {
-		// RFC 4301, Section 5.1.2.1 leaves the outer IPv4 ID to the
-		// encapsulator; the low bits of the sequence number differ between
-		// consecutive packets of the SA (RFC 6864, Section 4).
-		packet.PutIPv4Header(buf[outStart:], o.cfg.Local, o.cfg.Remote, protoESP, total, o.cfg.TTL, uint16(seq))
-	} else {
-		packet.PutIPv6Header(buf[outStart:], o.cfg.Local, o.cfg.Remote, protoESP, total-ipv6HeaderLen, o.cfg.TTL)
-	}
-	return outStart, espEnd, nil
-}
-
-func (o *Outbound) sealTransport(buf []byte, start, end int, seq uint64) (int, int, error) {
-	pkt := buf[start:end]
-	hdrLen, nhOff, err := packet.TransportSplit(pkt)
-	if err != nil || hdrLen > len(pkt) || nhOff < 0 || nhOff >= hdrLen {
-		return 0, 0, sa.DropMalformed
-	}
-	if isFragment(pkt, hdrLen) {
-		// RFC 4301, Section 7: transport-mode SAs carry whole datagrams.
-		return 0, 0, sa.DropMalformed
-	}
-	nh := pkt[nhOff]
-	shift := HeaderLen + o.ivLen
-	nstart := start - shift
-	pad := padLen(end-start-hdrLen, o.bs)
-	espEnd := end + pad + trailerLen + o.icvLen
-	if nstart < 0 || espEnd > len(buf) {
-		return 0, 0, sa.DropTooBig
-	}
-	if pkt[0]>>4 == 4 && espEnd-nstart > 0xffff || pkt[0]>>4 == 6 && espEnd-nstart-ipv6HeaderLen > 0xffff {
-		return 0, 0, sa.DropTooBig
-	}
-	if !o.meter.Add(end - start) {
-		return 0, 0, sa.DropExpired
-	}
-	// Move the IP header (with options or extension headers) in front of
-	// the ESP header: RFC 4303, Section 3.1.1.
-	copy(buf[nstart:], buf[start:start+hdrLen])
-	buf[nstart+nhOff] = protoESP
-	espStart := nstart + hdrLen
-	trailer(buf, end, end, pad, nh)
-	o.putESPHeader(buf[espStart:], seq)
-	o.tr.Seal(buf[espStart:espEnd], seq, o.esn)
-	setIPLength(buf[nstart:], espEnd-nstart)
-	return nstart, espEnd, nil
 }

@@ -63,6 +63,10 @@ type Info struct {
 	// FirstFragment reports whether a fragment has offset 0 (its upper-layer
 	// header may be present). It is false when IsFragment is false.
 	FirstFragment bool
+	// Split is where transport-mode ESP or AH would go in this packet, as
+	// SplitTransport reports it, found in the same pass over the headers
+	// so that the packet engines need not parse the packet again.
+	Split Split
 }
 
 // Decode validates the IP packet at the start of b and fills info. It
@@ -135,6 +139,8 @@ func decode4(b []byte, info *Info) error {
 	info.L4Offset = hl
 	info.TotalLen = tl
 	off := h.FragOff()
+	info.Split = Split{Version: 4, HdrLen: hl, NextHdrOff: 9, TotalLen: tl,
+		Fragment: h.Flags()&IPv4FlagMF != 0 || off != 0}
 	if h.Flags()&IPv4FlagMF != 0 || off != 0 {
 		info.IsFragment = true
 		info.FirstFragment = off == 0
@@ -167,24 +173,6 @@ func checkIPv6(b []byte) (tl int, err error) {
 	return tl, nil
 }
 
-// extLen returns the length of the extension header of type nh at b[off:tl],
-// checking that it lies within tl. Hop-by-hop, routing and destination options
-// headers give their length in 8-byte units, not counting the first 8 bytes
-// (RFC 8200, Sections 4.3, 4.4, 4.6); the fragment header is 8 bytes (4.5).
-func extLen(b []byte, nh uint8, off, tl int) (int, error) {
-	n := 8
-	if nh != iana.ProtoFragment {
-		if off+2 > tl {
-			return 0, sa.DropTruncated
-		}
-		n = (int(b[off+1]) + 1) * 8
-	}
-	if off+n > tl {
-		return 0, sa.DropTruncated
-	}
-	return n, nil
-}
-
 func decode6(b []byte, info *Info) error {
 	tl, err := checkIPv6(b)
 	if err != nil {
@@ -195,48 +183,45 @@ func decode6(b []byte, info *Info) error {
 	info.Src = h.Src()
 	info.Dst = h.Dst()
 	info.TotalLen = tl
-	nh := h.NextHeader()
-	off := IPv6HeaderLen
-	for {
-		switch nh {
-		case iana.ProtoHopOpts:
-			// RFC 8200, Section 4.1: hop-by-hop options only right
-			// after the IPv6 header.
-			if off != IPv6HeaderLen {
-				return sa.DropMalformed
+	w := WalkIPv6(b[:tl])
+	info.Split = Split{Version: 6, TotalLen: tl}
+	split := false // info.Split.HdrLen is set
+	for w.IsExt() {
+		if !split && w.NextHeader == iana.ProtoDstOpts {
+			// The split stops at options for the final destination
+			// (see SplitTransport).
+			if next, ok := w.Peek(); ok && next != iana.ProtoRouting {
+				info.Split.HdrLen, info.Split.NextHdrOff, info.Split.Fragment = w.Off, w.NextHeaderOff, w.Fragment
+				split = true
 			}
-		case iana.ProtoRouting, iana.ProtoDstOpts, iana.ProtoFragment:
-		default:
-			info.Proto = nh
-			info.L4Offset = off
-			return decodeL4(b[off:tl], info)
 		}
-		n, err := extLen(b, nh, off, tl)
-		if err != nil {
+		if _, err := w.Skip(); err != nil {
 			return err
 		}
-		if nh == iana.ProtoFragment {
-			// RFC 8200, Section 4.5: offset in 8-byte units in the top
-			// 13 bits, M flag in bit 0. An atomic fragment (offset 0,
-			// M 0) is a whole packet, processed in isolation (RFC
-			// 6946, Section 4): not a fragment here.
-			v := binary.BigEndian.Uint16(b[off+2:])
-			fo := v >> 3
-			if fo != 0 || v&1 != 0 {
-				info.IsFragment = true
-				info.FirstFragment = fo == 0
-			}
-			if fo != 0 {
+		// An atomic fragment (offset 0, M 0) is a whole packet,
+		// processed in isolation (RFC 6946, Section 4): not a fragment
+		// here.
+		if w.Fragment && (w.FragOff != 0 || w.MoreFragments) {
+			info.IsFragment = true
+			info.FirstFragment = w.FragOff == 0
+			if w.FragOff != 0 {
 				// The headers after the fragment header belong to
 				// the first fragment only (RFC 8200, Section 4.5).
-				info.Proto = b[off]
-				info.L4Offset = off + n
+				if !split {
+					info.Split.HdrLen, info.Split.NextHdrOff, info.Split.Fragment = w.Off, w.NextHeaderOff, true
+				}
+				info.Proto = w.NextHeader
+				info.L4Offset = w.Off
 				return nil
 			}
 		}
-		nh = b[off]
-		off += n
 	}
+	if !split {
+		info.Split.HdrLen, info.Split.NextHdrOff, info.Split.Fragment = w.Off, w.NextHeaderOff, w.Fragment
+	}
+	info.Proto = w.NextHeader
+	info.L4Offset = w.Off
+	return decodeL4(b[w.Off:tl], info)
 }
 
 // decodeL4 reads the ports or ICMP type and code from the upper-layer header
@@ -320,51 +305,72 @@ func decodeL4(l4 []byte, info *Info) error {
 // is the caller's decision, and TransportSplit walks a fragment header as the
 // figure shows.
 func TransportSplit(b []byte) (hdrLen int, nextHdrOff int, err error) {
+	var sp Split
+	if err := SplitTransport(b, &sp); err != nil {
+		return 0, 0, err
+	}
+	return sp.HdrLen, sp.NextHdrOff, nil
+}
+
+// Split is where transport-mode ESP or AH goes in an IP packet, as
+// SplitTransport finds it.
+type Split struct {
+	// Version is 4 or 6.
+	Version uint8
+	// HdrLen and NextHdrOff are TransportSplit's results.
+	HdrLen, NextHdrOff int
+	// TotalLen is the packet's length per its IP header.
+	TotalLen int
+	// Fragment reports an IPv4 fragment (MF set or a non-zero offset) or
+	// an IPv6 packet with a Fragment header before HdrLen, atomic
+	// fragments included. Transport-mode SAs carry whole datagrams only
+	// (RFC 4301, Section 7; RFC 4303, Section 3.4.1).
+	Fragment bool
+}
+
+// SplitTransport fills sp with what TransportSplit returns for b and the
+// packet's version, total length and fragment status, in one pass over the
+// headers. The error is that of TransportSplit.
+func SplitTransport(b []byte, sp *Split) error {
+	*sp = Split{}
 	if len(b) == 0 {
-		return 0, 0, sa.DropTruncated
+		return sa.DropTruncated
 	}
 	switch b[0] >> 4 {
 	case 4:
-		hl, _, err := checkIPv4(b)
+		hl, tl, err := checkIPv4(b)
 		if err != nil {
-			return 0, 0, err
+			return err
 		}
-		return hl, 9, nil
+		*sp = Split{Version: 4, HdrLen: hl, NextHdrOff: 9, TotalLen: tl,
+			Fragment: binary.BigEndian.Uint16(b[6:])&0x3fff != 0}
+		return nil
 	case 6:
 	default:
-		return 0, 0, sa.DropMalformed
+		return sa.DropMalformed
 	}
 	tl, err := checkIPv6(b)
 	if err != nil {
-		return 0, 0, err
+		return err
 	}
-	off, nho := IPv6HeaderLen, 6
-	for {
-		nh := b[nho]
-		switch nh {
-		case iana.ProtoHopOpts:
-			if off != IPv6HeaderLen {
-				return 0, 0, sa.DropMalformed
+	w := WalkIPv6(b[:tl])
+	for w.IsExt() {
+		if w.NextHeader == iana.ProtoDstOpts {
+			next, ok := w.Peek()
+			if !ok {
+				return sa.DropTruncated
 			}
-		case iana.ProtoRouting, iana.ProtoFragment:
-		case iana.ProtoDstOpts:
-			if off+1 > tl {
-				return 0, 0, sa.DropTruncated
-			}
-			if b[off] != iana.ProtoRouting {
+			if next != iana.ProtoRouting {
 				// Options for the final destination: after ESP/AH.
-				return off, nho, nil
+				break
 			}
-		default:
-			return off, nho, nil
 		}
-		n, err := extLen(b, nh, off, tl)
-		if err != nil {
-			return 0, 0, err
+		if _, err := w.Skip(); err != nil {
+			return err
 		}
-		nho = off
-		off += n
 	}
+	*sp = Split{Version: 6, HdrLen: w.Off, NextHdrOff: w.NextHeaderOff, TotalLen: tl, Fragment: w.Fragment}
+	return nil
 }
 
 // FixTransportChecksum recomputes the TCP, UDP or ICMPv6 checksum of the whole
@@ -388,14 +394,9 @@ func FixTransportChecksum(pkt []byte) error {
 	if err := Decode(pkt, &info); err != nil {
 		return err
 	}
-	var csumOff int
 	switch {
-	case info.Proto == iana.ProtoTCP:
-		csumOff = 16 // RFC 9293, Section 3.1
-	case info.Proto == iana.ProtoUDP:
-		csumOff = 6 // RFC 768
+	case info.Proto == iana.ProtoTCP, info.Proto == iana.ProtoUDP:
 	case info.Proto == iana.ProtoICMPv6 && info.Version == 6:
-		csumOff = 2 // RFC 4443, Section 2.3
 	default:
 		return nil
 	}
@@ -403,25 +404,5 @@ func FixTransportChecksum(pkt []byte) error {
 		return sa.DropUnsupported
 	}
 	// Decode checked that the header is whole for these protocols.
-	l4 := pkt[info.L4Offset:info.TotalLen]
-	if info.Proto == iana.ProtoUDP {
-		n := int(binary.BigEndian.Uint16(l4[4:]))
-		if n < udpHeaderLen {
-			return sa.DropMalformed
-		}
-		if n > len(l4) {
-			return sa.DropTruncated
-		}
-		l4 = l4[:n]
-		if info.Version == 4 && l4[6] == 0 && l4[7] == 0 {
-			return nil
-		}
-	}
-	l4[csumOff], l4[csumOff+1] = 0, 0
-	c := Checksum(l4, PseudoHeaderSum(info.Src, info.Dst, info.Proto, len(l4)))
-	if c == 0 && info.Proto == iana.ProtoUDP {
-		c = 0xffff
-	}
-	binary.BigEndian.PutUint16(l4[csumOff:], c)
-	return nil
+	return fixL4(pkt[info.L4Offset:info.TotalLen], info.Proto, info.Version, info.Src, info.Dst)
 }

@@ -124,5 +124,13 @@ func FuzzTransportSplit(f *testing.F) {
 		if derr == nil && !info.IsFragment && hl > info.L4Offset {
 			t.Fatalf("split %d after the upper layer at %d", hl, info.L4Offset)
 		}
+		// Decode finds the same split in its own pass.
+		var sp Split
+		if SplitTransport(b, &sp) != nil || sp.HdrLen != hl || sp.NextHdrOff != nho {
+			t.Fatalf("SplitTransport %+v, TransportSplit %d/%d", sp, hl, nho)
+		}
+		if derr == nil && !(info.IsFragment && !info.FirstFragment) && info.Split != sp {
+			t.Fatalf("Decode's split %+v, SplitTransport's %+v", info.Split, sp)
+		}
 	})
 }

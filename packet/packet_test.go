@@ -98,6 +98,7 @@ func TestDecodeInnerPackets(t *testing.T) {
 			Proto:    p.proto,
 			L4Offset: 20,
 			TotalLen: p.length,
+			Split:    Split{Version: 4, HdrLen: 20, NextHdrOff: 9, TotalLen: p.length},
 		}
 		if p.icmpType >= 0 {
 			want.HasICMP = true
@@ -357,29 +358,30 @@ func TestDecodeIPv6(t *testing.T) {
 	for _, tc := range []struct {
 		name string
 		pkt  []byte
-		want Info // Version, Src, Dst, TotalLen filled below
+		want Info // Version, Src, Dst, TotalLen and those of Split filled below
 	}{
-		{"udp", v6(17, udp8), Info{Proto: 17, L4Offset: 40, HasPorts: true, SrcPort: 500, DstPort: 4500}},
+		{"udp", v6(17, udp8), Info{Proto: 17, L4Offset: 40, HasPorts: true, SrcPort: 500, DstPort: 4500, Split: Split{HdrLen: 40, NextHdrOff: 6}}},
 		{"chain", v6(0, ext(60, 0), ext(43, 0), ext(44, 1), frag(60, 0, false), ext(17, 0), udp8),
-			Info{Proto: 17, L4Offset: 88, HasPorts: true, SrcPort: 500, DstPort: 4500}},
+			Info{Proto: 17, L4Offset: 88, HasPorts: true, SrcPort: 500, DstPort: 4500, Split: Split{HdrLen: 80, NextHdrOff: 72, Fragment: true}}},
 		{"first fragment", v6(44, frag(17, 0, true), udp8),
-			Info{Proto: 17, L4Offset: 48, HasPorts: true, SrcPort: 500, DstPort: 4500, IsFragment: true, FirstFragment: true}},
+			Info{Proto: 17, L4Offset: 48, HasPorts: true, SrcPort: 500, DstPort: 4500, IsFragment: true, FirstFragment: true, Split: Split{HdrLen: 48, NextHdrOff: 40, Fragment: true}}},
 		{"first fragment short", v6(44, frag(6, 0, true), udp8),
-			Info{Proto: 6, L4Offset: 48, IsFragment: true, FirstFragment: true}},
+			Info{Proto: 6, L4Offset: 48, IsFragment: true, FirstFragment: true, Split: Split{HdrLen: 48, NextHdrOff: 40, Fragment: true}}},
 		{"non-first fragment", v6(44, frag(17, 3, false), udp8),
-			Info{Proto: 17, L4Offset: 48, IsFragment: true}},
+			Info{Proto: 17, L4Offset: 48, IsFragment: true, Split: Split{HdrLen: 48, NextHdrOff: 40, Fragment: true}}},
 		{"non-first fragment to routing", v6(44, frag(43, 1, true), []byte{0xff}),
-			Info{Proto: 43, L4Offset: 48, IsFragment: true}},
-		{"esp", v6(50, make([]byte, 16)), Info{Proto: 50, L4Offset: 40}},
-		{"ah after dstopts", v6(60, ext(51, 0), make([]byte, 16)), Info{Proto: 51, L4Offset: 48}},
-		{"no next header", v6(59), Info{Proto: 59, L4Offset: 40}},
-		{"icmpv6", v6(58, []byte{135, 0, 0, 0}), Info{Proto: 58, L4Offset: 40, HasICMP: true, ICMPType: 135}},
-		{"icmpv4 in ipv6", v6(1, []byte{8, 0, 0, 0}), Info{Proto: 1, L4Offset: 40}},
+			Info{Proto: 43, L4Offset: 48, IsFragment: true, Split: Split{HdrLen: 48, NextHdrOff: 40, Fragment: true}}},
+		{"esp", v6(50, make([]byte, 16)), Info{Proto: 50, L4Offset: 40, Split: Split{HdrLen: 40, NextHdrOff: 6}}},
+		{"ah after dstopts", v6(60, ext(51, 0), make([]byte, 16)), Info{Proto: 51, L4Offset: 48, Split: Split{HdrLen: 40, NextHdrOff: 6}}},
+		{"no next header", v6(59), Info{Proto: 59, L4Offset: 40, Split: Split{HdrLen: 40, NextHdrOff: 6}}},
+		{"icmpv6", v6(58, []byte{135, 0, 0, 0}), Info{Proto: 58, L4Offset: 40, HasICMP: true, ICMPType: 135, Split: Split{HdrLen: 40, NextHdrOff: 6}}},
+		{"icmpv4 in ipv6", v6(1, []byte{8, 0, 0, 0}), Info{Proto: 1, L4Offset: 40, Split: Split{HdrLen: 40, NextHdrOff: 6}}},
 	} {
 		tc.want.Version = 6
 		tc.want.Src = netip.MustParseAddr("2001:db8::1")
 		tc.want.Dst = netip.MustParseAddr("2001:db8::2")
 		tc.want.TotalLen = len(tc.pkt)
+		tc.want.Split.Version, tc.want.Split.TotalLen = 6, len(tc.pkt)
 		var info Info
 		if err := Decode(append(tc.pkt, 0, 0, 0), &info); err != nil { // trailing bytes allowed
 			t.Errorf("%s: %v", tc.name, err)
@@ -535,4 +537,84 @@ func BenchmarkDecode(b *testing.B) {
 			_ = Decode(pkt, &info)
 		}
 	})
+}
+
+// TestSplitTransport checks SplitTransport's fragment report and that the
+// one IPv6 walker (IPv6Ext) stops, crosses and fails as TransportSplit and
+// Decode expect: a Fragment header, atomic or not, is reported; hop-by-hop
+// options after the first header and unknown headers are not crossed.
+func TestSplitTransport(t *testing.T) {
+	for _, tc := range []struct {
+		name     string
+		pkt      []byte
+		hdrLen   int
+		fragment bool
+	}{
+		{"ipv4", fuzzSeed(t, "ipv4-tcp"), 20, false},
+		{"ipv4 fragment", fuzzSeed(t, "ipv4-nonfirst-fragment"), 20, true},
+		{"ipv6 udp", v6(17, udp8), 40, false},
+		{"ipv6 atomic fragment", v6(44, frag(17, 0, false), udp8), 48, true},
+		{"ipv6 chain", v6(0, ext(60, 0), ext(43, 0), ext(44, 1), frag(60, 0, false), ext(17, 0), udp8), 80, true},
+	} {
+		var sp Split
+		if err := SplitTransport(tc.pkt, &sp); err != nil || sp.HdrLen != tc.hdrLen || sp.Fragment != tc.fragment {
+			t.Errorf("%s: SplitTransport = %+v, %v; want HdrLen %d, Fragment %v", tc.name, sp, err, tc.hdrLen, tc.fragment)
+		}
+	}
+	w := WalkIPv6(v6(43, ext(0, 0), ext(17, 0)))
+	if _, err := w.Skip(); err != nil || w.NextHeader != 0 || w.NextHeaderOff != 40 || w.Off != 48 {
+		t.Fatalf("routing: %v %+v", err, w)
+	}
+	if _, err := w.Skip(); err != sa.DropMalformed {
+		t.Errorf("hop-by-hop not first: %v, want %v", err, sa.DropMalformed)
+	}
+	w = WalkIPv6(v6(17, udp8))
+	if w.IsExt() {
+		t.Error("UDP reads as an extension header")
+	}
+	if _, err := w.Skip(); err != sa.DropMalformed {
+		t.Errorf("Skip over UDP: %v", err)
+	}
+}
+
+// TestFixChecksum checks that FixChecksum on the upper-layer part of a
+// packet, given its addresses, leaves the bytes FixTransportChecksum leaves
+// on the whole packet, across destination options headers (which travel
+// after ESP, RFC 4303, Section 3.1.1) and for IPv4.
+func TestFixChecksum(t *testing.T) {
+	udp := []byte{0x01, 0xf4, 0x11, 0x94, 0, 12, 0xde, 0xad, 1, 2, 3, 4}
+	for _, tc := range []struct {
+		name string
+		pkt  []byte
+		hl   int
+		nh   uint8
+	}{
+		{"ipv6 udp", v6(17, udp), 40, 17},
+		{"ipv6 dstopts udp", v6(60, ext(17, 0), udp), 40, 60},
+		{"ipv6 two dstopts udp", v6(60, ext(60, 0), ext(17, 1), udp), 40, 60},
+	} {
+		whole := bytes.Clone(tc.pkt)
+		if err := FixTransportChecksum(whole); err != nil {
+			t.Fatalf("%s: %v", tc.name, err)
+		}
+		part := bytes.Clone(tc.pkt)
+		h := IPv6(part)
+		if err := FixChecksum(part[tc.hl:], tc.nh, h.Src(), h.Dst()); err != nil {
+			t.Fatalf("%s: FixChecksum: %v", tc.name, err)
+		}
+		if !bytes.Equal(part, whole) {
+			t.Errorf("%s: FixChecksum\n%x, FixTransportChecksum\n%x", tc.name, part, whole)
+		}
+	}
+	v4 := fuzzSeed(t, "ipv4-tcp")
+	whole, part := bytes.Clone(v4), bytes.Clone(v4)
+	if err := FixTransportChecksum(whole); err != nil {
+		t.Fatal(err)
+	}
+	if err := FixChecksum(part[20:], 6, IPv4(part).Src(), IPv4(part).Dst()); err != nil || !bytes.Equal(part, whole) {
+		t.Errorf("ipv4 tcp: %v\n%x, want\n%x", err, part, whole)
+	}
+	if err := FixChecksum(v6(60, ext(17, 3))[40:], 60, netip.IPv6Loopback(), netip.IPv6Loopback()); err != sa.DropTruncated {
+		t.Errorf("no upper-layer header after the options: %v, want %v", err, sa.DropTruncated)
+	}
 }

@@ -182,6 +182,10 @@ func newReservingOutbound(out sad.Outbound, store *seqStore, path string, start 
 	return r, nil
 }
 
+// Unwrap returns the engine, which seals the packets: the data plane finds
+// its bare ESP methods through it.
+func (r *reservingOutbound) Unwrap() sad.Outbound { return r.Outbound }
+
 // NextSeq hands out the engine's next number once it is reserved. A number
 // that cannot be reserved is not used: the packet is dropped with
 // sa.DropSeqExhausted.

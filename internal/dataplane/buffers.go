@@ -5,6 +5,7 @@ import (
 	"sync"
 
 	"github.com/goipsec/goipsec/internal/sad"
+	"github.com/goipsec/goipsec/packet"
 	"github.com/goipsec/goipsec/sa"
 	"github.com/goipsec/goipsec/tun"
 )
@@ -40,6 +41,14 @@ type elem struct {
 	out        *sad.OutboundSA
 	in         *sad.InboundSA
 	from       netip.AddrPort
+	// sp is the parsed view of the packet's IP header, made once where
+	// the packet enters (packet.Decode outbound, packet.SplitTransport for
+	// raw inbound packets) and handed to the engines; its zero value
+	// (Version 0) marks an inbound packet without an IP header: ESP in UDP.
+	sp packet.Split
+	// dst is the outer destination of ESP in UDP (the SA's local address),
+	// whose header the kernel consumed; from is its source.
+	dst netip.Addr
 }
 
 // batch is the unit the pipeline moves: what one Read returned. Workers
@@ -101,7 +110,7 @@ func (p *pool) get(done <-chan struct{}) *batch {
 func (p *pool) put(b *batch) {
 	b.n, b.restaged = 0, false
 	for _, e := range b.elems {
-		e.kind, e.drop, e.out, e.in, e.seq = kindNone, sa.DropNone, nil, nil, 0
+		e.kind, e.drop, e.out, e.in, e.seq, e.sp = kindNone, sa.DropNone, nil, nil, 0, packet.Split{}
 	}
 	select {
 	case p.free <- b:

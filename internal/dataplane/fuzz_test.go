@@ -104,6 +104,20 @@ func (r *recordingInbound) Accept(seq uint64) error {
 	return err
 }
 
+// recordingESP is a recordingInbound around an ESP engine, with the bare
+// ESP method the data plane calls (frame.go).
+type recordingESP struct{ *recordingInbound }
+
+func (r recordingESP) Mode() sa.Mode { return r.Inbound.(espInbound).Mode() }
+
+func (r recordingESP) DecryptESP(buf []byte, start, end int, src, dst netip.Addr) (int, int, uint8, uint64, error) {
+	s, e, nh, seq, err := r.Inbound.(espInbound).DecryptESP(buf, start, end, src, dst)
+	if seq != 0 {
+		r.verified = append(r.verified, seq)
+	}
+	return s, e, nh, seq, err
+}
+
 // fuzzRig is one data plane with one live inbound SA and the peer's sealer.
 type fuzzRig struct {
 	t         *testing.T
@@ -184,8 +198,12 @@ func newFuzzRig(t *testing.T, f fuzzSA) *fuzzRig {
 		}
 	}
 	r.in = &recordingInbound{Inbound: in}
+	var engine sad.Inbound = r.in
+	if f.proto == sa.ESP {
+		engine = recordingESP{r.in}
+	}
 	if err := d.InstallInbound(&sad.InboundSA{Protocol: f.proto, SPI: fuzzSPI, Mode: f.mode,
-		Local: set(lpfx), Remote: set(rpfx), LocalAddr: r.local, SA: r.in}); err != nil {
+		Local: set(lpfx), Remote: set(rpfx), LocalAddr: r.local, SA: engine}); err != nil {
 		t.Fatal(err)
 	}
 

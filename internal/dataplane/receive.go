@@ -6,19 +6,20 @@ package dataplane
 //	readUDP / readRaw (1 goroutine per socket, sequential)
 //	    batch Read into pooled 64 KiB buffers at offset headroom;
 //	    UDP port 4500: demultiplex (RFC 3948, Section 2): the non-ESP marker
-//	    -> Config.IKE; 0xFF -> NAT-keepalive, ignored; else ESP: build a
-//	    synthetic outer IP header (peer -> SA's local address, protocol 50)
-//	    in the headroom, because the engines open whole IP packets and the
-//	    kernel consumed the real one;
+//	    -> Config.IKE; 0xFF -> NAT-keepalive, ignored; else bare ESP, with
+//	    the peer's address and the SA's local one as outer addresses;
 //	    raw sockets: the IP header is there (the socket rebuilds it for
-//	    IPv6); find ESP or AH behind it;
+//	    IPv6); split it once (packet.SplitTransport, kept in the element)
+//	    and find ESP or AH behind it;
 //	    SAD lookup by (protocol, SPI): none -> sa.DropUnknownSPI;
 //	    then the batch goes to the work queue (in chunks) and to this
 //	    socket's sequential queue
 //	worker (Config.Workers goroutines, parallel)
-//	    Decrypt in place: ICV check, decryption, padding; no window update
+//	    open in place (frame.go): ICV check, decryption, padding, and in
+//	    transport mode the IP header back in front; no window update
 //	writeInbound (1 goroutine per socket, sequential)
-//	    waits for each batch's chunks; per packet: Accept (the replay window
+//	    waits for each batch's chunks; per packet: the engine's Accept, under
+//	    its replay window's lock, the one lock of the packet (the window
 //	    moves only for packets whose ICV verified: RFC 4303,
 //	    Section 3.4.3) -> decode the inner packet -> inbound selector check
 //	    against the SA (RFC 4301, Section 5.2: else sa.DropSelector) ->
@@ -149,28 +150,19 @@ func (d *Dataplane) classifyUDP(b *batch, n, from int) (i int) {
 			continue
 		}
 		e.in = in
-		// The synthetic outer header: the engines open whole IP packets.
-		// Its destination is the SA's local address (transport mode puts
-		// it back on the decapsulated packet), else the socket's.
+		// No IP header: the engine opens bare ESP. The outer destination
+		// is the SA's local address (transport mode puts it on the
+		// decapsulated packet), else the socket's.
 		dst := in.LocalAddr
 		if !dst.IsValid() || dst.Is4() != from.Addr().Is4() {
 			dst = local
 		}
-		src := from.Addr()
-		if src.Is4() {
-			if !dst.Is4() {
-				dst = netip.IPv4Unspecified()
-			}
-			e.start = headroom - packet.IPv4MinHeaderLen
-			packet.PutIPv4Header(e.buf[e.start:], src, dst, protoESP, len(p)+packet.IPv4MinHeaderLen, 64, 0)
-		} else {
-			if !dst.Is6() {
-				dst = netip.IPv6Unspecified()
-			}
-			e.start = headroom - packet.IPv6HeaderLen
-			packet.PutIPv6Header(e.buf[e.start:], src, dst, protoESP, len(p), 64)
+		if from.Addr().Is4() && !dst.Is4() {
+			dst = netip.IPv4Unspecified()
+		} else if from.Addr().Is6() && !dst.Is6() {
+			dst = netip.IPv6Unspecified()
 		}
-		e.end = headroom + len(p)
+		e.start, e.end, e.dst = headroom, headroom+len(p), dst
 		e.from = from
 		e.kind = kindOpen
 	}
@@ -200,8 +192,9 @@ func (d *Dataplane) classifyRaw(b *batch, n, from int) (i int) {
 		e.kind, e.drop, e.in, e.out = kindNone, sa.DropNone, nil, nil
 		e.start, e.end = headroom, headroom+b.sizes[i]
 		pkt := e.buf[e.start:e.end]
-		hl, nho, err := packet.TransportSplit(pkt)
-		if err != nil || hl+8 > len(pkt) {
+		err := packet.SplitTransport(pkt, &e.sp) // the engines' view: parsed once
+		hl, nho := e.sp.HdrLen, e.sp.NextHdrOff
+		if err != nil || hl+8 > e.sp.TotalLen {
 			e.drop = sa.DropTruncated
 			if err != nil {
 				e.drop = asDrop(err)
@@ -285,8 +278,11 @@ func (d *Dataplane) checkInbound(b *batch, from int, out *[][]byte, opened *uint
 		}
 		if e.seq != 0 {
 			// The ICV verified: the window moves even if the payload
-			// turned out bad (RFC 4303, Section 3.4.3).
-			if err := e.in.Accept(e.seq); err != nil && e.drop == sa.DropNone {
+			// turned out bad (RFC 4303, Section 3.4.3). The engine's
+			// replay window serializes itself (the stages of several
+			// sockets may share an SA), so the SAD's per-SA lock
+			// (sad.InboundSA.Accept) would be a second lock per packet.
+			if err := e.in.SA.Accept(e.seq); err != nil && e.drop == sa.DropNone {
 				e.drop = sa.DropReplay
 			}
 		}

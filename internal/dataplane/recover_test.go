@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/goipsec/goipsec/internal/sad"
+	"github.com/goipsec/goipsec/packet"
 	"github.com/goipsec/goipsec/sa"
 	"github.com/goipsec/goipsec/tun/tuntest"
 )
@@ -32,6 +33,31 @@ func (o *panicOutbound) SealSeq(buf []byte, start, end int, seq uint64) (int, in
 		panic("test: SealSeq panics")
 	}
 	return o.Outbound.SealSeq(buf, start, end, seq)
+}
+
+// The bare ESP methods the data plane calls on ESP engines (frame.go).
+
+func (o *panicOutbound) Mode() sa.Mode { return o.Outbound.(espOutbound).Mode() }
+
+func (o *panicOutbound) Outer() (netip.Addr, netip.Addr, uint8) {
+	return o.Outbound.(espOutbound).Outer()
+}
+
+func (o *panicOutbound) SealESP(buf []byte, start, end int, sp *packet.Split, seq uint64) (int, int, error) {
+	if seq == o.onSeal {
+		panic("test: SealESP panics")
+	}
+	return o.Outbound.(espOutbound).SealESP(buf, start, end, sp, seq)
+}
+
+func (in *panicInbound) Mode() sa.Mode { return in.Inbound.(espInbound).Mode() }
+
+func (in *panicInbound) DecryptESP(buf []byte, start, end int, src, dst netip.Addr) (int, int, uint8, uint64, error) {
+	in.calls++
+	if in.calls == in.onDecrypt {
+		panic("test: DecryptESP panics")
+	}
+	return in.Inbound.(espInbound).DecryptESP(buf, start, end, src, dst)
 }
 
 // panicInbound is an inbound SA that panics at one stage of one packet.

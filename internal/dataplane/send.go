@@ -15,12 +15,14 @@ package dataplane
 //	    then the batch goes, in this order, to the work queue (in chunks)
 //	    and to the send queue
 //	worker (Config.Workers goroutines, parallel)
-//	    SealSeq each PROTECT packet in place: the outer header and ESP/AH
-//	    header go into the headroom, padding and ICV into the tailroom
+//	    seal each PROTECT packet in place (frame.go): bare ESP from the
+//	    engine, then for raw ESP the outer IP header (tunnel mode) or the
+//	    packet's own header's length (transport mode); AH: SealSeq; headers
+//	    go into the headroom, padding and ICV into the tailroom
 //	sendOutbound (1 goroutine, sequential, batch order = sequence order)
 //	    waits for each batch's chunks; groups consecutive packets by
-//	    destination and transport; ESP in UDP: the outer IP header is
-//	    stripped (the kernel writes its own) and the run goes to UDP.Write,
+//	    destination and transport; ESP in UDP: the bare ESP packets (the
+//	    kernel writes the IP and UDP headers) go to UDP.Write,
 //	    which coalesces it into one UDP_SEGMENT send; ESP/AH over IP and
 //	    BYPASS: whole IP packets to the raw socket of their IP version
 //	    (IP_HDRINCL); then the batch returns to the pool.
@@ -137,6 +139,7 @@ func (d *Dataplane) classifyOutboundFrom(b *batch, from int) (i int) {
 			continue
 		}
 		e.end = e.start + info.TotalLen // trim link padding
+		e.sp = info.Split               // the engines' view: parsed once
 		if !info.Dst.IsGlobalUnicast() && !info.Dst.IsLoopback() {
 			// Multicast and link-local traffic that the kernel sends on
 			// the TUN device itself (router solicitations, MLD) has no
@@ -259,8 +262,8 @@ func (d *Dataplane) sendBatch(b *batch) {
 }
 
 // outerRoute returns the bytes to hand to the socket for a sealed packet and
-// where they go. For ESP in UDP that is the ESP packet without the outer IP
-// header, which the kernel builds (RFC 3948, Section 2.1).
+// where they go. For ESP in UDP that is the bare ESP packet: the kernel
+// builds the IP and UDP headers (RFC 3948, Section 2.1).
 func (d *Dataplane) outerRoute(e *elem) ([]byte, route, bool) {
 	pkt := e.buf[e.start:e.end]
 	o := e.out
@@ -269,12 +272,7 @@ func (d *Dataplane) outerRoute(e *elem) ([]byte, route, bool) {
 			e.drop = sa.DropUnsupported
 			return nil, route{}, false
 		}
-		hl, _, err := packet.TransportSplit(pkt)
-		if err != nil || hl > len(pkt) {
-			e.drop = sa.DropMalformed
-			return nil, route{}, false
-		}
-		return pkt[hl:], route{udp: true, dst: o.Remote}, true
+		return pkt, route{udp: true, dst: o.Remote}, true
 	}
 	v := int(pkt[0] >> 4)
 	if d.rawFor(v) == nil {

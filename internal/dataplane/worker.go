@@ -1,7 +1,5 @@
 package dataplane
 
-import "github.com/goipsec/goipsec/sa"
-
 // chunk is a run of one batch's packets for one worker.
 type chunk struct {
 	b      *batch
@@ -57,30 +55,4 @@ func (d *Dataplane) lostWork(e *elem) {
 		return
 	}
 	d.lostCounted(e)
-}
-
-func (d *Dataplane) seal(e *elem) {
-	e.inner = e.end - e.start
-	ns, ne, err := e.out.SA.SealSeq(e.buf, e.start, e.end, e.seq)
-	if err != nil {
-		e.drop = asDrop(err)
-		d.dropElem(e)
-		return
-	}
-	e.start, e.end = ns, ne
-}
-
-// open runs the parallel half of inbound processing: everything up to, not
-// including, the replay window update, which the sequential stage does.
-func (d *Dataplane) open(e *elem) {
-	ns, ne, seq, err := e.in.SA.Decrypt(e.buf, e.start, e.end)
-	e.seq = seq
-	if err != nil {
-		e.drop = asDrop(err)
-		if e.drop == sa.DropNone {
-			e.drop = sa.DropMalformed
-		}
-		return // the sequential stage counts it, after Accept if seq != 0
-	}
-	e.start, e.end = ns, ne
 }

@@ -38,7 +38,9 @@ type Inbound interface {
 	// passed to Accept even if err is not nil. Safe for concurrent use.
 	Decrypt(buf []byte, start, end int) (nstart, nend int, seq uint64, err error)
 	// Accept moves the replay window to include seq (RFC 4303,
-	// Section 3.4.3). The SAD serializes calls per SA.
+	// Section 3.4.3). Safe for concurrent use: the data plane calls it
+	// without a lock of its own, so that the window's is the one lock of
+	// an inbound packet.
 	Accept(seq uint64) error
 }
 

@@ -1,0 +1,181 @@
+package dataplane
+
+// The framing contract between the packet engines and the data plane.
+//
+// The engines seal and open bare ESP, SPI to ICV (esp.Outbound.SealESP,
+// esp.Inbound.DecryptESP); the data plane owns the headers around it:
+//
+//	outbound: packet.Decode in classifyOutbound parses each packet once, and
+//	    its view (packet.Info.Split) travels with the buffer in elem.sp to
+//	    SealESP. ESP in UDP leaves bare for the UDP socket, whose kernel
+//	    writes the IP and UDP headers (RFC 3948, Section 2.1); raw ESP gets an
+//	    outer IP header here (tunnel mode, RFC 4303, Section 3.1.2) or keeps
+//	    the packet's own, which SealESP moved in front of ESP, with its length
+//	    fixed here (transport mode, Section 3.1.1).
+//	inbound: ESP in UDP arrives bare, with the peer's address from the
+//	    socket; raw ESP is split once in classifyRaw (elem.sp). DecryptESP
+//	    opens the bare packet; in transport mode the IP header goes back in
+//	    front of the payload here: the received one moved (raw), or one built
+//	    from the outer addresses (ESP in UDP, whose header the kernel
+//	    consumed).
+//
+// AH authenticates the outer header with the packet (RFC 4302, Section
+// 3.3.3), so AH SAs keep the whole-packet methods of sad.Outbound and
+// sad.Inbound (SealSeq, Decrypt) over raw sockets.
+
+import (
+	"net/netip"
+
+	"github.com/goipsec/goipsec/internal/sad"
+	"github.com/goipsec/goipsec/packet"
+	"github.com/goipsec/goipsec/sa"
+)
+
+// espOutbound is an outbound engine that seals bare ESP: *esp.Outbound.
+type espOutbound interface {
+	Mode() sa.Mode
+	Outer() (local, remote netip.Addr, ttl uint8)
+	SealESP(buf []byte, start, end int, sp *packet.Split, seq uint64) (nstart, nend int, err error)
+}
+
+// espInbound is an inbound engine that opens bare ESP: *esp.Inbound.
+type espInbound interface {
+	Mode() sa.Mode
+	DecryptESP(buf []byte, start, end int, src, dst netip.Addr) (pstart, pend int, nh uint8, seq uint64, err error)
+}
+
+// espOut returns o's bare ESP engine, looking through wrappers that only
+// add to the engine's sequence numbers or bookkeeping and say so with an
+// Unwrap method (the daemon's manual SAs reserve their numbers on disk).
+func espOut(o sad.Outbound) (espOutbound, bool) {
+	for {
+		if e, ok := o.(espOutbound); ok {
+			return e, true
+		}
+		u, ok := o.(interface{ Unwrap() sad.Outbound })
+		if !ok {
+			return nil, false
+		}
+		o = u.Unwrap()
+	}
+}
+
+// ipHeaderLen is the length of an IP header without options from or to a.
+func ipHeaderLen(a netip.Addr) int {
+	if a.Is4() {
+		return packet.IPv4MinHeaderLen
+	}
+	return packet.IPv6HeaderLen
+}
+
+// seal protects one packet in place and leaves e.start and e.end around
+// what the socket sends.
+func (d *Dataplane) seal(e *elem) {
+	e.inner = e.end - e.start
+	var ns, ne int
+	var err error
+	if o, ok := espOut(e.out.SA); ok {
+		ns, ne, err = sealESP(e, o)
+	} else if e.out.Encap == sad.EncapUDP {
+		err = sa.DropUnsupported // only ESP travels in UDP (RFC 3948)
+	} else {
+		ns, ne, err = e.out.SA.SealSeq(e.buf, e.start, e.end, e.seq)
+	}
+	if err != nil {
+		e.drop = asDrop(err)
+		d.dropElem(e)
+		return
+	}
+	e.start, e.end = ns, ne
+}
+
+// sealESP seals e with o and frames the result for its socket.
+func sealESP(e *elem, o espOutbound) (int, int, error) {
+	es, ee, err := o.SealESP(e.buf, e.start, e.end, &e.sp, e.seq)
+	if err != nil || e.out.Encap == sad.EncapUDP {
+		return es, ee, err
+	}
+	if o.Mode() == sa.Transport {
+		// SealESP moved the packet's own header in front of ESP.
+		ns := es - e.sp.HdrLen
+		if packet.SetLength(e.buf[ns:ee], ee-ns) != nil {
+			return 0, 0, sa.DropTooBig
+		}
+		return ns, ee, nil
+	}
+	local, remote, ttl := o.Outer()
+	ns := es - ipHeaderLen(local)
+	if ns < 0 {
+		return 0, 0, sa.DropTooBig
+	}
+	// RFC 4301, Section 5.1.2.1 leaves the outer IPv4 ID to the
+	// encapsulator; the low bits of the sequence number differ between
+	// consecutive packets of the SA (RFC 6864, Section 4).
+	packet.PutIPHeader(e.buf[ns:], local, remote, protoESP, ee-es, ttl, uint16(e.seq))
+	return ns, ee, nil
+}
+
+// open runs the parallel half of inbound processing: everything up to, not
+// including, the replay window update, which the sequential stage does.
+func (d *Dataplane) open(e *elem) {
+	var ns, ne int
+	var seq uint64
+	var err error
+	if in, ok := e.in.SA.(espInbound); ok {
+		ns, ne, seq, err = openESP(e, in)
+	} else if e.sp.Version == 0 {
+		err = sa.DropUnsupported // only ESP travels in UDP (RFC 3948)
+	} else {
+		ns, ne, seq, err = e.in.SA.Decrypt(e.buf, e.start, e.end)
+	}
+	e.seq = seq
+	if err != nil {
+		e.drop = asDrop(err)
+		if e.drop == sa.DropNone {
+			e.drop = sa.DropMalformed
+		}
+		return // the sequential stage counts it, after Accept if seq != 0
+	}
+	e.start, e.end = ns, ne
+}
+
+// openESP opens e with in and returns the bounds of the cleartext IP
+// packet: the inner packet (tunnel mode), or the payload with its IP header
+// put back in front (transport mode, RFC 4303, Section 3.1.1).
+func openESP(e *elem, in espInbound) (int, int, uint64, error) {
+	start, end := e.start, e.end
+	src, dst := e.from.Addr(), e.dst
+	raw := e.sp.Version != 0
+	if raw {
+		if e.sp.Fragment {
+			// ESP is removed from whole datagrams only: the IP layer
+			// reassembles first (RFC 4303, Section 3.4.1).
+			return 0, 0, 0, sa.DropMalformed
+		}
+		hdr := e.buf[e.start:]
+		if e.sp.Version == 4 {
+			src, dst = packet.IPv4(hdr).Src(), packet.IPv4(hdr).Dst()
+		} else {
+			src, dst = packet.IPv6(hdr).Src(), packet.IPv6(hdr).Dst()
+		}
+		start, end = e.start+e.sp.HdrLen, e.start+e.sp.TotalLen
+	}
+	ps, pe, nh, seq, err := in.DecryptESP(e.buf, start, end, src, dst)
+	if err != nil || in.Mode() == sa.Tunnel {
+		return ps, pe, seq, err
+	}
+	var ns int
+	if raw {
+		ns = packet.MoveHeader(e.buf, e.start, &e.sp, ps, nh)
+		if packet.SetLength(e.buf[ns:pe], pe-ns) != nil {
+			return 0, 0, seq, sa.DropMalformed
+		}
+	} else {
+		// The kernel consumed the real header: build one from the outer
+		// addresses, which the transport-mode checksums cover (RFC 3948,
+		// Section 3.1.2).
+		ns = ps - ipHeaderLen(src)
+		packet.PutIPHeader(e.buf[ns:], src, dst, nh, pe-ps, 64, 0)
+	}
+	return ns, pe, seq, nil
+}

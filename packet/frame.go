@@ -1,0 +1,126 @@
+package packet
+
+import (
+	"encoding/binary"
+	"net/netip"
+
+	"github.com/goipsec/goipsec/iana"
+	"github.com/goipsec/goipsec/sa"
+)
+
+// Framing helpers: the packet engines (esp, ah) seal and open bare ESP, and
+// whoever owns the IP header around it (the data plane, or the engines'
+// whole-packet wrappers) builds, moves and fixes that header with these.
+
+// PutIPHeader writes an IP header without options or extension headers in
+// front of a payload of payloadLen bytes: IPv4 when src is an IPv4 address
+// (with identification id), else IPv6, and returns its length (20 or 40).
+// src and dst must be of the same family; b must hold the header. See
+// PutIPv4Header and PutIPv6Header.
+func PutIPHeader(b []byte, src, dst netip.Addr, proto uint8, payloadLen int, ttl uint8, id uint16) int {
+	if src.Is4() {
+		PutIPv4Header(b, src, dst, proto, IPv4MinHeaderLen+payloadLen, ttl, id)
+		return IPv4MinHeaderLen
+	}
+	PutIPv6Header(b, src, dst, proto, payloadLen, ttl)
+	return IPv6HeaderLen
+}
+
+// SetLength stores the packet length total into the IP header at the start
+// of b: the IPv4 Total Length, with the header checksum recomputed, or the
+// IPv6 Payload Length (total less the fixed header). It fails with
+// sa.DropTooBig when the length does not fit in 16 bits.
+func SetLength(b []byte, total int) error {
+	if b[0]>>4 == 4 {
+		if total > 0xffff {
+			return sa.DropTooBig
+		}
+		h := IPv4(b)
+		h.SetTotalLength(uint16(total))
+		h.UpdateChecksum()
+		return nil
+	}
+	pl := total - IPv6HeaderLen
+	if pl > 0xffff || pl < 0 {
+		return sa.DropTooBig
+	}
+	IPv6(b).SetPayloadLength(uint16(pl))
+	return nil
+}
+
+// MoveHeader moves the IP header of sp, buf[start:start+sp.HdrLen], so that
+// it ends at at, stores proto into its next header byte (sp.NextHdrOff) and
+// returns the header's new start, at-sp.HdrLen. Transport-mode ESP and AH
+// use it both ways (RFC 4303, Section 3.1.1; RFC 4302, Section 3.1.1):
+// outbound the header moves in front of the ESP or AH header (proto 50 or
+// 51), inbound in front of the payload (proto the ESP trailer's or AH
+// header's Next Header). The caller then sets the length with SetLength.
+func MoveHeader(buf []byte, start int, sp *Split, at int, proto uint8) int {
+	ns := at - sp.HdrLen
+	copy(buf[ns:at], buf[start:start+sp.HdrLen])
+	buf[ns+sp.NextHdrOff] = proto
+	return ns
+}
+
+// FixChecksum recomputes the TCP, UDP or ICMPv6 checksum of the upper-layer
+// part l4 (protocol proto) of a packet from src to dst, as
+// FixTransportChecksum does for a whole packet (RFC 3948, Section 3.1.2):
+// for the payload that transport-mode ESP decapsulated, whose addresses the
+// caller knows from the outer header. Destination options headers in front
+// of the upper-layer header (they travel after ESP, RFC 4303, Section
+// 3.1.1) are crossed. Other protocols give nil.
+func FixChecksum(l4 []byte, proto uint8, src, dst netip.Addr) error {
+	if proto == iana.ProtoDstOpts && src.Is6() {
+		w := IPv6Ext{b: l4, NextHeader: proto, NextHeaderOff: -1}
+		for w.NextHeader == iana.ProtoDstOpts {
+			if _, err := w.Skip(); err != nil {
+				return err
+			}
+		}
+		l4, proto = l4[w.Off:], w.NextHeader
+	}
+	v := uint8(6)
+	if src.Is4() {
+		v = 4
+	}
+	return fixL4(l4, proto, v, src, dst)
+}
+
+// fixL4 recomputes the checksum of the upper-layer header l4, which extends
+// to the end of the IP packet.
+func fixL4(l4 []byte, proto, version uint8, src, dst netip.Addr) error {
+	var csumOff, need int
+	switch {
+	case proto == iana.ProtoTCP:
+		csumOff, need = 16, tcpMinHeaderLen // RFC 9293, Section 3.1
+	case proto == iana.ProtoUDP:
+		csumOff, need = 6, udpHeaderLen // RFC 768
+	case proto == iana.ProtoICMPv6 && version == 6:
+		csumOff, need = 2, icmpMinHeaderLen // RFC 4443, Section 2.3
+	default:
+		return nil
+	}
+	if len(l4) < need {
+		return sa.DropTruncated
+	}
+	if proto == iana.ProtoUDP {
+		n := int(binary.BigEndian.Uint16(l4[4:]))
+		if n < udpHeaderLen {
+			return sa.DropMalformed
+		}
+		if n > len(l4) {
+			return sa.DropTruncated
+		}
+		l4 = l4[:n]
+		if version == 4 && l4[6] == 0 && l4[7] == 0 {
+			return nil
+		}
+	}
+	l4[csumOff], l4[csumOff+1] = 0, 0
+	c := Checksum(l4, PseudoHeaderSum(src, dst, proto, len(l4)))
+	if c == 0 && proto == iana.ProtoUDP {
+		c = 0xffff
+	}
+	binary.BigEndian.PutUint16(l4[csumOff:], c)
+	return nil
+}
