@@ -93,11 +93,14 @@ fuzz-long:
 bench:
 	$(GO) test -run XXX -bench . -benchtime 1s ./esp ./ah ./replay
 
-# iperf3 through the tunnel next to raw veth, strongSwan (kernel-libipsec) and
-# wireguard-go, in one run (root). DURATION=10 STREAMS="1 4" by default.
+# iperf3 and ping through the tunnel next to raw veth, strongSwan
+# (kernel-libipsec) and wireguard-go, in one run (root): one table with the
+# ratios, the raw ESP / ESP-in-UDP ratio, a latency table, and the same as
+# JSON in $(BENCH_JSON). DURATION=10 STREAMS="1 4" PINGS=200 by default.
+BENCH_JSON ?= $(BIN)/bench-net.json
 bench-net: build
 	scripts/deps.sh bench
-	scripts/bench.sh
+	BENCH_JSON=$(BENCH_JSON) scripts/bench.sh
 
 # Two daemons, 50 IKE SAs and 200 CHILD SAs rekeying with jitter while pings
 # flow through every CHILD SA, for SOAK_DURATION (default 30m); prints lost

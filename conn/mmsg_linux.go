@@ -3,6 +3,8 @@ package conn
 import (
 	"encoding/binary"
 	"net/netip"
+	"runtime"
+	"sync"
 	"syscall"
 	"unsafe"
 
@@ -162,4 +164,43 @@ func nextCmsg(b []byte) (level, typ int32, data, rest []byte, ok bool) {
 		rest = b[s:]
 	}
 	return h.Level, h.Type, data, rest, true
+}
+
+// freeList is a bounded free list of per-call send states, so that Writes
+// from several goroutines (the data plane's send lanes, IKE) go to the
+// kernel in parallel instead of queueing on one mutex. States are made on
+// first use, up to max; then get waits for one to be put back. Steady state
+// allocates nothing.
+type freeList[T any] struct {
+	free chan T
+	mu   sync.Mutex
+	made int
+	mk   func() T
+}
+
+// maxWriters is how many Writes of one socket run at once: one per core.
+func maxWriters() int { return max(2, runtime.GOMAXPROCS(0)) }
+
+func newFreeList[T any](max int, mk func() T) *freeList[T] {
+	return &freeList[T]{free: make(chan T, max), mk: mk}
+}
+
+func (f *freeList[T]) get() T {
+	select {
+	case x := <-f.free:
+		return x
+	default:
+	}
+	f.mu.Lock()
+	if f.made < cap(f.free) {
+		f.made++
+		f.mu.Unlock()
+		return f.mk()
+	}
+	f.mu.Unlock()
+	return <-f.free
+}
+
+func (f *freeList[T]) put(x T) {
+	f.free <- x // never blocks: at most cap(f.free) states exist
 }

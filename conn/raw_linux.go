@@ -13,7 +13,8 @@ import (
 )
 
 // RawConn is the Linux conn.Raw: a raw IP socket for ESP or AH, batched with
-// recvmmsg and sendmmsg.
+// recvmmsg and sendmmsg. Concurrent Writes each have their own send state
+// and go to the kernel in parallel.
 type RawConn struct {
 	f       *os.File
 	rc      syscall.RawConn
@@ -23,8 +24,7 @@ type RawConn struct {
 
 	rmu sync.Mutex
 	rm  *mmsg
-	wmu sync.Mutex
-	wm  *mmsg
+	ws  *freeList[*mmsg] // send states: concurrent Writes run in parallel
 }
 
 // RawBatchSize is the batch size of RawConn.
@@ -55,7 +55,8 @@ func ListenRaw(version int, proto sa.Protocol, mark uint32) (*RawConn, error) {
 	if unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_RCVBUFFORCE, 7<<20) != nil {
 		unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_RCVBUF, 7<<20)
 	}
-	r := &RawConn{version: version, proto: proto, rm: newMmsg(RawBatchSize), wm: newMmsg(RawBatchSize)}
+	r := &RawConn{version: version, proto: proto, rm: newMmsg(RawBatchSize),
+		ws: newFreeList(maxWriters(), func() *mmsg { return newMmsg(RawBatchSize) })}
 	if version == 4 {
 		// Send the header ESP or AH built: AH authenticates it (RFC 4302,
 		// Section 3.3.3.1), and BYPASS packets keep theirs.
@@ -165,13 +166,14 @@ func (r *RawConn) Read(bufs [][]byte, sizes []int, offset int) (int, error) {
 	return m.done, nil
 }
 
-// Write implements Raw.
+// Write implements Raw. Writes from different goroutines run in parallel
+// (up to one per core); the packets of one Write leave in order.
 func (r *RawConn) Write(bufs [][]byte) error {
-	r.wmu.Lock()
-	defer r.wmu.Unlock()
+	m := r.ws.get()
+	defer r.ws.put(m)
 	for len(bufs) > 0 {
-		n := min(len(bufs), len(r.wm.hdrs))
-		if err := r.write(bufs[:n]); err != nil {
+		n := min(len(bufs), len(m.hdrs))
+		if err := r.write(m, bufs[:n]); err != nil {
 			return err
 		}
 		bufs = bufs[n:]
@@ -179,8 +181,7 @@ func (r *RawConn) Write(bufs [][]byte) error {
 	return nil
 }
 
-func (r *RawConn) write(bufs [][]byte) error {
-	m := r.wm
+func (r *RawConn) write(m *mmsg, bufs [][]byte) error {
 	m.n = 0
 	for _, b := range bufs {
 		var dst netip.Addr

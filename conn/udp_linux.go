@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/netip"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"unsafe"
 
@@ -27,9 +28,13 @@ type UDPConn struct {
 	rmu sync.Mutex // Read is single-goroutine by contract; this guards misuse
 	rm  *mmsg
 
-	wmu     sync.Mutex
-	wm      *mmsg
-	gso     bool
+	ws  *freeList[*udpWriter] // send states: concurrent Writes run in parallel
+	gso atomic.Bool           // UDP_SEGMENT in use
+}
+
+// udpWriter is the state of one UDPConn.Write.
+type udpWriter struct {
+	m       *mmsg
 	scratch [][]byte // coalescing buffers, one per message of a Write
 }
 
@@ -91,13 +96,13 @@ func ListenUDP(addr netip.AddrPort, mark uint32) (*UDPConn, error) {
 		local:  c.LocalAddr().(*net.UDPAddr).AddrPort(),
 		v6sock: network != "udp4",
 		rm:     newMmsg(UDPBatchSize),
-		wm:     newMmsg(UDPBatchSize),
+		ws:     newFreeList(maxWriters(), func() *udpWriter { return &udpWriter{m: newMmsg(UDPBatchSize)} }),
 	}
 	u.local = netip.AddrPortFrom(u.local.Addr().Unmap(), u.local.Port())
 	rc.Control(func(fd uintptr) {
 		// UDP_SEGMENT is supported if the kernel knows the option.
 		if _, err := unix.GetsockoptInt(int(fd), unix.SOL_UDP, unix.UDP_SEGMENT); err == nil {
-			u.gso = true
+			u.gso.Store(true)
 		}
 		if unix.SetsockoptInt(int(fd), unix.SOL_UDP, unix.UDP_GRO, 1) == nil {
 			u.gro = true
@@ -109,9 +114,7 @@ func ListenUDP(addr netip.AddrPort, mark uint32) (*UDPConn, error) {
 // Offloads reports whether segmentation offload (send) and receive
 // coalescing are in use.
 func (u *UDPConn) Offloads() (gso, gro bool) {
-	u.wmu.Lock()
-	defer u.wmu.Unlock()
-	return u.gso, u.gro
+	return u.gso.Load(), u.gro
 }
 
 // BatchSize implements UDP.
@@ -211,16 +214,18 @@ func (u *UDPConn) Read(bufs [][]byte, sizes []int, addrs []netip.AddrPort, offse
 // be shorter), up to 64 of them and 65,487 bytes, are copied into one buffer
 // and sent as a single UDP_SEGMENT message; the kernel (or the NIC) cuts
 // them again. If the kernel refuses segmentation offload, Write turns it off
-// and sends datagram by datagram from then on.
+// and sends datagram by datagram from then on. Writes from different
+// goroutines run in parallel (up to one per core); the datagrams of one Write
+// leave in order.
 func (u *UDPConn) Write(bufs [][]byte, dst netip.AddrPort) error {
 	if len(bufs) == 0 {
 		return nil
 	}
-	u.wmu.Lock()
-	defer u.wmu.Unlock()
+	w := u.ws.get()
+	defer u.ws.put(w)
 	for len(bufs) > 0 {
-		n := min(len(bufs), len(u.wm.hdrs))
-		err := u.write(bufs[:n], dst)
+		n := min(len(bufs), len(w.m.hdrs))
+		err := u.write(w, bufs[:n], dst)
 		if err != nil {
 			return err
 		}
@@ -229,10 +234,11 @@ func (u *UDPConn) Write(bufs [][]byte, dst netip.AddrPort) error {
 	return nil
 }
 
-func (u *UDPConn) write(bufs [][]byte, dst netip.AddrPort) error {
-	m := u.wm
+func (u *UDPConn) write(w *udpWriter, bufs [][]byte, dst netip.AddrPort) error {
+	m := w.m
 	m.n = 0
-	if u.gso {
+	gso := u.gso.Load()
+	if gso {
 		for i := 0; i < len(bufs); {
 			seg := len(bufs[i])
 			j, total := i+1, seg
@@ -246,10 +252,10 @@ func (u *UDPConn) write(bufs [][]byte, dst netip.AddrPort) error {
 			if j-i == 1 {
 				m.prepSend(m.n, bufs[i], dst, u.v6sock, 0)
 			} else {
-				for len(u.scratch) <= m.n {
-					u.scratch = append(u.scratch, make([]byte, maxGSOBytes))
+				for len(w.scratch) <= m.n {
+					w.scratch = append(w.scratch, make([]byte, maxGSOBytes))
 				}
-				sb := u.scratch[m.n][:0]
+				sb := w.scratch[m.n][:0]
 				for _, b := range bufs[i:j] {
 					sb = append(sb, b...)
 				}
@@ -271,12 +277,12 @@ func (u *UDPConn) write(bufs [][]byte, dst netip.AddrPort) error {
 	if m.errno == 0 {
 		return nil
 	}
-	if u.gso && (m.errno == unix.EIO || m.errno == unix.EINVAL || m.errno == unix.ENOPROTOOPT) {
+	if gso && (m.errno == unix.EIO || m.errno == unix.EINVAL || m.errno == unix.ENOPROTOOPT) {
 		// The route's device cannot segment (for example, its checksum
 		// offload is off). Fall back for good and resend; datagrams that
 		// went out twice are dropped by the peer's replay window.
-		u.gso = false
-		return u.write(bufs, dst)
+		u.gso.Store(false)
+		return u.write(w, bufs, dst)
 	}
 	return fmt.Errorf("conn: sendmmsg to %v: %w", dst, m.errno)
 }

@@ -17,6 +17,13 @@
 # Every tunnel gets MTU $MTU (default 1400, goipsec's default) so that all of
 # them carry the same TCP segment size.
 #
+# Latency: before its iperf3 runs, every case also pings B from A, PINGS
+# (default 200) echo requests PING_INTERVAL seconds apart (default 0.01), on
+# the idle tunnel (veth: between the outer addresses). The report gives the
+# median and the 99th percentile of the round-trip times and what each adds
+# over the veth's, and the throughput of raw ESP (goipsec-none) as a fraction
+# of ESP in UDP (goipsec-udp) in the same run: issue 9 asks for at least 0.90.
+#
 # CPU is the utime+stime of the tunnel processes of both hosts (ipsecd, charon
 # or wireguard) over the iperf3 run, in % of one core (200 = two cores busy).
 # "host" is how busy the whole machine was (all cores, 100 = all busy): on a
@@ -26,7 +33,7 @@
 # and the route from 10.1.0.1 to 10.2.0.1 must use the tunnel's device.
 #
 # Environment: DURATION, STREAMS, CASES (subset of the names above, in order),
-# MTU, BENCH_JSON (write the results there as JSON), WIREGUARD (path of a
+# MTU, PINGS (0: no latency), PING_INTERVAL, BENCH_JSON (write the results there as JSON), WIREGUARD (path of a
 # wireguard-go binary), BIN (default bin), GO (default go), IPERF_FLAGS (extra
 # iperf3 client flags, the same for every case), BENCH_KEEP=1 (keep the
 # configs and logs in the temporary directory).
@@ -44,6 +51,8 @@ MTU=${MTU:-1400}
 BIN=${BIN:-bin}
 GO=${GO:-go}
 IPERF_FLAGS=${IPERF_FLAGS:-}
+PINGS=${PINGS:-200}
+PING_INTERVAL=${PING_INTERVAL:-0.01}
 CHARON=${CHARON:-/usr/lib/ipsec/charon}
 
 if [ "$(id -u)" -ne 0 ]; then
@@ -51,6 +60,7 @@ if [ "$(id -u)" -ne 0 ]; then
   exit 1
 fi
 case $DURATION in '' | *[!0-9]*) echo "bench: DURATION must be whole seconds" >&2; exit 2 ;; esac
+case $PINGS in '' | *[!0-9]*) echo "bench: PINGS must be a count" >&2; exit 2 ;; esac
 for t in ip iperf3 ping timeout unshare awk; do
   command -v "$t" >/dev/null || { echo "bench: $t is missing; run scripts/deps.sh bench" >&2; exit 1; }
 done
@@ -136,7 +146,7 @@ ticks() {
 # host_busy: "busy total" jiffies of the whole machine from /proc/stat.
 host_busy() { awk '/^cpu /{t=0; for(i=2;i<=NF;i++) t+=$i; print t-$5-$6, t; exit}' /proc/stat; }
 
-declare -A gbps cpu host note mtu_of dev_of
+declare -A gbps cpu host note mtu_of dev_of rtt_med rtt_p99 rtt_lost
 failed=0
 
 # iperf NAME SRC DST PID...: one iperf3 run per stream count, A -> B, with the
@@ -175,6 +185,24 @@ iperf() {
     host[$name,$n]=$(awk -v b=$((h1 - h0)) -v t=$((ht1 - ht0)) 'BEGIN {printf "%.0f", (t > 0 ? b / t * 100 : 0)}')
     log "$name -P $n: $g Gbit/s${cpu[$name,$n]:+, tunnel CPU ${cpu[$name,$n]}%}, host ${host[$name,$n]}%"
   done
+}
+
+# latency NAME SRC DST: PINGS echo requests from SRC to DST in A, PING_INTERVAL
+# apart; fills rtt_med, rtt_p99 (ms) and rtt_lost. Intervals under 0.2 s need
+# root, which this script has.
+latency() {
+  local name=$1 src=$2 dst=$3 out
+  [ "$PINGS" -gt 0 ] || return 0
+  out=$(ip netns exec "$A" timeout $((PINGS / 10 + 30)) \
+    ping -n -c "$PINGS" -i "$PING_INTERVAL" -W 1 -I "$src" "$dst" 2>/dev/null || true)
+  # Nearest-rank percentiles over the replies that came back.
+  read -r rtt_med[$name] rtt_p99[$name] rtt_lost[$name] < <(echo "$out" |
+    awk -F'time=' '/ bytes from .*time=/ {split($2, t, " "); print t[1]}' | sort -g |
+    awk -v n="$PINGS" '{v[NR] = $1} END {
+      if (NR == 0) {print "- -", n; exit}
+      m = int((NR + 1) / 2); p = int(NR * 0.99 + 0.999); if (p < 1) p = 1; if (p > NR) p = NR
+      printf "%.3f %.3f %d\n", v[m], v[p], n - NR}')
+  log "$name ping: median ${rtt_med[$name]} ms, p99 ${rtt_p99[$name]} ms, lost ${rtt_lost[$name]} of $PINGS"
 }
 
 restart_iperf_server() {
@@ -225,6 +253,7 @@ linkmtu() { ip -n "$1" -o link show dev "$2" 2>/dev/null | awk '{for (i = 1; i <
 
 case_veth() {
   mtu_of[veth]=$(linkmtu "$A" eth0)
+  latency veth 192.0.2.1 192.0.2.2
   iperf veth 192.0.2.1 192.0.2.2
 }
 
@@ -251,6 +280,7 @@ goipsec() {
   done
   [ $rc = 0 ] && reach "$name" || rc=1
   mtu_of[$name]=$(linkmtu "$A" ipsec0)
+  [ $rc = 0 ] && latency "$name" 10.1.0.1 10.2.0.1
   [ $rc = 0 ] && { iperf "$name" 10.1.0.1 10.2.0.1 "${pids[@]}" || rc=1; }
   [ $rc = 0 ] || { log "$name: log of host a:"; tail -5 "$d/a.log" >&2; }
   stop "${pids[@]}"
@@ -303,6 +333,7 @@ case_strongswan() {
   if [ $rc = 0 ]; then
     STRONGSWAN_CONF=$d/a/strongswan.conf timeout 10 swanctl --list-sas --uri "unix://$d/a/charon.vici" \
       2>/dev/null | grep -E 'ESTABLISHED|INSTALLED|AES_GCM' | sed 's/^/bench: strongswan: /' >&2 || true
+    latency strongswan 10.1.0.1 10.2.0.1
     iperf strongswan 10.1.0.1 10.2.0.1 "${pids[@]}" || rc=1
   fi
   [ $rc = 0 ] || { log "strongswan: charon log of host a:"; tail -8 "$d/a/charon.log" >&2 2>/dev/null || true; }
@@ -344,6 +375,7 @@ case_wireguard-go() {
   done
   [ $rc = 0 ] && reach wireguard-go || rc=1
   mtu_of[wireguard-go]=$(linkmtu "$A" "$WGA")
+  [ $rc = 0 ] && latency wireguard-go 10.1.0.1 10.2.0.1
   [ $rc = 0 ] && { iperf wireguard-go 10.1.0.1 10.2.0.1 "${pids[@]}" || rc=1; }
   [ $rc = 0 ] || { log "wireguard-go: log of host a:"; tail -5 "$d/a.log" >&2; }
   stop "${pids[@]}"
@@ -353,6 +385,7 @@ case_wireguard-go() {
 # ---- run -------------------------------------------------------------------
 
 waitfor 5 sh -c "ip netns exec $B ss -ltn | grep -q ':5201 '" || { log "iperf3 server did not start"; exit 1; }
+load_start=$(cut -d' ' -f1-3 /proc/loadavg)
 log "iperf3 TCP A -> B, streams: $STREAMS, $DURATION s each; cases: $CASES"
 for c in $CASES; do
   declare -F "case_$c" >/dev/null || { log "unknown case $c"; exit 2; }
@@ -365,8 +398,20 @@ done
 # ratio X Y: X/Y with two decimals, "-" when either is missing.
 ratio() { awk -v x="${1:-}" -v y="${2:-}" 'BEGIN {if (x == "" || y == "" || y + 0 == 0) print "-"; else printf "%.2f", x / y}'; }
 
+load_end=$(cut -d' ' -f1-3 /proc/loadavg)
+# sub X Y: X-Y with three decimals, "-" when either is missing.
+sub() { awk -v x="${1:-}" -v y="${2:-}" 'BEGIN {if (x == "" || x == "-" || y == "" || y == "-") print "-"; else printf "%.3f", x - y}'; }
+# ratio_per_core N: raw over UDP throughput per core of tunnel CPU, N streams.
+ratio_per_core() {
+  awk -v a="${gbps[goipsec-none,$1]:-}" -v ca="${cpu[goipsec-none,$1]:-}" -v b="${gbps[goipsec-udp,$1]:-}" -v cb="${cpu[goipsec-udp,$1]:-}" \
+    'BEGIN {if (a == "" || b == "" || ca + 0 == 0 || cb + 0 == 0 || b + 0 == 0) print "-"; else printf "%.2f", (a / ca) / (b / cb)}'
+}
+# jnum X: X for JSON, null when missing.
+jnum() { case ${1:--} in - | '') echo null ;; *) echo "$1" ;; esac; }
+
 echo
 echo "iperf3 TCP, $DURATION s per run, A -> B; tunnel MTU $MTU; $(nproc) cores; $(uname -r)"
+echo "load average (1, 5, 15 min): $load_start at the start, $load_end at the end"
 echo "CPU: tunnel processes of both hosts, % of one core. host: whole machine busy %."
 hdr="%-14s"
 for n in $STREAMS; do hdr+=" | %9s %7s %5s %5s"; done
@@ -390,15 +435,52 @@ for g in goipsec-udp goipsec-none; do
     echo "$line"
   done
 done
+if [[ " $CASES " == *" goipsec-none "* && " $CASES " == *" goipsec-udp "* ]]; then
+  line="raw ESP / ESP in UDP (goipsec-none / goipsec-udp, target 0.90):"
+  for n in $STREAMS; do line+="  P$n $(ratio "${gbps[goipsec-none,$n]:-}" "${gbps[goipsec-udp,$n]:-}")"; done
+  echo "$line"
+  line="the same per core of tunnel CPU (less sensitive to other tenants):"
+  for n in $STREAMS; do line+="  P$n $(ratio_per_core "$n")"; done
+  echo "$line"
+fi
+
+if [ "$PINGS" -gt 0 ]; then
+  echo
+  echo "ping RTT, idle tunnel, $PINGS echo requests $PING_INTERVAL s apart, A -> B; + veth: what the tunnel adds"
+  printf "%-14s | %10s %10s | %12s %12s | %5s\n" case "median ms" "p99 ms" "+ veth med" "+ veth p99" lost
+  for c in $CASES; do
+    printf "%-14s | %10s %10s | %12s %12s | %5s\n" "$c" "${rtt_med[$c]:--}" "${rtt_p99[$c]:--}" \
+      "$(sub "${rtt_med[$c]:-}" "${rtt_med[veth]:-}")" "$(sub "${rtt_p99[$c]:-}" "${rtt_p99[veth]:-}")" "${rtt_lost[$c]:--}"
+  done
+fi
 
 if [ -n "${BENCH_JSON:-}" ]; then
   num() { [ -n "${1:-}" ] && echo "$1" || echo null; }
   {
-    printf '{\n  "duration_s": %s,\n  "mtu": %s,\n  "cores": %s,\n  "kernel": "%s",\n  "date": "%s",\n  "cases": {' \
+    printf '{\n  "duration_s": %s,\n  "mtu": %s,\n  "cores": %s,\n  "kernel": "%s",\n  "date": "%s",\n' \
       "$DURATION" "$MTU" "$(nproc)" "$(uname -r)" "$(date -u +%FT%TZ)"
+    printf '  "load_avg_start": "%s",\n  "load_avg_end": "%s",\n  "pings": %s,\n  "ping_interval_s": %s,\n' \
+      "$load_start" "$load_end" "$PINGS" "$PING_INTERVAL"
+    printf '  "ratio_raw_udp": {'
+    s2=""
+    for n in $STREAMS; do
+      printf '%s"%s": %s' "$s2" "$n" "$(jnum "$(ratio "${gbps[goipsec-none,$n]:-}" "${gbps[goipsec-udp,$n]:-}")")"
+      s2=", "
+    done
+    printf '},\n  "ratio_raw_udp_per_core": {'
+    s2=""
+    for n in $STREAMS; do
+      printf '%s"%s": %s' "$s2" "$n" "$(jnum "$(ratio_per_core "$n")")"
+      s2=", "
+    done
+    printf '},\n  "cases": {'
     sep=""
     for c in $CASES; do
-      printf '%s\n    "%s": {"status": "%s", "dev": "%s", "link_mtu": %s, "streams": {' "$sep" "$c" "${note[$c]}" "${dev_of[$c]:-eth0}" "$(num "${mtu_of[$c]:-}")"
+      printf '%s\n    "%s": {"status": "%s", "dev": "%s", "link_mtu": %s,' "$sep" "$c" "${note[$c]}" "${dev_of[$c]:-eth0}" "$(num "${mtu_of[$c]:-}")"
+      printf '\n      "rtt_ms": {"median": %s, "p99": %s, "added_median": %s, "added_p99": %s, "lost": %s},' \
+        "$(jnum "${rtt_med[$c]:-}")" "$(jnum "${rtt_p99[$c]:-}")" "$(jnum "$(sub "${rtt_med[$c]:-}" "${rtt_med[veth]:-}")")" \
+        "$(jnum "$(sub "${rtt_p99[$c]:-}" "${rtt_p99[veth]:-}")")" "$(jnum "${rtt_lost[$c]:-}")"
+      printf '\n      "streams": {'
       s2=""
       for n in $STREAMS; do
         r=$(ratio "${gbps[$c,$n]:-}" "$(awk -v c="${cpu[$c,$n]:-}" 'BEGIN {if (c != "") print c / 100}')")

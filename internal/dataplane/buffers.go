@@ -3,6 +3,7 @@ package dataplane
 import (
 	"net/netip"
 	"sync"
+	"sync/atomic"
 
 	"github.com/goipsec/goipsec/internal/sad"
 	"github.com/goipsec/goipsec/packet"
@@ -35,6 +36,7 @@ type elem struct {
 	buf        []byte
 	start, end int
 	kind       uint8
+	lane       uint8 // outbound: the send lane (worker.go)
 	drop       sa.Drop
 	seq        uint64
 	inner      int // length of the inner packet, for the SA's byte counter
@@ -62,6 +64,9 @@ type batch struct {
 	// exists: the SPD counted their hits the first time.
 	restaged bool
 	done     sync.WaitGroup
+	// pending counts the send lanes that have yet to send their part of an
+	// outbound batch; the last returns it to the pool.
+	pending atomic.Int32
 
 	// Scratch for the I/O calls, sized for the whole batch.
 	bufs  [][]byte

@@ -8,8 +8,8 @@
 // The pipeline is shaped like wireguard-go's device package: batched reads
 // into pooled buffers with headroom, so packets are sealed and opened in
 // place; classification and sequence numbers in one sequential stage per
-// source; cryptography in parallel on every core; and one sequential stage per
-// destination that keeps the order. send.go and receive.go describe the
+// source; cryptography in parallel on every core; and ordered send stages, one per
+// lane of SAs, that keep each SA's packets in sequence order. send.go and receive.go describe the
 // stages. Nothing on the per-packet path allocates, and malformed input is
 // counted by reason (sa.Drop), never logged per packet and never fatal: even
 // a panic in a stage costs only the packet or batch it was on (recover.go).
@@ -96,7 +96,7 @@ type Dataplane struct {
 
 	outPool *pool
 	work    chan chunk
-	outSeq  chan *batch
+	lanes   []*lane // ordered send stages (worker.go)
 
 	// outMu orders the assignment of sequence numbers with the queueing
 	// of batches, between the TUN reader and staged-packet flushes.
@@ -187,7 +187,7 @@ func New(c Config) (*Dataplane, error) {
 	// memory; each outbound batch is bs MTU-sized buffers.
 	d.outPool = newPool(2*d.workers+2, bs, outboundBufSize(mtu))
 	d.work = make(chan chunk, 4*d.workers*4)
-	d.outSeq = make(chan *batch, 2*d.workers+2)
+	d.lanes = newLanes(2*d.workers+2, bs)
 	d.events = make(chan Event, d.cfg.EventQueue)
 	d.staged = make(map[uint32]*stage)
 	d.done = make(chan struct{})
@@ -201,8 +201,10 @@ func (d *Dataplane) Start() {
 			d.stages.Add(1)
 			go d.worker()
 		}
-		d.stages.Add(1)
-		go d.sendOutbound()
+		for _, l := range d.lanes {
+			d.stages.Add(1)
+			go d.sendLane(l)
+		}
 		d.readers.Add(1)
 		go d.readTUN()
 		if d.cfg.UDP != nil {
@@ -233,7 +235,9 @@ func (d *Dataplane) Close() error {
 		}
 		d.readers.Wait()
 		close(d.work)
-		close(d.outSeq)
+		for _, l := range d.lanes {
+			close(l.q)
+		}
 		for _, q := range d.inSeqs {
 			close(q)
 		}

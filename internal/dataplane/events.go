@@ -153,6 +153,5 @@ func (d *Dataplane) flushStaged(ref uint32) {
 		return
 	}
 	d.classifyOutbound(b)
-	d.dispatch(b)
-	d.outSeq <- b
+	d.queueOutbound(b)
 }

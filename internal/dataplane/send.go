@@ -13,23 +13,25 @@ package dataplane
 //	                 and send one Acquire per policy (sa.DropNoSA when the
 //	                 stage is full) -> NextSeq, in order per SA
 //	    then the batch goes, in this order, to the work queue (in chunks)
-//	    and to the send queue
+//	    and to the queue of each send lane it has packets for (worker.go)
 //	worker (Config.Workers goroutines, parallel)
 //	    seal each PROTECT packet in place (frame.go): bare ESP from the
 //	    engine, then for raw ESP the outer IP header (tunnel mode) or the
 //	    packet's own header's length (transport mode); AH: SealSeq; headers
 //	    go into the headroom, padding and ICV into the tailroom
-//	sendOutbound (1 goroutine, sequential, batch order = sequence order)
-//	    waits for each batch's chunks; groups consecutive packets by
-//	    destination and transport; ESP in UDP: the bare ESP packets (the
-//	    kernel writes the IP and UDP headers) go to UDP.Write,
+//	sendLane (sendLanes goroutines, one per lane of SAs hashed by SPI;
+//	each sequential, batch order = sequence order)
+//	    waits for each batch's chunks; takes its lane's packets; groups
+//	    consecutive ones by destination and transport; ESP in UDP: the bare
+//	    ESP packets (the kernel writes the IP and UDP headers) go to UDP.Write,
 //	    which coalesces it into one UDP_SEGMENT send; ESP/AH over IP and
 //	    BYPASS: whole IP packets to the raw socket of their IP version
 //	    (IP_HDRINCL); then the batch returns to the pool.
 //
-// Sequence numbers are assigned before the parallel stage and packets leave
+// Sequence numbers are assigned before the parallel stage and each lane sends
 // in batch order, so each SA's packets go out in sequence order, as
-// wireguard-go keeps its nonces in order.
+// wireguard-go keeps its nonces in order per peer; SAs on other lanes do not
+// wait for them.
 
 import (
 	"errors"
@@ -108,8 +110,7 @@ func (d *Dataplane) readTUN() {
 			return
 		}
 		d.classifyOutbound(b)
-		d.dispatch(b)
-		d.outSeq <- b
+		d.queueOutbound(b)
 		d.outMu.Unlock()
 	}
 }
@@ -197,16 +198,6 @@ func (d *Dataplane) classifyOutboundFrom(b *batch, from int) (i int) {
 	return i
 }
 
-// sendOutbound is the outbound pipeline's last stage.
-func (d *Dataplane) sendOutbound() {
-	defer d.stages.Done()
-	for b := range d.outSeq {
-		b.done.Wait()
-		d.guard(siteSend, func() { d.sendBatch(b) })
-		d.outPool.put(b)
-	}
-}
-
 // route is where a sealed or bypassed packet goes.
 type route struct {
 	udp bool
@@ -214,9 +205,10 @@ type route struct {
 	raw int // 4 or 6 when !udp
 }
 
-func (d *Dataplane) sendBatch(b *batch) {
+// sendBatch sends lane l's packets of b.
+func (d *Dataplane) sendBatch(l *lane, b *batch) {
 	var cur route
-	run := b.out[:0]
+	run := l.out[:0]
 	flush := func() {
 		if len(run) > 0 {
 			d.send(cur, run)
@@ -225,6 +217,9 @@ func (d *Dataplane) sendBatch(b *batch) {
 	}
 	var sealed, bypassed uint64
 	for _, e := range b.elems[:b.n] {
+		if e.lane != l.id {
+			continue
+		}
 		var r route
 		var pkt []byte
 		switch e.kind {
@@ -256,7 +251,7 @@ func (d *Dataplane) sendBatch(b *batch) {
 		run = append(run, pkt)
 	}
 	flush()
-	b.out = run[:0]
+	l.out = run[:0]
 	d.counters.sealed.Add(sealed)
 	d.counters.bypassed.Add(bypassed)
 }

@@ -1,5 +1,10 @@
 package dataplane
 
+import (
+	"encoding/binary"
+	"math/bits"
+)
+
 // chunk is a run of one batch's packets for one worker.
 type chunk struct {
 	b      *batch
@@ -26,6 +31,94 @@ func (d *Dataplane) dispatch(b *batch) {
 		hi := min(lo+size, n)
 		d.work <- chunk{b: b, lo: lo, hi: hi}
 		lo = hi
+	}
+}
+
+// sendLanes is the number of ordered outbound send stages. Each outbound SA
+// sends on one lane, chosen by a hash of its SPI, and each lane sends its
+// packets in batch order, which is sequence-number order per SA (RFC 4303,
+// Section 3.3.3: the sender counts up; the receiver's window tolerates only
+// bounded reordering). Packets of SAs on different lanes do not wait for
+// each other: a slow or blocked destination holds up only the SAs that share
+// its lane, as wireguard-go gives each peer its own sequential sender.
+// BYPASS packets are laned by destination address, which keeps each flow's
+// order. A power of two, at most 32 (the lane mask of a batch).
+const sendLanes = 16
+
+// lane is one ordered send stage: a goroutine that sends, in order, the
+// packets of the batches queued on q that belong to it.
+type lane struct {
+	id  uint8
+	q   chan *batch
+	out [][]byte // scratch: a run of packets to one destination
+}
+
+// newLanes makes the send lanes, each with room for every batch of the
+// outbound pool, so that queueing never blocks.
+func newLanes(batches, batchSize int) []*lane {
+	ls := make([]*lane, sendLanes)
+	for i := range ls {
+		ls[i] = &lane{id: uint8(i), q: make(chan *batch, batches), out: make([][]byte, 0, batchSize)}
+	}
+	return ls
+}
+
+// laneOf returns the send lane of an outbound SA's SPI, or of a BYPASS
+// packet's folded destination address: a multiplicative hash, so that
+// consecutive SPIs (manual SAs) spread too.
+func laneOf(x uint32) uint8 {
+	return uint8((x * 0x9e3779b1) >> (32 - bits.Len(sendLanes-1)))
+}
+
+// queueOutbound hands a classified outbound batch to the workers and to the
+// send lanes its packets belong to. The caller holds outMu, so batches reach
+// every lane in the order their sequence numbers were assigned in.
+func (d *Dataplane) queueOutbound(b *batch) {
+	var mask uint32
+	for _, e := range b.elems[:b.n] {
+		switch e.kind {
+		case kindProtect:
+			e.lane = laneOf(e.out.SPI)
+		case kindBypass:
+			e.lane = laneOf(foldDst(e.buf[e.start:e.end]))
+		default:
+			continue
+		}
+		mask |= 1 << e.lane
+	}
+	if mask == 0 {
+		mask = 1 // a lane still waits for the chunks and returns b to the pool
+	}
+	b.pending.Store(int32(bits.OnesCount32(mask)))
+	d.dispatch(b)
+	for m := mask; m != 0; m &= m - 1 {
+		d.lanes[bits.TrailingZeros32(m)].q <- b
+	}
+}
+
+// foldDst folds the destination address of an IPv4 or IPv6 packet into 32
+// bits (0 for anything else).
+func foldDst(pkt []byte) uint32 {
+	switch {
+	case len(pkt) >= 20 && pkt[0]>>4 == 4:
+		return binary.BigEndian.Uint32(pkt[16:20])
+	case len(pkt) >= 40 && pkt[0]>>4 == 6:
+		return binary.BigEndian.Uint32(pkt[24:]) ^ binary.BigEndian.Uint32(pkt[28:]) ^
+			binary.BigEndian.Uint32(pkt[32:]) ^ binary.BigEndian.Uint32(pkt[36:])
+	}
+	return 0
+}
+
+// sendLane is one lane's goroutine: the outbound pipeline's last stage.
+// The last lane done with a batch returns it to the pool.
+func (d *Dataplane) sendLane(l *lane) {
+	defer d.stages.Done()
+	for b := range l.q {
+		b.done.Wait()
+		d.guard(siteSend, func() { d.sendBatch(l, b) })
+		if b.pending.Add(-1) == 0 {
+			d.outPool.put(b)
+		}
 	}
 }
 

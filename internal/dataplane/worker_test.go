@@ -1,0 +1,156 @@
+package dataplane
+
+import (
+	"encoding/binary"
+	"net/netip"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/goipsec/goipsec/conn"
+	"github.com/goipsec/goipsec/esp"
+	"github.com/goipsec/goipsec/internal/sad"
+	"github.com/goipsec/goipsec/internal/spd"
+	"github.com/goipsec/goipsec/sa"
+	"github.com/goipsec/goipsec/transform"
+	"github.com/goipsec/goipsec/tun/tuntest"
+)
+
+// gateUDP is a conn.UDP whose Write blocks for one destination until the
+// gate opens, and reports every ESP packet's SPI and sequence number.
+type gateUDP struct {
+	blocked netip.AddrPort
+	gate    chan struct{}
+	sent    chan [2]uint32 // SPI, sequence number
+	closed  chan struct{}
+	once    sync.Once
+}
+
+func (u *gateUDP) Read([][]byte, []int, []netip.AddrPort, int) (int, error) {
+	<-u.closed
+	return 0, conn.ErrClosed
+}
+
+func (u *gateUDP) Write(bufs [][]byte, dst netip.AddrPort) error {
+	if dst == u.blocked {
+		select {
+		case <-u.gate:
+		case <-u.closed:
+			return conn.ErrClosed
+		}
+	}
+	for _, b := range bufs {
+		u.sent <- [2]uint32{binary.BigEndian.Uint32(b), binary.BigEndian.Uint32(b[4:])} // RFC 4303, Section 2
+	}
+	return nil
+}
+
+func (u *gateUDP) BatchSize() int { return 8 }
+
+func (u *gateUDP) LocalAddr() netip.AddrPort {
+	return netip.AddrPortFrom(netip.MustParseAddr("192.0.2.1"), 4500)
+}
+
+func (u *gateUDP) Close() error { u.once.Do(func() { close(u.closed) }); return nil }
+
+// TestSendLanesIndependent checks that the send stage does not serialize
+// unrelated SAs: while the socket blocks on one SA's destination, another
+// SA's packets still leave; once it unblocks, the first SA's packets leave
+// in sequence-number order.
+func TestSendLanesIndependent(t *testing.T) {
+	// Two SPIs on different lanes.
+	spiSlow, spiFast := uint32(0x1001), uint32(0x1002)
+	for laneOf(spiFast) == laneOf(spiSlow) && spiFast < spiSlow+1000 {
+		spiFast++
+	}
+	slow := netip.MustParseAddrPort("198.51.100.1:4500")
+	fast := netip.MustParseAddrPort("198.51.100.2:4500")
+	u := &gateUDP{blocked: slow, gate: make(chan struct{}), sent: make(chan [2]uint32, 1024), closed: make(chan struct{})}
+	dev := tuntest.New(1500, 8, 1024)
+	dp, err := New(Config{TUN: dev, UDP: u, Workers: 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	nets := []netip.Prefix{netip.MustParsePrefix("10.2.0.0/16"), netip.MustParsePrefix("10.3.0.0/16")}
+	local := netip.MustParsePrefix("10.1.0.0/16")
+	snap, err := spd.Compile([]spd.Rule{
+		{Name: "slow", Local: set(local), Remote: set(nets[0]), Action: spd.Protect, Ref: 1},
+		{Name: "fast", Local: set(local), Remote: set(nets[1]), Action: spd.Protect, Ref: 2},
+	}, spd.Bypass)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dp.SetSPD(snap)
+	suite, err := transform.ParseESP("aes256gcm16")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, x := range []struct {
+		spi uint32
+		dst netip.AddrPort
+	}{{spiSlow, slow}, {spiFast, fast}} {
+		tr, err := suite.NewESP(key(suite.KeyLen(), byte(i)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		o, err := esp.NewOutbound(esp.Config{SPI: x.spi, Transform: tr, Local: u.LocalAddr().Addr(), Remote: x.dst.Addr()})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := dp.InstallOutbound(&sad.OutboundSA{Protocol: sa.ESP, SPI: x.spi, Ref: uint32(i + 1), Encap: sad.EncapUDP, Remote: x.dst, SA: o}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	dp.Start()
+	defer dp.Close()
+
+	src := netip.MustParseAddrPort("10.1.0.1:1000")
+	pkt := func(net int) []byte {
+		return tuntest.UDP(src, netip.AddrPortFrom(nets[net].Addr().Next(), 9), make([]byte, 100))
+	}
+	const n = 20
+	for range n {
+		dev.In <- pkt(0) // to the blocked destination
+	}
+	dev.In <- pkt(1)
+	select {
+	case got := <-u.sent:
+		if got[0] != spiFast {
+			t.Fatalf("SPI %#x sent while its destination blocks", got[0])
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("the unrelated SA's packet waits for the blocked one")
+	}
+	close(u.gate)
+	var next uint32 = 1
+	for next <= n {
+		select {
+		case got := <-u.sent:
+			if got[0] != spiSlow {
+				t.Fatalf("unexpected SPI %#x", got[0])
+			}
+			if got[1] != next {
+				t.Fatalf("sequence number %d on the wire, want %d (order lost)", got[1], next)
+			}
+			next++
+		case <-time.After(5 * time.Second):
+			t.Fatalf("%d of %d packets of the blocked SA sent after it unblocked", next-1, n)
+		}
+	}
+}
+
+// TestLaneOf checks that consecutive SPIs (manual SAs) spread over all the
+// send lanes.
+func TestLaneOf(t *testing.T) {
+	seen := map[uint8]bool{}
+	for spi := uint32(0x1000); spi < 0x1000+8*sendLanes; spi++ {
+		l := laneOf(spi)
+		if l >= sendLanes {
+			t.Fatalf("laneOf(%#x) = %d, want < %d", spi, l, sendLanes)
+		}
+		seen[l] = true
+	}
+	if len(seen) != sendLanes {
+		t.Errorf("%d consecutive SPIs use %d of %d lanes", 8*sendLanes, len(seen), sendLanes)
+	}
+}
