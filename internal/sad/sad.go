@@ -20,7 +20,6 @@ package sad
 import (
 	"errors"
 	"fmt"
-	"maps"
 	"net/netip"
 	"sync"
 	"sync/atomic"
@@ -97,6 +96,14 @@ type InboundSA struct {
 	SPI      uint32
 	// Mode is the SA's mode, for reporting.
 	Mode sa.Mode
+	// SA is the packet engine.
+	SA Inbound
+
+	// The state every packet reads, next to the fields above: the lock
+	// of Accept and the selectors as Allows reads them (see hotSets).
+	mu  sync.Mutex // serializes Accept
+	sel hotSets
+
 	// Local and Remote are the SA's traffic selectors: a decapsulated
 	// packet's destination must match Local and its source Remote (with
 	// protocol and ports), or it is dropped with sa.DropSelector
@@ -106,12 +113,8 @@ type InboundSA struct {
 	// this host's address. The data plane puts it into the synthetic outer
 	// header of ESP-in-UDP packets, whose real header the kernel consumed.
 	LocalAddr netip.Addr
-	// SA is the packet engine.
-	SA Inbound
 	// Stats counts the SA's traffic and drops.
 	Stats Stats
-
-	mu sync.Mutex // serializes Accept
 }
 
 // Accept passes seq to the engine's Accept, one call at a time. The lock is
@@ -126,7 +129,41 @@ func (s *InboundSA) Accept(seq uint64) error {
 // within the SA's selectors: RFC 4301, Section 5.2, step 4 (the inbound
 // check after IPsec processing). ICMP and ICMPv6 compare type and code in
 // place of the port (RFC 7296, Section 3.13.1).
-func (s *InboundSA) Allows(info *packet.Info) bool { return allows(s.Remote, s.Local, info) }
+func (s *InboundSA) Allows(info *packet.Info) bool {
+	if s.sel.ready {
+		return allows(s.sel.b, s.sel.a, info)
+	}
+	return allows(s.Remote, s.Local, info)
+}
+
+// hotSets holds an SA's two selector sets as the per-packet check reads
+// them. A set of one selector, the usual case (one subnet or one host), is
+// copied into the SA itself when it is installed, so that the check reads
+// the SA's memory, not two more allocations that are cache misses of
+// their own when packets hit many SAs; longer sets stay where they are.
+type hotSets struct {
+	a, b  traffic.Set // inbound: Local and Remote; outbound: LocalTS and RemoteTS
+	one   [2]traffic.Selector
+	ready bool // set before the SA is published, by the first install
+}
+
+// init fills h from a and b unless it was filled before (an SA installed
+// again, in another database).
+func (h *hotSets) init(a, b traffic.Set) {
+	if h.ready {
+		return
+	}
+	h.a, h.b = h.inline(0, a), h.inline(1, b)
+	h.ready = true
+}
+
+func (h *hotSets) inline(i int, set traffic.Set) traffic.Set {
+	if len(set) != 1 {
+		return set
+	}
+	h.one[i] = set[0]
+	return h.one[i : i+1 : i+1]
+}
 
 // allows reports whether the packet's source matches src and its
 // destination dst (empty sets match anything).
@@ -155,6 +192,15 @@ type OutboundSA struct {
 	// Ref is the SA bundle (the spd.Rule.Ref of the PROTECT rules) whose
 	// packets this SA carries.
 	Ref uint32
+	// SA is the packet engine.
+	SA Outbound
+	// Encap says how packets travel: over UDP to Remote (address and
+	// port), or directly over IP to Remote's address.
+	Encap  Encap
+	Remote netip.AddrPort
+
+	sel hotSets // LocalTS and RemoteTS as Allows reads them
+
 	// LocalTS and RemoteTS are the selectors the SA was negotiated for: it
 	// carries the packets of bundle Ref whose source matches LocalTS and
 	// whose destination matches RemoteTS (RFC 4301, Section 4.4.2). Empty
@@ -165,12 +211,6 @@ type OutboundSA struct {
 	// is empty for manual SAs. Under one Ref, SAs of different peers must
 	// not claim overlapping RemoteTS: InstallOutbound refuses that.
 	Peer string
-	// Encap says how packets travel: over UDP to Remote (address and
-	// port), or directly over IP to Remote's address.
-	Encap  Encap
-	Remote netip.AddrPort
-	// SA is the packet engine.
-	SA Outbound
 	// Stats counts the SA's traffic and drops.
 	Stats Stats
 }
@@ -180,13 +220,27 @@ type inKey struct {
 	spi   uint32
 }
 
-// A table is one half of a snapshot: 4,096 immutable shards (maps) in a
-// two-level radix of 64 directories of 64, chosen by a hash of the key (the
-// SPI or the Ref). Changing one shard copies the shard, its directory and
-// the root, 1 KiB of pointers, and leaves the rest shared, so that an
-// install with 100,000 SAs copies about 25 entries. The zero table is empty.
+// A table is one half of a snapshot: 4,096 immutable shards in a two-level
+// radix of 64 directories of 64, chosen by a hash of the key (the SPI or the
+// Ref). Changing one shard copies the shard, its directory and the root,
+// 1 KiB of pointers, and leaves the rest shared, so that an install with
+// 100,000 SAs copies about 25 entries. The zero table is empty.
+//
+// A shard is a flat open-addressing hash table (a slice of slots, a power
+// of two at least twice its entries, probed linearly from the key's hash)
+// held by value in its directory, so that a lookup reads the directory,
+// then one slot, then the SA: three dependent memory reads where a Go map
+// per shard took five or six (header, directory, table, group), each a
+// cache miss when packets hit 100,000 SAs at random.
 type table[K comparable, V any] struct {
-	root *[fanout]*[fanout]map[K]V
+	root *[fanout]*[fanout][]slot[K, V]
+}
+
+// slot is one entry of a shard; used marks it taken.
+type slot[K comparable, V any] struct {
+	key  K
+	used bool
+	val  V
 }
 
 const (
@@ -195,13 +249,17 @@ const (
 	shards     = fanout * fanout
 )
 
-// shardOf spreads key over the shards with a multiplicative (Fibonacci)
-// hash, so that the sequential SPIs of manual SAs and Refs spread as well
-// as the random SPIs of IKE (RFC 7296, Section 3.3.1).
-func shardOf(key uint32) uint32 { return (key * 0x9e3779b1) >> (32 - 2*fanoutBits) }
+// hashOf spreads key with a multiplicative (Fibonacci) hash, so that the
+// sequential SPIs of manual SAs and Refs spread as well as the random SPIs
+// of IKE (RFC 7296, Section 3.3.1). The top 12 bits choose the shard, the
+// bits below them the first slot probed in it.
+func hashOf(key uint32) uint32 { return key * 0x9e3779b1 }
+
+// shardOf returns the shard of key.
+func shardOf(key uint32) uint32 { return hashOf(key) >> (32 - 2*fanoutBits) }
 
 // at returns shard i, nil when empty.
-func (t table[K, V]) at(i uint32) map[K]V {
+func (t table[K, V]) at(i uint32) []slot[K, V] {
 	if t.root == nil {
 		return nil
 	}
@@ -211,24 +269,85 @@ func (t table[K, V]) at(i uint32) map[K]V {
 	return nil
 }
 
-// with returns a table whose shard i is m (nil for empty) and whose other
+// get returns the value of key k, whose hash key is h (the SPI or Ref).
+func (t table[K, V]) get(h uint32, k K) (v V, ok bool) {
+	if t.root == nil {
+		return v, false
+	}
+	x := hashOf(h)
+	d := t.root[x>>(32-fanoutBits)]
+	if d == nil {
+		return v, false
+	}
+	s := d[(x>>(32-2*fanoutBits))&(fanout-1)]
+	if len(s) == 0 {
+		return v, false
+	}
+	// At most half the slots are used: the probe ends at a free one.
+	mask := uint32(len(s) - 1)
+	for i := x >> 8 & mask; ; i = (i + 1) & mask {
+		e := &s[i]
+		if !e.used {
+			return v, false
+		}
+		if e.key == k {
+			return e.val, true
+		}
+	}
+}
+
+// build returns a shard that holds m (whose keys hash by hkey), nil for
+// an empty m.
+func build[K comparable, V any](m map[K]V, hkey func(K) uint32) []slot[K, V] {
+	if len(m) == 0 {
+		return nil
+	}
+	n := 2
+	for n < 2*len(m) {
+		n <<= 1
+	}
+	s := make([]slot[K, V], n)
+	mask := uint32(n - 1)
+	for k, v := range m {
+		i := hashOf(hkey(k)) >> 8 & mask
+		for s[i].used {
+			i = (i + 1) & mask
+		}
+		s[i] = slot[K, V]{key: k, used: true, val: v}
+	}
+	return s
+}
+
+// entries returns the entries of shard s as a map, which the caller may
+// change.
+func entries[K comparable, V any](s []slot[K, V]) map[K]V {
+	m := make(map[K]V, len(s)/2+1)
+	for _, e := range s {
+		if e.used {
+			m[e.key] = e.val
+		}
+	}
+	return m
+}
+
+// with returns a table whose shard i is s (nil for empty) and whose other
 // shards are t's.
-func (t table[K, V]) with(i uint32, m map[K]V) table[K, V] {
-	root := new([fanout]*[fanout]map[K]V)
+func (t table[K, V]) with(i uint32, s []slot[K, V]) table[K, V] {
+	root := new([fanout]*[fanout][]slot[K, V])
 	if t.root != nil {
 		*root = *t.root
 	}
-	d := new([fanout]map[K]V)
+	d := new([fanout][]slot[K, V])
 	if old := root[i>>fanoutBits]; old != nil {
 		*d = *old
 	}
-	d[i&(fanout-1)] = m
+	d[i&(fanout-1)] = s
 	root[i>>fanoutBits] = d
 	return table[K, V]{root}
 }
 
-// each calls f for each non-empty shard.
-func (t table[K, V]) each(f func(map[K]V)) {
+// each calls f for each entry.
+func (t table[K, V]) each(f func(K, V)) {
 	if t.root == nil {
 		return
 	}
@@ -236,9 +355,11 @@ func (t table[K, V]) each(f func(map[K]V)) {
 		if d == nil {
 			continue
 		}
-		for _, m := range d {
-			if m != nil {
-				f(m)
+		for _, s := range d {
+			for _, e := range s {
+				if e.used {
+					f(e.key, e.val)
+				}
 			}
 		}
 	}
@@ -251,9 +372,13 @@ type Snapshot struct {
 	out table[uint32, []*OutboundSA] // newest first
 }
 
+func inHash(k inKey) uint32     { return k.spi }
+func outHash(ref uint32) uint32 { return ref }
+
 // Inbound returns the inbound SA for (proto, spi), or nil.
 func (s *Snapshot) Inbound(proto sa.Protocol, spi uint32) *InboundSA {
-	return s.in.at(shardOf(spi))[inKey{proto, spi}]
+	v, _ := s.in.get(spi, inKey{proto, spi})
+	return v
 }
 
 // Outbound returns the newest outbound SA of bundle ref, or nil. A bundle
@@ -282,31 +407,33 @@ func (s *Snapshot) Lookup(ref uint32, info *packet.Info) *OutboundSA {
 // Allows reports whether the outbound packet described by info is within
 // the SA's selectors: its source in LocalTS and its destination in
 // RemoteTS.
-func (o *OutboundSA) Allows(info *packet.Info) bool { return allows(o.LocalTS, o.RemoteTS, info) }
+func (o *OutboundSA) Allows(info *packet.Info) bool {
+	if o.sel.ready {
+		return allows(o.sel.a, o.sel.b, info)
+	}
+	return allows(o.LocalTS, o.RemoteTS, info)
+}
 
 // InboundSAs calls f for each inbound SA, in no particular order.
 func (s *Snapshot) InboundSAs(f func(*InboundSA)) {
-	s.in.each(func(m map[inKey]*InboundSA) {
-		for _, v := range m {
-			f(v)
-		}
-	})
+	s.in.each(func(_ inKey, v *InboundSA) { f(v) })
 }
 
 // OutboundSAs calls f for each outbound SA, in no particular order.
 func (s *Snapshot) OutboundSAs(f func(*OutboundSA)) {
-	s.out.each(func(m map[uint32][]*OutboundSA) {
-		for _, l := range m {
-			for _, v := range l {
-				f(v)
-			}
+	s.out.each(func(_ uint32, l []*OutboundSA) {
+		for _, v := range l {
+			f(v)
 		}
 	})
 }
 
 // OutboundsOf returns the outbound SAs of bundle ref, newest first. The
 // caller must not modify the slice.
-func (s *Snapshot) OutboundsOf(ref uint32) []*OutboundSA { return s.out.at(shardOf(ref))[ref] }
+func (s *Snapshot) OutboundsOf(ref uint32) []*OutboundSA {
+	l, _ := s.out.get(ref, ref)
+	return l
+}
 
 // DB is the database. The zero value is empty and ready to use; a DB must
 // not be copied after first use. Lookups (Load) are safe from any goroutine
@@ -336,32 +463,30 @@ var (
 	ErrOverlap = errors.New("sad: the remote selectors overlap another peer's SA of the same policy")
 )
 
-// change runs f on a copy of the shard of key in one half of the snapshot
-// (half returns it: the inbound or the outbound table) and, if f succeeds,
-// publishes a snapshot with that copy in place of the shard. The other
-// shards are shared with the old snapshot.
-func change[K comparable, V any](db *DB, half func(*Snapshot) *table[K, V], key uint32, f func(map[K]V) error) error {
+// change runs f on the entries of the shard of key in one half of the
+// snapshot (half returns it and the hash key of its keys: the inbound or
+// the outbound table) and, if f succeeds, publishes a snapshot with a new
+// shard built from them in place of the old. The other shards are shared
+// with the old snapshot.
+func change[K comparable, V any](db *DB, half func(*Snapshot) (*table[K, V], func(K) uint32), key uint32, f func(map[K]V) error) error {
 	db.mu.Lock()
 	defer db.mu.Unlock()
 	next := *db.Load()
-	t, i := half(&next), shardOf(key)
-	m := maps.Clone(t.at(i))
-	if m == nil {
-		m = make(map[K]V, 1)
-	}
+	t, hkey := half(&next)
+	i := shardOf(key)
+	m := entries(t.at(i))
 	if err := f(m); err != nil {
 		return err
 	}
-	if len(m) == 0 {
-		m = nil
-	}
-	*t = t.with(i, m)
+	*t = t.with(i, build(m, hkey))
 	db.snap.Store(&next)
 	return nil
 }
 
-func inbound(s *Snapshot) *table[inKey, *InboundSA]      { return &s.in }
-func outbound(s *Snapshot) *table[uint32, []*OutboundSA] { return &s.out }
+func inbound(s *Snapshot) (*table[inKey, *InboundSA], func(inKey) uint32) { return &s.in, inHash }
+func outbound(s *Snapshot) (*table[uint32, []*OutboundSA], func(uint32) uint32) {
+	return &s.out, outHash
+}
 
 // InstallInbound adds an inbound SA. It fails with ErrExists if the
 // (protocol, SPI) pair is taken.
@@ -374,6 +499,7 @@ func (db *DB) InstallInbound(s *InboundSA) error {
 		if _, ok := in[k]; ok {
 			return fmt.Errorf("%w: %v %08x", ErrExists, s.Protocol, s.SPI)
 		}
+		s.sel.init(s.Local, s.Remote)
 		in[k] = s
 		return nil
 	})
@@ -407,6 +533,7 @@ func (db *DB) InstallOutbound(s *OutboundSA) (prev *OutboundSA, err error) {
 				l = append(l, o)
 			}
 		}
+		s.sel.init(s.LocalTS, s.RemoteTS)
 		out[s.Ref] = l
 		return nil
 	})

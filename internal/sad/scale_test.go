@@ -55,7 +55,7 @@ func TestInstallCopiesOneShard(t *testing.T) {
 	}
 	// Shards are balanced for sequential SPIs too (manual SAs).
 	for i := range uint32(shards) {
-		if n := len(cur.in.at(i)); n > 4 {
+		if n := used(cur.in.at(i)); n > 4 {
 			t.Errorf("shard %d holds %d of 4096 sequential SPIs", i, n)
 		}
 	}
@@ -64,5 +64,68 @@ func TestInstallCopiesOneShard(t *testing.T) {
 		db.RemoveInbound(sa.ESP, spi)
 	}
 	db.RemoveInbound(sa.ESP, 5000)
-	db.Load().in.each(func(m map[inKey]*InboundSA) { t.Fatalf("a shard kept %d SAs or an empty map", len(m)) })
+	db.Load().in.each(func(k inKey, _ *InboundSA) { t.Fatalf("SA %08x left after its removal", k.spi) })
+	for i := range uint32(shards) {
+		if db.Load().in.at(i) != nil {
+			t.Fatalf("shard %d is empty but not nil", i)
+		}
+	}
+}
+
+// used returns the number of entries of shard s.
+func used[K comparable, V any](s []slot[K, V]) int {
+	n := 0
+	for _, e := range s {
+		if e.used {
+			n++
+		}
+	}
+	return n
+}
+
+// TestCrowdedShard checks the flat shards of the per-SA cost work of issue
+// 9 where their probing matters: many SPIs in one shard, lookups of SPIs
+// that are absent from a crowded shard, and removals that leave the
+// remaining entries reachable.
+func TestCrowdedShard(t *testing.T) {
+	var db DB
+	var spis []uint32
+	for spi := uint32(1); len(spis) < 350; spi++ {
+		if shardOf(spi) == shardOf(1) {
+			spis = append(spis, spi)
+		}
+	}
+	spis, absent := spis[:300], spis[300:] // the same shard, never installed
+	in := func(spi uint32) *InboundSA { return db.Load().Inbound(sa.ESP, spi) }
+	for _, spi := range spis {
+		if err := db.InstallInbound(&InboundSA{Protocol: sa.ESP, SPI: spi, SA: &fakeIn{}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := db.InstallInbound(&InboundSA{Protocol: sa.AH, SPI: spis[0], SA: &fakeIn{}}); err != nil {
+		t.Fatal(err)
+	}
+	for i, spi := range spis {
+		if s := in(spi); s == nil || s.SPI != spi || s.Protocol != sa.ESP {
+			t.Fatalf("SPI %d (entry %d) not found", spi, i)
+		}
+	}
+	for _, spi := range absent {
+		if in(spi) != nil {
+			t.Fatalf("SPI %d found, never installed", spi)
+		}
+	}
+	if db.Load().Inbound(sa.AH, spis[1]) != nil || db.Load().Inbound(sa.AH, spis[0]) == nil {
+		t.Fatal("the protocol is not part of the key")
+	}
+	for i, spi := range spis {
+		if i%2 == 0 && db.RemoveInbound(sa.ESP, spi) == nil {
+			t.Fatalf("SPI %d not removed", spi)
+		}
+	}
+	for i, spi := range spis {
+		if got := in(spi) != nil; got != (i%2 == 1) {
+			t.Fatalf("SPI %d (entry %d): found %v after removing the even entries", spi, i, got)
+		}
+	}
 }
