@@ -369,7 +369,117 @@ func (t table[K, V]) each(f func(K, V)) {
 // nothing and are safe for concurrent use.
 type Snapshot struct {
 	in  table[inKey, *InboundSA]
-	out table[uint32, []*OutboundSA] // newest first
+	out table[uint32, bundle]
+}
+
+// bundle is the outbound SAs of one Ref, newest first. A bundle of more
+// than indexMin SAs, such as the road warriors of one connection, each an
+// SA of its own peer for its own address, also indexes the SAs whose
+// remote selectors are all single addresses by those addresses, so that
+// Lookup reads the SAs for the packet's destination and the unindexed
+// ones rather than every peer's SA (RFC 4301, Section 4.4.2: the SAD
+// entry whose selectors match the packet).
+type bundle struct {
+	all []*OutboundSA
+	idx *hostIndex // nil for small bundles
+}
+
+// hostIndex holds positions in bundle.all. Building it allocates two
+// objects, not one per SA, as an install rebuilds it.
+type hostIndex struct {
+	// hosts maps each address of the SAs whose RemoteTS are single
+	// addresses to the first and last of its entries in chain.
+	hosts map[netip.Addr]span
+	chain []link
+	rest  []int32 // the other SAs, ascending (newest first)
+}
+
+// span is the first and last entry of one address in hostIndex.chain.
+type span struct{ head, tail int32 }
+
+// link is an entry of hostIndex.chain: an SA's position in bundle.all and
+// the next entry of the same address (-1 for none), ascending.
+type link struct{ pos, next int32 }
+
+// indexMin is the bundle size above which Lookup uses a hostIndex: below
+// it, walking the SAs is as fast.
+const indexMin = 8
+
+func newBundle(all []*OutboundSA) bundle {
+	b := bundle{all: all}
+	if len(all) <= indexMin {
+		return b
+	}
+	x := &hostIndex{hosts: make(map[netip.Addr]span, len(all)), chain: make([]link, 0, len(all))}
+	for i, o := range all {
+		if !hostSet(o.RemoteTS) {
+			x.rest = append(x.rest, int32(i))
+			continue
+		}
+		for j, sel := range o.RemoteTS {
+			a := sel.Prefix.Addr()
+			if j > 0 && o.RemoteTS[:j].Contains(a) {
+				continue // listed twice: index the SA once per address
+			}
+			e := int32(len(x.chain))
+			x.chain = append(x.chain, link{pos: int32(i), next: -1})
+			if sp, ok := x.hosts[a]; ok {
+				x.chain[sp.tail].next = e
+				x.hosts[a] = span{sp.head, e}
+			} else {
+				x.hosts[a] = span{e, e}
+			}
+		}
+	}
+	b.idx = x
+	return b
+}
+
+// hostSet reports whether set is not empty and each of its selectors
+// holds one address: a packet can match it only if its address is one of
+// them (netip.Prefix.Contains compares a single-address prefix by
+// equality).
+func hostSet(set traffic.Set) bool {
+	for _, sel := range set {
+		if !sel.Prefix.IsSingleIP() {
+			return false
+		}
+	}
+	return len(set) > 0
+}
+
+// lookup returns the newest SA of b that allows the packet, or nil.
+func (b *bundle) lookup(info *packet.Info) *OutboundSA {
+	if b.idx == nil {
+		for _, o := range b.all {
+			if o.Allows(info) {
+				return o
+			}
+		}
+		return nil
+	}
+	best := int32(-1)
+	if sp, ok := b.idx.hosts[info.Dst]; ok {
+		for e := sp.head; e >= 0; e = b.idx.chain[e].next {
+			if i := b.idx.chain[e].pos; b.all[i].Allows(info) {
+				best = i
+				break
+			}
+		}
+	}
+	for _, i := range b.idx.rest {
+		if best >= 0 && i > best {
+			break // older than the match already found
+		}
+		if b.all[i].Allows(info) {
+			best = i
+			break
+		}
+	}
+	if best < 0 {
+		return nil
+	}
+	return b.all[best]
 }
 
 func inHash(k inKey) uint32     { return k.spi }
@@ -396,12 +506,8 @@ func (s *Snapshot) Outbound(ref uint32) *OutboundSA {
 // ICMP and ICMPv6 compare type and code in place of the port, as
 // InboundSA.Allows does. It allocates nothing.
 func (s *Snapshot) Lookup(ref uint32, info *packet.Info) *OutboundSA {
-	for _, o := range s.OutboundsOf(ref) {
-		if o.Allows(info) {
-			return o
-		}
-	}
-	return nil
+	b, _ := s.out.get(ref, ref)
+	return b.lookup(info)
 }
 
 // Allows reports whether the outbound packet described by info is within
@@ -421,8 +527,8 @@ func (s *Snapshot) InboundSAs(f func(*InboundSA)) {
 
 // OutboundSAs calls f for each outbound SA, in no particular order.
 func (s *Snapshot) OutboundSAs(f func(*OutboundSA)) {
-	s.out.each(func(_ uint32, l []*OutboundSA) {
-		for _, v := range l {
+	s.out.each(func(_ uint32, b bundle) {
+		for _, v := range b.all {
 			f(v)
 		}
 	})
@@ -431,8 +537,8 @@ func (s *Snapshot) OutboundSAs(f func(*OutboundSA)) {
 // OutboundsOf returns the outbound SAs of bundle ref, newest first. The
 // caller must not modify the slice.
 func (s *Snapshot) OutboundsOf(ref uint32) []*OutboundSA {
-	l, _ := s.out.get(ref, ref)
-	return l
+	b, _ := s.out.get(ref, ref)
+	return b.all
 }
 
 // DB is the database. The zero value is empty and ready to use; a DB must
@@ -484,7 +590,7 @@ func change[K comparable, V any](db *DB, half func(*Snapshot) (*table[K, V], fun
 }
 
 func inbound(s *Snapshot) (*table[inKey, *InboundSA], func(inKey) uint32) { return &s.in, inHash }
-func outbound(s *Snapshot) (*table[uint32, []*OutboundSA], func(uint32) uint32) {
+func outbound(s *Snapshot) (*table[uint32, bundle], func(uint32) uint32) {
 	return &s.out, outHash
 }
 
@@ -521,9 +627,9 @@ func (db *DB) InstallOutbound(s *OutboundSA) (prev *OutboundSA, err error) {
 	if s.Encap == EncapUDP && s.Protocol != sa.ESP {
 		return nil, fmt.Errorf("%w: only ESP travels in UDP (RFC 3948)", ErrInvalid)
 	}
-	err = change(db, outbound, s.Ref, func(out map[uint32][]*OutboundSA) error {
+	err = change(db, outbound, s.Ref, func(out map[uint32]bundle) error {
 		l := []*OutboundSA{s}
-		for _, o := range out[s.Ref] {
+		for _, o := range out[s.Ref].all {
 			switch {
 			case o.Peer == s.Peer && o.LocalTS.Equal(s.LocalTS) && o.RemoteTS.Equal(s.RemoteTS):
 				prev = o
@@ -534,7 +640,7 @@ func (db *DB) InstallOutbound(s *OutboundSA) (prev *OutboundSA, err error) {
 			}
 		}
 		s.sel.init(s.LocalTS, s.RemoteTS)
-		out[s.Ref] = l
+		out[s.Ref] = newBundle(l)
 		return nil
 	})
 	return prev, err
@@ -566,9 +672,9 @@ func (db *DB) RemoveInbound(proto sa.Protocol, spi uint32) (removed *InboundSA) 
 // successor alone, and one peer's SA leaves the others') and returns it,
 // or nil.
 func (db *DB) RemoveOutbound(ref uint32, proto sa.Protocol, spi uint32) (removed *OutboundSA) {
-	change(db, outbound, ref, func(out map[uint32][]*OutboundSA) error {
+	change(db, outbound, ref, func(out map[uint32]bundle) error {
 		var l []*OutboundSA
-		for _, s := range out[ref] {
+		for _, s := range out[ref].all {
 			if removed == nil && s.Protocol == proto && s.SPI == spi {
 				removed = s
 				continue
@@ -578,7 +684,7 @@ func (db *DB) RemoveOutbound(ref uint32, proto sa.Protocol, spi uint32) (removed
 		if len(l) == 0 {
 			delete(out, ref)
 		} else {
-			out[ref] = l
+			out[ref] = newBundle(l)
 		}
 		return nil
 	})
