@@ -323,9 +323,9 @@ func build[K comparable, V any](x *entries[K, V], hkey func(K) uint32) []slot[K,
 // one allocation where a map would cost several and the hashing.
 type entries[K comparable, V any] struct{ e []slot[K, V] }
 
-// entriesOf returns the entries of shard s.
-func entriesOf[K comparable, V any](s []slot[K, V]) *entries[K, V] {
-	x := &entries[K, V]{e: make([]slot[K, V], 0, len(s)/2+1)}
+// entriesOf returns the entries of shard s, in x, whose list it reuses.
+func entriesOf[K comparable, V any](x *entries[K, V], s []slot[K, V]) *entries[K, V] {
+	x.e = x.e[:0]
 	for _, e := range s {
 		if e.used {
 			x.e = append(x.e, e)
@@ -584,6 +584,11 @@ func (s *Snapshot) OutboundsOf(ref uint32) []*OutboundSA {
 type DB struct {
 	mu   sync.Mutex // serializes writers
 	snap atomic.Pointer[Snapshot]
+
+	// The lists that changes edit, reused (under mu) so that a change
+	// allocates only what the new snapshot keeps.
+	inEdit  entries[inKey, *InboundSA]
+	outEdit entries[uint32, bundle]
 }
 
 var empty = &Snapshot{}
@@ -611,13 +616,14 @@ var (
 // the outbound table) and, if f succeeds, publishes a snapshot with a new
 // shard built from them in place of the old. The other shards are shared
 // with the old snapshot.
-func change[K comparable, V any](db *DB, half func(*Snapshot) (*table[K, V], func(K) uint32), key uint32, f func(*entries[K, V]) error) error {
+func change[K comparable, V any](db *DB, half func(*DB, *Snapshot) (*table[K, V], func(K) uint32, *entries[K, V]), key uint32, f func(*entries[K, V]) error) error {
 	db.mu.Lock()
 	defer db.mu.Unlock()
 	next := *db.Load()
-	t, hkey := half(&next)
+	t, hkey, x := half(db, &next)
 	i := shardOf(key)
-	x := entriesOf(t.at(i))
+	entriesOf(x, t.at(i))
+	defer clear(x.e[:cap(x.e)]) // keep no SA alive through the reused list
 	if err := f(x); err != nil {
 		return err
 	}
@@ -626,9 +632,12 @@ func change[K comparable, V any](db *DB, half func(*Snapshot) (*table[K, V], fun
 	return nil
 }
 
-func inbound(s *Snapshot) (*table[inKey, *InboundSA], func(inKey) uint32) { return &s.in, inHash }
-func outbound(s *Snapshot) (*table[uint32, bundle], func(uint32) uint32) {
-	return &s.out, outHash
+func inbound(db *DB, s *Snapshot) (*table[inKey, *InboundSA], func(inKey) uint32, *entries[inKey, *InboundSA]) {
+	return &s.in, inHash, &db.inEdit
+}
+
+func outbound(db *DB, s *Snapshot) (*table[uint32, bundle], func(uint32) uint32, *entries[uint32, bundle]) {
+	return &s.out, outHash, &db.outEdit
 }
 
 // InstallInbound adds an inbound SA. It fails with ErrExists if the
