@@ -7,11 +7,13 @@
 //
 // The database is an immutable snapshot swapped with atomic.Pointer on every
 // change, so lookups take no lock and allocate nothing. A snapshot is split
-// into 4,096 shards, immutable maps chosen by a hash of the SPI (inbound) or
-// of the Ref (outbound); a change copies the shard it touches and 1 KiB of
-// shard pointers, not the whole database, so that an install costs about
-// n/4096 map entries with n SAs installed rather than 2n, and bringing up n
-// SAs is no longer quadratic.
+// into 4,096 shards, immutable flat hash tables chosen by a hash of the SPI
+// (inbound) or of the Ref (outbound); a change copies the shard it touches
+// and the directories above it, not the whole database, so that an install
+// costs about n/4096 entries with n SAs installed rather than 2n, and
+// bringing up n SAs is no longer quadratic. A lookup is three dependent
+// memory reads (directory, slot, SA), which is what it costs when packets
+// hit 100,000 SAs and every SA is cold.
 //
 // The packet engines (esp, ah) sit behind the small interfaces Inbound and
 // Outbound, which both packages' SAs satisfy.
