@@ -225,8 +225,9 @@ type inKey struct {
 // A table is one half of a snapshot: 4,096 immutable shards in a two-level
 // radix of 64 directories of 64, chosen by a hash of the key (the SPI or the
 // Ref). Changing one shard copies the shard, its directory and the root,
-// 1 KiB of pointers, and leaves the rest shared, so that an install with
-// 100,000 SAs copies about 25 entries. The zero table is empty.
+// 2 KiB of pointers and slice headers, and leaves the rest shared, so that
+// an install with 100,000 SAs copies about 25 entries. The zero table is
+// empty.
 //
 // A shard is a flat open-addressing hash table (a slice of slots, a power
 // of two at least twice its entries, probed linearly from the key's hash)
