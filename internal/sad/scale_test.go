@@ -184,6 +184,11 @@ func TestLookupIndexMatchesWalk(t *testing.T) {
 		}
 	}
 	check("after the installs")
+	pkt := &packet.Info{Version: 4, Src: netip.MustParseAddr("10.1.0.1"), Dst: netip.MustParseAddr("10.2.0.9"), Proto: 17, HasPorts: true, SrcPort: 1, DstPort: 9}
+	snap := db.Load()
+	if n := testing.AllocsPerRun(1000, func() { snap.Lookup(7, pkt) }); n != 0 {
+		t.Errorf("%v allocations per indexed lookup", n)
+	}
 	for _, s := range []uint32{1, 4, 41, 43} {
 		if db.RemoveOutbound(7, sa.ESP, s) == nil {
 			t.Fatalf("SPI %d not removed", s)
