@@ -185,38 +185,34 @@ func (c *Config) now() func() time.Time {
 	return time.Now
 }
 
-// engine is the part of an SA that both directions share.
+// engine is the part of an SA that both directions share. It is embedded,
+// with the meter, the replay window (inbound) and the sequence counter
+// (outbound), in one allocation per SA, so that with many SAs a packet's
+// SA state is a few adjacent cache lines rather than a chain of pointers.
+// It must not be copied once initialized.
 type engine struct {
 	spi    uint32
 	mode   sa.Mode
-	tr     transform.ESP
 	esn    bool
 	ivLen  int
 	icvLen int
 	bs     int
+	tr     transform.ESP
 	now    func() time.Time
-	meter  *sa.Meter
+	meter  sa.Meter
 }
 
-// newEngine validates c and builds the shared part of an SA of direction
-// dir, with its meter started now.
-func newEngine(c *Config, dir sa.Direction) (engine, error) {
+// init validates c and makes e the shared part of an SA of direction dir,
+// with its meter started now.
+func (e *engine) init(c *Config, dir sa.Direction) error {
 	if err := c.check(); err != nil {
-		return engine{}, err
+		return err
 	}
 	now := c.now()
-	tmpl := sa.Event{Protocol: sa.ESP, SPI: c.SPI, Direction: dir}
-	return engine{
-		spi:    c.SPI,
-		mode:   c.Mode,
-		tr:     c.Transform,
-		esn:    c.ESN,
-		ivLen:  c.Transform.IVLen(),
-		icvLen: c.Transform.ICVLen(),
-		bs:     c.Transform.BlockSize(),
-		now:    now,
-		meter:  sa.NewMeter(tmpl, c.Limits, now(), c.OnEvent),
-	}, nil
+	e.spi, e.mode, e.tr, e.esn, e.now = c.SPI, c.Mode, c.Transform, c.ESN, now
+	e.ivLen, e.icvLen, e.bs = c.Transform.IVLen(), c.Transform.ICVLen(), c.Transform.BlockSize()
+	e.meter.Init(sa.Event{Protocol: sa.ESP, SPI: c.SPI, Direction: dir}, c.Limits, now(), c.OnEvent)
+	return nil
 }
 
 // Mode returns the SA's mode: sa.Tunnel or sa.Transport.
@@ -237,17 +233,16 @@ func SPIOf(b []byte) (uint32, bool) {
 	return spi, spi != 0
 }
 
-// newWindow builds the inbound replay window.
-func newWindow(c *Config) (*replay.Window, error) {
+// initWindow initializes the inbound replay window w.
+func initWindow(w *replay.Window, c *Config) error {
 	size := c.ReplayWindow
 	if size == 0 {
 		size = replay.DefaultSize
 	}
-	w, err := replay.New(size, c.ESN)
-	if err != nil {
-		return nil, fmt.Errorf("esp: replay window: %w", err)
+	if err := w.Init(size, c.ESN); err != nil {
+		return fmt.Errorf("esp: replay window: %w", err)
 	}
-	return w, nil
+	return nil
 }
 
 // padLen returns the number of padding bytes that align a payload of n bytes

@@ -928,3 +928,18 @@ func TestZeroAllocs(t *testing.T) {
 		}
 	}
 }
+
+// TestSAStateOneAllocation checks the layout of the per-SA cost work of
+// issue 9: an SA's engine, meter and replay window (inbound) or sequence
+// counter (outbound) are one allocation, so that a packet on a cold SA
+// reads adjacent cache lines rather than following pointers.
+func TestSAStateOneAllocation(t *testing.T) {
+	tr := mustESP(t, mustSuite(t, "aes256gcm16"), testKey(36, 1))
+	local, remote := netip.MustParseAddr("192.0.2.1"), netip.MustParseAddr("192.0.2.2")
+	if n := testing.AllocsPerRun(100, func() { NewInbound(Config{SPI: 1, Transform: tr}) }); n != 1 {
+		t.Errorf("NewInbound: %v allocations, want 1", n)
+	}
+	if n := testing.AllocsPerRun(100, func() { NewOutbound(Config{SPI: 1, Transform: tr, Local: local, Remote: remote}) }); n != 1 {
+		t.Errorf("NewOutbound: %v allocations, want 1", n)
+	}
+}

@@ -15,31 +15,27 @@ import (
 type Inbound struct {
 	engine
 	encapUDP bool
-	window   *replay.Window // safe for concurrent use
+	window   replay.Window // safe for concurrent use
 }
 
 // NewInbound returns the receiving side of the SA described by c.
 func NewInbound(c Config) (*Inbound, error) {
-	e, err := newEngine(&c, sa.Inbound)
-	if err != nil {
+	in := new(Inbound)
+	if err := in.init(&c, sa.Inbound); err != nil {
 		return nil, err
 	}
-	w, err := newWindow(&c)
-	if err != nil {
+	if err := initWindow(&in.window, &c); err != nil {
 		return nil, err
 	}
-	return &Inbound{
-		engine:   e,
-		encapUDP: c.EncapUDP && c.Mode == sa.Transport,
-		window:   w,
-	}, nil
+	in.encapUDP = c.EncapUDP && c.Mode == sa.Transport
+	return in, nil
 }
 
 // SPI returns the SA's SPI.
 func (in *Inbound) SPI() uint32 { return in.spi }
 
 // Meter returns the SA's meter: bytes and packets opened, limits crossed.
-func (in *Inbound) Meter() *sa.Meter { return in.meter }
+func (in *Inbound) Meter() *sa.Meter { return &in.meter }
 
 // Open verifies and decrypts the IP packet buf[start:end] (an outer IP header
 // followed by ESP) in place and returns the bounds of the result within buf:

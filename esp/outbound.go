@@ -17,16 +17,15 @@ type Outbound struct {
 	engine
 	outerLen int // tunnel mode: 20 or 40; transport mode: 0
 	cfg      Config
-	seq      *sa.SeqCounter
+	seq      sa.SeqCounter
 }
 
 // NewOutbound returns the sending side of the SA described by c.
 func NewOutbound(c Config) (*Outbound, error) {
-	e, err := newEngine(&c, sa.Outbound)
-	if err != nil {
+	o := new(Outbound)
+	if err := o.init(&c, sa.Outbound); err != nil {
 		return nil, err
 	}
-	o := &Outbound{engine: e}
 	if c.Mode == sa.Tunnel {
 		l, r := c.Local.Unmap(), c.Remote.Unmap()
 		if !l.IsValid() || !r.IsValid() {
@@ -45,8 +44,7 @@ func NewOutbound(c Config) (*Outbound, error) {
 		c.TTL = DefaultTTL
 	}
 	// RFC 4303, Section 3.3.3: the counter never cycles.
-	o.seq, err = sa.NewSeqCounter(c.StartSeq, c.ESN, c.SeqSoftMargin, o.meter)
-	if err != nil {
+	if err := o.seq.Init(c.StartSeq, c.ESN, c.SeqSoftMargin, &o.meter); err != nil {
 		return nil, fmt.Errorf("esp: StartSeq: %w", err)
 	}
 	o.cfg = c
@@ -57,7 +55,7 @@ func NewOutbound(c Config) (*Outbound, error) {
 func (o *Outbound) SPI() uint32 { return o.spi }
 
 // Meter returns the SA's meter: bytes and packets sealed, limits crossed.
-func (o *Outbound) Meter() *sa.Meter { return o.meter }
+func (o *Outbound) Meter() *sa.Meter { return &o.meter }
 
 // LastSeq returns the last sequence number handed out by NextSeq (StartSeq
 // if none was).

@@ -28,10 +28,11 @@ const (
 	MaxSize     = 1 << 20
 )
 
-// Window is the anti-replay window of one inbound SA. Create it with New; the
-// zero value is not usable. It is safe for concurrent use: a mutex guards it,
-// and Check, Accept and Top each hold it briefly. Check and Accept allocate
-// nothing.
+// Window is the anti-replay window of one inbound SA. Create it with New, or
+// embed it in the SA's state and call Init once; the zero value is not
+// usable otherwise, and a Window must not be copied. It is safe for
+// concurrent use: a mutex guards it, and Check, Accept and Top each hold it
+// briefly. Check and Accept allocate nothing.
 //
 // The window covers the Size sequence numbers ending at Top, the highest
 // sequence number accepted so far (RFC 4303, Section 3.4.3: the right edge
@@ -46,7 +47,16 @@ type Window struct {
 	mu   sync.Mutex
 	top  uint64
 	bits []uint64 // RFC 6479 ring: sequence number s is bit s%64 of word (s/64)&mask
+
+	// ring holds bits for windows up to DefaultSize, so that the header
+	// and the ring are one allocation and adjacent in memory: with many
+	// SAs, a packet's window is then one cache miss away, not two in a
+	// row.
+	ring [inlineWords]uint64
 }
+
+// inlineWords is the ring of a DefaultSize window (see New).
+const inlineWords = 32
 
 // New returns a window of size packets, rounded up to a multiple of 64, for an
 // SA that uses extended (64-bit) sequence numbers when esn is set (RFC 4303,
@@ -57,20 +67,32 @@ type Window struct {
 // word without clearing bits it still covers), so a window of DefaultSize
 // takes 256 bytes and one of MaxSize 256 KiB.
 func New(size int, esn bool) (*Window, error) {
+	w := new(Window)
+	if err := w.Init(size, esn); err != nil {
+		return nil, err
+	}
+	return w, nil
+}
+
+// Init makes w, a zero Window that is not yet in use, a window as New
+// describes. A ring of up to DefaultSize packets lives inside w; a larger
+// one is allocated apart.
+func (w *Window) Init(size int, esn bool) error {
 	if size < MinSize || size > MaxSize {
-		return nil, fmt.Errorf("replay: window size %d outside [%d, %d]", size, MinSize, MaxSize)
+		return fmt.Errorf("replay: window size %d outside [%d, %d]", size, MinSize, MaxSize)
 	}
 	size = (size + 63) &^ 63
 	words := 1
 	for words < size/64+1 {
 		words <<= 1
 	}
-	return &Window{
-		size: uint64(size),
-		mask: uint64(words - 1),
-		esn:  esn,
-		bits: make([]uint64, words),
-	}, nil
+	w.size, w.mask, w.esn = uint64(size), uint64(words-1), esn
+	if words <= inlineWords {
+		w.bits = w.ring[:words]
+	} else {
+		w.bits = make([]uint64, words)
+	}
+	return nil
 }
 
 // Size returns the number of sequence numbers the window covers.

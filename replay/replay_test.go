@@ -455,3 +455,30 @@ func BenchmarkAccept(b *testing.B) {
 		})
 	}
 }
+
+// TestWindowOneAllocation checks the layout of the per-SA cost work of
+// issue 9: a window of up to DefaultSize packets keeps its ring inside the
+// Window (one allocation, header and ring adjacent); a larger one has its
+// ring apart, and both work.
+func TestWindowOneAllocation(t *testing.T) {
+	for _, c := range []struct{ size, allocs int }{{MinSize, 1}, {DefaultSize, 1}, {2 * DefaultSize, 2}} {
+		if n := testing.AllocsPerRun(100, func() { New(c.size, false) }); int(n) != c.allocs {
+			t.Errorf("size %d: %v allocations, want %d", c.size, n, c.allocs)
+		}
+		w, err := New(c.size, false)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, seq := range []uint64{1, 3, uint64(c.size) + 10, 3} {
+			if _, ok := w.Check(uint32(seq)); !ok || !w.Accept(seq) {
+				if seq == 3 && w.Top() > 3 {
+					continue // the second 3 is left of the window or a replay
+				}
+				t.Fatalf("size %d: seq %d refused", c.size, seq)
+			}
+		}
+		if w.Accept(uint64(c.size) + 10) {
+			t.Fatalf("size %d: a replay was accepted", c.size)
+		}
+	}
+}

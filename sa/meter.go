@@ -24,7 +24,16 @@ type Meter struct {
 // is called once per crossed limit, from whichever goroutine crossed it; it must
 // not block.
 func NewMeter(tmpl Event, limits Limits, now time.Time, notify func(Event)) *Meter {
-	return &Meter{limits: limits, start: now, event: tmpl, notify: notify}
+	m := new(Meter)
+	m.Init(tmpl, limits, now, notify)
+	return m
+}
+
+// Init makes m, a zero Meter that is not yet in use, a meter as NewMeter
+// describes, for engines that embed the meter in their SA's state rather
+// than point to one. A Meter must not be copied.
+func (m *Meter) Init(tmpl Event, limits Limits, now time.Time, notify func(Event)) {
+	m.limits, m.start, m.event, m.notify = limits, now, tmpl, notify
 }
 
 // Bytes returns the payload bytes counted so far.

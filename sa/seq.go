@@ -43,9 +43,20 @@ type SeqCounter struct {
 // DefaultSeqSoftMargin (DefaultSeqSoftMarginESN with esn). Events go to m,
 // which must not be nil. It returns an error if start is beyond MaxSeq(esn).
 func NewSeqCounter(start uint64, esn bool, softMargin uint64, m *Meter) (*SeqCounter, error) {
+	c := new(SeqCounter)
+	if err := c.Init(start, esn, softMargin, m); err != nil {
+		return nil, err
+	}
+	return c, nil
+}
+
+// Init makes c, a zero SeqCounter that is not yet in use, a counter as
+// NewSeqCounter describes, for engines that embed the counter in their
+// SA's state. A SeqCounter must not be copied.
+func (c *SeqCounter) Init(start uint64, esn bool, softMargin uint64, m *Meter) error {
 	max := MaxSeq(esn)
 	if start > max {
-		return nil, fmt.Errorf("sa: start sequence number %d beyond the last, %d", start, max)
+		return fmt.Errorf("sa: start sequence number %d beyond the last, %d", start, max)
 	}
 	if softMargin == 0 {
 		softMargin = DefaultSeqSoftMargin
@@ -53,7 +64,7 @@ func NewSeqCounter(start uint64, esn bool, softMargin uint64, m *Meter) (*SeqCou
 			softMargin = DefaultSeqSoftMarginESN
 		}
 	}
-	c := &SeqCounter{max: max, meter: m}
+	c.max, c.meter = max, m
 	// Fire when fewer than softMargin numbers remain after the one just
 	// used: max - seq < softMargin, that is seq > max - softMargin.
 	if softMargin > max {
@@ -62,7 +73,7 @@ func NewSeqCounter(start uint64, esn bool, softMargin uint64, m *Meter) (*SeqCou
 		c.soft = max - softMargin + 1
 	}
 	c.last.Store(start)
-	return c, nil
+	return nil
 }
 
 // Next returns the next sequence number. Numbers are handed out in order and

@@ -200,3 +200,50 @@ func BenchmarkLookup(b *testing.B) {
 		})
 	}
 }
+
+// BenchmarkOneRefManyPeers measures the shape of a responder whose one
+// connection serves n road warriors: n outbound SAs under one Ref (one
+// PROTECT rule), each of its own peer, each for the peer's one address
+// (a virtual IP), as IKE installs them. install is one more peer's SA
+// installed and removed; lookup is the outbound lookup of a packet to a
+// random peer. Both walk the Ref's list of SAs: O(n) per packet and per
+// install (docs/performance.md, "Not yet flat").
+func BenchmarkOneRefManyPeers(b *testing.B) {
+	for _, n := range []int{10, 1000, 10000} {
+		var db DB
+		addr := func(i int) netip.Addr { return netip.AddrFrom4([4]byte{10, 2, byte(i >> 8), byte(i)}) }
+		peer := func(i int) *OutboundSA {
+			return &OutboundSA{Protocol: sa.ESP, SPI: uint32(i + 1), Ref: 7, Peer: fmt.Sprintf("rw|peer%d", i),
+				LocalTS: benchLocalTS, RemoteTS: traffic.Set{{Prefix: netip.PrefixFrom(addr(i), 32), PortHi: 0xffff}},
+				Remote: benchRemote, SA: fakeOut{}}
+		}
+		for i := range n {
+			if _, err := db.InstallOutbound(peer(i)); err != nil {
+				b.Fatal(err)
+			}
+		}
+		b.Run(fmt.Sprintf("install/n=%d", n), func(b *testing.B) {
+			s := peer(n)
+			for range b.N {
+				if _, err := db.InstallOutbound(s); err != nil {
+					b.Fatal(err)
+				}
+				db.RemoveOutbound(7, sa.ESP, s.SPI)
+			}
+		})
+		b.Run(fmt.Sprintf("lookup/n=%d", n), func(b *testing.B) {
+			snap := db.Load()
+			r := rand.New(rand.NewPCG(3, 4))
+			infos := make([]packet.Info, 1024)
+			for i := range infos {
+				infos[i] = packet.Info{Version: 4, Src: netip.MustParseAddr("10.1.0.1"), Dst: addr(r.IntN(n)), Proto: 17, HasPorts: true, SrcPort: 1, DstPort: 9}
+			}
+			b.ReportAllocs()
+			for i := range b.N {
+				if snap.Lookup(7, &infos[i&1023]) == nil {
+					b.Fatal("SA not found")
+				}
+			}
+		})
+	}
+}

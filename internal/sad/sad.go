@@ -7,11 +7,13 @@
 //
 // The database is an immutable snapshot swapped with atomic.Pointer on every
 // change, so lookups take no lock and allocate nothing. A snapshot is split
-// into 4,096 shards, immutable maps chosen by a hash of the SPI (inbound) or
-// of the Ref (outbound); a change copies the shard it touches and 1 KiB of
-// shard pointers, not the whole database, so that an install costs about
-// n/4096 map entries with n SAs installed rather than 2n, and bringing up n
-// SAs is no longer quadratic.
+// into 4,096 shards, immutable flat hash tables chosen by a hash of the SPI
+// (inbound) or of the Ref (outbound); a change copies the shard it touches
+// and the directories above it, not the whole database, so that an install
+// costs about n/4096 entries with n SAs installed rather than 2n, and
+// bringing up n SAs is no longer quadratic. A lookup is three dependent
+// memory reads (directory, slot, SA), which is what it costs when packets
+// hit 100,000 SAs and every SA is cold.
 //
 // The packet engines (esp, ah) sit behind the small interfaces Inbound and
 // Outbound, which both packages' SAs satisfy.
@@ -20,7 +22,6 @@ package sad
 import (
 	"errors"
 	"fmt"
-	"maps"
 	"net/netip"
 	"sync"
 	"sync/atomic"
@@ -99,6 +100,14 @@ type InboundSA struct {
 	SPI      uint32
 	// Mode is the SA's mode, for reporting.
 	Mode sa.Mode
+	// SA is the packet engine.
+	SA Inbound
+
+	// The state every packet reads, next to the fields above: the lock
+	// of Accept and the selectors as Allows reads them (see hotSets).
+	mu  sync.Mutex // serializes Accept
+	sel hotSets
+
 	// Local and Remote are the SA's traffic selectors: a decapsulated
 	// packet's destination must match Local and its source Remote (with
 	// protocol and ports), or it is dropped with sa.DropSelector
@@ -108,12 +117,8 @@ type InboundSA struct {
 	// this host's address. The data plane puts it into the synthetic outer
 	// header of ESP-in-UDP packets, whose real header the kernel consumed.
 	LocalAddr netip.Addr
-	// SA is the packet engine.
-	SA Inbound
 	// Stats counts the SA's traffic and drops.
 	Stats Stats
-
-	mu sync.Mutex // serializes Accept
 }
 
 // Accept passes seq to the engine's Accept, one call at a time. The lock is
@@ -128,7 +133,41 @@ func (s *InboundSA) Accept(seq uint64) error {
 // within the SA's selectors: RFC 4301, Section 5.2, step 4 (the inbound
 // check after IPsec processing). ICMP and ICMPv6 compare type and code in
 // place of the port (RFC 7296, Section 3.13.1).
-func (s *InboundSA) Allows(info *packet.Info) bool { return allows(s.Remote, s.Local, info) }
+func (s *InboundSA) Allows(info *packet.Info) bool {
+	if s.sel.ready {
+		return allows(s.sel.b, s.sel.a, info)
+	}
+	return allows(s.Remote, s.Local, info)
+}
+
+// hotSets holds an SA's two selector sets as the per-packet check reads
+// them. A set of one selector, the usual case (one subnet or one host), is
+// copied into the SA itself when it is installed, so that the check reads
+// the SA's memory, not two more allocations that are cache misses of
+// their own when packets hit many SAs; longer sets stay where they are.
+type hotSets struct {
+	a, b  traffic.Set // inbound: Local and Remote; outbound: LocalTS and RemoteTS
+	one   [2]traffic.Selector
+	ready bool // set before the SA is published, by the first install
+}
+
+// init fills h from a and b unless it was filled before (an SA installed
+// again, in another database).
+func (h *hotSets) init(a, b traffic.Set) {
+	if h.ready {
+		return
+	}
+	h.a, h.b = h.inline(0, a), h.inline(1, b)
+	h.ready = true
+}
+
+func (h *hotSets) inline(i int, set traffic.Set) traffic.Set {
+	if len(set) != 1 {
+		return set
+	}
+	h.one[i] = set[0]
+	return h.one[i : i+1 : i+1]
+}
 
 // allows reports whether the packet's source matches src and its
 // destination dst (empty sets match anything).
@@ -157,6 +196,15 @@ type OutboundSA struct {
 	// Ref is the SA bundle (the spd.Rule.Ref of the PROTECT rules) whose
 	// packets this SA carries.
 	Ref uint32
+	// SA is the packet engine.
+	SA Outbound
+	// Encap says how packets travel: over UDP to Remote (address and
+	// port), or directly over IP to Remote's address.
+	Encap  Encap
+	Remote netip.AddrPort
+
+	sel hotSets // LocalTS and RemoteTS as Allows reads them
+
 	// LocalTS and RemoteTS are the selectors the SA was negotiated for: it
 	// carries the packets of bundle Ref whose source matches LocalTS and
 	// whose destination matches RemoteTS (RFC 4301, Section 4.4.2). Empty
@@ -167,12 +215,6 @@ type OutboundSA struct {
 	// is empty for manual SAs. Under one Ref, SAs of different peers must
 	// not claim overlapping RemoteTS: InstallOutbound refuses that.
 	Peer string
-	// Encap says how packets travel: over UDP to Remote (address and
-	// port), or directly over IP to Remote's address.
-	Encap  Encap
-	Remote netip.AddrPort
-	// SA is the packet engine.
-	SA Outbound
 	// Stats counts the SA's traffic and drops.
 	Stats Stats
 }
@@ -182,13 +224,28 @@ type inKey struct {
 	spi   uint32
 }
 
-// A table is one half of a snapshot: 4,096 immutable shards (maps) in a
-// two-level radix of 64 directories of 64, chosen by a hash of the key (the
-// SPI or the Ref). Changing one shard copies the shard, its directory and
-// the root, 1 KiB of pointers, and leaves the rest shared, so that an
-// install with 100,000 SAs copies about 25 entries. The zero table is empty.
+// A table is one half of a snapshot: 4,096 immutable shards in a two-level
+// radix of 64 directories of 64, chosen by a hash of the key (the SPI or the
+// Ref). Changing one shard copies the shard, its directory and the root,
+// 2 KiB of pointers and slice headers, and leaves the rest shared, so that
+// an install with 100,000 SAs copies about 25 entries. The zero table is
+// empty.
+//
+// A shard is a flat open-addressing hash table (a slice of slots, a power
+// of two at least twice its entries, probed linearly from the key's hash)
+// held by value in its directory, so that a lookup reads the directory,
+// then one slot, then the SA: three dependent memory reads where a Go map
+// per shard took five or six (header, directory, table, group), each a
+// cache miss when packets hit 100,000 SAs at random.
 type table[K comparable, V any] struct {
-	root *[fanout]*[fanout]map[K]V
+	root *[fanout]*[fanout][]slot[K, V]
+}
+
+// slot is one entry of a shard; used marks it taken.
+type slot[K comparable, V any] struct {
+	key  K
+	used bool
+	val  V
 }
 
 const (
@@ -197,13 +254,17 @@ const (
 	shards     = fanout * fanout
 )
 
-// shardOf spreads key over the shards with a multiplicative (Fibonacci)
-// hash, so that the sequential SPIs of manual SAs and Refs spread as well
-// as the random SPIs of IKE (RFC 7296, Section 3.3.1).
-func shardOf(key uint32) uint32 { return (key * 0x9e3779b1) >> (32 - 2*fanoutBits) }
+// hashOf spreads key with a multiplicative (Fibonacci) hash, so that the
+// sequential SPIs of manual SAs and Refs spread as well as the random SPIs
+// of IKE (RFC 7296, Section 3.3.1). The top 12 bits choose the shard, the
+// bits below them the first slot probed in it.
+func hashOf(key uint32) uint32 { return key * 0x9e3779b1 }
+
+// shardOf returns the shard of key.
+func shardOf(key uint32) uint32 { return hashOf(key) >> (32 - 2*fanoutBits) }
 
 // at returns shard i, nil when empty.
-func (t table[K, V]) at(i uint32) map[K]V {
+func (t table[K, V]) at(i uint32) []slot[K, V] {
 	if t.root == nil {
 		return nil
 	}
@@ -213,24 +274,122 @@ func (t table[K, V]) at(i uint32) map[K]V {
 	return nil
 }
 
-// with returns a table whose shard i is m (nil for empty) and whose other
+// get returns the value of key k, whose hash key is h (the SPI or Ref).
+func (t table[K, V]) get(h uint32, k K) (v V, ok bool) {
+	if t.root == nil {
+		return v, false
+	}
+	x := hashOf(h)
+	d := t.root[x>>(32-fanoutBits)]
+	if d == nil {
+		return v, false
+	}
+	s := d[(x>>(32-2*fanoutBits))&(fanout-1)]
+	if len(s) == 0 {
+		return v, false
+	}
+	// At most half the slots are used: the probe ends at a free one.
+	mask := uint32(len(s) - 1)
+	for i := x >> 8 & mask; ; i = (i + 1) & mask {
+		e := &s[i]
+		if !e.used {
+			return v, false
+		}
+		if e.key == k {
+			return e.val, true
+		}
+	}
+}
+
+// build returns a shard that holds the entries of x (whose keys hash by
+// hkey), nil for none.
+func build[K comparable, V any](x *entries[K, V], hkey func(K) uint32) []slot[K, V] {
+	if len(x.e) == 0 {
+		return nil
+	}
+	n := 2
+	for n < 2*len(x.e) {
+		n <<= 1
+	}
+	s := make([]slot[K, V], n)
+	mask := uint32(n - 1)
+	for _, e := range x.e {
+		i := hashOf(hkey(e.key)) >> 8 & mask
+		for s[i].used {
+			i = (i + 1) & mask
+		}
+		s[i] = e
+	}
+	return s
+}
+
+// entries are the entries of one shard while a change edits them: a
+// short list (about 25 with 100,000 SAs), searched in order, which costs
+// one allocation where a map would cost several and the hashing.
+type entries[K comparable, V any] struct{ e []slot[K, V] }
+
+// entriesOf returns the entries of shard s, in x, whose list it reuses.
+func entriesOf[K comparable, V any](x *entries[K, V], s []slot[K, V]) *entries[K, V] {
+	x.e = x.e[:0]
+	for _, e := range s {
+		if e.used {
+			x.e = append(x.e, e)
+		}
+	}
+	return x
+}
+
+func (x *entries[K, V]) find(k K) int {
+	for i := range x.e {
+		if x.e[i].key == k {
+			return i
+		}
+	}
+	return -1
+}
+
+// get returns the value of k, or the zero V.
+func (x *entries[K, V]) get(k K) (v V, ok bool) {
+	if i := x.find(k); i >= 0 {
+		return x.e[i].val, true
+	}
+	return v, false
+}
+
+// set makes v the value of k.
+func (x *entries[K, V]) set(k K, v V) {
+	if i := x.find(k); i >= 0 {
+		x.e[i].val = v
+		return
+	}
+	x.e = append(x.e, slot[K, V]{key: k, used: true, val: v})
+}
+
+// del removes k.
+func (x *entries[K, V]) del(k K) {
+	if i := x.find(k); i >= 0 {
+		x.e = append(x.e[:i], x.e[i+1:]...)
+	}
+}
+
+// with returns a table whose shard i is s (nil for empty) and whose other
 // shards are t's.
-func (t table[K, V]) with(i uint32, m map[K]V) table[K, V] {
-	root := new([fanout]*[fanout]map[K]V)
+func (t table[K, V]) with(i uint32, s []slot[K, V]) table[K, V] {
+	root := new([fanout]*[fanout][]slot[K, V])
 	if t.root != nil {
 		*root = *t.root
 	}
-	d := new([fanout]map[K]V)
+	d := new([fanout][]slot[K, V])
 	if old := root[i>>fanoutBits]; old != nil {
 		*d = *old
 	}
-	d[i&(fanout-1)] = m
+	d[i&(fanout-1)] = s
 	root[i>>fanoutBits] = d
 	return table[K, V]{root}
 }
 
-// each calls f for each non-empty shard.
-func (t table[K, V]) each(f func(map[K]V)) {
+// each calls f for each entry.
+func (t table[K, V]) each(f func(K, V)) {
 	if t.root == nil {
 		return
 	}
@@ -238,9 +397,11 @@ func (t table[K, V]) each(f func(map[K]V)) {
 		if d == nil {
 			continue
 		}
-		for _, m := range d {
-			if m != nil {
-				f(m)
+		for _, s := range d {
+			for _, e := range s {
+				if e.used {
+					f(e.key, e.val)
+				}
 			}
 		}
 	}
@@ -250,12 +411,126 @@ func (t table[K, V]) each(f func(map[K]V)) {
 // nothing and are safe for concurrent use.
 type Snapshot struct {
 	in  table[inKey, *InboundSA]
-	out table[uint32, []*OutboundSA] // newest first
+	out table[uint32, bundle]
 }
+
+// bundle is the outbound SAs of one Ref, newest first. A bundle of more
+// than indexMin SAs, such as the road warriors of one connection, each an
+// SA of its own peer for its own address, also indexes the SAs whose
+// remote selectors are all single addresses by those addresses, so that
+// Lookup reads the SAs for the packet's destination and the unindexed
+// ones rather than every peer's SA (RFC 4301, Section 4.4.2: the SAD
+// entry whose selectors match the packet).
+type bundle struct {
+	all []*OutboundSA
+	idx *hostIndex // nil for small bundles
+}
+
+// hostIndex holds positions in bundle.all. Building it allocates two
+// objects, not one per SA, as an install rebuilds it.
+type hostIndex struct {
+	// hosts maps each address of the SAs whose RemoteTS are single
+	// addresses to the first and last of its entries in chain.
+	hosts map[netip.Addr]span
+	chain []link
+	rest  []int32 // the other SAs, ascending (newest first)
+}
+
+// span is the first and last entry of one address in hostIndex.chain.
+type span struct{ head, tail int32 }
+
+// link is an entry of hostIndex.chain: an SA's position in bundle.all and
+// the next entry of the same address (-1 for none), ascending.
+type link struct{ pos, next int32 }
+
+// indexMin is the bundle size above which Lookup uses a hostIndex: below
+// it, walking the SAs is as fast.
+const indexMin = 8
+
+func newBundle(all []*OutboundSA) bundle {
+	b := bundle{all: all}
+	if len(all) <= indexMin {
+		return b
+	}
+	x := &hostIndex{hosts: make(map[netip.Addr]span, len(all)), chain: make([]link, 0, len(all))}
+	for i, o := range all {
+		if !hostSet(o.RemoteTS) {
+			x.rest = append(x.rest, int32(i))
+			continue
+		}
+		for j, sel := range o.RemoteTS {
+			a := sel.Prefix.Addr()
+			if j > 0 && o.RemoteTS[:j].Contains(a) {
+				continue // listed twice: index the SA once per address
+			}
+			e := int32(len(x.chain))
+			x.chain = append(x.chain, link{pos: int32(i), next: -1})
+			if sp, ok := x.hosts[a]; ok {
+				x.chain[sp.tail].next = e
+				x.hosts[a] = span{sp.head, e}
+			} else {
+				x.hosts[a] = span{e, e}
+			}
+		}
+	}
+	b.idx = x
+	return b
+}
+
+// hostSet reports whether set is not empty and each of its selectors
+// holds one address: a packet can match it only if its address is one of
+// them (netip.Prefix.Contains compares a single-address prefix by
+// equality).
+func hostSet(set traffic.Set) bool {
+	for _, sel := range set {
+		if !sel.Prefix.IsSingleIP() {
+			return false
+		}
+	}
+	return len(set) > 0
+}
+
+// lookup returns the newest SA of b that allows the packet, or nil.
+func (b *bundle) lookup(info *packet.Info) *OutboundSA {
+	if b.idx == nil {
+		for _, o := range b.all {
+			if o.Allows(info) {
+				return o
+			}
+		}
+		return nil
+	}
+	best := int32(-1)
+	if sp, ok := b.idx.hosts[info.Dst]; ok {
+		for e := sp.head; e >= 0; e = b.idx.chain[e].next {
+			if i := b.idx.chain[e].pos; b.all[i].Allows(info) {
+				best = i
+				break
+			}
+		}
+	}
+	for _, i := range b.idx.rest {
+		if best >= 0 && i > best {
+			break // older than the match already found
+		}
+		if b.all[i].Allows(info) {
+			best = i
+			break
+		}
+	}
+	if best < 0 {
+		return nil
+	}
+	return b.all[best]
+}
+
+func inHash(k inKey) uint32     { return k.spi }
+func outHash(ref uint32) uint32 { return ref }
 
 // Inbound returns the inbound SA for (proto, spi), or nil.
 func (s *Snapshot) Inbound(proto sa.Protocol, spi uint32) *InboundSA {
-	return s.in.at(shardOf(spi))[inKey{proto, spi}]
+	v, _ := s.in.get(spi, inKey{proto, spi})
+	return v
 }
 
 // Outbound returns the newest outbound SA of bundle ref, or nil. A bundle
@@ -273,42 +548,40 @@ func (s *Snapshot) Outbound(ref uint32) *OutboundSA {
 // ICMP and ICMPv6 compare type and code in place of the port, as
 // InboundSA.Allows does. It allocates nothing.
 func (s *Snapshot) Lookup(ref uint32, info *packet.Info) *OutboundSA {
-	for _, o := range s.OutboundsOf(ref) {
-		if o.Allows(info) {
-			return o
-		}
-	}
-	return nil
+	b, _ := s.out.get(ref, ref)
+	return b.lookup(info)
 }
 
 // Allows reports whether the outbound packet described by info is within
 // the SA's selectors: its source in LocalTS and its destination in
 // RemoteTS.
-func (o *OutboundSA) Allows(info *packet.Info) bool { return allows(o.LocalTS, o.RemoteTS, info) }
+func (o *OutboundSA) Allows(info *packet.Info) bool {
+	if o.sel.ready {
+		return allows(o.sel.a, o.sel.b, info)
+	}
+	return allows(o.LocalTS, o.RemoteTS, info)
+}
 
 // InboundSAs calls f for each inbound SA, in no particular order.
 func (s *Snapshot) InboundSAs(f func(*InboundSA)) {
-	s.in.each(func(m map[inKey]*InboundSA) {
-		for _, v := range m {
-			f(v)
-		}
-	})
+	s.in.each(func(_ inKey, v *InboundSA) { f(v) })
 }
 
 // OutboundSAs calls f for each outbound SA, in no particular order.
 func (s *Snapshot) OutboundSAs(f func(*OutboundSA)) {
-	s.out.each(func(m map[uint32][]*OutboundSA) {
-		for _, l := range m {
-			for _, v := range l {
-				f(v)
-			}
+	s.out.each(func(_ uint32, b bundle) {
+		for _, v := range b.all {
+			f(v)
 		}
 	})
 }
 
 // OutboundsOf returns the outbound SAs of bundle ref, newest first. The
 // caller must not modify the slice.
-func (s *Snapshot) OutboundsOf(ref uint32) []*OutboundSA { return s.out.at(shardOf(ref))[ref] }
+func (s *Snapshot) OutboundsOf(ref uint32) []*OutboundSA {
+	b, _ := s.out.get(ref, ref)
+	return b.all
+}
 
 // DB is the database. The zero value is empty and ready to use; a DB must
 // not be copied after first use. Lookups (Load) are safe from any goroutine
@@ -316,6 +589,11 @@ func (s *Snapshot) OutboundsOf(ref uint32) []*OutboundSA { return s.out.at(shard
 type DB struct {
 	mu   sync.Mutex // serializes writers
 	snap atomic.Pointer[Snapshot]
+
+	// The lists that changes edit, reused (under mu) so that a change
+	// allocates only what the new snapshot keeps.
+	inEdit  entries[inKey, *InboundSA]
+	outEdit entries[uint32, bundle]
 }
 
 var empty = &Snapshot{}
@@ -338,32 +616,34 @@ var (
 	ErrOverlap = errors.New("sad: the remote selectors overlap another peer's SA of the same policy")
 )
 
-// change runs f on a copy of the shard of key in one half of the snapshot
-// (half returns it: the inbound or the outbound table) and, if f succeeds,
-// publishes a snapshot with that copy in place of the shard. The other
-// shards are shared with the old snapshot.
-func change[K comparable, V any](db *DB, half func(*Snapshot) *table[K, V], key uint32, f func(map[K]V) error) error {
+// change runs f on the entries of the shard of key in one half of the
+// snapshot (half returns it and the hash key of its keys: the inbound or
+// the outbound table) and, if f succeeds, publishes a snapshot with a new
+// shard built from them in place of the old. The other shards are shared
+// with the old snapshot.
+func change[K comparable, V any](db *DB, half func(*DB, *Snapshot) (*table[K, V], func(K) uint32, *entries[K, V]), key uint32, f func(*entries[K, V]) error) error {
 	db.mu.Lock()
 	defer db.mu.Unlock()
 	next := *db.Load()
-	t, i := half(&next), shardOf(key)
-	m := maps.Clone(t.at(i))
-	if m == nil {
-		m = make(map[K]V, 1)
-	}
-	if err := f(m); err != nil {
+	t, hkey, x := half(db, &next)
+	i := shardOf(key)
+	entriesOf(x, t.at(i))
+	defer clear(x.e[:cap(x.e)]) // keep no SA alive through the reused list
+	if err := f(x); err != nil {
 		return err
 	}
-	if len(m) == 0 {
-		m = nil
-	}
-	*t = t.with(i, m)
+	*t = t.with(i, build(x, hkey))
 	db.snap.Store(&next)
 	return nil
 }
 
-func inbound(s *Snapshot) *table[inKey, *InboundSA]      { return &s.in }
-func outbound(s *Snapshot) *table[uint32, []*OutboundSA] { return &s.out }
+func inbound(db *DB, s *Snapshot) (*table[inKey, *InboundSA], func(inKey) uint32, *entries[inKey, *InboundSA]) {
+	return &s.in, inHash, &db.inEdit
+}
+
+func outbound(db *DB, s *Snapshot) (*table[uint32, bundle], func(uint32) uint32, *entries[uint32, bundle]) {
+	return &s.out, outHash, &db.outEdit
+}
 
 // InstallInbound adds an inbound SA. It fails with ErrExists if the
 // (protocol, SPI) pair is taken.
@@ -371,12 +651,13 @@ func (db *DB) InstallInbound(s *InboundSA) error {
 	if s == nil || s.SA == nil || s.SPI == 0 || (s.Protocol != sa.ESP && s.Protocol != sa.AH) {
 		return fmt.Errorf("%w: inbound SA needs an engine, ESP or AH, and a non-zero SPI", ErrInvalid)
 	}
-	return change(db, inbound, s.SPI, func(in map[inKey]*InboundSA) error {
+	return change(db, inbound, s.SPI, func(in *entries[inKey, *InboundSA]) error {
 		k := inKey{s.Protocol, s.SPI}
-		if _, ok := in[k]; ok {
+		if _, ok := in.get(k); ok {
 			return fmt.Errorf("%w: %v %08x", ErrExists, s.Protocol, s.SPI)
 		}
-		in[k] = s
+		s.sel.init(s.Local, s.Remote)
+		in.set(k, s)
 		return nil
 	})
 }
@@ -397,9 +678,10 @@ func (db *DB) InstallOutbound(s *OutboundSA) (prev *OutboundSA, err error) {
 	if s.Encap == EncapUDP && s.Protocol != sa.ESP {
 		return nil, fmt.Errorf("%w: only ESP travels in UDP (RFC 3948)", ErrInvalid)
 	}
-	err = change(db, outbound, s.Ref, func(out map[uint32][]*OutboundSA) error {
+	err = change(db, outbound, s.Ref, func(out *entries[uint32, bundle]) error {
 		l := []*OutboundSA{s}
-		for _, o := range out[s.Ref] {
+		old, _ := out.get(s.Ref)
+		for _, o := range old.all {
 			switch {
 			case o.Peer == s.Peer && o.LocalTS.Equal(s.LocalTS) && o.RemoteTS.Equal(s.RemoteTS):
 				prev = o
@@ -409,7 +691,8 @@ func (db *DB) InstallOutbound(s *OutboundSA) (prev *OutboundSA, err error) {
 				l = append(l, o)
 			}
 		}
-		out[s.Ref] = l
+		s.sel.init(s.LocalTS, s.RemoteTS)
+		out.set(s.Ref, newBundle(l))
 		return nil
 	})
 	return prev, err
@@ -427,10 +710,10 @@ func Overlap(a, b traffic.Set) bool {
 // RemoveInbound deletes the inbound SA (proto, spi) and returns it, or nil
 // if there was none.
 func (db *DB) RemoveInbound(proto sa.Protocol, spi uint32) (removed *InboundSA) {
-	change(db, inbound, spi, func(in map[inKey]*InboundSA) error {
+	change(db, inbound, spi, func(in *entries[inKey, *InboundSA]) error {
 		k := inKey{proto, spi}
-		removed = in[k]
-		delete(in, k)
+		removed, _ = in.get(k)
+		in.del(k)
 		return nil
 	})
 	return removed
@@ -441,9 +724,10 @@ func (db *DB) RemoveInbound(proto sa.Protocol, spi uint32) (removed *InboundSA) 
 // successor alone, and one peer's SA leaves the others') and returns it,
 // or nil.
 func (db *DB) RemoveOutbound(ref uint32, proto sa.Protocol, spi uint32) (removed *OutboundSA) {
-	change(db, outbound, ref, func(out map[uint32][]*OutboundSA) error {
+	change(db, outbound, ref, func(out *entries[uint32, bundle]) error {
 		var l []*OutboundSA
-		for _, s := range out[ref] {
+		old, _ := out.get(ref)
+		for _, s := range old.all {
 			if removed == nil && s.Protocol == proto && s.SPI == spi {
 				removed = s
 				continue
@@ -451,9 +735,9 @@ func (db *DB) RemoveOutbound(ref uint32, proto sa.Protocol, spi uint32) (removed
 			l = append(l, s)
 		}
 		if len(l) == 0 {
-			delete(out, ref)
+			out.del(ref)
 		} else {
-			out[ref] = l
+			out.set(ref, newBundle(l))
 		}
 		return nil
 	})

@@ -1,11 +1,15 @@
 package sad
 
 import (
+	"fmt"
+	"math/rand/v2"
 	"net/netip"
 	"reflect"
 	"testing"
 
+	"github.com/goipsec/goipsec/packet"
 	"github.com/goipsec/goipsec/sa"
+	"github.com/goipsec/goipsec/traffic"
 )
 
 // TestInstallCopiesOneShard checks item 1 of the per-SA cost work of issue
@@ -55,7 +59,7 @@ func TestInstallCopiesOneShard(t *testing.T) {
 	}
 	// Shards are balanced for sequential SPIs too (manual SAs).
 	for i := range uint32(shards) {
-		if n := len(cur.in.at(i)); n > 4 {
+		if n := used(cur.in.at(i)); n > 4 {
 			t.Errorf("shard %d holds %d of 4096 sequential SPIs", i, n)
 		}
 	}
@@ -64,5 +68,138 @@ func TestInstallCopiesOneShard(t *testing.T) {
 		db.RemoveInbound(sa.ESP, spi)
 	}
 	db.RemoveInbound(sa.ESP, 5000)
-	db.Load().in.each(func(m map[inKey]*InboundSA) { t.Fatalf("a shard kept %d SAs or an empty map", len(m)) })
+	db.Load().in.each(func(k inKey, _ *InboundSA) { t.Fatalf("SA %08x left after its removal", k.spi) })
+	for i := range uint32(shards) {
+		if db.Load().in.at(i) != nil {
+			t.Fatalf("shard %d is empty but not nil", i)
+		}
+	}
+}
+
+// used returns the number of entries of shard s.
+func used[K comparable, V any](s []slot[K, V]) int {
+	n := 0
+	for _, e := range s {
+		if e.used {
+			n++
+		}
+	}
+	return n
+}
+
+// TestCrowdedShard checks the flat shards of the per-SA cost work of issue
+// 9 where their probing matters: many SPIs in one shard, lookups of SPIs
+// that are absent from a crowded shard, and removals that leave the
+// remaining entries reachable.
+func TestCrowdedShard(t *testing.T) {
+	var db DB
+	var spis []uint32
+	for spi := uint32(1); len(spis) < 350; spi++ {
+		if shardOf(spi) == shardOf(1) {
+			spis = append(spis, spi)
+		}
+	}
+	spis, absent := spis[:300], spis[300:] // the same shard, never installed
+	in := func(spi uint32) *InboundSA { return db.Load().Inbound(sa.ESP, spi) }
+	for _, spi := range spis {
+		if err := db.InstallInbound(&InboundSA{Protocol: sa.ESP, SPI: spi, SA: &fakeIn{}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := db.InstallInbound(&InboundSA{Protocol: sa.AH, SPI: spis[0], SA: &fakeIn{}}); err != nil {
+		t.Fatal(err)
+	}
+	for i, spi := range spis {
+		if s := in(spi); s == nil || s.SPI != spi || s.Protocol != sa.ESP {
+			t.Fatalf("SPI %d (entry %d) not found", spi, i)
+		}
+	}
+	for _, spi := range absent {
+		if in(spi) != nil {
+			t.Fatalf("SPI %d found, never installed", spi)
+		}
+	}
+	if db.Load().Inbound(sa.AH, spis[1]) != nil || db.Load().Inbound(sa.AH, spis[0]) == nil {
+		t.Fatal("the protocol is not part of the key")
+	}
+	for i, spi := range spis {
+		if i%2 == 0 && db.RemoveInbound(sa.ESP, spi) == nil {
+			t.Fatalf("SPI %d not removed", spi)
+		}
+	}
+	for i, spi := range spis {
+		if got := in(spi) != nil; got != (i%2 == 1) {
+			t.Fatalf("SPI %d (entry %d): found %v after removing the even entries", spi, i, got)
+		}
+	}
+}
+
+// TestLookupIndexMatchesWalk checks the host index of large bundles (the
+// per-SA cost work of issue 9: one connection's road warriors under one
+// Ref): for random packets, Lookup returns what walking the bundle's SAs
+// newest first returns, with peers of one address, peers of two, a peer
+// of a subnet, and SAs of one peer whose selectors overlap (the newest
+// must win), after installs and after removals.
+func TestLookupIndexMatchesWalk(t *testing.T) {
+	var db DB
+	host := func(b byte) traffic.Selector {
+		return traffic.Selector{Prefix: netip.PrefixFrom(netip.AddrFrom4([4]byte{10, 2, 0, b}), 32), PortHi: 0xffff}
+	}
+	local := traffic.MustParseSet("10.1.0.0/16")
+	spi := uint32(0)
+	install := func(peer string, remote traffic.Set) {
+		spi++
+		if _, err := db.InstallOutbound(&OutboundSA{Protocol: sa.ESP, SPI: spi, Ref: 7, Peer: peer, LocalTS: local, RemoteTS: remote,
+			Remote: netip.MustParseAddrPort("192.0.2.2:4500"), SA: fakeOut{}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for i := range 40 {
+		install(fmt.Sprintf("rw%d", i), traffic.Set{host(byte(i))})
+	}
+	install("two", traffic.Set{host(100), host(101), host(100)})
+	install("net", traffic.MustParseSet("10.2.1.0/24"))
+	install("rw3", traffic.MustParseSet("10.2.0.3/32[udp]")) // overlaps rw3's older SA for UDP
+	install("net", traffic.MustParseSet("10.2.1.0/25[udp]")) // overlaps net's older SA, not indexed
+	install("net", traffic.MustParseSet("10.2.1.7/32[tcp]")) // newer than both, indexed
+	walk := func(info *packet.Info) *OutboundSA {
+		for _, o := range db.Load().OutboundsOf(7) {
+			if o.Allows(info) {
+				return o
+			}
+		}
+		return nil
+	}
+	r := rand.New(rand.NewPCG(7, 8))
+	check := func(when string) {
+		if b, _ := db.Load().out.get(7, 7); b.idx == nil {
+			t.Fatalf("%s: a bundle of %d SAs has no index", when, len(b.all))
+		}
+		for range 5000 {
+			dst := netip.AddrFrom4([4]byte{10, 2, byte(r.IntN(3)), byte(r.IntN(110))})
+			info := &packet.Info{Version: 4, Src: netip.MustParseAddr("10.1.0.1"), Dst: dst, Proto: []uint8{6, 17}[r.IntN(2)], HasPorts: true, SrcPort: 1, DstPort: 9}
+			if got, want := db.Load().Lookup(7, info), walk(info); got != want {
+				t.Fatalf("%s: to %v proto %d: Lookup gives %v, the walk %v", when, dst, info.Proto, spiOf(got), spiOf(want))
+			}
+		}
+	}
+	check("after the installs")
+	pkt := &packet.Info{Version: 4, Src: netip.MustParseAddr("10.1.0.1"), Dst: netip.MustParseAddr("10.2.0.9"), Proto: 17, HasPorts: true, SrcPort: 1, DstPort: 9}
+	snap := db.Load()
+	if n := testing.AllocsPerRun(1000, func() { snap.Lookup(7, pkt) }); n != 0 {
+		t.Errorf("%v allocations per indexed lookup", n)
+	}
+	for _, s := range []uint32{1, 4, 41, 43} {
+		if db.RemoveOutbound(7, sa.ESP, s) == nil {
+			t.Fatalf("SPI %d not removed", s)
+		}
+	}
+	check("after the removals")
+}
+
+func spiOf(o *OutboundSA) any {
+	if o == nil {
+		return nil
+	}
+	return o.SPI
 }
