@@ -40,7 +40,16 @@ type Manager struct {
 	byInit    map[initKey]*actor  // responder sessions by the peer's SPIi and address
 	ikeSPIs   map[uint64]*session // IKE SPIs handed out but not yet registered, by owner
 	childSPIs map[uint32]*session // inbound CHILD SA SPIs in use, by owner
-	halfOpen  int
+	// reserved lists each session's entries in ikeSPIs and childSPIs, so
+	// that forgetting an IKE SA frees them without a walk over every SPI.
+	reserved map[*session]*reservedSPIs
+	// byPeer and byIdent index the actors by the peer configuration and
+	// the remote identity of their last snapshot (actor.info), so that
+	// INITIAL_CONTACT and the uniqueness policy find the other IKE SAs of
+	// one peer without a walk over every IKE SA (see reindex).
+	byPeer   map[string]map[*actor]struct{}
+	byIdent  map[identKey]map[*actor]struct{}
+	halfOpen int
 	// halfOpenBySrc counts half-open responder SAs by source (see
 	// sourceOf) for Config.MaxHalfOpenPerSource.
 	halfOpenBySrc map[netip.Prefix]int
@@ -64,12 +73,43 @@ type initKey struct {
 	from netip.AddrPort
 }
 
+// identKey is an actor's entry in Manager.byIdent: its peer
+// configuration's name and remote identity. Distinguished names compare
+// by meaning (Identity.Equal), not by their encoding, so all of one
+// peer's DN identities share the key with empty id; the lookup compares
+// them with Equal.
+type identKey struct {
+	peer   string
+	idType uint8
+	id     string
+}
+
+func identKeyOf(info *IKESA) identKey {
+	k := identKey{peer: info.Peer, idType: uint8(info.RemoteID.Type)}
+	if info.RemoteID.Type != ikewire.ID_DER_ASN1_DN {
+		k.id = string(info.RemoteID.Data)
+	}
+	return k
+}
+
+// reservedSPIs are the SPIs one session reserved (see Manager.reserved).
+type reservedSPIs struct {
+	child []uint32
+	ike   []uint64
+}
+
 // actor is the goroutine that owns one session.
 type actor struct {
-	s        *session
-	inbox    chan input
-	done     chan struct{} // closed when the actor ends
-	info     atomic.Pointer[IKESA]
+	s     *session
+	inbox chan input
+	done  chan struct{} // closed when the actor ends
+	info  atomic.Pointer[IKESA]
+	// peer and ident are the actor's entries in Manager.byPeer and
+	// byIdent (indexed says it has them); written under the Manager's
+	// lock by the actor's goroutine only.
+	peer     string
+	ident    identKey
+	indexed  bool
 	spis     []uint64
 	init     initKey
 	halfOpen bool
@@ -89,7 +129,8 @@ func NewManager(cfg Config, inst Installer, tr Transport) *Manager {
 	m := &Manager{
 		cfg: cfg.withDefaults(), inst: inst, tr: tr,
 		actors: map[*actor]struct{}{}, bySPI: map[uint64]*actor{}, byInit: map[initKey]*actor{},
-		ikeSPIs: map[uint64]*session{}, childSPIs: map[uint32]*session{},
+		ikeSPIs: map[uint64]*session{}, childSPIs: map[uint32]*session{}, reserved: map[*session]*reservedSPIs{},
+		byPeer: map[string]map[*actor]struct{}{}, byIdent: map[identKey]map[*actor]struct{}{},
 		halfOpenBySrc: map[netip.Prefix]int{},
 	}
 	m.events = make(chan Event, m.cfg.EventBuffer)
@@ -279,7 +320,7 @@ func (m *Manager) newInitiatorLocked(p *Peer, c *ChildConfig, trigger *Trigger, 
 // established one.
 func (m *Manager) currentLocked(peer string) *actor {
 	var connecting *actor
-	for a := range m.actors {
+	for a := range m.byPeer[peer] {
 		info := a.info.Load()
 		if info == nil || info.Peer != peer || a.dead {
 			continue
@@ -316,7 +357,7 @@ func (m *Manager) toPeer(peer string, c command) error {
 		return ErrClosed
 	}
 	var as []*actor
-	for a := range m.actors {
+	for a := range m.byPeer[peer] {
 		if info := a.info.Load(); info != nil && info.Peer == peer {
 			as = append(as, a)
 		}
@@ -655,12 +696,67 @@ func (m *Manager) sendNow(b []byte, from, to netip.AddrPort) {
 func (m *Manager) addActorLocked(s *session) *actor {
 	a := &actor{s: s, inbox: make(chan input, inboxLen), done: make(chan struct{})}
 	m.actors[a] = struct{}{}
-	a.info.Store(s.snapshot())
+	m.setInfoLocked(a, s.snapshot())
 	return a
 }
 
+// setInfo publishes a new snapshot of a's session and keeps the indexes
+// by peer and remote identity up to date. Only a's goroutine calls it
+// (or the creator of a, before a runs).
+func (m *Manager) setInfo(a *actor, info *IKESA) {
+	if a.indexed && info.Peer == a.peer && identKeyOf(info) == a.ident {
+		a.info.Store(info) // the common case: the indexes stay
+		return
+	}
+	m.mu.Lock()
+	m.setInfoLocked(a, info)
+	m.mu.Unlock()
+}
+
+func (m *Manager) setInfoLocked(a *actor, info *IKESA) {
+	a.info.Store(info)
+	if a.dead {
+		return // forget took it out of the indexes
+	}
+	k := identKeyOf(info)
+	if a.indexed && info.Peer == a.peer && k == a.ident {
+		return
+	}
+	m.unindexLocked(a)
+	a.peer, a.ident, a.indexed = info.Peer, k, true
+	addTo(m.byPeer, a.peer, a)
+	addTo(m.byIdent, a.ident, a)
+}
+
+func (m *Manager) unindexLocked(a *actor) {
+	if !a.indexed {
+		return
+	}
+	removeFrom(m.byPeer, a.peer, a)
+	removeFrom(m.byIdent, a.ident, a)
+	a.indexed = false
+}
+
+func addTo[K comparable](idx map[K]map[*actor]struct{}, k K, a *actor) {
+	set := idx[k]
+	if set == nil {
+		set = map[*actor]struct{}{}
+		idx[k] = set
+	}
+	set[a] = struct{}{}
+}
+
+func removeFrom[K comparable](idx map[K]map[*actor]struct{}, k K, a *actor) {
+	if set := idx[k]; set != nil {
+		delete(set, a)
+		if len(set) == 0 {
+			delete(idx, k)
+		}
+	}
+}
+
 func (m *Manager) registerLocked(a *actor, spi uint64) {
-	delete(m.ikeSPIs, spi)
+	m.unreserveIKELocked(spi)
 	m.bySPI[spi] = a
 	a.spis = append(a.spis, spi)
 }
@@ -749,7 +845,7 @@ func (m *Manager) run(a *actor, in input) {
 		m.halfOpenDoneLocked(a)
 		m.mu.Unlock()
 	}
-	a.info.Store(a.s.snapshot())
+	m.setInfo(a, a.s.snapshot())
 }
 
 func (m *Manager) exec(a *actor, o op) {
@@ -818,16 +914,16 @@ func (m *Manager) forget(a *actor) {
 		delete(m.byInit, a.init)
 	}
 	m.halfOpenDoneLocked(a)
-	for spi, s := range m.childSPIs {
-		if s == a.s {
+	if r := m.reserved[a.s]; r != nil {
+		for _, spi := range r.child {
 			delete(m.childSPIs, spi)
 		}
-	}
-	for spi, s := range m.ikeSPIs {
-		if s == a.s {
+		for _, spi := range r.ike {
 			delete(m.ikeSPIs, spi)
 		}
+		delete(m.reserved, a.s)
 	}
+	m.unindexLocked(a)
 	delete(m.actors, a)
 }
 
@@ -874,7 +970,7 @@ func (m *Manager) crash(a *actor, r any) {
 	m.emitNow(Event{Kind: EventIKEDown, Peer: info.Peer, SPIi: info.SPIi, SPIr: info.SPIr, Err: ErrInternal})
 	dead := *info
 	dead.State, dead.Children = StateDead, nil
-	a.info.Store(&dead)
+	m.setInfo(a, &dead)
 }
 
 // safely runs f, the cleanup of a crashed IKE SA, so that a second panic
@@ -913,6 +1009,8 @@ func (m *Manager) allocSPI(owner *session) uint32 {
 		spi := binary.BigEndian.Uint32(b[:])
 		if _, used := m.childSPIs[spi]; spi >= 256 && !used {
 			m.childSPIs[spi] = owner
+			r := m.reservedBy(owner)
+			r.child = append(r.child, spi)
 			return spi
 		}
 	}
@@ -920,8 +1018,45 @@ func (m *Manager) allocSPI(owner *session) uint32 {
 
 func (m *Manager) freeSPI(spi uint32) {
 	m.mu.Lock()
-	delete(m.childSPIs, spi)
+	if owner := m.childSPIs[spi]; owner != nil {
+		delete(m.childSPIs, spi)
+		if r := m.reserved[owner]; r != nil {
+			r.child = without(r.child, spi)
+		}
+	}
 	m.mu.Unlock()
+}
+
+// reservedBy returns the list of owner's reserved SPIs, creating it.
+func (m *Manager) reservedBy(owner *session) *reservedSPIs {
+	r := m.reserved[owner]
+	if r == nil {
+		r = &reservedSPIs{}
+		m.reserved[owner] = r
+	}
+	return r
+}
+
+// unreserveIKELocked frees the reservation of IKE SPI spi (it was
+// registered or released).
+func (m *Manager) unreserveIKELocked(spi uint64) {
+	owner := m.ikeSPIs[spi]
+	if owner == nil {
+		return
+	}
+	delete(m.ikeSPIs, spi)
+	if r := m.reserved[owner]; r != nil {
+		r.ike = without(r.ike, spi)
+	}
+}
+
+// without removes v from s, not keeping the order.
+func without[T comparable](s []T, v T) []T {
+	if i := slices.Index(s, v); i >= 0 {
+		s[i] = s[len(s)-1]
+		s = s[:len(s)-1]
+	}
+	return s
 }
 
 // newIKESPI returns a fresh, non-zero, unused IKE SPI, reserved for owner.
@@ -941,6 +1076,8 @@ func (m *Manager) newIKESPILocked(owner *session) uint64 {
 		_, reserved := m.ikeSPIs[spi]
 		if spi != 0 && m.bySPI[spi] == nil && !reserved {
 			m.ikeSPIs[spi] = owner
+			r := m.reservedBy(owner)
+			r.ike = append(r.ike, spi)
 			return spi
 		}
 	}
@@ -948,7 +1085,7 @@ func (m *Manager) newIKESPILocked(owner *session) uint64 {
 
 func (m *Manager) releaseIKESPI(spi uint64) {
 	m.mu.Lock()
-	delete(m.ikeSPIs, spi)
+	m.unreserveIKELocked(spi)
 	m.mu.Unlock()
 }
 
@@ -957,7 +1094,7 @@ func (m *Manager) releaseIKESPI(spi uint64) {
 func (m *Manager) hasOtherSA(s *session) bool {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	for a := range m.actors {
+	for a := range m.byPeer[s.peerName()] {
 		if a.s == s {
 			continue
 		}
