@@ -6,8 +6,11 @@ package main
 // each client carries INITIAL_CONTACT, RFC 7296, Section 2.4, as a real
 // client's would). The Managers share a pool of connected UDP sockets,
 // each with its own source port (and, with several -local addresses, its
-// own source address); one reader per socket hands each datagram to the
-// Manager that owns the IKE SPI in it. CHILD SAs are negotiated but never
+// own source address), each with a second socket for UDP encapsulation
+// (RFC 3948), to which IKE moves when either side sees a NAT or fakes one
+// (RFC 7296, Section 2.23; strongSwan with kernel-libipsec does); one
+// reader per socket hands each datagram to the Manager that owns the IKE
+// SPI in it. CHILD SAs are negotiated but never
 // installed: the Installer does nothing, so the generator's cost is the
 // IKE exchange alone.
 
@@ -34,6 +37,7 @@ import (
 // loadConfig is what one run does.
 type loadConfig struct {
 	Target      netip.AddrPort // the responder
+	NATTPort    uint16         // the responder's port of UDP encapsulation
 	Locals      []netip.Addr   // source addresses, round robin over the sockets; empty: chosen by the kernel
 	N           int            // IKE SAs to open
 	Concurrency int            // handshakes in flight at most
@@ -100,11 +104,30 @@ func (r *router) get(spi uint64) *ike.Manager {
 	return r.bySPI[spi]
 }
 
-// udpSock is one connected UDP socket shared by several IKE SAs.
+// udpSock is a pair of connected UDP sockets shared by several IKE SAs:
+// one to the responder's IKE port, one to its NAT-T port.
 type udpSock struct {
+	ike, natt conn
+}
+
+type conn struct {
 	c      *net.UDPConn
 	local  netip.AddrPort
 	remote netip.AddrPort
+	marker bool // NAT-T: IKE messages start with the non-ESP marker
+}
+
+func dial(local netip.Addr, remote netip.AddrPort) (conn, error) {
+	var laddr *net.UDPAddr
+	if local.IsValid() {
+		laddr = net.UDPAddrFromAddrPort(netip.AddrPortFrom(local, 0))
+	}
+	c, err := net.DialUDP("udp", laddr, net.UDPAddrFromAddrPort(remote))
+	if err != nil {
+		return conn{}, err
+	}
+	la := c.LocalAddr().(*net.UDPAddr).AddrPort()
+	return conn{c: c, local: netip.AddrPortFrom(la.Addr().Unmap(), la.Port()), remote: remote}, nil
 }
 
 // transport is one Manager's ike.Transport: it registers the SPIs of its
@@ -122,36 +145,48 @@ const (
 	exSAInit    = 34
 )
 
-var errPath = errors.New("ikeload: the engine wants another address or port than the socket's (NAT-T is not supported; there must be no NAT between generator and responder)")
+var errPath = errors.New("ikeload: the engine wants another peer address than the responder's (a NAT that changes the responder's address is not supported)")
 
+// Send sends from the socket of from's port. The engine moves IKE to
+// NAT-T by sending from its NATTPort to the peer's address with that same
+// port number (RFC 7296, Section 2.23); the NAT-T socket is connected to
+// the responder's real NAT-T port, as any NAT would translate it.
 func (t *transport) Send(pkt []byte, from, to netip.AddrPort) error {
-	if to != t.s.remote {
+	if to.Addr() != t.s.ike.remote.Addr() {
 		return errPath
 	}
-	if len(pkt) >= hdrLen && pkt[offExchange] == exSAInit {
+	c := &t.s.ike
+	if from.Port() == t.s.natt.local.Port() {
+		c = &t.s.natt
+	}
+	if !c.marker && len(pkt) >= hdrLen && pkt[offExchange] == exSAInit {
 		t.r.add(binary.BigEndian.Uint64(pkt), t.m)
 	}
-	_, err := t.s.c.Write(pkt)
+	_, err := c.c.Write(pkt)
 	return err
 }
 
-// read feeds the datagrams of s to their Managers until the socket closes.
-func (r *router) read(s *udpSock, wg *sync.WaitGroup) {
+// read feeds the datagrams of c to their Managers until the socket closes.
+func (r *router) read(c *conn, wg *sync.WaitGroup) {
 	defer wg.Done()
 	buf := make([]byte, 65536)
+	off := 0
+	if c.marker {
+		off = 4 // RFC 3948, Section 2.2; HandlePacket strips it
+	}
 	for {
-		n, err := s.c.Read(buf)
+		n, err := c.c.Read(buf)
 		if err != nil {
 			if errors.Is(err, net.ErrClosed) {
 				return
 			}
 			continue // ICMP errors on a connected socket
 		}
-		if n < hdrLen {
+		if n < off+hdrLen {
 			continue
 		}
-		if m := r.get(binary.BigEndian.Uint64(buf)); m != nil {
-			m.HandlePacket(buf[:n], s.remote, s.local) // copies what it keeps
+		if m := r.get(binary.BigEndian.Uint64(buf[off:])); m != nil {
+			m.HandlePacket(buf[:n], c.remote, c.local) // copies what it keeps
 		}
 	}
 }
@@ -192,25 +227,36 @@ func run(ctx context.Context, cfg loadConfig) (*result, error) {
 	socks := make([]*udpSock, 0, nsock)
 	closeSocks := func() {
 		for _, s := range socks {
-			s.c.Close()
+			s.ike.c.Close()
+			s.natt.c.Close()
 		}
 		readers.Wait()
 	}
+	natt := netip.AddrPortFrom(cfg.Target.Addr(), cfg.NATTPort)
+	if cfg.NATTPort == 0 {
+		natt = netip.AddrPortFrom(cfg.Target.Addr(), 4500)
+	}
 	for i := range nsock {
-		var laddr *net.UDPAddr
+		var local netip.Addr
 		if len(cfg.Locals) > 0 {
-			laddr = net.UDPAddrFromAddrPort(netip.AddrPortFrom(cfg.Locals[i%len(cfg.Locals)], 0))
+			local = cfg.Locals[i%len(cfg.Locals)]
 		}
-		c, err := net.DialUDP("udp", laddr, net.UDPAddrFromAddrPort(cfg.Target))
+		s := &udpSock{}
+		var err error
+		if s.ike, err = dial(local, cfg.Target); err == nil {
+			if s.natt, err = dial(s.ike.local.Addr(), natt); err != nil {
+				s.ike.c.Close()
+			}
+		}
 		if err != nil {
 			closeSocks()
 			return nil, fmt.Errorf("ikeload: socket %d: %w", i, err)
 		}
-		la := c.LocalAddr().(*net.UDPAddr).AddrPort()
-		s := &udpSock{c: c, local: netip.AddrPortFrom(la.Addr().Unmap(), la.Port()), remote: cfg.Target}
+		s.natt.marker = true
 		socks = append(socks, s)
-		readers.Add(1)
-		go r.read(s, &readers)
+		readers.Add(2)
+		go r.read(&s.ike, &readers)
+		go r.read(&s.natt, &readers)
 	}
 
 	res := &result{N: cfg.N, Concurrency: cfg.Concurrency, Sockets: nsock, Failures: map[string]int{}, perFailure: map[string]error{}}
@@ -299,7 +345,8 @@ func one(ctx context.Context, cfg loadConfig, r *router, s *udpSock, i int) (*ik
 	tr := &transport{s: s, r: r}
 	m := ike.NewManager(ike.Config{
 		Logger:            cfg.Logger,
-		Port:              s.local.Port(),
+		Port:              s.ike.local.Port(),
+		NATTPort:          s.natt.local.Port(),
 		RetransmitTimeout: cfg.Retransmit,
 		KeepaliveInterval: -1,
 		EventBuffer:       8,
@@ -308,7 +355,7 @@ func one(ctx context.Context, cfg loadConfig, r *router, s *udpSock, i int) (*ik
 	psk := cfg.PSK
 	peer := ike.Peer{
 		Name:        "load",
-		LocalAddrs:  []netip.Prefix{netip.PrefixFrom(s.local.Addr(), s.local.Addr().BitLen())},
+		LocalAddrs:  []netip.Prefix{netip.PrefixFrom(s.ike.local.Addr(), s.ike.local.Addr().BitLen())},
 		RemoteAddrs: []netip.Prefix{netip.PrefixFrom(cfg.Target.Addr(), cfg.Target.Addr().BitLen())},
 		RemotePort:  cfg.Target.Port(),
 		Proposals:   cfg.IKE,
