@@ -102,7 +102,6 @@ func (m *Manager) reauth(a *actor, names []string) {
 		}
 	}
 	m.mu.Unlock()
-	m.start(na)
 	m.deliver(na, input{kind: inTimer})
 }
 

@@ -20,8 +20,8 @@ import (
 	"github.com/goipsec/goipsec/sa"
 )
 
-// Manager is the IKEv2 engine: it owns every IKE SA of this host, one
-// goroutine (an actor) per IKE SA, and talks to the outside through a
+// Manager is the IKEv2 engine: it owns every IKE SA of this host, each
+// run by an actor (a goroutine while it has work, see drain), and talks to the outside through a
 // Transport (datagrams out), HandlePacket (datagrams in), an Installer
 // (CHILD SAs) and the Events channel. All methods are safe for concurrent
 // use.
@@ -98,12 +98,31 @@ type reservedSPIs struct {
 	ike   []uint64
 }
 
-// actor is the goroutine that owns one session.
+// actor owns one session. Its inputs (datagrams, timer, commands) queue
+// in its mailbox, and a goroutine runs only while the mailbox has any
+// (drain): an idle established IKE SA keeps no goroutine, no stack and no
+// channel buffer, only its session, the snapshot and one timer armed for
+// its next deadline. One goroutine at most runs an actor at a time, so
+// the session stays single-threaded as with a goroutine per IKE SA.
 type actor struct {
-	s     *session
-	inbox chan input
-	done  chan struct{} // closed when the actor ends
-	info  atomic.Pointer[IKESA]
+	s    *session
+	info atomic.Pointer[IKESA]
+
+	// The mailbox, guarded by mu: the inputs waiting, whether a goroutine
+	// drains them, and whether the actor has ended (then it takes none).
+	mu      sync.Mutex
+	queue   []input
+	running bool
+	ended   bool
+	// timer delivers inTimer at timerAt, the session's deadline (zero:
+	// not armed); only the draining goroutine arms it.
+	timer   *time.Timer
+	timerAt time.Time
+	// alarm is what the timer's function holds: end empties it, so that
+	// a stopped timer the runtime has not dropped yet keeps nothing of
+	// the IKE SA alive.
+	alarm *atomic.Pointer[actor]
+
 	// peer and ident are the actor's entries in Manager.byPeer and
 	// byIdent (indexed says it has them); written under the Manager's
 	// lock by the actor's goroutine only.
@@ -118,8 +137,9 @@ type actor struct {
 	crashed  bool // the session panicked; crash ended it
 }
 
-// inboxLen bounds the datagrams and commands waiting for one IKE SA;
-// datagrams beyond it are dropped (the peer retransmits).
+// inboxLen bounds the datagrams waiting for one IKE SA; datagrams beyond
+// it are dropped (the peer retransmits). Commands and timers always
+// queue.
 const inboxLen = 64
 
 // NewManager returns a Manager that sends with tr and installs CHILD SAs
@@ -268,7 +288,6 @@ func (m *Manager) Initiate(peer, child string, trigger *Trigger) error {
 	if err != nil {
 		return err
 	}
-	m.start(a)
 	m.deliver(a, input{kind: inTimer})
 	return nil
 }
@@ -476,38 +495,34 @@ func (m *Manager) HandlePacket(pkt []byte, from, to netip.AddrPort) {
 		return
 	}
 	pkt = bytes.Clone(pkt)
-	a, fresh := m.route(pkt, &h, from, to)
+	a := m.route(pkt, &h, from, to)
 	if a == nil {
 		return
-	}
-	if fresh {
-		m.start(a)
 	}
 	m.deliver(a, input{kind: inPacket, pkt: pkt, from: from, to: to})
 }
 
 // route finds the actor of the IKE SA a message with header h belongs to,
-// or creates a responder for a new IKE_SA_INIT request (fresh is then
-// true); nil drops the message. The lock is released even if admission
-// panics, so the Manager stays usable (see HandlePacket).
-func (m *Manager) route(pkt []byte, h *ikewire.Header, from, to netip.AddrPort) (a *actor, fresh bool) {
+// or creates a responder for a new IKE_SA_INIT request; nil drops the
+// message. The lock is released even if admission panics, so the Manager
+// stays usable (see HandlePacket).
+func (m *Manager) route(pkt []byte, h *ikewire.Header, from, to netip.AddrPort) *actor {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if m.closed {
-		return nil, false
+		return nil
 	}
 	if h.Exchange == ikewire.IKE_SA_INIT && !h.IsResponse() && h.IsInitiator() && h.SPIr == 0 {
-		if a = m.byInit[initKey{h.SPIi, from}]; a == nil {
-			a = m.newResponderLocked(pkt, h, from, to)
-			return a, a != nil
+		if a := m.byInit[initKey{h.SPIi, from}]; a != nil {
+			return a
 		}
-		return a, false
+		return m.newResponderLocked(pkt, h, from, to)
 	}
 	our := h.SPIi
 	if h.IsInitiator() {
 		our = h.SPIr
 	}
-	return m.bySPI[our], false
+	return m.bySPI[our]
 }
 
 // newResponderLocked creates the session for a new IKE_SA_INIT request, or
@@ -694,7 +709,10 @@ func (m *Manager) sendNow(b []byte, from, to netip.AddrPort) {
 }
 
 func (m *Manager) addActorLocked(s *session) *actor {
-	a := &actor{s: s, inbox: make(chan input, inboxLen), done: make(chan struct{})}
+	a := &actor{s: s}
+	if !m.step {
+		m.wg.Add(1) // until the actor ends (see end); Close waits
+	}
 	m.actors[a] = struct{}{}
 	m.setInfoLocked(a, s.snapshot())
 	return a
@@ -761,47 +779,9 @@ func (m *Manager) registerLocked(a *actor, spi uint64) {
 	a.spis = append(a.spis, spi)
 }
 
-// start runs the actor's goroutine (not in step mode).
-func (m *Manager) start(a *actor) {
-	if m.step {
-		return
-	}
-	m.wg.Add(1)
-	go m.loop(a)
-}
-
-// loop is the actor's goroutine: it feeds the session its inputs and its
-// timer, and executes the effects.
-func (m *Manager) loop(a *actor) {
-	defer m.wg.Done()
-	defer close(a.done)
-	defer func() {
-		// run recovers the session's own panics; this catches the rest
-		// (computing the deadline), so the goroutine never takes the
-		// process down.
-		if r := recover(); r != nil {
-			m.crash(a, r)
-		}
-	}()
-	timer := time.NewTimer(time.Hour)
-	timer.Stop()
-	for !a.dead {
-		if d := a.s.deadline(); !d.IsZero() {
-			timer.Reset(max(d.Sub(m.cfg.Now()), 0))
-		} else {
-			timer.Stop()
-		}
-		select {
-		case in := <-a.inbox:
-			m.run(a, in)
-		case <-timer.C:
-			m.run(a, input{kind: inTimer})
-		}
-	}
-}
-
 // deliver hands an input to the actor: inline in step mode; otherwise
-// queued, dropping datagrams when the inbox is full.
+// queued, dropping datagrams when inboxLen are waiting, and a goroutine
+// starts draining the mailbox unless one is.
 func (m *Manager) deliver(a *actor, in input) {
 	if m.step {
 		if !a.dead {
@@ -809,17 +789,115 @@ func (m *Manager) deliver(a *actor, in input) {
 		}
 		return
 	}
-	if in.kind == inPacket {
-		select {
-		case a.inbox <- in:
-		default:
+	a.mu.Lock()
+	if a.ended || (in.kind == inPacket && len(a.queue) >= inboxLen) {
+		a.mu.Unlock()
+		return
+	}
+	a.queue = append(a.queue, in)
+	if a.running {
+		a.mu.Unlock()
+		return
+	}
+	a.running = true
+	a.mu.Unlock()
+	go m.drain(a)
+}
+
+// drain is the actor's goroutine while it has work: it feeds the session
+// its inputs one at a time and executes the effects; when the mailbox is
+// empty it arms the timer for the session's next deadline and ends. When
+// the session ends, the actor ends with it (Close waits for that).
+func (m *Manager) drain(a *actor) {
+	defer func() {
+		// run recovers the session's own panics; this catches the rest
+		// (computing the deadline), so the goroutine never takes the
+		// process down.
+		if r := recover(); r != nil {
+			m.crash(a, r)
+			m.end(a)
+		}
+	}()
+	for {
+		a.mu.Lock()
+		if a.dead || len(a.queue) == 0 {
+			if !a.dead {
+				a.running = false
+				a.queue = nil // an idle IKE SA keeps no buffer
+				a.mu.Unlock()
+				m.arm(a)
+				return
+			}
+			a.mu.Unlock()
+			m.end(a)
+			return
+		}
+		in := a.queue[0]
+		a.queue[0] = input{}
+		a.queue = a.queue[1:]
+		a.mu.Unlock()
+		m.run(a, in)
+	}
+}
+
+// arm sets a's timer to the session's next deadline, if it changed. A
+// timer that fires early or late only costs a tick that finds nothing to
+// do or a later one; drain rearms it after every input.
+func (m *Manager) arm(a *actor) {
+	d := a.s.deadline()
+	a.mu.Lock()
+	same := d.Equal(a.timerAt)
+	a.timerAt = d
+	a.mu.Unlock()
+	if same {
+		return
+	}
+	if d.IsZero() {
+		if a.timer != nil {
+			a.timer.Stop()
 		}
 		return
 	}
-	select {
-	case a.inbox <- in:
-	case <-a.done:
+	wait := max(d.Sub(m.cfg.Now()), 0)
+	if a.timer == nil {
+		alarm := new(atomic.Pointer[actor])
+		alarm.Store(a)
+		a.alarm = alarm
+		a.timer = time.AfterFunc(wait, func() {
+			if a := alarm.Load(); a != nil {
+				a.s.m.fire(a)
+			}
+		})
+		return
 	}
+	a.timer.Reset(wait)
+}
+
+// fire is a's timer going off: it queues inTimer, and forgets the
+// deadline it was armed for, so that the next arm sets it again even to
+// the same time.
+func (m *Manager) fire(a *actor) {
+	a.mu.Lock()
+	a.timerAt = time.Time{}
+	a.mu.Unlock()
+	m.deliver(a, input{kind: inTimer})
+}
+
+// end marks the actor ended: it takes no more input, its timer stops,
+// and Close stops waiting for it.
+func (m *Manager) end(a *actor) {
+	a.mu.Lock()
+	if a.ended {
+		a.mu.Unlock()
+		return
+	}
+	a.ended, a.running, a.queue = true, false, nil
+	a.mu.Unlock()
+	if a.timer != nil {
+		a.timer.Stop()
+		a.alarm.Store(nil)
+	}
+	m.wg.Done()
 }
 
 // run lets the session handle one input and executes the effects. A panic

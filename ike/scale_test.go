@@ -2,9 +2,17 @@ package ike
 
 import (
 	"fmt"
+	"io"
+	"log/slog"
 	"net/netip"
+	"os"
+	"runtime"
+	"runtime/pprof"
+	"strconv"
+	"sync"
 	"testing"
 	"testing/synctest"
+	"time"
 )
 
 // manyClients returns the responder's peer for clients c<i>.example on
@@ -136,4 +144,132 @@ func TestManagerIndexesManyClients(t *testing.T) {
 		}
 		b.Close()
 	})
+}
+
+// gateNet is chanNet with a gate per sender: a node whose gate is closed
+// sends nothing (a client that vanished without a Delete).
+type gateNet struct {
+	chanNet
+	closed sync.Map // netip.Addr -> true
+}
+
+type gateTransport struct {
+	n    *gateNet
+	addr netip.Addr
+}
+
+func (tr gateTransport) Send(pkt []byte, from, to netip.AddrPort) error {
+	if _, gone := tr.n.closed.Load(tr.addr); gone {
+		return nil
+	}
+	return chanTransport{&tr.n.chanNet}.Send(pkt, from, to)
+}
+
+// responderFootprint establishes k IKE SAs, each with one CHILD SA, from
+// k clients at a responder, makes the clients vanish (no Delete), and
+// returns the responder's heap bytes, stack bytes and goroutines per idle
+// established IKE SA. It runs in real time, not in a synctest bubble,
+// whose stopped timers keep what they reference until time moves.
+func responderFootprint(t *testing.T, k int) (heap, stack, goroutines float64) {
+	resp, client := manyClients(t)
+	resp.RemoteAddrs = []netip.Prefix{netip.MustParsePrefix("198.51.0.0/16")}
+	n := &gateNet{chanNet: chanNet{nodes: map[netip.Addr]*Manager{}}}
+	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
+	b := NewManager(Config{Logger: quiet, CookieThreshold: -1, MaxHalfOpenPerSource: -1}, nopInstaller{}, gateTransport{n, addrB})
+	n.nodes[addrB] = b
+	if err := b.SetPeers([]Peer{resp}); err != nil {
+		t.Fatal(err)
+	}
+	before := footprint()
+	const batch = 100
+	for lo := 0; lo < k; lo += batch {
+		var cs []*Manager
+		var addrs []netip.Addr
+		for i := lo; i < min(lo+batch, k); i++ {
+			_, p := client(i % 250)
+			addr := netip.AddrFrom4([4]byte{198, 51, byte(1 + i/250), byte(1 + i%250)})
+			p.LocalAddrs = host(addr)
+			p.LocalID = ParseIdentity(fmt.Sprintf("c%d.example", i))
+			c := NewManager(Config{Logger: quiet}, nopInstaller{}, gateTransport{n, addr})
+			n.mu.Lock()
+			n.nodes[addr] = c
+			n.mu.Unlock()
+			if err := c.SetPeers([]Peer{p}); err != nil {
+				t.Fatal(err)
+			}
+			if err := c.Initiate("b", "net", nil); err != nil {
+				t.Fatal(err)
+			}
+			cs, addrs = append(cs, c), append(addrs, addr)
+		}
+		waitEstablished(t, b, min(lo+batch, k))
+		for i, c := range cs {
+			n.closed.Store(addrs[i], true)
+			c.Close()
+			n.mu.Lock()
+			delete(n.nodes, addrs[i])
+			n.mu.Unlock()
+		}
+	}
+	if got := established(b); got != k {
+		t.Fatalf("responder has %d IKE SAs, want %d", got, k)
+	}
+	drain(b) // so that the events do not count
+	after := footprint()
+	if f := os.Getenv("IKE_FOOTPRINT_PROFILE"); f != "" {
+		// go tool pprof -sample_index=inuse_space FILE: where the heap of
+		// the idle IKE SAs goes.
+		w, err := os.Create(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		pprof.WriteHeapProfile(w)
+		w.Close()
+	}
+	per := func(a, b uint64) float64 { return (float64(a) - float64(b)) / float64(k) }
+	heap, stack, goroutines = per(after.heap, before.heap), per(after.stack, before.stack), per(after.goroutines, before.goroutines)
+	b.Close()
+	return heap, stack, goroutines
+}
+
+// waitEstablished waits until m has want established IKE SAs.
+func waitEstablished(t *testing.T, m *Manager, want int) {
+	t.Helper()
+	for deadline := time.Now().Add(time.Minute); established(m) != want; {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d IKE SAs established, want %d", established(m), want)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+type usage struct{ heap, stack, goroutines uint64 }
+
+func footprint() usage {
+	runtime.GC()
+	runtime.GC()
+	var ms runtime.MemStats
+	runtime.ReadMemStats(&ms)
+	return usage{ms.HeapAlloc, ms.StackInuse, uint64(runtime.NumGoroutine())}
+}
+
+type nopInstaller struct{}
+
+func (nopInstaller) InstallSA(ChildSA) error        { return nil }
+func (nopInstaller) ActivateOutbound(ChildSA) error { return nil }
+func (nopInstaller) DeleteSA(ChildSA) error         { return nil }
+
+// TestResponderFootprint states what an idle established IKE SA (with one
+// CHILD SA, PSK, x25519) costs a responder: heap, goroutine stacks and
+// goroutines. IKE_FOOTPRINT_SAS sets the number of IKE SAs (default 200).
+func TestResponderFootprint(t *testing.T) {
+	k := 200
+	if s := os.Getenv("IKE_FOOTPRINT_SAS"); s != "" {
+		var err error
+		if k, err = strconv.Atoi(s); err != nil || k <= 0 {
+			t.Fatalf("IKE_FOOTPRINT_SAS=%q", s)
+		}
+	}
+	heap, stack, g := responderFootprint(t, k)
+	t.Logf("%d idle IKE SAs: %.0f heap bytes, %.0f stack bytes, %.2f goroutines per IKE SA", k, heap, stack, g)
 }

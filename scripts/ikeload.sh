@@ -32,7 +32,8 @@
 #
 # Environment: RUNS, SIZES, CASES, CONC, SOCKETS (ikeload -sockets,
 # default 256), IKELOAD_FLAGS (more ikeload flags), SWAN_LOG (charon's
-# ike log level, default 0), BIN (default bin), GO (default go), CHARON (default
+# ike log level, default 0), IPSECD (another ipsecd binary to measure,
+# such as an older build), BIN (default bin), GO (default go), CHARON (default
 # /usr/lib/ipsec/charon), IKELOAD_KEEP=1 (keep configs and logs).
 #
 # A benchmark, not a test: shared machines are noisy (on a 2-core machine
@@ -152,7 +153,7 @@ EOF
     awk -v n="$n" -v k="$psk" 'BEGIN {for (i = 0; i < n; i++) printf "    - {ids: [gw.ikeload, c%d.ikeload], secret: \"%s\"}\n", i, k}'
   } >"$d/goipsec.yaml"
   chmod 600 "$d/goipsec.yaml"
-  ip netns exec "$B" "$BIN/ipsecd" -c "$d/goipsec.yaml" >"$d/ipsecd.log" 2>&1 &
+  ip netns exec "$B" "${IPSECD:-$BIN/ipsecd}" -c "$d/goipsec.yaml" >"$d/ipsecd.log" 2>&1 &
   p=$!
   live+=("$p")
   waitfor 20 test -S "$d/ipsecd.sock" || { log "goipsec: ipsecd did not start: $(tail -3 "$d/ipsecd.log")"; return 1; }
