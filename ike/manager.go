@@ -818,24 +818,33 @@ func (m *Manager) drain(a *actor) {
 			m.end(a)
 		}
 	}()
+	armed := false
 	for {
 		a.mu.Lock()
-		if a.dead || len(a.queue) == 0 {
-			if !a.dead {
-				a.running = false
-				a.queue = nil // an idle IKE SA keeps no buffer
-				a.mu.Unlock()
-				m.arm(a)
-				return
-			}
+		if a.dead {
 			a.mu.Unlock()
 			m.end(a)
+			return
+		}
+		if len(a.queue) == 0 {
+			if !armed {
+				// Arm the timer while this goroutine still owns the
+				// session, then look at the mailbox again.
+				a.mu.Unlock()
+				m.arm(a)
+				armed = true
+				continue
+			}
+			a.running = false
+			a.queue = nil // an idle IKE SA keeps no buffer
+			a.mu.Unlock()
 			return
 		}
 		in := a.queue[0]
 		a.queue[0] = input{}
 		a.queue = a.queue[1:]
 		a.mu.Unlock()
+		armed = false
 		m.run(a, in)
 	}
 }

@@ -272,4 +272,13 @@ func TestResponderFootprint(t *testing.T) {
 	}
 	heap, stack, g := responderFootprint(t, k)
 	t.Logf("%d idle IKE SAs: %.0f heap bytes, %.0f stack bytes, %.2f goroutines per IKE SA", k, heap, stack, g)
+	// An idle actor runs no goroutine (it had one, with a 64-slot
+	// channel of about 11 KiB); the bound on the heap leaves room for
+	// the garbage collector's accounting, not for another buffer.
+	if g >= 0.1 {
+		t.Errorf("%.2f goroutines per idle IKE SA, want none", g)
+	}
+	if heap > 12<<10 {
+		t.Errorf("%.0f heap bytes per idle IKE SA, want at most 12 KiB", heap)
+	}
 }

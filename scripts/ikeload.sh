@@ -65,7 +65,7 @@ A=${tag}a B=${tag}b
 work=$(mktemp -d /tmp/goipsec-ikeload.XXXXXX)
 live=() # PIDs of processes started and not yet stopped
 
-alive() { [ -r "/proc/$1/stat" ] && [ "$(sed 's/.*) //' "/proc/$1/stat" | cut -d' ' -f1)" != Z ]; }
+alive() { [ -r "/proc/$1/stat" ] && [ "$(sed 's/.*) //' "/proc/$1/stat" 2>/dev/null | cut -d' ' -f1)" != Z ]; }
 
 # stop PID [GRACE]: SIGTERM, up to GRACE seconds (default 5), then
 # SIGKILL; reaps it.
