@@ -48,7 +48,7 @@ type Manager struct {
 	// INITIAL_CONTACT and the uniqueness policy find the other IKE SAs of
 	// one peer without a walk over every IKE SA (see reindex).
 	byPeer   map[string]map[*actor]struct{}
-	byIdent  map[identKey]map[*actor]struct{}
+	byIdent  map[identKey][]*actor // usually one each: a slice costs less than a map
 	halfOpen int
 	// halfOpenBySrc counts half-open responder SAs by source (see
 	// sourceOf) for Config.MaxHalfOpenPerSource.
@@ -150,7 +150,7 @@ func NewManager(cfg Config, inst Installer, tr Transport) *Manager {
 		cfg: cfg.withDefaults(), inst: inst, tr: tr,
 		actors: map[*actor]struct{}{}, bySPI: map[uint64]*actor{}, byInit: map[initKey]*actor{},
 		ikeSPIs: map[uint64]*session{}, childSPIs: map[uint32]*session{}, reserved: map[*session]*reservedSPIs{},
-		byPeer: map[string]map[*actor]struct{}{}, byIdent: map[identKey]map[*actor]struct{}{},
+		byPeer: map[string]map[*actor]struct{}{}, byIdent: map[identKey][]*actor{},
 		halfOpenBySrc: map[netip.Prefix]int{},
 	}
 	m.events = make(chan Event, m.cfg.EventBuffer)
@@ -743,7 +743,7 @@ func (m *Manager) setInfoLocked(a *actor, info *IKESA) {
 	m.unindexLocked(a)
 	a.peer, a.ident, a.indexed = info.Peer, k, true
 	addTo(m.byPeer, a.peer, a)
-	addTo(m.byIdent, a.ident, a)
+	m.byIdent[a.ident] = append(m.byIdent[a.ident], a)
 }
 
 func (m *Manager) unindexLocked(a *actor) {
@@ -751,11 +751,15 @@ func (m *Manager) unindexLocked(a *actor) {
 		return
 	}
 	removeFrom(m.byPeer, a.peer, a)
-	removeFrom(m.byIdent, a.ident, a)
+	if l := without(m.byIdent[a.ident], a); len(l) > 0 {
+		m.byIdent[a.ident] = l
+	} else {
+		delete(m.byIdent, a.ident)
+	}
 	a.indexed = false
 }
 
-func addTo[K comparable](idx map[K]map[*actor]struct{}, k K, a *actor) {
+func addTo(idx map[string]map[*actor]struct{}, k string, a *actor) {
 	set := idx[k]
 	if set == nil {
 		set = map[*actor]struct{}{}
@@ -764,7 +768,7 @@ func addTo[K comparable](idx map[K]map[*actor]struct{}, k K, a *actor) {
 	set[a] = struct{}{}
 }
 
-func removeFrom[K comparable](idx map[K]map[*actor]struct{}, k K, a *actor) {
+func removeFrom(idx map[string]map[*actor]struct{}, k string, a *actor) {
 	if set := idx[k]; set != nil {
 		delete(set, a)
 		if len(set) == 0 {

@@ -41,7 +41,7 @@ func checkIndexes(t *testing.T, m *Manager, wantSAs int) {
 	}
 	n := 0
 	for k, set := range m.byIdent {
-		for a := range set {
+		for _, a := range set {
 			n++
 			if info := a.info.Load(); identKeyOf(info) != k || a.dead {
 				t.Errorf("actor of %s/%s under %v", info.Peer, info.RemoteID, k)
