@@ -21,7 +21,8 @@ import (
 )
 
 // Manager is the IKEv2 engine: it owns every IKE SA of this host, each
-// run by an actor (a goroutine while it has work, see drain), and talks to the outside through a
+// run by an actor (a goroutine while it has work, see drain), and talks
+// to the outside through a
 // Transport (datagrams out), HandlePacket (datagrams in), an Installer
 // (CHILD SAs) and the Events channel. All methods are safe for concurrent
 // use.
@@ -46,7 +47,7 @@ type Manager struct {
 	// byPeer and byIdent index the actors by the peer configuration and
 	// the remote identity of their last snapshot (actor.info), so that
 	// INITIAL_CONTACT and the uniqueness policy find the other IKE SAs of
-	// one peer without a walk over every IKE SA (see reindex).
+	// one peer without a walk over every IKE SA (see setInfo).
 	byPeer   map[string]map[*actor]struct{}
 	byIdent  map[identKey][]*actor // usually one each: a slice costs less than a map
 	halfOpen int
@@ -722,7 +723,7 @@ func (m *Manager) addActorLocked(s *session) *actor {
 // by peer and remote identity up to date. Only a's goroutine calls it
 // (or the creator of a, before a runs).
 func (m *Manager) setInfo(a *actor, info *IKESA) {
-	if a.indexed && info.Peer == a.peer && identKeyOf(info) == a.ident {
+	if a.indexedAs(info) {
 		a.info.Store(info) // the common case: the indexes stay
 		return
 	}
@@ -736,14 +737,20 @@ func (m *Manager) setInfoLocked(a *actor, info *IKESA) {
 	if a.dead {
 		return // forget took it out of the indexes
 	}
-	k := identKeyOf(info)
-	if a.indexed && info.Peer == a.peer && k == a.ident {
+	if a.indexedAs(info) {
 		return
 	}
 	m.unindexLocked(a)
-	a.peer, a.ident, a.indexed = info.Peer, k, true
+	a.peer, a.ident, a.indexed = info.Peer, identKeyOf(info), true
 	addTo(m.byPeer, a.peer, a)
 	m.byIdent[a.ident] = append(m.byIdent[a.ident], a)
+}
+
+// indexedAs reports whether a's index entries are those of info (without
+// building its key).
+func (a *actor) indexedAs(info *IKESA) bool {
+	return a.indexed && info.Peer == a.peer && uint8(info.RemoteID.Type) == a.ident.idType &&
+		(info.RemoteID.Type == ikewire.ID_DER_ASN1_DN || string(info.RemoteID.Data) == a.ident.id)
 }
 
 func (m *Manager) unindexLocked(a *actor) {
