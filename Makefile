@@ -4,7 +4,7 @@ BIN      := bin
 PKGS     := ./...
 TESTFLAGS ?= -count=1 -timeout 60m
 
-.PHONY: all build demo test test-short fuzz fuzz-long bench bench-net soak rekey-load clean deps install uninstall dist
+.PHONY: all build demo test test-short fuzz fuzz-long bench bench-net bench-ike soak rekey-load clean deps install uninstall dist
 
 all: build
 
@@ -101,6 +101,14 @@ BENCH_JSON ?= $(BIN)/bench-net.json
 bench-net: build
 	scripts/deps.sh bench
 	BENCH_JSON=$(BENCH_JSON) scripts/bench.sh
+
+# IKEv2 handshakes per second, latency and memory per IKE SA of ipsecd as a
+# responder next to strongSwan's charon (kernel-libipsec), driven by
+# cmd/ikeload in two namespaces: RUNS=3 runs, SIZES="1000 10000" IKE SAs
+# held established, CONC=50 concurrent, interleaved. Needs root.
+bench-ike:
+	scripts/deps.sh bench
+	scripts/ikeload.sh
 
 # Two daemons, 50 IKE SAs and 200 CHILD SAs rekeying with jitter while pings
 # flow through every CHILD SA, for SOAK_DURATION (default 30m); prints lost

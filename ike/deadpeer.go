@@ -102,7 +102,6 @@ func (m *Manager) reauth(a *actor, names []string) {
 		}
 	}
 	m.mu.Unlock()
-	m.start(na)
 	m.deliver(na, input{kind: inTimer})
 }
 
@@ -201,7 +200,7 @@ func (s *session) uniqueness(remote Identity, initialContact bool) error {
 func (m *Manager) duplicatesLocked(s *session, id Identity) []*actor {
 	peer := s.peerName()
 	var out []*actor
-	for b := range m.actors {
+	for _, b := range m.byIdent[identKeyOf(&IKESA{Peer: peer, RemoteID: id})] {
 		info := b.info.Load()
 		if b.s != s && !b.dead && info != nil && info.Peer == peer && info.RemoteID.Equal(id) && info.State == StateEstablished {
 			out = append(out, b)

@@ -20,8 +20,9 @@ import (
 	"github.com/goipsec/goipsec/sa"
 )
 
-// Manager is the IKEv2 engine: it owns every IKE SA of this host, one
-// goroutine (an actor) per IKE SA, and talks to the outside through a
+// Manager is the IKEv2 engine: it owns every IKE SA of this host, each
+// run by an actor (a goroutine while it has work, see drain), and talks
+// to the outside through a
 // Transport (datagrams out), HandlePacket (datagrams in), an Installer
 // (CHILD SAs) and the Events channel. All methods are safe for concurrent
 // use.
@@ -40,7 +41,16 @@ type Manager struct {
 	byInit    map[initKey]*actor  // responder sessions by the peer's SPIi and address
 	ikeSPIs   map[uint64]*session // IKE SPIs handed out but not yet registered, by owner
 	childSPIs map[uint32]*session // inbound CHILD SA SPIs in use, by owner
-	halfOpen  int
+	// reserved lists each session's entries in ikeSPIs and childSPIs, so
+	// that forgetting an IKE SA frees them without a walk over every SPI.
+	reserved map[*session]*reservedSPIs
+	// byPeer and byIdent index the actors by the peer configuration and
+	// the remote identity of their last snapshot (actor.info), so that
+	// INITIAL_CONTACT and the uniqueness policy find the other IKE SAs of
+	// one peer without a walk over every IKE SA (see setInfo).
+	byPeer   map[string]map[*actor]struct{}
+	byIdent  map[identKey][]*actor // usually one each: a slice costs less than a map
+	halfOpen int
 	// halfOpenBySrc counts half-open responder SAs by source (see
 	// sourceOf) for Config.MaxHalfOpenPerSource.
 	halfOpenBySrc map[netip.Prefix]int
@@ -64,12 +74,62 @@ type initKey struct {
 	from netip.AddrPort
 }
 
-// actor is the goroutine that owns one session.
+// identKey is an actor's entry in Manager.byIdent: its peer
+// configuration's name and remote identity. Distinguished names compare
+// by meaning (Identity.Equal), not by their encoding, so all of one
+// peer's DN identities share the key with empty id; the lookup compares
+// them with Equal.
+type identKey struct {
+	peer   string
+	idType uint8
+	id     string
+}
+
+func identKeyOf(info *IKESA) identKey {
+	k := identKey{peer: info.Peer, idType: uint8(info.RemoteID.Type)}
+	if info.RemoteID.Type != ikewire.ID_DER_ASN1_DN {
+		k.id = string(info.RemoteID.Data)
+	}
+	return k
+}
+
+// reservedSPIs are the SPIs one session reserved (see Manager.reserved).
+type reservedSPIs struct {
+	child []uint32
+	ike   []uint64
+}
+
+// actor owns one session. Its inputs (datagrams, timer, commands) queue
+// in its mailbox, and a goroutine runs only while the mailbox has any
+// (drain): an idle established IKE SA keeps no goroutine, no stack and no
+// channel buffer, only its session, the snapshot and one timer armed for
+// its next deadline. One goroutine at most runs an actor at a time, so
+// the session stays single-threaded as with a goroutine per IKE SA.
 type actor struct {
-	s        *session
-	inbox    chan input
-	done     chan struct{} // closed when the actor ends
-	info     atomic.Pointer[IKESA]
+	s    *session
+	info atomic.Pointer[IKESA]
+
+	// The mailbox, guarded by mu: the inputs waiting, whether a goroutine
+	// drains them, and whether the actor has ended (then it takes none).
+	mu      sync.Mutex
+	queue   []input
+	running bool
+	ended   bool
+	// timer delivers inTimer at timerAt, the session's deadline (zero:
+	// not armed); only the draining goroutine arms it.
+	timer   *time.Timer
+	timerAt time.Time
+	// alarm is what the timer's function holds: end empties it, so that
+	// a stopped timer the runtime has not dropped yet keeps nothing of
+	// the IKE SA alive.
+	alarm *atomic.Pointer[actor]
+
+	// peer and ident are the actor's entries in Manager.byPeer and
+	// byIdent (indexed says it has them); written under the Manager's
+	// lock by the actor's goroutine only.
+	peer     string
+	ident    identKey
+	indexed  bool
 	spis     []uint64
 	init     initKey
 	halfOpen bool
@@ -78,8 +138,9 @@ type actor struct {
 	crashed  bool // the session panicked; crash ended it
 }
 
-// inboxLen bounds the datagrams and commands waiting for one IKE SA;
-// datagrams beyond it are dropped (the peer retransmits).
+// inboxLen bounds the datagrams waiting for one IKE SA; datagrams beyond
+// it are dropped (the peer retransmits). Commands and timers always
+// queue.
 const inboxLen = 64
 
 // NewManager returns a Manager that sends with tr and installs CHILD SAs
@@ -89,7 +150,8 @@ func NewManager(cfg Config, inst Installer, tr Transport) *Manager {
 	m := &Manager{
 		cfg: cfg.withDefaults(), inst: inst, tr: tr,
 		actors: map[*actor]struct{}{}, bySPI: map[uint64]*actor{}, byInit: map[initKey]*actor{},
-		ikeSPIs: map[uint64]*session{}, childSPIs: map[uint32]*session{},
+		ikeSPIs: map[uint64]*session{}, childSPIs: map[uint32]*session{}, reserved: map[*session]*reservedSPIs{},
+		byPeer: map[string]map[*actor]struct{}{}, byIdent: map[identKey][]*actor{},
 		halfOpenBySrc: map[netip.Prefix]int{},
 	}
 	m.events = make(chan Event, m.cfg.EventBuffer)
@@ -227,7 +289,6 @@ func (m *Manager) Initiate(peer, child string, trigger *Trigger) error {
 	if err != nil {
 		return err
 	}
-	m.start(a)
 	m.deliver(a, input{kind: inTimer})
 	return nil
 }
@@ -279,7 +340,7 @@ func (m *Manager) newInitiatorLocked(p *Peer, c *ChildConfig, trigger *Trigger, 
 // established one.
 func (m *Manager) currentLocked(peer string) *actor {
 	var connecting *actor
-	for a := range m.actors {
+	for a := range m.byPeer[peer] {
 		info := a.info.Load()
 		if info == nil || info.Peer != peer || a.dead {
 			continue
@@ -316,7 +377,7 @@ func (m *Manager) toPeer(peer string, c command) error {
 		return ErrClosed
 	}
 	var as []*actor
-	for a := range m.actors {
+	for a := range m.byPeer[peer] {
 		if info := a.info.Load(); info != nil && info.Peer == peer {
 			as = append(as, a)
 		}
@@ -435,38 +496,34 @@ func (m *Manager) HandlePacket(pkt []byte, from, to netip.AddrPort) {
 		return
 	}
 	pkt = bytes.Clone(pkt)
-	a, fresh := m.route(pkt, &h, from, to)
+	a := m.route(pkt, &h, from, to)
 	if a == nil {
 		return
-	}
-	if fresh {
-		m.start(a)
 	}
 	m.deliver(a, input{kind: inPacket, pkt: pkt, from: from, to: to})
 }
 
 // route finds the actor of the IKE SA a message with header h belongs to,
-// or creates a responder for a new IKE_SA_INIT request (fresh is then
-// true); nil drops the message. The lock is released even if admission
-// panics, so the Manager stays usable (see HandlePacket).
-func (m *Manager) route(pkt []byte, h *ikewire.Header, from, to netip.AddrPort) (a *actor, fresh bool) {
+// or creates a responder for a new IKE_SA_INIT request; nil drops the
+// message. The lock is released even if admission panics, so the Manager
+// stays usable (see HandlePacket).
+func (m *Manager) route(pkt []byte, h *ikewire.Header, from, to netip.AddrPort) *actor {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if m.closed {
-		return nil, false
+		return nil
 	}
 	if h.Exchange == ikewire.IKE_SA_INIT && !h.IsResponse() && h.IsInitiator() && h.SPIr == 0 {
-		if a = m.byInit[initKey{h.SPIi, from}]; a == nil {
-			a = m.newResponderLocked(pkt, h, from, to)
-			return a, a != nil
+		if a := m.byInit[initKey{h.SPIi, from}]; a != nil {
+			return a
 		}
-		return a, false
+		return m.newResponderLocked(pkt, h, from, to)
 	}
 	our := h.SPIi
 	if h.IsInitiator() {
 		our = h.SPIr
 	}
-	return m.bySPI[our], false
+	return m.bySPI[our]
 }
 
 // newResponderLocked creates the session for a new IKE_SA_INIT request, or
@@ -653,59 +710,89 @@ func (m *Manager) sendNow(b []byte, from, to netip.AddrPort) {
 }
 
 func (m *Manager) addActorLocked(s *session) *actor {
-	a := &actor{s: s, inbox: make(chan input, inboxLen), done: make(chan struct{})}
+	a := &actor{s: s}
+	if !m.step {
+		m.wg.Add(1) // until the actor ends (see end); Close waits
+	}
 	m.actors[a] = struct{}{}
-	a.info.Store(s.snapshot())
+	m.setInfoLocked(a, s.snapshot())
 	return a
 }
 
+// setInfo publishes a new snapshot of a's session and keeps the indexes
+// by peer and remote identity up to date. Only a's goroutine calls it
+// (or the creator of a, before a runs).
+func (m *Manager) setInfo(a *actor, info *IKESA) {
+	if a.indexedAs(info) {
+		a.info.Store(info) // the common case: the indexes stay
+		return
+	}
+	m.mu.Lock()
+	m.setInfoLocked(a, info)
+	m.mu.Unlock()
+}
+
+func (m *Manager) setInfoLocked(a *actor, info *IKESA) {
+	a.info.Store(info)
+	if a.dead {
+		return // forget took it out of the indexes
+	}
+	if a.indexedAs(info) {
+		return
+	}
+	m.unindexLocked(a)
+	a.peer, a.ident, a.indexed = info.Peer, identKeyOf(info), true
+	addTo(m.byPeer, a.peer, a)
+	m.byIdent[a.ident] = append(m.byIdent[a.ident], a)
+}
+
+// indexedAs reports whether a's index entries are those of info (without
+// building its key).
+func (a *actor) indexedAs(info *IKESA) bool {
+	return a.indexed && info.Peer == a.peer && uint8(info.RemoteID.Type) == a.ident.idType &&
+		(info.RemoteID.Type == ikewire.ID_DER_ASN1_DN || string(info.RemoteID.Data) == a.ident.id)
+}
+
+func (m *Manager) unindexLocked(a *actor) {
+	if !a.indexed {
+		return
+	}
+	removeFrom(m.byPeer, a.peer, a)
+	if l := without(m.byIdent[a.ident], a); len(l) > 0 {
+		m.byIdent[a.ident] = l
+	} else {
+		delete(m.byIdent, a.ident)
+	}
+	a.indexed = false
+}
+
+func addTo(idx map[string]map[*actor]struct{}, k string, a *actor) {
+	set := idx[k]
+	if set == nil {
+		set = map[*actor]struct{}{}
+		idx[k] = set
+	}
+	set[a] = struct{}{}
+}
+
+func removeFrom(idx map[string]map[*actor]struct{}, k string, a *actor) {
+	if set := idx[k]; set != nil {
+		delete(set, a)
+		if len(set) == 0 {
+			delete(idx, k)
+		}
+	}
+}
+
 func (m *Manager) registerLocked(a *actor, spi uint64) {
-	delete(m.ikeSPIs, spi)
+	m.unreserveIKELocked(spi)
 	m.bySPI[spi] = a
 	a.spis = append(a.spis, spi)
 }
 
-// start runs the actor's goroutine (not in step mode).
-func (m *Manager) start(a *actor) {
-	if m.step {
-		return
-	}
-	m.wg.Add(1)
-	go m.loop(a)
-}
-
-// loop is the actor's goroutine: it feeds the session its inputs and its
-// timer, and executes the effects.
-func (m *Manager) loop(a *actor) {
-	defer m.wg.Done()
-	defer close(a.done)
-	defer func() {
-		// run recovers the session's own panics; this catches the rest
-		// (computing the deadline), so the goroutine never takes the
-		// process down.
-		if r := recover(); r != nil {
-			m.crash(a, r)
-		}
-	}()
-	timer := time.NewTimer(time.Hour)
-	timer.Stop()
-	for !a.dead {
-		if d := a.s.deadline(); !d.IsZero() {
-			timer.Reset(max(d.Sub(m.cfg.Now()), 0))
-		} else {
-			timer.Stop()
-		}
-		select {
-		case in := <-a.inbox:
-			m.run(a, in)
-		case <-timer.C:
-			m.run(a, input{kind: inTimer})
-		}
-	}
-}
-
 // deliver hands an input to the actor: inline in step mode; otherwise
-// queued, dropping datagrams when the inbox is full.
+// queued, dropping datagrams when inboxLen are waiting, and a goroutine
+// starts draining the mailbox unless one is.
 func (m *Manager) deliver(a *actor, in input) {
 	if m.step {
 		if !a.dead {
@@ -713,17 +800,124 @@ func (m *Manager) deliver(a *actor, in input) {
 		}
 		return
 	}
-	if in.kind == inPacket {
-		select {
-		case a.inbox <- in:
-		default:
+	a.mu.Lock()
+	if a.ended || (in.kind == inPacket && len(a.queue) >= inboxLen) {
+		a.mu.Unlock()
+		return
+	}
+	a.queue = append(a.queue, in)
+	if a.running {
+		a.mu.Unlock()
+		return
+	}
+	a.running = true
+	a.mu.Unlock()
+	go m.drain(a)
+}
+
+// drain is the actor's goroutine while it has work: it feeds the session
+// its inputs one at a time and executes the effects; when the mailbox is
+// empty it arms the timer for the session's next deadline and ends. When
+// the session ends, the actor ends with it (Close waits for that).
+func (m *Manager) drain(a *actor) {
+	defer func() {
+		// run recovers the session's own panics; this catches the rest
+		// (computing the deadline), so the goroutine never takes the
+		// process down.
+		if r := recover(); r != nil {
+			m.crash(a, r)
+			m.end(a)
+		}
+	}()
+	armed := false
+	for {
+		a.mu.Lock()
+		if a.dead {
+			a.mu.Unlock()
+			m.end(a)
+			return
+		}
+		if len(a.queue) == 0 {
+			if !armed {
+				// Arm the timer while this goroutine still owns the
+				// session, then look at the mailbox again.
+				a.mu.Unlock()
+				m.arm(a)
+				armed = true
+				continue
+			}
+			a.running = false
+			a.queue = nil // an idle IKE SA keeps no buffer
+			a.mu.Unlock()
+			return
+		}
+		in := a.queue[0]
+		a.queue[0] = input{}
+		a.queue = a.queue[1:]
+		a.mu.Unlock()
+		armed = false
+		m.run(a, in)
+	}
+}
+
+// arm sets a's timer to the session's next deadline, if it changed. A
+// timer that fires early or late only costs a tick that finds nothing to
+// do or a later one; drain rearms it after every input.
+func (m *Manager) arm(a *actor) {
+	d := a.s.deadline()
+	a.mu.Lock()
+	same := d.Equal(a.timerAt)
+	a.timerAt = d
+	a.mu.Unlock()
+	if same {
+		return
+	}
+	if d.IsZero() {
+		if a.timer != nil {
+			a.timer.Stop()
 		}
 		return
 	}
-	select {
-	case a.inbox <- in:
-	case <-a.done:
+	wait := max(d.Sub(m.cfg.Now()), 0)
+	if a.timer == nil {
+		alarm := new(atomic.Pointer[actor])
+		alarm.Store(a)
+		a.alarm = alarm
+		a.timer = time.AfterFunc(wait, func() {
+			if a := alarm.Load(); a != nil {
+				a.s.m.fire(a)
+			}
+		})
+		return
 	}
+	a.timer.Reset(wait)
+}
+
+// fire is a's timer going off: it queues inTimer, and forgets the
+// deadline it was armed for, so that the next arm sets it again even to
+// the same time.
+func (m *Manager) fire(a *actor) {
+	a.mu.Lock()
+	a.timerAt = time.Time{}
+	a.mu.Unlock()
+	m.deliver(a, input{kind: inTimer})
+}
+
+// end marks the actor ended: it takes no more input, its timer stops,
+// and Close stops waiting for it.
+func (m *Manager) end(a *actor) {
+	a.mu.Lock()
+	if a.ended {
+		a.mu.Unlock()
+		return
+	}
+	a.ended, a.running, a.queue = true, false, nil
+	a.mu.Unlock()
+	if a.timer != nil {
+		a.timer.Stop()
+		a.alarm.Store(nil)
+	}
+	m.wg.Done()
 }
 
 // run lets the session handle one input and executes the effects. A panic
@@ -749,7 +943,7 @@ func (m *Manager) run(a *actor, in input) {
 		m.halfOpenDoneLocked(a)
 		m.mu.Unlock()
 	}
-	a.info.Store(a.s.snapshot())
+	m.setInfo(a, a.s.snapshot())
 }
 
 func (m *Manager) exec(a *actor, o op) {
@@ -818,16 +1012,16 @@ func (m *Manager) forget(a *actor) {
 		delete(m.byInit, a.init)
 	}
 	m.halfOpenDoneLocked(a)
-	for spi, s := range m.childSPIs {
-		if s == a.s {
+	if r := m.reserved[a.s]; r != nil {
+		for _, spi := range r.child {
 			delete(m.childSPIs, spi)
 		}
-	}
-	for spi, s := range m.ikeSPIs {
-		if s == a.s {
+		for _, spi := range r.ike {
 			delete(m.ikeSPIs, spi)
 		}
+		delete(m.reserved, a.s)
 	}
+	m.unindexLocked(a)
 	delete(m.actors, a)
 }
 
@@ -874,7 +1068,7 @@ func (m *Manager) crash(a *actor, r any) {
 	m.emitNow(Event{Kind: EventIKEDown, Peer: info.Peer, SPIi: info.SPIi, SPIr: info.SPIr, Err: ErrInternal})
 	dead := *info
 	dead.State, dead.Children = StateDead, nil
-	a.info.Store(&dead)
+	m.setInfo(a, &dead)
 }
 
 // safely runs f, the cleanup of a crashed IKE SA, so that a second panic
@@ -913,6 +1107,8 @@ func (m *Manager) allocSPI(owner *session) uint32 {
 		spi := binary.BigEndian.Uint32(b[:])
 		if _, used := m.childSPIs[spi]; spi >= 256 && !used {
 			m.childSPIs[spi] = owner
+			r := m.reservedBy(owner)
+			r.child = append(r.child, spi)
 			return spi
 		}
 	}
@@ -920,8 +1116,45 @@ func (m *Manager) allocSPI(owner *session) uint32 {
 
 func (m *Manager) freeSPI(spi uint32) {
 	m.mu.Lock()
-	delete(m.childSPIs, spi)
+	if owner := m.childSPIs[spi]; owner != nil {
+		delete(m.childSPIs, spi)
+		if r := m.reserved[owner]; r != nil {
+			r.child = without(r.child, spi)
+		}
+	}
 	m.mu.Unlock()
+}
+
+// reservedBy returns the list of owner's reserved SPIs, creating it.
+func (m *Manager) reservedBy(owner *session) *reservedSPIs {
+	r := m.reserved[owner]
+	if r == nil {
+		r = &reservedSPIs{}
+		m.reserved[owner] = r
+	}
+	return r
+}
+
+// unreserveIKELocked frees the reservation of IKE SPI spi (it was
+// registered or released).
+func (m *Manager) unreserveIKELocked(spi uint64) {
+	owner := m.ikeSPIs[spi]
+	if owner == nil {
+		return
+	}
+	delete(m.ikeSPIs, spi)
+	if r := m.reserved[owner]; r != nil {
+		r.ike = without(r.ike, spi)
+	}
+}
+
+// without removes v from s, not keeping the order.
+func without[T comparable](s []T, v T) []T {
+	if i := slices.Index(s, v); i >= 0 {
+		s[i] = s[len(s)-1]
+		s = s[:len(s)-1]
+	}
+	return s
 }
 
 // newIKESPI returns a fresh, non-zero, unused IKE SPI, reserved for owner.
@@ -941,6 +1174,8 @@ func (m *Manager) newIKESPILocked(owner *session) uint64 {
 		_, reserved := m.ikeSPIs[spi]
 		if spi != 0 && m.bySPI[spi] == nil && !reserved {
 			m.ikeSPIs[spi] = owner
+			r := m.reservedBy(owner)
+			r.ike = append(r.ike, spi)
 			return spi
 		}
 	}
@@ -948,7 +1183,7 @@ func (m *Manager) newIKESPILocked(owner *session) uint64 {
 
 func (m *Manager) releaseIKESPI(spi uint64) {
 	m.mu.Lock()
-	delete(m.ikeSPIs, spi)
+	m.unreserveIKELocked(spi)
 	m.mu.Unlock()
 }
 
@@ -957,7 +1192,7 @@ func (m *Manager) releaseIKESPI(spi uint64) {
 func (m *Manager) hasOtherSA(s *session) bool {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	for a := range m.actors {
+	for a := range m.byPeer[s.peerName()] {
 		if a.s == s {
 			continue
 		}

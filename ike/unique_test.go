@@ -152,7 +152,6 @@ func TestUniqueReplaceLive(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			a.start(act)
 			a.deliver(act, input{kind: inTimer})
 			synctest.Wait()
 		}

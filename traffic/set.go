@@ -105,6 +105,20 @@ func (set Set) Intersect(other Set) Set {
 	return out
 }
 
+// Overlaps reports whether some traffic matches both set and other: what
+// len(set.Intersect(other)) > 0 says, without building the intersection
+// (the SAD checks it against every SA of a rule on each install).
+func (set Set) Overlaps(other Set) bool {
+	for _, x := range set {
+		for _, y := range other {
+			if _, ok := x.intersect(y); ok {
+				return true
+			}
+		}
+	}
+	return false
+}
+
 // intersect returns the selector of the traffic both x and y select.
 func (x Selector) intersect(y Selector) (Selector, bool) {
 	if !x.Prefix.Overlaps(y.Prefix) {

@@ -235,3 +235,34 @@ func FuzzParseSelector(f *testing.F) {
 		}
 	})
 }
+
+// TestSetOverlaps checks that Overlaps says what a non-empty Intersect
+// says, for prefixes, protocols, port ranges and OPAQUE, without
+// allocating.
+func TestSetOverlaps(t *testing.T) {
+	sets := [][]string{
+		{"10.1.0.0/16"},
+		{"10.1.2.3/32"},
+		{"10.2.0.0/16"},
+		{"10.1.0.0/16[tcp/80]"},
+		{"10.1.0.0/16[udp/53]"},
+		{"10.1.0.0/16[tcp/1000-2000]"},
+		{"10.1.0.0/16[tcp/2001-3000]"},
+		{"10.1.0.0/16[tcp/opaque]"},
+		{"10.2.0.0/16", "10.1.5.0/24[tcp]"},
+		{"0.0.0.0/0"},
+		{"::/0"},
+	}
+	for _, a := range sets {
+		for _, b := range sets {
+			x, y := MustParseSet(a...), MustParseSet(b...)
+			if got, want := x.Overlaps(y), len(x.Intersect(y)) > 0; got != want {
+				t.Errorf("%v overlaps %v: %v, Intersect says %v", x, y, got, want)
+			}
+		}
+	}
+	x, y := MustParseSet("10.1.0.0/16[tcp/1000-2000]"), MustParseSet("10.2.0.0/16", "10.1.7.0/24[tcp/2000]")
+	if n := testing.AllocsPerRun(100, func() { x.Overlaps(y) }); n != 0 {
+		t.Errorf("Overlaps allocates %v times", n)
+	}
+}

@@ -112,6 +112,9 @@ var rules = map[string]rule{
 	"cmd/ipsecd":          {layer: l5, imports: []string{"", "config", "ctlapi", "internal/buildinfo", "internal/sdnotify"}, os: true},
 	"cmd/ipsecctl":        {layer: l5, imports: []string{"ctlapi", "ctlapi/client", "internal/buildinfo"}, os: true},
 	"cmd/swanctl2goipsec": {layer: l5, imports: []string{"internal/swanconf"}, os: true},
+	// The IKE load generator: the engine as N initiators with an Installer
+	// that installs nothing.
+	"cmd/ikeload": {layer: l5, imports: []string{"ike", "transform"}, os: true},
 
 	// Imported by tests only.
 	"conn/conntest":              {layer: test, imports: []string{"conn"}},

@@ -126,20 +126,61 @@ func prefixes(addrs []string) ([]netip.Prefix, error) {
 // id suffices when the two are the same identity). An entry with one id of
 // two different identities, or none, matches nothing: a key for any
 // identity would let a peer that knows it authenticate as any other (RFC
-// 7296, Section 2.15 ties the key to the pair).
+// 7296, Section 2.15 ties the key to the pair). The first entry that
+// matches wins. The ids are parsed once and indexed by identity, so that
+// a responder with thousands of entries finds one in constant time.
 func pskLookup(s config.Secrets) func(local, remote ike.Identity) []byte {
-	return func(local, remote ike.Identity) []byte {
-		for _, sec := range s.IKE {
-			hasL, hasR := false, false
-			for _, id := range sec.IDs {
-				pid := ike.ParseIdentity(id)
-				hasL = hasL || pid.Equal(local)
-				hasR = hasR || pid.Equal(remote)
+	ids := make([][]ike.Identity, len(s.IKE))
+	byID := map[string][]int{} // entries naming an identity (not a DN), in file order
+	for i, sec := range s.IKE {
+		for _, str := range sec.IDs {
+			id := ike.ParseIdentity(str)
+			ids[i] = append(ids[i], id)
+			if k, ok := pskKey(id); ok {
+				if l := byID[k]; len(l) == 0 || l[len(l)-1] != i {
+					byID[k] = append(l, i)
+				}
 			}
-			if hasL && hasR {
-				return sec.Secret.Bytes()
+		}
+	}
+	names := func(i int, id ike.Identity) bool {
+		for _, x := range ids[i] {
+			if x.Equal(id) {
+				return true
+			}
+		}
+		return false
+	}
+	return func(local, remote ike.Identity) []byte {
+		k, ok := pskKey(remote)
+		if !ok {
+			// Distinguished names are equal by meaning, not encoding:
+			// every entry is a candidate.
+			for i := range ids {
+				if names(i, local) && names(i, remote) {
+					return s.IKE[i].Secret.Bytes()
+				}
+			}
+			return nil
+		}
+		for _, i := range byID[k] {
+			if names(i, local) {
+				return s.IKE[i].Secret.Bytes()
 			}
 		}
 		return nil
 	}
+}
+
+// dnType is the identity type of a distinguished name (ID_DER_ASN1_DN,
+// RFC 7296, Section 3.5).
+var dnType = ike.ParseIdentity("CN=x").Type
+
+// pskKey returns the index key of id: its type and bytes, which Equal
+// compares exactly for every type but distinguished names (false).
+func pskKey(id ike.Identity) (string, bool) {
+	if id.Type == dnType {
+		return "", false
+	}
+	return string(rune(id.Type)) + string(id.Data), true
 }

@@ -2,6 +2,7 @@ package policy
 
 import (
 	"errors"
+	"fmt"
 	"net/netip"
 	"strings"
 	"testing"
@@ -218,5 +219,37 @@ secrets:
 	var ce *config.Error
 	if !errors.As(err, &ce) || !strings.Contains(err.Error(), "test.yaml:3: secrets.ike[0].ids: required") {
 		t.Errorf("an entry without ids: %v, want a file:line error", err)
+	}
+}
+
+// TestPSKLookupMany: with thousands of entries, the lookup (indexed by
+// identity) finds each pair's key and the first entry wins, as a walk
+// over the entries in file order would; distinguished names still match
+// by meaning.
+func TestPSKLookupMany(t *testing.T) {
+	var b strings.Builder
+	b.WriteString("secrets:\n  ike:\n")
+	const n = 5000
+	for i := range n {
+		fmt.Fprintf(&b, "    - {ids: [gw.example, c%d.example], secret: key-%d}\n", i, i)
+	}
+	b.WriteString("    - {ids: [gw.example, c7.example], secret: shadowed}\n")
+	b.WriteString("    - {ids: [gw.example, \"C=CH, O=Example, CN=moon\"], secret: dn-key}\n")
+	c, err := config.Parse("test.yaml", []byte(b.String()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	psk := pskLookup(c.Secrets)
+	id := ike.ParseIdentity
+	for _, i := range []int{0, 7, 1234, n - 1} {
+		if got, want := string(psk(id("gw.example"), id(fmt.Sprintf("c%d.example", i)))), fmt.Sprintf("key-%d", i); got != want {
+			t.Errorf("c%d: key %q, want %q", i, got, want)
+		}
+	}
+	if got := psk(id("c1.example"), id("c2.example")); got != nil {
+		t.Errorf("c1 <-> c2: a key %q", got)
+	}
+	if got := string(psk(id("gw.example"), id("C=CH,O=Example,CN=moon"))); got != "dn-key" {
+		t.Errorf("DN: key %q", got)
 	}
 }

@@ -704,7 +704,7 @@ func Overlap(a, b traffic.Set) bool {
 	if len(a) == 0 || len(b) == 0 {
 		return true
 	}
-	return len(a.Intersect(b)) > 0
+	return a.Overlaps(b)
 }
 
 // RemoveInbound deletes the inbound SA (proto, spi) and returns it, or nil
