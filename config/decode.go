@@ -466,6 +466,8 @@ func validName(s string) bool {
 var (
 	yamlLine        = regexp.MustCompile(`^yaml: line (\d+): (.*)$`)
 	bracketSelector = regexp.MustCompile(`[0-9a-fA-F]\[[a-z0-9%]`)
+	// anyUnquoted finds %any where YAML reads a plain scalar.
+	anyUnquoted = regexp.MustCompile(`(:|-|\[|,)\s*%any`)
 )
 
 // document parses data into its single YAML document's root node. It
@@ -509,6 +511,9 @@ func (d *decoder) yamlError(err error, data []byte) {
 		msg = m[2]
 	} else {
 		msg = strings.TrimPrefix(msg, "yaml: ")
+	}
+	if strings.Contains(msg, "cannot start any token") && anyUnquoted.Match(data) {
+		msg += ` (a value that starts with '%' must be quoted: "%any"; or write any)`
 	}
 	if bracketSelector.Match(data) && strings.Contains(msg, "did not find expected ',' or ']'") {
 		msg += ` (quote selectors with [protocol/port] inside a [...] list: "10.3.0.0/16[tcp/443]")`
