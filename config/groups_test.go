@@ -9,6 +9,12 @@ import (
 )
 
 const groupsConn = `connections:
+  wild:
+    remote_addrs: [10.1.0.0/16]
+    local: {certs: [a.pem]}
+    remote: {cacerts: [ca.pem], id: "%any"}
+    children:
+      host: {mode: transport}
   hosts:
     remote_addrs: [10.77.0.0/24]
     local: {certs: [a.pem]}
@@ -25,7 +31,7 @@ func TestRemoteAddrsRanges(t *testing.T) {
 		t.Fatal(err)
 	}
 	want := []string{"10.0.0.10/31", "10.0.0.12/30", "10.0.0.16/28", "10.0.0.32/28", "10.0.0.48/31", "10.0.0.50/32", "%any", "10.1.0.0/24"}
-	if got := c.Connections[0].RemoteAddrs; !slices.Equal(got, want) {
+	if got := c.Connections[1].RemoteAddrs; !slices.Equal(got, want) {
 		t.Errorf("remote_addrs = %v, want %v", got, want)
 	}
 	for _, bad := range []string{"10.0.0.50-10.0.0.10", "10.0.0.1-::1", "10.0.0.1-x"} {
@@ -69,7 +75,7 @@ func TestGroups(t *testing.T) {
 	if c.Groups[2].Prefixes[0] != netip.MustParsePrefix("10.77.0.254/32") {
 		t.Errorf("block = %v", c.Groups[2].Prefixes)
 	}
-	ch := c.Connections[0].Children[0]
+	ch := c.Connections[1].Children[0]
 	if ch.LocalTS != nil || ch.RemoteTS != nil {
 		t.Errorf("transport child without selectors: %v %v, want dynamic (nil)", ch.LocalTS, ch.RemoteTS)
 	}
@@ -80,6 +86,7 @@ func TestGroups(t *testing.T) {
 		{"  clear: {prefixes: [10.1.0.0/16], connection: hosts}\n", "unknown key"},
 		{"  private: {prefixes: [10.1.0.0/16], connection: hosts}\n  block: {prefixes: [10.1.0.0/16]}\n", "already in group private"},
 		{"  secret: {prefixes: [10.1.0.0/16]}\n", "unknown key"},
+		{"  private: {prefixes: [10.1.0.0/16], connection: wild}\n", "leave remote.id out"},
 		{"  private-or-clear: {prefixes: [10.1.0.0/16], connection: hosts, fallback_time: 0s}\n", "must be positive"},
 	} {
 		_, err := Parse("g.yaml", []byte(groupsConn+"groups:\n"+tc.groups))

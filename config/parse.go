@@ -1185,8 +1185,19 @@ func (d *decoder) checkGroups(c *Config) {
 			d.fail(nil, path+".connection", "no connection %q", g.Connection)
 			continue
 		}
-		if n := len(c.Connections[i].Children); n != 1 {
+		conn := c.Connections[i]
+		if n := len(conn.Children); n != 1 {
 			d.fail(nil, path+".connection", "connection %q has %d children; a group's connection has exactly one", g.Connection, n)
+		}
+		if conn.Remote.ID != "" {
+			// RFC 4301, Section 4.4.3.2: the PAD binds a peer to the
+			// addresses it may claim. A peer of a group is a host of its
+			// prefixes; its identity must be the address it speaks from
+			// (its certificate's subjectAltName, which the engine
+			// checks), or any holder of a certificate from the CA could
+			// speak for any host.
+			d.fail(nil, join(join("connections", conn.Name), "remote")+".id",
+				"connection %q protects a group: leave remote.id out, so that each peer's identity is the address it speaks from (an IP address in its certificate's subjectAltName)", conn.Name)
 		}
 	}
 	for _, conn := range c.Connections {

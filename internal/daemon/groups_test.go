@@ -10,6 +10,7 @@ import (
 	"github.com/goipsec/goipsec/config"
 	"github.com/goipsec/goipsec/conn/conntest"
 	"github.com/goipsec/goipsec/ctlapi"
+	"github.com/goipsec/goipsec/internal/testca"
 	"github.com/goipsec/goipsec/tun/tuntest"
 )
 
@@ -201,4 +202,81 @@ func TestClearOrPrivate(t *testing.T) {
 		t.Fatal(err)
 	}
 	waitFor(t, "A back to the clear", func() bool { return explainTo(t, pa.d, a, b).Action == ctlapi.ActionBypass })
+}
+
+// certHostConfig is hostConfig with certificates from ca: the host's
+// certificate is NAME.pem, and its identity id (empty: its address).
+func certHostConfig(t *testing.T, ca *testca.CA, self, name, id string) *config.Config {
+	t.Helper()
+	local := fmt.Sprintf("{auth: pubkey, certs: [%s.pem], key: %s.key}", name, name)
+	if id != "" {
+		local = fmt.Sprintf("{auth: pubkey, certs: [%s.pem], key: %s.key, id: %q}", name, name, id)
+	}
+	y := fmt.Sprintf(`connections:
+  hosts:
+    local_addrs: [%s]
+    remote_addrs: [192.0.2.0/29]
+    proposals: [aes256gcm16-prfsha256-x25519]
+    local: %s
+    remote: {auth: pubkey, cacerts: [ca.pem]}
+    children:
+      host: {mode: transport, esp_proposals: [aes256gcm16]}
+groups:
+  private: {prefixes: [192.0.2.0/29], connection: hosts}
+`, self, local)
+	c, err := config.Parse(ca.Path(name+".yaml"), []byte(y))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+// TestGroupPeerBoundToAddress checks that a group's peer must hold a
+// certificate for the address it speaks from: B, with its own certificate,
+// gets an SA with A; C, with a valid certificate of the same CA for its
+// own address, speaking from B's address, is refused whichever identity it
+// claims (its own, which is not the address it speaks from, or B's, which
+// is not in its certificate), and no SA holds B's traffic.
+func TestGroupPeerBoundToAddress(t *testing.T) {
+	ca, err := testca.New(t.TempDir(), "test CA")
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, b, c := netip.MustParseAddr("192.0.2.1"), netip.MustParseAddr("192.0.2.2"), netip.MustParseAddr("192.0.2.3")
+	for name, addr := range map[string]netip.Addr{"a": a, "b": b, "c": c} {
+		if err := ca.Host(name, addr); err != nil {
+			t.Fatal(err)
+		}
+	}
+	t.Run("B", func(t *testing.T) {
+		nw, inw := conntest.NewNetwork(1024), &ikeNet{}
+		pa, _ := startAt(t, nw, a, certHostConfig(t, ca, "192.0.2.1", "a", ""), inw.listen(a))
+		pb, _ := startAt(t, nw, b, certHostConfig(t, ca, "192.0.2.2", "b", ""), inw.listen(b))
+		sendHost(t, pa, a, b, pb)
+		if s := pa.d.ike.SAs(); len(s) != 1 || s[0].RemoteID.String() != "192.0.2.2" {
+			t.Errorf("A's IKE SAs: %+v", s)
+		}
+	})
+	for _, id := range []string{"192.0.2.3", "192.0.2.2"} {
+		t.Run("C as "+id, func(t *testing.T) {
+			nw, inw := conntest.NewNetwork(1024), &ikeNet{}
+			pa, _ := startAt(t, nw, a, certHostConfig(t, ca, "192.0.2.1", "a", ""), inw.listen(a))
+			events, cancel := pa.d.Subscribe(context.Background())
+			defer cancel()
+			// C runs at B's address.
+			startAt(t, nw, b, certHostConfig(t, ca, "192.0.2.2", "c", id), inw.listen(b))
+			pa.tun.In <- tuntest.UDP(netip.AddrPortFrom(a, 1000), netip.AddrPortFrom(b, 2000), []byte("for B"))
+			waitFor(t, "A refuses C", func() bool {
+				select {
+				case ev := <-events:
+					return ev.Type == ctlapi.EventAuthFailed || ev.Type == ctlapi.EventIKEDown && ev.Fields["reason"] != ""
+				default:
+				}
+				return false
+			})
+			if n := len(outSPIs(pa.d)); n != 0 {
+				t.Errorf("A installed %d outbound SAs for C speaking from B's address", n)
+			}
+		})
+	}
 }
