@@ -1168,6 +1168,7 @@ func checkIDPattern(s string) error {
 // or is a group's template.
 func (d *decoder) checkGroups(c *Config) {
 	owner := map[netip.Prefix]string{}
+	idRefused := map[string]bool{}
 	for _, g := range c.Groups {
 		path := join("groups", g.Action.String())
 		for _, p := range g.Prefixes {
@@ -1189,7 +1190,8 @@ func (d *decoder) checkGroups(c *Config) {
 		if n := len(conn.Children); n != 1 {
 			d.fail(nil, path+".connection", "connection %q has %d children; a group's connection has exactly one", g.Connection, n)
 		}
-		if conn.Remote.ID != "" {
+		if conn.Remote.ID != "" && !idRefused[conn.Name] {
+			idRefused[conn.Name] = true
 			// RFC 4301, Section 4.4.3.2: the PAD binds a peer to the
 			// addresses it may claim. A peer of a group is a host of its
 			// prefixes; its identity must be the address it speaks from

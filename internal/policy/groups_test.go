@@ -20,8 +20,8 @@ connections:
       net: {local_ts: [10.1.0.0/16], remote_ts: [10.2.0.0/16]}
   hosts:
     remote_addrs: [10.77.0.0/16]
-    local: {auth: psk, id: a}
-    remote: {auth: psk, id: b}
+    local: {auth: psk}
+    remote: {auth: psk}
     children:
       host: {mode: transport}
 groups:
