@@ -4,7 +4,7 @@ BIN      := bin
 PKGS     := ./...
 TESTFLAGS ?= -count=1 -timeout 60m
 
-.PHONY: all build demo test test-short fuzz fuzz-long bench bench-net soak clean deps install uninstall dist
+.PHONY: all build demo test test-short fuzz fuzz-long bench bench-net soak scale-peers clean deps install uninstall dist
 
 all: build
 
@@ -106,6 +106,13 @@ bench-net: build
 SOAK_DURATION ?= 30m
 soak: build
 	SOAK_DURATION=$(SOAK_DURATION) scripts/soak.sh
+
+# One hub with SCALE_PEERS (default 200) on-demand peers, each in its own
+# namespace running ipsecd: setup time and the hub's memory. Not part of
+# make test. Needs root.
+SCALE_PEERS ?= 200
+scale-peers:
+	SCALE_PEERS=$(SCALE_PEERS) scripts/scale-peers.sh
 
 clean:
 	rm -rf $(BIN) $(DIST)

@@ -55,9 +55,15 @@ const (
 	groupsD       = "  private-or-clear: {prefixes: [10.77.0.4/32], connection: hosts, fallback_timeout: 2s, fallback_time: 5s}\n"
 )
 
-// bridgeHosts builds the bridge and the four hosts, with certificates for
-// A, B and C.
-func bridgeHosts(t *testing.T) (a, b, c, d *groupHost) {
+// bridgeNet is a bridge in a namespace of its own, a directory and a CA
+// for the hosts linked to it.
+type bridgeNet struct {
+	br  *nstest.NS
+	top string
+	ca  *testca.CA
+}
+
+func newBridge(t *testing.T) *bridgeNet {
 	t.Helper()
 	top, err := os.MkdirTemp("", "ggrp") // short: unix socket paths are limited
 	if err != nil {
@@ -71,34 +77,50 @@ func bridgeHosts(t *testing.T) (a, b, c, d *groupHost) {
 	br := nstest.New(t, "br")
 	br.MustRun("ip", "link", "add", "br0", "type", "bridge")
 	br.MustRun("ip", "link", "set", "br0", "up")
-	mk := func(label string, last byte) *groupHost {
-		addr := netip.AddrFrom4([4]byte{10, 77, 0, last})
-		h := &groupHost{host: &host{ns: nstest.New(t, label), outer: addr, inner: addr, net: netip.PrefixFrom(addr, 32)}, dir: filepath.Join(top, label)}
-		if err := os.MkdirAll(h.dir, 0o700); err != nil {
+	return &bridgeNet{br: br, top: top, ca: ca}
+}
+
+// add links a new host with address addr (in a /prefix) to the bridge; with
+// cert, it gets a certificate of the CA as host.pem and host.key, and the
+// CA as ca.pem, in its directory.
+func (n *bridgeNet) add(t *testing.T, label string, addr netip.Addr, prefix int, cert bool) *groupHost {
+	t.Helper()
+	h := &groupHost{host: &host{ns: nstest.New(t, label), outer: addr, inner: addr, net: netip.PrefixFrom(addr, 32)}, dir: filepath.Join(n.top, label)}
+	if err := os.MkdirAll(h.dir, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	h.sock, h.conf = filepath.Join(h.dir, "s.sock"), filepath.Join(h.dir, "ipsecd.yaml")
+	port := "p" + label
+	nstest.Link(t, h.ns, "eth0", []string{fmt.Sprintf("%s/%d", addr, prefix)}, n.br, port, nil)
+	n.br.MustRun("ip", "link", "set", port, "master", "br0")
+	// Reverse-path filtering off: what drops forged datagrams is
+	// goipsec's table, not the kernel's routing check.
+	h.ns.MustRun("sysctl", "-qw", "net.ipv4.conf.all.rp_filter=0", "net.ipv4.conf.default.rp_filter=0", "net.ipv4.conf.eth0.rp_filter=0")
+	if !cert {
+		return h
+	}
+	if err := n.ca.Host(label, addr); err != nil {
+		t.Fatal(err)
+	}
+	for from, to := range map[string]string{label + ".pem": "host.pem", label + ".key": "host.key", "ca.pem": "ca.pem"} {
+		data, err := os.ReadFile(n.ca.Path(from))
+		if err != nil {
 			t.Fatal(err)
 		}
-		h.sock, h.conf = filepath.Join(h.dir, "s.sock"), filepath.Join(h.dir, "ipsecd.yaml")
-		port := "p" + label
-		nstest.Link(t, h.ns, "eth0", []string{addr.String() + "/24"}, br, port, nil)
-		br.MustRun("ip", "link", "set", port, "master", "br0")
-		// Reverse-path filtering off: what drops forged datagrams is
-		// goipsec's table, not the kernel's routing check.
-		h.ns.MustRun("sysctl", "-qw", "net.ipv4.conf.all.rp_filter=0", "net.ipv4.conf.default.rp_filter=0", "net.ipv4.conf.eth0.rp_filter=0")
-		if label != "d" {
-			if err := ca.Host(label, addr); err != nil {
-				t.Fatal(err)
-			}
-			for from, to := range map[string]string{label + ".pem": "host.pem", label + ".key": "host.key", "ca.pem": "ca.pem"} {
-				data, err := os.ReadFile(ca.Path(from))
-				if err != nil {
-					t.Fatal(err)
-				}
-				if err := os.WriteFile(filepath.Join(h.dir, to), data, 0o600); err != nil {
-					t.Fatal(err)
-				}
-			}
+		if err := os.WriteFile(filepath.Join(h.dir, to), data, 0o600); err != nil {
+			t.Fatal(err)
 		}
-		return h
+	}
+	return h
+}
+
+// bridgeHosts builds the bridge and the four hosts, with certificates for
+// A, B and C.
+func bridgeHosts(t *testing.T) (a, b, c, d *groupHost) {
+	t.Helper()
+	n := newBridge(t)
+	mk := func(label string, last byte) *groupHost {
+		return n.add(t, label, netip.AddrFrom4([4]byte{10, 77, 0, last}), 24, label != "d")
 	}
 	return mk("a", 1), mk("b", 2), mk("c", 3), mk("d", 4)
 }
