@@ -26,7 +26,7 @@ func hostConfig(t *testing.T, self, groups string) *config.Config {
     local: {auth: psk}
     remote: {auth: psk}
     children:
-      host: {mode: transport, esp_proposals: [aes256gcm16]}
+      host: {mode: transport, esp_proposals: [aes256gcm16], start_action: trap}
 groups:
 %s
 secrets:
@@ -101,6 +101,28 @@ func TestOnDemandPrivateGroup(t *testing.T) {
 	res := explainTo(t, pa.d, a, b)
 	if res.Group != "private" || res.GroupPrefix != "192.0.2.0/29" || res.Action != ctlapi.ActionProtect || res.Fallback != nil {
 		t.Errorf("explain A -> B: group %q %q action %q fallback %+v", res.Group, res.GroupPrefix, res.Action, res.Fallback)
+	}
+}
+
+// TestOnDemandConnectionForManyPeers checks a connection for many peers
+// without groups: remote_addrs a prefix, a trapped transport-mode child
+// with dynamic selectors; the first packet to each host starts an IKE SA
+// with that host alone.
+func TestOnDemandConnectionForManyPeers(t *testing.T) {
+	nw, inw := conntest.NewNetwork(1024), &ikeNet{}
+	a, b, c := netip.MustParseAddr("192.0.2.1"), netip.MustParseAddr("192.0.2.2"), netip.MustParseAddr("192.0.2.3")
+	pa, _ := startAt(t, nw, a, hostConfig(t, "192.0.2.1", ""), inw.listen(a))
+	pb, _ := startAt(t, nw, b, hostConfig(t, "192.0.2.2", ""), inw.listen(b))
+	pc, _ := startAt(t, nw, c, hostConfig(t, "192.0.2.3", ""), inw.listen(c))
+	sendHost(t, pa, a, b, pb)
+	sendHost(t, pa, a, c, pc)
+	spis := outSPIs(pa.d)
+	if len(spis) != 2 || spis[b.String()] == 0 || spis[c.String()] == 0 {
+		t.Errorf("A's outbound SAs by peer: %v, want one with B and one with C", spis)
+	}
+	peers, _ := pa.d.Peers(context.Background())
+	if len(peers.Peers) != 2 || peers.Peers[0].Group != "" {
+		t.Errorf("peers: %+v", peers.Peers)
 	}
 }
 

@@ -29,6 +29,7 @@ type onDemand struct {
 	pending  map[netip.Addr]*peerTimer
 	fallback map[netip.Addr]*peerTimer
 	protect  map[netip.Addr]policy.Exception
+	stopped  bool // Close ran: timers that fire change nothing
 }
 
 // peerTimer is a private-or-clear peer's negotiation (pending) or fallback
@@ -110,7 +111,7 @@ func (d *Daemon) timeNegotiationLocked(ev dataplane.Event) {
 func (d *Daemon) negotiationTimeout(peer netip.Addr, st *peerTimer) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	if d.od.pending[peer] != st {
+	if d.od.stopped || d.od.pending[peer] != st {
 		return
 	}
 	delete(d.od.pending, peer)
@@ -135,7 +136,7 @@ func (d *Daemon) negotiationTimeout(peer netip.Addr, st *peerTimer) {
 func (d *Daemon) fallbackEnd(peer netip.Addr, fb *peerTimer) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	if d.od.fallback[peer] != fb {
+	if d.od.stopped || d.od.fallback[peer] != fb {
 		return
 	}
 	delete(d.od.fallback, peer)
@@ -220,6 +221,7 @@ func (d *Daemon) childDown() {
 func (d *Daemon) stopOnDemand() {
 	d.mu.Lock()
 	defer d.mu.Unlock()
+	d.od.stopped = true
 	for _, st := range d.od.pending {
 		st.timer.Stop()
 	}
