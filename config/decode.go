@@ -520,3 +520,14 @@ func (d *decoder) yamlError(err error, data []byte) {
 	}
 	d.errs = append(d.errs, &Error{File: d.file, Line: line, Key: "(syntax)", Reason: "YAML: " + strings.ReplaceAll(msg, "\n", " ")})
 }
+
+// failedUnder reports whether an error was reported for key or a key
+// under it.
+func (d *decoder) failedUnder(key string) bool {
+	for _, e := range d.errs {
+		if e.Key == key || strings.HasPrefix(e.Key, key+".") || strings.HasPrefix(e.Key, key+"[") {
+			return true
+		}
+	}
+	return false
+}

@@ -578,9 +578,10 @@ func (d *decoder) groups(key string, n *yaml.Node) []Group {
 	for i, name := range GroupNames {
 		fields[i] = field{name, func(path string, v *yaml.Node) {
 			g := Group{Action: GroupAction(i + 1)}
-			var hasTimeout, hasTime bool
+			var hasTimeout, hasTime, hasPrefixes bool
 			fs := []field{
 				{"prefixes", func(key string, n *yaml.Node) {
+					hasPrefixes = true
 					for _, it := range d.list(n, key) {
 						p, err := netip.ParsePrefix(it.val)
 						if err != nil {
@@ -605,6 +606,9 @@ func (d *decoder) groups(key string, n *yaml.Node) []Group {
 			}
 			m := d.mapping(v, path, fs)
 			if m == nil {
+				if r := d.resolve(v); r != nil && isNull(r) {
+					d.fail(r, path, "empty group: give its prefixes")
+				}
 				return
 			}
 			if !hasTimeout && g.Action == GroupPrivateOrClear {
@@ -613,11 +617,15 @@ func (d *decoder) groups(key string, n *yaml.Node) []Group {
 			if !hasTime && g.Action == GroupPrivateOrClear {
 				g.FallbackTime = DefaultFallbackTime
 			}
-			if g.Action == GroupPrivateOrClear && (g.FallbackTimeout <= 0 || g.FallbackTime <= 0) {
+			if g.Action == GroupPrivateOrClear && (g.FallbackTimeout <= 0 || g.FallbackTime <= 0) &&
+				!d.failedUnder(path+".fallback_timeout") && !d.failedUnder(path+".fallback_time") {
 				d.fail(nil, path, "fallback_timeout and fallback_time must be positive")
 			}
-			if len(g.Prefixes) == 0 {
+			switch {
+			case !hasPrefixes:
 				d.fail(m, path+".prefixes", "required: the prefixes of the group")
+			case len(g.Prefixes) == 0 && !d.failedUnder(path+".prefixes"):
+				d.fail(m, path+".prefixes", "must list at least one prefix")
 			}
 			if g.Action.Protects() && g.Connection == "" {
 				d.fail(m, path+".connection", "required: the connection that protects the group's traffic")

@@ -70,6 +70,9 @@ func (r refKey) name() string {
 	return r.path[strings.LastIndex(r.path, ".")+1:]
 }
 
+// nonEmptyTS is the schema of selectors that may be left out but not empty.
+var nonEmptyTS = map[string]any{"allOf": []any{map[string]any{"$ref": "#/$defs/selectors"}, nonEmpty}}
+
 var reference = []refKey{
 	// daemon
 	{path: "daemon", kind: kMapping, doc: "The daemon's own settings."},
@@ -183,9 +186,9 @@ var reference = []refKey{
 		doc: "CHILD SAs by name; at least one."},
 	{path: "connections.<name>.children.<name>.mode", kind: kEnum, enum: []string{"tunnel", "transport"}, def: "tunnel", example: "tunnel",
 		doc: "IPsec mode (RFC 4301, Section 4.1)."},
-	{path: "connections.<name>.children.<name>.local_ts", kind: kTS, def: "dynamic (transport mode)", example: "[10.1.0.0/16]",
+	{path: "connections.<name>.children.<name>.local_ts", kind: kTS, def: "dynamic (transport mode)", schema: nonEmptyTS, example: "[10.1.0.0/16]",
 		doc: "Local traffic selectors in strongSwan syntax: prefix[protocol/port], as in 10.1.0.0/16 or 10.1.0.5/32[tcp/443]. Required in tunnel mode; in transport mode leaving out both local_ts and remote_ts means strongSwan's dynamic: the two IKE addresses, per peer."},
-	{path: "connections.<name>.children.<name>.remote_ts", kind: kTS, def: "dynamic (transport mode)", example: "[10.2.0.0/16, \"10.3.0.0/16[tcp/443]\"]",
+	{path: "connections.<name>.children.<name>.remote_ts", kind: kTS, def: "dynamic (transport mode)", schema: nonEmptyTS, example: "[10.2.0.0/16, \"10.3.0.0/16[tcp/443]\"]",
 		doc: "Remote traffic selectors, as local_ts. With dynamic selectors, remote_addrs (or a group) says which peers the child's policy covers."},
 	{path: "connections.<name>.children.<name>.esp_proposals", kind: kList, def: "default", example: "[aes256gcm16-x25519-ke1_mlkem768]",
 		doc: "ESP proposals: cipher, integrity (not with AEAD), key exchange methods for PFS, additional key exchanges (RFC 9370) and esn/noesn (noesn by default). Not with ah_proposals."},
@@ -226,15 +229,15 @@ var reference = []refKey{
 	{path: "groups", kind: kMapping, doc: "Policy groups by name, as Libreswan's opportunistic groups: each lists prefixes, and the most specific prefix of all groups decides what happens to a peer's traffic (see guide-network.md for the table)."},
 	{path: "groups.private", kind: kMapping, doc: "Protected, never clear: outbound packets wait for an SA with the peer (one IKE SA per peer, started by the first packet), inbound cleartext is dropped."},
 	{path: "groups.private.prefixes", kind: kList, required: true, example: "[10.77.0.0/24]", doc: "Prefixes (or addresses) of the group."},
-	{path: "groups.private.connection", kind: kString, required: true, example: "hosts", doc: "The connection (with exactly one child) that protects the group's traffic, per peer."},
+	{path: "groups.private.connection", kind: kString, required: true, schema: map[string]any{"pattern": namePattern}, example: "hosts", doc: "The connection (with exactly one child) that protects the group's traffic, per peer."},
 	{path: "groups.private-or-clear", kind: kMapping, doc: "Try IKE; if the peer does not answer within fallback_timeout or refuses, send and accept its traffic in the clear for fallback_time, then try again."},
 	{path: "groups.private-or-clear.prefixes", kind: kList, required: true, example: "[10.77.0.0/16]", doc: "Prefixes (or addresses) of the group."},
-	{path: "groups.private-or-clear.connection", kind: kString, required: true, example: "hosts", doc: "The connection that protects the group's traffic, per peer."},
+	{path: "groups.private-or-clear.connection", kind: kString, required: true, schema: map[string]any{"pattern": namePattern}, example: "hosts", doc: "The connection that protects the group's traffic, per peer."},
 	{path: "groups.private-or-clear.fallback_timeout", kind: kDuration, def: durText(DefaultFallbackTimeout), example: "3s", doc: "How long a negotiation may take before the peer's traffic falls back to the clear."},
 	{path: "groups.private-or-clear.fallback_time", kind: kDuration, def: "10m", example: "5m", doc: "How long a fallback to the clear is remembered before IKE is tried again."},
 	{path: "groups.clear-or-private", kind: kMapping, doc: "Send in the clear, but answer a peer that initiates IKE; its traffic is then protected while the SA lasts."},
 	{path: "groups.clear-or-private.prefixes", kind: kList, required: true, example: "[10.0.0.0/8]", doc: "Prefixes (or addresses) of the group."},
-	{path: "groups.clear-or-private.connection", kind: kString, required: true, example: "hosts", doc: "The connection that answers peers that initiate."},
+	{path: "groups.clear-or-private.connection", kind: kString, required: true, schema: map[string]any{"pattern": namePattern}, example: "hosts", doc: "The connection that answers peers that initiate."},
 	{path: "groups.clear", kind: kMapping, doc: "Bypass IPsec."},
 	{path: "groups.clear.prefixes", kind: kList, required: true, example: "[10.77.0.1/32]", doc: "Prefixes (or addresses) of the group."},
 	{path: "groups.block", kind: kMapping, doc: "Discard, both directions."},
