@@ -6,6 +6,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/goipsec/goipsec/sa"
 )
 
 const groupsConn = `connections:
@@ -101,8 +103,16 @@ func TestGroups(t *testing.T) {
 		t.Errorf("dynamic with %%any: err = %v", err)
 	}
 	// Tunnel mode needs its selectors.
-	_, err = Parse("g.yaml", []byte(strings.Replace(groupsConn, "mode: transport, ", "", 1)))
+	_, err = Parse("g.yaml", []byte(strings.Replace(groupsConn, "mode: transport, ", "mode: tunnel, ", 1)))
 	if err == nil || !strings.Contains(err.Error(), "local_ts: required") {
 		t.Errorf("tunnel without selectors: err = %v", err)
+	}
+	// Without mode and selectors, a child is in transport mode between
+	// the two hosts.
+	c, err = Parse("g.yaml", []byte(strings.Replace(groupsConn, "mode: transport, ", "", 1)))
+	if err != nil {
+		t.Errorf("a child without mode and selectors: %v", err)
+	} else if m := c.Connections[1].Children[0].Mode; m != sa.Transport {
+		t.Errorf("a child without mode and selectors is in %v mode, want transport", m)
 	}
 }

@@ -480,9 +480,13 @@ func (d *decoder) children(key string, n *yaml.Node) []Child {
 		c := Child{Name: name, Protocol: sa.ESP, RekeyTime: DefaultChildRekeyTime, ReplayWindow: DefaultReplayWindow}
 		var esp, ah []ChildProposal
 		var espNode, ahNode *yaml.Node
-		var hasLife, hasRand, hasLifeBytes, hasLifePackets bool
+		var hasLife, hasRand, hasLifeBytes, hasLifePackets, hasMode bool
+		if r := d.resolve(v); r != nil && isNull(r) {
+			d.fail(r, path, "empty child: give its settings ({} is a transport-mode child between the two hosts)")
+			return
+		}
 		d.mapping(v, path, []field{
-			{"mode", enum(d, &c.Mode, []string{"tunnel", "transport"}, []sa.Mode{sa.Tunnel, sa.Transport})},
+			{"mode", seen(&hasMode, enum(d, &c.Mode, []string{"tunnel", "transport"}, []sa.Mode{sa.Tunnel, sa.Transport}))},
 			{"local_ts", d.selectors(&c.LocalTS)},
 			{"remote_ts", d.selectors(&c.RemoteTS)},
 			{"esp_proposals", func(key string, n *yaml.Node) { espNode = n; d.childProposals(&esp, false)(key, n) }},
@@ -513,6 +517,12 @@ func (d *decoder) children(key string, n *yaml.Node) []Child {
 		// which the engine fills in per peer. That is what transport mode
 		// protects (RFC 4301, Section 4.1), so there both may be left
 		// out together; a tunnel needs its selectors.
+		if !hasMode && c.LocalTS == nil && c.RemoteTS == nil {
+			// A child without selectors or mode protects the traffic
+			// between the two hosts: transport mode (RFC 4301, Section
+			// 4.1), as for the hosts of a group.
+			c.Mode = sa.Transport
+		}
 		if c.Mode != sa.Transport || (c.LocalTS == nil) != (c.RemoteTS == nil) {
 			d.requireTS(c.LocalTS, path+".local_ts", `required (the default "dynamic", the IKE addresses, is for transport mode with both left out)`)
 			d.requireTS(c.RemoteTS, path+".remote_ts", `required (the default "dynamic", the IKE addresses, is for transport mode with both left out)`)

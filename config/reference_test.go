@@ -185,7 +185,7 @@ var reference = []refKey{
 	{path: "connections.<name>.children", kind: kNames, required: true,
 		doc: "CHILD SAs by name; at least one."},
 	{path: "connections.<name>.children.<name>.mode", kind: kEnum, enum: []string{"tunnel", "transport"}, def: "tunnel", example: "tunnel",
-		doc: "IPsec mode (RFC 4301, Section 4.1)."},
+		doc: "IPsec mode (RFC 4301, Section 4.1). A child that leaves out mode, local_ts and remote_ts is in transport mode, with dynamic selectors: the two hosts."},
 	{path: "connections.<name>.children.<name>.local_ts", kind: kTS, def: "dynamic (transport mode)", schema: nonEmptyTS, example: "[10.1.0.0/16]",
 		doc: "Local traffic selectors in strongSwan syntax: prefix[protocol/port], as in 10.1.0.0/16 or 10.1.0.5/32[tcp/443]. Required in tunnel mode; in transport mode leaving out both local_ts and remote_ts means strongSwan's dynamic: the two IKE addresses, per peer."},
 	{path: "connections.<name>.children.<name>.remote_ts", kind: kTS, def: "dynamic (transport mode)", schema: nonEmptyTS, example: "[10.2.0.0/16, \"10.3.0.0/16[tcp/443]\"]",
