@@ -194,7 +194,9 @@ func (m *Manager) peerLocked(name string) *Peer {
 // none): through IKE_SA_INIT and IKE_AUTH, or CREATE_CHILD_SA on an
 // existing IKE SA. It does nothing if the child is up or being
 // negotiated, so an acquire starts one negotiation per policy. trigger,
-// if not nil, is the packet behind an acquire (RFC 7296, Section 2.9). An
+// if not nil, is the packet behind an acquire (RFC 7296, Section 2.9); for
+// a peer configuration with many remote hosts its destination picks the
+// host, and each host gets an IKE SA of its own (onDemandRemote). An
 // empty child creates the IKE SA alone if none exists. Initiate returns
 // at once; Events reports the outcome.
 func (m *Manager) Initiate(peer, child string, trigger *Trigger) error {

@@ -84,9 +84,9 @@ func (d *Daemon) refreshLocked() {
 	d.snap = snap
 }
 
-// timeNegotiation starts the fallback timer of a private-or-clear peer
-// whose packet (ev) asked for an SA, unless one runs or the peer is in the
-// clear already.
+// timeNegotiationLocked starts the fallback timer of a private-or-clear
+// peer whose packet (ev) asked for an SA, unless one runs or the peer is
+// in the clear already.
 func (d *Daemon) timeNegotiationLocked(ev dataplane.Event) {
 	g, ok := d.snap.GroupOfRule(ev.Rule)
 	if !ok || g.Action != config.GroupPrivateOrClear {
