@@ -4,7 +4,7 @@ BIN      := bin
 PKGS     := ./...
 TESTFLAGS ?= -count=1 -timeout 60m
 
-.PHONY: all build demo test test-short fuzz fuzz-long bench bench-net bench-ike soak rekey-load clean deps install uninstall dist
+.PHONY: all build demo test test-short fuzz fuzz-long bench bench-net bench-ike soak rekey-load scale-peers clean deps install uninstall dist
 
 all: build
 
@@ -129,6 +129,13 @@ REKEY_LOAD_PAIRS ?= 3
 rekey-load:
 	scripts/deps.sh test
 	REKEY_LOAD=$(REKEY_LOAD) REKEY_LOAD_PAIRS=$(REKEY_LOAD_PAIRS) scripts/rekeyload.sh
+
+# One hub with SCALE_PEERS (default 200) on-demand peers, each in its own
+# namespace running ipsecd: setup time and the hub's memory. Not part of
+# make test. Needs root.
+SCALE_PEERS ?= 200
+scale-peers:
+	SCALE_PEERS=$(SCALE_PEERS) scripts/scale-peers.sh
 
 clean:
 	rm -rf $(BIN) $(DIST)

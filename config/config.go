@@ -51,7 +51,92 @@ type Config struct {
 	Connections []Connection // in file order
 	Policies    []Policy     // in file order, which is SPD order
 	ManualSAs   []ManualSA   // in file order
-	Secrets     Secrets
+	// Groups are the policy groups (section "groups"), in the order of
+	// GroupActions.
+	Groups  []Group
+	Secrets Secrets
+}
+
+// GroupAction is the name of a policy group, which says what happens to
+// the traffic of its prefixes, as Libreswan's opportunistic groups and
+// Windows' IPsec filter actions do.
+type GroupAction uint8
+
+// Policy groups. The zero value is invalid.
+const (
+	// GroupPrivate protects, never clear: outbound packets wait for an SA
+	// (and are dropped if none comes), inbound cleartext is dropped.
+	GroupPrivate GroupAction = iota + 1
+	// GroupPrivateOrClear tries IKE; if the peer does not answer within
+	// Group.FallbackTimeout or refuses, traffic with it goes in the clear
+	// for Group.FallbackTime, then IKE is tried again.
+	GroupPrivateOrClear
+	// GroupClearOrPrivate sends in the clear but answers a peer that
+	// initiates IKE, and then protects the traffic with that peer.
+	GroupClearOrPrivate
+	// GroupClear bypasses IPsec.
+	GroupClear
+	// GroupBlock discards.
+	GroupBlock
+)
+
+// GroupNames are the names of the groups, indexed by GroupAction-1.
+var GroupNames = [...]string{"private", "private-or-clear", "clear-or-private", "clear", "block"}
+
+func (a GroupAction) String() string {
+	if a >= GroupPrivate && int(a) <= len(GroupNames) {
+		return GroupNames[a-1]
+	}
+	return fmt.Sprintf("GroupAction(%d)", uint8(a))
+}
+
+// Protects reports whether the group's traffic may be protected: it names
+// a connection.
+func (a GroupAction) Protects() bool {
+	return a == GroupPrivate || a == GroupPrivateOrClear || a == GroupClearOrPrivate
+}
+
+// Defaults of private-or-clear.
+const (
+	DefaultFallbackTimeout = 5 * time.Second
+	DefaultFallbackTime    = 10 * time.Minute
+)
+
+// Group is a policy group (groups.<name>): a list of prefixes whose traffic
+// the group's action decides. Across all groups the most specific prefix
+// wins (a /32 in clear inside a /24 in private is in the clear).
+type Group struct {
+	Action   GroupAction
+	Prefixes []netip.Prefix
+	// Connection names the connection whose only child protects the
+	// group's traffic, one IKE SA and CHILD SA per peer (private,
+	// private-or-clear and clear-or-private); empty for clear and block.
+	Connection string
+	// FallbackTimeout (private-or-clear only) is how long a negotiation
+	// may take before traffic falls back to the clear (default
+	// DefaultFallbackTimeout); FallbackTime how long the fallback is
+	// remembered before IKE is tried again (default DefaultFallbackTime).
+	FallbackTimeout, FallbackTime time.Duration
+}
+
+// Group returns the group a, if configured.
+func (c *Config) Group(a GroupAction) (Group, bool) {
+	for _, g := range c.Groups {
+		if g.Action == a {
+			return g, true
+		}
+	}
+	return Group{}, false
+}
+
+// GroupConnection reports whether connection name is a group's template.
+func (c *Config) GroupConnection(name string) bool {
+	for _, g := range c.Groups {
+		if g.Connection == name {
+			return true
+		}
+	}
+	return false
 }
 
 // Daemon holds the daemon's own settings (section "daemon").
@@ -174,7 +259,9 @@ type Connection struct {
 	// IKEv1 is refused).
 	Version int
 	// LocalAddrs and RemoteAddrs are IP addresses, CIDR prefixes, DNS names
-	// or "%any". Empty means %any.
+	// or "%any" ("any" in the file is the same). Empty means %any. An
+	// address range ("10.0.0.10-10.0.0.50") in the file is stored as the
+	// prefixes that cover it exactly.
 	LocalAddrs, RemoteAddrs []string
 	// Proposals are the IKE proposals in preference order (default: one
 	// proposal with Default set).
@@ -262,8 +349,11 @@ type IKEProposal struct {
 
 // Child is a CHILD SA configuration (connections.<conn>.children.<name>).
 type Child struct {
-	Name              string
-	Mode              sa.Mode
+	Name string
+	Mode sa.Mode
+	// LocalTS and RemoteTS are the child's selectors. Both nil (left out,
+	// transport mode only) means strongSwan's "dynamic": the two IKE
+	// addresses, so one child serves every peer of the connection.
 	LocalTS, RemoteTS traffic.Set
 	// Protocol is ESP (esp_proposals) or AH (ah_proposals).
 	Protocol  sa.Protocol

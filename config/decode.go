@@ -466,6 +466,8 @@ func validName(s string) bool {
 var (
 	yamlLine        = regexp.MustCompile(`^yaml: line (\d+): (.*)$`)
 	bracketSelector = regexp.MustCompile(`[0-9a-fA-F]\[[a-z0-9%]`)
+	// anyUnquoted finds %any where YAML reads a plain scalar.
+	anyUnquoted = regexp.MustCompile(`(:|-|\[|,)\s*%any`)
 )
 
 // document parses data into its single YAML document's root node. It
@@ -510,8 +512,22 @@ func (d *decoder) yamlError(err error, data []byte) {
 	} else {
 		msg = strings.TrimPrefix(msg, "yaml: ")
 	}
+	if strings.Contains(msg, "cannot start any token") && anyUnquoted.Match(data) {
+		msg += ` (a value that starts with '%' must be quoted: "%any"; or write any)`
+	}
 	if bracketSelector.Match(data) && strings.Contains(msg, "did not find expected ',' or ']'") {
 		msg += ` (quote selectors with [protocol/port] inside a [...] list: "10.3.0.0/16[tcp/443]")`
 	}
 	d.errs = append(d.errs, &Error{File: d.file, Line: line, Key: "(syntax)", Reason: "YAML: " + strings.ReplaceAll(msg, "\n", " ")})
+}
+
+// failedUnder reports whether an error was reported for key or a key
+// under it.
+func (d *decoder) failedUnder(key string) bool {
+	for _, e := range d.errs {
+		if e.Key == key || strings.HasPrefix(e.Key, key+".") || strings.HasPrefix(e.Key, key+"[") {
+			return true
+		}
+	}
+	return false
 }

@@ -92,6 +92,7 @@ func parse(filename string, data []byte) (*Config, *decoder, error) {
 			{"connections", func(key string, n *yaml.Node) { c.Connections = d.connections(key, n) }},
 			{"policies", func(key string, n *yaml.Node) { c.Policies = d.policies(key, n) }},
 			{"manual_sas", func(key string, n *yaml.Node) { c.ManualSAs = d.manualSAs(key, n) }},
+			{"groups", func(key string, n *yaml.Node) { c.Groups = d.groups(key, n) }},
 			{"secrets", func(key string, n *yaml.Node) { d.secrets(&c.Secrets, key, n) }},
 		})
 		d.crossCheck(c)
@@ -202,14 +203,17 @@ func validIfName(s string) bool {
 	return true
 }
 
-// addrList checks local_addrs / remote_addrs: IP addresses, prefixes, DNS
-// names or %any.
+// addrList checks local_addrs / remote_addrs: IP addresses, prefixes,
+// ranges ("10.0.0.10-10.0.0.50", stored as the prefixes that cover it),
+// DNS names or %any. YAML reads an unquoted %any as a syntax error, so the
+// plain spelling "any" means %any too.
 func (d *decoder) addrList(dst *[]string) func(string, *yaml.Node) {
 	return func(key string, n *yaml.Node) {
 		for _, it := range d.list(n, key) {
 			s := it.val
 			switch {
-			case s == "%any":
+			case s == "%any" || s == "any":
+				s = "%any"
 			case strings.Contains(s, "/"):
 				p, err := netip.ParsePrefix(s)
 				if err != nil {
@@ -217,17 +221,80 @@ func (d *decoder) addrList(dst *[]string) func(string, *yaml.Node) {
 					continue
 				}
 				s = p.Masked().String()
+			case strings.Contains(s, "-") && strings.ContainsAny(s, ".:") && rangeLike(s):
+				ps, err := RangePrefixes(s)
+				if err != nil {
+					d.fail(it.node, it.key, "%v", err)
+					continue
+				}
+				for _, p := range ps {
+					*dst = append(*dst, p.String())
+				}
+				continue
 			default:
 				if a, err := netip.ParseAddr(s); err == nil {
 					s = a.String()
 				} else if !validHostname(s) {
-					d.fail(it.node, it.key, "%q is not an IP address, prefix, DNS name or %%any", s)
+					d.fail(it.node, it.key, "%q is not an IP address, prefix, range, DNS name or %%any", s)
 					continue
 				}
 			}
 			*dst = append(*dst, s)
 		}
 	}
+}
+
+// rangeLike reports whether s looks like FIRST-LAST with an address on the
+// left (a DNS name may contain '-' too).
+func rangeLike(s string) bool {
+	lo, _, _ := strings.Cut(s, "-")
+	_, err := netip.ParseAddr(strings.TrimSpace(lo))
+	return err == nil
+}
+
+// RangePrefixes returns the fewest prefixes that cover the address range
+// "FIRST-LAST" (both ends included, one family, FIRST <= LAST) exactly.
+func RangePrefixes(s string) ([]netip.Prefix, error) {
+	los, his, ok := strings.Cut(s, "-")
+	lo, err1 := netip.ParseAddr(strings.TrimSpace(los))
+	hi, err2 := netip.ParseAddr(strings.TrimSpace(his))
+	switch {
+	case !ok || err1 != nil || err2 != nil:
+		return nil, fmt.Errorf("invalid address range %q: write FIRST-LAST, as in 10.0.0.10-10.0.0.50", s)
+	case lo.Is4() != hi.Is4():
+		return nil, fmt.Errorf("address range %q mixes IPv4 and IPv6", s)
+	case hi.Less(lo):
+		return nil, fmt.Errorf("address range %q ends before it starts", s)
+	}
+	var out []netip.Prefix
+	for {
+		// The largest prefix that starts at lo and ends at or before hi.
+		bits := lo.BitLen()
+		for bits > 0 {
+			p := netip.PrefixFrom(lo, bits-1)
+			if p.Masked().Addr() != lo || lastOf(p).Compare(hi) > 0 {
+				break
+			}
+			bits--
+		}
+		p := netip.PrefixFrom(lo, bits)
+		out = append(out, p)
+		end := lastOf(p)
+		if end == hi {
+			return out, nil
+		}
+		lo = end.Next()
+	}
+}
+
+// lastOf returns the last address of p.
+func lastOf(p netip.Prefix) netip.Addr {
+	b := p.Masked().Addr().AsSlice()
+	for i := p.Bits(); i < len(b)*8; i++ {
+		b[i/8] |= 0x80 >> (i % 8)
+	}
+	a, _ := netip.AddrFromSlice(b)
+	return a
 }
 
 func validHostname(s string) bool {
@@ -413,9 +480,13 @@ func (d *decoder) children(key string, n *yaml.Node) []Child {
 		c := Child{Name: name, Protocol: sa.ESP, RekeyTime: DefaultChildRekeyTime, ReplayWindow: DefaultReplayWindow}
 		var esp, ah []ChildProposal
 		var espNode, ahNode *yaml.Node
-		var hasLife, hasRand, hasLifeBytes, hasLifePackets bool
+		var hasLife, hasRand, hasLifeBytes, hasLifePackets, hasMode bool
+		if r := d.resolve(v); r != nil && isNull(r) {
+			d.fail(r, path, "empty child: give its settings ({} is a transport-mode child between the two hosts)")
+			return
+		}
 		d.mapping(v, path, []field{
-			{"mode", enum(d, &c.Mode, []string{"tunnel", "transport"}, []sa.Mode{sa.Tunnel, sa.Transport})},
+			{"mode", seen(&hasMode, enum(d, &c.Mode, []string{"tunnel", "transport"}, []sa.Mode{sa.Tunnel, sa.Transport}))},
 			{"local_ts", d.selectors(&c.LocalTS)},
 			{"remote_ts", d.selectors(&c.RemoteTS)},
 			{"esp_proposals", func(key string, n *yaml.Node) { espNode = n; d.childProposals(&esp, false)(key, n) }},
@@ -442,10 +513,23 @@ func (d *decoder) children(key string, n *yaml.Node) []Child {
 		if len(c.Proposals) == 0 && (espNode == nil && ahNode == nil) {
 			c.Proposals = []ChildProposal{{Text: "default", Default: true}}
 		}
-		// strongSwan's default for both is "dynamic", which IKE resolves;
-		// this implementation does not do that yet.
-		d.requireTS(c.LocalTS, path+".local_ts", `required (the default "dynamic" is not supported yet)`)
-		d.requireTS(c.RemoteTS, path+".remote_ts", `required (the default "dynamic" is not supported yet)`)
+		// strongSwan's default for both is "dynamic": the IKE addresses,
+		// which the engine fills in per peer. That is what transport mode
+		// protects (RFC 4301, Section 4.1), so there both may be left
+		// out together; a tunnel needs its selectors.
+		if !hasMode && c.LocalTS == nil && c.RemoteTS == nil {
+			// A child without selectors or mode protects the traffic
+			// between the two hosts: transport mode (RFC 4301, Section
+			// 4.1), as for the hosts of a group.
+			c.Mode = sa.Transport
+		}
+		if c.Mode != sa.Transport || (c.LocalTS == nil) != (c.RemoteTS == nil) {
+			d.requireTS(c.LocalTS, path+".local_ts", `required (the default "dynamic", the IKE addresses, is for transport mode with both left out)`)
+			d.requireTS(c.RemoteTS, path+".remote_ts", `required (the default "dynamic", the IKE addresses, is for transport mode with both left out)`)
+		} else {
+			d.requireTS(c.LocalTS, path+".local_ts", "")
+			d.requireTS(c.RemoteTS, path+".remote_ts", "")
+		}
 		out = append(out, c)
 	})
 	return out
@@ -494,6 +578,74 @@ func seen(given *bool, f func(string, *yaml.Node)) func(string, *yaml.Node) {
 		*given = true
 		f(key, n)
 	}
+}
+
+// groups reads the policy groups, a mapping from a group's name to its
+// prefixes and connection; it returns them in the order of GroupNames.
+func (d *decoder) groups(key string, n *yaml.Node) []Group {
+	var out []Group
+	fields := make([]field, len(GroupNames))
+	for i, name := range GroupNames {
+		fields[i] = field{name, func(path string, v *yaml.Node) {
+			g := Group{Action: GroupAction(i + 1)}
+			var hasTimeout, hasTime, hasPrefixes bool
+			fs := []field{
+				{"prefixes", func(key string, n *yaml.Node) {
+					hasPrefixes = true
+					for _, it := range d.list(n, key) {
+						p, err := netip.ParsePrefix(it.val)
+						if err != nil {
+							if a, aerr := netip.ParseAddr(it.val); aerr == nil {
+								p, err = netip.PrefixFrom(a, a.BitLen()), nil
+							}
+						}
+						if err != nil {
+							d.fail(it.node, it.key, "invalid prefix %q", it.val)
+							continue
+						}
+						g.Prefixes = append(g.Prefixes, p.Masked())
+					}
+				}},
+			}
+			if g.Action.Protects() {
+				fs = append(fs, field{"connection", d.str(&g.Connection)})
+			}
+			if g.Action == GroupPrivateOrClear {
+				fs = append(fs, field{"fallback_timeout", seen(&hasTimeout, d.duration(&g.FallbackTimeout))},
+					field{"fallback_time", seen(&hasTime, d.duration(&g.FallbackTime))})
+			}
+			m := d.mapping(v, path, fs)
+			if m == nil {
+				if r := d.resolve(v); r != nil && isNull(r) {
+					d.fail(r, path, "empty group: give its prefixes")
+				}
+				return
+			}
+			if !hasTimeout && g.Action == GroupPrivateOrClear {
+				g.FallbackTimeout = DefaultFallbackTimeout
+			}
+			if !hasTime && g.Action == GroupPrivateOrClear {
+				g.FallbackTime = DefaultFallbackTime
+			}
+			if g.Action == GroupPrivateOrClear && (g.FallbackTimeout <= 0 || g.FallbackTime <= 0) &&
+				!d.failedUnder(path+".fallback_timeout") && !d.failedUnder(path+".fallback_time") {
+				d.fail(nil, path, "fallback_timeout and fallback_time must be positive")
+			}
+			switch {
+			case !hasPrefixes:
+				d.fail(m, path+".prefixes", "required: the prefixes of the group")
+			case len(g.Prefixes) == 0 && !d.failedUnder(path+".prefixes"):
+				d.fail(m, path+".prefixes", "must list at least one prefix")
+			}
+			if g.Action.Protects() && g.Connection == "" {
+				d.fail(m, path+".connection", "required: the connection that protects the group's traffic")
+			}
+			out = append(out, g)
+		}}
+	}
+	d.mapping(n, key, fields)
+	slices.SortFunc(out, func(a, b Group) int { return int(a.Action) - int(b.Action) })
+	return out
 }
 
 func (d *decoder) policies(key string, n *yaml.Node) []Policy {
@@ -929,6 +1081,7 @@ func (d *decoder) secretFile(sec *IKESecret, p string, vn *yaml.Node, key string
 // unique across the SPD, inbound SPIs that must be unique in the SAD, and
 // PSK connections that need a secret.
 func (d *decoder) crossCheck(c *Config) {
+	d.checkGroups(c)
 	names := make(map[string]string)
 	for i, p := range c.Policies {
 		if p.Name == "" {
@@ -1025,4 +1178,57 @@ func checkIDPattern(s string) error {
 		return fmt.Errorf("identity %q: \"*\" may only start the identity, as in *.example.org or *@example.org", s)
 	}
 	return nil
+}
+
+// checkGroups checks the groups against each other and their connections:
+// a prefix belongs to one group, a group's connection exists and has one
+// child, and a child with dynamic selectors knows its peers (remote_addrs)
+// or is a group's template.
+func (d *decoder) checkGroups(c *Config) {
+	owner := map[netip.Prefix]string{}
+	idRefused := map[string]bool{}
+	for _, g := range c.Groups {
+		path := join("groups", g.Action.String())
+		for _, p := range g.Prefixes {
+			if prev, dup := owner[p]; dup {
+				d.fail(nil, path+".prefixes", "prefix %v is already in group %s", p, prev)
+				continue
+			}
+			owner[p] = g.Action.String()
+		}
+		if g.Connection == "" {
+			continue
+		}
+		i := slices.IndexFunc(c.Connections, func(conn Connection) bool { return conn.Name == g.Connection })
+		if i < 0 {
+			d.fail(nil, path+".connection", "no connection %q", g.Connection)
+			continue
+		}
+		conn := c.Connections[i]
+		if n := len(conn.Children); n != 1 {
+			d.fail(nil, path+".connection", "connection %q has %d children; a group's connection has exactly one", g.Connection, n)
+		}
+		if conn.Remote.ID != "" && !idRefused[conn.Name] {
+			idRefused[conn.Name] = true
+			// RFC 4301, Section 4.4.3.2: the PAD binds a peer to the
+			// addresses it may claim. A peer of a group is a host of its
+			// prefixes; its identity must be the address it speaks from
+			// (its certificate's subjectAltName, which the engine
+			// checks), or any holder of a certificate from the CA could
+			// speak for any host.
+			d.fail(nil, join(join("connections", conn.Name), "remote")+".id",
+				"connection %q protects a group: leave remote.id out, so that each peer's identity is the address it speaks from (an IP address in its certificate's subjectAltName)", conn.Name)
+		}
+	}
+	for _, conn := range c.Connections {
+		if c.GroupConnection(conn.Name) {
+			continue
+		}
+		for _, ch := range conn.Children {
+			if ch.LocalTS == nil && !slices.ContainsFunc(conn.RemoteAddrs, func(a string) bool { return a != "%any" }) {
+				d.fail(nil, join(join(join("connections", conn.Name), "children"), ch.Name)+".remote_ts",
+					"required: with remote_addrs %%any, dynamic selectors would protect all traffic; list remote_addrs, or name the connection in a group")
+			}
+		}
+	}
 }

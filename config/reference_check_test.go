@@ -308,6 +308,27 @@ manual_sas:
 		"manual_sas[].esn":                                 strconv.FormatBool(m.ESN),
 		"manual_sas[].replay_window":                       strconv.Itoa(m.ReplayWindow),
 	}
+	poc, _ := Parse("groups.yaml", []byte(`connections:
+  c:
+    remote_addrs: [10.77.0.0/24]
+    local: {certs: [a.pem]}
+    remote: {cacerts: [ca.pem]}
+    children:
+      x: {mode: transport}
+groups:
+  private-or-clear: {prefixes: [10.77.0.0/24], connection: c}
+`))
+	if poc != nil {
+		g := poc.Groups[0]
+		got["groups.private-or-clear.fallback_timeout"] = durText(g.FallbackTimeout)
+		got["groups.private-or-clear.fallback_time"] = strings.TrimSuffix(g.FallbackTime.String(), "0s")
+		if ch := poc.Connections[0].Children[0]; ch.LocalTS == nil && ch.RemoteTS == nil {
+			got["connections.<name>.children.<name>.local_ts"] = "dynamic (transport mode)"
+			got["connections.<name>.children.<name>.remote_ts"] = "dynamic (transport mode)"
+		}
+	} else {
+		t.Error("the private-or-clear defaults example does not parse")
+	}
 	described := []string{
 		"connections.<name>.local_addrs", "connections.<name>.remote_addrs", "connections.<name>.dpd_delay",
 		"connections.<name>.local.id", "connections.<name>.remote.id", "manual_sas[].encap",

@@ -70,6 +70,9 @@ func (r refKey) name() string {
 	return r.path[strings.LastIndex(r.path, ".")+1:]
 }
 
+// nonEmptyTS is the schema of selectors that may be left out but not empty.
+var nonEmptyTS = map[string]any{"allOf": []any{map[string]any{"$ref": "#/$defs/selectors"}, nonEmpty}}
+
 var reference = []refKey{
 	// daemon
 	{path: "daemon", kind: kMapping, doc: "The daemon's own settings."},
@@ -133,7 +136,7 @@ var reference = []refKey{
 	{path: "connections.<name>.local_addrs", kind: kList, def: "%any", example: "[192.0.2.1]",
 		doc: "Local addresses: IP addresses, prefixes, DNS names or %any."},
 	{path: "connections.<name>.remote_addrs", kind: kList, def: "%any", example: "[198.51.100.2]",
-		doc: "Peer addresses: IP addresses, prefixes (a responder for many peers), DNS names or %any."},
+		doc: "Peer addresses: IP addresses, prefixes, ranges (10.0.0.10-10.0.0.50), DNS names or %any (quoted in YAML, or the plain spelling any). With several, a trapped child starts one IKE SA per peer, to the destination of the packet, and any of them may initiate."},
 	{path: "connections.<name>.proposals", kind: kList, def: "default", example: "[aes256gcm16-prfsha256-x25519]",
 		doc: "IKE proposals in strongSwan keyword syntax, in preference order: encryption, integrity (not with AEAD), PRF, key exchange, and RFC 9370 additional key exchanges (ke1_mlkem768; ke1_none makes one optional). default is the built-in list."},
 	{path: "connections.<name>.encap", kind: kBool, def: "false", example: "true",
@@ -182,11 +185,11 @@ var reference = []refKey{
 	{path: "connections.<name>.children", kind: kNames, required: true,
 		doc: "CHILD SAs by name; at least one."},
 	{path: "connections.<name>.children.<name>.mode", kind: kEnum, enum: []string{"tunnel", "transport"}, def: "tunnel", example: "tunnel",
-		doc: "IPsec mode (RFC 4301, Section 4.1)."},
-	{path: "connections.<name>.children.<name>.local_ts", kind: kTS, required: true, example: "[10.1.0.0/16]",
-		doc: "Local traffic selectors in strongSwan syntax: prefix[protocol/port], as in 10.1.0.0/16 or 10.1.0.5/32[tcp/443]. Required (strongSwan's dynamic default is not supported yet)."},
-	{path: "connections.<name>.children.<name>.remote_ts", kind: kTS, required: true, example: "[10.2.0.0/16, \"10.3.0.0/16[tcp/443]\"]",
-		doc: "Remote traffic selectors, as local_ts. Required."},
+		doc: "IPsec mode (RFC 4301, Section 4.1). A child that leaves out mode, local_ts and remote_ts is in transport mode, with dynamic selectors: the two hosts."},
+	{path: "connections.<name>.children.<name>.local_ts", kind: kTS, def: "dynamic (transport mode)", schema: nonEmptyTS, example: "[10.1.0.0/16]",
+		doc: "Local traffic selectors in strongSwan syntax: prefix[protocol/port], as in 10.1.0.0/16 or 10.1.0.5/32[tcp/443]. Required in tunnel mode; in transport mode leaving out both local_ts and remote_ts means strongSwan's dynamic: the two IKE addresses, per peer."},
+	{path: "connections.<name>.children.<name>.remote_ts", kind: kTS, def: "dynamic (transport mode)", schema: nonEmptyTS, example: "[10.2.0.0/16, \"10.3.0.0/16[tcp/443]\"]",
+		doc: "Remote traffic selectors, as local_ts. With dynamic selectors, remote_addrs (or a group) says which peers the child's policy covers."},
 	{path: "connections.<name>.children.<name>.esp_proposals", kind: kList, def: "default", example: "[aes256gcm16-x25519-ke1_mlkem768]",
 		doc: "ESP proposals: cipher, integrity (not with AEAD), key exchange methods for PFS, additional key exchanges (RFC 9370) and esn/noesn (noesn by default). Not with ah_proposals."},
 	{path: "connections.<name>.children.<name>.ah_proposals", kind: kList, example: "[sha256]",
@@ -221,6 +224,24 @@ var reference = []refKey{
 		doc: "Remote traffic selectors; absent means any."},
 	{path: "policies[].action", kind: kEnum, enum: []string{"bypass", "discard"}, required: true, example: "bypass",
 		doc: "bypass: send and accept in the clear; discard: drop."},
+
+	// groups
+	{path: "groups", kind: kMapping, doc: "Policy groups by name, as Libreswan's opportunistic groups: each lists prefixes, and the most specific prefix of all groups decides what happens to a peer's traffic (see guide-network.md for the table)."},
+	{path: "groups.private", kind: kMapping, doc: "Protected, never clear: outbound packets wait for an SA with the peer (one IKE SA per peer, started by the first packet), inbound cleartext is dropped."},
+	{path: "groups.private.prefixes", kind: kList, required: true, example: "[10.77.0.0/24]", doc: "Prefixes (or addresses) of the group."},
+	{path: "groups.private.connection", kind: kString, required: true, schema: map[string]any{"pattern": namePattern}, example: "hosts", doc: "The connection (with exactly one child) that protects the group's traffic, per peer."},
+	{path: "groups.private-or-clear", kind: kMapping, doc: "Try IKE; if the peer does not answer within fallback_timeout or refuses, send and accept its traffic in the clear for fallback_time, then try again."},
+	{path: "groups.private-or-clear.prefixes", kind: kList, required: true, example: "[10.77.0.0/16]", doc: "Prefixes (or addresses) of the group."},
+	{path: "groups.private-or-clear.connection", kind: kString, required: true, schema: map[string]any{"pattern": namePattern}, example: "hosts", doc: "The connection that protects the group's traffic, per peer."},
+	{path: "groups.private-or-clear.fallback_timeout", kind: kDuration, def: durText(DefaultFallbackTimeout), example: "3s", doc: "How long a negotiation may take before the peer's traffic falls back to the clear."},
+	{path: "groups.private-or-clear.fallback_time", kind: kDuration, def: "10m", example: "5m", doc: "How long a fallback to the clear is remembered before IKE is tried again."},
+	{path: "groups.clear-or-private", kind: kMapping, doc: "Send in the clear, but answer a peer that initiates IKE; its traffic is then protected while the SA lasts."},
+	{path: "groups.clear-or-private.prefixes", kind: kList, required: true, example: "[10.0.0.0/8]", doc: "Prefixes (or addresses) of the group."},
+	{path: "groups.clear-or-private.connection", kind: kString, required: true, schema: map[string]any{"pattern": namePattern}, example: "hosts", doc: "The connection that answers peers that initiate."},
+	{path: "groups.clear", kind: kMapping, doc: "Bypass IPsec."},
+	{path: "groups.clear.prefixes", kind: kList, required: true, example: "[10.77.0.1/32]", doc: "Prefixes (or addresses) of the group."},
+	{path: "groups.block", kind: kMapping, doc: "Discard, both directions."},
+	{path: "groups.block.prefixes", kind: kList, required: true, example: "[10.77.9.0/24]", doc: "Prefixes (or addresses) of the group."},
 
 	// manual_sas
 	{path: "manual_sas", kind: kItems, doc: "Statically keyed SA pairs, one per direction, without IKE (like ip xfrm or setkey)."},
@@ -376,6 +397,35 @@ secrets:
     - {ids: [gw-a.example, laptop.example.org], secret_file: psk.secret}
 `,
 		files: []string{"gw-a.key", "psk.secret"},
+	},
+	{
+		title: "A network of hosts, on demand, by policy groups",
+		intro: "One file for every host of 10.77.0.0/24 (see guide-network.md): certificates from one CA with each host's address in subjectAltName, so the remote identity is left out and must be the address the peer speaks from. The first packet to a host of a private or private-or-clear prefix starts an IKE SA and a transport-mode CHILD SA with that host alone; the most specific prefix of all groups decides.",
+		text: `connections:
+  hosts:
+    remote_addrs: [10.77.0.0/24, 10.78.0.10-10.78.0.50]
+    local: {auth: pubkey, certs: [host.pem], key: host.key}
+    remote: {auth: pubkey, cacerts: [ca.pem]}
+    children:
+      host: {mode: transport, start_action: trap}
+groups:
+  private:
+    prefixes: [10.77.0.0/24]
+    connection: hosts
+  private-or-clear:
+    prefixes: [10.77.0.200/29, 10.78.0.0/24]
+    connection: hosts
+    fallback_timeout: 3s
+    fallback_time: 5m
+  clear-or-private:
+    prefixes: [10.0.0.0/8]
+    connection: hosts
+  clear:
+    prefixes: [10.77.0.1/32]
+  block:
+    prefixes: [10.77.0.254/32]
+`,
+		files: []string{"host.key"},
 	},
 	{
 		title: "Statically keyed SAs",

@@ -15,6 +15,7 @@
 //	POST /v1/rekey      NameRequest -> ActionResult
 //	POST /v1/reload     (empty body or {}) -> ReloadResult
 //	POST /v1/explain    ExplainRequest -> ExplainResult
+//	GET  /v1/peers      -> Peers
 //	GET  /v1/events     -> a stream of Event, one JSON object per line
 //
 // A successful call answers 200 with the result type as its body. A failed
@@ -50,6 +51,7 @@ const (
 	PathReload    = "/" + Version + "/reload"
 	PathExplain   = "/" + Version + "/explain"
 	PathEvents    = "/" + Version + "/events"
+	PathPeers     = "/" + Version + "/peers"
 )
 
 // ContentTypeEvents is the media type of the /v1/events stream: JSON objects

@@ -318,6 +318,62 @@ type ExplainResult struct {
 	// Steps lists the rules tried, in order, up to and including the one
 	// that matched. Never null.
 	Steps []ExplainStep `json:"steps"`
+	// Group is the policy group that decided ("private-or-clear"),
+	// through its rule for the most specific prefix that holds the peer
+	// or through a rule for the peer alone; absent when no group did.
+	Group string `json:"group,omitempty"`
+	// GroupPrefix is the group's prefix that holds the peer.
+	GroupPrefix string `json:"group_prefix,omitempty"`
+	// Fallback is set for a peer of a private-or-clear group: whether its
+	// traffic fell back to the clear, and until when.
+	Fallback *Fallback `json:"fallback,omitempty"`
+}
+
+// Fallback is the state of a private-or-clear peer's fallback to the clear.
+type Fallback struct {
+	// Active is true while the peer's traffic goes in the clear.
+	Active bool `json:"active"`
+	// Until is when an active fallback ends (the next packet then tries
+	// IKE again), or when a negotiation under way runs out of time.
+	Until time.Time `json:"until,omitzero"`
+	// Negotiating is true while IKE with the peer is timed.
+	Negotiating bool `json:"negotiating,omitempty"`
+}
+
+// Peers is the body of GET /v1/peers: the peers of the connections for
+// many hosts (policy groups and connections with several remote
+// addresses), one entry per peer address.
+type Peers struct {
+	// Peers is sorted by address. Never null.
+	Peers []Peer `json:"peers"`
+}
+
+// Peer states, the values of [Peer.State].
+const (
+	PeerConnecting  = "connecting"  // IKE is under way
+	PeerEstablished = "established" // an IKE SA is up
+	PeerClear       = "clear"       // a private-or-clear fallback: traffic in the clear until Until
+)
+
+// Peer is one on-demand peer.
+type Peer struct {
+	Addr netip.Addr `json:"addr"`
+	// Connection is the configuration that serves the peer.
+	Connection string `json:"connection"`
+	// Group is the policy group of the peer's address, if any.
+	Group string `json:"group,omitempty"`
+	// State is one of the Peer* constants.
+	State string `json:"state"`
+	// RemoteID is the peer's authenticated identity.
+	RemoteID string `json:"remote_id,omitempty"`
+	// Initiator is true when this host started the IKE SA.
+	Initiator bool `json:"initiator,omitempty"`
+	// Children is the number of CHILD SAs with the peer.
+	Children int `json:"children"`
+	// Since is when the IKE SA was established, or the fallback began.
+	Since time.Time `json:"since,omitzero"`
+	// Until ends a fallback to the clear.
+	Until time.Time `json:"until,omitzero"`
 }
 
 // ExplainStep is one rule tried by explain.
@@ -345,6 +401,8 @@ const (
 	EventExpire       = "expire"        // an SA reached a limit; fields: name, spi, direction, hard, kind
 	EventAuthFailed   = "auth_failed"   // a peer failed authentication; fields: name, remote_addr, reason
 	EventReload       = "reload"        // the configuration was reloaded; fields: changed, summary
+	EventFallback     = "fallback"      // a private-or-clear peer's traffic fell back to the clear; fields: peer, group, until
+	EventFallbackEnd  = "fallback_end"  // a fallback to the clear ended, the next packet tries IKE; fields: peer, group
 )
 
 // Event is one line of the GET /v1/events stream.

@@ -256,7 +256,9 @@ func (m *Manager) peerLocked(name string) *Peer {
 // none): through IKE_SA_INIT and IKE_AUTH, or CREATE_CHILD_SA on an
 // existing IKE SA. It does nothing if the child is up or being
 // negotiated, so an acquire starts one negotiation per policy. trigger,
-// if not nil, is the packet behind an acquire (RFC 7296, Section 2.9). An
+// if not nil, is the packet behind an acquire (RFC 7296, Section 2.9); for
+// a peer configuration with many remote hosts its destination picks the
+// host, and each host gets an IKE SA of its own (onDemandRemote). An
 // empty child creates the IKE SA alone if none exists. Initiate returns
 // at once; Events reports the outcome.
 func (m *Manager) Initiate(peer, child string, trigger *Trigger) error {
@@ -277,14 +279,15 @@ func (m *Manager) Initiate(peer, child string, trigger *Trigger) error {
 			return fmt.Errorf("%w %q of peer %q", ErrUnknownChild, child, peer)
 		}
 	}
-	if a := m.currentLocked(peer); a != nil {
+	remote := onDemandRemote(p, c, trigger)
+	if a := m.currentLocked(peer, remote); a != nil {
 		m.mu.Unlock()
 		if c != nil {
 			m.deliver(a, input{kind: inCommand, cmd: command{kind: cmdInitiate, child: child, trigger: trigger}})
 		}
 		return nil
 	}
-	a, err := m.newInitiatorLocked(p, c, trigger, netip.Addr{})
+	a, err := m.newInitiatorLocked(p, c, trigger, remote)
 	m.mu.Unlock()
 	if err != nil {
 		return err
@@ -336,13 +339,35 @@ func (m *Manager) newInitiatorLocked(p *Peer, c *ChildConfig, trigger *Trigger, 
 	return a, nil
 }
 
+// onDemandRemote returns the host that a trigger asks for when p is a
+// configuration for many peers (remote addresses that are not one host)
+// and child c protects the traffic of the peers themselves (transport mode
+// or dynamic selectors): the packet's destination, if it lies in p's
+// remote addresses. Each such peer gets an IKE SA of its own. Otherwise it
+// returns the zero Addr: p's one remote address.
+func onDemandRemote(p *Peer, c *ChildConfig, t *Trigger) netip.Addr {
+	if t == nil || c == nil || !t.Dst.IsValid() || (c.Mode != sa.Transport && len(c.RemoteTS) > 0) {
+		return netip.Addr{}
+	}
+	if len(p.RemoteAddrs) == 1 && p.RemoteAddrs[0].IsSingleIP() {
+		return netip.Addr{}
+	}
+	if !matchAddr(p.RemoteAddrs, t.Dst) {
+		return netip.Addr{}
+	}
+	return t.Dst.Unmap()
+}
+
 // currentLocked returns the live IKE SA with peer, preferring an
-// established one.
-func (m *Manager) currentLocked(peer string) *actor {
+// established one; with a valid remote, only one with that remote host.
+func (m *Manager) currentLocked(peer string, remote netip.Addr) *actor {
 	var connecting *actor
 	for a := range m.byPeer[peer] {
 		info := a.info.Load()
 		if info == nil || info.Peer != peer || a.dead {
+			continue
+		}
+		if remote.IsValid() && info.Remote.Addr().Unmap() != remote {
 			continue
 		}
 		switch info.State {

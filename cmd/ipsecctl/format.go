@@ -309,6 +309,34 @@ func printExplain(out io.Writer, res ctlapi.ExplainResult) {
 		verdict += "; " + res.Reason
 	}
 	fmt.Fprintf(out, "verdict: %s\n", verdict)
+	if res.Group != "" {
+		line := fmt.Sprintf("group: %s (prefix %s)", res.Group, res.GroupPrefix)
+		switch f := res.Fallback; {
+		case f == nil:
+		case f.Active:
+			line += "; fallback to the clear in force until " + f.Until.UTC().Format(time.RFC3339)
+		case f.Negotiating:
+			line += "; negotiating, falls back to the clear at " + f.Until.UTC().Format(time.RFC3339) + " without an SA"
+		default:
+			line += "; no fallback in force"
+		}
+		fmt.Fprintln(out, line)
+	}
+}
+
+// printPeers writes the on-demand peers as a table.
+func printPeers(out io.Writer, p ctlapi.Peers, now time.Time) {
+	if len(p.Peers) == 0 {
+		fmt.Fprintln(out, "no on-demand peers")
+		return
+	}
+	t := newTable(out)
+	fmt.Fprintln(t, "PEER\tCONNECTION\tGROUP\tSTATE\tREMOTE ID\tCHILDREN\tSINCE\tUNTIL")
+	for _, x := range p.Peers {
+		fmt.Fprintf(t, "%s\t%s\t%s\t%s\t%s\t%d\t%s\t%s\n", x.Addr, x.Connection, orDash(x.Group), x.State,
+			orDash(x.RemoteID), x.Children, ago(x.Since, now), in(x.Until, now))
+	}
+	t.Flush()
 }
 
 // printEvent writes an event as "TIME TYPE key=value ...", keys sorted.

@@ -8,6 +8,7 @@
 //	ipsecctl [-s SOCKET] rekey CONN[/CHILD]   rekey
 //	ipsecctl [-s SOCKET] reload    [--json]   re-read the config file, apply the difference
 //	ipsecctl [-s SOCKET] explain SRC DST [PROTO [DPORT]] [--json]
+//	ipsecctl [-s SOCKET] peers     [--json]   on-demand peers and their state
 //	ipsecctl [-s SOCKET] events    [--json]   follow the daemon's events
 //	ipsecctl completion bash|zsh|fish         print a shell completion script
 //	ipsecctl [-s SOCKET] version              ipsecctl's and the daemon's versions
@@ -69,6 +70,8 @@ commands:
   explain SRC DST [PROTO [DPORT]]  which SPD rule a packet would hit, and why
                                    (PROTO: tcp, udp, icmp, icmpv6, sctp, ... or a
                                    number; for icmp DPORT is TYPE[/CODE])
+  peers                            the on-demand peers of policy groups and of
+                                   connections for many hosts, with their state
   events                           follow the daemon's events until interrupted
   completion bash|zsh|fish         print a shell completion script
   version                          ipsecctl's version and, if it answers, the daemon's
@@ -76,7 +79,7 @@ commands:
 options:
   -s, --socket PATH   the daemon's control socket (default ` + client.DefaultSocket + `)
   --json              print the control API's JSON (status, sas, policies,
-                      reload, explain, events)
+                      reload, explain, peers, events)
   --version           print ipsecctl's version and exit
   -h, --help          print this help and exit
 
@@ -176,6 +179,7 @@ var commands = map[string]command{
 	"reload":   {0, 0, true, actionTimeout, cmdReload},
 	"explain":  {2, 4, true, queryTimeout, cmdExplain},
 	"events":   {0, 0, true, 0, cmdEvents},
+	"peers":    {0, 0, true, queryTimeout, cmdPeers},
 	"version":  {0, 0, false, versionTimeout, cmdVersion},
 }
 
@@ -343,6 +347,18 @@ func cmdPolicies(ctx context.Context, c *client.Client, o options, out io.Writer
 		return printJSON(out, p)
 	}
 	printPolicies(out, p)
+	return nil
+}
+
+func cmdPeers(ctx context.Context, c *client.Client, o options, out io.Writer) error {
+	p, err := c.Peers(ctx)
+	if err != nil {
+		return err
+	}
+	if o.json {
+		return printJSON(out, p)
+	}
+	printPeers(out, p, now())
 	return nil
 }
 

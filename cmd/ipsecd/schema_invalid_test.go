@@ -89,7 +89,10 @@ func TestCheckSchemaKnownDisagreements(t *testing.T) {
 // checks" (and testdata/checkonly shows, one file each).
 var checkOnly = []string{
 	"unknown keyword", "proposal", "unknown algorithm", // proposals and algorithms
-	"invalid prefix", "selector", "not a unicast IP address", "is not an IP address, prefix, DNS name", "identity \"",
+	"invalid prefix", "selector", "not a unicast IP address", "is not an IP address, prefix, range, DNS name", "identity \"",
+	"address range",                                                                                                            // remote_addrs ranges
+	"no connection \"", "a group's connection has exactly one", "protects a group: leave remote.id out", "is already in group", // groups and their connections
+	"dynamic selectors would protect all traffic", "fallback_timeout and fallback_time must be positive",
 	"psk needs a secret in secrets.ike",
 	"is already used by", "is already the spi_in",
 	"bytes (", "equal to key_out", "same address family", "in transport mode the selectors", "soft limit is larger",

@@ -126,6 +126,14 @@ func (c *Client) Policies(ctx context.Context) (ctlapi.Policies, error) {
 	return p, err
 }
 
+// Peers returns the peers of the connections for many hosts (GET
+// /v1/peers).
+func (c *Client) Peers(ctx context.Context) (ctlapi.Peers, error) {
+	var p ctlapi.Peers
+	err := c.call(ctx, http.MethodGet, ctlapi.PathPeers, nil, &p)
+	return p, err
+}
+
 // Initiate brings up a connection ("conn") or one of its children
 // ("conn/child") (POST /v1/initiate).
 func (c *Client) Initiate(ctx context.Context, name string) error {

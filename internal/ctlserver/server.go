@@ -45,6 +45,8 @@ type Backend interface {
 	// Explain classifies a packet against the SPD. The request's addresses
 	// are valid and of one family, and its Direction is "out" or "in".
 	Explain(ctx context.Context, req ctlapi.ExplainRequest) (ctlapi.ExplainResult, error)
+	// Peers returns the peers of the connections for many hosts.
+	Peers(ctx context.Context) (ctlapi.Peers, error)
 	// Subscribe returns a channel of events and a function that ends the
 	// subscription (the server calls it exactly once, when the stream ends).
 	// The backend closes the channel if it ends the stream itself; it
@@ -157,6 +159,7 @@ var routes = map[string]route{
 	ctlapi.PathReload:    {http.MethodPost, "reload", (*handler).reload},
 	ctlapi.PathExplain:   {http.MethodPost, "explain", (*handler).explain},
 	ctlapi.PathEvents:    {http.MethodGet, "events", (*handler).events},
+	ctlapi.PathPeers:     {http.MethodGet, "peers", (*handler).peers},
 }
 
 // statusWriter remembers the status, for the log.
@@ -329,6 +332,17 @@ func (h *handler) sas(w http.ResponseWriter, r *http.Request) error {
 		sas.ChildSAs[i].RemoteTS = nonNil(sas.ChildSAs[i].RemoteTS)
 	}
 	return writeJSON(w, http.StatusOK, sas)
+}
+
+func (h *handler) peers(w http.ResponseWriter, r *http.Request) error {
+	ctx, cancel := h.opContext(r)
+	defer cancel()
+	p, err := h.b.Peers(ctx)
+	if err != nil {
+		return err
+	}
+	p.Peers = nonNil(p.Peers)
+	return writeJSON(w, http.StatusOK, p)
 }
 
 func (h *handler) policies(w http.ResponseWriter, r *http.Request) error {

@@ -381,6 +381,13 @@ func (d *Daemon) Explain(ctx context.Context, req ctlapi.ExplainRequest) (ctlapi
 	if res.Action == "" {
 		res.Action = actionName(s.Default())
 	}
+	if len(steps) > 0 {
+		peer := req.Dst
+		if dir == sa.Inbound {
+			peer = req.Src
+		}
+		d.explainGroup(&res, peer, steps[len(steps)-1].Name)
+	}
 	return res, nil
 }
 

@@ -107,6 +107,9 @@ type Daemon struct {
 	// acquire starts IKE whatever their start_action, until they are up
 	// again. Guarded by mu.
 	traps map[string]bool
+	// od is the per-peer state of the policy groups (ondemand.go),
+	// guarded by mu.
+	od onDemand
 }
 
 // installed is a manual SA pair in the data plane.
@@ -195,6 +198,7 @@ func New(cfg *config.Config, opts Options) (*Daemon, error) {
 
 // Close stops the data plane and closes its devices and sockets.
 func (d *Daemon) Close() error {
+	d.stopOnDemand()
 	if d.ike != nil {
 		d.ike.Close()
 		d.opts.IKE.Close()
@@ -221,7 +225,16 @@ func (d *Daemon) apply(cfg *config.Config) error {
 	if err != nil {
 		return err
 	}
+	// The per-peer rules of the groups (fallbacks to the clear, protected
+	// clear-or-private peers) stay, as long as their peer stays in the
+	// same group.
+	if snap, err = snap.WithExceptions(d.exceptionsLocked(snap)); err != nil {
+		return err
+	}
 	changed := d.snap == nil || !sameRules(d.snap, snap) || !sameRoutes(d.snap, snap)
+	if d.cfg != nil && fmt.Sprint(d.cfg.Groups) != fmt.Sprint(cfg.Groups) {
+		changed = true // the fallback timers, which no rule shows
+	}
 	if d.cfg == nil || d.cfg.Daemon.Log != cfg.Daemon.Log {
 		setLogLevels(d.opts.Logger, cfg.Daemon.Log)
 		changed = true
@@ -279,25 +292,7 @@ func (d *Daemon) apply(cfg *config.Config) error {
 	} else if len(cfg.Connections) > 0 && d.cfg == nil {
 		d.log.Warn("connections configured but IKE is not running (no IKE socket)")
 	}
-	if d.snap != nil && sameRules(d.snap, snap) {
-		// Keep the running SPD and its hit counters.
-		snap.SPD = d.snap.SPD
-	} else {
-		d.dp.SetSPD(snap.SPD)
-	}
-	// Routes and firewall rules that fail are retried in the background
-	// (retry.go) until they succeed or a newer configuration replaces them;
-	// the rest of the configuration is in force meanwhile.
-	if r := d.opts.Router; r != nil && (d.snap == nil || !sameRoutes(d.snap, snap)) {
-		if err := d.routes.set(func() error { return r.Set(snap.Routes) }); err != nil {
-			errs = append(errs, &pendingError{"routes", err})
-		}
-	}
-	if f := d.opts.Filter; f != nil && (d.snap == nil || !sameFilter(d.snap, snap)) {
-		if err := d.filter.set(func() error { return f.Set(snap.Filter) }); err != nil {
-			errs = append(errs, &pendingError{"firewall rules", err})
-		}
-	}
+	errs = append(errs, d.enforceLocked(snap)...)
 	d.cfg, d.snap = cfg, snap
 	if err := errors.Join(errs...); err != nil {
 		return err
@@ -308,13 +303,38 @@ func (d *Daemon) apply(cfg *config.Config) error {
 	return nil
 }
 
+// enforceLocked puts snap in force in the data plane, the routes and the
+// host firewall, where it differs from the snapshot in force (d.snap). Routes and firewall rules that fail are retried in the background
+// (retry.go) until they succeed or a newer snapshot replaces them; the
+// rest is in force meanwhile.
+func (d *Daemon) enforceLocked(snap *policy.Snapshot) []error {
+	var errs []error
+	if d.snap != nil && sameRules(d.snap, snap) {
+		// Keep the running SPD and its hit counters.
+		snap.SPD = d.snap.SPD
+	} else {
+		d.dp.SetSPD(snap.SPD)
+	}
+	if r := d.opts.Router; r != nil && (d.snap == nil || !sameRoutes(d.snap, snap)) {
+		if err := d.routes.set(func() error { return r.Set(snap.Routes) }); err != nil {
+			errs = append(errs, &pendingError{"routes", err})
+		}
+	}
+	if f := d.opts.Filter; f != nil && (d.snap == nil || !sameFilter(d.snap, snap)) {
+		if err := d.filter.set(func() error { return f.Set(snap.Filter) }); err != nil {
+			errs = append(errs, &pendingError{"firewall rules", err})
+		}
+	}
+	return errs
+}
+
 func sameRules(a, b *policy.Snapshot) bool {
 	if len(a.Rules) != len(b.Rules) {
 		return false
 	}
 	for i := range a.Rules {
 		x, y := a.Rules[i], b.Rules[i]
-		if x.Name != y.Name || x.Action != y.Action || x.Ref != y.Ref || !equalSet(x.Local, y.Local) || !equalSet(x.Remote, y.Remote) {
+		if x.Name != y.Name || x.Action != y.Action || x.Ref != y.Ref || x.PerPeer != y.PerPeer || !equalSet(x.Local, y.Local) || !equalSet(x.Remote, y.Remote) {
 			return false
 		}
 	}

@@ -321,6 +321,9 @@ func (d *Daemon) acquire(ev dataplane.Event) {
 	d.mu.Lock()
 	ch, ok := d.snap.ChildByRef(ev.Ref)
 	trapped := ok && d.traps[ch.Conn+"/"+ch.Child]
+	if ok && ch.Group {
+		d.timeNegotiationLocked(ev)
+	}
 	d.mu.Unlock()
 	if !ok || (ch.Start == config.StartNone && !trapped) {
 		return
@@ -362,8 +365,12 @@ func (d *Daemon) watchIKE() {
 		default:
 			continue
 		}
-		if ev.Kind == ike.EventChildUp {
+		switch ev.Kind {
+		case ike.EventChildUp:
 			d.setTrap(name, false)
+			d.childUp(ev.SPIIn)
+		case ike.EventChildDown, ike.EventIKEDown:
+			d.childDown()
 		}
 		if ev.SPIIn != 0 {
 			fields["spi_in"], fields["spi_out"] = fmt.Sprintf("%08x", ev.SPIIn), fmt.Sprintf("%08x", ev.SPIOut)

@@ -104,7 +104,7 @@ type Dataplane struct {
 	closed bool
 
 	stageMu sync.Mutex
-	staged  map[uint32]*stage
+	staged  map[stageKey]*stage
 
 	counters counters
 	drops    sa.DropCounters
@@ -189,7 +189,7 @@ func New(c Config) (*Dataplane, error) {
 	d.work = make(chan chunk, 4*d.workers*4)
 	d.lanes = newLanes(2*d.workers+2, bs)
 	d.events = make(chan Event, d.cfg.EventQueue)
-	d.staged = make(map[uint32]*stage)
+	d.staged = make(map[stageKey]*stage)
 	d.done = make(chan struct{})
 	return d, nil
 }
@@ -270,7 +270,7 @@ func (d *Dataplane) InstallOutbound(s *sad.OutboundSA) error {
 	if _, err := d.sad.InstallOutbound(s); err != nil {
 		return err
 	}
-	d.flushStaged(s.Ref)
+	d.flushStaged(s)
 	return nil
 }
 

@@ -3,10 +3,14 @@ package dataplane
 import (
 	"fmt"
 	"net/netip"
+	"slices"
 	"time"
 
+	"github.com/goipsec/goipsec/internal/sad"
+	"github.com/goipsec/goipsec/internal/spd"
 	"github.com/goipsec/goipsec/packet"
 	"github.com/goipsec/goipsec/sa"
+	"github.com/goipsec/goipsec/traffic"
 )
 
 // EventKind says what an Event reports.
@@ -72,16 +76,29 @@ type stage struct {
 	acquired time.Time
 }
 
-// stagePacket keeps a copy of pkt for bundle ref and sends an Acquire if none
-// was sent for it within AcquireInterval. It reports whether the packet was
-// kept; if not, the caller counts sa.DropNoSA.
-func (d *Dataplane) stagePacket(ref uint32, rule string, pkt []byte, info *packet.Info) bool {
+// stageKey names a stage: the bundle and, for a rule whose bundle holds
+// one SA per peer (spd.Rule.PerPeer), the destination, so that each peer
+// gets its own Acquire; else the zero Addr.
+type stageKey struct {
+	ref uint32
+	dst netip.Addr
+}
+
+// stagePacket keeps a copy of pkt for the bundle of rule and sends an
+// Acquire if none was sent for it (for its destination, with a per-peer
+// rule) within AcquireInterval. It reports whether the packet was kept; if
+// not, the caller counts sa.DropNoSA.
+func (d *Dataplane) stagePacket(rule *spd.Rule, pkt []byte, info *packet.Info) bool {
 	now := d.now()
+	key := stageKey{ref: rule.Ref}
+	if rule.PerPeer {
+		key.dst = info.Dst
+	}
 	d.stageMu.Lock()
-	st := d.staged[ref]
+	st := d.staged[key]
 	if st == nil {
-		st = &stage{rule: rule}
-		d.staged[ref] = st
+		st = &stage{rule: rule.Name}
+		d.staged[key] = st
 	}
 	acquire := st.acquired.IsZero() || now.Sub(st.acquired) >= d.cfg.AcquireInterval
 	if acquire {
@@ -94,7 +111,7 @@ func (d *Dataplane) stagePacket(ref uint32, rule string, pkt []byte, info *packe
 	}
 	d.stageMu.Unlock()
 	if acquire {
-		d.emit(Event{Kind: EventAcquire, Ref: ref, Rule: rule, Packet: Trigger{
+		d.emit(Event{Kind: EventAcquire, Ref: rule.Ref, Rule: rule.Name, Packet: Trigger{
 			Src: info.Src, Dst: info.Dst, Proto: info.Proto,
 			SrcPort: info.SrcPort, DstPort: info.DstPort, HasPorts: info.HasPorts,
 		}})
@@ -108,24 +125,31 @@ func (d *Dataplane) stagePacket(ref uint32, rule string, pkt []byte, info *packe
 func (d *Dataplane) expireStaged(now time.Time) {
 	d.stageMu.Lock()
 	defer d.stageMu.Unlock()
-	for ref, st := range d.staged {
+	for key, st := range d.staged {
 		if now.Sub(st.acquired) >= 2*d.cfg.AcquireInterval {
 			for range st.pkts {
 				d.drops.Add(sa.DropNoSA)
 			}
-			delete(d.staged, ref)
+			delete(d.staged, key)
 		}
 	}
 }
 
-// flushStaged sends the packets staged for ref through the outbound pipeline,
-// now that it has an SA.
-func (d *Dataplane) flushStaged(ref uint32) {
+// flushStaged sends the packets staged for the bundle of o (those for its
+// peer, when they were staged per destination) through the outbound
+// pipeline, now that it has an SA.
+func (d *Dataplane) flushStaged(o *sad.OutboundSA) {
+	var pkts [][]byte
 	d.stageMu.Lock()
-	st := d.staged[ref]
-	delete(d.staged, ref)
+	for key, st := range d.staged {
+		if key.ref != o.Ref || key.dst.IsValid() && !slices.ContainsFunc(o.RemoteTS, func(sel traffic.Selector) bool { return sel.Contains(key.dst) }) {
+			continue
+		}
+		pkts = append(pkts, st.pkts...)
+		delete(d.staged, key)
+	}
 	d.stageMu.Unlock()
-	if st == nil || len(st.pkts) == 0 {
+	if len(pkts) == 0 {
 		return
 	}
 	b := d.outPool.get(d.done)
@@ -133,7 +157,7 @@ func (d *Dataplane) flushStaged(ref uint32) {
 		return
 	}
 	b.restaged = true
-	for _, p := range st.pkts {
+	for _, p := range pkts {
 		if b.n == len(b.elems) {
 			break
 		}

@@ -173,7 +173,7 @@ func (d *Dataplane) classifyOutboundFrom(b *batch, from int) (i int) {
 		}
 		o := db.Lookup(rule.Ref, &info)
 		if o == nil {
-			if d.cfg.StageLen < 0 || !d.stagePacket(rule.Ref, rule.Name, e.buf[e.start:e.end], &info) {
+			if d.cfg.StageLen < 0 || !d.stagePacket(rule, e.buf[e.start:e.end], &info) {
 				e.drop = sa.DropNoSA
 				d.dropElem(e)
 			}

@@ -121,6 +121,7 @@ var rules = map[string]rule{
 	"tun/tuntest":                {layer: test, imports: []string{"tun"}},
 	"internal/ctlserver/ctltest": {layer: test, imports: []string{"ctlapi", "internal/ctlserver"}},
 	"internal/testenv":           {layer: test, os: true},
+	"internal/testca":            {layer: test, os: true},
 	"internal/nstest":            {layer: test, imports: []string{"internal/testenv"}, ext: []string{"github.com/vishvananda/netns"}, os: true},
 	"internal/swantest":          {layer: test, imports: []string{"internal/testenv", "internal/nstest"}, os: true},
 	"internal/e2e":               {layer: test},

@@ -40,6 +40,19 @@ func ikePeers(cfg *config.Config, refs func(conn, child string) uint32) ([]ike.P
 		if err := pubkeyAuth(&p, c); err != nil {
 			return nil, fmt.Errorf("policy: connection %s: %w", c.Name, err)
 		}
+		if cfg.GroupConnection(c.Name) && c.Local.ID == "" && p.LocalAuth == ike.AuthPubkey {
+			// A group's peers know a host by its address (the PAD binds
+			// the identity to the address it speaks from, RFC 4301,
+			// Section 4.4.3.2), so the host's identity is the first IP
+			// address in its certificate's subjectAltName, not its
+			// subject: one policy file then serves every host.
+			for _, ip := range p.LocalCerts[0].IPAddresses {
+				if a, ok := netip.AddrFromSlice(ip); ok {
+					p.LocalID = ike.AddrIdentity(a.Unmap())
+					break
+				}
+			}
+		}
 		for _, ch := range c.Children {
 			cc := ike.ChildConfig{Name: ch.Name, Ref: refs(c.Name, ch.Name), Mode: ch.Mode, LocalTS: ch.LocalTS, RemoteTS: ch.RemoteTS,
 				Protocol: ch.Protocol, ReplayWindow: ch.ReplayWindow,

@@ -46,8 +46,15 @@ type Snapshot struct {
 	Peers []ike.Peer
 	// PAD is the Peer Authorization Database of the connections.
 	PAD *PAD
+	// Groups are the prefixes of the policy groups, most specific first
+	// (see GroupOf), whose rules end Rules.
+	Groups []GroupRule
+	// Exceptions are the per-peer rules WithExceptions added.
+	Exceptions []Exception
 
-	refs *refs // the Refs by name, for the next Compile
+	refs       *refs     // the Refs by name, for the next Compile
+	groupStart int       // the index in Rules of the first group rule
+	base       *Snapshot // the snapshot WithExceptions started from
 }
 
 // FilterAction is what the host firewall does with the cleartext packets a
@@ -79,6 +86,9 @@ type Child struct {
 	Conn, Child string
 	Ref         uint32
 	Start       config.StartAction
+	// Group is set for the child of a group's connection, whose rules are
+	// the group's.
+	Group bool
 }
 
 // ChildByRef returns the child whose rule has Ref ref.
@@ -99,6 +109,29 @@ func (s *Snapshot) ChildRef(conn, child string) (uint32, bool) {
 		}
 	}
 	return 0, false
+}
+
+// dynamicTS returns the SPD selectors of a child with dynamic selectors:
+// the connection's local and remote addresses (empty local_addrs: any).
+func dynamicTS(conn config.Connection) (local, remote traffic.Set, err error) {
+	lp, err := prefixes(conn.LocalAddrs)
+	if err != nil {
+		return nil, nil, fmt.Errorf("policy: connection %s: local_addrs: %w", conn.Name, err)
+	}
+	rp, err := prefixes(conn.RemoteAddrs)
+	if err != nil || len(rp) == 0 {
+		return nil, nil, fmt.Errorf("policy: connection %s: dynamic selectors need remote_addrs (%v)", conn.Name, err)
+	}
+	set := func(ps []netip.Prefix) traffic.Set {
+		var out traffic.Set
+		for _, p := range ps {
+			sel := traffic.Host(p.Addr())
+			sel.Prefix = p
+			out = append(out, sel)
+		}
+		return out
+	}
+	return set(lp), set(rp), nil
 }
 
 // firstHost returns the first of addrs that is a single IP address.
@@ -158,6 +191,7 @@ func Compile(c *config.Config, localAddrs []netip.Addr, prev *Snapshot) (*Snapsh
 		s.addRoutes(m.RemoteTS, m.LocalTS, src, localAddrs)
 	}
 	for _, conn := range c.Connections {
+		template := c.GroupConnection(conn.Name)
 		for _, ch := range conn.Children {
 			// Every child gets its PROTECT rule and routes, whatever its
 			// start action: traffic that the configuration says must be
@@ -169,14 +203,35 @@ func Compile(c *config.Config, localAddrs []netip.Addr, prev *Snapshot) (*Snapsh
 			if err != nil {
 				return nil, err
 			}
-			s.Rules = append(s.Rules, spd.Rule{Name: name, Local: ch.LocalTS, Remote: ch.RemoteTS, Action: spd.Protect, Ref: ref})
-			s.Children = append(s.Children, Child{Conn: conn.Name, Child: ch.Name, Ref: ref, Start: ch.StartAction})
+			start := ch.StartAction
+			if template {
+				// The groups' rules carry its Ref, prefix by prefix;
+				// a packet of a private group starts IKE as a trap.
+				s.Children = append(s.Children, Child{Conn: conn.Name, Child: ch.Name, Ref: ref, Start: config.StartTrap, Group: true})
+				continue
+			}
+			r := spd.Rule{Name: name, Local: ch.LocalTS, Remote: ch.RemoteTS, Action: spd.Protect, Ref: ref}
+			if ch.LocalTS == nil && ch.RemoteTS == nil {
+				// Dynamic selectors (transport mode): the policy covers
+				// the connection's addresses, one SA per peer.
+				var err error
+				if r.Local, r.Remote, err = dynamicTS(conn); err != nil {
+					return nil, err
+				}
+				r.PerPeer = true
+			}
+			s.Rules = append(s.Rules, r)
+			s.Children = append(s.Children, Child{Conn: conn.Name, Child: ch.Name, Ref: ref, Start: start})
 			src := netip.Addr{}
 			if ch.Mode == sa.Transport {
 				src = firstHost(conn.LocalAddrs)
 			}
-			s.addRoutes(ch.RemoteTS, ch.LocalTS, src, localAddrs)
+			s.addRoutes(r.Remote, r.Local, src, localAddrs)
 		}
+	}
+	s.groupStart = len(s.Rules)
+	if err := s.compileGroups(c, localAddrs); err != nil {
+		return nil, err
 	}
 	peers, err := ikePeers(c, func(conn, child string) uint32 { r, _ := s.ChildRef(conn, child); return r })
 	if err != nil {

@@ -86,6 +86,10 @@ type Rule struct {
 	// Ref identifies, for Protect rules, the SA bundle the data plane uses
 	// (a policy ID that the SAD is keyed by). The SPD does not interpret it.
 	Ref uint32
+	// PerPeer marks a Protect rule whose bundle holds one SA per peer (a
+	// connection for many hosts): the data plane asks for an SA per
+	// destination, not once for the rule.
+	PerPeer bool
 }
 
 // Direction is the direction of a packet relative to this host: sa.Outbound

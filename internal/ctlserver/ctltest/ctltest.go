@@ -24,6 +24,7 @@ type Fake struct {
 	StatusResult   ctlapi.Status
 	SAsResult      ctlapi.SAs
 	PoliciesResult ctlapi.Policies
+	PeersResult    ctlapi.Peers
 	ReloadResult   ctlapi.ReloadResult
 	ExplainResult  ctlapi.ExplainResult
 	Errors         map[string]error
@@ -78,6 +79,12 @@ func (f *Fake) SAs(context.Context) (ctlapi.SAs, error) {
 func (f *Fake) Policies(context.Context) (ctlapi.Policies, error) {
 	f.record("policies")
 	return f.PoliciesResult, f.Errors["policies"]
+}
+
+// Peers implements ctlserver.Backend.
+func (f *Fake) Peers(context.Context) (ctlapi.Peers, error) {
+	f.record("peers")
+	return f.PeersResult, f.Errors["peers"]
 }
 
 // Initiate implements ctlserver.Backend.

@@ -1,0 +1,304 @@
+package daemon
+
+import (
+	"context"
+	"fmt"
+	"net/netip"
+	"testing"
+	"time"
+
+	"github.com/goipsec/goipsec/config"
+	"github.com/goipsec/goipsec/conn/conntest"
+	"github.com/goipsec/goipsec/ctlapi"
+	"github.com/goipsec/goipsec/internal/testca"
+	"github.com/goipsec/goipsec/tun/tuntest"
+)
+
+// hostConfig is one host of 192.0.2.0/29: every host has the same file
+// but its own address, and groups in the YAML of groups.
+func hostConfig(t *testing.T, self, groups string) *config.Config {
+	t.Helper()
+	y := fmt.Sprintf(`connections:
+  hosts:
+    local_addrs: [%s]
+    remote_addrs: [192.0.2.0/29]
+    proposals: [aes256gcm16-prfsha256-x25519]
+    local: {auth: psk}
+    remote: {auth: psk}
+    children:
+      host: {mode: transport, esp_proposals: [aes256gcm16], start_action: trap}
+groups:
+%s
+secrets:
+  ike:
+    - {ids: [192.0.2.1, 192.0.2.2, 192.0.2.3], secret: one key for the three hosts}
+`, self, groups)
+	c, err := config.Parse(self+".yaml", []byte(y))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+// sendHost sends one UDP packet from host from to host to's address and
+// checks that it arrives on to's TUN device, decrypted.
+func sendHost(t *testing.T, from *peer, src, dst netip.Addr, to *peer) {
+	t.Helper()
+	pkt := tuntest.UDP(netip.AddrPortFrom(src, 1000), netip.AddrPortFrom(dst, 2000), []byte("to "+dst.String()))
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		from.tun.In <- pkt
+		select {
+		case <-to.tun.Out:
+			return
+		case <-time.After(200 * time.Millisecond):
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no packet from %v reached %v", src, dst)
+		}
+	}
+}
+
+func explainTo(t *testing.T, d *Daemon, src, dst netip.Addr) ctlapi.ExplainResult {
+	t.Helper()
+	return explainDir(t, d, src, dst, "out")
+}
+
+func explainDir(t *testing.T, d *Daemon, src, dst netip.Addr, dir string) ctlapi.ExplainResult {
+	t.Helper()
+	res, err := d.Explain(context.Background(), ctlapi.ExplainRequest{Src: src, Dst: dst, Proto: 17, DPort: 2000, Direction: dir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return res
+}
+
+// TestOnDemandPrivateGroup checks on-demand IKE per host with one policy
+// on three hosts: the first packet from A to B and to C starts an IKE SA
+// and a transport-mode CHILD SA with that host alone; ipsecctl peers lists
+// both; explain names the group.
+func TestOnDemandPrivateGroup(t *testing.T) {
+	nw, inw := conntest.NewNetwork(1024), &ikeNet{}
+	groups := "  private: {prefixes: [192.0.2.0/29], connection: hosts}"
+	a, b, c := netip.MustParseAddr("192.0.2.1"), netip.MustParseAddr("192.0.2.2"), netip.MustParseAddr("192.0.2.3")
+	pa, _ := startAt(t, nw, a, hostConfig(t, "192.0.2.1", groups), inw.listen(a))
+	pb, _ := startAt(t, nw, b, hostConfig(t, "192.0.2.2", groups), inw.listen(b))
+	pc, _ := startAt(t, nw, c, hostConfig(t, "192.0.2.3", groups), inw.listen(c))
+	sendHost(t, pa, a, b, pb)
+	sendHost(t, pa, a, c, pc)
+	sendHost(t, pb, b, a, pa)
+	if n := len(pa.d.ike.SAs()); n != 2 {
+		t.Errorf("A has %d IKE SAs, want one with B and one with C", n)
+	}
+	peers, err := pa.d.Peers(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(peers.Peers) != 2 || peers.Peers[0].Addr != b || peers.Peers[1].Addr != c ||
+		peers.Peers[0].State != ctlapi.PeerEstablished || peers.Peers[0].Group != "private" || peers.Peers[0].Children != 1 {
+		t.Errorf("peers of A: %+v", peers.Peers)
+	}
+	res := explainTo(t, pa.d, a, b)
+	if res.Group != "private" || res.GroupPrefix != "192.0.2.0/29" || res.Action != ctlapi.ActionProtect || res.Fallback != nil {
+		t.Errorf("explain A -> B: group %q %q action %q fallback %+v", res.Group, res.GroupPrefix, res.Action, res.Fallback)
+	}
+}
+
+// TestOnDemandConnectionForManyPeers checks a connection for many peers
+// without groups: remote_addrs a prefix, a trapped transport-mode child
+// with dynamic selectors; the first packet to each host starts an IKE SA
+// with that host alone.
+func TestOnDemandConnectionForManyPeers(t *testing.T) {
+	nw, inw := conntest.NewNetwork(1024), &ikeNet{}
+	a, b, c := netip.MustParseAddr("192.0.2.1"), netip.MustParseAddr("192.0.2.2"), netip.MustParseAddr("192.0.2.3")
+	pa, _ := startAt(t, nw, a, hostConfig(t, "192.0.2.1", ""), inw.listen(a))
+	pb, _ := startAt(t, nw, b, hostConfig(t, "192.0.2.2", ""), inw.listen(b))
+	pc, _ := startAt(t, nw, c, hostConfig(t, "192.0.2.3", ""), inw.listen(c))
+	sendHost(t, pa, a, b, pb)
+	sendHost(t, pa, a, c, pc)
+	spis := outSPIs(pa.d)
+	if len(spis) != 2 || spis[b.String()] == 0 || spis[c.String()] == 0 {
+		t.Errorf("A's outbound SAs by peer: %v, want one with B and one with C", spis)
+	}
+	peers, _ := pa.d.Peers(context.Background())
+	if len(peers.Peers) != 2 || peers.Peers[0].Group != "" {
+		t.Errorf("peers: %+v", peers.Peers)
+	}
+}
+
+// TestPrivateOrClearFallback checks the fallback cache: A's packet to D,
+// which runs no IKE, starts a negotiation; without an SA after
+// fallback_timeout, D's traffic is in the clear (explain and peers say
+// until when) for fallback_time, then the next packet tries IKE again.
+func TestPrivateOrClearFallback(t *testing.T) {
+	nw, inw := conntest.NewNetwork(1024), &ikeNet{}
+	a, dAddr := netip.MustParseAddr("192.0.2.1"), netip.MustParseAddr("192.0.2.4")
+	groups := "  private: {prefixes: [192.0.2.0/29], connection: hosts}\n" +
+		"  private-or-clear: {prefixes: [192.0.2.4/32], connection: hosts, fallback_timeout: 300ms, fallback_time: 1s}"
+	pa, _ := startAt(t, nw, a, hostConfig(t, "192.0.2.1", groups), inw.listen(a))
+	events, cancel := pa.d.Subscribe(context.Background())
+	defer cancel()
+	pa.tun.In <- tuntest.UDP(netip.AddrPortFrom(a, 1000), netip.AddrPortFrom(dAddr, 2000), []byte("to D"))
+	waitFor(t, "the negotiation with D", func() bool {
+		f := explainTo(t, pa.d, a, dAddr).Fallback
+		return f != nil && f.Negotiating
+	})
+	if res := explainTo(t, pa.d, a, dAddr); res.Action != ctlapi.ActionProtect || res.Group != "private-or-clear" {
+		t.Errorf("during the negotiation: %s by group %q", res.Action, res.Group)
+	}
+	var fallbackAt time.Time
+	waitFor(t, "the fallback event", func() bool {
+		select {
+		case ev := <-events:
+			if ev.Type == ctlapi.EventFallback && ev.Fields["peer"] == dAddr.String() {
+				fallbackAt = time.Now()
+				return true
+			}
+		default:
+		}
+		return false
+	})
+	res := explainTo(t, pa.d, a, dAddr)
+	if res.Action != ctlapi.ActionBypass || res.Fallback == nil || !res.Fallback.Active || res.Fallback.Until.IsZero() || res.Group != "private-or-clear" {
+		t.Errorf("after the fallback: %s by group %q, fallback %+v", res.Action, res.Group, res.Fallback)
+	}
+	if in := explainDir(t, pa.d, dAddr, a, "in"); in.Steps[len(in.Steps)-1].Name != "fallback private-or-clear 192.0.2.4" {
+		t.Errorf("inbound cleartext from D is decided by %q", in.Steps[len(in.Steps)-1].Name)
+	}
+	peers, _ := pa.d.Peers(context.Background())
+	found := false
+	for _, p := range peers.Peers {
+		found = found || p.Addr == dAddr && p.State == ctlapi.PeerClear && !p.Until.IsZero()
+	}
+	if !found {
+		t.Errorf("peers: %+v, want D in the clear", peers.Peers)
+	}
+	// Another host of the private group is not affected.
+	if r := explainTo(t, pa.d, a, netip.MustParseAddr("192.0.2.2")); r.Action != ctlapi.ActionProtect {
+		t.Errorf("B during D's fallback: %s", r.Action)
+	}
+	waitFor(t, "the end of the fallback", func() bool {
+		select {
+		case ev := <-events:
+			return ev.Type == ctlapi.EventFallbackEnd
+		default:
+		}
+		return false
+	})
+	if d := time.Since(fallbackAt); d < 500*time.Millisecond {
+		t.Errorf("the fallback ended %v after it began, want about fallback_time (1s)", d)
+	}
+	if res := explainTo(t, pa.d, a, dAddr); res.Action != ctlapi.ActionProtect || res.Fallback == nil || res.Fallback.Active {
+		t.Errorf("after the fallback ended: %s, fallback %+v", res.Action, res.Fallback)
+	}
+	// The next packet tries IKE again. The data plane asks again for
+	// an SA once its last acquire is older than its acquire interval
+	// (5 s); in use, fallback_time is far longer.
+	time.Sleep(time.Until(fallbackAt.Add(4 * time.Second)))
+	waitFor(t, "a new negotiation with D", func() bool {
+		pa.tun.In <- tuntest.UDP(netip.AddrPortFrom(a, 1000), netip.AddrPortFrom(dAddr, 2000), []byte("to D again"))
+		time.Sleep(50 * time.Millisecond)
+		f := explainTo(t, pa.d, a, dAddr).Fallback
+		return f != nil && (f.Negotiating || f.Active)
+	})
+}
+
+// TestClearOrPrivate checks that a clear-or-private peer's traffic goes in
+// the clear until the peer initiates IKE, and is protected once it has an
+// SA.
+func TestClearOrPrivate(t *testing.T) {
+	nw, inw := conntest.NewNetwork(1024), &ikeNet{}
+	a, b := netip.MustParseAddr("192.0.2.1"), netip.MustParseAddr("192.0.2.2")
+	pa, _ := startAt(t, nw, a, hostConfig(t, "192.0.2.1", "  clear-or-private: {prefixes: [192.0.2.0/29], connection: hosts}"), inw.listen(a))
+	pb, _ := startAt(t, nw, b, hostConfig(t, "192.0.2.2", "  private: {prefixes: [192.0.2.0/29], connection: hosts}"), inw.listen(b))
+	if res := explainTo(t, pa.d, a, b); res.Action != ctlapi.ActionBypass || res.Group != "clear-or-private" {
+		t.Errorf("before B initiates: %s by %q", res.Action, res.Group)
+	}
+	sendHost(t, pb, b, a, pa)
+	waitFor(t, "A protects B", func() bool { return explainTo(t, pa.d, a, b).Action == ctlapi.ActionProtect })
+	if res := explainTo(t, pa.d, a, b); res.Group != "clear-or-private" || res.Steps[len(res.Steps)-1].Name != "peer clear-or-private 192.0.2.2" {
+		t.Errorf("with B's SA: group %q, rule %q", res.Group, res.Steps[len(res.Steps)-1].Name)
+	}
+	sendHost(t, pa, a, b, pb)
+	if err := pb.d.Terminate(context.Background(), "hosts"); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "A back to the clear", func() bool { return explainTo(t, pa.d, a, b).Action == ctlapi.ActionBypass })
+}
+
+// certHostConfig is hostConfig with certificates from ca: the host's
+// certificate is NAME.pem, and its identity id (empty: its address).
+func certHostConfig(t *testing.T, ca *testca.CA, self, name, id string) *config.Config {
+	t.Helper()
+	local := fmt.Sprintf("{auth: pubkey, certs: [%s.pem], key: %s.key}", name, name)
+	if id != "" {
+		local = fmt.Sprintf("{auth: pubkey, certs: [%s.pem], key: %s.key, id: %q}", name, name, id)
+	}
+	y := fmt.Sprintf(`connections:
+  hosts:
+    local_addrs: [%s]
+    remote_addrs: [192.0.2.0/29]
+    proposals: [aes256gcm16-prfsha256-x25519]
+    local: %s
+    remote: {auth: pubkey, cacerts: [ca.pem]}
+    children:
+      host: {mode: transport, esp_proposals: [aes256gcm16]}
+groups:
+  private: {prefixes: [192.0.2.0/29], connection: hosts}
+`, self, local)
+	c, err := config.Parse(ca.Path(name+".yaml"), []byte(y))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+// TestGroupPeerBoundToAddress checks that a group's peer must hold a
+// certificate for the address it speaks from: B, with its own certificate,
+// gets an SA with A; C, with a valid certificate of the same CA for its
+// own address, speaking from B's address, is refused whichever identity it
+// claims (its own, which is not the address it speaks from, or B's, which
+// is not in its certificate), and no SA holds B's traffic.
+func TestGroupPeerBoundToAddress(t *testing.T) {
+	ca, err := testca.New(t.TempDir(), "test CA")
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, b, c := netip.MustParseAddr("192.0.2.1"), netip.MustParseAddr("192.0.2.2"), netip.MustParseAddr("192.0.2.3")
+	for name, addr := range map[string]netip.Addr{"a": a, "b": b, "c": c} {
+		if err := ca.Host(name, addr); err != nil {
+			t.Fatal(err)
+		}
+	}
+	t.Run("B", func(t *testing.T) {
+		nw, inw := conntest.NewNetwork(1024), &ikeNet{}
+		pa, _ := startAt(t, nw, a, certHostConfig(t, ca, "192.0.2.1", "a", ""), inw.listen(a))
+		pb, _ := startAt(t, nw, b, certHostConfig(t, ca, "192.0.2.2", "b", ""), inw.listen(b))
+		sendHost(t, pa, a, b, pb)
+		if s := pa.d.ike.SAs(); len(s) != 1 || s[0].RemoteID.String() != "192.0.2.2" {
+			t.Errorf("A's IKE SAs: %+v", s)
+		}
+	})
+	for _, id := range []string{"192.0.2.3", "192.0.2.2"} {
+		t.Run("C as "+id, func(t *testing.T) {
+			nw, inw := conntest.NewNetwork(1024), &ikeNet{}
+			pa, _ := startAt(t, nw, a, certHostConfig(t, ca, "192.0.2.1", "a", ""), inw.listen(a))
+			events, cancel := pa.d.Subscribe(context.Background())
+			defer cancel()
+			// C runs at B's address.
+			startAt(t, nw, b, certHostConfig(t, ca, "192.0.2.2", "c", id), inw.listen(b))
+			pa.tun.In <- tuntest.UDP(netip.AddrPortFrom(a, 1000), netip.AddrPortFrom(b, 2000), []byte("for B"))
+			waitFor(t, "A refuses C", func() bool {
+				select {
+				case ev := <-events:
+					return ev.Type == ctlapi.EventAuthFailed || ev.Type == ctlapi.EventIKEDown && ev.Fields["reason"] != ""
+				default:
+				}
+				return false
+			})
+			if n := len(outSPIs(pa.d)); n != 0 {
+				t.Errorf("A installed %d outbound SAs for C speaking from B's address", n)
+			}
+		})
+	}
+}
