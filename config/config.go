@@ -52,6 +52,9 @@ type Config struct {
 	Policies    []Policy     // in file order, which is SPD order
 	ManualSAs   []ManualSA   // in file order
 	Secrets     Secrets
+	// PolicySources lists the shared policy the file's own is merged with
+	// (see Merge); the zero value means the file alone.
+	PolicySources PolicySources
 }
 
 // Daemon holds the daemon's own settings (section "daemon").
