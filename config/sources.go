@@ -1,7 +1,6 @@
 package config
 
 import (
-	"os"
 	"path/filepath"
 	"strings"
 	"time"
@@ -65,11 +64,13 @@ func (d *decoder) policySources(ps *PolicySources, key string, n *yaml.Node) {
 		{"etcd", func(key string, n *yaml.Node) {
 			e := &EtcdSource{Prefix: DefaultEtcdPrefix, DialTimeout: DefaultEtcdDialTimeout,
 				RequestTimeout: DefaultEtcdRequestTimeout, Resync: DefaultEtcdResync}
+			badEndpoint := false
 			m := d.mapping(n, key, []field{
 				{"endpoints", func(key string, n *yaml.Node) {
 					for _, it := range d.list(n, key) {
 						if !strings.HasPrefix(it.val, "http://") && !strings.HasPrefix(it.val, "https://") {
 							d.fail(it.node, it.key, "must be a URL: http://host:port or https://host:port")
+							badEndpoint = true
 							continue
 						}
 						e.Endpoints = append(e.Endpoints, it.val)
@@ -99,22 +100,25 @@ func (d *decoder) policySources(ps *PolicySources, key string, n *yaml.Node) {
 						e.Labels[k] = v
 					}
 				}},
-				{"cert", d.existingFile(&e.CertFile)},
+				{"cert", d.filePath(&e.CertFile)},
 				{"key", func(key string, n *yaml.Node) {
 					if p, vn, ok := d.scalar(n, key); ok {
 						e.KeyFile = d.keyFile(p, vn, key)
 					}
 				}},
-				{"ca", d.existingFile(&e.CAFile)},
+				{"ca", d.filePath(&e.CAFile)},
 				{"dial_timeout", d.positiveDuration(&e.DialTimeout)},
 				{"request_timeout", d.positiveDuration(&e.RequestTimeout)},
 				{"resync", d.positiveDuration(&e.Resync)},
 				{"cache", d.absPath(&e.Cache)},
 			})
 			if m == nil {
+				if r := d.resolve(n); r != nil && isNull(r) {
+					d.fail(r, key+".endpoints", "required: the cluster's client URLs")
+				}
 				return
 			}
-			if len(e.Endpoints) == 0 {
+			if len(e.Endpoints) == 0 && !badEndpoint {
 				d.fail(m, key+".endpoints", "required: the cluster's client URLs")
 			}
 			if (e.CertFile == "") != (e.KeyFile == "") {
@@ -125,16 +129,17 @@ func (d *decoder) policySources(ps *PolicySources, key string, n *yaml.Node) {
 	})
 }
 
-// existingFile reads the path of a file that must exist, resolved against
-// the configuration file's directory.
-func (d *decoder) existingFile(dst *string) func(string, *yaml.Node) {
+// filePath reads a file path, resolved against the configuration file's
+// directory; the daemon reads the file.
+func (d *decoder) filePath(dst *string) func(string, *yaml.Node) {
 	return func(key string, n *yaml.Node) {
 		if p, vn, ok := d.scalar(n, key); ok {
+			if p == "" {
+				d.fail(vn, key, "needs a file path")
+				return
+			}
 			if !filepath.IsAbs(p) {
 				p = filepath.Join(d.dir, p)
-			}
-			if _, err := os.Stat(p); err != nil {
-				d.fail(vn, key, "cannot read %s: %s", p, errReason(err))
 			}
 			*dst = p
 		}
