@@ -231,6 +231,7 @@ func (s *Source) update(docs []Document, rev int64, apply func(*config.Config) e
 			s.rev, s.st.Revision = rev, rev
 			s.saveCache()
 		}
+		s.bad = nil // a refused revision, if any, is gone
 		s.clearError()
 		return
 	}

@@ -1,0 +1,184 @@
+// Package etcdtest runs a real etcd cluster for tests: Debian's
+// etcd-server (3.4) members started and stopped by PID, on loopback or in a
+// network namespace, each with its own data directory under t.TempDir().
+package etcdtest
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	clientv3 "go.etcd.io/etcd/client/v3"
+	"go.uber.org/zap"
+
+	"github.com/goipsec/goipsec/internal/testenv"
+)
+
+// Cluster is a running etcd cluster.
+type Cluster struct {
+	t         testing.TB
+	Members   []*Member
+	Endpoints []string
+	client    *clientv3.Client
+}
+
+// Member is one etcd process.
+type Member struct {
+	Name      string
+	ClientURL string
+	args      []string
+	netns     string
+	cmd       *exec.Cmd
+	done      chan struct{}
+}
+
+// Start starts a cluster of n members listening on host. With netns not
+// empty the members run in that network namespace (and host must be one of
+// its addresses, ports then start at 23790); else host is a loopback
+// address and the ports are free ones. The members are killed when the
+// test ends.
+func Start(t testing.TB, n int, host, netns string) *Cluster {
+	t.Helper()
+	bin := testenv.RequireCommand(t, "etcd")
+	dir := t.TempDir()
+	ports := make([]int, 2*n)
+	for i := range ports {
+		if netns != "" {
+			ports[i] = 23790 + i
+		} else {
+			ports[i] = freePort(t, host)
+		}
+	}
+	var initial []string
+	for i := range n {
+		initial = append(initial, fmt.Sprintf("m%d=http://%s", i, net.JoinHostPort(host, fmt.Sprint(ports[n+i]))))
+	}
+	c := &Cluster{t: t}
+	for i := range n {
+		m := &Member{Name: fmt.Sprintf("m%d", i), ClientURL: "http://" + net.JoinHostPort(host, fmt.Sprint(ports[i])), netns: netns}
+		peer := "http://" + net.JoinHostPort(host, fmt.Sprint(ports[n+i]))
+		m.args = []string{bin, "--name", m.Name, "--data-dir", filepath.Join(dir, m.Name),
+			"--listen-client-urls", m.ClientURL, "--advertise-client-urls", m.ClientURL,
+			"--listen-peer-urls", peer, "--initial-advertise-peer-urls", peer,
+			"--initial-cluster", strings.Join(initial, ","), "--initial-cluster-token", "goipsec-test",
+			"--heartbeat-interval", "50", "--election-timeout", "500", "--logger", "zap", "--log-outputs", filepath.Join(dir, m.Name+".log")}
+		c.Members = append(c.Members, m)
+		c.Endpoints = append(c.Endpoints, m.ClientURL)
+	}
+	t.Cleanup(c.stopAll)
+	for _, m := range c.Members {
+		m.start(t, "new")
+	}
+	cl, err := clientv3.New(clientv3.Config{Endpoints: c.Endpoints, DialTimeout: 5 * time.Second, Logger: zap.NewNop()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.client = cl
+	t.Cleanup(func() { cl.Close() })
+	c.WaitHealthy()
+	return c
+}
+
+func freePort(t testing.TB, host string) int {
+	t.Helper()
+	l, err := net.Listen("tcp", net.JoinHostPort(host, "0"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port
+}
+
+func (m *Member) start(t testing.TB, state string) {
+	t.Helper()
+	args := append(m.args, "--initial-cluster-state", state)
+	if m.netns != "" {
+		args = append([]string{"ip", "netns", "exec", m.netns}, args...)
+	}
+	// ip netns exec replaces itself with etcd: the PID is etcd's.
+	cmd := exec.Command(args[0], args[1:]...)
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	if err := cmd.Start(); err != nil {
+		t.Fatalf("etcd %s: %v", m.Name, err)
+	}
+	m.cmd, m.done = cmd, make(chan struct{})
+	go func(done chan struct{}) { cmd.Wait(); close(done) }(m.done)
+}
+
+// Kill kills the member by its PID (SIGKILL) and waits for it.
+func (m *Member) Kill() {
+	if m.cmd == nil {
+		return
+	}
+	m.cmd.Process.Kill()
+	<-m.done
+	m.cmd = nil
+}
+
+// Restart starts a killed member again with its data.
+func (c *Cluster) Restart(m *Member) {
+	c.t.Helper()
+	m.start(c.t, "existing")
+}
+
+func (c *Cluster) stopAll() {
+	for _, m := range c.Members {
+		m.Kill()
+	}
+}
+
+// WaitHealthy waits up to 30 s until the cluster answers a linearizable
+// read.
+func (c *Cluster) WaitHealthy() {
+	c.t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		_, err := c.client.Get(ctx, "health")
+		cancel()
+		if err == nil {
+			return
+		}
+		if time.Now().After(deadline) {
+			c.t.Fatalf("etcd cluster %v not healthy within 30 s: %v", c.Endpoints, err)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// Put writes key, retrying for up to 20 s (an election after a member was
+// killed fails requests for a while), and fails the test if the cluster
+// does not take it.
+func (c *Cluster) Put(key, value string) {
+	c.t.Helper()
+	c.retry("put "+key, func(ctx context.Context) error { _, err := c.client.Put(ctx, key, value); return err })
+}
+
+// Delete removes key, retrying as Put does.
+func (c *Cluster) Delete(key string) {
+	c.t.Helper()
+	c.retry("delete "+key, func(ctx context.Context) error { _, err := c.client.Delete(ctx, key); return err })
+}
+
+func (c *Cluster) retry(what string, f func(context.Context) error) {
+	c.t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		err := f(ctx)
+		cancel()
+		if err == nil {
+			return
+		}
+		if time.Now().After(deadline) {
+			c.t.Fatalf("etcd %s: %v", what, err)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
