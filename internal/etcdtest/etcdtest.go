@@ -1,6 +1,8 @@
 // Package etcdtest runs a real etcd cluster for tests: Debian's
 // etcd-server (3.4) members started and stopped by PID, on loopback or in a
 // network namespace, each with its own data directory under t.TempDir().
+// In a namespace, the test writes keys with etcdctl (Debian's etcd-client)
+// run in that namespace.
 package etcdtest
 
 import (
@@ -9,6 +11,7 @@ import (
 	"net"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 	"testing"
@@ -25,7 +28,8 @@ type Cluster struct {
 	t         testing.TB
 	Members   []*Member
 	Endpoints []string
-	client    *clientv3.Client
+	client    *clientv3.Client // nil in a namespace
+	etcdctl   []string         // the etcdctl command line in a namespace
 }
 
 // Member is one etcd process.
@@ -75,12 +79,19 @@ func Start(t testing.TB, n int, host, netns string) *Cluster {
 	for _, m := range c.Members {
 		m.start(t, "new")
 	}
-	cl, err := clientv3.New(clientv3.Config{Endpoints: c.Endpoints, DialTimeout: 5 * time.Second, Logger: zap.NewNop()})
-	if err != nil {
-		t.Fatal(err)
+	if netns == "" {
+		cl, err := clientv3.New(clientv3.Config{Endpoints: c.Endpoints, DialTimeout: 5 * time.Second, Logger: zap.NewNop()})
+		if err != nil {
+			t.Fatal(err)
+		}
+		c.client = cl
+		t.Cleanup(func() { cl.Close() })
+	} else {
+		// The test's own sockets are in the root namespace: etcdctl
+		// runs in the members' namespace instead.
+		c.etcdctl = []string{"ip", "netns", "exec", netns, testenv.RequireCommand(t, "etcdctl"),
+			"--endpoints", strings.Join(c.Endpoints, ","), "--dial-timeout", "2s", "--command-timeout", "5s"}
 	}
-	c.client = cl
-	t.Cleanup(func() { cl.Close() })
 	c.WaitHealthy()
 	return c
 }
@@ -139,9 +150,7 @@ func (c *Cluster) WaitHealthy() {
 	c.t.Helper()
 	deadline := time.Now().Add(30 * time.Second)
 	for {
-		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
-		_, err := c.client.Get(ctx, "health")
-		cancel()
+		err := c.do(time.Second, func(ctx context.Context) error { _, err := c.client.Get(ctx, "health"); return err }, "get", "health")
 		if err == nil {
 			return
 		}
@@ -157,28 +166,41 @@ func (c *Cluster) WaitHealthy() {
 // does not take it.
 func (c *Cluster) Put(key, value string) {
 	c.t.Helper()
-	c.retry("put "+key, func(ctx context.Context) error { _, err := c.client.Put(ctx, key, value); return err })
+	c.retry(func(ctx context.Context) error { _, err := c.client.Put(ctx, key, value); return err }, "put", key, value)
 }
 
 // Delete removes key, retrying as Put does.
 func (c *Cluster) Delete(key string) {
 	c.t.Helper()
-	c.retry("delete "+key, func(ctx context.Context) error { _, err := c.client.Delete(ctx, key); return err })
+	c.retry(func(ctx context.Context) error { _, err := c.client.Delete(ctx, key); return err }, "del", key)
 }
 
-func (c *Cluster) retry(what string, f func(context.Context) error) {
+func (c *Cluster) retry(f func(context.Context) error, etcdctl ...string) {
 	c.t.Helper()
 	deadline := time.Now().Add(20 * time.Second)
 	for {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		err := f(ctx)
-		cancel()
+		err := c.do(5*time.Second, f, etcdctl...)
 		if err == nil {
 			return
 		}
 		if time.Now().After(deadline) {
-			c.t.Fatalf("etcd %s: %v", what, err)
+			c.t.Fatalf("etcd %s: %v", etcdctl[0], err)
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
+}
+
+// do runs f with the client, or the etcdctl command in a namespace.
+func (c *Cluster) do(timeout time.Duration, f func(context.Context) error, etcdctl ...string) error {
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	if c.client != nil {
+		return f(ctx)
+	}
+	args := append(slices.Clone(c.etcdctl), etcdctl...)
+	out, err := exec.CommandContext(ctx, args[0], args[1:]...).CombinedOutput()
+	if err != nil {
+		return fmt.Errorf("%v: %s", err, out)
+	}
+	return nil
 }
