@@ -5,6 +5,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strings"
 	"sync"
@@ -349,5 +350,25 @@ func TestSourceLocalReload(t *testing.T) {
 	err = r.src.Apply(local, func(*config.Config) error { t.Error("applied a clash"); return nil })
 	if err == nil || !strings.Contains(err.Error(), `name "base" is already used in`) {
 		t.Errorf("clash: %v", err)
+	}
+}
+
+// TestGuideDocuments: the policy documents shown in docs/guide-etcd.md
+// parse, and select the hosts the guide says.
+func TestGuideDocuments(t *testing.T) {
+	b, err := os.ReadFile(filepath.Join("..", "..", "docs", "guide-etcd.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	blocks := regexp.MustCompile("(?s)```yaml-document\n(.*?)```").FindAllSubmatch(b, -1)
+	if len(blocks) < 2 {
+		t.Fatalf("%d document examples in the guide", len(blocks))
+	}
+	web := map[string]string{"role": "web", "site": "rome"}
+	for i, m := range blocks {
+		f, err := config.ParseFragment("guide", t.TempDir(), m[1], web)
+		if err != nil || !f.Selected || len(f.Policies) == 0 {
+			t.Errorf("document %d: %v, selected %v", i+1, err, f != nil && f.Selected)
+		}
 	}
 }
