@@ -128,6 +128,9 @@ func TestDaemonPolicySource(t *testing.T) {
 	if len(st.PolicySources) != 1 || st.PolicySources[0].Revision != 1 {
 		t.Errorf("status: %+v", st.PolicySources)
 	}
+	if m := d.Metrics().PolicySources; len(m) != 1 || m[0].Revision != 1 || m[0].Kind != "etcd" {
+		t.Errorf("metrics: %+v", m)
+	}
 }
 
 func nextEvent(t *testing.T, events <-chan ctlapi.Event, typ string) ctlapi.Event {
