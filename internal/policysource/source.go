@@ -20,6 +20,7 @@ import (
 	"fmt"
 	"log/slog"
 	"path/filepath"
+	"reflect"
 	"slices"
 	"sync"
 	"time"
@@ -115,6 +116,7 @@ func (s *Source) Load(ctx context.Context, local *config.Config) error {
 			return nil
 		}
 		s.bad = docs
+		s.st.Refused++
 	}
 	s.failed(err)
 	c, cerr := readCache(s.opts.Etcd.Cache, s.opts.Etcd.Prefix)
@@ -143,6 +145,9 @@ func (s *Source) Apply(local *config.Config, apply func(*config.Config) error) e
 	}
 	if err := apply(merged); err != nil {
 		return err
+	}
+	if s.local != nil && !reflect.DeepEqual(local.PolicySources, s.local.PolicySources) {
+		s.log.Warn("policy_sources changed in the local file; it is read at start only: restart ipsecd to use the new settings")
 	}
 	s.local = local
 	s.st.Documents = keys

@@ -372,3 +372,25 @@ func TestGuideDocuments(t *testing.T) {
 		}
 	}
 }
+
+// TestSourceStartRefusesBadDocuments: a host that starts while the
+// documents in the cluster are bad refuses them and starts from the cache
+// of the last good policy.
+func TestSourceStartRefusesBadDocuments(t *testing.T) {
+	dir := t.TempDir()
+	mem := newMem()
+	mem.put(prefix+"10-base", policyDoc("base", ""))
+	r := newRig(t, mem, dir, nil)
+	r.start()
+	r.stop()
+	mem.put(prefix+"20-bad", "policies: {}\n")
+	r2 := newRig(t, mem, dir, nil)
+	lerr, first := r2.start()
+	if lerr == nil || !strings.Contains(lerr.Error(), "etcd:"+prefix+"20-bad:1: policies: must be a list") ||
+		!slices.Equal(policyNames(first), []string{"local", "base"}) {
+		t.Errorf("start with a bad document: %v, policies %v", lerr, policyNames(first))
+	}
+	if st := r2.src.Status(); !st.FromCache || st.Refused != 1 || !strings.Contains(st.LastError, "20-bad") {
+		t.Errorf("status %+v", st)
+	}
+}
