@@ -7,8 +7,11 @@ package etcdtest
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"fmt"
 	"net"
+	"os"
 	"os/exec"
 	"path/filepath"
 	"slices"
@@ -49,6 +52,26 @@ type Member struct {
 // test ends.
 func Start(t testing.TB, n int, host, netns string) *Cluster {
 	t.Helper()
+	return StartTLS(t, n, host, netns, nil)
+}
+
+// TLS are the files of a cluster that serves clients over TLS and asks
+// for their certificates (etcd's --client-cert-auth): the servers' own
+// certificate and key, the CA that signs client certificates, and the
+// client certificate that the test's own client presents.
+type TLS struct {
+	ServerCert, ServerKey, ClientCA string
+	ClientCert, ClientKey           string
+}
+
+// StartTLS is Start with client connections over TLS when tc is not nil
+// (loopback only: the test's client needs tc's client certificate).
+func StartTLS(t testing.TB, n int, host, netns string, tc *TLS) *Cluster {
+	t.Helper()
+	scheme := "http://"
+	if tc != nil {
+		scheme = "https://"
+	}
 	bin := testenv.RequireCommand(t, "etcd")
 	dir := t.TempDir()
 	ports := make([]int, 2*n)
@@ -65,13 +88,17 @@ func Start(t testing.TB, n int, host, netns string) *Cluster {
 	}
 	c := &Cluster{t: t}
 	for i := range n {
-		m := &Member{Name: fmt.Sprintf("m%d", i), ClientURL: "http://" + net.JoinHostPort(host, fmt.Sprint(ports[i])), netns: netns}
+		m := &Member{Name: fmt.Sprintf("m%d", i), ClientURL: scheme + net.JoinHostPort(host, fmt.Sprint(ports[i])), netns: netns}
 		peer := "http://" + net.JoinHostPort(host, fmt.Sprint(ports[n+i]))
 		m.args = []string{bin, "--name", m.Name, "--data-dir", filepath.Join(dir, m.Name),
 			"--listen-client-urls", m.ClientURL, "--advertise-client-urls", m.ClientURL,
 			"--listen-peer-urls", peer, "--initial-advertise-peer-urls", peer,
 			"--initial-cluster", strings.Join(initial, ","), "--initial-cluster-token", "goipsec-test",
 			"--heartbeat-interval", "50", "--election-timeout", "500", "--logger", "zap", "--log-outputs", filepath.Join(dir, m.Name+".log")}
+		if tc != nil {
+			m.args = append(m.args, "--cert-file", tc.ServerCert, "--key-file", tc.ServerKey,
+				"--client-cert-auth", "--trusted-ca-file", tc.ClientCA)
+		}
 		c.Members = append(c.Members, m)
 		c.Endpoints = append(c.Endpoints, m.ClientURL)
 	}
@@ -80,7 +107,21 @@ func Start(t testing.TB, n int, host, netns string) *Cluster {
 		m.start(t, "new")
 	}
 	if netns == "" {
-		cl, err := clientv3.New(clientv3.Config{Endpoints: c.Endpoints, DialTimeout: 5 * time.Second, Logger: zap.NewNop()})
+		cfg := clientv3.Config{Endpoints: c.Endpoints, DialTimeout: 5 * time.Second, Logger: zap.NewNop()}
+		if tc != nil {
+			cert, err := tls.LoadX509KeyPair(tc.ClientCert, tc.ClientKey)
+			if err != nil {
+				t.Fatal(err)
+			}
+			pem, err := os.ReadFile(tc.ClientCA)
+			if err != nil {
+				t.Fatal(err)
+			}
+			pool := x509.NewCertPool()
+			pool.AppendCertsFromPEM(pem)
+			cfg.TLS = &tls.Config{Certificates: []tls.Certificate{cert}, RootCAs: pool}
+		}
+		cl, err := clientv3.New(cfg)
 		if err != nil {
 			t.Fatal(err)
 		}
