@@ -70,7 +70,7 @@ func TestEtcdCluster(t *testing.T) {
 	if err := r.nextRefused(); !strings.Contains(err.Error(), "etcd:"+prefix+"30-bad:2: policies[0].remote_ts[0]") {
 		t.Errorf("malformed document: %v", err)
 	}
-	cl.Put(prefix+"30-bad", "secrets:\n  ike:\n    - {ids: [a, b], secret: 0x0011223344556677}\n")
+	cl.Put(prefix+"30-bad", "secrets:\n  ike:\n    - {ids: [a, b], secret: \"0x0011223344556677\"}\n")
 	if err := r.nextRefused(); !strings.Contains(err.Error(), "secrets never travel in policy documents") {
 		t.Errorf("inline secret: %v", err)
 	}
