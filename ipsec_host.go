@@ -112,13 +112,24 @@ func (s *Server) startHost(cfg *config.Config, log *slog.Logger, version string)
 		}
 		filter = filterAdapter{f}
 	}
+	src, closeSource, err := openPolicySource(cfg, log)
+	if err != nil {
+		return owned.fail(err)
+	}
+	if closeSource != nil {
+		owned = append(owned, closeSource)
+	}
 	d, err := daemon.New(cfg, daemon.Options{
 		TUN: dev, UDP: udp, IKE: ikeSock, Raw: raws, Router: routerAdapter{router}, Filter: filter, Logger: log,
 		Version: version, LocalAddrs: osnet.LocalAddrs,
 		IKEConfig: ike.Config{LocalAddr: osnet.SourceAddr},
+		Source:    src,
 	})
 	if err != nil {
 		return owned.fail(err)
+	}
+	if closeSource != nil {
+		s.closers = append(s.closers, closeSource) // after the daemon stopped
 	}
 	s.closers = append(s.closers, d.Close)
 	s.d, s.tunName = d, name

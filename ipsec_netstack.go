@@ -56,6 +56,9 @@ type Netstack struct {
 // startNetstack opens the userspace stack and the two UDP sockets, then the
 // daemon.
 func (s *Server) startNetstack(cfg *config.Config, log *slog.Logger, version string) error {
+	if cfg.PolicySources.Etcd != nil {
+		return errors.New("ipsec: policy_sources.etcd is not supported in netstack mode yet; use host mode (ipsecd)")
+	}
 	ns := s.Netstack
 	if len(ns.Addresses) == 0 {
 		return errors.New("ipsec: Netstack.Addresses is empty: the userspace stack needs this host's inner addresses")

@@ -55,6 +55,9 @@ type Config struct {
 	// GroupActions.
 	Groups  []Group
 	Secrets Secrets
+	// PolicySources lists the shared policy the file's own is merged with
+	// (see Merge); the zero value means the file alone.
+	PolicySources PolicySources
 }
 
 // GroupAction is the name of a policy group, which says what happens to

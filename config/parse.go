@@ -94,8 +94,12 @@ func parse(filename string, data []byte) (*Config, *decoder, error) {
 			{"manual_sas", func(key string, n *yaml.Node) { c.ManualSAs = d.manualSAs(key, n) }},
 			{"groups", func(key string, n *yaml.Node) { c.Groups = d.groups(key, n) }},
 			{"secrets", func(key string, n *yaml.Node) { d.secrets(&c.Secrets, key, n) }},
+			{"policy_sources", func(key string, n *yaml.Node) { d.policySources(&c.PolicySources, key, n) }},
 		})
 		d.crossCheck(c)
+		if e := c.PolicySources.Etcd; e != nil && e.Cache == "" {
+			e.Cache = filepath.Join(c.Daemon.StateDir, DefaultEtcdCacheName)
+		}
 	}
 	if err := d.errs.err(); err != nil {
 		return nil, nil, err

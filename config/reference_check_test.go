@@ -276,11 +276,14 @@ func TestConfigReferenceDefaults(t *testing.T) {
 manual_sas:
   - {name: m, local_addr: 192.0.2.1, remote_addr: 192.0.2.2, local_ts: [10.1.0.0/16], remote_ts: [10.2.0.0/16],
      spi_out: 0x1001, spi_in: 0x2001, algorithm: aes256gcm16, key_out: `+keyOutHex+`, key_in: `+keyInHex+`}
+policy_sources:
+  etcd: {endpoints: [http://127.0.0.1:2379]}
 `))
 	if err != nil {
 		t.Fatal(err)
 	}
 	conn, child, m := c.Connections[0], c.Connections[0].Children[0], c.ManualSAs[0]
+	etcd := c.PolicySources.Etcd
 	got := map[string]string{
 		"daemon.socket":                                    c.Daemon.Socket,
 		"daemon.state_dir":                                 c.Daemon.StateDir,
@@ -307,6 +310,11 @@ manual_sas:
 		"manual_sas[].mode":                                m.Mode.String(),
 		"manual_sas[].esn":                                 strconv.FormatBool(m.ESN),
 		"manual_sas[].replay_window":                       strconv.Itoa(m.ReplayWindow),
+		"policy_sources.etcd.prefix":                       etcd.Prefix,
+		"policy_sources.etcd.dial_timeout":                 durText(etcd.DialTimeout),
+		"policy_sources.etcd.request_timeout":              durText(etcd.RequestTimeout),
+		"policy_sources.etcd.resync":                       durText(etcd.Resync),
+		"policy_sources.etcd.cache":                        strings.Replace(etcd.Cache, c.Daemon.StateDir, "daemon.state_dir", 1),
 	}
 	poc, _ := Parse("groups.yaml", []byte(`connections:
   c:

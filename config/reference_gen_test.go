@@ -351,6 +351,7 @@ What only ` + "`ipsecd --check`" + ` checks:
 		{"policies", "policies"},
 		{"manual_sas", "manual_sas"},
 		{"secrets", "secrets"},
+		{"policy_sources", "policy_sources"},
 	}
 	for _, sec := range sections {
 		fmt.Fprintf(&b, "\n## %s\n\n%s\n\n", sec.title, refIndex()[sec.key].doc)

@@ -128,6 +128,32 @@ var reference = []refKey{
 		doc:    "host:port serving /metrics; absent or empty disables the endpoint. If it cannot be bound the daemon stops at startup.",
 		schema: map[string]any{"pattern": `^(\[[^\]]*\]|[^:\[\]]*):[^:\[\]]+$`}},
 
+	// policy_sources
+	{path: "policy_sources", kind: kMapping,
+		doc: "Where policy comes from besides this file, which is always the first source and enough on its own. Read at start only. See [guide-etcd.md](guide-etcd.md)."},
+	{path: "policy_sources.etcd", kind: kMapping,
+		doc: "An etcd cluster whose keys under prefix are policy documents (connections, policies, secrets with secret_file, and targets that select hosts by label). Each change is validated as strictly as this file, merged after it, and applied whole; the last good policy is cached on disk and stays in force while etcd is unreachable."},
+	{path: "policy_sources.etcd.endpoints", kind: kList, required: true, example: "[https://10.0.0.11:2379, https://10.0.0.12:2379]",
+		doc: "The cluster's client URLs, http:// or https://."},
+	{path: "policy_sources.etcd.prefix", kind: kString, def: DefaultEtcdPrefix, example: "/goipsec/policy/",
+		doc: "The key prefix of the policy documents; it starts and ends with '/'. Documents apply in key order."},
+	{path: "policy_sources.etcd.labels", kind: kList, example: "[role=web, site=paris]",
+		doc: "This host's labels, name=value. A document whose targets name only labels the host has, with the same values, is for this host; a document without targets is for every host."},
+	{path: "policy_sources.etcd.cert", kind: kFile, example: "etcd-client.pem",
+		doc: "TLS client certificate (PEM) presented to etcd; relative to this file's directory, read at start. Give cert and key together."},
+	{path: "policy_sources.etcd.key", kind: kFile, example: "etcd-client.key",
+		doc: "The client certificate's private key (PEM), mode 0600."},
+	{path: "policy_sources.etcd.ca", kind: kFile, example: "etcd-ca.pem",
+		doc: "CA certificates (PEM) that verify the etcd servers; without it an https:// endpoint is verified against the system's roots."},
+	{path: "policy_sources.etcd.dial_timeout", kind: kDuration, def: durText(DefaultEtcdDialTimeout), example: "5s",
+		doc: "How long a connection to the cluster may take."},
+	{path: "policy_sources.etcd.request_timeout", kind: kDuration, def: durText(DefaultEtcdRequestTimeout), example: "5s",
+		doc: "How long one read of the documents may take."},
+	{path: "policy_sources.etcd.resync", kind: kDuration, def: durText(DefaultEtcdResync), example: "1m",
+		doc: "How often every document is read again, besides watching the prefix (changes apply within about a second)."},
+	{path: "policy_sources.etcd.cache", kind: kAbsPath, def: "daemon.state_dir/" + DefaultEtcdCacheName, example: "/var/lib/goipsec/etcd-policy.json",
+		doc: "The file (mode 0600, written atomically) that keeps the documents of the last good policy; ipsecd starts from it when the cluster cannot be reached."},
+
 	// connections
 	{path: "connections", kind: kNames, doc: "IKEv2 connections by name (letters, digits, '.', '_', '-'; at most 64), as in swanctl.conf."},
 	{path: "connections.<name>.version", kind: kInt, lo: 0, hi: 2, def: "2", example: "2",
@@ -428,6 +454,26 @@ groups:
 		files: []string{"host.key"},
 	},
 	{
+		title: "Group policy from etcd",
+		intro: "The local file names the cluster and this host's labels; the policy documents under the prefix are merged after the file's own policy (see guide-etcd.md). The client key must be mode 0600.",
+		text: `policy_sources:
+  etcd:
+    endpoints: [https://10.0.0.11:2379, https://10.0.0.12:2379, https://10.0.0.13:2379]
+    prefix: /goipsec/policy/
+    labels: [role=web, site=paris]
+    cert: etcd-client.pem
+    key: etcd-client.key
+    ca: etcd-ca.pem
+    dial_timeout: 5s
+    request_timeout: 5s
+    resync: 1m
+    cache: /var/lib/goipsec/etcd-policy.json
+policies:
+  - {name: local-dns, remote_ts: ["10.0.0.53/32[udp/53]"], action: bypass}
+`,
+		files: []string{"etcd-client.pem", "etcd-client.key", "etcd-ca.pem"},
+	},
+	{
 		title: "Statically keyed SAs",
 		intro: "No IKE: the keys are in the file (so it must be mode 0600). The peer has the same SAs with spi_in and spi_out, key_in and key_out swapped.",
 		text: `manual_sas:
@@ -478,6 +524,7 @@ var schemaLimits = []string{
 	"Manual SAs: key lengths that fit the algorithm, key_in different from key_out, local_addr and remote_addr of one family, transport-mode selectors equal to the addresses, soft limits not above hard ones.",
 	"Ranges of values written as strings (\"0x400\"), and day counts above 3650.",
 	"Files: key and secret_file must exist and be readable by their owner only; a configuration file with secrets in it must be mode 0600.",
+	"policy_sources.etcd: endpoints are http:// or https:// URLs, labels name=value, the prefix starts and ends with '/', and its durations are longer than 0s.",
 	"YAML beyond JSON: one document only, no merge keys, at most 200,000 nodes once aliases are expanded.",
 	"Unquoted selectors with brackets in a one-line list (remote_ts: [10.3.0.0/16[tcp/443]]) are accepted by ipsecd but are not strict YAML: editors need quotes.",
 	"A value that YAML reads as a number or boolean where the schema wants text (id: 1234) is accepted by ipsecd; quote it for the schema.",

@@ -43,6 +43,42 @@ type Status struct {
 	// Goroutines is the daemon's number of goroutines, for spotting leaks
 	// in long runs (it should stay flat while the SA count does).
 	Goroutines int `json:"goroutines"`
+	// PolicySources are the shared policy sources besides the local file
+	// (policy_sources), with their state; absent without any.
+	PolicySources []PolicySource `json:"policy_sources,omitempty"`
+}
+
+// PolicySource is the state of one shared policy source, such as an etcd
+// cluster (policy_sources.etcd).
+type PolicySource struct {
+	// Kind is the source's kind, "etcd".
+	Kind string `json:"kind"`
+	// Endpoints and Prefix say where the documents are read.
+	Endpoints []string `json:"endpoints"`
+	Prefix    string   `json:"prefix"`
+	// Connected reports whether the last read or watch of the source
+	// succeeded.
+	Connected bool `json:"connected"`
+	// Revision is the source's revision of the policy in force (etcd's
+	// store revision); 0 before any was applied.
+	Revision int64 `json:"revision"`
+	// FromCache is true while the policy in force was loaded from the
+	// cache file at start and not yet confirmed by the source.
+	FromCache bool `json:"from_cache"`
+	// Applied is when the policy in force was applied; zero if never.
+	Applied time.Time `json:"applied,omitzero"`
+	// Documents lists the keys of the documents in force, in the order
+	// they were merged.
+	Documents []string `json:"documents"`
+	// LastError is the last error (a refused document, an unreachable
+	// cluster), empty if none since the last policy was applied;
+	// LastErrorTime is when it happened.
+	LastError     string    `json:"last_error,omitempty"`
+	LastErrorTime time.Time `json:"last_error_time,omitzero"`
+	// Updates counts the policies applied from the source, Refused the
+	// revisions refused (a bad document or a policy that did not apply).
+	Updates uint64 `json:"updates"`
+	Refused uint64 `json:"refused"`
 }
 
 // Panics counts recovered panics by component.
@@ -403,6 +439,7 @@ const (
 	EventReload       = "reload"        // the configuration was reloaded; fields: changed, summary
 	EventFallback     = "fallback"      // a private-or-clear peer's traffic fell back to the clear; fields: peer, group, until
 	EventFallbackEnd  = "fallback_end"  // a fallback to the clear ended, the next packet tries IKE; fields: peer, group
+	EventPolicySource = "policy_source" // a shared policy source's policy was applied or refused; fields: source, result (applied, refused), error
 )
 
 // Event is one line of the GET /v1/events stream.

@@ -5,7 +5,7 @@ set -euo pipefail
 
 want=(iproute2 iputils-ping python3-scapy)
 case "${1:-test}" in
-  test)  want+=(iperf3 tcpdump util-linux zsh fish systemd make strongswan-charon strongswan-swanctl libstrongswan-standard-plugins libstrongswan-extra-plugins libcharon-extra-plugins) ;;
+  test)  want+=(iperf3 tcpdump util-linux zsh fish systemd make etcd-server etcd-client strongswan-charon strongswan-swanctl libstrongswan-standard-plugins libstrongswan-extra-plugins libcharon-extra-plugins) ;;
   demo)  ;;
   bench) want+=(iperf3 strongswan-charon strongswan-swanctl libstrongswan-standard-plugins libcharon-extra-plugins libstrongswan-extra-plugins wireguard-tools) ;;
   *) echo "usage: $0 test|demo|bench" >&2; exit 2 ;;

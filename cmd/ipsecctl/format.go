@@ -114,6 +114,9 @@ func printStatus(out io.Writer, st ctlapi.Status, sas ctlapi.SAs, socket string,
 	if len(st.Pending) > 0 {
 		fmt.Fprintf(t, "pending:\t%s\n", strings.Join(st.Pending, "; "))
 	}
+	for _, p := range st.PolicySources {
+		printPolicySource(t, p, now)
+	}
 	t.Flush()
 
 	if len(sas.IKESAs) > 0 {
@@ -136,6 +139,35 @@ func printStatus(out io.Writer, st ctlapi.Status, sas ctlapi.SAs, socket string,
 		}
 		t.Flush()
 	}
+}
+
+// printPolicySource writes the state of a shared policy source (etcd).
+func printPolicySource(t io.Writer, p ctlapi.PolicySource, now time.Time) {
+	state := "connected"
+	if !p.Connected {
+		state = "not connected"
+	}
+	from := ""
+	if p.FromCache {
+		from = ", from the cache"
+	}
+	fmt.Fprintf(t, "policy source:\t%s %s%s (%s), %s\n", p.Kind, p.Prefix, from, strings.Join(p.Endpoints, ","), state)
+	fmt.Fprintf(t, "  in force:\trevision %d, applied %s, %d documents%s; %d updates, %d refused\n",
+		p.Revision, ago(p.Applied, now), len(p.Documents), docList(p.Documents), p.Updates, p.Refused)
+	if p.LastError != "" {
+		fmt.Fprintf(t, "  last error:\t%s: %s\n", ago(p.LastErrorTime, now), strings.ReplaceAll(p.LastError, "\n", "; "))
+	}
+}
+
+// docList lists a few document keys in parentheses.
+func docList(keys []string) string {
+	if len(keys) == 0 {
+		return ""
+	}
+	if len(keys) > 4 {
+		return " (" + strings.Join(keys[:4], ", ") + ", ...)"
+	}
+	return " (" + strings.Join(keys, ", ") + ")"
 }
 
 // printSAs writes each IKE SA with its CHILD SAs, then manual SAs, in the

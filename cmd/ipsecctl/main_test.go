@@ -487,3 +487,27 @@ func TestVersionCommandShowsDaemonVersion(t *testing.T) {
 		t.Errorf("version extra: exit %d, want 2", code)
 	}
 }
+
+// TestStatusShowsPolicySource: `ipsecctl status` shows a shared policy
+// source's state: connected or not, the revision and documents in force,
+// the counters and the last error on one line.
+func TestStatusShowsPolicySource(t *testing.T) {
+	f := ctltest.NewFake()
+	f.StatusResult.PolicySources = []ctlapi.PolicySource{{
+		Kind: "etcd", Endpoints: []string{"http://10.0.0.11:2379"}, Prefix: "/goipsec/policy/",
+		Revision: 42, Documents: []string{"/goipsec/policy/10-base"}, Updates: 3, Refused: 1,
+		LastError: "etcd:/goipsec/policy/20-x:2: policies[0].action: bad\netcd:/goipsec/policy/20-x:3: policies[1]: bad",
+	}}
+	sock := ctltest.Serve(t, f)
+	code, out, errOut := ipsecctl(t, sock, "status")
+	if code != 0 || errOut != "" {
+		t.Fatalf("status: exit %d, stderr %q", code, errOut)
+	}
+	for _, want := range []string{
+		"policy source:  etcd /goipsec/policy/ (http://10.0.0.11:2379), not connected\n",
+		"revision 42, applied -, 1 documents (/goipsec/policy/10-base); 3 updates, 1 refused\n",
+		"policies[0].action: bad; etcd:/goipsec/policy/20-x:3",
+	} {
+		contains(t, "status", out, want)
+	}
+}

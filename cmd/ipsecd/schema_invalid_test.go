@@ -103,6 +103,8 @@ var checkOnly = []string{
 	"must be larger than rekey_", "must be smaller than rekey_time", "must be smaller than reauth_time", "needs dpd_delay", // lifetimes that depend on each other
 	`"0x`,                                  // a 0x duration, which YAML reads as a number
 	"must be hexadecimal starting with 0x", // a key YAML reads as a number
+	// policy_sources.etcd
+	"must be a URL", "must be name=value", "must start and end with '/'", "must be longer than 0s",
 }
 
 // onlyCheckCanSee reports whether every problem --check printed is one

@@ -9,6 +9,7 @@ import (
 	"strings"
 	"sync"
 
+	"github.com/goipsec/goipsec/config"
 	"github.com/goipsec/goipsec/ctlapi"
 	"github.com/goipsec/goipsec/esp"
 	"github.com/goipsec/goipsec/iana"
@@ -65,9 +66,10 @@ func (d *Daemon) Status(ctx context.Context) (ctlapi.Status, error) {
 			BytesIn: bytesIn, BytesOut: bytesOut,
 			Drops: drops,
 		},
-		Panics:     panics,
-		Pending:    d.Pending(),
-		Goroutines: runtime.NumGoroutine(),
+		Panics:        panics,
+		Pending:       d.Pending(),
+		Goroutines:    runtime.NumGoroutine(),
+		PolicySources: d.policySources(),
 	}, nil
 }
 
@@ -319,7 +321,11 @@ func (d *Daemon) Reload(ctx context.Context) (ctlapi.ReloadResult, error) {
 	if err != nil {
 		return ctlapi.ReloadResult{}, ctlapi.Errorf(ctlapi.ErrBadRequest, "%v", err)
 	}
-	err = d.Reconfig(cfg)
+	err = d.configure(cfg, d.Reconfig)
+	if cerr := (*config.Error)(nil); errors.As(err, &cerr) {
+		// The file does not merge with the shared policy in force.
+		return ctlapi.ReloadResult{}, ctlapi.Errorf(ctlapi.ErrBadRequest, "%v", err)
+	}
 	res := ctlapi.ReloadResult{Changed: err == nil}
 	switch {
 	case err == nil:
@@ -472,4 +478,12 @@ func isOnlyPending(err error) bool {
 		return true
 	}
 	return errors.Is(err, ErrPending)
+}
+
+// policySources reports the state of Options.Source, if any.
+func (d *Daemon) policySources() []ctlapi.PolicySource {
+	if d.opts.Source == nil {
+		return nil
+	}
+	return []ctlapi.PolicySource{d.opts.Source.Status()}
 }

@@ -8,6 +8,7 @@ package daemon
 
 import (
 	"cmp"
+	"context"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -78,6 +79,10 @@ type Options struct {
 	// IKEConfig is the base configuration of the IKE engine (timers,
 	// randomness); its Logger and Now default to the daemon's.
 	IKEConfig ike.Config
+	// Source, if not nil, supplies shared policy merged with every
+	// configuration the daemon applies (policy_sources); the daemon
+	// follows it from New to Close.
+	Source PolicySource
 }
 
 // Daemon is a running goipsec instance. Its methods are safe for concurrent use.
@@ -102,6 +107,10 @@ type Daemon struct {
 
 	ike       *ike.Manager // nil without Options.IKE
 	installer *installer
+	// stopSource ends the Run of Options.Source; sourceDone is closed
+	// when it returned.
+	stopSource context.CancelFunc
+	sourceDone chan struct{}
 	// traps holds the children ("conn/child") whose trap a dpd_action or
 	// close_action trap re-installed (ike.EventChildTrap): their next
 	// acquire starts IKE whatever their start_action, until they are up
@@ -177,7 +186,7 @@ func New(cfg *config.Config, opts Options) (*Daemon, error) {
 		d.installer = &installer{d: d, children: make(map[uint32]*ikeChild)}
 		d.ike = ike.NewManager(icfg, d.installer, ikeTransport{d})
 	}
-	if err := d.apply(cfg); err != nil && !errors.Is(err, ErrNoChanges) {
+	if err := d.configure(cfg, d.apply); err != nil && !errors.Is(err, ErrNoChanges) {
 		// At start a failure is fatal, not retried.
 		d.routes.close()
 		d.filter.close()
@@ -189,6 +198,11 @@ func New(cfg *config.Config, opts Options) (*Daemon, error) {
 	}
 	dp.Start()
 	go d.watchEvents()
+	if opts.Source != nil {
+		ctx, cancel := context.WithCancel(context.Background())
+		d.stopSource, d.sourceDone = cancel, make(chan struct{})
+		go d.runSource(ctx)
+	}
 	if d.ike != nil {
 		go d.readIKE()
 		go d.watchIKE()
@@ -199,6 +213,10 @@ func New(cfg *config.Config, opts Options) (*Daemon, error) {
 // Close stops the data plane and closes its devices and sockets.
 func (d *Daemon) Close() error {
 	d.stopOnDemand()
+	if d.stopSource != nil {
+		d.stopSource()
+		<-d.sourceDone
+	}
 	if d.ike != nil {
 		d.ike.Close()
 		d.opts.IKE.Close()

@@ -47,6 +47,10 @@ func (d *Daemon) Metrics() metrics.Snapshot {
 		SendErrors: st.SendErrors, ReadErrors: st.ReadErrors, WriteErrors: st.WriteErrors, EventsLost: st.EventsLost,
 	}
 	s.Acquires = d.stats.acquires.Load()
+	for _, p := range d.policySources() {
+		s.PolicySources = append(s.PolicySources, metrics.PolicySource{Kind: p.Kind, Prefix: p.Prefix,
+			Connected: p.Connected, Revision: p.Revision, Updates: p.Updates, Refused: p.Refused})
+	}
 	if d.ike != nil {
 		s.Handshakes = ikeHandshakes(d.ike.Stats())
 	}

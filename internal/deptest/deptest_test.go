@@ -97,6 +97,8 @@ var rules = map[string]rule{
 	"internal/ctlserver": {layer: l3, imports: []string{"ctlapi"}},
 	"internal/metrics":   {layer: l3, ext: []string{"github.com/prometheus/client_golang"}},
 	"internal/swanconf":  {layer: l3, imports: []string{"config", "transform"}},
+	// Shared policy from etcd (policy_sources), merged with the local file.
+	"internal/policysource": {layer: l3, imports: []string{"config", "ctlapi"}, ext: []string{"go.etcd.io/etcd/client/v3", "go.uber.org/zap"}},
 
 	// L4: the one wiring package where IKE and the data plane meet.
 	"internal/daemon": {layer: l4, imports: []string{
@@ -107,7 +109,7 @@ var rules = map[string]rule{
 	// L5: commands and the embeddable facade.
 	"": {layer: l5, imports: []string{
 		"config", "tun", "conn", "ike", "ctlapi", "internal/osnet", "internal/policy",
-		"internal/ctlserver", "internal/metrics", "internal/daemon",
+		"internal/ctlserver", "internal/metrics", "internal/daemon", "internal/policysource",
 	}, ext: []string{"golang.zx2c4.com/wireguard/tun/netstack"}, os: true},
 	"cmd/ipsecd":          {layer: l5, imports: []string{"", "config", "ctlapi", "internal/buildinfo", "internal/sdnotify"}, os: true},
 	"cmd/ipsecctl":        {layer: l5, imports: []string{"ctlapi", "ctlapi/client", "internal/buildinfo"}, os: true},
@@ -124,6 +126,7 @@ var rules = map[string]rule{
 	"internal/testca":            {layer: test, os: true},
 	"internal/nstest":            {layer: test, imports: []string{"internal/testenv"}, ext: []string{"github.com/vishvananda/netns"}, os: true},
 	"internal/swantest":          {layer: test, imports: []string{"internal/testenv", "internal/nstest"}, os: true},
+	"internal/etcdtest":          {layer: test, imports: []string{"internal/testenv"}, ext: []string{"go.etcd.io/etcd/client/v3", "go.uber.org/zap"}, os: true},
 	"internal/e2e":               {layer: test},
 	"internal/interop":           {layer: test},
 	"internal/docstest":          {layer: test},

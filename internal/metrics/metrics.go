@@ -64,6 +64,17 @@ type Snapshot struct {
 	Drops map[string]uint64
 	// Dataplane holds the data plane's global packet counters.
 	Dataplane Dataplane
+	// PolicySources are the shared policy sources (policy_sources).
+	PolicySources []PolicySource
+}
+
+// PolicySource is the state of one shared policy source: whether it
+// answers, the revision in force, and the policies applied and refused.
+type PolicySource struct {
+	Kind, Prefix     string
+	Connected        bool
+	Revision         int64
+	Updates, Refused uint64
 }
 
 // Panics counts recovered panics: of IKE SA goroutines (each ended that IKE
@@ -173,11 +184,15 @@ var (
 	descKeepalives   = newDesc("dataplane_nat_keepalives_total", "NAT-keepalives received (RFC 3948, Section 2.3).", nil)
 	descErrors       = newDesc("dataplane_errors_total", "I/O errors of the data plane by operation: send (socket, per batch), read (socket), write (TUN, per batch).", []string{"op"})
 	descEventsLost   = newDesc("dataplane_events_lost_total", "Data plane events dropped before the daemon saw them.", nil)
+	descSrcUpdates   = newDesc("policy_source_updates_total", "Policies applied from a shared policy source (policy_sources).", []string{"source", "prefix"})
+	descSrcRefused   = newDesc("policy_source_refused_total", "Revisions of a shared policy source refused: a bad document, or a policy that did not apply.", []string{"source", "prefix"})
+	descSrcConnected = newDesc("policy_source_connected", "1 if the last read or watch of a shared policy source succeeded, else 0.", []string{"source", "prefix"})
+	descSrcRevision  = newDesc("policy_source_revision", "The source's revision of the policy in force (etcd's store revision).", []string{"source", "prefix"})
 
 	allDescs = []*prometheus.Desc{descChildBytes, descChildPackets, descChildReplay, descChildICV, descRuleHits,
 		descIKESAs, descHSStarted, descHSCompleted, descHSFailed, descHSDuration, descRekeys, descIKELost, descPanics, descIKERefused, descAcquires, descDrops,
 		descTUNRead, descTUNWritten, descSealed, descOpened, descBypassed, descIKEMessages, descKeepalives,
-		descErrors, descEventsLost}
+		descErrors, descEventsLost, descSrcUpdates, descSrcRefused, descSrcConnected, descSrcRevision}
 )
 
 func newDesc(name, help string, labels []string) *prometheus.Desc {
@@ -245,6 +260,16 @@ func (c collector) Collect(ch chan<- prometheus.Metric) {
 	counter(descPanics, s.Panics.Dataplane, "dataplane")
 	counter(descIKERefused, s.IKERefusedRetransmits)
 	counter(descAcquires, s.Acquires)
+	for _, p := range s.PolicySources {
+		counter(descSrcUpdates, p.Updates, p.Kind, p.Prefix)
+		counter(descSrcRefused, p.Refused, p.Kind, p.Prefix)
+		up := 0.0
+		if p.Connected {
+			up = 1
+		}
+		ch <- prometheus.MustNewConstMetric(descSrcConnected, prometheus.GaugeValue, up, p.Kind, p.Prefix)
+		ch <- prometheus.MustNewConstMetric(descSrcRevision, prometheus.GaugeValue, float64(p.Revision), p.Kind, p.Prefix)
+	}
 	for reason, n := range s.Drops {
 		counter(descDrops, n, reason)
 	}
