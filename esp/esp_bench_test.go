@@ -335,8 +335,9 @@ func BenchmarkFramingOldNew(b *testing.B) {
 			for b.Loop() {
 				if !tc.out && i == ring {
 					b.StopTimer()
-					in1.window, _ = replay.New(2*ring, false)
-					in2.window, _ = replay.New(2*ring, false)
+					in1.window, in2.window = replay.Window{}, replay.Window{}
+					_ = in1.window.Init(2*ring, false)
+					_ = in2.window.Init(2*ring, false)
 					i = 0
 					b.StartTimer()
 				}

@@ -401,7 +401,7 @@ func benchOutbound(b *testing.B, pat scalePattern, n int) {
 				if err != nil {
 					b.Fatal(err)
 				}
-				e.out, e.seq, e.kind = o, seq, kindProtect
+				e.out, e.seq, e.kind, e.sp = o, seq, kindProtect, info.Split
 			}
 			// The workers.
 			for _, e := range bt.elems[:m] {
@@ -410,8 +410,17 @@ func benchOutbound(b *testing.B, pat scalePattern, n int) {
 					b.Fatal(e.drop)
 				}
 			}
-			// The send stage.
-			d.sendBatch(bt)
+			// The send stage: each lane that has packets of the batch.
+			var lanes uint32
+			for _, e := range bt.elems[:m] {
+				e.lane = laneOf(e.out.SPI)
+				lanes |= 1 << e.lane
+			}
+			for l := range d.lanes {
+				if lanes&(1<<l) != 0 {
+					d.sendBatch(d.lanes[l], bt)
+				}
+			}
 			done += m
 		}
 		cpu.stop()

@@ -210,7 +210,7 @@ func TestPolicyGroups(t *testing.T) {
 
 	// D runs no IKE: private-or-clear falls back to the clear. Pings
 	// every 250 ms; the first that gets a reply tells when.
-	took, ok := firstReply(t, a.ns, a.outer, d.outer, 16, 250*time.Millisecond)
+	took, ok := timeToFirstReply(t, a.ns, a.outer, d.outer, 16, 250*time.Millisecond)
 	if !ok {
 		t.Fatalf("A's pings to D never fell back to the clear\n%s", a.proc.Output)
 	}
@@ -281,9 +281,9 @@ func TestPolicyGroups(t *testing.T) {
 	a.checkAlive(t)
 }
 
-// firstReply pings count times every interval and returns how long after
+// timeToFirstReply pings count times every interval and returns how long after
 // the first echo request the first reply's request was sent.
-func firstReply(t *testing.T, ns *nstest.NS, src, dst netip.Addr, count int, interval time.Duration) (time.Duration, bool) {
+func timeToFirstReply(t *testing.T, ns *nstest.NS, src, dst netip.Addr, count int, interval time.Duration) (time.Duration, bool) {
 	t.Helper()
 	out, _ := ns.Run("ping", "-n", "-c", fmt.Sprint(count), "-i", fmt.Sprint(interval.Seconds()), "-W", "1", "-I", src.String(), dst.String())
 	m := icmpSeqRE.FindStringSubmatch(out)
