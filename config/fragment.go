@@ -2,6 +2,7 @@ package config
 
 import (
 	"fmt"
+	"net/netip"
 	"slices"
 
 	"go.yaml.in/yaml/v3"
@@ -169,6 +170,15 @@ func Merge(local *Config, frags []*Fragment) (*Config, error) {
 	for _, m := range local.ManualSAs {
 		names[m.Name] = local.File
 	}
+	// owner names the group and the source of each prefix, so that a
+	// prefix that a document puts in a second group is refused with that
+	// document's name and line.
+	owner := make(map[netip.Prefix]string)
+	for _, g := range local.Groups {
+		for _, p := range g.Prefixes {
+			owner[p] = g.Action.String() + " (" + local.File + ")"
+		}
+	}
 	var errs errorList
 	fail := func(f *Fragment, key, format string, args ...any) {
 		if len(errs) < maxErrors {
@@ -198,11 +208,22 @@ func Merge(local *Config, frags []*Fragment) (*Config, error) {
 		}
 		c.Secrets.IKE = append(c.Secrets.IKE, f.Secrets.IKE...)
 		for _, g := range f.Groups {
+			var fresh []netip.Prefix
+			for _, p := range g.Prefixes {
+				if prev, dup := owner[p]; dup {
+					fail(f, join("groups", g.Action.String())+".prefixes", "prefix %v is already in group %s", p, prev)
+					continue
+				}
+				owner[p] = g.Action.String() + " (" + f.Name + ")"
+				fresh = append(fresh, p)
+			}
+			g.Prefixes = fresh
 			mergeGroup(&c, g, func(key, format string, args ...any) { fail(f, key, format, args...) })
 		}
 	}
-	// The groups as merged must hold together as a file's would: a prefix
-	// in one group only, each group's connection defined with one child.
+	// The groups as merged must hold together as a file's would: each
+	// group's connection defined with one child (a prefix in two groups
+	// was refused above, with the document that brought it).
 	gd := &decoder{file: "policy documents"}
 	gd.checkGroups(&c)
 	errs = append(errs, gd.errs...)

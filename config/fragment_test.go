@@ -173,8 +173,15 @@ func TestMergeGroups(t *testing.T) {
 	if lg, _ := local.Group(GroupBlock); len(lg.Prefixes) != 1 {
 		t.Errorf("Merge changed the local file's group: %+v", lg)
 	}
+	// A prefix in two groups is refused with the name and line of the
+	// document that brought the second, whether the first is the local
+	// file's or an earlier document's.
 	dup := frag("etcd:/p/20-dup", "groups:\n  block: {prefixes: [10.77.0.9/32]}\n")
-	if _, err := Merge(local, []*Fragment{dup}); err == nil || !strings.Contains(err.Error(), "already in group clear") {
+	if _, err := Merge(local, []*Fragment{dup}); err == nil || !strings.Contains(err.Error(), "etcd:/p/20-dup:2: groups.block.prefixes: prefix 10.77.0.9/32 is already in group clear (/etc/goipsec/goipsec.yaml)") {
 		t.Errorf("a prefix in two groups: %v", err)
+	}
+	clear := frag("etcd:/p/30-clear", "# D is a printer\ngroups:\n  clear: {prefixes: [10.77.0.4/32]}\n")
+	if _, err := Merge(local, []*Fragment{add, clear}); err == nil || !strings.Contains(err.Error(), "etcd:/p/30-clear:3: groups.clear.prefixes: prefix 10.77.0.4/32 is already in group block (etcd:/p/10-block)") {
+		t.Errorf("a prefix in two documents' groups: %v", err)
 	}
 }
