@@ -38,7 +38,12 @@ func groupsPolicy(h *groupHost, groups string) string {
   socket: %q
   tun: {name: ipsec0, mtu: 1400}
   log: {level: info}
-connections:
+`, h.sock) + hostsConnection + "groups:\n" + groups
+}
+
+// hostsConnection is the connections section of the groups' connection
+// "hosts"; the file names are those of each host's own directory.
+const hostsConnection = `connections:
   hosts:
     remote_addrs: [10.77.0.0/24]
     proposals: [aes256gcm16-prfsha256-x25519]
@@ -46,9 +51,7 @@ connections:
     remote: {auth: pubkey, cacerts: [ca.pem]}
     children:
       host: {mode: transport, esp_proposals: [aes256gcm16]}
-groups:
-%s`, h.sock, groups)
-}
+`
 
 const (
 	groupsPrivate = "  private: {prefixes: [10.77.0.0/24], connection: hosts}\n"
