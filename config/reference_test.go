@@ -132,7 +132,7 @@ var reference = []refKey{
 	{path: "policy_sources", kind: kMapping,
 		doc: "Where policy comes from besides this file, which is always the first source and enough on its own. Read at start only. See [guide-etcd.md](guide-etcd.md)."},
 	{path: "policy_sources.etcd", kind: kMapping,
-		doc: "An etcd cluster whose keys under prefix are policy documents (connections, policies, secrets with secret_file, and targets that select hosts by label). Each change is validated as strictly as this file, merged after it, and applied whole; the last good policy is cached on disk and stays in force while etcd is unreachable."},
+		doc: "An etcd cluster whose keys under prefix are policy documents (connections, policies, groups, secrets with secret_file, and targets that select hosts by label). Each change is validated as strictly as this file, merged after it, and applied whole; the last good policy is cached on disk and stays in force while etcd is unreachable."},
 	{path: "policy_sources.etcd.endpoints", kind: kList, required: true, example: "[https://10.0.0.11:2379, https://10.0.0.12:2379]",
 		doc: "The cluster's client URLs, http:// or https://."},
 	{path: "policy_sources.etcd.prefix", kind: kString, def: DefaultEtcdPrefix, example: "/goipsec/policy/",
