@@ -4,15 +4,19 @@ import (
 	"context"
 	"fmt"
 	"net/netip"
+	"os"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/goipsec/goipsec/config"
 	"github.com/goipsec/goipsec/ctlapi"
 	"github.com/goipsec/goipsec/internal/etcdtest"
 	"github.com/goipsec/goipsec/internal/nstest"
+	"github.com/goipsec/goipsec/internal/testca"
 )
 
 // This file joins issue 10's two halves: the policy groups of
@@ -278,4 +282,96 @@ func TestEtcdGroups(t *testing.T) {
 	}
 	a.checkAlive(t)
 	b.checkAlive(t)
+}
+
+// TestGuideNetworkEtcd: the etcd variant of docs/guide-network.md holds
+// together: the hosts' file parses, its document is selected by the file's
+// labels and merges into the groups the guide describes, and the guide's
+// move of D's address to block gives a document that merges too. It needs
+// no root: TestEtcdGroups runs the same shape between daemons.
+func TestGuideNetworkEtcd(t *testing.T) {
+	b, err := os.ReadFile(filepath.Join("..", "..", "docs", "guide-network.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, section, ok := strings.Cut(string(b), "\n## The policy from etcd\n")
+	if !ok {
+		t.Fatal("docs/guide-network.md has no section \"The policy from etcd\"")
+	}
+	blocks := regexp.MustCompile("(?s)```yaml\n(.*?)```").FindAllStringSubmatch(section, -1)
+	if len(blocks) != 3 {
+		t.Fatalf("%d YAML blocks in the guide's etcd section, want 3 (the hosts' file, the document, the move to block)", len(blocks))
+	}
+	dir := t.TempDir()
+	ca, err := testca.New(dir, "guide CA")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := ca.Host("host", netip.MustParseAddr("10.77.0.1")); err != nil {
+		t.Fatal(err)
+	}
+	// The etcd client certificate: any of the CA's will do for parsing.
+	for from, to := range map[string]string{"host.pem": "etcd-client.pem", "host.key": "etcd-client.key", "ca.pem": "etcd-ca.pem"} {
+		data, err := os.ReadFile(ca.Path(from))
+		if err != nil {
+			t.Fatal(err)
+		}
+		writeFile(t, filepath.Join(dir, to), string(data))
+	}
+	local, err := config.Parse(filepath.Join(dir, "ipsecd.yaml"), []byte(blocks[0][1]))
+	if err != nil {
+		t.Fatalf("the hosts' file: %v", err)
+	}
+	if local.PolicySources.Etcd == nil || len(local.Connections) != 0 || len(local.Groups) != 0 {
+		t.Fatalf("the hosts' file should name the cluster and hold no policy: %+v", local)
+	}
+	merge := func(doc string) *config.Config {
+		t.Helper()
+		f, err := config.ParseFragment("etcd:/goipsec/policy/10-hosts", dir, []byte(doc), local.PolicySources.Etcd.Labels)
+		if err != nil || !f.Selected {
+			t.Fatalf("the document: %v (selected %v)\n%s", err, f != nil && f.Selected, doc)
+		}
+		c, err := config.Merge(local, []*config.Fragment{f})
+		if err != nil {
+			t.Fatalf("merged with the document: %v\n%s", err, doc)
+		}
+		return c
+	}
+	groupOf := func(c *config.Config, p string) string {
+		for _, g := range c.Groups {
+			if slices.Contains(g.Prefixes, netip.MustParsePrefix(p)) {
+				return g.Action.String()
+			}
+		}
+		return ""
+	}
+	doc := blocks[1][1]
+	c := merge(doc)
+	for p, want := range map[string]string{"10.77.0.0/24": "private", "10.77.0.4/32": "private-or-clear", "10.77.0.251/32": "clear"} {
+		if got := groupOf(c, p); got != want {
+			t.Errorf("the document puts %s in group %q, the guide says %q", p, got, want)
+		}
+	}
+	// The move: the private-or-clear group (its line and those indented
+	// under it) replaced by the guide's block group, dedented to the
+	// document's level.
+	var moved []string
+	skip := false
+	for _, line := range strings.Split(doc, "\n") {
+		switch {
+		case line == "  private-or-clear:":
+			skip = true
+			for _, l := range strings.Split(strings.TrimRight(blocks[2][1], " \n"), "\n") {
+				moved = append(moved, strings.TrimPrefix(l, "  "))
+			}
+			continue
+		case skip && strings.HasPrefix(line, "    "):
+			continue
+		}
+		skip = false
+		moved = append(moved, line)
+	}
+	if c := merge(strings.Join(moved, "\n")); groupOf(c, "10.77.0.4/32") != "block" {
+		t.Errorf("after the guide's move, 10.77.0.4/32 is in group %q, not block", groupOf(c, "10.77.0.4/32"))
+	}
 }
