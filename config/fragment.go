@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"net/netip"
 	"slices"
+	"strings"
 
 	"go.yaml.in/yaml/v3"
 )
@@ -179,6 +180,10 @@ func Merge(local *Config, frags []*Fragment) (*Config, error) {
 			owner[p] = g.Action.String() + " (" + local.File + ")"
 		}
 	}
+	// from names the document that brought a connection, or a group that
+	// the local file does not have, so that the checks of the merged
+	// groups below can name it.
+	from := make(map[string]*Fragment)
 	var errs errorList
 	fail := func(f *Fragment, key, format string, args ...any) {
 		if len(errs) < maxErrors {
@@ -196,6 +201,7 @@ func Merge(local *Config, frags []*Fragment) (*Config, error) {
 				continue
 			}
 			conns[x.Name] = f.Name
+			from["connections."+x.Name+"."] = f
 			c.Connections = append(c.Connections, x)
 		}
 		for i, p := range f.Policies {
@@ -218,6 +224,9 @@ func Merge(local *Config, frags []*Fragment) (*Config, error) {
 				fresh = append(fresh, p)
 			}
 			g.Prefixes = fresh
+			if _, have := c.Group(g.Action); !have {
+				from[join("groups", g.Action.String())+"."] = f
+			}
 			mergeGroup(&c, g, func(key, format string, args ...any) { fail(f, key, format, args...) })
 		}
 	}
@@ -226,7 +235,15 @@ func Merge(local *Config, frags []*Fragment) (*Config, error) {
 	// was refused above, with the document that brought it).
 	gd := &decoder{file: "policy documents"}
 	gd.checkGroups(&c)
-	errs = append(errs, gd.errs...)
+	for _, e := range gd.errs {
+		for key, f := range from {
+			if strings.HasPrefix(e.Key, key) {
+				e.File, e.Line = f.Name, lineOf(f.lines, e.Key)
+				break
+			}
+		}
+		errs = append(errs, e)
+	}
 	for _, f := range frags {
 		for _, x := range f.Connections {
 			if (x.Local.Method == AuthPSK || x.Remote.Method == AuthPSK) && !hasPSK(c.Secrets.IKE, x.Local.ID, x.Remote.ID) {

@@ -180,6 +180,12 @@ func TestMergeGroups(t *testing.T) {
 	if _, err := Merge(local, []*Fragment{dup}); err == nil || !strings.Contains(err.Error(), "etcd:/p/20-dup:2: groups.block.prefixes: prefix 10.77.0.9/32 is already in group clear (/etc/goipsec/goipsec.yaml)") {
 		t.Errorf("a prefix in two groups: %v", err)
 	}
+	// A document's own group whose connection no document defines: the
+	// error names that document.
+	noConn := frag("etcd:/p/40-noconn", "# a typo\ngroups:\n  private: {prefixes: [10.77.1.0/24], connection: hostz}\n")
+	if _, err := Merge(local, []*Fragment{noConn}); err == nil || !strings.Contains(err.Error(), `etcd:/p/40-noconn:3: groups.private.connection: no connection "hostz"`) {
+		t.Errorf("a group without its connection: %v", err)
+	}
 	clear := frag("etcd:/p/30-clear", "# D is a printer\ngroups:\n  clear: {prefixes: [10.77.0.4/32]}\n")
 	if _, err := Merge(local, []*Fragment{add, clear}); err == nil || !strings.Contains(err.Error(), "etcd:/p/30-clear:3: groups.clear.prefixes: prefix 10.77.0.4/32 is already in group block (etcd:/p/10-block)") {
 		t.Errorf("a prefix in two documents' groups: %v", err)
