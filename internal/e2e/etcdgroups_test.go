@@ -78,7 +78,7 @@ func childWith(h *host, peer netip.Addr) (ctlapi.ChildSA, bool) {
 }
 
 // TestEtcdGroups is the proof of issue 10 for group policy from etcd
-// (about 30 s): hosts A and B (goipsec, certificates from one CA) and D (no
+// (about 15 s): hosts A and B (goipsec, certificates from one CA) and D (no
 // IPsec) on one bridge, and an etcd cluster of three members (Debian's
 // etcd-server) in the bridge's namespace on 10.77.0.254. The connection and
 // the groups come from one etcd document; the local files hold host
@@ -267,9 +267,8 @@ func TestEtcdGroups(t *testing.T) {
 		t.Errorf("A's revision in force with etcd down: %d, want %d", src.Revision, want.Revision)
 	}
 	toB.close()
-	// With etcd still down, the policy from the cache of the last good
-	// one still negotiates: A's SAs taken down, the next ping starts IKE
-	// with B again.
+	// With etcd still down, the last good policy still negotiates: A's
+	// SAs taken down, the next ping starts IKE with B again.
 	if _, err := a.ctl(context.Background(), "down", "hosts"); err != nil {
 		t.Fatal(err)
 	}
