@@ -187,13 +187,17 @@ func TestPolicyGroupStrongSwan(t *testing.T) {
 }
 
 // checkSwanPeer checks A's peer S after traffic flowed: established in
-// group private, identified by its address, with one CHILD SA in tunnel
+// group private (in "ipsecctl peers" and "explain"), identified by its
+// address, with one CHILD SA in tunnel
 // mode between the two hosts that charon agrees on, SPIs and selectors.
 func checkSwanPeer(t *testing.T, a, s *groupHost, ch *swantest.Charon, conn string, goInit bool) {
 	t.Helper()
 	p, ok := peersOf(t, a.host)[s.outer]
 	if !ok || p.State != ctlapi.PeerEstablished || p.Group != "private" || p.RemoteID != s.outer.String() || p.Children != 1 || p.Initiator != goInit {
 		t.Errorf("A's peer %v: %+v (want established, private, id %v, 1 child, initiator %v)", s.outer, p, s.outer, goInit)
+	}
+	if res := explainOut(t, a.host, a.outer, s.outer); res.Group != "private" || res.Action != ctlapi.ActionProtect {
+		t.Errorf("explain A -> S: %s by group %q", res.Action, res.Group)
 	}
 	gc, ok := installedChildren(a.host)[s.outer]
 	if !ok {
