@@ -107,8 +107,10 @@ func startSwanHost(t *testing.T, n *bridgeNet, h *groupHost, name string, id, a 
 
 // TestPolicyGroupStrongSwan runs a private group (10.77.0.0/24) whose
 // connection has a tunnel between the two hosts, on goipsec host A
-// (10.77.0.1), with charon host S (10.77.0.5) holding a certificate of
-// the group's CA for its address, identified by that address (about 10 s):
+// (10.77.0.1) and B (10.77.0.2), with charon host S (10.77.0.5) holding a
+// certificate of the group's CA for its address, identified by that
+// address (about 10 s). A and B reach each other through a tunnel of
+// their own, then:
 //
 //   - (a) A's first packet to S starts IKE with S alone, on demand; S
 //     answers with its connection for the group's prefix; pings pass both
@@ -132,9 +134,18 @@ func TestPolicyGroupStrongSwan(t *testing.T) {
 	if err := n.ca.Host("m", addr(9)); err != nil {
 		t.Fatal(err)
 	}
-	a.startDaemon(t, strings.Replace(groupsPolicy(a, groupsPrivate), "mode: transport", "mode: tunnel", 1))
+	b := n.add(t, "b", addr(2), 24, true)
+	for _, h := range []*groupHost{a, b} {
+		h.startDaemon(t, strings.Replace(groupsPolicy(h, groupsPrivate), "mode: transport", "mode: tunnel", 1))
+	}
 	chS := startSwanHost(t, n, s, "s", s.outer, a.outer, false)
 	chM := startSwanHost(t, n, m, "m", addr(9), a.outer, true)
+
+	// The same policy between goipsec hosts: a tunnel between A and B.
+	mustPingSoon(t, a.ns, a.outer, b.outer)
+	if ch, ok := installedChildren(a.host)[b.outer]; !ok || ch.Mode != "tunnel" || fmt.Sprint(ch.RemoteTS) != "["+b.outer.String()+"/32]" {
+		t.Errorf("A's CHILD SA with B: %+v, want a tunnel to %v alone", ch, b.outer)
+	}
 
 	// (a) goipsec initiates on demand; charon answers for the group.
 	mustPingSoon(t, a.ns, a.outer, s.outer)
@@ -143,7 +154,9 @@ func TestPolicyGroupStrongSwan(t *testing.T) {
 	if err := chS.Terminate("group"); err != nil {
 		t.Fatal(err)
 	}
-	a.waitNoSAs(t, 10*time.Second)
+	if !nstest.WaitFor(10*time.Second, func() bool { _, ok := peersOf(t, a.host)[s.outer]; return !ok }) {
+		t.Fatalf("A still lists S as a peer after charon deleted the IKE SA: %+v", peersOf(t, a.host)[s.outer])
+	}
 
 	// (b) charon initiates; goipsec accepts it for the group.
 	if err := chS.Load(swanGroupConn(s.outer, s.outer, a.outer, true)); err != nil {
