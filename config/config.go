@@ -355,8 +355,9 @@ type Child struct {
 	Name string
 	Mode sa.Mode
 	// LocalTS and RemoteTS are the child's selectors. Both nil (left out,
-	// transport mode only) means strongSwan's "dynamic": the two IKE
-	// addresses, so one child serves every peer of the connection.
+	// in transport mode, or in tunnel mode in a group's connection) means
+	// strongSwan's "dynamic": the two IKE addresses, so one child serves
+	// every peer of the connection.
 	LocalTS, RemoteTS traffic.Set
 	// Protocol is ESP (esp_proposals) or AH (ah_proposals).
 	Protocol  sa.Protocol

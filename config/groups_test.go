@@ -102,10 +102,20 @@ func TestGroups(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), "dynamic selectors would protect all traffic") {
 		t.Errorf("dynamic with %%any: err = %v", err)
 	}
-	// Tunnel mode needs its selectors.
+	// Outside a group's connection, tunnel mode needs its selectors.
 	_, err = Parse("g.yaml", []byte(strings.Replace(groupsConn, "mode: transport, ", "mode: tunnel, ", 1)))
 	if err == nil || !strings.Contains(err.Error(), "local_ts: required") {
 		t.Errorf("tunnel without selectors: err = %v", err)
+	}
+	// A group's connection may have a tunnel between the two hosts
+	// (dynamic selectors), for peers that only do tunnel mode, such as
+	// strongSwan with kernel-libipsec.
+	c, err = Parse("g.yaml", []byte(strings.Replace(groupsConn, "mode: transport, ", "mode: tunnel, ", 1)+
+		"groups:\n  private: {prefixes: [10.77.0.0/24], connection: hosts}\n"))
+	if err != nil {
+		t.Errorf("tunnel without selectors in a group's connection: %v", err)
+	} else if ch := c.Connections[1].Children[0]; ch.Mode != sa.Tunnel || ch.LocalTS != nil || ch.RemoteTS != nil {
+		t.Errorf("tunnel child of a group: mode %v, selectors %v %v; want tunnel, dynamic (nil)", ch.Mode, ch.LocalTS, ch.RemoteTS)
 	}
 	// Without mode and selectors, a child is in transport mode between
 	// the two hosts.

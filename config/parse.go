@@ -527,10 +527,16 @@ func (d *decoder) children(key string, n *yaml.Node) []Child {
 			// 4.1), as for the hosts of a group.
 			c.Mode = sa.Transport
 		}
-		if c.Mode != sa.Transport || (c.LocalTS == nil) != (c.RemoteTS == nil) {
-			d.requireTS(c.LocalTS, path+".local_ts", `required (the default "dynamic", the IKE addresses, is for transport mode with both left out)`)
-			d.requireTS(c.RemoteTS, path+".remote_ts", `required (the default "dynamic", the IKE addresses, is for transport mode with both left out)`)
-		} else {
+		switch {
+		case c.Mode != sa.Transport && c.LocalTS == nil && c.RemoteTS == nil:
+			// A tunnel between the two hosts (strongSwan's dynamic in
+			// tunnel mode), which peers that only do tunnel mode need:
+			// allowed for a group's connection only (checkGroups), where
+			// the engine negotiates it per peer.
+		case c.Mode != sa.Transport || (c.LocalTS == nil) != (c.RemoteTS == nil):
+			d.requireTS(c.LocalTS, path+".local_ts", dynamicTSReason)
+			d.requireTS(c.RemoteTS, path+".remote_ts", dynamicTSReason)
+		default:
 			d.requireTS(c.LocalTS, path+".local_ts", "")
 			d.requireTS(c.RemoteTS, path+".remote_ts", "")
 		}
@@ -895,6 +901,11 @@ func (d *decoder) checkKey(k rawKey, s transform.Suite) Secret {
 	return Secret{b: k.b}
 }
 
+// dynamicTSReason is why a child must list its selectors: only transport
+// mode, and tunnel mode in a group's connection, negotiate the two hosts'
+// addresses per peer.
+const dynamicTSReason = `required (the default "dynamic", the IKE addresses, is for transport mode with both left out, or tunnel mode in a group's connection)`
+
 // requireTS reports a missing set (with reason, if not empty) or an empty
 // one. Only policies may leave a side empty to mean any.
 func (d *decoder) requireTS(set traffic.Set, key, reason string) {
@@ -1229,6 +1240,12 @@ func (d *decoder) checkGroups(c *Config) {
 			continue
 		}
 		for _, ch := range conn.Children {
+			if ch.Mode != sa.Transport && ch.LocalTS == nil && ch.RemoteTS == nil {
+				path := join(join(join("connections", conn.Name), "children"), ch.Name)
+				d.fail(nil, path+".local_ts", "%s", dynamicTSReason)
+				d.fail(nil, path+".remote_ts", "%s", dynamicTSReason)
+				continue
+			}
 			if ch.LocalTS == nil && !slices.ContainsFunc(conn.RemoteAddrs, func(a string) bool { return a != "%any" }) {
 				d.fail(nil, join(join(join("connections", conn.Name), "children"), ch.Name)+".remote_ts",
 					"required: with remote_addrs %%any, dynamic selectors would protect all traffic; list remote_addrs, or name the connection in a group")

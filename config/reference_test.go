@@ -213,7 +213,7 @@ var reference = []refKey{
 	{path: "connections.<name>.children.<name>.mode", kind: kEnum, enum: []string{"tunnel", "transport"}, def: "tunnel", example: "tunnel",
 		doc: "IPsec mode (RFC 4301, Section 4.1). A child that leaves out mode, local_ts and remote_ts is in transport mode, with dynamic selectors: the two hosts."},
 	{path: "connections.<name>.children.<name>.local_ts", kind: kTS, def: "dynamic (transport mode)", schema: nonEmptyTS, example: "[10.1.0.0/16]",
-		doc: "Local traffic selectors in strongSwan syntax: prefix[protocol/port], as in 10.1.0.0/16 or 10.1.0.5/32[tcp/443]. Required in tunnel mode; in transport mode leaving out both local_ts and remote_ts means strongSwan's dynamic: the two IKE addresses, per peer."},
+		doc: "Local traffic selectors in strongSwan syntax: prefix[protocol/port], as in 10.1.0.0/16 or 10.1.0.5/32[tcp/443]. Required in tunnel mode, except in a group's connection; in transport mode, and in tunnel mode in a group's connection, leaving out both local_ts and remote_ts means strongSwan's dynamic: the two IKE addresses, per peer (a tunnel between the two hosts, for peers that only do tunnel mode)."},
 	{path: "connections.<name>.children.<name>.remote_ts", kind: kTS, def: "dynamic (transport mode)", schema: nonEmptyTS, example: "[10.2.0.0/16, \"10.3.0.0/16[tcp/443]\"]",
 		doc: "Remote traffic selectors, as local_ts. With dynamic selectors, remote_addrs (or a group) says which peers the child's policy covers."},
 	{path: "connections.<name>.children.<name>.esp_proposals", kind: kList, def: "default", example: "[aes256gcm16-x25519-ke1_mlkem768]",

@@ -9,11 +9,19 @@ import (
 )
 
 // TestInitiateOnDemandPerPeer checks that a configuration for many peers
-// (remote addresses that are a prefix) with a transport-mode child and
-// dynamic selectors starts one IKE SA per destination of its triggers:
-// each to that host alone, with CHILD SA selectors of the two hosts, and a
-// second trigger for a host with an IKE SA reuses it.
+// (remote addresses that are a prefix) with a child with dynamic selectors
+// starts one IKE SA per destination of its triggers: each to that host
+// alone, with CHILD SA selectors of the two hosts, and a second trigger for
+// a host with an IKE SA reuses it. In transport mode, and in tunnel mode
+// (a tunnel between the two hosts, what a group needs with peers that only
+// do tunnel mode, such as strongSwan with kernel-libipsec).
 func TestInitiateOnDemandPerPeer(t *testing.T) {
+	for _, mode := range []sa.Mode{sa.Transport, sa.Tunnel} {
+		t.Run(mode.String(), func(t *testing.T) { testInitiateOnDemandPerPeer(t, mode) })
+	}
+}
+
+func testInitiateOnDemandPerPeer(t *testing.T, mode sa.Mode) {
 	clk := &clock{t: time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)}
 	n := &stepNet{t: t, nodes: map[netip.Addr]*Manager{}}
 	cfg := Config{Now: clk.Now, Logger: testLogger(t)}
@@ -22,7 +30,7 @@ func TestInitiateOnDemandPerPeer(t *testing.T) {
 	hosts := func(self netip.Addr) Peer {
 		return Peer{Name: "hosts", LocalAddrs: host(self), RemoteAddrs: net,
 			Proposals: mustIKE(t, "aes128gcm16-prfsha256-x25519"), PSK: pskFunc("correct horse battery staple"),
-			Children: []ChildConfig{{Name: "host", Ref: 5, Mode: sa.Transport, StartAction: StartTrap,
+			Children: []ChildConfig{{Name: "host", Ref: 5, Mode: mode, StartAction: StartTrap,
 				Proposals: mustESP(t, "aes128gcm16")}}}
 	}
 	nodes := map[netip.Addr]*node{}
@@ -59,7 +67,7 @@ func TestInitiateOnDemandPerPeer(t *testing.T) {
 	}
 	for _, c := range live {
 		want := c.Remote.Addr()
-		if c.Mode != sa.Transport || len(c.RemoteTS) != 1 || c.RemoteTS[0].Prefix != netip.PrefixFrom(want, 32) ||
+		if c.Mode != mode || len(c.RemoteTS) != 1 || c.RemoteTS[0].Prefix != netip.PrefixFrom(want, 32) ||
 			len(c.LocalTS) != 1 || c.LocalTS[0].Prefix != netip.PrefixFrom(addrA, 32) {
 			t.Errorf("CHILD SA with %v: mode %v, selectors %v <=> %v, want the two hosts", want, c.Mode, c.LocalTS, c.RemoteTS)
 		}

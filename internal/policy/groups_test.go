@@ -2,12 +2,15 @@ package policy
 
 import (
 	"net/netip"
+	"strings"
 	"testing"
 
 	"github.com/goipsec/goipsec/config"
+	"github.com/goipsec/goipsec/ike"
 	"github.com/goipsec/goipsec/internal/spd"
 	"github.com/goipsec/goipsec/packet"
 	"github.com/goipsec/goipsec/sa"
+	"github.com/goipsec/goipsec/traffic"
 )
 
 const groupsText = `
@@ -42,11 +45,11 @@ func lookup(t *testing.T, s *Snapshot, dir sa.Direction, src, dst string) *spd.R
 	return r
 }
 
-// TestCompileGroups checks that groups compile into SPD rules after the
-// connections, most specific prefix first, with the template's bundle on
-// the rules that protect, and firewall rules and routes that agree.
-func TestCompileGroups(t *testing.T) {
-	c, err := config.Parse("g.yaml", []byte(groupsText))
+// compileGroupsText compiles the configuration text for host 10.77.0.2 and
+// returns the snapshot and the bundle of the template hosts/host.
+func compileGroupsText(t *testing.T, text string) (*Snapshot, uint32) {
+	t.Helper()
+	c, err := config.Parse("g.yaml", []byte(text))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -55,6 +58,14 @@ func TestCompileGroups(t *testing.T) {
 		t.Fatal(err)
 	}
 	ref, _ := s.ChildRef("hosts", "host")
+	return s, ref
+}
+
+// TestCompileGroups checks that groups compile into SPD rules after the
+// connections, most specific prefix first, with the template's bundle on
+// the rules that protect, and firewall rules and routes that agree.
+func TestCompileGroups(t *testing.T) {
+	s, ref := compileGroupsText(t, groupsText)
 	for _, tc := range []struct {
 		dst    string
 		rule   string
@@ -111,6 +122,40 @@ func TestCompileGroups(t *testing.T) {
 	}
 	if !routed[netip.MustParsePrefix("10.77.0.0/24")] || !routed[netip.MustParsePrefix("10.77.0.254/32")] || routed[netip.MustParsePrefix("10.0.0.0/8")] {
 		t.Errorf("routes: %+v", s.Routes)
+	}
+}
+
+// TestCompileGroupTunnel checks a group whose connection has a tunnel
+// between the two hosts (mode tunnel, dynamic selectors), as peers that
+// only do tunnel mode need (strongSwan with kernel-libipsec): its rules
+// are per peer with the template's bundle, the engine's child is in tunnel
+// mode with dynamic selectors, and the PAD lets each peer claim its own
+// address only (RFC 4301, Section 4.4.3.2), as in transport mode.
+func TestCompileGroupTunnel(t *testing.T) {
+	s, ref := compileGroupsText(t, strings.Replace(groupsText, "host: {mode: transport}", "host: {mode: tunnel}", 1))
+	if r := lookup(t, s, sa.Outbound, "10.77.0.2", "10.77.0.5"); r.Action != spd.Protect || r.Ref != ref || !r.PerPeer {
+		t.Errorf("to 10.77.0.5: rule %q %v ref %d per peer %v, want the group's, per peer", r.Name, r.Action, r.Ref, r.PerPeer)
+	}
+	found := false
+	for _, p := range s.Peers {
+		if p.Name != "hosts" {
+			continue
+		}
+		found = true
+		if ch := p.Children[0]; ch.Mode != sa.Tunnel || len(ch.LocalTS) != 0 || len(ch.RemoteTS) != 0 {
+			t.Errorf("engine's child: %v mode, selectors %v %v; want tunnel, dynamic", ch.Mode, ch.LocalTS, ch.RemoteTS)
+		}
+	}
+	if !found {
+		t.Errorf("no engine peer for connection hosts: %+v", s.Peers)
+	}
+	peer := netip.MustParseAddr("10.77.0.5")
+	got, err := s.PAD.Authorize("hosts", ike.AddrIdentity(peer), peer, "host", traffic.MustParseSet("10.77.0.0/24"))
+	if err != nil || !got.Equal(traffic.MustParseSet("10.77.0.5/32")) {
+		t.Errorf("a tunnel peer claiming the group's prefix gets %v, %v; want its own address", got, err)
+	}
+	if got, err := s.PAD.Authorize("hosts", ike.AddrIdentity(peer), peer, "host", traffic.MustParseSet("10.77.0.6/32")); err == nil {
+		t.Errorf("a tunnel peer may claim another host: %v", got)
 	}
 }
 
