@@ -108,13 +108,11 @@ var schemaRules = map[string]map[string]any{
 	"connections.<name>.children.<name>": {
 		"allOf": []any{
 			map[string]any{"not": map[string]any{"required": []string{"esp_proposals", "ah_proposals"}}},
-			// Dynamic selectors: both left out, in transport mode only.
-			// Without mode, both left out means transport mode.
-			map[string]any{
-				"if":   map[string]any{"required": []string{"mode"}, "properties": map[string]any{"mode": map[string]any{"const": "tunnel"}}},
-				"then": map[string]any{"required": []string{"local_ts", "remote_ts"}},
-				"else": map[string]any{"dependentRequired": map[string]any{"local_ts": []string{"remote_ts"}, "remote_ts": []string{"local_ts"}}},
-			},
+			// Dynamic selectors: both left out, in transport mode, or in
+			// tunnel mode for a group's connection (which the schema
+			// cannot tell); without mode, both left out means transport
+			// mode. Both or neither.
+			map[string]any{"dependentRequired": map[string]any{"local_ts": []string{"remote_ts"}, "remote_ts": []string{"local_ts"}}},
 		},
 	},
 	"manual_sas[]": {

@@ -524,6 +524,7 @@ var schemaLimits = []string{
 	"Manual SAs: key lengths that fit the algorithm, key_in different from key_out, local_addr and remote_addr of one family, transport-mode selectors equal to the addresses, soft limits not above hard ones.",
 	"Ranges of values written as strings (\"0x400\"), and day counts above 3650.",
 	"Files: key and secret_file must exist and be readable by their owner only; a configuration file with secrets in it must be mode 0600.",
+	"A tunnel-mode child without local_ts and remote_ts: only a group's connection may have one (a tunnel between the two hosts).",
 	"policy_sources.etcd: endpoints are http:// or https:// URLs, labels name=value, the prefix starts and ends with '/', and its durations are longer than 0s.",
 	"YAML beyond JSON: one document only, no merge keys, at most 200,000 nodes once aliases are expanded.",
 	"Unquoted selectors with brackets in a one-line list (remote_ts: [10.3.0.0/16[tcp/443]]) are accepted by ipsecd but are not strict YAML: editors need quotes.",

@@ -297,7 +297,7 @@ func TestGuideNetworkEtcd(t *testing.T) {
 	if !ok {
 		t.Fatal("docs/guide-network.md has no section \"The policy from etcd\"")
 	}
-	blocks := regexp.MustCompile("(?s)```yaml\n(.*?)```").FindAllStringSubmatch(section, -1)
+	blocks := regexp.MustCompile("(?s)```yaml(?:-document)?\n(.*?)```").FindAllStringSubmatch(section, -1)
 	if len(blocks) != 3 {
 		t.Fatalf("%d YAML blocks in the guide's etcd section, want 3 (the hosts' file, the document, the move to block)", len(blocks))
 	}
