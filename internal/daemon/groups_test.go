@@ -4,12 +4,14 @@ import (
 	"context"
 	"fmt"
 	"net/netip"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/goipsec/goipsec/config"
 	"github.com/goipsec/goipsec/conn/conntest"
 	"github.com/goipsec/goipsec/ctlapi"
+	"github.com/goipsec/goipsec/ike/ikewire"
 	"github.com/goipsec/goipsec/internal/testca"
 	"github.com/goipsec/goipsec/tun/tuntest"
 )
@@ -31,7 +33,7 @@ groups:
 %s
 secrets:
   ike:
-    - {ids: [192.0.2.1, 192.0.2.2, 192.0.2.3], secret: one key for the three hosts}
+    - {ids: [192.0.2.1, 192.0.2.2, 192.0.2.3, 192.0.2.4], secret: one key for the three hosts}
 `, self, groups)
 	c, err := config.Parse(self+".yaml", []byte(y))
 	if err != nil {
@@ -152,6 +154,9 @@ func TestPrivateOrClearFallback(t *testing.T) {
 		case ev := <-events:
 			if ev.Type == ctlapi.EventFallback && ev.Fields["peer"] == dAddr.String() {
 				fallbackAt = time.Now()
+				if r := ev.Fields["reason"]; r != "no SA within fallback_timeout (300ms)" {
+					t.Errorf("fallback reason %q", r)
+				}
 				return true
 			}
 		default:
@@ -301,4 +306,116 @@ func TestGroupPeerBoundToAddress(t *testing.T) {
 			}
 		})
 	}
+}
+
+// refuserConfig is a goipsec host at 192.0.2.4 that answers IKE with ike
+// and esp proposals of its own and the hosts' key, under private.
+func refuserConfig(t *testing.T, ikeProposal, espProposal, psk string) *config.Config {
+	t.Helper()
+	y := fmt.Sprintf(`connections:
+  hosts:
+    local_addrs: [192.0.2.4]
+    remote_addrs: [192.0.2.0/29]
+    proposals: [%s]
+    local: {auth: psk}
+    remote: {auth: psk}
+    children:
+      host: {mode: transport, esp_proposals: [%s], start_action: trap}
+groups:
+  private: {prefixes: [192.0.2.0/29], connection: hosts}
+secrets:
+  ike:
+    - {ids: [192.0.2.1, 192.0.2.4], secret: %s}
+`, ikeProposal, espProposal, psk)
+	c, err := config.Parse("e.yaml", []byte(y))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+// TestPrivateOrClearRefused checks that a private-or-clear peer that
+// refuses the negotiation puts its traffic in the clear at once, not
+// after fallback_timeout (a minute here, longer than the test waits):
+// E runs goipsec but accepts none of A's IKE proposals (NO_PROPOSAL_CHOSEN
+// in IKE_SA_INIT), asks for a key exchange method A does not offer
+// (INVALID_KE_PAYLOAD), or accepts A's IKE proposal but none of its ESP
+// proposals (NO_PROPOSAL_CHOSEN in IKE_AUTH). The fallback event and
+// explain give the refusal as the reason.
+func TestPrivateOrClearRefused(t *testing.T) {
+	for _, tc := range []struct {
+		name, ike, esp, psk, notify string
+	}{
+		{"IKE_SA_INIT", "aes128gcm16-prfsha384-ecp384", "aes256gcm16", "one key for the three hosts", "NO_PROPOSAL_CHOSEN"},
+		{"INVALID_KE", "", "", "", "INVALID_KE_PAYLOAD"},
+		{"IKE_AUTH", "aes256gcm16-prfsha256-x25519", "aes128gcm16", "one key for the three hosts", "NO_PROPOSAL_CHOSEN"},
+		{"AUTHENTICATION_FAILED", "aes256gcm16-prfsha256-x25519", "aes256gcm16", "another key", "AUTHENTICATION_FAILED"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			nw, inw := conntest.NewNetwork(1024), &ikeNet{}
+			a, e := netip.MustParseAddr("192.0.2.1"), netip.MustParseAddr("192.0.2.4")
+			groups := "  private: {prefixes: [192.0.2.0/29], connection: hosts}\n" +
+				"  private-or-clear: {prefixes: [192.0.2.4/32], connection: hosts, fallback_timeout: 1m, fallback_time: 1m}"
+			pa, _ := startAt(t, nw, a, hostConfig(t, "192.0.2.1", groups), inw.listen(a))
+			if tc.ike != "" {
+				startAt(t, nw, e, refuserConfig(t, tc.ike, tc.esp, tc.psk), inw.listen(e))
+			} else {
+				askOtherKE(t, inw.listen(e))
+			}
+			events, cancel := pa.d.Subscribe(context.Background())
+			defer cancel()
+			start := time.Now()
+			pa.tun.In <- tuntest.UDP(netip.AddrPortFrom(a, 1000), netip.AddrPortFrom(e, 2000), []byte("to E"))
+			var fb ctlapi.Event
+			waitFor(t, "the fallback event", func() bool {
+				select {
+				case ev := <-events:
+					if ev.Type == ctlapi.EventFallback {
+						fb = ev
+						return true
+					}
+				default:
+				}
+				return false
+			})
+			t.Logf("fallback %v after the first packet: %s", time.Since(start), fb.Fields["reason"])
+			if fb.Fields["peer"] != e.String() || !strings.Contains(fb.Fields["reason"], tc.notify) {
+				t.Errorf("fallback event %v, want peer %v refused with %s", fb.Fields, e, tc.notify)
+			}
+			res := explainTo(t, pa.d, a, e)
+			if res.Action != ctlapi.ActionBypass || res.Fallback == nil || !res.Fallback.Active || !strings.Contains(res.Reason, tc.notify) {
+				t.Errorf("after the refusal: %s, fallback %+v, reason %q", res.Action, res.Fallback, res.Reason)
+			}
+		})
+	}
+}
+
+// askOtherKE answers every IKE_SA_INIT request on sock with
+// INVALID_KE_PAYLOAD for ecp521 (RFC 7296, Section 1.2), which the hosts
+// do not offer: a peer whose demand cannot be met.
+func askOtherKE(t *testing.T, sock *ikeSock) {
+	t.Cleanup(func() { sock.Close() })
+	go func() {
+		b := make([]byte, 65536)
+		for {
+			n, from, to, err := sock.ReadFrom(b)
+			if err != nil {
+				return
+			}
+			m, err := ikewire.Parse(b[:n])
+			if err != nil || m.Exchange != ikewire.IKE_SA_INIT || m.IsResponse() {
+				continue
+			}
+			resp := &ikewire.Message{
+				Header:   ikewire.Header{SPIi: m.SPIi, Exchange: ikewire.IKE_SA_INIT, Flags: ikewire.FlagResponse},
+				Payloads: []ikewire.Payload{&ikewire.Notify{Type: ikewire.NotifyInvalidKEPayload, Data: []byte{0, 21}}},
+			}
+			out, err := resp.Marshal()
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			sock.WriteTo(out, to, from)
+		}
+	}()
 }
