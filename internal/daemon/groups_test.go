@@ -6,6 +6,7 @@ import (
 	"net/netip"
 	"strings"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"github.com/goipsec/goipsec/config"
@@ -128,18 +129,28 @@ func TestOnDemandConnectionForManyPeers(t *testing.T) {
 	}
 }
 
+// startPrivateOrClear starts host A (192.0.2.1) of 192.0.2.0/29, which is
+// private but for 192.0.2.4, private-or-clear with the YAML timers (such as
+// ", fallback_timeout: 1s"; empty: the defaults), and subscribes to its
+// events.
+func startPrivateOrClear(t *testing.T, nw *conntest.Network, inw *ikeNet, timers string) (*peer, <-chan ctlapi.Event) {
+	t.Helper()
+	a := netip.MustParseAddr("192.0.2.1")
+	groups := "  private: {prefixes: [192.0.2.0/29], connection: hosts}\n" +
+		"  private-or-clear: {prefixes: [192.0.2.4/32], connection: hosts" + timers + "}"
+	pa, _ := startAt(t, nw, a, hostConfig(t, "192.0.2.1", groups), inw.listen(a))
+	events, cancel := pa.d.Subscribe(context.Background())
+	t.Cleanup(cancel)
+	return pa, events
+}
+
 // TestPrivateOrClearFallback checks the fallback cache: A's packet to D,
 // which runs no IKE, starts a negotiation; without an SA after
 // fallback_timeout, D's traffic is in the clear (explain and peers say
 // until when) for fallback_time, then the next packet tries IKE again.
 func TestPrivateOrClearFallback(t *testing.T) {
-	nw, inw := conntest.NewNetwork(1024), &ikeNet{}
 	a, dAddr := netip.MustParseAddr("192.0.2.1"), netip.MustParseAddr("192.0.2.4")
-	groups := "  private: {prefixes: [192.0.2.0/29], connection: hosts}\n" +
-		"  private-or-clear: {prefixes: [192.0.2.4/32], connection: hosts, fallback_timeout: 300ms, fallback_time: 1s}"
-	pa, _ := startAt(t, nw, a, hostConfig(t, "192.0.2.1", groups), inw.listen(a))
-	events, cancel := pa.d.Subscribe(context.Background())
-	defer cancel()
+	pa, events := startPrivateOrClear(t, conntest.NewNetwork(1024), &ikeNet{}, ", fallback_timeout: 300ms, fallback_time: 1s")
 	pa.tun.In <- tuntest.UDP(netip.AddrPortFrom(a, 1000), netip.AddrPortFrom(dAddr, 2000), []byte("to D"))
 	waitFor(t, "the negotiation with D", func() bool {
 		f := explainTo(t, pa.d, a, dAddr).Fallback
@@ -354,16 +365,12 @@ func TestPrivateOrClearRefused(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			nw, inw := conntest.NewNetwork(1024), &ikeNet{}
 			a, e := netip.MustParseAddr("192.0.2.1"), netip.MustParseAddr("192.0.2.4")
-			groups := "  private: {prefixes: [192.0.2.0/29], connection: hosts}\n" +
-				"  private-or-clear: {prefixes: [192.0.2.4/32], connection: hosts, fallback_timeout: 1m, fallback_time: 1m}"
-			pa, _ := startAt(t, nw, a, hostConfig(t, "192.0.2.1", groups), inw.listen(a))
+			pa, events := startPrivateOrClear(t, nw, inw, ", fallback_timeout: 1m, fallback_time: 1m")
 			if tc.ike != "" {
 				startAt(t, nw, e, refuserConfig(t, tc.ike, tc.esp, tc.psk), inw.listen(e))
 			} else {
 				askOtherKE(t, inw.listen(e))
 			}
-			events, cancel := pa.d.Subscribe(context.Background())
-			defer cancel()
 			start := time.Now()
 			pa.tun.In <- tuntest.UDP(netip.AddrPortFrom(a, 1000), netip.AddrPortFrom(e, 2000), []byte("to E"))
 			var fb ctlapi.Event
@@ -418,4 +425,39 @@ func askOtherKE(t *testing.T, sock *ikeSock) {
 			sock.WriteTo(out, to, from)
 		}
 	}()
+}
+
+// TestPrivateOrClearTimersFakeClock runs the fallback timers at their
+// defaults (fallback_timeout 5s, fallback_time 10m) in a testing/synctest
+// bubble, whose fake clock drives both Options.Now (time.Now) and the
+// timers (time.AfterFunc): the daemon has no clock interface of its own.
+// D at 192.0.2.4 does not answer: A falls back after exactly
+// fallback_timeout and tries IKE again after exactly fallback_time.
+func TestPrivateOrClearTimersFakeClock(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		a, dAddr := netip.MustParseAddr("192.0.2.1"), netip.MustParseAddr("192.0.2.4")
+		pa, events := startPrivateOrClear(t, conntest.NewNetwork(1024), &ikeNet{}, "")
+		next := func(typ string) time.Time {
+			t.Helper()
+			for ev := range events {
+				if ev.Type == typ {
+					return time.Now()
+				}
+			}
+			t.Fatalf("no %s event", typ)
+			return time.Time{}
+		}
+		start := time.Now()
+		pa.tun.In <- tuntest.UDP(netip.AddrPortFrom(a, 1000), netip.AddrPortFrom(dAddr, 2000), []byte("to D"))
+		fb := next(ctlapi.EventFallback)
+		if d := fb.Sub(start); d != 5*time.Second {
+			t.Errorf("the fallback began %v after the first packet, want fallback_timeout (5s)", d)
+		}
+		if f := explainTo(t, pa.d, a, dAddr).Fallback; f == nil || !f.Active || !f.Until.Equal(fb.Add(10*time.Minute)) {
+			t.Errorf("during the fallback: %+v, want until %v", f, fb.Add(10*time.Minute))
+		}
+		if end := next(ctlapi.EventFallbackEnd); end.Sub(fb) != 10*time.Minute {
+			t.Errorf("the fallback ended %v after it began, want fallback_time (10m)", end.Sub(fb))
+		}
+	})
 }
