@@ -437,7 +437,7 @@ const (
 	EventExpire       = "expire"        // an SA reached a limit; fields: name, spi, direction, hard, kind
 	EventAuthFailed   = "auth_failed"   // a peer failed authentication; fields: name, remote_addr, reason
 	EventReload       = "reload"        // the configuration was reloaded; fields: changed, summary
-	EventFallback     = "fallback"      // a private-or-clear peer's traffic fell back to the clear; fields: peer, group, until
+	EventFallback     = "fallback"      // a private-or-clear peer's traffic fell back to the clear; fields: peer, group, until, reason (the refusal, or no SA within fallback_timeout)
 	EventFallbackEnd  = "fallback_end"  // a fallback to the clear ended, the next packet tries IKE; fields: peer, group
 	EventPolicySource = "policy_source" // a shared policy source's policy was applied or refused; fields: source, result (applied, refused), error
 )

@@ -176,6 +176,10 @@ type Event struct {
 	SPIi, SPIr uint64
 	// SPIIn and SPIOut are the CHILD SA's SPIs for child events.
 	SPIIn, SPIOut uint32
+	// Remote is the peer's IKE endpoint, the zero value if not known: a
+	// peer configuration for many hosts (RemoteAddrs a prefix) has one
+	// IKE SA per host, which Peer alone does not tell apart.
+	Remote netip.AddrPort
 	// Err is the cause of a failure, nil otherwise.
 	Err error
 }

@@ -288,7 +288,7 @@ func (s *session) random(n int) []byte {
 }
 
 func (s *session) emit(k EventKind, childName string, c *ChildSA, err error) {
-	ev := Event{Kind: k, Child: childName, Err: err}
+	ev := Event{Kind: k, Child: childName, Err: err, Remote: s.remote}
 	if s.peer != nil {
 		ev.Peer = s.peer.Name
 	}

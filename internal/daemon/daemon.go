@@ -119,6 +119,9 @@ type Daemon struct {
 	// od is the per-peer state of the policy groups (ondemand.go),
 	// guarded by mu.
 	od onDemand
+	// closed is closed by Close (once): it ends watchEvents.
+	closed    chan struct{}
+	closeOnce sync.Once
 }
 
 // installed is a manual SA pair in the data plane.
@@ -151,7 +154,7 @@ func New(cfg *config.Config, opts Options) (*Daemon, error) {
 	}
 	// Each part logs with its subsystem, whose level daemon.log sets
 	// (LogHandler).
-	d := &Daemon{opts: opts, log: subsystemLog(opts.Logger, "daemon"), started: opts.Now(), manual: make(map[string]*installed), events: newBroker(), stats: &stats{}}
+	d := &Daemon{opts: opts, log: subsystemLog(opts.Logger, "daemon"), started: opts.Now(), manual: make(map[string]*installed), events: newBroker(), stats: &stats{}, closed: make(chan struct{})}
 	d.seq = &seqStore{dir: cfg.Daemon.StateDir}
 	policyLog := subsystemLog(opts.Logger, "policy")
 	d.routes, d.filter = newRetrier("routes", policyLog), newRetrier("firewall rules", policyLog)
@@ -224,6 +227,7 @@ func (d *Daemon) Close() error {
 	d.routes.close()
 	d.filter.close()
 	err := d.dp.Close()
+	d.closeOnce.Do(func() { close(d.closed) })
 	d.releaseCounters()
 	d.events.close()
 	return err
@@ -444,7 +448,13 @@ func (d *Daemon) releaseCounters() {
 // Acquires for connection children wait for IKE (issue 4); manual SAs never
 // acquire because they are installed with their policy.
 func (d *Daemon) watchEvents() {
-	for ev := range d.dp.Events() {
+	for {
+		var ev dataplane.Event
+		select {
+		case ev = <-d.dp.Events():
+		case <-d.closed: // the data plane never closes Events
+			return
+		}
 		switch ev.Kind {
 		case dataplane.EventAcquire:
 			d.stats.acquires.Add(1)

@@ -4,12 +4,15 @@ import (
 	"context"
 	"fmt"
 	"net/netip"
+	"strings"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"github.com/goipsec/goipsec/config"
 	"github.com/goipsec/goipsec/conn/conntest"
 	"github.com/goipsec/goipsec/ctlapi"
+	"github.com/goipsec/goipsec/ike/ikewire"
 	"github.com/goipsec/goipsec/internal/testca"
 	"github.com/goipsec/goipsec/tun/tuntest"
 )
@@ -31,7 +34,7 @@ groups:
 %s
 secrets:
   ike:
-    - {ids: [192.0.2.1, 192.0.2.2, 192.0.2.3], secret: one key for the three hosts}
+    - {ids: [192.0.2.1, 192.0.2.2, 192.0.2.3, 192.0.2.4], secret: one key for the three hosts}
 `, self, groups)
 	c, err := config.Parse(self+".yaml", []byte(y))
 	if err != nil {
@@ -126,18 +129,28 @@ func TestOnDemandConnectionForManyPeers(t *testing.T) {
 	}
 }
 
+// startPrivateOrClear starts host A (192.0.2.1) of 192.0.2.0/29, which is
+// private but for 192.0.2.4, private-or-clear with the YAML timers (such as
+// ", fallback_timeout: 1s"; empty: the defaults), and subscribes to its
+// events.
+func startPrivateOrClear(t *testing.T, nw *conntest.Network, inw *ikeNet, timers string) (*peer, <-chan ctlapi.Event) {
+	t.Helper()
+	a := netip.MustParseAddr("192.0.2.1")
+	groups := "  private: {prefixes: [192.0.2.0/29], connection: hosts}\n" +
+		"  private-or-clear: {prefixes: [192.0.2.4/32], connection: hosts" + timers + "}"
+	pa, _ := startAt(t, nw, a, hostConfig(t, "192.0.2.1", groups), inw.listen(a))
+	events, cancel := pa.d.Subscribe(context.Background())
+	t.Cleanup(cancel)
+	return pa, events
+}
+
 // TestPrivateOrClearFallback checks the fallback cache: A's packet to D,
 // which runs no IKE, starts a negotiation; without an SA after
 // fallback_timeout, D's traffic is in the clear (explain and peers say
 // until when) for fallback_time, then the next packet tries IKE again.
 func TestPrivateOrClearFallback(t *testing.T) {
-	nw, inw := conntest.NewNetwork(1024), &ikeNet{}
 	a, dAddr := netip.MustParseAddr("192.0.2.1"), netip.MustParseAddr("192.0.2.4")
-	groups := "  private: {prefixes: [192.0.2.0/29], connection: hosts}\n" +
-		"  private-or-clear: {prefixes: [192.0.2.4/32], connection: hosts, fallback_timeout: 300ms, fallback_time: 1s}"
-	pa, _ := startAt(t, nw, a, hostConfig(t, "192.0.2.1", groups), inw.listen(a))
-	events, cancel := pa.d.Subscribe(context.Background())
-	defer cancel()
+	pa, events := startPrivateOrClear(t, conntest.NewNetwork(1024), &ikeNet{}, ", fallback_timeout: 300ms, fallback_time: 1s")
 	pa.tun.In <- tuntest.UDP(netip.AddrPortFrom(a, 1000), netip.AddrPortFrom(dAddr, 2000), []byte("to D"))
 	waitFor(t, "the negotiation with D", func() bool {
 		f := explainTo(t, pa.d, a, dAddr).Fallback
@@ -152,6 +165,9 @@ func TestPrivateOrClearFallback(t *testing.T) {
 		case ev := <-events:
 			if ev.Type == ctlapi.EventFallback && ev.Fields["peer"] == dAddr.String() {
 				fallbackAt = time.Now()
+				if r := ev.Fields["reason"]; r != "no SA within fallback_timeout (300ms)" {
+					t.Errorf("fallback reason %q", r)
+				}
 				return true
 			}
 		default:
@@ -301,4 +317,147 @@ func TestGroupPeerBoundToAddress(t *testing.T) {
 			}
 		})
 	}
+}
+
+// refuserConfig is a goipsec host at 192.0.2.4 that answers IKE with ike
+// and esp proposals of its own and the hosts' key, under private.
+func refuserConfig(t *testing.T, ikeProposal, espProposal, psk string) *config.Config {
+	t.Helper()
+	y := fmt.Sprintf(`connections:
+  hosts:
+    local_addrs: [192.0.2.4]
+    remote_addrs: [192.0.2.0/29]
+    proposals: [%s]
+    local: {auth: psk}
+    remote: {auth: psk}
+    children:
+      host: {mode: transport, esp_proposals: [%s], start_action: trap}
+groups:
+  private: {prefixes: [192.0.2.0/29], connection: hosts}
+secrets:
+  ike:
+    - {ids: [192.0.2.1, 192.0.2.4], secret: %s}
+`, ikeProposal, espProposal, psk)
+	c, err := config.Parse("e.yaml", []byte(y))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+// TestPrivateOrClearRefused checks that a private-or-clear peer that
+// refuses the negotiation puts its traffic in the clear at once, not
+// after fallback_timeout (a minute here, longer than the test waits):
+// E runs goipsec but accepts none of A's IKE proposals (NO_PROPOSAL_CHOSEN
+// in IKE_SA_INIT), asks for a key exchange method A does not offer
+// (INVALID_KE_PAYLOAD), or accepts A's IKE proposal but none of its ESP
+// proposals (NO_PROPOSAL_CHOSEN in IKE_AUTH). The fallback event and
+// explain give the refusal as the reason.
+func TestPrivateOrClearRefused(t *testing.T) {
+	for _, tc := range []struct {
+		name, ike, esp, psk, notify string
+	}{
+		{"IKE_SA_INIT", "aes128gcm16-prfsha384-ecp384", "aes256gcm16", "one key for the three hosts", "NO_PROPOSAL_CHOSEN"},
+		{"INVALID_KE", "", "", "", "INVALID_KE_PAYLOAD"},
+		{"IKE_AUTH", "aes256gcm16-prfsha256-x25519", "aes128gcm16", "one key for the three hosts", "NO_PROPOSAL_CHOSEN"},
+		{"AUTHENTICATION_FAILED", "aes256gcm16-prfsha256-x25519", "aes256gcm16", "another key", "AUTHENTICATION_FAILED"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			nw, inw := conntest.NewNetwork(1024), &ikeNet{}
+			a, e := netip.MustParseAddr("192.0.2.1"), netip.MustParseAddr("192.0.2.4")
+			pa, events := startPrivateOrClear(t, nw, inw, ", fallback_timeout: 1m, fallback_time: 1m")
+			if tc.ike != "" {
+				startAt(t, nw, e, refuserConfig(t, tc.ike, tc.esp, tc.psk), inw.listen(e))
+			} else {
+				askOtherKE(t, inw.listen(e))
+			}
+			start := time.Now()
+			pa.tun.In <- tuntest.UDP(netip.AddrPortFrom(a, 1000), netip.AddrPortFrom(e, 2000), []byte("to E"))
+			var fb ctlapi.Event
+			waitFor(t, "the fallback event", func() bool {
+				select {
+				case ev := <-events:
+					if ev.Type == ctlapi.EventFallback {
+						fb = ev
+						return true
+					}
+				default:
+				}
+				return false
+			})
+			t.Logf("fallback %v after the first packet: %s", time.Since(start), fb.Fields["reason"])
+			if fb.Fields["peer"] != e.String() || !strings.Contains(fb.Fields["reason"], tc.notify) {
+				t.Errorf("fallback event %v, want peer %v refused with %s", fb.Fields, e, tc.notify)
+			}
+			res := explainTo(t, pa.d, a, e)
+			if res.Action != ctlapi.ActionBypass || res.Fallback == nil || !res.Fallback.Active || !strings.Contains(res.Reason, tc.notify) {
+				t.Errorf("after the refusal: %s, fallback %+v, reason %q", res.Action, res.Fallback, res.Reason)
+			}
+		})
+	}
+}
+
+// askOtherKE answers every IKE_SA_INIT request on sock with
+// INVALID_KE_PAYLOAD for ecp521 (RFC 7296, Section 1.2), which the hosts
+// do not offer: a peer whose demand cannot be met.
+func askOtherKE(t *testing.T, sock *ikeSock) {
+	t.Cleanup(func() { sock.Close() })
+	go func() {
+		b := make([]byte, 65536)
+		for {
+			n, from, to, err := sock.ReadFrom(b)
+			if err != nil {
+				return
+			}
+			m, err := ikewire.Parse(b[:n])
+			if err != nil || m.Exchange != ikewire.IKE_SA_INIT || m.IsResponse() {
+				continue
+			}
+			resp := &ikewire.Message{
+				Header:   ikewire.Header{SPIi: m.SPIi, Exchange: ikewire.IKE_SA_INIT, Flags: ikewire.FlagResponse},
+				Payloads: []ikewire.Payload{&ikewire.Notify{Type: ikewire.NotifyInvalidKEPayload, Data: []byte{0, 21}}},
+			}
+			out, err := resp.Marshal()
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			sock.WriteTo(out, to, from)
+		}
+	}()
+}
+
+// TestPrivateOrClearTimersFakeClock runs the fallback timers at their
+// defaults (fallback_timeout 5s, fallback_time 10m) in a testing/synctest
+// bubble, whose fake clock drives both Options.Now (time.Now) and the
+// timers (time.AfterFunc): the daemon has no clock interface of its own.
+// D at 192.0.2.4 does not answer: A falls back after exactly
+// fallback_timeout and tries IKE again after exactly fallback_time.
+func TestPrivateOrClearTimersFakeClock(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		a, dAddr := netip.MustParseAddr("192.0.2.1"), netip.MustParseAddr("192.0.2.4")
+		pa, events := startPrivateOrClear(t, conntest.NewNetwork(1024), &ikeNet{}, "")
+		next := func(typ string) time.Time {
+			t.Helper()
+			for ev := range events {
+				if ev.Type == typ {
+					return time.Now()
+				}
+			}
+			t.Fatalf("no %s event", typ)
+			return time.Time{}
+		}
+		start := time.Now()
+		pa.tun.In <- tuntest.UDP(netip.AddrPortFrom(a, 1000), netip.AddrPortFrom(dAddr, 2000), []byte("to D"))
+		fb := next(ctlapi.EventFallback)
+		if d := fb.Sub(start); d != 5*time.Second {
+			t.Errorf("the fallback began %v after the first packet, want fallback_timeout (5s)", d)
+		}
+		if f := explainTo(t, pa.d, a, dAddr).Fallback; f == nil || !f.Active || !f.Until.Equal(fb.Add(10*time.Minute)) {
+			t.Errorf("during the fallback: %+v, want until %v", f, fb.Add(10*time.Minute))
+		}
+		if end := next(ctlapi.EventFallbackEnd); end.Sub(fb) != 10*time.Minute {
+			t.Errorf("the fallback ended %v after it began, want fallback_time (10m)", end.Sub(fb))
+		}
+	})
 }

@@ -372,6 +372,10 @@ func (d *Daemon) watchIKE() {
 		case ike.EventChildDown, ike.EventIKEDown:
 			d.childDown()
 		}
+		switch ev.Kind {
+		case ike.EventIKEDown, ike.EventAuthFailed, ike.EventChildFailed:
+			d.refused(ev)
+		}
 		if ev.SPIIn != 0 {
 			fields["spi_in"], fields["spi_out"] = fmt.Sprintf("%08x", ev.SPIIn), fmt.Sprintf("%08x", ev.SPIOut)
 		}

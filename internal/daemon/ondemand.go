@@ -2,6 +2,7 @@ package daemon
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net/netip"
 	"slices"
@@ -39,6 +40,9 @@ type peerTimer struct {
 	since time.Time // the first packet, or the start of the fallback
 	until time.Time // the end of the negotiation's time, or of the fallback
 	timer *time.Timer
+	// reason says why a fallback began: the peer's refusal, or no SA
+	// within fallback_timeout.
+	reason string
 }
 
 // exceptionsLocked returns the per-peer rules in force, in address order,
@@ -118,18 +122,69 @@ func (d *Daemon) negotiationTimeout(peer netip.Addr, st *peerTimer) {
 	if d.hasSA(st.group.Ref, peer) {
 		return
 	}
+	d.fallBackLocked(peer, st.group, fmt.Sprintf("no SA within fallback_timeout (%v)", st.group.FallbackTimeout))
+}
+
+// refused falls back to the clear at once for a private-or-clear peer
+// being timed whose negotiation for connection conn the peer refused (ev,
+// see refusal): waiting for fallback_timeout is for a peer that does not
+// answer. Libreswan's opportunistic encryption installs its failure shunt
+// on a refusal as on a timeout; an on-path attacker who could forge the
+// refusal could as well drop the negotiation (docs/guide-network.md).
+func (d *Daemon) refused(ev ike.Event) {
+	reason, ok := refusal(ev.Err)
+	peer := ev.Remote.Addr().Unmap()
+	if !ok || !peer.IsValid() {
+		return
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	st := d.od.pending[peer]
+	if d.od.stopped || st == nil || st.group.Conn != ev.Peer {
+		return
+	}
+	st.timer.Stop()
+	delete(d.od.pending, peer)
+	if d.hasSA(st.group.Ref, peer) {
+		return
+	}
+	d.fallBackLocked(peer, st.group, reason)
+}
+
+// refusal reports whether err, the cause of a failed negotiation, is a
+// refusal: the peer answered with an error notification (RFC 7296, Section
+// 3.10.1: NO_PROPOSAL_CHOSEN or an INVALID_KE_PAYLOAD whose group we do not
+// offer in IKE_SA_INIT; AUTHENTICATION_FAILED, TS_UNACCEPTABLE or
+// NO_PROPOSAL_CHOSEN in IKE_AUTH), or this host refused the peer (its
+// authentication or its answer). Silence (ike.ErrPeerDead,
+// ike.ErrHalfOpenTimeout) and the end of an SA are not refusals. The
+// reason says who refused with what.
+func refusal(err error) (string, bool) {
+	if err == nil {
+		return "", false
+	}
+	var ne *ike.NotifyError
+	if errors.As(err, &ne) || errors.Is(err, ike.ErrAuthFailed) {
+		return err.Error(), true
+	}
+	return "", false
+}
+
+// fallBackLocked puts peer's traffic in the clear for group g's
+// fallback_time, for reason (which the log and the fallback event give).
+func (d *Daemon) fallBackLocked(peer netip.Addr, g policy.GroupRule, reason string) {
 	now := d.opts.Now()
-	fb := &peerTimer{group: st.group, since: now, until: now.Add(st.group.FallbackTime)}
+	fb := &peerTimer{group: g, since: now, until: now.Add(g.FallbackTime), reason: reason}
 	if d.od.fallback == nil {
 		d.od.fallback = map[netip.Addr]*peerTimer{}
 	}
 	d.od.fallback[peer] = fb
-	fb.timer = time.AfterFunc(st.group.FallbackTime, func() { d.fallbackEnd(peer, fb) })
+	fb.timer = time.AfterFunc(g.FallbackTime, func() { d.fallbackEnd(peer, fb) })
 	d.refreshLocked()
-	d.log.Info("no SA in time: traffic with the peer falls back to the clear", "peer", peer, "group", st.group.Rule,
-		"timeout", st.group.FallbackTimeout, "until", fb.until)
+	d.log.Info("traffic with the peer falls back to the clear", "peer", peer, "group", g.Rule,
+		"reason", reason, "until", fb.until)
 	d.events.publish(ctlapi.Event{Type: ctlapi.EventFallback, Time: now, Fields: map[string]string{
-		"peer": peer.String(), "group": st.group.Action.String(), "until": fb.until.UTC().Format(time.RFC3339)}})
+		"peer": peer.String(), "group": g.Action.String(), "until": fb.until.UTC().Format(time.RFC3339), "reason": reason}})
 }
 
 // fallbackEnd ends the fallback of a peer: its next packet tries IKE again.
@@ -328,8 +383,8 @@ func (d *Daemon) explainGroup(res *ctlapi.ExplainResult, peer netip.Addr, rule s
 	res.Fallback = &ctlapi.Fallback{}
 	if fb := d.od.fallback[peer]; fb != nil {
 		res.Fallback.Active, res.Fallback.Until = true, fb.until
-		res.Reason = fmt.Sprintf("no SA with %v within %v: in the clear until %s, then IKE is tried again (%s)",
-			peer, g.FallbackTimeout, fb.until.UTC().Format(time.RFC3339), res.Reason)
+		res.Reason = fmt.Sprintf("no SA with %v (%s): in the clear until %s, then IKE is tried again (%s)",
+			peer, fb.reason, fb.until.UTC().Format(time.RFC3339), res.Reason)
 	} else if st := d.od.pending[peer]; st != nil {
 		res.Fallback.Negotiating, res.Fallback.Until = true, st.until
 	}

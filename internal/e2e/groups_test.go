@@ -308,3 +308,38 @@ func mustPingSoon(t *testing.T, ns *nstest.NS, src, dst netip.Addr) {
 	}
 	mustPing(t, ns, src, dst, 3)
 }
+
+// TestPrivateOrClearRefusal checks that a private-or-clear peer that
+// refuses IKE puts A's traffic to it in the clear at once, not after
+// fallback_timeout (30 s here, longer than A pings): E runs goipsec with
+// a certificate of the CA but an IKE proposal that A does not offer, so
+// it answers A's IKE_SA_INIT with NO_PROPOSAL_CHOSEN (RFC 7296, Section
+// 2.7); E's own group for the bridge is clear-or-private, so it answers
+// A's pings in the clear. About 5 s.
+func TestPrivateOrClearRefusal(t *testing.T) {
+	requireBins(t)
+	n := newBridge(t)
+	a := n.add(t, "a", netip.AddrFrom4([4]byte{10, 77, 0, 1}), 24, true)
+	e := n.add(t, "e", netip.AddrFrom4([4]byte{10, 77, 0, 5}), 24, true)
+	a.startDaemon(t, groupsPolicy(a, groupsPrivate+
+		"  private-or-clear: {prefixes: [10.77.0.5/32], connection: hosts, fallback_timeout: 30s, fallback_time: 5m}\n"))
+	const other = "aes128gcm16-prfsha384-ecp384"
+	e.startDaemon(t, strings.Replace(groupsPolicy(e, "  clear-or-private: {prefixes: [10.77.0.0/24], connection: hosts}\n"),
+		"aes256gcm16-prfsha256-x25519", other, 1))
+
+	took, ok := timeToFirstReply(t, a.ns, a.outer, e.outer, 30, 100*time.Millisecond)
+	if !ok {
+		t.Fatalf("A's pings to E did not fall back to the clear within 3 s (fallback_timeout 30s)\n%s", a.proc.Output)
+	}
+	t.Logf("A -> E: first reply in the clear %v after the first packet (E refuses; fallback_timeout 30s)", took)
+	res := explainOut(t, a.host, a.outer, e.outer)
+	if res.Group != "private-or-clear" || res.Fallback == nil || !res.Fallback.Active || res.Action != ctlapi.ActionBypass ||
+		!strings.Contains(res.Reason, "refused with NO_PROPOSAL_CHOSEN") {
+		t.Errorf("explain A -> E after the refusal: %s by %q, fallback %+v: %s", res.Action, res.Group, res.Fallback, res.Reason)
+	}
+	if p := peersOf(t, a.host)[e.outer]; p.State != ctlapi.PeerClear || p.Until.IsZero() {
+		t.Errorf("A's peer E after the refusal: %+v", p)
+	}
+	a.checkAlive(t)
+	e.checkAlive(t)
+}
