@@ -413,7 +413,7 @@ func benchOutbound(b *testing.B, pat scalePattern, n int) {
 			// The send stage: each lane that has packets of the batch.
 			var lanes uint32
 			for _, e := range bt.elems[:m] {
-				e.lane = laneOf(e.out.SPI)
+				e.lane = saLane(e.out)
 				lanes |= 1 << e.lane
 			}
 			for l := range d.lanes {

@@ -3,6 +3,9 @@ package dataplane
 import (
 	"encoding/binary"
 	"math/bits"
+	"net/netip"
+
+	"github.com/goipsec/goipsec/internal/sad"
 )
 
 // chunk is a run of one batch's packets for one worker.
@@ -63,11 +66,31 @@ func newLanes(batches, batchSize int) []*lane {
 	return ls
 }
 
-// laneOf returns the send lane of an outbound SA's SPI, or of a BYPASS
-// packet's folded destination address: a multiplicative hash, so that
-// consecutive SPIs (manual SAs) spread too.
+// laneOf returns the send lane of a 32-bit key: a multiplicative hash, so
+// that consecutive keys (manual SAs' Refs) spread too.
 func laneOf(x uint32) uint8 {
 	return uint8((x * 0x9e3779b1) >> (32 - bits.Len(sendLanes-1)))
+}
+
+// saLane returns the send lane of an outbound SA: by its bundle (Ref) and
+// its peer's address, not by its SPI, so that the SA that replaces it in a
+// rekey sends on the same lane. Keyed by SPI, the last packets of the old
+// SA and the first of the new one left from two lanes in either order,
+// and TCP took the reordering at each rekey for losses (hundreds of
+// spurious retransmissions a minute under make rekey-load).
+func saLane(o *sad.OutboundSA) uint8 {
+	return laneOf(o.Ref*0x85ebca6b ^ foldAddr(o.Remote.Addr()))
+}
+
+// foldAddr folds an IP address into 32 bits.
+func foldAddr(a netip.Addr) uint32 {
+	if a.Is4() {
+		b := a.As4()
+		return binary.BigEndian.Uint32(b[:])
+	}
+	b := a.As16()
+	return binary.BigEndian.Uint32(b[0:]) ^ binary.BigEndian.Uint32(b[4:]) ^
+		binary.BigEndian.Uint32(b[8:]) ^ binary.BigEndian.Uint32(b[12:])
 }
 
 // queueOutbound hands a classified outbound batch to the workers and to the
@@ -78,7 +101,7 @@ func (d *Dataplane) queueOutbound(b *batch) {
 	for _, e := range b.elems[:b.n] {
 		switch e.kind {
 		case kindProtect:
-			e.lane = laneOf(e.out.SPI)
+			e.lane = saLane(e.out)
 		case kindBypass:
 			e.lane = laneOf(foldDst(e.buf[e.start:e.end]))
 		default:

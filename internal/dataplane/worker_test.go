@@ -58,13 +58,13 @@ func (u *gateUDP) Close() error { u.once.Do(func() { close(u.closed) }); return 
 // SA's packets still leave; once it unblocks, the first SA's packets leave
 // in sequence-number order.
 func TestSendLanesIndependent(t *testing.T) {
-	// Two SPIs on different lanes.
+	// Two SAs (bundles 1 and 2) on different lanes.
 	spiSlow, spiFast := uint32(0x1001), uint32(0x1002)
-	for laneOf(spiFast) == laneOf(spiSlow) && spiFast < spiSlow+1000 {
-		spiFast++
-	}
 	slow := netip.MustParseAddrPort("198.51.100.1:4500")
 	fast := netip.MustParseAddrPort("198.51.100.2:4500")
+	for h := byte(2); saLane(&sad.OutboundSA{Ref: 1, Remote: slow}) == saLane(&sad.OutboundSA{Ref: 2, Remote: fast}); h++ {
+		fast = netip.AddrPortFrom(netip.AddrFrom4([4]byte{198, 51, 100, h}), 4500)
+	}
 	u := &gateUDP{blocked: slow, gate: make(chan struct{}), sent: make(chan [2]uint32, 1024), closed: make(chan struct{})}
 	dev := tuntest.New(1500, 8, 1024)
 	dp, err := New(Config{TUN: dev, UDP: u, Workers: 2})
@@ -136,6 +136,27 @@ func TestSendLanesIndependent(t *testing.T) {
 		case <-time.After(5 * time.Second):
 			t.Fatalf("%d of %d packets of the blocked SA sent after it unblocked", next-1, n)
 		}
+	}
+}
+
+// TestSALaneStableAcrossRekey: the SA that replaces another in a rekey
+// (same bundle, same peer, new SPI) sends on the same lane, so that the
+// old SA's last packets and the new one's first leave in order; other
+// peers of the bundle spread over the lanes.
+func TestSALaneStableAcrossRekey(t *testing.T) {
+	peer := netip.MustParseAddrPort("198.51.100.7:4500")
+	old := &sad.OutboundSA{SPI: 0xc0000001, Ref: 3, Remote: peer}
+	for spi := uint32(1); spi < 1000; spi++ {
+		if l := saLane(&sad.OutboundSA{SPI: spi, Ref: 3, Remote: peer}); l != saLane(old) {
+			t.Fatalf("SPI %#x of the same bundle and peer on lane %d, the old SA on %d", spi, l, saLane(old))
+		}
+	}
+	seen := map[uint8]bool{}
+	for h := range 64 {
+		seen[saLane(&sad.OutboundSA{Ref: 3, Remote: netip.AddrPortFrom(netip.AddrFrom4([4]byte{10, 77, 0, byte(h)}), 500)})] = true
+	}
+	if len(seen) < sendLanes/2 {
+		t.Errorf("64 peers of one bundle use %d of %d lanes", len(seen), sendLanes)
 	}
 }
 
