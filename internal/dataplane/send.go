@@ -19,7 +19,7 @@ package dataplane
 //	    engine, then for raw ESP the outer IP header (tunnel mode) or the
 //	    packet's own header's length (transport mode); AH: SealSeq; headers
 //	    go into the headroom, padding and ICV into the tailroom
-//	sendLane (sendLanes goroutines, one per lane of SAs hashed by SPI;
+//	sendLane (sendLanes goroutines, one per lane of SAs hashed by bundle and peer;
 //	each sequential, batch order = sequence order)
 //	    waits for each batch's chunks; takes its lane's packets; groups
 //	    consecutive ones by destination and transport; ESP in UDP: the bare
