@@ -564,6 +564,22 @@ func (t *childTask) abort(s *session) {
 	}
 }
 
+func (t *childTask) giveUp(s *session, x *ikeSA) { s.peerGone(x) }
+
+// moved starts a CHILD SA rekey that the end of the old IKE SA cut short
+// again on the new one (RFC 7296, Section 2.8; should the peer have
+// answered it, it drops what that answer made, see forgetUnconfirmed).
+func (t *childTask) moved(s *session) {
+	if s.state == StateEstablished && t.old != nil && s.live(t.old) {
+		if t.old.state == childRekeying {
+			t.old.state = childInstalled
+		}
+		s.queueFront(t)
+		return
+	}
+	t.abort(s)
+}
+
 // respondCreateChild answers CREATE_CHILD_SA: a new CHILD SA, a CHILD SA
 // rekey (N(REKEY_SA)) or an IKE SA rekey (an SA payload for IKE).
 func (s *session) respondCreateChild(x *ikeSA, pl []ikewire.Payload) ([]ikewire.Payload, func()) {
@@ -685,6 +701,15 @@ func (t *deleteChildTask) process(s *session, x *ikeSA, m *ikewire.Message, pl [
 }
 
 func (t *deleteChildTask) abort(s *session) {}
+
+func (t *deleteChildTask) giveUp(s *session, x *ikeSA) { s.peerGone(x) }
+
+// moved sends the Delete again on the new IKE SA (RFC 7296, Section 2.8).
+func (t *deleteChildTask) moved(s *session) {
+	if s.state == StateEstablished && s.live(t.c) {
+		s.queueFront(t)
+	}
+}
 
 func (s *session) hasChildPtr(c *child) bool {
 	for _, d := range s.children {

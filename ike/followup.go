@@ -219,6 +219,13 @@ func (t *followupTask) abort(s *session) {
 	}
 }
 
+func (t *followupTask) giveUp(s *session, x *ikeSA) { s.peerGone(x) }
+
+// moved: the IKE_FOLLOWUP_KE exchanges of a CHILD SA (RFC 9370, Section
+// 2.2.4) cannot move to the new IKE SA; the CHILD SA is created or
+// rekeyed again there (restartChild).
+func (t *followupTask) moved(s *session) { s.restartChild(t) }
+
 // restartChild ends t, an initiator's IKE_FOLLOWUP_KE exchange on an IKE
 // SA that goes away, and queues the creation or rekey of its CHILD SA
 // again, to run on the session's IKE SA (RFC 7296, Section 2.8: the CHILD

@@ -138,31 +138,9 @@ func (s *session) retireOld() {
 	s.ops = append(s.ops, op{kind: opUnregister, spi: s.old.ourSPI()})
 	if a := s.old.active; a != nil {
 		// RFC 7296, Section 2.8: the CHILD SAs moved to the new IKE SA;
-		// a CHILD SA rekey or delete that the old one's end cut short
-		// starts again there (should the peer have answered a rekey, it
-		// drops what that answer made, see forgetUnconfirmed).
-		switch t := a.t.(type) {
-		case *childTask:
-			if s.state == StateEstablished && t.old != nil && s.live(t.old) {
-				if t.old.state == childRekeying {
-					t.old.state = childInstalled
-				}
-				s.queueFront(t)
-			} else {
-				t.abort(s)
-			}
-		case *deleteChildTask:
-			if s.state == StateEstablished && s.live(t.c) {
-				s.queueFront(t)
-			}
-		case *followupTask:
-			// The IKE_FOLLOWUP_KE exchanges of a CHILD SA (RFC 9370,
-			// Section 2.2.4) cannot move to the new IKE SA: the CHILD
-			// SA is created or rekeyed again there.
-			s.restartChild(t)
-		default:
-			a.t.abort(s)
-		}
+		// the task in flight on the old one starts again there or
+		// ends (moved).
+		a.t.moved(s)
 		s.old.active = nil
 	}
 	if f := s.followup; f != nil && f.on == s.old {
@@ -354,6 +332,9 @@ func (t *ikeRekeyTask) abort(s *session) {
 		s.m.releaseIKESPI(t.spi)
 	}
 }
+
+func (t *ikeRekeyTask) giveUp(s *session, x *ikeSA) { s.peerGone(x) }
+func (t *ikeRekeyTask) moved(s *session)            { t.abort(s) }
 
 // rekeyIKE derives the new IKE SA's keys, SKEYSEED = prf(SK_d (old), g^ir
 // (new) | Ni | Nr) (RFC 7296, Section 2.18), or prf(SK_d (old), SK(0) | Ni |

@@ -98,6 +98,32 @@ type task interface {
 	process(s *session, x *ikeSA, m *ikewire.Message, pl []ikewire.Payload) (retry bool)
 	// abort tells the task it will never complete (the IKE SA died).
 	abort(s *session)
+	// giveUp is called when the peer answered none of the
+	// Config.RetransmitTries retransmissions of the request on x (RFC
+	// 7296, Section 2.4); x.active is still the task's request. The
+	// task decides what that means: the peer is dead (peerGone), or
+	// only the IKE SA x of a rekey is (the old or redundant one).
+	giveUp(s *session, x *ikeSA)
+	// moved is called when x, the IKE SA the task's request is
+	// outstanding on, is retired while the session lives on (the old IKE
+	// SA of a rekey, RFC 7296, Section 2.8): the task starts again on
+	// the new IKE SA or aborts.
+	moved(s *session)
+}
+
+// peerGone is what giving up on a request on x means for most tasks:
+// the old IKE SA of a rekey is forgotten quietly (the tasks in flight on
+// it move to the new one, retireOld), the redundant one of a collision
+// too, and otherwise the peer is dead (RFC 7296, Section 2.4).
+func (s *session) peerGone(x *ikeSA) {
+	switch x {
+	case s.old:
+		s.retireOld()
+	case s.redundant:
+		s.forgetRedundant()
+	default:
+		s.die(ErrPeerDead)
+	}
 }
 
 // exchanges is the task manager's state of a session, apart from the
