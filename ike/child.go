@@ -408,7 +408,7 @@ func (s *session) acceptChild(x *ikeSA, pl []ikewire.Payload, old *child, withKE
 		f := &followupKE{addKE: suite.addKE, ni: bytes.Clone(ni), nr: nr, secrets: secrets,
 			link: s.random(followupLinkLen), until: s.now().Add(followupTimeout), on: x,
 			child: &childPending{cfg: cfg, old: old, suite: suite, spiIn: spiIn, spiOut: spiValue(tp.SPI), local: gotR, remote: gotI}}
-		s.followup = f
+		s.responder = &childResponder{followupResponder{f}}
 		if old != nil {
 			old.state = childRekeying
 		}
@@ -625,7 +625,7 @@ func (s *session) respondCreateChild(x *ikeSA, pl []ikewire.Payload) ([]ikewire.
 		// nonces decide which new SA stays once both are done (RFC
 		// 7296, Sections 2.8.1 and 2.25.1).
 	}
-	if s.followup != nil {
+	if s.responder != nil {
 		// RFC 7296, Section 2.25: one exchange with IKE_FOLLOWUP_KE
 		// (RFC 9370, Section 2.2.4) at a time; the peer retries.
 		s.log.Info("ike: CREATE_CHILD_SA refused with TEMPORARY_FAILURE: an exchange using IKE_FOLLOWUP_KE (RFC 9370) is in progress, a collision this engine does not resolve yet; the peer retries",
@@ -637,7 +637,7 @@ func (s *session) respondCreateChild(x *ikeSA, pl []ikewire.Payload) ([]ikewire.
 	if nt != 0 {
 		return errResp(nt, data)
 	}
-	if s.followup != nil {
+	if s.responder != nil {
 		return resp, nil // finishChild installs the SA (RFC 9370, Section 2.2.4)
 	}
 	if old != nil && nw != nil {

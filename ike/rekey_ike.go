@@ -143,10 +143,10 @@ func (s *session) retireOld() {
 		a.t.moved(s)
 		s.old.active = nil
 	}
-	if f := s.followup; f != nil && f.on == s.old {
+	if r := s.responder; r != nil && r.on() == s.old {
 		// The peer's CHILD SA waiting for IKE_FOLLOWUP_KE on the old IKE
 		// SA: the peer asks again on the new one.
-		s.dropFollowup()
+		s.dropResponder()
 	}
 	if s.old.keys != nil {
 		s.old.keys.Destroy()
@@ -168,13 +168,13 @@ type ikeRekeyTask struct {
 func (*ikeRekeyTask) exchange() ikewire.ExchangeType { return ikewire.CREATE_CHILD_SA }
 
 func (t *ikeRekeyTask) build(s *session, x *ikeSA) ([]ikewire.Payload, error) {
-	if x == s.sa && s.old == nil && s.followup != nil && s.followup.child != nil {
+	if r, ok := s.responder.(*childResponder); ok && x == s.sa && s.old == nil {
 		// The peer's CHILD SA waits for IKE_FOLLOWUP_KE (RFC 9370,
 		// Section 2.2.4); try again once it is done or abandoned.
-		s.rekeyAt = s.followup.until
+		s.rekeyAt = r.deadline()
 		return nil, errors.New("ike: a CHILD SA with additional key exchanges is in progress")
 	}
-	if x != s.sa || s.old != nil || s.followup != nil {
+	if x != s.sa || s.old != nil || s.responder != nil {
 		return nil, errors.New("ike: an IKE SA rekey is already in progress")
 	}
 	if t.spi == 0 {
@@ -281,7 +281,7 @@ func (t *ikeRekeyTask) complete(s *session, x *ikeSA, pl []ikewire.Payload) erro
 			}
 			s.log.Info("ike: IKE SA rekey collision won", "peer", s.peerName())
 			if s.peerIKE == nil {
-				s.dropFollowup() // the peer stops its rekey
+				s.dropResponder() // the peer stops its rekey
 			}
 		}
 		s.startRequest(x, &followupTask{f: f})
@@ -302,7 +302,8 @@ func (s *session) finishIKERekey(x *ikeSA, f *followupKE) error {
 	if s.peerIKE != nil && s.resolveIKECollision(x, nx, f.ni, f.nr) {
 		return nil
 	}
-	if pf := s.followup; s.peerIKE == nil && pf != nil && pf.child == nil {
+	if pr, ok := s.responder.(*ikeRekeyResponder); ok && s.peerIKE == nil {
+		pf := pr.f
 		// The peer's rekey, which we answered, waits for its
 		// IKE_FOLLOWUP_KE exchanges while ours, without them, is done:
 		// the four nonces decide (RFC 7296, Section 2.8.2; RFC 9370,
@@ -317,7 +318,7 @@ func (s *session) finishIKERekey(x *ikeSA, f *followupKE) error {
 			return nil
 		}
 		s.log.Info("ike: IKE SA rekey collision won", "peer", s.peerName())
-		s.dropFollowup() // the peer stops its rekey
+		s.dropResponder() // the peer stops its rekey
 	}
 	s.switchIKE(x, nx)
 	// RFC 7296, Section 1.3.2: the initiator deletes the old IKE SA; the
@@ -381,7 +382,7 @@ func (s *session) respondIKERekey(x *ikeSA, pl []ikewire.Payload) ([]ikewire.Pay
 		return []ikewire.Payload{&ikewire.Notify{Type: t, Data: data}}, nil
 	}
 	collides := s.rekeying()
-	if s.old != nil || s.followup != nil || s.peerIKE != nil {
+	if s.old != nil || s.responder != nil || s.peerIKE != nil {
 		// RFC 7296, Section 2.25.2: we are closing this IKE SA (a rekey
 		// of ours completed), or another exchange with IKE_FOLLOWUP_KE
 		// (RFC 9370) waits for the peer: the peer retries, or takes our
@@ -445,7 +446,7 @@ func (s *session) respondIKERekey(x *ikeSA, pl []ikewire.Payload) ([]ikewire.Pay
 		f.link = s.random(followupLinkLen)
 		f.until = s.now().Add(followupTimeout)
 		f.on = x
-		s.followup = f
+		s.responder = &ikeRekeyResponder{followupResponder{f}}
 		return append(resp, &ikewire.Notify{Type: ikewire.NotifyAdditionalKeyExchange, Data: f.link}), nil
 	}
 	defer f.destroy()

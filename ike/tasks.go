@@ -126,6 +126,27 @@ func (s *session) peerGone(x *ikeSA) {
 	}
 }
 
+// responder is the responder's side of an exchange that spans several
+// requests, with its own state: respond creates it for the first request,
+// and the task manager (exchanges.responder) holds it until its last
+// request, its deadline, or the end of the IKE SA it runs on. The
+// responders of single-message exchanges are plain functions (respond).
+type responder interface {
+	// on returns the IKE SA whose requests continue the exchange.
+	on() *ikeSA
+	// process answers the peer's next request of the exchange, on x,
+	// with the response's payloads and what to do once it is sent; done
+	// says that the exchange is over (completed, or failed and dropped).
+	process(s *session, x *ikeSA, m *ikewire.Message, pl []ikewire.Payload) (resp []ikewire.Payload, after func(), done bool)
+	// deadline is when the responder stops waiting for the next request;
+	// giveUp is called then, after the manager forgot it.
+	deadline() time.Time
+	giveUp(s *session)
+	// drop releases what the responder holds: the exchange will not
+	// complete (the IKE SA ends, or a collision decided against it).
+	drop(s *session)
+}
+
 // exchanges is the task manager's state of a session, apart from the
 // Message IDs, outstanding request and response cache of each IKE SA
 // (ikeSA): what waits to run, what a responder exchange in progress
@@ -135,9 +156,10 @@ type exchanges struct {
 	tasks   []task
 	retryAt time.Time // the task queue waits until then (TEMPORARY_FAILURE)
 
-	// followup is the responder's IKE SA rekey or CHILD SA waiting for
-	// IKE_FOLLOWUP_KE (RFC 9370, Section 2.2.4); one at a time.
-	followup *followupKE
+	// responder is the responder exchange in progress that spans several
+	// requests: an IKE SA rekey or CHILD SA waiting for IKE_FOLLOWUP_KE
+	// (RFC 9370, Section 2.2.4); one at a time.
+	responder responder
 
 	old      *ikeSA    // the IKE SA being replaced, until its Delete completes
 	oldUntil time.Time // when to forget old without a Delete
@@ -163,7 +185,7 @@ func (s *session) queueFront(t task) { s.tasks = append([]task{t}, s.tasks...) }
 // it, and starts the next task if no request is outstanding (window size
 // 1, RFC 7296, Section 2.3).
 func (s *session) kick() {
-	if o := s.old; o != nil && o.deleteOld && o.active == nil && (s.followup == nil || s.followup.on != o) && s.state != StateDead {
+	if o := s.old; o != nil && o.deleteOld && o.active == nil && (s.responder == nil || s.responder.on() != o) && s.state != StateDead {
 		o.deleteOld = false
 		s.startRequest(o, &deleteIKETask{old: true})
 	}
@@ -210,7 +232,20 @@ func (s *session) respond(x *ikeSA, m *ikewire.Message, pl []ikewire.Payload, fr
 		if s.state != StateEstablished {
 			return invalid, nil
 		}
-		return s.respondFollowup(x, pl)
+		r := s.responder
+		if r == nil || x != r.on() {
+			// RFC 9370, Section 2.2.4: no exchange waits for it.
+			return []ikewire.Payload{&ikewire.Notify{Type: ikewire.NotifyStateNotFound}}, nil
+		}
+		// The responder is let go while it runs, as what it completes
+		// (a CHILD SA, an IKE SA rekey) no longer waits; it is held again
+		// while more requests are to come.
+		s.responder = nil
+		resp, after, done := r.process(s, x, m, pl)
+		if !done {
+			s.responder = r
+		}
+		return resp, after
 	case ikewire.IKE_INTERMEDIATE:
 		if s.state != StateConnecting {
 			return invalid, nil
@@ -226,6 +261,15 @@ func (s *session) respond(x *ikeSA, m *ikewire.Message, pl []ikewire.Payload, fr
 	default:
 		s.log.Info("ike: exchange type not implemented", "exchange", m.Exchange)
 		return invalid, nil
+	}
+}
+
+// dropResponder forgets the responder exchange in progress, if any, and
+// releases what it holds.
+func (s *session) dropResponder() {
+	if r := s.responder; r != nil {
+		s.responder = nil
+		r.drop(s)
 	}
 }
 
@@ -258,13 +302,13 @@ func (s *session) ownFollowup() *followupTask {
 
 // peerRekeyNonces returns the nonces of the peer's IKE SA rekey that we
 // answered while ours is in progress: complete (peerIKE) or waiting for
-// its IKE_FOLLOWUP_KE exchanges (followup).
+// its IKE_FOLLOWUP_KE exchanges (ikeRekeyResponder).
 func (s *session) peerRekeyNonces() ([2][]byte, bool) {
 	if c := s.peerIKE; c != nil {
 		return c.nonces, true
 	}
-	if f := s.followup; f != nil && f.child == nil {
-		return [2][]byte{f.ni, f.nr}, true
+	if r, ok := s.responder.(*ikeRekeyResponder); ok {
+		return [2][]byte{r.f.ni, r.f.nr}, true
 	}
 	return [2][]byte{}, false
 }
