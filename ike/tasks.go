@@ -6,32 +6,44 @@ package ike
 // Initiator tasks. The work this side starts is a queue of tasks, run one
 // at a time per IKE SA (window size 1, RFC 7296, Section 2.3). The exchange
 // runner (exchange.go) owns the Message IDs, retransmits with exponential
-// backoff, gives up after Config.RetransmitTries (the peer is dead, or the
-// old or redundant IKE SA of a rekey is forgotten quietly), and hands the
-// decrypted response to the task:
+// backoff and hands the decrypted response to the task (process). Each
+// task also says what the end of its exchange without an answer means:
+// giveUp, after Config.RetransmitTries (Section 2.4: the peer is dead,
+// or only the old or redundant IKE SA of a rekey is, which is forgotten
+// quietly: peerGone), and moved, when the old IKE SA it runs on is retired
+// while the session lives on (a CHILD SA rekey or Delete starts again on
+// the new IKE SA, Section 2.8; others end):
 //
 //	task             exchange          file             states
 //	initTask         IKE_SA_INIT       init.go          sent -> retry (COOKIE, INVALID_KE_PAYLOAD; Sections 2.6, 1.2) -> done
 //	intermediateTask IKE_INTERMEDIATE  intermediate.go  one per additional key exchange (RFC 9370, Section 2.2.2)
 //	authTask         IKE_AUTH          auth.go          with the first CHILD SA (Section 1.2)
-//	childTask        CREATE_CHILD_SA   child.go         create or rekey a CHILD SA (Sections 1.3.1, 1.3.3)
+//	childTask        CREATE_CHILD_SA   child.go         create or rekey a CHILD SA (Sections 1.3.1, 1.3.3); moved: again on the new IKE SA
 //	ikeRekeyTask     CREATE_CHILD_SA   rekey_ike.go     rekey the IKE SA (Section 1.3.2)
-//	followupTask     IKE_FOLLOWUP_KE   followup.go      the additional key exchanges of the two above (RFC 9370, Section 2.2.4); lost: stop
-//	deleteChildTask  INFORMATIONAL     child.go         Delete of a CHILD SA (Section 1.4.1)
+//	followupTask     IKE_FOLLOWUP_KE   followup.go      the additional key exchanges of the two above (RFC 9370, Section 2.2.4); lost: stop; moved: the CHILD SA again
+//	deleteChildTask  INFORMATIONAL     child.go         Delete of a CHILD SA (Section 1.4.1); moved: again on the new IKE SA
 //	deleteIKETask    INFORMATIONAL     info.go          Delete of the IKE SA, of the old one of a rekey, or of a redundant one
 //	dpdTask          INFORMATIONAL     info.go          liveness check (Section 2.4)
 //
 // Responders. recvRequest (exchange.go) takes the peer's requests, one at
 // a time, answers a retransmission from the response cache (Section 2.1)
 // and hands the others to respond, below, which picks the responder of the
-// exchange type: respondInit (called before decryption), respondIntermediate
-// and respondAuth keep their state in the
-// session's handshake, dropped after IKE_AUTH; respondCreateChild creates
-// or rekeys a CHILD SA (acceptChild) or rekeys the IKE SA
-// (respondIKERekey); respondFollowup continues either; respondInformational
-// takes Deletes. The one responder exchange that spans several messages,
-// a CREATE_CHILD_SA continued by IKE_FOLLOWUP_KE, keeps its state in
-// exchanges.followup until its last key exchange or followupTimeout.
+// exchange type. The responders of single-message exchanges are plain
+// functions: respondInit (called before decryption), respondIntermediate
+// and respondAuth keep their state in the session's handshake, dropped
+// after IKE_AUTH; respondCreateChild creates or rekeys a CHILD SA
+// (acceptChild) or rekeys the IKE SA (respondIKERekey); respondInformational
+// takes Deletes. An exchange that spans several requests, a CREATE_CHILD_SA
+// continued by IKE_FOLLOWUP_KE (RFC 9370, Section 2.2.4), is a responder
+// task with its own state, created by the CREATE_CHILD_SA's responder and
+// held in exchanges.responder, one at a time, which respond hands the
+// IKE_FOLLOWUP_KE requests on its IKE SA until its last key exchange
+// (process says done), its deadline (giveUp, followupTimeout), or the end
+// of the IKE SA it runs on (drop):
+//
+//	responder          created by          file         completes
+//	childResponder     acceptChild         followup.go  installs the CHILD SA (finishChild)
+//	ikeRekeyResponder  respondIKERekey     followup.go  moves to the new IKE SA, or leaves it in peerIKE while our rekey is in flight
 //
 // The life of a CHILD SA: childInstalled -> childRekeying (our rekey in
 // flight, or the peer's waiting for IKE_FOLLOWUP_KE) -> childReplaced
