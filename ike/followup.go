@@ -321,12 +321,19 @@ func (r *childResponder) drop(s *session) {
 	r.f.destroy()
 }
 
-// ikeRekeyResponder is the responder's IKE SA rekey whose CREATE_CHILD_SA
-// (respondIKERekey) continues in IKE_FOLLOWUP_KE exchanges; after the last
-// key exchange the session moves to the new IKE SA, or, should our own
-// rekey be in flight, the new IKE SA waits in peerIKE for the nonces to
-// decide (RFC 7296, Section 2.8.2).
-type ikeRekeyResponder struct{ followupResponder }
+// ikeRekeyResponder is the responder's IKE SA rekey (respondIKERekey),
+// held in exchanges.responder while its CREATE_CHILD_SA continues in
+// IKE_FOLLOWUP_KE exchanges. Once every key exchange is done the session
+// moves to the new IKE SA or, should our own rekey be in flight, the
+// responder, now with the new IKE SA nx, waits in exchanges.peerIKE for
+// the nonces to decide the collision (RFC 7296, Section 2.8.2).
+type ikeRekeyResponder struct {
+	followupResponder
+	nx *ikeSA
+}
+
+// nonces returns the Ni and Nr of the peer's rekey.
+func (r *ikeRekeyResponder) nonces() [2][]byte { return [2][]byte{r.f.ni, r.f.nr} }
 
 func (r *ikeRekeyResponder) process(s *session, x *ikeSA, m *ikewire.Message, pl []ikewire.Payload) ([]ikewire.Payload, func(), bool) {
 	resp, last, done := r.answer(s, pl, r.drop)
@@ -344,7 +351,7 @@ func (r *ikeRekeyResponder) process(s *session, x *ikeSA, m *ikewire.Message, pl
 			s.m.releaseIKESPI(f.spiR)
 			return []ikewire.Payload{&ikewire.Notify{Type: ikewire.NotifyNoProposalChosen}}, nil, true
 		}
-		s.peerIKE = &ikeCollision{nx: nx, nonces: [2][]byte{f.ni, f.nr}}
+		r.nx, s.peerIKE = nx, r
 		return resp, nil, true
 	}
 	if err := s.rekeyIKE(x, nx, f.suite, f.ni, f.nr, f.secrets...); err != nil {

@@ -22,13 +22,6 @@ import (
 	"github.com/goipsec/goipsec/transform"
 )
 
-// ikeCollision is the peer's rekey that we answered while ours was in
-// flight.
-type ikeCollision struct {
-	nx     *ikeSA
-	nonces [2][]byte // its Ni, Nr
-}
-
 // ikeSAs returns every IKE SA of the session, nil ones included.
 func (s *session) ikeSAs() []*ikeSA {
 	xs := []*ikeSA{s.sa, s.old, s.redundant, nil}
@@ -45,7 +38,7 @@ func (s *session) ikeSAs() []*ikeSA {
 func (s *session) resolveIKECollision(x, nx *ikeSA, ni, nr []byte) bool {
 	c := s.peerIKE
 	s.peerIKE = nil
-	if lowestNonce([2][]byte{ni, nr}, c.nonces) {
+	if lowestNonce([2][]byte{ni, nr}, c.nonces()) {
 		s.log.Info("ike: IKE SA rekey collision lost", "peer", s.peerName())
 		s.switchIKE(x, c.nx)
 		s.redundant, s.redundantUntil = nx, s.now().Add(staleTimeout)
@@ -446,7 +439,7 @@ func (s *session) respondIKERekey(x *ikeSA, pl []ikewire.Payload) ([]ikewire.Pay
 		f.link = s.random(followupLinkLen)
 		f.until = s.now().Add(followupTimeout)
 		f.on = x
-		s.responder = &ikeRekeyResponder{followupResponder{f}}
+		s.responder = &ikeRekeyResponder{followupResponder: followupResponder{f}}
 		return append(resp, &ikewire.Notify{Type: ikewire.NotifyAdditionalKeyExchange, Data: f.link}), nil
 	}
 	defer f.destroy()
@@ -458,7 +451,7 @@ func (s *session) respondIKERekey(x *ikeSA, pl []ikewire.Payload) ([]ikewire.Pay
 			s.m.releaseIKESPI(spiR)
 			return errResp(ikewire.NotifyNoProposalChosen, nil)
 		}
-		s.peerIKE = &ikeCollision{nx: nx, nonces: [2][]byte{bytes.Clone(f.ni), bytes.Clone(nr)}}
+		s.peerIKE = &ikeRekeyResponder{followupResponder{f}, nx}
 		return resp, nil
 	}
 	if err := s.rekeyIKE(x, nx, suite, f.ni, nr, f.secrets...); err != nil {

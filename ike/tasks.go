@@ -43,7 +43,7 @@ package ike
 //
 //	responder          created by          file         completes
 //	childResponder     acceptChild         followup.go  installs the CHILD SA (finishChild)
-//	ikeRekeyResponder  respondIKERekey     followup.go  moves to the new IKE SA, or leaves it in peerIKE while our rekey is in flight
+//	ikeRekeyResponder  respondIKERekey     followup.go  moves to the new IKE SA or, while our rekey is in flight, waits in peerIKE for the nonces to decide
 //
 // The life of a CHILD SA: childInstalled -> childRekeying (our rekey in
 // flight, or the peer's waiting for IKE_FOLLOWUP_KE) -> childReplaced
@@ -176,10 +176,11 @@ type exchanges struct {
 	old      *ikeSA    // the IKE SA being replaced, until its Delete completes
 	oldUntil time.Time // when to forget old without a Delete
 	// A simultaneous IKE SA rekey (RFC 7296, Section 2.8.2, rekey_ike.go):
-	// peerIKE is the new IKE SA of the peer's rekey that we answered while
-	// ours was in flight; redundant the new IKE SA of the rekey that lost,
-	// until its Delete (or redundantUntil).
-	peerIKE        *ikeCollision
+	// peerIKE is the responder task of the peer's rekey that we answered
+	// while ours was in flight, with its new IKE SA (nx), until the nonces
+	// decide; redundant the new IKE SA of the rekey that lost, until its
+	// Delete (or redundantUntil).
+	peerIKE        *ikeRekeyResponder
 	redundant      *ikeSA
 	redundantUntil time.Time
 
@@ -317,7 +318,7 @@ func (s *session) ownFollowup() *followupTask {
 // its IKE_FOLLOWUP_KE exchanges (ikeRekeyResponder).
 func (s *session) peerRekeyNonces() ([2][]byte, bool) {
 	if c := s.peerIKE; c != nil {
-		return c.nonces, true
+		return c.nonces(), true
 	}
 	if r, ok := s.responder.(*ikeRekeyResponder); ok {
 		return [2][]byte{r.f.ni, r.f.nr}, true
