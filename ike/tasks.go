@@ -114,7 +114,8 @@ type task interface {
 	// Config.RetransmitTries retransmissions of the request on x (RFC
 	// 7296, Section 2.4); x.active is still the task's request. The
 	// task decides what that means: the peer is dead (peerGone), or
-	// only the IKE SA x of a rekey is (the old or redundant one).
+	// only the IKE SA x of a rekey is (the old or redundant one), and
+	// ends the request (x.active).
 	giveUp(s *session, x *ikeSA)
 	// moved is called when x, the IKE SA the task's request is
 	// outstanding on, is retired while the session lives on (the old IKE

@@ -202,3 +202,46 @@ func TestRequestOnOldIKESAGivesUp(t *testing.T) {
 	}
 	checkOneRekeyedPair(t, p, old, oldSPIi)
 }
+
+// giveUpRecorder is a task whose exchange the peer never answers in
+// TestGiveUpDispatchesToTask; it records its giveUp.
+type giveUpRecorder struct {
+	dpdTask
+	gaveUp []*ikeSA
+}
+
+func (r *giveUpRecorder) giveUp(s *session, x *ikeSA) {
+	r.gaveUp = append(r.gaveUp, x)
+	x.active = nil
+}
+
+// TestGiveUpDispatchesToTask: once the retransmissions of a request are
+// exhausted, the exchange runner hands the request to its task's giveUp
+// (RFC 7296, Section 2.4), which decides; a task that does not call the
+// peer dead leaves the IKE SA up.
+func TestGiveUpDispatchesToTask(t *testing.T) {
+	pa, pb := peerPair(t, "aes256gcm16-prfsha256-x25519", "aes256gcm16")
+	p := newStepPair(t, pa, pb, nil)
+	p.establish(t)
+	r := &giveUpRecorder{}
+	var sa *ikeSA
+	p.a.m.mu.Lock()
+	for a := range p.a.m.actors {
+		a.s.queue(r)
+		sa = a.s.sa
+	}
+	p.a.m.mu.Unlock()
+	for waited := time.Duration(0); waited < 2*giveUpAfter(p.a.m); waited += time.Second {
+		p.net.queue = nil // the peer hears nothing
+		p.advance(time.Second)
+	}
+	p.a.m.mu.Lock()
+	got := append([]*ikeSA(nil), r.gaveUp...)
+	p.a.m.mu.Unlock()
+	if len(got) != 1 || got[0] != sa {
+		t.Fatalf("giveUp called %d times (on the IKE SA: %v), want once on it", len(got), len(got) == 1 && got[0] == sa)
+	}
+	if sas := p.a.m.SAs(); len(sas) != 1 || sas[0].State != StateEstablished {
+		t.Fatalf("A's IKE SA after the task gave up: %+v", sas)
+	}
+}
