@@ -245,3 +245,58 @@ func TestGiveUpDispatchesToTask(t *testing.T) {
 		t.Fatalf("A's IKE SA after the task gave up: %+v", sas)
 	}
 }
+
+// stepResponder is a responder task that completes on its second request.
+type stepResponder struct {
+	x     *ikeSA
+	calls int
+	drops int
+}
+
+func (r *stepResponder) on() *ikeSA          { return r.x }
+func (r *stepResponder) deadline() time.Time { return time.Time{} }
+func (r *stepResponder) giveUp(s *session)   { r.drop(s) }
+func (r *stepResponder) drop(*session)       { r.drops++ }
+func (r *stepResponder) process(s *session, x *ikeSA, m *ikewire.Message, pl []ikewire.Payload) ([]ikewire.Payload, func(), bool) {
+	r.calls++
+	return nil, nil, r.calls == 2
+}
+
+// TestResponderTaskHeld: respond hands the IKE_FOLLOWUP_KE requests on its
+// IKE SA to the responder task the task manager holds, until it says it
+// is done; one on another IKE SA, or with none held, gets
+// STATE_NOT_FOUND (RFC 9370, Section 2.2.4).
+func TestResponderTaskHeld(t *testing.T) {
+	pa, pb := peerPair(t, "aes256gcm16-prfsha256-x25519", "aes256gcm16")
+	p := newStepPair(t, pa, pb, nil)
+	p.establish(t)
+	p.b.m.mu.Lock()
+	defer p.b.m.mu.Unlock()
+	if len(p.b.m.actors) != 1 {
+		t.Fatalf("B has %d IKE SAs, want 1", len(p.b.m.actors))
+	}
+	for a := range p.b.m.actors {
+		s := a.s
+		r := &stepResponder{x: s.sa}
+		s.responder = r
+		m := &ikewire.Message{Header: ikewire.Header{Exchange: ikewire.IKE_FOLLOWUP_KE}}
+		stateNotFound := func(pl []ikewire.Payload) bool {
+			n := findNotify(pl, ikewire.NotifyStateNotFound)
+			return n != nil && len(pl) == 1
+		}
+		if pl, _ := s.respond(&ikeSA{}, m, nil, s.remote, s.local); !stateNotFound(pl) || r.calls != 0 {
+			t.Fatalf("on another IKE SA: %v, %d calls", pl, r.calls)
+		}
+		s.respond(s.sa, m, nil, s.remote, s.local)
+		if r.calls != 1 || s.responder != r {
+			t.Fatalf("after the first request: %d calls, held %v", r.calls, s.responder == r)
+		}
+		s.respond(s.sa, m, nil, s.remote, s.local)
+		if r.calls != 2 || s.responder != nil || r.drops != 0 {
+			t.Fatalf("after the last request: %d calls, held %v, %d drops", r.calls, s.responder != nil, r.drops)
+		}
+		if pl, _ := s.respond(s.sa, m, nil, s.remote, s.local); !stateNotFound(pl) || r.calls != 2 {
+			t.Fatalf("with none held: %v, %d calls", pl, r.calls)
+		}
+	}
+}
