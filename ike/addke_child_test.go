@@ -279,7 +279,7 @@ func TestAddKEChildFollowupAbandoned(t *testing.T) {
 		p.b.m.mu.Lock()
 		defer p.b.m.mu.Unlock()
 		for a := range p.b.m.actors {
-			f = a.s.followup
+			f = pendingFollowup(a.s)
 			state = a.s.children[0].state
 		}
 		return f, state
@@ -342,7 +342,7 @@ func TestAddKEChildKeymat(t *testing.T) {
 	var spi uint32
 	p.b.m.mu.Lock()
 	for a := range p.b.m.actors {
-		f := a.s.followup
+		f := pendingFollowup(a.s)
 		if f == nil || f.child == nil || len(f.secrets) != 1 {
 			p.b.m.mu.Unlock()
 			t.Fatal("B keeps no CHILD SA state")

@@ -292,7 +292,7 @@ func TestAddKEFollowupAbandoned(t *testing.T) {
 	p.b.m.mu.Lock()
 	var pending bool
 	for a := range p.b.m.actors {
-		pending = a.s.followup != nil
+		pending = pendingFollowup(a.s) != nil
 	}
 	p.b.m.mu.Unlock()
 	if !pending {
@@ -303,7 +303,7 @@ func TestAddKEFollowupAbandoned(t *testing.T) {
 	p.advance(followupTimeout)
 	p.b.m.mu.Lock()
 	for a := range p.b.m.actors {
-		if a.s.followup != nil {
+		if pendingFollowup(a.s) != nil {
 			t.Error("B kept the abandoned rekey")
 		}
 	}
@@ -399,4 +399,16 @@ func TestAddKEOffer(t *testing.T) {
 	if _, ok := matchIKE(o, theirs, 0); ok {
 		t.Error("matched with different required ke1 methods")
 	}
+}
+
+// pendingFollowup returns the key exchanges of the responder task waiting
+// for IKE_FOLLOWUP_KE, nil when none waits.
+func pendingFollowup(s *session) *followupKE {
+	switch r := s.responder.(type) {
+	case *childResponder:
+		return r.f
+	case *ikeRekeyResponder:
+		return r.f
+	}
+	return nil
 }

@@ -154,7 +154,9 @@ func (t *authTask) process(s *session, x *ikeSA, m *ikewire.Message, pl []ikewir
 	return false
 }
 
-func (t *authTask) abort(s *session) { t.cr.release(s) }
+func (t *authTask) abort(s *session)            { t.cr.release(s) }
+func (t *authTask) giveUp(s *session, x *ikeSA) { s.peerGone(x) }
+func (t *authTask) moved(s *session)            { t.abort(s) }
 
 // checkSuite refuses an IKE SA whose suite, chosen in IKE_SA_INIT, p's
 // proposals do not allow: the responder may have chosen it with the

@@ -408,7 +408,7 @@ func (s *session) acceptChild(x *ikeSA, pl []ikewire.Payload, old *child, withKE
 		f := &followupKE{addKE: suite.addKE, ni: bytes.Clone(ni), nr: nr, secrets: secrets,
 			link: s.random(followupLinkLen), until: s.now().Add(followupTimeout), on: x,
 			child: &childPending{cfg: cfg, old: old, suite: suite, spiIn: spiIn, spiOut: spiValue(tp.SPI), local: gotR, remote: gotI}}
-		s.followup = f
+		s.responder = &childResponder{followupResponder{f}}
 		if old != nil {
 			old.state = childRekeying
 		}
@@ -564,6 +564,22 @@ func (t *childTask) abort(s *session) {
 	}
 }
 
+func (t *childTask) giveUp(s *session, x *ikeSA) { s.peerGone(x) }
+
+// moved starts a CHILD SA rekey that the end of the old IKE SA cut short
+// again on the new one (RFC 7296, Section 2.8; should the peer have
+// answered it, it drops what that answer made, see forgetUnconfirmed).
+func (t *childTask) moved(s *session) {
+	if s.state == StateEstablished && t.old != nil && s.live(t.old) {
+		if t.old.state == childRekeying {
+			t.old.state = childInstalled
+		}
+		s.queueFront(t)
+		return
+	}
+	t.abort(s)
+}
+
 // respondCreateChild answers CREATE_CHILD_SA: a new CHILD SA, a CHILD SA
 // rekey (N(REKEY_SA)) or an IKE SA rekey (an SA payload for IKE).
 func (s *session) respondCreateChild(x *ikeSA, pl []ikewire.Payload) ([]ikewire.Payload, func()) {
@@ -609,7 +625,7 @@ func (s *session) respondCreateChild(x *ikeSA, pl []ikewire.Payload) ([]ikewire.
 		// nonces decide which new SA stays once both are done (RFC
 		// 7296, Sections 2.8.1 and 2.25.1).
 	}
-	if s.followup != nil {
+	if s.responder != nil {
 		// RFC 7296, Section 2.25: one exchange with IKE_FOLLOWUP_KE
 		// (RFC 9370, Section 2.2.4) at a time; the peer retries.
 		s.log.Info("ike: CREATE_CHILD_SA refused with TEMPORARY_FAILURE: an exchange using IKE_FOLLOWUP_KE (RFC 9370) is in progress, a collision this engine does not resolve yet; the peer retries",
@@ -621,7 +637,7 @@ func (s *session) respondCreateChild(x *ikeSA, pl []ikewire.Payload) ([]ikewire.
 	if nt != 0 {
 		return errResp(nt, data)
 	}
-	if s.followup != nil {
+	if s.responder != nil {
 		return resp, nil // finishChild installs the SA (RFC 9370, Section 2.2.4)
 	}
 	if old != nil && nw != nil {
@@ -685,6 +701,15 @@ func (t *deleteChildTask) process(s *session, x *ikeSA, m *ikewire.Message, pl [
 }
 
 func (t *deleteChildTask) abort(s *session) {}
+
+func (t *deleteChildTask) giveUp(s *session, x *ikeSA) { s.peerGone(x) }
+
+// moved sends the Delete again on the new IKE SA (RFC 7296, Section 2.8).
+func (t *deleteChildTask) moved(s *session) {
+	if s.state == StateEstablished && s.live(t.c) {
+		s.queueFront(t)
+	}
+}
 
 func (s *session) hasChildPtr(c *child) bool {
 	for _, d := range s.children {

@@ -117,24 +117,13 @@ func (s *session) transmit(pkts [][]byte, from, to netip.AddrPort) {
 	}
 }
 
-// retransmit resends our outstanding request on x, or declares the peer
-// dead after the last try (RFC 7296, Section 2.4).
+// retransmit resends our outstanding request on x, or after the last try
+// hands it to its task's giveUp (RFC 7296, Section 2.4).
 func (s *session) retransmit(x *ikeSA) {
 	a := x.active
 	if a.tries >= s.cfg.RetransmitTries {
 		s.log.Info("ike: peer not responding", "exchange", a.exch, "tries", a.tries+1)
-		if x == s.old {
-			// The old IKE SA of a rekey: forget it quietly. A CHILD SA
-			// rekey or Delete in flight on it starts again on the new
-			// IKE SA (retireOld; RFC 7296, Section 2.8).
-			s.retireOld()
-			return
-		}
-		if x == s.redundant {
-			s.forgetRedundant()
-			return
-		}
-		s.die(ErrPeerDead)
+		a.t.giveUp(s, x)
 		return
 	}
 	a.tries++

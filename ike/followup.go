@@ -11,8 +11,9 @@ package ike
 //	IKE_FOLLOWUP_KE   KE(ADDKE1), N(ADDITIONAL_KEY_EXCHANGE)(link) -> KE(ADDKE1) [, N(...)(next link)]
 //	...               the SA is installed, or the IKE SA rekeyed, after the last
 //
-// The initiator's side is followupTask; the responder's state waits in
-// exchanges.followup (tasks.go lists the collision rules).
+// The initiator's side is followupTask; the responder's is a responder
+// task, childResponder or ikeRekeyResponder, held in exchanges.responder
+// (tasks.go lists the collision rules).
 
 import (
 	"bytes"
@@ -219,6 +220,13 @@ func (t *followupTask) abort(s *session) {
 	}
 }
 
+func (t *followupTask) giveUp(s *session, x *ikeSA) { s.peerGone(x) }
+
+// moved: the IKE_FOLLOWUP_KE exchanges of a CHILD SA (RFC 9370, Section
+// 2.2.4) cannot move to the new IKE SA; the CHILD SA is created or
+// rekeyed again there (restartChild).
+func (t *followupTask) moved(s *session) { s.restartChild(t) }
+
 // restartChild ends t, an initiator's IKE_FOLLOWUP_KE exchange on an IKE
 // SA that goes away, and queues the creation or rekey of its CHILD SA
 // again, to run on the session's IKE SA (RFC 7296, Section 2.8: the CHILD
@@ -242,43 +250,97 @@ func (s *session) restartChild(t *followupTask) {
 	s.queueFront(&childTask{cfg: cfg, old: old})
 }
 
-// respondFollowup is the responder's IKE_FOLLOWUP_KE of a CHILD SA or of
-// an IKE SA rekey (RFC 9370, Section 2.2.4), on the IKE SA that carried
-// its CREATE_CHILD_SA.
-func (s *session) respondFollowup(x *ikeSA, pl []ikewire.Payload) ([]ikewire.Payload, func()) {
-	f := s.followup
-	n := findNotify(pl, ikewire.NotifyAdditionalKeyExchange)
-	if f == nil || x != f.on || n == nil || !bytes.Equal(n.Data, f.link) {
+// followupResponder is what the two responder tasks continued by
+// IKE_FOLLOWUP_KE (RFC 9370, Section 2.2.4) share: the key exchanges so
+// far, the IKE SA of their CREATE_CHILD_SA and the link data.
+type followupResponder struct{ f *followupKE }
+
+func (r *followupResponder) on() *ikeSA          { return r.f.on }
+func (r *followupResponder) deadline() time.Time { return r.f.until }
+
+// answer runs the key exchange of the peer's IKE_FOLLOWUP_KE request pl
+// and returns the response. last says that this was the last key
+// exchange: the caller completes the exchange. Otherwise done says that
+// the exchange is over: a malformed request ends it (drop releases its
+// state) and is answered with INVALID_SYNTAX.
+func (r *followupResponder) answer(s *session, pl []ikewire.Payload, drop func(*session)) (resp []ikewire.Payload, last, done bool) {
+	f := r.f
+	if n := findNotify(pl, ikewire.NotifyAdditionalKeyExchange); n == nil || !bytes.Equal(n.Data, f.link) {
 		// RFC 9370, Section 2.2.4: an unknown link.
-		return []ikewire.Payload{&ikewire.Notify{Type: ikewire.NotifyStateNotFound}}, nil
+		return []ikewire.Payload{&ikewire.Notify{Type: ikewire.NotifyStateNotFound}}, false, false
 	}
+	invalid := []ikewire.Payload{&ikewire.Notify{Type: ikewire.NotifyInvalidSyntax}}
 	want := f.next()
 	ke := find[*ikewire.KE](pl)
 	if ke == nil || iana.KEID(ke.Group) != want {
-		s.dropFollowup()
-		return []ikewire.Payload{&ikewire.Notify{Type: ikewire.NotifyInvalidSyntax}}, nil
+		drop(s)
+		return invalid, false, true
 	}
 	ours, secret, err := transform.KERespond(want, ke.Data, s.rand())
 	if err != nil {
-		s.dropFollowup()
-		return []ikewire.Payload{&ikewire.Notify{Type: ikewire.NotifyInvalidSyntax}}, nil
+		drop(s)
+		return invalid, false, true
 	}
 	f.secrets = append(f.secrets, secret)
-	resp := []ikewire.Payload{&ikewire.KE{Group: uint16(want), Data: ours}}
+	resp = []ikewire.Payload{&ikewire.KE{Group: uint16(want), Data: ours}}
 	if f.next() != iana.KENone {
 		f.link = s.random(followupLinkLen)
 		f.until = s.now().Add(followupTimeout)
-		return append(resp, &ikewire.Notify{Type: ikewire.NotifyAdditionalKeyExchange, Data: f.link}), nil
+		return append(resp, &ikewire.Notify{Type: ikewire.NotifyAdditionalKeyExchange, Data: f.link}), false, false
 	}
-	s.followup = nil
-	if f.child != nil {
-		if err := s.finishChild(x, f); err != nil {
-			s.log.Warn("ike: CHILD SA not created", "peer", s.peerName(), "child", f.child.cfg.Name, "err", err)
-			s.releaseChildPending(f.child)
-			return []ikewire.Payload{&ikewire.Notify{Type: ikewire.NotifyNoProposalChosen}}, nil
-		}
-		return resp, nil
+	return resp, true, true
+}
+
+// childResponder is the responder's creation or rekey of a CHILD SA whose
+// CREATE_CHILD_SA (acceptChild) continues in IKE_FOLLOWUP_KE exchanges; it
+// installs the SA after the last key exchange (RFC 9370, Section 2.2.4).
+type childResponder struct{ followupResponder }
+
+func (r *childResponder) process(s *session, x *ikeSA, m *ikewire.Message, pl []ikewire.Payload) ([]ikewire.Payload, func(), bool) {
+	resp, last, done := r.answer(s, pl, r.drop)
+	if !last {
+		return resp, nil, done
 	}
+	f := r.f
+	if err := s.finishChild(x, f); err != nil {
+		s.log.Warn("ike: CHILD SA not created", "peer", s.peerName(), "child", f.child.cfg.Name, "err", err)
+		s.releaseChildPending(f.child)
+		return []ikewire.Payload{&ikewire.Notify{Type: ikewire.NotifyNoProposalChosen}}, nil, true
+	}
+	return resp, nil, true
+}
+
+func (r *childResponder) giveUp(s *session) {
+	// RFC 9370, Section 2.2.4: the initiator did not continue.
+	s.log.Info("ike: abandoned: no IKE_FOLLOWUP_KE", "peer", s.peerName(), "what", "CHILD SA "+r.f.child.cfg.Name)
+	r.drop(s)
+}
+
+func (r *childResponder) drop(s *session) {
+	s.releaseChildPending(r.f.child)
+	r.f.destroy()
+}
+
+// ikeRekeyResponder is the responder's IKE SA rekey (respondIKERekey),
+// held in exchanges.responder while its CREATE_CHILD_SA continues in
+// IKE_FOLLOWUP_KE exchanges. Once every key exchange is done the session
+// moves to the new IKE SA or, should our own rekey be in flight, the
+// responder, now with the new IKE SA nx, waits in exchanges.peerIKE for
+// the nonces to decide the collision (RFC 7296, Section 2.8.2).
+type ikeRekeyResponder struct {
+	followupResponder
+	nx *ikeSA
+}
+
+// nonces returns the Ni and Nr of the peer's rekey.
+func (r *ikeRekeyResponder) nonces() [2][]byte { return [2][]byte{r.f.ni, r.f.nr} }
+
+func (r *ikeRekeyResponder) process(s *session, x *ikeSA, m *ikewire.Message, pl []ikewire.Payload) ([]ikewire.Payload, func(), bool) {
+	resp, last, done := r.answer(s, pl, r.drop)
+	if !last {
+		return resp, nil, done
+	}
+	f := r.f
 	defer f.destroy()
 	nx := &ikeSA{initiator: false, spiI: f.spiI, spiR: f.spiR}
 	if s.rekeying() {
@@ -287,30 +349,27 @@ func (s *session) respondFollowup(x *ikeSA, pl []ikewire.Payload) ([]ikewire.Pay
 		// 2.8.2), as for a rekey without additional key exchanges.
 		if err := s.deriveIKE(x, nx, f.suite, f.ni, f.nr, f.secrets...); err != nil {
 			s.m.releaseIKESPI(f.spiR)
-			return []ikewire.Payload{&ikewire.Notify{Type: ikewire.NotifyNoProposalChosen}}, nil
+			return []ikewire.Payload{&ikewire.Notify{Type: ikewire.NotifyNoProposalChosen}}, nil, true
 		}
-		s.peerIKE = &ikeCollision{nx: nx, nonces: [2][]byte{f.ni, f.nr}}
-		return resp, nil
+		r.nx, s.peerIKE = nx, r
+		return resp, nil, true
 	}
 	if err := s.rekeyIKE(x, nx, f.suite, f.ni, f.nr, f.secrets...); err != nil {
 		s.m.releaseIKESPI(f.spiR)
-		return []ikewire.Payload{&ikewire.Notify{Type: ikewire.NotifyNoProposalChosen}}, nil
+		return []ikewire.Payload{&ikewire.Notify{Type: ikewire.NotifyNoProposalChosen}}, nil, true
 	}
-	return resp, nil
+	return resp, nil, true
 }
 
-// dropFollowup forgets the responder's unfinished IKE SA rekey or CHILD
-// SA.
-func (s *session) dropFollowup() {
-	if f := s.followup; f != nil {
-		if f.child != nil {
-			s.releaseChildPending(f.child)
-		} else {
-			s.m.releaseIKESPI(f.spiR)
-		}
-		f.destroy()
-		s.followup = nil
-	}
+func (r *ikeRekeyResponder) giveUp(s *session) {
+	// RFC 9370, Section 2.2.4: the initiator did not continue.
+	s.log.Info("ike: abandoned: no IKE_FOLLOWUP_KE", "peer", s.peerName(), "what", "IKE SA rekey")
+	r.drop(s)
+}
+
+func (r *ikeRekeyResponder) drop(s *session) {
+	s.m.releaseIKESPI(r.f.spiR)
+	r.f.destroy()
 }
 
 // finishChild derives the keys of a CHILD SA once every key exchange is

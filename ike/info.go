@@ -73,7 +73,9 @@ func (*dpdTask) build(*session, *ikeSA) ([]ikewire.Payload, error) {
 func (*dpdTask) process(*session, *ikeSA, *ikewire.Message, []ikewire.Payload) bool {
 	return false
 }
-func (*dpdTask) abort(*session) {}
+func (*dpdTask) abort(*session)              {}
+func (*dpdTask) giveUp(s *session, x *ikeSA) { s.peerGone(x) }
+func (*dpdTask) moved(*session)              {}
 
 // deleteIKETask deletes the IKE SA x it runs on, with its CHILD SAs unless
 // x is the old IKE SA of a rekey (RFC 7296, Section 1.4.1).
@@ -101,3 +103,9 @@ func (t *deleteIKETask) process(s *session, x *ikeSA, m *ikewire.Message, pl []i
 }
 
 func (t *deleteIKETask) abort(s *session) {}
+
+// giveUp: an unanswered Delete of the old or redundant IKE SA of a rekey
+// ends only that IKE SA; of the IKE SA itself, the peer is dead (RFC
+// 7296, Section 2.4).
+func (t *deleteIKETask) giveUp(s *session, x *ikeSA) { s.peerGone(x) }
+func (t *deleteIKETask) moved(s *session)            {}

@@ -174,7 +174,9 @@ func (t *initTask) complete(s *session, x *ikeSA, m *ikewire.Message, pl []ikewi
 	return nil
 }
 
-func (t *initTask) abort(s *session) {}
+func (t *initTask) abort(s *session)            {}
+func (t *initTask) giveUp(s *session, x *ikeSA) { s.peerGone(x) }
+func (t *initTask) moved(s *session)            { t.abort(s) }
 
 // deriveKeys computes SKEYSEED and the IKE SA's keys (RFC 7296, Section
 // 2.14).

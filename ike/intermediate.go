@@ -73,7 +73,9 @@ func (t *intermediateTask) process(s *session, x *ikeSA, m *ikewire.Message, pl 
 	return false
 }
 
-func (t *intermediateTask) abort(s *session) { t.kei = nil }
+func (t *intermediateTask) abort(s *session)            { t.kei = nil }
+func (t *intermediateTask) giveUp(s *session, x *ikeSA) { s.peerGone(x) }
+func (t *intermediateTask) moved(s *session)            { t.abort(s) }
 
 // addKEs returns the additional key exchange methods negotiated for the IKE
 // SA, in the order of their exchanges (RFC 9370, Section 2.2.2: by

@@ -1086,8 +1086,8 @@ func (m *Manager) crash(a *actor, r any) {
 			m.safely(func() error { x.keys.Destroy(); return nil }, "destroying keys")
 		}
 	}
-	if s.followup != nil {
-		m.safely(func() error { s.dropFollowup(); return nil }, "dropping IKE_FOLLOWUP_KE state")
+	if s.responder != nil {
+		m.safely(func() error { s.dropResponder(); return nil }, "dropping IKE_FOLLOWUP_KE state")
 	}
 	m.forget(a)
 	m.emitNow(Event{Kind: EventIKEDown, Peer: info.Peer, SPIi: info.SPIi, SPIr: info.SPIr, Err: ErrInternal})

@@ -22,13 +22,6 @@ import (
 	"github.com/goipsec/goipsec/transform"
 )
 
-// ikeCollision is the peer's rekey that we answered while ours was in
-// flight.
-type ikeCollision struct {
-	nx     *ikeSA
-	nonces [2][]byte // its Ni, Nr
-}
-
 // ikeSAs returns every IKE SA of the session, nil ones included.
 func (s *session) ikeSAs() []*ikeSA {
 	xs := []*ikeSA{s.sa, s.old, s.redundant, nil}
@@ -45,7 +38,7 @@ func (s *session) ikeSAs() []*ikeSA {
 func (s *session) resolveIKECollision(x, nx *ikeSA, ni, nr []byte) bool {
 	c := s.peerIKE
 	s.peerIKE = nil
-	if lowestNonce([2][]byte{ni, nr}, c.nonces) {
+	if lowestNonce([2][]byte{ni, nr}, c.nonces()) {
 		s.log.Info("ike: IKE SA rekey collision lost", "peer", s.peerName())
 		s.switchIKE(x, c.nx)
 		s.redundant, s.redundantUntil = nx, s.now().Add(staleTimeout)
@@ -138,37 +131,15 @@ func (s *session) retireOld() {
 	s.ops = append(s.ops, op{kind: opUnregister, spi: s.old.ourSPI()})
 	if a := s.old.active; a != nil {
 		// RFC 7296, Section 2.8: the CHILD SAs moved to the new IKE SA;
-		// a CHILD SA rekey or delete that the old one's end cut short
-		// starts again there (should the peer have answered a rekey, it
-		// drops what that answer made, see forgetUnconfirmed).
-		switch t := a.t.(type) {
-		case *childTask:
-			if s.state == StateEstablished && t.old != nil && s.live(t.old) {
-				if t.old.state == childRekeying {
-					t.old.state = childInstalled
-				}
-				s.queueFront(t)
-			} else {
-				t.abort(s)
-			}
-		case *deleteChildTask:
-			if s.state == StateEstablished && s.live(t.c) {
-				s.queueFront(t)
-			}
-		case *followupTask:
-			// The IKE_FOLLOWUP_KE exchanges of a CHILD SA (RFC 9370,
-			// Section 2.2.4) cannot move to the new IKE SA: the CHILD
-			// SA is created or rekeyed again there.
-			s.restartChild(t)
-		default:
-			a.t.abort(s)
-		}
+		// the task in flight on the old one starts again there or
+		// ends (moved).
+		a.t.moved(s)
 		s.old.active = nil
 	}
-	if f := s.followup; f != nil && f.on == s.old {
+	if r := s.responder; r != nil && r.on() == s.old {
 		// The peer's CHILD SA waiting for IKE_FOLLOWUP_KE on the old IKE
 		// SA: the peer asks again on the new one.
-		s.dropFollowup()
+		s.dropResponder()
 	}
 	if s.old.keys != nil {
 		s.old.keys.Destroy()
@@ -190,13 +161,13 @@ type ikeRekeyTask struct {
 func (*ikeRekeyTask) exchange() ikewire.ExchangeType { return ikewire.CREATE_CHILD_SA }
 
 func (t *ikeRekeyTask) build(s *session, x *ikeSA) ([]ikewire.Payload, error) {
-	if x == s.sa && s.old == nil && s.followup != nil && s.followup.child != nil {
+	if r, ok := s.responder.(*childResponder); ok && x == s.sa && s.old == nil {
 		// The peer's CHILD SA waits for IKE_FOLLOWUP_KE (RFC 9370,
 		// Section 2.2.4); try again once it is done or abandoned.
-		s.rekeyAt = s.followup.until
+		s.rekeyAt = r.deadline()
 		return nil, errors.New("ike: a CHILD SA with additional key exchanges is in progress")
 	}
-	if x != s.sa || s.old != nil || s.followup != nil {
+	if x != s.sa || s.old != nil || s.responder != nil {
 		return nil, errors.New("ike: an IKE SA rekey is already in progress")
 	}
 	if t.spi == 0 {
@@ -303,7 +274,7 @@ func (t *ikeRekeyTask) complete(s *session, x *ikeSA, pl []ikewire.Payload) erro
 			}
 			s.log.Info("ike: IKE SA rekey collision won", "peer", s.peerName())
 			if s.peerIKE == nil {
-				s.dropFollowup() // the peer stops its rekey
+				s.dropResponder() // the peer stops its rekey
 			}
 		}
 		s.startRequest(x, &followupTask{f: f})
@@ -324,7 +295,8 @@ func (s *session) finishIKERekey(x *ikeSA, f *followupKE) error {
 	if s.peerIKE != nil && s.resolveIKECollision(x, nx, f.ni, f.nr) {
 		return nil
 	}
-	if pf := s.followup; s.peerIKE == nil && pf != nil && pf.child == nil {
+	if pr, ok := s.responder.(*ikeRekeyResponder); ok && s.peerIKE == nil {
+		pf := pr.f
 		// The peer's rekey, which we answered, waits for its
 		// IKE_FOLLOWUP_KE exchanges while ours, without them, is done:
 		// the four nonces decide (RFC 7296, Section 2.8.2; RFC 9370,
@@ -339,7 +311,7 @@ func (s *session) finishIKERekey(x *ikeSA, f *followupKE) error {
 			return nil
 		}
 		s.log.Info("ike: IKE SA rekey collision won", "peer", s.peerName())
-		s.dropFollowup() // the peer stops its rekey
+		s.dropResponder() // the peer stops its rekey
 	}
 	s.switchIKE(x, nx)
 	// RFC 7296, Section 1.3.2: the initiator deletes the old IKE SA; the
@@ -354,6 +326,9 @@ func (t *ikeRekeyTask) abort(s *session) {
 		s.m.releaseIKESPI(t.spi)
 	}
 }
+
+func (t *ikeRekeyTask) giveUp(s *session, x *ikeSA) { s.peerGone(x) }
+func (t *ikeRekeyTask) moved(s *session)            { t.abort(s) }
 
 // rekeyIKE derives the new IKE SA's keys, SKEYSEED = prf(SK_d (old), g^ir
 // (new) | Ni | Nr) (RFC 7296, Section 2.18), or prf(SK_d (old), SK(0) | Ni |
@@ -400,7 +375,7 @@ func (s *session) respondIKERekey(x *ikeSA, pl []ikewire.Payload) ([]ikewire.Pay
 		return []ikewire.Payload{&ikewire.Notify{Type: t, Data: data}}, nil
 	}
 	collides := s.rekeying()
-	if s.old != nil || s.followup != nil || s.peerIKE != nil {
+	if s.old != nil || s.responder != nil || s.peerIKE != nil {
 		// RFC 7296, Section 2.25.2: we are closing this IKE SA (a rekey
 		// of ours completed), or another exchange with IKE_FOLLOWUP_KE
 		// (RFC 9370) waits for the peer: the peer retries, or takes our
@@ -464,7 +439,7 @@ func (s *session) respondIKERekey(x *ikeSA, pl []ikewire.Payload) ([]ikewire.Pay
 		f.link = s.random(followupLinkLen)
 		f.until = s.now().Add(followupTimeout)
 		f.on = x
-		s.followup = f
+		s.responder = &ikeRekeyResponder{followupResponder: followupResponder{f}}
 		return append(resp, &ikewire.Notify{Type: ikewire.NotifyAdditionalKeyExchange, Data: f.link}), nil
 	}
 	defer f.destroy()
@@ -476,7 +451,7 @@ func (s *session) respondIKERekey(x *ikeSA, pl []ikewire.Payload) ([]ikewire.Pay
 			s.m.releaseIKESPI(spiR)
 			return errResp(ikewire.NotifyNoProposalChosen, nil)
 		}
-		s.peerIKE = &ikeCollision{nx: nx, nonces: [2][]byte{bytes.Clone(f.ni), bytes.Clone(nr)}}
+		s.peerIKE = &ikeRekeyResponder{followupResponder{f}, nx}
 		return resp, nil
 	}
 	if err := s.rekeyIKE(x, nx, suite, f.ni, nr, f.secrets...); err != nil {

@@ -445,14 +445,9 @@ func (s *session) tick() {
 	if s.redundant != nil && s.redundant.active == nil && !now.Before(s.redundantUntil) {
 		s.forgetRedundant()
 	}
-	if s.followup != nil && !now.Before(s.followup.until) {
-		// RFC 9370, Section 2.2.4: the initiator did not continue.
-		what := "IKE SA rekey"
-		if s.followup.child != nil {
-			what = "CHILD SA " + s.followup.child.cfg.Name
-		}
-		s.log.Info("ike: abandoned: no IKE_FOLLOWUP_KE", "peer", s.peerName(), "what", what)
-		s.dropFollowup()
+	if r := s.responder; r != nil && !now.Before(r.deadline()) {
+		s.responder = nil
+		r.giveUp(s)
 	}
 	for _, c := range s.children {
 		if (c.state == childInstalled || c.state == childRekeying) && !c.expireAt.IsZero() && !now.Before(c.expireAt) {
@@ -525,8 +520,8 @@ func (s *session) deadline() time.Time {
 	if s.redundant != nil && s.redundant.active == nil {
 		at(s.redundantUntil)
 	}
-	if s.followup != nil {
-		at(s.followup.until)
+	if s.responder != nil {
+		at(s.responder.deadline())
 	}
 	for _, c := range s.children {
 		switch c.state {
@@ -666,7 +661,7 @@ func (s *session) die(err error) {
 		}
 	}
 	s.tasks = nil
-	s.dropFollowup()
+	s.dropResponder()
 	if s.state == StateConnecting && err != nil {
 		s.m.counters.failed.Add(1)
 	}

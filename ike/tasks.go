@@ -6,32 +6,44 @@ package ike
 // Initiator tasks. The work this side starts is a queue of tasks, run one
 // at a time per IKE SA (window size 1, RFC 7296, Section 2.3). The exchange
 // runner (exchange.go) owns the Message IDs, retransmits with exponential
-// backoff, gives up after Config.RetransmitTries (the peer is dead, or the
-// old or redundant IKE SA of a rekey is forgotten quietly), and hands the
-// decrypted response to the task:
+// backoff and hands the decrypted response to the task (process). Each
+// task also says what the end of its exchange without an answer means:
+// giveUp, after Config.RetransmitTries (Section 2.4: the peer is dead,
+// or only the old or redundant IKE SA of a rekey is, which is forgotten
+// quietly: peerGone), and moved, when the old IKE SA it runs on is retired
+// while the session lives on (a CHILD SA rekey or Delete starts again on
+// the new IKE SA, Section 2.8; others end):
 //
 //	task             exchange          file             states
 //	initTask         IKE_SA_INIT       init.go          sent -> retry (COOKIE, INVALID_KE_PAYLOAD; Sections 2.6, 1.2) -> done
 //	intermediateTask IKE_INTERMEDIATE  intermediate.go  one per additional key exchange (RFC 9370, Section 2.2.2)
 //	authTask         IKE_AUTH          auth.go          with the first CHILD SA (Section 1.2)
-//	childTask        CREATE_CHILD_SA   child.go         create or rekey a CHILD SA (Sections 1.3.1, 1.3.3)
+//	childTask        CREATE_CHILD_SA   child.go         create or rekey a CHILD SA (Sections 1.3.1, 1.3.3); moved: again on the new IKE SA
 //	ikeRekeyTask     CREATE_CHILD_SA   rekey_ike.go     rekey the IKE SA (Section 1.3.2)
-//	followupTask     IKE_FOLLOWUP_KE   followup.go      the additional key exchanges of the two above (RFC 9370, Section 2.2.4); lost: stop
-//	deleteChildTask  INFORMATIONAL     child.go         Delete of a CHILD SA (Section 1.4.1)
+//	followupTask     IKE_FOLLOWUP_KE   followup.go      the additional key exchanges of the two above (RFC 9370, Section 2.2.4); lost: stop; moved: the CHILD SA again
+//	deleteChildTask  INFORMATIONAL     child.go         Delete of a CHILD SA (Section 1.4.1); moved: again on the new IKE SA
 //	deleteIKETask    INFORMATIONAL     info.go          Delete of the IKE SA, of the old one of a rekey, or of a redundant one
 //	dpdTask          INFORMATIONAL     info.go          liveness check (Section 2.4)
 //
 // Responders. recvRequest (exchange.go) takes the peer's requests, one at
 // a time, answers a retransmission from the response cache (Section 2.1)
 // and hands the others to respond, below, which picks the responder of the
-// exchange type: respondInit (called before decryption), respondIntermediate
-// and respondAuth keep their state in the
-// session's handshake, dropped after IKE_AUTH; respondCreateChild creates
-// or rekeys a CHILD SA (acceptChild) or rekeys the IKE SA
-// (respondIKERekey); respondFollowup continues either; respondInformational
-// takes Deletes. The one responder exchange that spans several messages,
-// a CREATE_CHILD_SA continued by IKE_FOLLOWUP_KE, keeps its state in
-// exchanges.followup until its last key exchange or followupTimeout.
+// exchange type. The responders of single-message exchanges are plain
+// functions: respondInit (called before decryption), respondIntermediate
+// and respondAuth keep their state in the session's handshake, dropped
+// after IKE_AUTH; respondCreateChild creates or rekeys a CHILD SA
+// (acceptChild) or rekeys the IKE SA (respondIKERekey); respondInformational
+// takes Deletes. An exchange that spans several requests, a CREATE_CHILD_SA
+// continued by IKE_FOLLOWUP_KE (RFC 9370, Section 2.2.4), is a responder
+// task with its own state, created by the CREATE_CHILD_SA's responder and
+// held in exchanges.responder, one at a time, which respond hands the
+// IKE_FOLLOWUP_KE requests on its IKE SA until its last key exchange
+// (process says done), its deadline (giveUp, followupTimeout), or the end
+// of the IKE SA it runs on (drop):
+//
+//	responder          created by          file         completes
+//	childResponder     acceptChild         followup.go  installs the CHILD SA (finishChild)
+//	ikeRekeyResponder  respondIKERekey     followup.go  moves to the new IKE SA or, while our rekey is in flight, waits in peerIKE for the nonces to decide
 //
 // The life of a CHILD SA: childInstalled -> childRekeying (our rekey in
 // flight, or the peer's waiting for IKE_FOLLOWUP_KE) -> childReplaced
@@ -98,6 +110,54 @@ type task interface {
 	process(s *session, x *ikeSA, m *ikewire.Message, pl []ikewire.Payload) (retry bool)
 	// abort tells the task it will never complete (the IKE SA died).
 	abort(s *session)
+	// giveUp is called when the peer answered none of the
+	// Config.RetransmitTries retransmissions of the request on x (RFC
+	// 7296, Section 2.4); x.active is still the task's request. The
+	// task decides what that means: the peer is dead (peerGone), or
+	// only the IKE SA x of a rekey is (the old or redundant one), and
+	// ends the request (x.active).
+	giveUp(s *session, x *ikeSA)
+	// moved is called when x, the IKE SA the task's request is
+	// outstanding on, is retired while the session lives on (the old IKE
+	// SA of a rekey, RFC 7296, Section 2.8): the task starts again on
+	// the new IKE SA or aborts.
+	moved(s *session)
+}
+
+// peerGone is what giving up on a request on x means for most tasks:
+// the old IKE SA of a rekey is forgotten quietly (the tasks in flight on
+// it move to the new one, retireOld), the redundant one of a collision
+// too, and otherwise the peer is dead (RFC 7296, Section 2.4).
+func (s *session) peerGone(x *ikeSA) {
+	switch x {
+	case s.old:
+		s.retireOld()
+	case s.redundant:
+		s.forgetRedundant()
+	default:
+		s.die(ErrPeerDead)
+	}
+}
+
+// responder is the responder's side of an exchange that spans several
+// requests, with its own state: respond creates it for the first request,
+// and the task manager (exchanges.responder) holds it until its last
+// request, its deadline, or the end of the IKE SA it runs on. The
+// responders of single-message exchanges are plain functions (respond).
+type responder interface {
+	// on returns the IKE SA whose requests continue the exchange.
+	on() *ikeSA
+	// process answers the peer's next request of the exchange, on x,
+	// with the response's payloads and what to do once it is sent; done
+	// says that the exchange is over (completed, or failed and dropped).
+	process(s *session, x *ikeSA, m *ikewire.Message, pl []ikewire.Payload) (resp []ikewire.Payload, after func(), done bool)
+	// deadline is when the responder stops waiting for the next request;
+	// giveUp is called then, after the manager forgot it.
+	deadline() time.Time
+	giveUp(s *session)
+	// drop releases what the responder holds: the exchange will not
+	// complete (the IKE SA ends, or a collision decided against it).
+	drop(s *session)
 }
 
 // exchanges is the task manager's state of a session, apart from the
@@ -109,17 +169,19 @@ type exchanges struct {
 	tasks   []task
 	retryAt time.Time // the task queue waits until then (TEMPORARY_FAILURE)
 
-	// followup is the responder's IKE SA rekey or CHILD SA waiting for
-	// IKE_FOLLOWUP_KE (RFC 9370, Section 2.2.4); one at a time.
-	followup *followupKE
+	// responder is the responder exchange in progress that spans several
+	// requests: an IKE SA rekey or CHILD SA waiting for IKE_FOLLOWUP_KE
+	// (RFC 9370, Section 2.2.4); one at a time.
+	responder responder
 
 	old      *ikeSA    // the IKE SA being replaced, until its Delete completes
 	oldUntil time.Time // when to forget old without a Delete
 	// A simultaneous IKE SA rekey (RFC 7296, Section 2.8.2, rekey_ike.go):
-	// peerIKE is the new IKE SA of the peer's rekey that we answered while
-	// ours was in flight; redundant the new IKE SA of the rekey that lost,
-	// until its Delete (or redundantUntil).
-	peerIKE        *ikeCollision
+	// peerIKE is the responder task of the peer's rekey that we answered
+	// while ours was in flight, with its new IKE SA (nx), until the nonces
+	// decide; redundant the new IKE SA of the rekey that lost, until its
+	// Delete (or redundantUntil).
+	peerIKE        *ikeRekeyResponder
 	redundant      *ikeSA
 	redundantUntil time.Time
 
@@ -137,7 +199,7 @@ func (s *session) queueFront(t task) { s.tasks = append([]task{t}, s.tasks...) }
 // it, and starts the next task if no request is outstanding (window size
 // 1, RFC 7296, Section 2.3).
 func (s *session) kick() {
-	if o := s.old; o != nil && o.deleteOld && o.active == nil && (s.followup == nil || s.followup.on != o) && s.state != StateDead {
+	if o := s.old; o != nil && o.deleteOld && o.active == nil && (s.responder == nil || s.responder.on() != o) && s.state != StateDead {
 		o.deleteOld = false
 		s.startRequest(o, &deleteIKETask{old: true})
 	}
@@ -184,7 +246,20 @@ func (s *session) respond(x *ikeSA, m *ikewire.Message, pl []ikewire.Payload, fr
 		if s.state != StateEstablished {
 			return invalid, nil
 		}
-		return s.respondFollowup(x, pl)
+		r := s.responder
+		if r == nil || x != r.on() {
+			// RFC 9370, Section 2.2.4: no exchange waits for it.
+			return []ikewire.Payload{&ikewire.Notify{Type: ikewire.NotifyStateNotFound}}, nil
+		}
+		// The responder is let go while it runs, as what it completes
+		// (a CHILD SA, an IKE SA rekey) no longer waits; it is held again
+		// while more requests are to come.
+		s.responder = nil
+		resp, after, done := r.process(s, x, m, pl)
+		if !done {
+			s.responder = r
+		}
+		return resp, after
 	case ikewire.IKE_INTERMEDIATE:
 		if s.state != StateConnecting {
 			return invalid, nil
@@ -200,6 +275,15 @@ func (s *session) respond(x *ikeSA, m *ikewire.Message, pl []ikewire.Payload, fr
 	default:
 		s.log.Info("ike: exchange type not implemented", "exchange", m.Exchange)
 		return invalid, nil
+	}
+}
+
+// dropResponder forgets the responder exchange in progress, if any, and
+// releases what it holds.
+func (s *session) dropResponder() {
+	if r := s.responder; r != nil {
+		s.responder = nil
+		r.drop(s)
 	}
 }
 
@@ -232,13 +316,13 @@ func (s *session) ownFollowup() *followupTask {
 
 // peerRekeyNonces returns the nonces of the peer's IKE SA rekey that we
 // answered while ours is in progress: complete (peerIKE) or waiting for
-// its IKE_FOLLOWUP_KE exchanges (followup).
+// its IKE_FOLLOWUP_KE exchanges (ikeRekeyResponder).
 func (s *session) peerRekeyNonces() ([2][]byte, bool) {
 	if c := s.peerIKE; c != nil {
-		return c.nonces, true
+		return c.nonces(), true
 	}
-	if f := s.followup; f != nil && f.child == nil {
-		return [2][]byte{f.ni, f.nr}, true
+	if r, ok := s.responder.(*ikeRekeyResponder); ok {
+		return [2][]byte{r.f.ni, r.f.nr}, true
 	}
 	return [2][]byte{}, false
 }

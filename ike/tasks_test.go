@@ -202,3 +202,101 @@ func TestRequestOnOldIKESAGivesUp(t *testing.T) {
 	}
 	checkOneRekeyedPair(t, p, old, oldSPIi)
 }
+
+// giveUpRecorder is a task whose exchange the peer never answers in
+// TestGiveUpDispatchesToTask; it records its giveUp.
+type giveUpRecorder struct {
+	dpdTask
+	gaveUp []*ikeSA
+}
+
+func (r *giveUpRecorder) giveUp(s *session, x *ikeSA) {
+	r.gaveUp = append(r.gaveUp, x)
+	x.active = nil
+}
+
+// TestGiveUpDispatchesToTask: once the retransmissions of a request are
+// exhausted, the exchange runner hands the request to its task's giveUp
+// (RFC 7296, Section 2.4), which decides; a task that does not call the
+// peer dead leaves the IKE SA up.
+func TestGiveUpDispatchesToTask(t *testing.T) {
+	pa, pb := peerPair(t, "aes256gcm16-prfsha256-x25519", "aes256gcm16")
+	p := newStepPair(t, pa, pb, nil)
+	p.establish(t)
+	r := &giveUpRecorder{}
+	var sa *ikeSA
+	p.a.m.mu.Lock()
+	for a := range p.a.m.actors {
+		a.s.queue(r)
+		sa = a.s.sa
+	}
+	p.a.m.mu.Unlock()
+	for waited := time.Duration(0); waited < 2*giveUpAfter(p.a.m); waited += time.Second {
+		p.net.queue = nil // the peer hears nothing
+		p.advance(time.Second)
+	}
+	p.a.m.mu.Lock()
+	got := append([]*ikeSA(nil), r.gaveUp...)
+	p.a.m.mu.Unlock()
+	if len(got) != 1 || got[0] != sa {
+		t.Fatalf("giveUp called %d times (on the IKE SA: %v), want once on it", len(got), len(got) == 1 && got[0] == sa)
+	}
+	if sas := p.a.m.SAs(); len(sas) != 1 || sas[0].State != StateEstablished {
+		t.Fatalf("A's IKE SA after the task gave up: %+v", sas)
+	}
+}
+
+// stepResponder is a responder task that completes on its second request.
+type stepResponder struct {
+	x     *ikeSA
+	calls int
+	drops int
+}
+
+func (r *stepResponder) on() *ikeSA          { return r.x }
+func (r *stepResponder) deadline() time.Time { return time.Time{} }
+func (r *stepResponder) giveUp(s *session)   { r.drop(s) }
+func (r *stepResponder) drop(*session)       { r.drops++ }
+func (r *stepResponder) process(s *session, x *ikeSA, m *ikewire.Message, pl []ikewire.Payload) ([]ikewire.Payload, func(), bool) {
+	r.calls++
+	return nil, nil, r.calls == 2
+}
+
+// TestResponderTaskHeld: respond hands the IKE_FOLLOWUP_KE requests on its
+// IKE SA to the responder task the task manager holds, until it says it
+// is done; one on another IKE SA, or with none held, gets
+// STATE_NOT_FOUND (RFC 9370, Section 2.2.4).
+func TestResponderTaskHeld(t *testing.T) {
+	pa, pb := peerPair(t, "aes256gcm16-prfsha256-x25519", "aes256gcm16")
+	p := newStepPair(t, pa, pb, nil)
+	p.establish(t)
+	p.b.m.mu.Lock()
+	defer p.b.m.mu.Unlock()
+	if len(p.b.m.actors) != 1 {
+		t.Fatalf("B has %d IKE SAs, want 1", len(p.b.m.actors))
+	}
+	for a := range p.b.m.actors {
+		s := a.s
+		r := &stepResponder{x: s.sa}
+		s.responder = r
+		m := &ikewire.Message{Header: ikewire.Header{Exchange: ikewire.IKE_FOLLOWUP_KE}}
+		stateNotFound := func(pl []ikewire.Payload) bool {
+			n := findNotify(pl, ikewire.NotifyStateNotFound)
+			return n != nil && len(pl) == 1
+		}
+		if pl, _ := s.respond(&ikeSA{}, m, nil, s.remote, s.local); !stateNotFound(pl) || r.calls != 0 {
+			t.Fatalf("on another IKE SA: %v, %d calls", pl, r.calls)
+		}
+		s.respond(s.sa, m, nil, s.remote, s.local)
+		if r.calls != 1 || s.responder != r {
+			t.Fatalf("after the first request: %d calls, held %v", r.calls, s.responder == r)
+		}
+		s.respond(s.sa, m, nil, s.remote, s.local)
+		if r.calls != 2 || s.responder != nil || r.drops != 0 {
+			t.Fatalf("after the last request: %d calls, held %v, %d drops", r.calls, s.responder != nil, r.drops)
+		}
+		if pl, _ := s.respond(s.sa, m, nil, s.remote, s.local); !stateNotFound(pl) || r.calls != 2 {
+			t.Fatalf("with none held: %v, %d calls", pl, r.calls)
+		}
+	}
+}
