@@ -48,8 +48,16 @@ type Manager struct {
 	// the remote identity of their last snapshot (actor.info), so that
 	// INITIAL_CONTACT and the uniqueness policy find the other IKE SAs of
 	// one peer without a walk over every IKE SA (see setInfo).
-	byPeer   map[string]map[*actor]struct{}
-	byIdent  map[identKey][]*actor // usually one each: a slice costs less than a map
+	byPeer  map[string]map[*actor]struct{}
+	byIdent map[identKey][]*actor // usually one each: a slice costs less than a map
+	// byRemote indexes the actors by peer configuration and remote host,
+	// so that an on-demand initiation to one peer of a group connection
+	// finds that peer's IKE SA (currentLocked) without a walk over every
+	// peer of the group; byChild indexes them by the SPIs of their CHILD
+	// SAs, so that an expiry event of the data plane finds its IKE SA
+	// (HandleExpire) without a walk over every IKE SA.
+	byRemote map[remoteKey][]*actor
+	byChild  map[childKey][]*actor
 	halfOpen int
 	// halfOpenBySrc counts half-open responder SAs by source (see
 	// sourceOf) for Config.MaxHalfOpenPerSource.
@@ -93,6 +101,31 @@ func identKeyOf(info *IKESA) identKey {
 	return k
 }
 
+// remoteKey is an actor's entry in Manager.byRemote: its peer
+// configuration's name and the peer's address, unmapped.
+type remoteKey struct {
+	peer   string
+	remote netip.Addr
+}
+
+// childKey is an entry of an actor in Manager.byChild: the protocol,
+// direction and SPI of one of its CHILD SAs. Inbound SPIs are unique
+// (allocSPI); outbound SPIs are the peers' choice, so two IKE SAs may
+// share one.
+type childKey struct {
+	proto sa.Protocol
+	out   bool
+	spi   uint32
+}
+
+// childKeysOf appends the byChild keys of info's CHILD SAs to dst.
+func childKeysOf(dst []childKey, info *IKESA) []childKey {
+	for _, c := range info.Children {
+		dst = append(dst, childKey{c.Protocol, false, c.SPIIn}, childKey{c.Protocol, true, c.SPIOut})
+	}
+	return dst
+}
+
 // reservedSPIs are the SPIs one session reserved (see Manager.reserved).
 type reservedSPIs struct {
 	child []uint32
@@ -129,6 +162,8 @@ type actor struct {
 	// lock by the actor's goroutine only.
 	peer     string
 	ident    identKey
+	remote   netip.Addr
+	children []childKey // byChild entries, two per CHILD SA, as childKeysOf lists them
 	indexed  bool
 	spis     []uint64
 	init     initKey
@@ -152,6 +187,7 @@ func NewManager(cfg Config, inst Installer, tr Transport) *Manager {
 		actors: map[*actor]struct{}{}, bySPI: map[uint64]*actor{}, byInit: map[initKey]*actor{},
 		ikeSPIs: map[uint64]*session{}, childSPIs: map[uint32]*session{}, reserved: map[*session]*reservedSPIs{},
 		byPeer: map[string]map[*actor]struct{}{}, byIdent: map[identKey][]*actor{},
+		byRemote: map[remoteKey][]*actor{}, byChild: map[childKey][]*actor{},
 		halfOpenBySrc: map[netip.Prefix]int{},
 	}
 	m.events = make(chan Event, m.cfg.EventBuffer)
@@ -359,22 +395,37 @@ func onDemandRemote(p *Peer, c *ChildConfig, t *Trigger) netip.Addr {
 }
 
 // currentLocked returns the live IKE SA with peer, preferring an
-// established one; with a valid remote, only one with that remote host.
+// established one; with a valid remote, only one with that remote host,
+// found through byRemote among the IKE SAs with that host alone.
 func (m *Manager) currentLocked(peer string, remote netip.Addr) *actor {
 	var connecting *actor
-	for a := range m.byPeer[peer] {
+	check := func(a *actor) bool {
 		info := a.info.Load()
 		if info == nil || info.Peer != peer || a.dead {
-			continue
+			return false
 		}
 		if remote.IsValid() && info.Remote.Addr().Unmap() != remote {
-			continue
+			return false
 		}
 		switch info.State {
 		case StateEstablished:
-			return a
+			return true
 		case StateConnecting:
 			connecting = a
+		}
+		return false
+	}
+	if remote.IsValid() {
+		for _, a := range m.byRemote[remoteKey{peer, remote}] {
+			if check(a) {
+				return a
+			}
+		}
+		return connecting
+	}
+	for a := range m.byPeer[peer] {
+		if check(a) {
+			return a
 		}
 	}
 	return connecting
@@ -423,7 +474,10 @@ func (m *Manager) HandleExpire(e sa.Event) {
 	m.mu.Lock()
 	var target *actor
 	var spiIn uint32
-	for a := range m.actors {
+	// The IKE SAs that hold a CHILD SA with this SPI, from byChild: one
+	// for an inbound SPI; for an outbound one, which the peers chose,
+	// the last of those that hold it.
+	for _, a := range m.byChild[childKey{e.Protocol, e.Direction == sa.Outbound, e.SPI}] {
 		info := a.info.Load()
 		if info == nil {
 			continue
@@ -766,16 +820,32 @@ func (m *Manager) setInfoLocked(a *actor, info *IKESA) {
 		return
 	}
 	m.unindexLocked(a)
-	a.peer, a.ident, a.indexed = info.Peer, identKeyOf(info), true
+	a.peer, a.ident, a.remote, a.indexed = info.Peer, identKeyOf(info), info.Remote.Addr().Unmap(), true
+	a.children = childKeysOf(a.children[:0], info)
 	addTo(m.byPeer, a.peer, a)
 	m.byIdent[a.ident] = append(m.byIdent[a.ident], a)
+	rk := remoteKey{a.peer, a.remote}
+	m.byRemote[rk] = append(m.byRemote[rk], a)
+	for _, k := range a.children {
+		m.byChild[k] = append(m.byChild[k], a)
+	}
 }
 
 // indexedAs reports whether a's index entries are those of info (without
-// building its key).
+// building its keys).
 func (a *actor) indexedAs(info *IKESA) bool {
-	return a.indexed && info.Peer == a.peer && uint8(info.RemoteID.Type) == a.ident.idType &&
-		(info.RemoteID.Type == ikewire.ID_DER_ASN1_DN || string(info.RemoteID.Data) == a.ident.id)
+	if !a.indexed || info.Peer != a.peer || uint8(info.RemoteID.Type) != a.ident.idType ||
+		(info.RemoteID.Type != ikewire.ID_DER_ASN1_DN && string(info.RemoteID.Data) != a.ident.id) ||
+		info.Remote.Addr().Unmap() != a.remote || 2*len(info.Children) != len(a.children) {
+		return false
+	}
+	for i, c := range info.Children {
+		in, out := a.children[2*i], a.children[2*i+1]
+		if in.proto != c.Protocol || in.spi != c.SPIIn || out.spi != c.SPIOut {
+			return false
+		}
+	}
+	return true
 }
 
 func (m *Manager) unindexLocked(a *actor) {
@@ -783,12 +853,21 @@ func (m *Manager) unindexLocked(a *actor) {
 		return
 	}
 	removeFrom(m.byPeer, a.peer, a)
-	if l := without(m.byIdent[a.ident], a); len(l) > 0 {
-		m.byIdent[a.ident] = l
-	} else {
-		delete(m.byIdent, a.ident)
+	dropFrom(m.byIdent, a.ident, a)
+	dropFrom(m.byRemote, remoteKey{a.peer, a.remote}, a)
+	for _, k := range a.children {
+		dropFrom(m.byChild, k, a)
 	}
 	a.indexed = false
+}
+
+// dropFrom removes a from the list of k in idx, and the list when empty.
+func dropFrom[K comparable](idx map[K][]*actor, k K, a *actor) {
+	if l := without(idx[k], a); len(l) > 0 {
+		idx[k] = l
+	} else {
+		delete(idx, k)
+	}
 }
 
 func addTo(idx map[string]map[*actor]struct{}, k string, a *actor) {

@@ -30,8 +30,9 @@ func manyClients(t testing.TB) (resp Peer, client func(i int) (netip.Addr, Peer)
 	}
 }
 
-// checkIndexes checks that the Manager's indexes by peer and identity and
-// its SPI reservations hold exactly its live IKE SAs.
+// checkIndexes checks that the Manager's indexes by peer, identity, remote
+// host and CHILD SA SPI and its SPI reservations hold exactly its live IKE
+// SAs, as a walk over them finds them.
 func checkIndexes(t *testing.T, m *Manager, wantSAs int) {
 	t.Helper()
 	m.mu.Lock()
@@ -54,6 +55,36 @@ func checkIndexes(t *testing.T, m *Manager, wantSAs int) {
 	}
 	if n != wantSAs || p != wantSAs {
 		t.Errorf("byIdent holds %d actors and byPeer %d, want %d", n, p, wantSAs)
+	}
+	// byRemote and byChild agree with a walk over the IKE SAs.
+	wantRemote, wantChild := map[remoteKey]int{}, map[childKey]int{}
+	for a := range m.actors {
+		info := a.info.Load()
+		if info == nil || a.dead {
+			continue
+		}
+		wantRemote[remoteKey{info.Peer, info.Remote.Addr().Unmap()}]++
+		for _, k := range childKeysOf(nil, info) {
+			wantChild[k]++
+		}
+	}
+	for k, l := range m.byRemote {
+		for _, a := range l {
+			if info := a.info.Load(); info.Peer != k.peer || info.Remote.Addr().Unmap() != k.remote {
+				t.Errorf("actor of %s at %v under %v", info.Peer, info.Remote, k)
+			}
+		}
+		if len(l) != wantRemote[k] {
+			t.Errorf("byRemote[%v] holds %d actors, a walk finds %d", k, len(l), wantRemote[k])
+		}
+	}
+	for k, l := range m.byChild {
+		if len(l) != wantChild[k] {
+			t.Errorf("byChild[%v] holds %d actors, a walk finds %d", k, len(l), wantChild[k])
+		}
+	}
+	if len(m.byRemote) != len(wantRemote) || len(m.byChild) != len(wantChild) {
+		t.Errorf("byRemote has %d keys and byChild %d, a walk finds %d and %d", len(m.byRemote), len(m.byChild), len(wantRemote), len(wantChild))
 	}
 	reserved := 0
 	for s, r := range m.reserved {

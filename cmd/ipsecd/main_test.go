@@ -6,6 +6,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"runtime/debug"
 	"strings"
 	"testing"
 	"time"
@@ -114,5 +115,24 @@ func TestExampleConfigChecks(t *testing.T) {
 	errb.Reset()
 	if code := run([]string{"-c", conf, "--check"}, &out, &errb); code != 0 || !strings.Contains(strings.Join(lines, "\n"), "\nconnections:\n   site-b:") {
 		t.Errorf("the example with its connection enabled: exit %d\n%s\n%s", code, errb.String(), strings.Join(lines, "\n"))
+	}
+}
+
+// TestGCPercentDefault: ipsecd sets GOGC=50 (issue 9: memory per IKE SA at
+// 10,000 IKE SAs) unless the environment sets GOGC, which then wins.
+func TestGCPercentDefault(t *testing.T) {
+	old := debug.SetGCPercent(100)
+	defer debug.SetGCPercent(old)
+	if got := setGCPercent(func(string) string { return "" }); got != gcPercent {
+		t.Fatalf("without GOGC: target %d, want %d", got, gcPercent)
+	}
+	if now := debug.SetGCPercent(100); now != gcPercent {
+		t.Fatalf("without GOGC: the runtime's target is %d, want %d", now, gcPercent)
+	}
+	if got := setGCPercent(func(k string) string { return map[string]string{"GOGC": "100"}[k] }); got != 100 {
+		t.Fatalf("with GOGC=100 in the environment: target %d, want 100 (left alone)", got)
+	}
+	if now := debug.SetGCPercent(100); now != 100 {
+		t.Fatalf("with GOGC set: the runtime's target changed to %d", now)
 	}
 }

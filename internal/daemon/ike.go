@@ -32,6 +32,10 @@ type installer struct {
 
 	mu       sync.Mutex
 	children map[uint32]*ikeChild // by inbound SPI
+	// outs counts the children by protocol and outbound SPI (which the
+	// peers chose, so two may share one), so that owns answers for an
+	// outbound SA without a walk over every CHILD SA.
+	outs map[outKey]int
 	// lingering holds, by SPI, the inbound SAs of rekeyed CHILD SAs that
 	// DeleteSA keeps for inboundGrace.
 	lingering map[uint32]*sad.InboundSA
@@ -74,9 +78,38 @@ func (i *installer) InstallSA(c ike.ChildSA) error {
 	}
 	c.KeyIn, c.KeyOut = nil, nil
 	i.mu.Lock()
-	i.children[c.SPIIn] = &ikeChild{c: c, in: in, out: out}
+	i.addLocked(&ikeChild{c: c, in: in, out: out})
 	i.mu.Unlock()
 	return nil
+}
+
+// outKey is an entry of installer.outs.
+type outKey struct {
+	proto sa.Protocol
+	spi   uint32
+}
+
+// addLocked puts ch into children, in place of the child of the same
+// inbound SPI, and into outs.
+func (i *installer) addLocked(ch *ikeChild) {
+	i.dropLocked(i.children[ch.c.SPIIn])
+	i.children[ch.c.SPIIn] = ch
+	if i.outs == nil {
+		i.outs = make(map[outKey]int)
+	}
+	i.outs[outKey{ch.c.Protocol, ch.c.SPIOut}]++
+}
+
+// dropLocked takes ch (nil: none) out of children and outs.
+func (i *installer) dropLocked(ch *ikeChild) {
+	if ch == nil {
+		return
+	}
+	delete(i.children, ch.c.SPIIn)
+	k := outKey{ch.c.Protocol, ch.c.SPIOut}
+	if i.outs[k]--; i.outs[k] <= 0 {
+		delete(i.outs, k)
+	}
 }
 
 // ActivateOutbound installs the outbound SA that InstallSA prepared for c:
@@ -119,17 +152,16 @@ func (d *Daemon) authorizeTS(conn string, id ike.Identity, addr netip.Addr, chil
 	if !ok {
 		return nil, fmt.Errorf("daemon: no rule for child %s/%s", conn, child)
 	}
+	// Holder reads the SAs of the claimed addresses, not every peer's SA
+	// of the rule (issue 9: one connection for many road warriors).
 	key := peerKey(conn, id, addr)
-	others := d.dp.SAD().Load().OutboundsOf(ref)
+	sadb := d.dp.SAD().Load()
 	var free traffic.Set
 	var taken []string
-outer:
 	for _, sel := range allowed {
-		for _, o := range others {
-			if o.Peer != key && sad.Overlap(o.RemoteTS, traffic.Set{sel}) {
-				taken = append(taken, sel.String())
-				continue outer
-			}
+		if sadb.Holder(ref, key, traffic.Set{sel}) != nil {
+			taken = append(taken, sel.String())
+			continue
 		}
 		free = append(free, sel)
 	}
@@ -146,7 +178,7 @@ func (i *installer) DeleteSA(c ike.ChildSA) error {
 	i.mu.Lock()
 	defer i.mu.Unlock()
 	ch := i.children[c.SPIIn]
-	delete(i.children, c.SPIIn)
+	i.dropLocked(ch)
 	if !c.Replaced || ch == nil {
 		i.d.dp.RemoveInbound(c.Protocol, c.SPIIn)
 		return nil
@@ -181,12 +213,10 @@ func (i *installer) child(spi uint32) *ikeChild {
 func (i *installer) owns(proto sa.Protocol, spi uint32) bool {
 	i.mu.Lock()
 	defer i.mu.Unlock()
-	for _, ch := range i.children {
-		if ch.c.Protocol == proto && (ch.c.SPIIn == spi || ch.c.SPIOut == spi) {
-			return true
-		}
+	if ch := i.children[spi]; ch != nil && ch.c.Protocol == proto {
+		return true
 	}
-	return false
+	return i.outs[outKey{proto, spi}] > 0
 }
 
 // ikeTransport sends IKE messages: from port 4500 over the NAT-T socket the

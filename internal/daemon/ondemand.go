@@ -203,14 +203,7 @@ func (d *Daemon) fallbackEnd(peer netip.Addr, fb *peerTimer) {
 
 // hasSA reports whether bundle ref has an outbound SA for peer.
 func (d *Daemon) hasSA(ref uint32, peer netip.Addr) bool {
-	for _, o := range d.dp.SAD().Load().OutboundsOf(ref) {
-		for _, sel := range o.RemoteTS {
-			if sel.Contains(peer) {
-				return true
-			}
-		}
-	}
-	return false
+	return d.dp.SAD().Load().Covers(ref, peer)
 }
 
 // childUp updates the groups' per-peer state for a CHILD SA that came up

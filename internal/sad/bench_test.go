@@ -205,9 +205,12 @@ func BenchmarkLookup(b *testing.B) {
 // connection serves n road warriors: n outbound SAs under one Ref (one
 // PROTECT rule), each of its own peer, each for the peer's one address
 // (a virtual IP), as IKE installs them. install is one more peer's SA
-// installed and removed; lookup is the outbound lookup of a packet to a
-// random peer. Both walk the Ref's list of SAs: O(n) per packet and per
-// install (docs/performance.md, "Not yet flat").
+// installed and removed; holder is the PAD check of the daemon's
+// authorizeTS (Snapshot.Holder) for one more peer's address, holderwalk
+// the walk over the Ref's SAs that it replaced; lookup is the
+// outbound lookup of a packet to a random peer. A bundle of more than
+// indexMin SAs is a crowd, so that none of them grows with n
+// (docs/performance.md, "IKE at scale").
 func BenchmarkOneRefManyPeers(b *testing.B) {
 	for _, n := range []int{10, 1000, 10000} {
 		var db DB
@@ -229,6 +232,28 @@ func BenchmarkOneRefManyPeers(b *testing.B) {
 					b.Fatal(err)
 				}
 				db.RemoveOutbound(7, sa.ESP, s.SPI)
+			}
+		})
+		b.Run(fmt.Sprintf("holder/n=%d", n), func(b *testing.B) {
+			snap, s := db.Load(), peer(n)
+			for range b.N {
+				if snap.Holder(7, s.Peer, s.RemoteTS) != nil {
+					b.Fatal("a free address is taken")
+				}
+			}
+		})
+		b.Run(fmt.Sprintf("holderwalk/n=%d", n), func(b *testing.B) {
+			// The baseline of holder: the walk over every SA of the
+			// Ref that authorizeTS did before.
+			bd, _ := db.Load().out.get(7, 7)
+			s := peer(n)
+			for range b.N {
+				bd.each(func(e entry) bool {
+					if e.o.Peer != s.Peer && Overlap(e.o.RemoteTS, s.RemoteTS) {
+						b.Fatal("a free address is taken")
+					}
+					return true
+				})
 			}
 		})
 		b.Run(fmt.Sprintf("lookup/n=%d", n), func(b *testing.B) {

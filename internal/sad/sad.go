@@ -20,9 +20,11 @@
 package sad
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 	"net/netip"
+	"slices"
 	"sync"
 	"sync/atomic"
 
@@ -388,8 +390,8 @@ func (t table[K, V]) with(i uint32, s []slot[K, V]) table[K, V] {
 	return table[K, V]{root}
 }
 
-// each calls f for each entry.
-func (t table[K, V]) each(f func(K, V)) {
+// each calls f for each entry until f returns false.
+func (t table[K, V]) each(f func(K, V) bool) {
 	if t.root == nil {
 		return
 	}
@@ -399,12 +401,29 @@ func (t table[K, V]) each(f func(K, V)) {
 		}
 		for _, s := range d {
 			for _, e := range s {
-				if e.used {
-					f(e.key, e.val)
+				if e.used && !f(e.key, e.val) {
+					return
 				}
 			}
 		}
 	}
+}
+
+// editList returns t with the list of key k (whose hash key is h; hkey
+// gives that of every key) replaced by f of it, and k removed if the list
+// is left empty. f must not modify the list it is given. The other shards
+// are shared with t.
+func editList[K comparable](t table[K, []entry], h uint32, hkey func(K) uint32, k K, f func([]entry) []entry) table[K, []entry] {
+	var x entries[K, []entry]
+	i := shardOf(h)
+	entriesOf(&x, t.at(i))
+	old, _ := x.get(k)
+	if l := f(old); len(l) > 0 {
+		x.set(k, l)
+	} else {
+		x.del(k)
+	}
+	return t.with(i, build(&x, hkey))
 }
 
 // Snapshot is an immutable view of the database. Its methods allocate
@@ -414,68 +433,45 @@ type Snapshot struct {
 	out table[uint32, bundle]
 }
 
-// bundle is the outbound SAs of one Ref, newest first. A bundle of more
-// than indexMin SAs, such as the road warriors of one connection, each an
-// SA of its own peer for its own address, also indexes the SAs whose
-// remote selectors are all single addresses by those addresses, so that
-// Lookup reads the SAs for the packet's destination and the unindexed
-// ones rather than every peer's SA (RFC 4301, Section 4.4.2: the SAD
-// entry whose selectors match the packet).
+// bundle is the outbound SAs of one Ref. A bundle of at most indexMin
+// SAs is a list, newest first, that Lookup walks. A larger one, such as
+// the road warriors of one connection, each an SA of its own peer for its
+// own address, is a crowd: persistent tables that an install or a removal
+// changes at the cost of a few entries, not of the bundle's size, and
+// that let Lookup read the SAs for the packet's destination rather than
+// every peer's SA (RFC 4301, Section 4.4.2: the SAD entry whose selectors
+// match the packet).
 type bundle struct {
-	all []*OutboundSA
-	idx *hostIndex // nil for small bundles
+	all   []*OutboundSA // a small bundle; nil for a crowd
+	crowd *crowd
 }
 
-// hostIndex holds positions in bundle.all. Building it allocates two
-// objects, not one per SA, as an install rebuilds it.
-type hostIndex struct {
-	// hosts maps each address of the SAs whose RemoteTS are single
-	// addresses to the first and last of its entries in chain.
-	hosts map[netip.Addr]span
-	chain []link
-	rest  []int32 // the other SAs, ascending (newest first)
+// A crowd is a large bundle. Its SAs whose remote selectors are all
+// single addresses are listed under each of those addresses (hosts), the
+// others in rest; every SA is also listed under its protocol and SPI
+// (spis), for RemoveOutbound. Each entry carries the SA's generation, so
+// that Lookup can tell the newer of a host's SA and a rest SA apart. A
+// crowd is immutable: a change returns a new one that shares all but the
+// shards it touched (see table).
+type crowd struct {
+	n     int    // the SAs
+	gen   uint64 // the generation of the newest SA
+	hosts table[netip.Addr, []entry]
+	spis  table[inKey, []entry]
+	rest  []entry // newest first
 }
 
-// span is the first and last entry of one address in hostIndex.chain.
-type span struct{ head, tail int32 }
+// entry is an SA of a crowd and its generation (higher is newer).
+type entry struct {
+	o   *OutboundSA
+	gen uint64
+}
 
-// link is an entry of hostIndex.chain: an SA's position in bundle.all and
-// the next entry of the same address (-1 for none), ascending.
-type link struct{ pos, next int32 }
-
-// indexMin is the bundle size above which Lookup uses a hostIndex: below
-// it, walking the SAs is as fast.
+// indexMin is the bundle size above which a bundle is a crowd: below it,
+// walking the SAs is as fast. A crowd that shrinks to indexMin/2 becomes a
+// list again, so that one SA coming and going at the limit does not
+// rebuild the bundle each time.
 const indexMin = 8
-
-func newBundle(all []*OutboundSA) bundle {
-	b := bundle{all: all}
-	if len(all) <= indexMin {
-		return b
-	}
-	x := &hostIndex{hosts: make(map[netip.Addr]span, len(all)), chain: make([]link, 0, len(all))}
-	for i, o := range all {
-		if !hostSet(o.RemoteTS) {
-			x.rest = append(x.rest, int32(i))
-			continue
-		}
-		for j, sel := range o.RemoteTS {
-			a := sel.Prefix.Addr()
-			if j > 0 && o.RemoteTS[:j].Contains(a) {
-				continue // listed twice: index the SA once per address
-			}
-			e := int32(len(x.chain))
-			x.chain = append(x.chain, link{pos: int32(i), next: -1})
-			if sp, ok := x.hosts[a]; ok {
-				x.chain[sp.tail].next = e
-				x.hosts[a] = span{sp.head, e}
-			} else {
-				x.hosts[a] = span{e, e}
-			}
-		}
-	}
-	b.idx = x
-	return b
-}
 
 // hostSet reports whether set is not empty and each of its selectors
 // holds one address: a packet can match it only if its address is one of
@@ -490,9 +486,28 @@ func hostSet(set traffic.Set) bool {
 	return len(set) > 0
 }
 
+// hostsOf calls f once for each distinct address of the host set set.
+func hostsOf(set traffic.Set, f func(netip.Addr)) {
+	for j, sel := range set {
+		if a := sel.Prefix.Addr(); j == 0 || !set[:j].Contains(a) {
+			f(a)
+		}
+	}
+}
+
+// addrHash is the hash key of an address in crowd.hosts.
+func addrHash(a netip.Addr) uint32 {
+	b := a.As16()
+	h := uint32(0)
+	for i := 0; i < 16; i += 4 {
+		h = (h ^ uint32(b[i])<<24 ^ uint32(b[i+1])<<16 ^ uint32(b[i+2])<<8 ^ uint32(b[i+3])) * 0x85ebca6b
+	}
+	return h
+}
+
 // lookup returns the newest SA of b that allows the packet, or nil.
 func (b *bundle) lookup(info *packet.Info) *OutboundSA {
-	if b.idx == nil {
+	if b.crowd == nil {
 		for _, o := range b.all {
 			if o.Allows(info) {
 				return o
@@ -500,28 +515,223 @@ func (b *bundle) lookup(info *packet.Info) *OutboundSA {
 		}
 		return nil
 	}
-	best := int32(-1)
-	if sp, ok := b.idx.hosts[info.Dst]; ok {
-		for e := sp.head; e >= 0; e = b.idx.chain[e].next {
-			if i := b.idx.chain[e].pos; b.all[i].Allows(info) {
-				best = i
+	c := b.crowd
+	var best entry
+	if l, ok := c.hosts.get(addrHash(info.Dst), info.Dst); ok {
+		for _, e := range l {
+			if e.o.Allows(info) {
+				best = e
 				break
 			}
 		}
 	}
-	for _, i := range b.idx.rest {
-		if best >= 0 && i > best {
+	for _, e := range c.rest {
+		if best.o != nil && e.gen < best.gen {
 			break // older than the match already found
 		}
-		if b.all[i].Allows(info) {
-			best = i
+		if e.o.Allows(info) {
+			return e.o
+		}
+	}
+	return best.o
+}
+
+// each calls f for each SA of b until f returns false.
+func (b *bundle) each(f func(entry) bool) {
+	if b.crowd == nil {
+		for i, o := range b.all {
+			if !f(entry{o, uint64(len(b.all) - i)}) {
+				return
+			}
+		}
+		return
+	}
+	b.crowd.spis.each(func(_ inKey, l []entry) bool {
+		for _, e := range l {
+			if !f(e) {
+				return false
+			}
+		}
+		return true
+	})
+}
+
+// newest returns b's SAs, newest first.
+func (b *bundle) newest() []*OutboundSA {
+	if b.crowd == nil {
+		return b.all
+	}
+	es := make([]entry, 0, b.crowd.n)
+	b.each(func(e entry) bool { es = append(es, e); return true })
+	slices.SortFunc(es, func(x, y entry) int { return cmp.Compare(y.gen, x.gen) })
+	l := make([]*OutboundSA, len(es))
+	for i, e := range es {
+		l[i] = e.o
+	}
+	return l
+}
+
+// holder returns an SA of b of another peer than peer whose remote
+// selectors overlap remote, or nil (RFC 4301, Section 4.4.3). In a crowd,
+// with remote a host set, it reads only the SAs of remote's addresses and
+// the SAs that are not host SAs; otherwise it walks them all.
+func (b *bundle) holder(peer string, remote traffic.Set) *OutboundSA {
+	var found *OutboundSA
+	check := func(e entry) bool {
+		if e.o.Peer != peer && Overlap(e.o.RemoteTS, remote) {
+			found = e.o
+			return false
+		}
+		return true
+	}
+	if b.crowd == nil || !hostSet(remote) {
+		b.each(check)
+		return found
+	}
+	hostsOf(remote, func(a netip.Addr) {
+		l, _ := b.crowd.hosts.get(addrHash(a), a)
+		for _, e := range l {
+			if found != nil || !check(e) {
+				return
+			}
+		}
+	})
+	for _, e := range b.crowd.rest {
+		if found != nil || !check(e) {
 			break
 		}
 	}
-	if best < 0 {
-		return nil
+	return found
+}
+
+// same returns the SA of b of the same peer with the same selectors as s,
+// which s replaces, or nil.
+func (b *bundle) same(s *OutboundSA) *OutboundSA {
+	var found *OutboundSA
+	check := func(e entry) bool {
+		if e.o.Peer == s.Peer && e.o.LocalTS.Equal(s.LocalTS) && e.o.RemoteTS.Equal(s.RemoteTS) {
+			found = e.o
+			return false
+		}
+		return true
 	}
-	return b.all[best]
+	switch {
+	case b.crowd == nil:
+		b.each(check)
+	case hostSet(s.RemoteTS):
+		a := s.RemoteTS[0].Prefix.Addr()
+		l, _ := b.crowd.hosts.get(addrHash(a), a)
+		for _, e := range l {
+			if !check(e) {
+				break
+			}
+		}
+	default:
+		for _, e := range b.crowd.rest {
+			if !check(e) {
+				break
+			}
+		}
+	}
+	return found
+}
+
+// with returns b with s added as its newest SA and prev (nil for none)
+// removed.
+func (b bundle) with(s, prev *OutboundSA) bundle {
+	if b.crowd == nil {
+		l := make([]*OutboundSA, 0, len(b.all)+1)
+		l = append(l, s)
+		for _, o := range b.all {
+			if o != prev {
+				l = append(l, o)
+			}
+		}
+		if len(l) <= indexMin {
+			return bundle{all: l}
+		}
+		return crowdOf(l)
+	}
+	c := b.crowd
+	if prev != nil {
+		c = c.without(prev)
+	}
+	return bundle{crowd: c.with(s)}
+}
+
+// without returns b with the newest SA of protocol proto and SPI spi
+// removed, and that SA (nil if there was none: then b is returned).
+func (b bundle) without(proto sa.Protocol, spi uint32) (bundle, *OutboundSA) {
+	if b.crowd == nil {
+		for i, o := range b.all {
+			if o.Protocol == proto && o.SPI == spi {
+				return bundle{all: append(b.all[:i:i], b.all[i+1:]...)}, o
+			}
+		}
+		return b, nil
+	}
+	k := inKey{proto, spi}
+	l, _ := b.crowd.spis.get(spi, k)
+	if len(l) == 0 {
+		return b, nil
+	}
+	c := b.crowd.without(l[0].o)
+	if c.n > indexMin/2 {
+		return bundle{crowd: c}, l[0].o
+	}
+	small := bundle{crowd: c}
+	return bundle{all: small.newest()}, l[0].o
+}
+
+// crowdOf returns the crowd of the SAs l, newest first.
+func crowdOf(l []*OutboundSA) bundle {
+	c := &crowd{}
+	for i := len(l) - 1; i >= 0; i-- {
+		c = c.with(l[i])
+	}
+	return bundle{crowd: c}
+}
+
+// with returns c with s added as its newest SA.
+func (c *crowd) with(s *OutboundSA) *crowd {
+	n := *c
+	n.n++
+	n.gen++
+	e := entry{s, n.gen}
+	n.spis = editList(n.spis, s.SPI, inHash, inKey{s.Protocol, s.SPI}, func(l []entry) []entry {
+		return append([]entry{e}, l...)
+	})
+	if !hostSet(s.RemoteTS) {
+		n.rest = append([]entry{e}, c.rest...)
+		return &n
+	}
+	hostsOf(s.RemoteTS, func(a netip.Addr) {
+		n.hosts = editList(n.hosts, addrHash(a), addrHash, a, func(l []entry) []entry {
+			return append([]entry{e}, l...)
+		})
+	})
+	return &n
+}
+
+// without returns c without the SA o, which it holds.
+func (c *crowd) without(o *OutboundSA) *crowd {
+	n := *c
+	n.n--
+	drop := func(l []entry) []entry {
+		if i := slices.IndexFunc(l, func(e entry) bool { return e.o == o }); i >= 0 {
+			return append(l[:i:i], l[i+1:]...)
+		}
+		return l
+	}
+	n.spis = editList(n.spis, o.SPI, inHash, inKey{o.Protocol, o.SPI}, drop)
+	if !hostSet(o.RemoteTS) {
+		n.rest = drop(c.rest)
+		return &n
+	}
+	hostsOf(o.RemoteTS, func(a netip.Addr) {
+		n.hosts = editList(n.hosts, addrHash(a), addrHash, a, drop)
+	})
+	return &n
 }
 
 func inHash(k inKey) uint32     { return k.spi }
@@ -536,10 +746,15 @@ func (s *Snapshot) Inbound(proto sa.Protocol, spi uint32) *InboundSA {
 // Outbound returns the newest outbound SA of bundle ref, or nil. A bundle
 // that serves several peers has several; the data plane uses Lookup.
 func (s *Snapshot) Outbound(ref uint32) *OutboundSA {
-	if l := s.OutboundsOf(ref); len(l) > 0 {
-		return l[0]
-	}
-	return nil
+	b, _ := s.out.get(ref, ref)
+	var newest entry
+	b.each(func(e entry) bool {
+		if e.gen > newest.gen {
+			newest = e
+		}
+		return true
+	})
+	return newest.o
 }
 
 // Lookup returns the outbound SA of bundle ref whose selectors match the
@@ -564,23 +779,58 @@ func (o *OutboundSA) Allows(info *packet.Info) bool {
 
 // InboundSAs calls f for each inbound SA, in no particular order.
 func (s *Snapshot) InboundSAs(f func(*InboundSA)) {
-	s.in.each(func(_ inKey, v *InboundSA) { f(v) })
+	s.in.each(func(_ inKey, v *InboundSA) bool { f(v); return true })
 }
 
 // OutboundSAs calls f for each outbound SA, in no particular order.
 func (s *Snapshot) OutboundSAs(f func(*OutboundSA)) {
-	s.out.each(func(_ uint32, b bundle) {
-		for _, v := range b.all {
-			f(v)
-		}
+	s.out.each(func(_ uint32, b bundle) bool {
+		b.each(func(e entry) bool { f(e.o); return true })
+		return true
 	})
 }
 
 // OutboundsOf returns the outbound SAs of bundle ref, newest first. The
-// caller must not modify the slice.
+// caller must not modify the slice. For a bundle of many SAs it builds
+// the list, which costs their number: the data plane uses Lookup, IKE's
+// checks Holder and Covers.
 func (s *Snapshot) OutboundsOf(ref uint32) []*OutboundSA {
 	b, _ := s.out.get(ref, ref)
-	return b.all
+	return b.newest()
+}
+
+// Holder returns an outbound SA of bundle ref of another peer than peer
+// whose remote selectors overlap remote, or nil when remote is free for
+// peer (RFC 4301, Section 4.4.3: a peer may not claim the traffic of
+// another). When remote is a set of single addresses it reads only the
+// SAs for those addresses and the SAs of the bundle for more than
+// single addresses, whatever the number of peers.
+func (s *Snapshot) Holder(ref uint32, peer string, remote traffic.Set) *OutboundSA {
+	b, _ := s.out.get(ref, ref)
+	return b.holder(peer, remote)
+}
+
+// Covers reports whether bundle ref has an outbound SA whose remote
+// selectors contain the address a (for any protocol and port).
+func (s *Snapshot) Covers(ref uint32, a netip.Addr) bool {
+	b, _ := s.out.get(ref, ref)
+	if b.crowd != nil {
+		if l, _ := b.crowd.hosts.get(addrHash(a), a); len(l) > 0 {
+			return true
+		}
+		for _, e := range b.crowd.rest {
+			if e.o.RemoteTS.Contains(a) {
+				return true
+			}
+		}
+		return false
+	}
+	for _, o := range b.all {
+		if o.RemoteTS.Contains(a) {
+			return true
+		}
+	}
+	return false
 }
 
 // DB is the database. The zero value is empty and ready to use; a DB must
@@ -679,20 +929,13 @@ func (db *DB) InstallOutbound(s *OutboundSA) (prev *OutboundSA, err error) {
 		return nil, fmt.Errorf("%w: only ESP travels in UDP (RFC 3948)", ErrInvalid)
 	}
 	err = change(db, outbound, s.Ref, func(out *entries[uint32, bundle]) error {
-		l := []*OutboundSA{s}
 		old, _ := out.get(s.Ref)
-		for _, o := range old.all {
-			switch {
-			case o.Peer == s.Peer && o.LocalTS.Equal(s.LocalTS) && o.RemoteTS.Equal(s.RemoteTS):
-				prev = o
-			case o.Peer != s.Peer && Overlap(o.RemoteTS, s.RemoteTS):
-				return fmt.Errorf("%w: %s claims %v, %s holds %v", ErrOverlap, s.Peer, s.RemoteTS, o.Peer, o.RemoteTS)
-			default:
-				l = append(l, o)
-			}
+		if o := old.holder(s.Peer, s.RemoteTS); o != nil {
+			return fmt.Errorf("%w: %s claims %v, %s holds %v", ErrOverlap, s.Peer, s.RemoteTS, o.Peer, o.RemoteTS)
 		}
+		prev = old.same(s)
 		s.sel.init(s.LocalTS, s.RemoteTS)
-		out.set(s.Ref, newBundle(l))
+		out.set(s.Ref, old.with(s, prev))
 		return nil
 	})
 	return prev, err
@@ -725,19 +968,15 @@ func (db *DB) RemoveInbound(proto sa.Protocol, spi uint32) (removed *InboundSA) 
 // or nil.
 func (db *DB) RemoveOutbound(ref uint32, proto sa.Protocol, spi uint32) (removed *OutboundSA) {
 	change(db, outbound, ref, func(out *entries[uint32, bundle]) error {
-		var l []*OutboundSA
 		old, _ := out.get(ref)
-		for _, s := range old.all {
-			if removed == nil && s.Protocol == proto && s.SPI == spi {
-				removed = s
-				continue
-			}
-			l = append(l, s)
-		}
-		if len(l) == 0 {
+		b, o := old.without(proto, spi)
+		removed = o
+		switch {
+		case o == nil:
+		case len(b.all) == 0 && b.crowd == nil:
 			out.del(ref)
-		} else {
-			out.set(ref, newBundle(l))
+		default:
+			out.set(ref, b)
 		}
 		return nil
 	})

@@ -5,6 +5,7 @@ import (
 	"math/rand/v2"
 	"net/netip"
 	"reflect"
+	"slices"
 	"testing"
 
 	"github.com/goipsec/goipsec/packet"
@@ -68,7 +69,7 @@ func TestInstallCopiesOneShard(t *testing.T) {
 		db.RemoveInbound(sa.ESP, spi)
 	}
 	db.RemoveInbound(sa.ESP, 5000)
-	db.Load().in.each(func(k inKey, _ *InboundSA) { t.Fatalf("SA %08x left after its removal", k.spi) })
+	db.Load().in.each(func(k inKey, _ *InboundSA) bool { t.Fatalf("SA %08x left after its removal", k.spi); return false })
 	for i := range uint32(shards) {
 		if db.Load().in.at(i) != nil {
 			t.Fatalf("shard %d is empty but not nil", i)
@@ -134,12 +135,15 @@ func TestCrowdedShard(t *testing.T) {
 	}
 }
 
-// TestLookupIndexMatchesWalk checks the host index of large bundles (the
+// TestLookupIndexMatchesWalk checks the crowd of large bundles (the
 // per-SA cost work of issue 9: one connection's road warriors under one
-// Ref): for random packets, Lookup returns what walking the bundle's SAs
-// newest first returns, with peers of one address, peers of two, a peer
-// of a subnet, and SAs of one peer whose selectors overlap (the newest
-// must win), after installs and after removals.
+// Ref): for random packets, Lookup returns what walking a plain list of
+// the bundle's SAs newest first returns, with peers of one address, peers
+// of two, a peer of a subnet, and SAs of one peer whose selectors overlap
+// (the newest must win), after installs, after removals, after the bundle
+// shrank into a list and grew into a crowd again. Holder, Covers,
+// OutboundsOf and Outbound agree with the walk too, and a rekeyed SA
+// replaces its predecessor in the crowd.
 func TestLookupIndexMatchesWalk(t *testing.T) {
 	var db DB
 	host := func(b byte) traffic.Selector {
@@ -147,12 +151,26 @@ func TestLookupIndexMatchesWalk(t *testing.T) {
 	}
 	local := traffic.MustParseSet("10.1.0.0/16")
 	spi := uint32(0)
+	var model []*OutboundSA // the bundle's SAs, newest first
 	install := func(peer string, remote traffic.Set) {
 		spi++
-		if _, err := db.InstallOutbound(&OutboundSA{Protocol: sa.ESP, SPI: spi, Ref: 7, Peer: peer, LocalTS: local, RemoteTS: remote,
-			Remote: netip.MustParseAddrPort("192.0.2.2:4500"), SA: fakeOut{}}); err != nil {
+		s := &OutboundSA{Protocol: sa.ESP, SPI: spi, Ref: 7, Peer: peer, LocalTS: local, RemoteTS: remote,
+			Remote: netip.MustParseAddrPort("192.0.2.2:4500"), SA: fakeOut{}}
+		prev, err := db.InstallOutbound(s)
+		if err != nil {
 			t.Fatal(err)
 		}
+		if prev != nil {
+			model = slices.DeleteFunc(model, func(o *OutboundSA) bool { return o == prev })
+		}
+		model = append([]*OutboundSA{s}, model...)
+	}
+	remove := func(s uint32) {
+		got := db.RemoveOutbound(7, sa.ESP, s)
+		if got == nil {
+			t.Fatalf("SPI %d not removed", s)
+		}
+		model = slices.DeleteFunc(model, func(o *OutboundSA) bool { return o == got })
 	}
 	for i := range 40 {
 		install(fmt.Sprintf("rw%d", i), traffic.Set{host(byte(i))})
@@ -162,8 +180,9 @@ func TestLookupIndexMatchesWalk(t *testing.T) {
 	install("rw3", traffic.MustParseSet("10.2.0.3/32[udp]")) // overlaps rw3's older SA for UDP
 	install("net", traffic.MustParseSet("10.2.1.0/25[udp]")) // overlaps net's older SA, not indexed
 	install("net", traffic.MustParseSet("10.2.1.7/32[tcp]")) // newer than both, indexed
+	install("rw5", traffic.Set{host(5)})                     // a rekey: replaces rw5's SA
 	walk := func(info *packet.Info) *OutboundSA {
-		for _, o := range db.Load().OutboundsOf(7) {
+		for _, o := range model {
 			if o.Allows(info) {
 				return o
 			}
@@ -171,30 +190,58 @@ func TestLookupIndexMatchesWalk(t *testing.T) {
 		return nil
 	}
 	r := rand.New(rand.NewPCG(7, 8))
-	check := func(when string) {
-		if b, _ := db.Load().out.get(7, 7); b.idx == nil {
-			t.Fatalf("%s: a bundle of %d SAs has no index", when, len(b.all))
+	check := func(when string, crowded bool) {
+		snap := db.Load()
+		if b, _ := snap.out.get(7, 7); (b.crowd != nil) != crowded {
+			t.Fatalf("%s: a bundle of %d SAs is a crowd: %v", when, len(model), b.crowd != nil)
+		}
+		if got := snap.OutboundsOf(7); !slices.Equal(got, model) {
+			t.Fatalf("%s: OutboundsOf lists %d SAs, the walk %d, or in another order", when, len(got), len(model))
+		}
+		if len(model) > 0 && snap.Outbound(7) != model[0] {
+			t.Fatalf("%s: Outbound is not the newest SA", when)
 		}
 		for range 5000 {
 			dst := netip.AddrFrom4([4]byte{10, 2, byte(r.IntN(3)), byte(r.IntN(110))})
 			info := &packet.Info{Version: 4, Src: netip.MustParseAddr("10.1.0.1"), Dst: dst, Proto: []uint8{6, 17}[r.IntN(2)], HasPorts: true, SrcPort: 1, DstPort: 9}
-			if got, want := db.Load().Lookup(7, info), walk(info); got != want {
+			if got, want := snap.Lookup(7, info), walk(info); got != want {
 				t.Fatalf("%s: to %v proto %d: Lookup gives %v, the walk %v", when, dst, info.Proto, spiOf(got), spiOf(want))
+			}
+			covered := slices.ContainsFunc(model, func(o *OutboundSA) bool { return o.RemoteTS.Contains(dst) })
+			if snap.Covers(7, dst) != covered {
+				t.Fatalf("%s: Covers(%v) is %v, the walk %v", when, dst, !covered, covered)
+			}
+			claim := traffic.Set{{Prefix: netip.PrefixFrom(dst, 32), PortHi: 0xffff}}
+			if r.IntN(4) == 0 {
+				claim = traffic.Set{{Prefix: netip.PrefixFrom(dst, 30).Masked(), PortHi: 0xffff}}
+			}
+			peer := fmt.Sprintf("rw%d", r.IntN(45))
+			holder := snap.Holder(7, peer, claim)
+			taken := slices.ContainsFunc(model, func(o *OutboundSA) bool { return o.Peer != peer && Overlap(o.RemoteTS, claim) })
+			if (holder != nil) != taken || (holder != nil && (holder.Peer == peer || !Overlap(holder.RemoteTS, claim))) {
+				t.Fatalf("%s: Holder(%s, %v) is %v, the walk finds one: %v", when, peer, claim, spiOf(holder), taken)
 			}
 		}
 	}
-	check("after the installs")
+	check("after the installs", true)
 	pkt := &packet.Info{Version: 4, Src: netip.MustParseAddr("10.1.0.1"), Dst: netip.MustParseAddr("10.2.0.9"), Proto: 17, HasPorts: true, SrcPort: 1, DstPort: 9}
 	snap := db.Load()
 	if n := testing.AllocsPerRun(1000, func() { snap.Lookup(7, pkt) }); n != 0 {
 		t.Errorf("%v allocations per indexed lookup", n)
 	}
 	for _, s := range []uint32{1, 4, 41, 43} {
-		if db.RemoveOutbound(7, sa.ESP, s) == nil {
-			t.Fatalf("SPI %d not removed", s)
-		}
+		remove(s)
 	}
-	check("after the removals")
+	check("after the removals", true)
+	for len(model) > indexMin/2 {
+		remove(model[r.IntN(len(model))].SPI)
+	}
+	check("shrunk", false)
+	for i := range 20 {
+		install(fmt.Sprintf("new%d", i), traffic.Set{host(byte(200 + i))})
+	}
+	install("net2", traffic.MustParseSet("10.2.2.0/24"))
+	check("grown again", true)
 }
 
 func spiOf(o *OutboundSA) any {
