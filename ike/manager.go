@@ -1292,15 +1292,28 @@ func (m *Manager) releaseIKESPI(spi uint64) {
 }
 
 // hasOtherSA reports whether another established IKE SA with s's peer
-// exists (for INITIAL_CONTACT, RFC 7296, Section 2.4).
+// exists (for INITIAL_CONTACT, RFC 7296, Section 2.4: the only IKE SA
+// between the two identities). A peer configuration that names one remote
+// identity is one peer whatever address it speaks from; one that names
+// none or a pattern (a policy group's, a responder for many) is as many
+// peers as remote hosts, and only an IKE SA with the same host counts, so
+// that an IKE SA with one host of a group does not keep INITIAL_CONTACT
+// from another.
 func (m *Manager) hasOtherSA(s *session) bool {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	for a := range m.byPeer[s.peerName()] {
+	established := func(a *actor) bool {
 		if a.s == s {
-			continue
+			return false
 		}
-		if info := a.info.Load(); info != nil && info.Peer == s.peerName() && info.State == StateEstablished {
+		info := a.info.Load()
+		return info != nil && info.Peer == s.peerName() && info.State == StateEstablished
+	}
+	if s.peer != nil && (s.peer.RemoteID.IsZero() || s.peer.RemoteID.IsPattern()) {
+		return slices.ContainsFunc(m.byRemote[remoteKey{s.peerName(), s.remote.Addr().Unmap()}], established)
+	}
+	for a := range m.byPeer[s.peerName()] {
+		if established(a) {
 			return true
 		}
 	}

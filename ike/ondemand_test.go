@@ -73,3 +73,50 @@ func testInitiateOnDemandPerPeer(t *testing.T, mode sa.Mode) {
 		}
 	}
 }
+
+// TestInitialContactPerHostOfAGroup: a peer configuration without a remote
+// identity (a policy group's, many hosts) is one peer per remote host for
+// INITIAL_CONTACT (RFC 7296, Section 2.4): an established IKE SA with one
+// host does not keep it from the IKE_AUTH to another; with a named remote
+// identity any established IKE SA of the configuration counts.
+func TestInitialContactPerHostOfAGroup(t *testing.T) {
+	clk := &clock{t: time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)}
+	n := &stepNet{t: t, nodes: map[netip.Addr]*Manager{}}
+	cfg := Config{Now: clk.Now, Logger: testLogger(t)}
+	net := []netip.Prefix{netip.MustParsePrefix("192.0.2.0/24")}
+	hosts := func(self netip.Addr) Peer {
+		return Peer{Name: "hosts", LocalAddrs: host(self), RemoteAddrs: net,
+			Proposals: mustIKE(t, "aes128gcm16-prfsha256-x25519"), PSK: pskFunc("correct horse battery staple"),
+			Children: []ChildConfig{{Name: "host", Ref: 5, Mode: sa.Transport, StartAction: StartTrap,
+				Proposals: mustESP(t, "aes128gcm16")}}}
+	}
+	nodes := map[netip.Addr]*node{}
+	for _, a := range []netip.Addr{addrA, addrB} {
+		nodes[a] = newStepNode(t, n, a, cfg)
+		if err := nodes[a].m.SetPeers([]Peer{hosts(a)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	a := nodes[addrA]
+	if err := a.m.Initiate("hosts", "host", &Trigger{Src: addrA, Dst: addrB, Proto: 1}); err != nil {
+		t.Fatal(err)
+	}
+	n.run(20)
+	if sas := a.m.SAs(); len(sas) != 1 || sas[0].State != StateEstablished {
+		t.Fatalf("A's IKE SAs: %+v", sas)
+	}
+	p := hosts(addrA)
+	other := &session{peer: &p, remote: netip.AddrPortFrom(netip.MustParseAddr("192.0.2.9"), 500)}
+	if a.m.hasOtherSA(other) {
+		t.Error("an IKE SA with B keeps INITIAL_CONTACT from the IKE_AUTH to another host of the group")
+	}
+	sameHost := &session{peer: &p, remote: netip.AddrPortFrom(addrB, 500)}
+	if !a.m.hasOtherSA(sameHost) {
+		t.Error("a second IKE SA with B would send INITIAL_CONTACT while the first is up")
+	}
+	named := p
+	named.RemoteID = ParseIdentity("hosts.example")
+	if !a.m.hasOtherSA(&session{peer: &named, remote: other.remote}) {
+		t.Error("with a named remote identity, the configuration's established IKE SA does not count")
+	}
+}
