@@ -118,15 +118,8 @@ func TestMergeOrderAndClashes(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	frag := func(name, doc string) *Fragment {
-		f, err := ParseFragment(name, "/etc/goipsec", []byte(doc), nil)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return f
-	}
-	a := frag("etcd:/p/10-a", "policies:\n  - {name: a, remote_ts: [10.2.0.0/16], action: discard}\n")
-	b := frag("etcd:/p/20-b", "policies:\n  - {name: b, remote_ts: [10.3.0.0/16], action: discard}\n")
+	a := mustFragment(t, "etcd:/p/10-a", "policies:\n  - {name: a, remote_ts: [10.2.0.0/16], action: discard}\n")
+	b := mustFragment(t, "etcd:/p/20-b", "policies:\n  - {name: b, remote_ts: [10.3.0.0/16], action: discard}\n")
 	c, err := Merge(local, []*Fragment{a, b})
 	if err != nil {
 		t.Fatal(err)
@@ -138,7 +131,7 @@ func TestMergeOrderAndClashes(t *testing.T) {
 	if strings.Join(names, ",") != "local,a,b" || len(local.Policies) != 1 {
 		t.Errorf("merged policies %v, local now has %d", names, len(local.Policies))
 	}
-	clash := frag("etcd:/p/30-c", "\npolicies:\n  - {name: x, remote_ts: [10.4.0.0/16], action: discard}\n  - {name: local, remote_ts: [10.5.0.0/16], action: discard}\n")
+	clash := mustFragment(t, "etcd:/p/30-c", "\npolicies:\n  - {name: x, remote_ts: [10.4.0.0/16], action: discard}\n  - {name: local, remote_ts: [10.5.0.0/16], action: discard}\n")
 	_, err = Merge(local, []*Fragment{a, clash})
 	if err == nil || err.Error() != `etcd:/p/30-c:4: policies[1].name: name "local" is already used in /etc/goipsec/goipsec.yaml` {
 		t.Errorf("clash: %v", err)
@@ -154,14 +147,7 @@ func TestMergeGroups(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	frag := func(name, doc string) *Fragment {
-		f, err := ParseFragment(name, "/etc/goipsec", []byte(doc), nil)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return f
-	}
-	add := frag("etcd:/p/10-block", "groups:\n  block: {prefixes: [10.77.0.4/32]}\n")
+	add := mustFragment(t, "etcd:/p/10-block", "groups:\n  block: {prefixes: [10.77.0.4/32]}\n")
 	c, err := Merge(local, []*Fragment{add})
 	if err != nil {
 		t.Fatal(err)
@@ -176,18 +162,29 @@ func TestMergeGroups(t *testing.T) {
 	// A prefix in two groups is refused with the name and line of the
 	// document that brought the second, whether the first is the local
 	// file's or an earlier document's.
-	dup := frag("etcd:/p/20-dup", "groups:\n  block: {prefixes: [10.77.0.9/32]}\n")
+	dup := mustFragment(t, "etcd:/p/20-dup", "groups:\n  block: {prefixes: [10.77.0.9/32]}\n")
 	if _, err := Merge(local, []*Fragment{dup}); err == nil || !strings.Contains(err.Error(), "etcd:/p/20-dup:2: groups.block.prefixes: prefix 10.77.0.9/32 is already in group clear (/etc/goipsec/goipsec.yaml)") {
 		t.Errorf("a prefix in two groups: %v", err)
 	}
 	// A document's own group whose connection no document defines: the
 	// error names that document.
-	noConn := frag("etcd:/p/40-noconn", "# a typo\ngroups:\n  private: {prefixes: [10.77.1.0/24], connection: hostz}\n")
+	noConn := mustFragment(t, "etcd:/p/40-noconn", "# a typo\ngroups:\n  private: {prefixes: [10.77.1.0/24], connection: hostz}\n")
 	if _, err := Merge(local, []*Fragment{noConn}); err == nil || !strings.Contains(err.Error(), `etcd:/p/40-noconn:3: groups.private.connection: no connection "hostz"`) {
 		t.Errorf("a group without its connection: %v", err)
 	}
-	clear := frag("etcd:/p/30-clear", "# D is a printer\ngroups:\n  clear: {prefixes: [10.77.0.4/32]}\n")
+	clear := mustFragment(t, "etcd:/p/30-clear", "# D is a printer\ngroups:\n  clear: {prefixes: [10.77.0.4/32]}\n")
 	if _, err := Merge(local, []*Fragment{add, clear}); err == nil || !strings.Contains(err.Error(), "etcd:/p/30-clear:3: groups.clear.prefixes: prefix 10.77.0.4/32 is already in group block (etcd:/p/10-block)") {
 		t.Errorf("a prefix in two documents' groups: %v", err)
 	}
+}
+
+// mustFragment parses the policy document doc, named name, for a host
+// without labels.
+func mustFragment(t *testing.T, name, doc string) *Fragment {
+	t.Helper()
+	f, err := ParseFragment(name, "/etc/goipsec", []byte(doc), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return f
 }

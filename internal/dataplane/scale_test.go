@@ -232,12 +232,13 @@ type sealed struct {
 // inner packets; the goroutine hand-offs and the socket and TUN I/O are
 // left out (BenchmarkPipeline has them). The packets are sealed by the
 // peers' engines in rounds of 1024, with the timer stopped.
-func BenchmarkInboundScale(b *testing.B) {
+func BenchmarkInboundScale(b *testing.B) { eachScale(b, benchInbound) }
+
+// eachScale runs bench for every traffic pattern and number of SAs.
+func eachScale(b *testing.B, bench func(*testing.B, scalePattern, int)) {
 	for _, pat := range scalePatterns {
 		for _, n := range scaleSizes {
-			b.Run(fmt.Sprintf("%s/n=%d", pat.name, n), func(b *testing.B) {
-				benchInbound(b, pat, n)
-			})
+			b.Run(fmt.Sprintf("%s/n=%d", pat.name, n), func(b *testing.B) { bench(b, pat, n) })
 		}
 	}
 }
@@ -322,23 +323,16 @@ func benchInbound(b *testing.B, pat scalePattern, n int) {
 // stages with n SAs installed, on batches of 64 packets spread over the
 // SAs as each pattern says: the classification (decoding the packet, SAD
 // lookup by the Ref of the packet's SPD rule and its selectors, the
-// headroom check, NextSeq), then SealSeq (the workers), then the send
-// stage (sendBatch: the SA's counters, the outer header stripped for ESP
-// in UDP, runs grouped by destination, the socket write). 1400-byte inner
-// packets. The SPD lookup is left out (each SA has its own Ref here, and
-// the SPD is not what this measures); so are the TUN read and the
-// goroutine hand-offs. The socket is the in-memory double, which drops
-// the datagrams: no one listens at their destination. The cleartext is
-// copied into the buffers in rounds of 1024, with the timer stopped.
-func BenchmarkOutboundScale(b *testing.B) {
-	for _, pat := range scalePatterns {
-		for _, n := range scaleSizes {
-			b.Run(fmt.Sprintf("%s/n=%d", pat.name, n), func(b *testing.B) {
-				benchOutbound(b, pat, n)
-			})
-		}
-	}
-}
+// headroom check, NextSeq), then the workers' seal (work1: bare ESP), then
+// the send stage (sendBatch on each lane the batch uses: the SA's
+// counters, runs grouped by destination, the bare ESP handed to the UDP
+// socket). 1400-byte inner packets. The SPD lookup is left out (each SA
+// has its own Ref here, and the SPD is not what this measures); so are the
+// TUN read and the goroutine hand-offs. The socket is the in-memory
+// double, which drops the datagrams: no one listens at their destination.
+// The cleartext is copied into the buffers in rounds of 1024, with the
+// timer stopped.
+func BenchmarkOutboundScale(b *testing.B) { eachScale(b, benchOutbound) }
 
 func benchOutbound(b *testing.B, pat scalePattern, n int) {
 	d := newScaleDataplane(b)

@@ -86,11 +86,10 @@ func saLane(o *sad.OutboundSA) uint8 {
 func foldAddr(a netip.Addr) uint32 {
 	if a.Is4() {
 		b := a.As4()
-		return binary.BigEndian.Uint32(b[:])
+		return fold(b[:])
 	}
 	b := a.As16()
-	return binary.BigEndian.Uint32(b[0:]) ^ binary.BigEndian.Uint32(b[4:]) ^
-		binary.BigEndian.Uint32(b[8:]) ^ binary.BigEndian.Uint32(b[12:])
+	return fold(b[:])
 }
 
 // queueOutbound hands a classified outbound batch to the workers and to the
@@ -124,12 +123,20 @@ func (d *Dataplane) queueOutbound(b *batch) {
 func foldDst(pkt []byte) uint32 {
 	switch {
 	case len(pkt) >= 20 && pkt[0]>>4 == 4:
-		return binary.BigEndian.Uint32(pkt[16:20])
+		return fold(pkt[16:20])
 	case len(pkt) >= 40 && pkt[0]>>4 == 6:
-		return binary.BigEndian.Uint32(pkt[24:]) ^ binary.BigEndian.Uint32(pkt[28:]) ^
-			binary.BigEndian.Uint32(pkt[32:]) ^ binary.BigEndian.Uint32(pkt[36:])
+		return fold(pkt[24:40])
 	}
 	return 0
+}
+
+// fold XORs the 32-bit words of a 4- or 16-byte address.
+func fold(b []byte) uint32 {
+	var h uint32
+	for ; len(b) >= 4; b = b[4:] {
+		h ^= binary.BigEndian.Uint32(b)
+	}
+	return h
 }
 
 // sendLane is one lane's goroutine: the outbound pipeline's last stage.
