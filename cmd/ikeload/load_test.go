@@ -106,13 +106,19 @@ func testConfig(t *testing.T, target netip.AddrPort, n, c int, psk []byte) loadC
 	}
 }
 
-// waitSAs waits until the responder holds want IKE SAs.
+// waitSAs waits until the responder holds want IKE SAs, all established.
+// The responder publishes an IKE SA's state after it sent the IKE_AUTH
+// answer, so the initiator may finish before the listing shows it.
 func waitSAs(t *testing.T, m *ike.Manager, want int) []ike.IKESA {
 	t.Helper()
 	deadline := time.Now().Add(20 * time.Second)
 	for {
 		sas := m.SAs()
-		if len(sas) == want || time.Now().After(deadline) {
+		settled := len(sas) == want
+		for _, s := range sas {
+			settled = settled && s.State == ike.StateEstablished
+		}
+		if settled || time.Now().After(deadline) {
 			if len(sas) != want {
 				t.Fatalf("responder holds %d IKE SAs, want %d", len(sas), want)
 			}
