@@ -127,6 +127,7 @@ var rules = map[string]rule{
 	"internal/nstest":            {layer: test, imports: []string{"internal/testenv"}, ext: []string{"github.com/vishvananda/netns"}, os: true},
 	"internal/swantest":          {layer: test, imports: []string{"internal/testenv", "internal/nstest"}, os: true},
 	"internal/etcdtest":          {layer: test, imports: []string{"internal/testenv"}, ext: []string{"go.etcd.io/etcd/client/v3", "go.uber.org/zap"}, os: true},
+	"internal/xsk":               {layer: test, ext: []string{xsys}, os: true}, // AF_XDP, for a benchmark only
 	"internal/e2e":               {layer: test},
 	"internal/interop":           {layer: test},
 	"internal/docstest":          {layer: test},
