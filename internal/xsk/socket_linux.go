@@ -224,16 +224,38 @@ func Open(ifindex int, c Config) (*Socket, error) {
 	if c.TX {
 		unix.SetsockoptInt(fd, unix.SOL_XDP, unix.XDP_MAX_TX_SKB_BUDGET, min(ringSize, 256))
 	}
-	sa := &unix.SockaddrXDP{Flags: unix.XDP_ZEROCOPY | unix.XDP_USE_NEED_WAKEUP, Ifindex: uint32(ifindex), QueueID: uint32(c.Queue)}
-	if err := unix.Bind(fd, sa); err == nil {
-		s.zeroCopy = true
-	} else {
-		sa.Flags = unix.XDP_COPY | unix.XDP_USE_NEED_WAKEUP
-		if err := unix.Bind(fd, sa); err != nil {
-			return fail(fmt.Sprintf("binding to interface %d queue %d", ifindex, c.Queue), err)
-		}
+	if err := s.bind(ifindex, c.Queue); err != nil {
+		return fail(fmt.Sprintf("binding to interface %d queue %d", ifindex, c.Queue), err)
 	}
 	return s, nil
+}
+
+// bindRetry is how long bind retries while the queue is busy: the kernel
+// releases a closed socket's hold on its queue from a work queue, so a
+// socket opened right after another closed may find the queue still taken.
+const bindRetry = 2 * time.Second
+
+// bind binds to the queue in zero-copy mode, else in copy mode.
+func (s *Socket) bind(ifindex, queue int) error {
+	deadline := time.Now().Add(bindRetry)
+	for {
+		sa := &unix.SockaddrXDP{Flags: unix.XDP_ZEROCOPY | unix.XDP_USE_NEED_WAKEUP, Ifindex: uint32(ifindex), QueueID: uint32(queue)}
+		err := unix.Bind(s.fd, sa)
+		if err == nil {
+			s.zeroCopy = true
+			return nil
+		}
+		if err != unix.EBUSY {
+			sa.Flags = unix.XDP_COPY | unix.XDP_USE_NEED_WAKEUP
+			if err = unix.Bind(s.fd, sa); err == nil {
+				return nil
+			}
+		}
+		if err != unix.EBUSY || time.Now().After(deadline) {
+			return err
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
 }
 
 func setsockopt(fd, opt int, p unsafe.Pointer, size uintptr) error {
