@@ -102,6 +102,18 @@ bench-net: build
 	scripts/deps.sh bench
 	BENCH_JSON=$(BENCH_JSON) scripts/bench.sh
 
+# Raw ESP over a veth received and sent by raw sockets and by AF_XDP
+# (internal/xsk), next to ESP in UDP with GSO and GRO, in one run (root):
+# XSK_ROUNDS (7) interleaved rounds of XSK_PACKETS (300000) packets per
+# case; medians and ranges of packets per second and CPU per packet. About
+# 4 minutes. docs/performance.md, "AF_XDP on veth, measured".
+.PHONY: bench-xsk
+XSK_ROUNDS ?= 7
+XSK_PACKETS ?= 300000
+bench-xsk:
+	GOIPSEC_XSK_BENCH=1 GOIPSEC_XSK_BENCH_ROUNDS=$(XSK_ROUNDS) GOIPSEC_XSK_BENCH_PACKETS=$(XSK_PACKETS) \
+		$(GO) test -count=1 -v -timeout 30m -run TestXSKBench ./internal/xsk
+
 # IKEv2 handshakes per second, latency and memory per IKE SA of ipsecd as a
 # responder next to strongSwan's charon (kernel-libipsec), driven by
 # cmd/ikeload in two namespaces: RUNS=3 runs, SIZES="1000 10000" IKE SAs

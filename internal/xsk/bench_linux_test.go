@@ -37,6 +37,7 @@ var benchCases = []ioCase{
 	{"raw", "xsk"},       // AF_XDP receive, raw sockets to send
 	{"raw", "xskgen"},    // the same with the program in generic mode
 	{"xsk", "xsk"},       // AF_XDP both ways
+	{"xsk", "xskgen"},    // the same, the receiver's program in generic mode
 	{"xsk", "raw"},       // AF_XDP transmit alone
 	{"udp", "udp"},       // ESP in UDP with GSO and GRO: the reference
 	{"udp-nogso", "udp"}, // for scale: UDP without segmentation offload
