@@ -234,3 +234,53 @@ func TestReceiveESP(t *testing.T) {
 		t.Errorf("XSK statistics: %+v", st)
 	}
 }
+
+// TestFragmentsPass: fragments of an ESP packet for the XSK's address go to
+// the kernel, which reassembles them for the raw socket (RFC 4303, Section
+// 3.4.1: reassembly before ESP processing), and none reaches the XSK.
+func TestFragmentsPass(t *testing.T) {
+	p := newPair(t)
+	_, s := p.attach(t, Options{Dst: xskAddr})
+	var raw, out *conn.RawConn
+	in(t, p.rcv, func() (err error) { raw, err = conn.ListenRaw(4, sa.ESP, 0); return err })
+	defer raw.Close()
+	in(t, p.snd, func() (err error) { out, err = conn.ListenRaw(4, sa.ESP, 0); return err })
+	defer out.Close()
+
+	whole := espPacket(senderAddr, xskAddr, 0x3000, 1)
+	const split = 1000 // payload bytes in the first fragment, a multiple of 8
+	var frags [][]byte
+	for _, part := range []struct {
+		payload []byte
+		off     int
+		more    bool
+	}{{whole[20 : 20+split], 0, true}, {whole[20+split:], split, false}} {
+		f := make([]byte, 20+len(part.payload))
+		packet.PutIPHeader(f, senderAddr, xskAddr, uint8(sa.ESP), len(part.payload), 64, 0x4242)
+		var flags uint8
+		if part.more {
+			flags = packet.IPv4FlagMF
+		}
+		packet.IPv4(f).SetFlagsFragOff(flags, uint16(part.off/8))
+		packet.IPv4(f).UpdateChecksum()
+		copy(f[20:], part.payload)
+		frags = append(frags, f)
+	}
+	if err := out.Write(frags); err != nil {
+		t.Fatal(err)
+	}
+	stop := time.AfterFunc(10*time.Second, func() { raw.Close() })
+	defer stop.Stop()
+	rb := [][]byte{make([]byte, 4096)}
+	sizes := []int{0}
+	if _, err := raw.Read(rb, sizes, 0); err != nil {
+		t.Fatalf("raw socket: %v (the reassembled packet did not arrive)", err)
+	}
+	if got := rb[0][:sizes[0]]; string(got[20:]) != string(whole[20:]) {
+		t.Errorf("raw socket got %d bytes, not the reassembled ESP packet of %d", len(got), len(whole))
+	}
+	frames := make([][]byte, 8)
+	if k, err := s.Read(frames, 100*time.Millisecond); err != nil || k != 0 {
+		t.Errorf("XSK read %d frames (%v), want none: fragments are for the kernel", k, err)
+	}
+}
