@@ -11,11 +11,13 @@ import (
 )
 
 // Config configures Open. The zero value opens a receiving socket on queue
-// 0 with 4096 frames of 2048 bytes and rings of 2048 entries.
+// 0 with rings of 2048 entries and as many frames of 2048 bytes.
 type Config struct {
 	// Queue is the interface's queue the socket binds to.
 	Queue int
-	// Frames is the number of UMEM frames; 0 means 4096.
+	// Frames is the number of UMEM frames; 0 means one per ring entry, or
+	// two with both an RX and a TX ring. Frames beyond what the fill ring
+	// holds stay unused.
 	Frames int
 	// FrameSize is the size of one frame, a power of two from 2048 to the
 	// page size; 0 means 2048.
@@ -126,14 +128,17 @@ func (r *ring) unmap() {
 // receiving socket gets frames only once a Program registers it.
 func Open(ifindex int, c Config) (*Socket, error) {
 	frames, frameSize, ringSize := c.Frames, c.FrameSize, c.RingSize
-	if frames == 0 {
-		frames = 4096
-	}
 	if frameSize == 0 {
 		frameSize = 2048
 	}
 	if ringSize == 0 {
 		ringSize = 2048
+	}
+	if frames == 0 {
+		frames = ringSize
+		if c.TX && !c.NoRX {
+			frames = 2 * ringSize
+		}
 	}
 	if ringSize&(ringSize-1) != 0 || frameSize&(frameSize-1) != 0 {
 		return nil, errors.New("xsk: ring and frame sizes must be powers of two")
