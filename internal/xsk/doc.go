@@ -13,7 +13,9 @@
 // it; and opens AF_XDP sockets: a UMEM, fill, completion, RX and TX rings
 // mapped into memory, read and written in batches.
 //
-// Only Linux has AF_XDP; on other systems the package is empty. Nothing in
-// the daemon imports it: docs/performance.md lists what a data path built
-// on it would still need.
+// Only Linux has AF_XDP; the package is built on Linux for amd64 and arm64
+// (the program and the system call arguments are laid out for 64-bit
+// little-endian machines) and is empty elsewhere. Nothing in the daemon
+// imports it: docs/performance.md lists what a data path built on it would
+// still need.
 package xsk

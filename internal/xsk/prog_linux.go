@@ -1,3 +1,5 @@
+//go:build amd64 || arm64
+
 package xsk
 
 import (
@@ -5,7 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
-	"runtime"
 	"unsafe"
 
 	"golang.org/x/sys/unix"
@@ -127,7 +128,8 @@ func bpf(cmd int, attr unsafe.Pointer, size uintptr) (int, error) {
 type Mode int
 
 const (
-	// Native runs the program in the driver, before an skb exists.
+	// Native runs the program in the driver's receive path: on a NIC
+	// before any skb exists, on veth on the skb its peer sent.
 	Native Mode = iota + 1
 	// Generic runs it on the skb, after the driver built one.
 	Generic
@@ -185,26 +187,25 @@ func Attach(ifindex int, o Options) (*Program, error) {
 	code := program(mapFD, o.Dst)
 	license := []byte("GPL\x00") // bpf_redirect_map is a GPL-only helper
 	logBuf := make([]byte, 64<<10)
+	// The pointers in a bpf_attr are 64-bit fields; as unsafe.Pointer (on
+	// the 64-bit ports this file builds for) the garbage collector and a
+	// moving stack keep them valid until the system call.
 	progAttr := struct {
 		progType, insnCnt          uint32
-		insns, license             uint64
+		insns, license             unsafe.Pointer
 		logLevel, logSize          uint32
-		logBuf                     uint64
+		logBuf                     unsafe.Pointer
 		kernVersion, progFlags     uint32
 		name                       [16]byte
 		ifindex, expectedAttachTyp uint32
 	}{
 		progType: unix.BPF_PROG_TYPE_XDP, insnCnt: uint32(len(code) / 8),
-		insns:    uint64(uintptr(unsafe.Pointer(&code[0]))),
-		license:  uint64(uintptr(unsafe.Pointer(&license[0]))),
-		logLevel: 1, logSize: uint32(len(logBuf)), logBuf: uint64(uintptr(unsafe.Pointer(&logBuf[0]))),
+		insns: unsafe.Pointer(&code[0]), license: unsafe.Pointer(&license[0]),
+		logLevel: 1, logSize: uint32(len(logBuf)), logBuf: unsafe.Pointer(&logBuf[0]),
 		expectedAttachTyp: unix.BPF_XDP,
 	}
 	copy(progAttr.name[:], "goipsec_esp")
 	p.progFD, err = bpf(unix.BPF_PROG_LOAD, unsafe.Pointer(&progAttr), unsafe.Sizeof(progAttr))
-	runtime.KeepAlive(code)
-	runtime.KeepAlive(license)
-	runtime.KeepAlive(logBuf)
 	if err != nil {
 		p.Close()
 		return nil, fmt.Errorf("xsk: loading the XDP program: %w: %s", err, cString(logBuf))
@@ -239,12 +240,10 @@ func (p *Program) Register(queue int, s *Socket) error {
 	key, value := uint32(queue), uint32(s.fd)
 	attr := struct {
 		mapFD, _   uint32
-		key, value uint64
+		key, value unsafe.Pointer
 		flags      uint64
-	}{mapFD: uint32(p.mapFD), key: uint64(uintptr(unsafe.Pointer(&key))), value: uint64(uintptr(unsafe.Pointer(&value)))}
+	}{mapFD: uint32(p.mapFD), key: unsafe.Pointer(&key), value: unsafe.Pointer(&value)}
 	_, err := bpf(unix.BPF_MAP_UPDATE_ELEM, unsafe.Pointer(&attr), unsafe.Sizeof(attr))
-	runtime.KeepAlive(&key)
-	runtime.KeepAlive(&value)
 	if err != nil {
 		return fmt.Errorf("xsk: registering the socket for queue %d: %w", queue, err)
 	}

@@ -1,3 +1,5 @@
+//go:build amd64 || arm64
+
 package xsk
 
 import (
@@ -25,7 +27,8 @@ type Config struct {
 	// RingSize is the number of entries of each ring, a power of two; 0
 	// means 2048.
 	RingSize int
-	// TX gives the socket a TX ring, and half of the frames to send from.
+	// TX gives the socket a TX ring, and half of the frames (all of them
+	// with NoRX) to send from.
 	TX bool
 	// NoRX leaves out the RX ring (a socket that only sends).
 	NoRX bool
@@ -51,15 +54,14 @@ type Socket struct {
 // consumer index, flags, and entries of 8 (address) or 16 bytes
 // (struct xdp_desc).
 type ring struct {
-	mem         []byte
-	prod, cons  *uint32
-	flags       *uint32
-	entries     unsafe.Pointer
-	mask        uint32
-	local       uint32 // our copy of the index we own
-	entrySize   uintptr
-	isProducer  bool
-	otherCached uint32
+	mem        []byte
+	prod, cons *uint32
+	flags      *uint32
+	entries    unsafe.Pointer
+	mask       uint32
+	local      uint32 // our copy of the index we own
+	entrySize  uintptr
+	isProducer bool
 }
 
 func mapRing(fd int, off unix.XDPRingOffset, pgoff int64, n int, entrySize uintptr, producer bool) (ring, error) {
