@@ -6,6 +6,7 @@ import (
 	"encoding/binary"
 	"net"
 	"net/netip"
+	"strings"
 	"testing"
 	"time"
 
@@ -284,5 +285,24 @@ func TestFragmentsPass(t *testing.T) {
 	frames := make([][]byte, 8)
 	if k, err := s.Read(frames, 100*time.Millisecond); err != nil || k != 0 {
 		t.Errorf("XSK read %d frames (%v), want none: fragments are for the kernel", k, err)
+	}
+}
+
+// TestCloseDetaches: the interface shows the program while it is attached
+// and not after Close, in either mode, so a test or a run that ends leaves
+// no program behind.
+func TestCloseDetaches(t *testing.T) {
+	p := newPair(t)
+	for _, generic := range []bool{false, true} {
+		var prog *Program
+		in(t, p.rcv, func() (err error) { prog, err = Attach(p.rcvIdx, Options{Generic: generic}); return err })
+		t.Cleanup(func() { prog.Close() })
+		if out := p.rcv.MustRun("ip", "-d", "link", "show", "dev", "veth0"); !strings.Contains(out, "prog/xdp") {
+			t.Fatalf("%v: no XDP program on the interface:\n%s", prog.Mode(), out)
+		}
+		prog.Close()
+		if out := p.rcv.MustRun("ip", "-d", "link", "show", "dev", "veth0"); strings.Contains(out, "prog/xdp") {
+			t.Fatalf("%v: the program is still attached after Close:\n%s", prog.Mode(), out)
+		}
 	}
 }
