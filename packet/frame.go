@@ -124,3 +124,47 @@ func fixL4(l4 []byte, proto, version uint8, src, dst netip.Addr) error {
 	binary.BigEndian.PutUint16(l4[csumOff:], c)
 	return nil
 }
+
+// PutTunnelHeader writes, in front of the inner IP packet buf[start:end], the
+// outer header of a tunnel-mode packet from src to dst without options or
+// extension headers: IPv4 when src is an IPv4 address (with identification
+// id), else IPv6; protocol or next header 4 or 41 after the inner packet's
+// version, as for IP in IP; TTL or hop limit ttl; and, as RFC 4301,
+// Section 5.1.2.1 has the encapsulator do, the DSCP and ECN bits of the
+// inner header and, from an inner IPv4 header into an outer one, DF. The
+// length fields count the inner packet only: AH goes between the two
+// headers, and ah.Outbound.SealAH, which inserts it, fixes them. It fills sp
+// to describe the outer header and returns the header's start, or -1 if
+// buf[:start] cannot hold it. src and dst must be of the same family, and
+// buf[start:end] must start with an IPv4 or IPv6 header.
+func PutTunnelHeader(buf []byte, start, end int, src, dst netip.Addr, ttl uint8, id uint16, sp *Split) int {
+	inner := buf[start:end]
+	inner6 := inner[0]>>4 == 6
+	proto, tos := uint8(iana.ProtoIPv4), IPv4(inner).TOS()
+	if inner6 {
+		proto, tos = iana.ProtoIPv6, IPv6(inner).TrafficClass()
+	}
+	if src.Is4() {
+		ns := start - IPv4MinHeaderLen
+		if ns < 0 {
+			return -1
+		}
+		PutIPv4Header(buf[ns:], src, dst, proto, IPv4MinHeaderLen+len(inner), ttl, id)
+		h := IPv4(buf[ns:])
+		h.SetTOS(tos)
+		if !inner6 {
+			h.SetFlagsFragOff(IPv4(inner).Flags()&IPv4FlagDF, 0)
+		}
+		h.UpdateChecksum()
+		*sp = Split{Version: 4, HdrLen: IPv4MinHeaderLen, NextHdrOff: 9, TotalLen: end - ns}
+		return ns
+	}
+	ns := start - IPv6HeaderLen
+	if ns < 0 {
+		return -1
+	}
+	PutIPv6Header(buf[ns:], src, dst, proto, len(inner), ttl)
+	IPv6(buf[ns:]).SetTrafficClass(tos)
+	*sp = Split{Version: 6, HdrLen: IPv6HeaderLen, NextHdrOff: 6, TotalLen: end - ns}
+	return ns
+}
