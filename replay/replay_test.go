@@ -4,11 +4,11 @@ import (
 	"fmt"
 	"math"
 	"math/rand/v2"
-	"slices"
 	"sync"
 	"sync/atomic"
 	"testing"
-	"time"
+
+	"github.com/goipsec/goipsec/internal/benchtest"
 )
 
 func mustNew(t testing.TB, size int, esn bool) *Window {
@@ -621,46 +621,22 @@ func (w *Window) lockedCheck(seqLow uint32) (uint64, bool) {
 // workers check while its sequential stage accepts.
 func BenchmarkCheckAcceptOldNew(b *testing.B) {
 	b.Run("serial", func(b *testing.B) {
-		const batch = 8
 		w1, w2 := mustNew(b, DefaultSize, true), mustNew(b, DefaultSize, true)
-		var s uint64
-		oldFn := func(s uint64) {
+		oldFn := func(i int) error {
+			s := uint64(i) + 1
 			if seq, ok := w1.lockedCheck(uint32(s)); !ok || !w1.Accept(seq) {
-				b.Fatal("old: rejected")
+				return fmt.Errorf("old: %d rejected", s)
 			}
+			return nil
 		}
-		newFn := func(s uint64) {
+		newFn := func(i int) error {
+			s := uint64(i) + 1
 			if seq, ok := w2.Check(uint32(s)); !ok || !w2.Accept(seq) {
-				b.Fatal("new: rejected")
+				return fmt.Errorf("new: %d rejected", s)
 			}
+			return nil
 		}
-		var oldNs, newNs []time.Duration
-		i := 0
-		for b.Loop() {
-			first, second, d1, d2 := oldFn, newFn, &oldNs, &newNs
-			if i&1 == 1 {
-				first, second, d1, d2 = newFn, oldFn, &newNs, &oldNs
-			}
-			t0 := time.Now()
-			for k := range uint64(batch) {
-				first(s + k + 1)
-			}
-			t1 := time.Now()
-			for k := range uint64(batch) {
-				second(s + k + 1)
-			}
-			t2 := time.Now()
-			*d1 = append(*d1, t1.Sub(t0)/batch)
-			*d2 = append(*d2, t2.Sub(t1)/batch)
-			s += batch
-			i++
-		}
-		median := func(d []time.Duration) float64 {
-			slices.Sort(d)
-			return float64(d[len(d)/2].Nanoseconds())
-		}
-		b.ReportMetric(median(oldNs), "old-p50-ns")
-		b.ReportMetric(median(newNs), "new-p50-ns")
+		benchtest.OldNew(b, 8, 0, nil, oldFn, newFn)
 	})
 	for _, old := range []bool{true, false} {
 		name := "parallel/new"

@@ -129,6 +129,7 @@ var rules = map[string]rule{
 	"internal/etcdtest":          {layer: test, imports: []string{"internal/testenv"}, ext: []string{"go.etcd.io/etcd/client/v3", "go.uber.org/zap"}, os: true},
 	"internal/e2e":               {layer: test},
 	"internal/interop":           {layer: test},
+	"internal/benchtest":         {layer: test},
 	"internal/docstest":          {layer: test},
 	"internal/deptest":           {layer: test},
 }
