@@ -41,7 +41,7 @@ func TestSealAHSplit(t *testing.T) {
 				seq, _ := o2.NextSeq()
 				if v.mode == sa.Tunnel {
 					local, remote, ttl := o2.Outer()
-					if s = packet.PutTunnelHeader(buf, s, e, local, remote, ttl, uint16(seq), &sp); s < 0 {
+					if s = packet.PutTunnelHeader(buf, s, e, o2.AHLen(), local, remote, 51, ttl, uint16(seq), &sp); s < 0 {
 						t.Fatal("no room for the outer header")
 					}
 				}

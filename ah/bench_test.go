@@ -98,7 +98,7 @@ func BenchmarkOpen(b *testing.B) {
 // as a metric, the median of the per-packet times:
 //
 //   - tunnel/out: old oldSealSeq (its own parse and outer header); new
-//     packet.PutTunnelHeader and SealAH;
+//     packet.PutTunnelHeader (with room for AH) and SealAH;
 //   - tunnel/in: old oldDecrypt (which parses the packet again) and Accept;
 //     new DecryptAH with the data plane's split and Accept;
 //   - transport/out: old oldSealSeq; new SealAH with the data plane's split;
@@ -177,7 +177,7 @@ func BenchmarkFramingOldNew(b *testing.B) {
 					start := st
 					if tc.v.mode == sa.Tunnel {
 						local, remote, ttl := o2.Outer()
-						start = packet.PutTunnelHeader(buf2, st, e, local, remote, ttl, uint16(seq2), &sp2)
+						start = packet.PutTunnelHeader(buf2, st, e, o2.AHLen(), local, remote, 51, ttl, uint16(seq2), &sp2)
 					}
 					_, _, err := o2.SealAH(buf2, start, e, &sp2, seq2)
 					return err

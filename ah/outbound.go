@@ -133,11 +133,23 @@ func (o *Outbound) SealSeq(buf []byte, start, end int, seq uint64) (nstart, nend
 		}
 		return o.SealAH(buf, start, end, &sp, seq)
 	}
-	ns := packet.PutTunnelHeader(buf, start, end, o.local, o.remote, o.ttl, uint16(seq), &sp)
+	// RFC 4301, Section 5.1.2.1 leaves the outer IPv4 ID to the
+	// encapsulator; the low bits of the sequence number differ between
+	// consecutive packets of the SA (RFC 6864, Section 4).
+	ns := packet.PutTunnelHeader(buf, start, end, o.AHLen(), o.local, o.remote, iana.ProtoAH, o.ttl, uint16(seq), &sp)
 	if ns < 0 {
 		return 0, 0, sa.DropTooBig
 	}
 	return o.SealAH(buf, ns, end, &sp, seq)
+}
+
+// AHLen returns the length of the AH header, ICV and padding included
+// (RFC 4302, Section 2.6), that SealAH puts behind a tunnel-mode outer
+// header of Config.Local's family: the gap to leave between that header
+// and the inner packet (packet.PutTunnelHeader). In transport mode it is
+// the length behind an IPv6 header, the longer of the two.
+func (o *Outbound) AHLen() int {
+	return o.ahLen(o.mode == sa.Transport || o.outer6)
 }
 
 // Mode returns the SA's mode.
@@ -162,19 +174,22 @@ func (o *Outbound) Outer() (local, remote netip.Addr, ttl uint8) {
 //     packet to protect and sp its split, the IP header with the IPv4
 //     options or the IPv6 extension headers that precede AH;
 //   - tunnel mode (RFC 4302, Section 3.1.2): buf[start:end] is the outer
-//     header, next header 4 or 41, then the inner packet
-//     (packet.PutTunnelHeader writes it and fills sp), and sp describes
-//     that outer header.
+//     header that the caller wrote, protocol 51 and lengths that count AH,
+//     then AHLen bytes of room for AH, then the inner packet
+//     (packet.PutTunnelHeader with a gap of AHLen writes it and fills sp),
+//     and sp describes that outer header.
 //
-// The header moves toward the front by the AH length (into the headroom
-// buf[:start], see Overhead), its next header becomes 51 and its lengths
-// (and the IPv4 header checksum) are fixed; the AH header goes behind it,
-// with the header's former next header; then the ICV over the whole packet
-// with its mutable fields zeroed (Section 3.3.3), which are left as they
-// were. The errors are those of SealSeq; a split that does not describe the
-// packet is DropMalformed. Each sealed packet is counted on the Meter with
-// the length of the inner packet (tunnel mode) or of the packet given
-// (transport mode).
+// In transport mode the header moves toward the front by the AH length
+// (into the headroom buf[:start], see Overhead), its next header becomes 51
+// and its lengths (and the IPv4 header checksum) are fixed; in tunnel mode
+// nothing moves. The AH header goes behind the IP header, with the
+// header's former next header (transport mode) or 4 or 41 for the inner
+// packet's version (tunnel mode); then the ICV over the whole packet with
+// its mutable fields zeroed (Section 3.3.3), which are left as they were.
+// The errors are those of SealSeq; a split or an outer header that does not
+// describe the packet is DropMalformed. Each sealed packet is counted on the
+// Meter with the length of the inner packet (tunnel mode) or of the packet
+// given (transport mode).
 func (o *Outbound) SealAH(buf []byte, start, end int, sp *packet.Split, seq uint64) (nstart, nend int, err error) {
 	if start < 0 || end < start || end > len(buf) {
 		return 0, 0, sa.DropMalformed
@@ -197,33 +212,50 @@ func (o *Outbound) SealAH(buf []byte, start, end int, sp *packet.Split, seq uint
 	if hl > maxHdrLen {
 		return 0, 0, sa.DropUnsupported
 	}
-	nh, counted := buf[start+sp.NextHdrOff], end-start
-	if o.mode == sa.Tunnel {
-		// The next header names the inner packet's version: RFC 4302,
-		// Section 3.1.2.
-		if nh != innerProto(buf[start+hl]>>4 == 6) {
-			return 0, 0, sa.DropMalformed
-		}
-		counted -= hl
-	}
 	ahLen := o.ahLen(v6)
+	if o.mode == sa.Tunnel {
+		return o.sealTunnel(buf, start, end, sp, seq, ahLen)
+	}
+	nh := buf[start+sp.NextHdrOff]
 	ns := start - ahLen
 	if ns < 0 {
 		return 0, 0, sa.DropTooBig
 	}
-	// RFC 4302, Sections 3.1.1 and 3.1.2: AH right behind the IP header
-	// (with its options or extension headers).
+	// RFC 4302, Section 3.1.1: AH right behind the IP header (with its
+	// options or extension headers).
 	packet.MoveHeader(buf, start, sp, ns+hl, iana.ProtoAH)
 	q := buf[ns:end]
 	putHeader(q[hl:], ahLen, nh, o.spi, seq)
 	if packet.SetLength(q, len(q)) != nil {
 		return 0, 0, sa.DropTooBig
 	}
-	if d := o.auth(q, v6, hl, uint32(seq>>32), false); d != sa.DropNone {
+	return o.sign(q, sp, seq, end-start, ns, end)
+}
+
+// sealTunnel is SealAH in tunnel mode: AH goes into the room the caller
+// left behind the outer header it wrote.
+func (o *Outbound) sealTunnel(buf []byte, start, end int, sp *packet.Split, seq uint64, ahLen int) (int, int, error) {
+	hl := sp.HdrLen
+	q := buf[start:end]
+	inner := hl + ahLen
+	if inner >= len(q) || q[sp.NextHdrOff] != iana.ProtoAH || ipTotal(q, sp.Version) != len(q) {
+		return 0, 0, sa.DropMalformed
+	}
+	// The next header names the inner packet's version: RFC 4302,
+	// Section 3.1.2.
+	putHeader(q[hl:], ahLen, innerProto(q[inner]>>4 == 6), o.spi, seq)
+	return o.sign(q, sp, seq, len(q)-inner, start, end)
+}
+
+// sign computes the ICV of the AH packet q, whose IP header sp describes,
+// counts counted bytes on the meter and returns the packet's bounds start
+// and end.
+func (o *Outbound) sign(q []byte, sp *packet.Split, seq uint64, counted, start, end int) (int, int, error) {
+	if d := o.auth(q, sp.Version == 6, sp.HdrLen, uint32(seq>>32), false); d != sa.DropNone {
 		return 0, 0, d
 	}
 	if !o.meter.Add(counted) {
 		return 0, 0, sa.DropExpired
 	}
-	return ns, end, nil
+	return start, end, nil
 }

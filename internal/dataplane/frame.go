@@ -23,11 +23,12 @@ package dataplane
 // packet (RFC 4302, Section 3.3.3), so its engine sees that header, but the
 // data plane still owns it and parses the packet once:
 //
-//	outbound: tunnel mode writes the outer header here, in front of the
-//	    inner packet (packet.PutTunnelHeader); transport mode keeps the
-//	    packet's own, which Decode split (elem.sp). ah.Outbound.SealAH
-//	    inserts AH behind the header that the split describes, fixes its
-//	    length and computes the ICV.
+//	outbound: tunnel mode writes the outer header here, with room for AH
+//	    between it and the inner packet (packet.PutTunnelHeader);
+//	    transport mode keeps the packet's own, which Decode split
+//	    (elem.sp). ah.Outbound.SealAH puts AH behind the header that the
+//	    split describes (in transport mode moving the header and fixing
+//	    its length) and computes the ICV.
 //	inbound: classifyRaw's split (elem.sp) says where AH is;
 //	    ah.Inbound.DecryptAH verifies the ICV over the packet as received
 //	    and returns what follows AH; in transport mode the IP header goes
@@ -59,6 +60,7 @@ type espInbound interface {
 type ahOutbound interface {
 	Mode() sa.Mode
 	Outer() (local, remote netip.Addr, ttl uint8)
+	AHLen() int
 	SealAH(buf []byte, start, end int, sp *packet.Split, seq uint64) (nstart, nend int, err error)
 }
 
@@ -152,12 +154,12 @@ func sealAH(e *elem, o ahOutbound) (int, int, error) {
 		return o.SealAH(e.buf, e.start, e.end, &e.sp, e.seq)
 	}
 	local, remote, ttl := o.Outer()
-	// RFC 4301, Section 5.1.2.1 leaves the outer IPv4 ID to the
-	// encapsulator; the low bits of the sequence number differ between
-	// consecutive packets of the SA (RFC 6864, Section 4).
-	// The element's split now describes the outer header, the one AH goes
-	// behind (and a split on the stack would escape through the interface).
-	ns := packet.PutTunnelHeader(e.buf, e.start, e.end, local, remote, ttl, uint16(e.seq), &e.sp)
+	// The outer header leaves room for AH behind it. RFC 4301, Section
+	// 5.1.2.1 leaves the outer IPv4 ID to the encapsulator; the low bits of
+	// the sequence number differ between consecutive packets of the SA
+	// (RFC 6864, Section 4). The element's split now describes the outer
+	// header (a split on the stack would escape through the interface).
+	ns := packet.PutTunnelHeader(e.buf, e.start, e.end, o.AHLen(), local, remote, protoAH, ttl, uint16(e.seq), &e.sp)
 	if ns < 0 {
 		return 0, 0, sa.DropTooBig
 	}
