@@ -12,7 +12,15 @@
 //
 // The API mirrors package esp: Outbound has NextSeq, SealSeq and Seal;
 // Inbound has Decrypt (the parallel stage: checks the ICV without moving the
-// replay window), Accept (the sequential stage) and Open (both).
+// replay window), Accept (the sequential stage) and Open (both). Those take
+// whole IP packets. A data plane that parses each packet once and owns the
+// outer headers calls SealAH and DecryptAH instead, with its parse (a
+// packet.Split) and, in tunnel mode, the outer header it wrote
+// (packet.PutTunnelHeader): AH's ICV covers the IP header in front of it
+// (Section 3.3.3), so AH is inserted behind that header and verified in
+// front of it, but the engine neither parses the packet again nor builds a
+// header of its own. The whole-packet methods are those two with the parse
+// and the header around them.
 //
 // IPv4 options are classified as in RFC 4302, Appendix A1: the options listed
 // there as immutable are authenticated as they are, every other option,

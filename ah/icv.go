@@ -15,7 +15,9 @@ import (
 // verify true it compares it with the ICV found there and returns
 // sa.DropBadICV on a mismatch. In both cases the mutable header fields are
 // restored before it returns. The caller has checked that ahOff <= maxHdrLen
-// and that the AH header with its ICV lies inside p.
+// and that the AH header with its ICV lies inside p. The walk over the
+// IPv6 extension headers must end at ahOff, where the caller's split put
+// AH, or the packet is DropMalformed.
 func (e *engine) auth(p []byte, v6 bool, ahOff int, seqHi uint32, verify bool) sa.Drop {
 	var saved [maxHdrLen]byte
 	var recv [maxICVLen]byte
@@ -23,7 +25,7 @@ func (e *engine) auth(p []byte, v6 bool, ahOff int, seqHi uint32, verify bool) s
 	copy(saved[:], hdr)
 	var d sa.Drop
 	if v6 {
-		_, _, d = walk6(p, -1, true)
+		_, _, d = walk6(p, ahOff, true)
 	} else {
 		d = options4(hdr, true)
 	}

@@ -82,81 +82,125 @@ func (in *Inbound) Decrypt(buf []byte, start, end int) (nstart, nend int, seq ui
 	if start < 0 || end < start || end > len(buf) {
 		return 0, 0, 0, sa.DropTruncated
 	}
-	pkt := buf[start:end]
-	n, ihl, v6, d := ipLength(pkt)
-	if d != sa.DropNone {
+	var sp packet.Split
+	if d := splitAH(buf[start:end], &sp); d != sa.DropNone {
 		return 0, 0, 0, d
 	}
-	pkt = pkt[:n]
-	var ahOff, nhOff int
-	if v6 {
-		if ahOff, nhOff, d = walk6(pkt, -1, false); d != sa.DropNone {
-			return 0, 0, 0, d
-		}
-	} else {
-		if pkt[9] != iana.ProtoAH || ipv4Fragment(pkt) {
-			return 0, 0, 0, sa.DropMalformed
-		}
-		ahOff, nhOff = ihl, 9
+	ps, pe, nh, seq, err := in.DecryptAH(buf, start, start+sp.TotalLen, &sp)
+	if err != nil || in.mode == sa.Tunnel {
+		return ps, pe, seq, err
+	}
+	// Transport mode: put the IP header back in front of the payload with
+	// AH's next header (RFC 4302, Section 3.1.1).
+	nstart = packet.MoveHeader(buf, start, &sp, ps, nh)
+	if packet.SetLength(buf[nstart:pe], pe-nstart) != nil {
+		return 0, 0, seq, sa.DropMalformed
+	}
+	return nstart, pe, seq, nil
+}
+
+// splitAH finds the AH header of the IP packet p for Decrypt: behind the
+// IPv4 header, or behind the IPv6 extension headers that walk6 crosses.
+func splitAH(p []byte, sp *packet.Split) sa.Drop {
+	n, ihl, v6, d := ipLength(p)
+	if d != sa.DropNone {
+		return d
+	}
+	if !v6 {
+		*sp = packet.Split{Version: 4, HdrLen: ihl, NextHdrOff: 9, TotalLen: n, Fragment: ipv4Fragment(p)}
+		return sa.DropNone
+	}
+	ahOff, nhOff, d := walk6(p[:n], -1, false)
+	if d != sa.DropNone {
+		return d
+	}
+	*sp = packet.Split{Version: 6, HdrLen: ahOff, NextHdrOff: nhOff, TotalLen: n}
+	return sa.DropNone
+}
+
+// Mode returns the SA's mode.
+func (in *Inbound) Mode() sa.Mode { return in.mode }
+
+// DecryptAH is Decrypt for an IP packet whose headers the caller has
+// parsed: buf[start:end] is the whole packet, up to the length its header
+// gives, and sp its split (packet.SplitTransport, which the data plane
+// makes once per received packet), with the AH header at sp.HdrLen behind
+// the IPv4 header or the IPv6 extension headers. AH's ICV covers that
+// header (RFC 4302, Section 3.3.3), so it stays in place; DecryptAH returns
+// the bounds of what follows AH and AH's next header nh: in tunnel mode the
+// inner packet; in transport mode the upper-layer part, in front of which
+// the caller puts the IP header back with nh as its protocol or next header
+// (packet.MoveHeader, then packet.SetLength), as for raw ESP. The checks,
+// errors and the rule for seq are those of Decrypt; a split that does not
+// describe the packet is DropMalformed. Each opened packet is counted on the
+// Meter with the length of the inner packet (tunnel mode) or of the packet
+// without AH (transport mode).
+func (in *Inbound) DecryptAH(buf []byte, start, end int, sp *packet.Split) (pstart, pend int, nh uint8, seq uint64, err error) {
+	if start < 0 || end < start || end > len(buf) || sp.TotalLen > end-start {
+		return 0, 0, 0, 0, sa.DropTruncated
+	}
+	pkt := buf[start : start+sp.TotalLen]
+	ahOff, v6 := sp.HdrLen, sp.Version == 6
+	if sp.Version != 4 && sp.Version != 6 || ahOff > len(pkt) || sp.NextHdrOff < 0 || sp.NextHdrOff >= ahOff ||
+		pkt[0]>>4 != sp.Version || pkt[sp.NextHdrOff] != iana.ProtoAH || sp.Fragment {
+		// RFC 4302, Section 3.4.1: AH is removed from whole datagrams.
+		return 0, 0, 0, 0, sa.DropMalformed
+	}
+	if !v6 && ahOff != int(pkt[0]&0x0f)*4 {
+		return 0, 0, 0, 0, sa.DropMalformed
+	}
+	if ahOff > maxHdrLen {
+		return 0, 0, 0, 0, sa.DropUnsupported
 	}
 	if ahOff+HeaderLen > len(pkt) {
-		return 0, 0, 0, sa.DropTruncated
+		return 0, 0, 0, 0, sa.DropTruncated
 	}
 	ah := pkt[ahOff:]
 	ahLen := (int(ah[1]) + 2) * 4 // RFC 4302, Section 2.2
 	if ahLen != in.ahLen(v6) {
-		return 0, 0, 0, sa.DropMalformed
+		return 0, 0, 0, 0, sa.DropMalformed
 	}
 	if ahLen > len(ah) {
-		return 0, 0, 0, sa.DropTruncated
+		return 0, 0, 0, 0, sa.DropTruncated
 	}
 	// RFC 4302, Section 2.3: Reserved is ignored on receipt (but covered
 	// by the ICV).
 	if binary.BigEndian.Uint32(ah[4:8]) != in.spi {
-		return 0, 0, 0, sa.DropUnknownSPI
+		return 0, 0, 0, 0, sa.DropUnknownSPI
 	}
 	if !in.alive() {
-		return 0, 0, 0, sa.DropExpired
+		return 0, 0, 0, 0, sa.DropExpired
 	}
 	seq, ok := in.window.Check(binary.BigEndian.Uint32(ah[8:12]))
 	if !ok {
-		return 0, 0, 0, sa.DropReplay
+		return 0, 0, 0, 0, sa.DropReplay
 	}
+	// The ICV walk also checks the options and extension headers in front
+	// of AH (see walk6 and options4).
 	if d := in.auth(pkt, v6, ahOff, uint32(seq>>32), true); d != sa.DropNone {
-		return 0, 0, 0, d
+		return 0, 0, 0, 0, d
 	}
 
 	// From here on the packet is authentic: report seq with every error.
-	nh := ah[0]
+	nh = ah[0]
+	pstart = start + ahOff + ahLen
 	if in.mode == sa.Tunnel {
 		if nh != iana.ProtoIPv4 && nh != iana.ProtoIPv6 {
-			return 0, 0, seq, sa.DropBadNextHeader
+			return 0, 0, 0, seq, sa.DropBadNextHeader
 		}
-		inner := ah[ahLen:]
-		m, _, inner6, d := ipLength(inner)
+		m, _, inner6, d := ipLength(ah[ahLen:])
 		if d != sa.DropNone || innerProto(inner6) != nh {
-			return 0, 0, seq, sa.DropMalformed
+			return 0, 0, 0, seq, sa.DropMalformed
 		}
 		if !in.meter.Add(m) {
-			return 0, 0, seq, sa.DropExpired
+			return 0, 0, 0, seq, sa.DropExpired
 		}
-		nstart = start + ahOff + ahLen
-		return nstart, nstart + m, seq, nil
+		return pstart, pstart + m, nh, seq, nil
 	}
-
-	// Transport mode: put the IP header back in front of the payload with
-	// AH's next header (RFC 4302, Section 3.1.1).
-	sp := packet.Split{HdrLen: ahOff, NextHdrOff: nhOff}
-	nstart = packet.MoveHeader(buf, start, &sp, start+ahOff+ahLen, nh)
-	nend = start + n
-	out := buf[nstart:nend]
-	if packet.SetLength(out, len(out)) != nil {
-		return 0, 0, seq, sa.DropMalformed
+	if !in.meter.Add(len(pkt) - ahLen) {
+		return 0, 0, 0, seq, sa.DropExpired
 	}
-	if !in.meter.Add(len(out)) {
-		return 0, 0, seq, sa.DropExpired
-	}
-	return nstart, nend, seq, nil
+	return pstart, start + len(pkt), nh, seq, nil
 }
 
 // Accept is the sequential stage of Open: it moves the replay window to

@@ -71,3 +71,12 @@ func innerProto(v6 bool) uint8 {
 	}
 	return iana.ProtoIPv4
 }
+
+// ipTotal returns the packet length that the IP header at the start of b
+// (version 4 or 6, at least its fixed part) declares.
+func ipTotal(b []byte, version uint8) int {
+	if version == 6 {
+		return ipv6HeaderLen + int(binary.BigEndian.Uint16(b[4:6]))
+	}
+	return int(binary.BigEndian.Uint16(b[2:4]))
+}

@@ -3,7 +3,6 @@ package ah
 import (
 	"errors"
 	"fmt"
-	"math"
 	"net/netip"
 
 	"github.com/goipsec/goipsec/iana"
@@ -106,8 +105,10 @@ func (o *Outbound) Seal(buf []byte, start, end int) (nstart, nend int, err error
 //     51 and lengths (and the IPv4 header checksum) fixed, then the AH
 //     header with the original next header, then the rest of the packet.
 //
-// The ICV covers the whole resulting packet with its mutable fields zeroed
-// (RFC 4302, Section 3.3.3); they are left as they were.
+// SealSeq is SealAH with the parse and, in tunnel mode, the outer header
+// (packet.PutTunnelHeader) around it, for callers that hold whole IP
+// packets; a data plane that parses each packet once and owns the outer
+// headers calls SealAH.
 //
 // Errors are sa.Drop values: DropTooBig when the headroom is short or the
 // result exceeds 65535 bytes; DropMalformed for a packet that is not a whole,
@@ -121,121 +122,140 @@ func (o *Outbound) SealSeq(buf []byte, start, end int, seq uint64) (nstart, nend
 	if start < 0 || end < start || end > len(buf) {
 		return 0, 0, sa.DropMalformed
 	}
+	n, _, _, d := ipLength(buf[start:end])
+	if d != sa.DropNone || n != end-start {
+		return 0, 0, sa.DropMalformed
+	}
+	var sp packet.Split
+	if o.mode == sa.Transport {
+		if packet.SplitTransport(buf[start:end], &sp) != nil {
+			return 0, 0, sa.DropMalformed
+		}
+		return o.SealAH(buf, start, end, &sp, seq)
+	}
+	// RFC 4301, Section 5.1.2.1 leaves the outer IPv4 ID to the
+	// encapsulator; the low bits of the sequence number differ between
+	// consecutive packets of the SA (RFC 6864, Section 4).
+	ns := packet.PutTunnelHeader(buf, start, end, o.AHLen(), o.local, o.remote, iana.ProtoAH, o.ttl, uint16(seq), &sp)
+	if ns < 0 {
+		return 0, 0, sa.DropTooBig
+	}
+	return o.SealAH(buf, ns, end, &sp, seq)
+}
+
+// AHLen returns the length of the AH header, ICV and padding included
+// (RFC 4302, Section 2.6), that SealAH puts behind a tunnel-mode outer
+// header of Config.Local's family: the gap to leave between that header
+// and the inner packet (packet.PutTunnelHeader). In transport mode it is
+// the length behind an IPv6 header, the longer of the two.
+func (o *Outbound) AHLen() int {
+	return o.ahLen(o.mode == sa.Transport || o.outer6)
+}
+
+// Mode returns the SA's mode.
+func (o *Outbound) Mode() sa.Mode { return o.mode }
+
+// Outer returns the outer addresses and TTL of a tunnel-mode SA
+// (Config.Local, Config.Remote, Config.TTL), for a data plane that writes
+// the outer header in front of the inner packet (packet.PutTunnelHeader)
+// before SealAH. In transport mode the addresses are invalid: the packet
+// keeps its own header.
+func (o *Outbound) Outer() (local, remote netip.Addr, ttl uint8) {
+	return o.local, o.remote, o.ttl
+}
+
+// SealAH protects in place, with sequence number seq from NextSeq, the IP
+// packet buf[start:end] whose header sp describes, by inserting AH behind
+// that header, and returns the bounds of the resulting IP packet. The
+// caller has parsed the packet (packet.Decode's Info.Split or
+// packet.SplitTransport) and, in tunnel mode, written the outer header:
+//
+//   - transport mode (RFC 4302, Section 3.1.1): buf[start:end] is the
+//     packet to protect and sp its split, the IP header with the IPv4
+//     options or the IPv6 extension headers that precede AH;
+//   - tunnel mode (RFC 4302, Section 3.1.2): buf[start:end] is the outer
+//     header that the caller wrote, protocol 51 and lengths that count AH,
+//     then AHLen bytes of room for AH, then the inner packet
+//     (packet.PutTunnelHeader with a gap of AHLen writes it and fills sp),
+//     and sp describes that outer header.
+//
+// In transport mode the header moves toward the front by the AH length
+// (into the headroom buf[:start], see Overhead), its next header becomes 51
+// and its lengths (and the IPv4 header checksum) are fixed; in tunnel mode
+// nothing moves. The AH header goes behind the IP header, with the
+// header's former next header (transport mode) or 4 or 41 for the inner
+// packet's version (tunnel mode); then the ICV over the whole packet with
+// its mutable fields zeroed (Section 3.3.3), which are left as they were.
+// The errors are those of SealSeq; a split or an outer header that does not
+// describe the packet is DropMalformed. Each sealed packet is counted on the
+// Meter with the length of the inner packet (tunnel mode) or of the packet
+// given (transport mode).
+func (o *Outbound) SealAH(buf []byte, start, end int, sp *packet.Split, seq uint64) (nstart, nend int, err error) {
+	if start < 0 || end < start || end > len(buf) {
+		return 0, 0, sa.DropMalformed
+	}
 	if !o.seq.InRange(seq) {
 		return 0, 0, sa.DropSeqExhausted
 	}
 	if !o.alive() {
 		return 0, 0, sa.DropExpired
 	}
-	p := buf[start:end]
-	n, ihl, v6, d := ipLength(p)
-	if d != sa.DropNone {
+	hl, v6 := sp.HdrLen, sp.Version == 6
+	if sp.TotalLen != end-start || hl >= sp.TotalLen || sp.NextHdrOff < 0 || sp.NextHdrOff >= hl || sp.Fragment ||
+		sp.Version != 4 && sp.Version != 6 || buf[start]>>4 != sp.Version {
+		// RFC 4302, Section 3.3.4: AH protects whole datagrams.
 		return 0, 0, sa.DropMalformed
 	}
-	if n != len(p) {
+	if !v6 && hl != int(buf[start]&0x0f)*4 {
 		return 0, 0, sa.DropMalformed
 	}
-	if o.mode == sa.Tunnel {
-		return o.sealTunnel(buf, start, end, seq, v6)
-	}
-	return o.sealTransport(buf, start, end, seq, v6, ihl)
-}
-
-func (o *Outbound) sealTunnel(buf []byte, start, end int, seq uint64, inner6 bool) (int, int, error) {
-	hl := ipv4HeaderLen
-	if o.outer6 {
-		hl = ipv6HeaderLen
-	}
-	ahLen := o.ahLen(o.outer6)
-	ns := start - hl - ahLen
-	if ns < 0 {
-		return 0, 0, sa.DropTooBig
-	}
-	total := end - ns
-	if o.outer6 && total-ipv6HeaderLen > math.MaxUint16 || !o.outer6 && total > math.MaxUint16 {
-		return 0, 0, sa.DropTooBig
-	}
-	if !o.meter.Add(end - start) {
-		return 0, 0, sa.DropExpired
-	}
-	// RFC 4301, Section 5.1.2.1: DSCP and ECN are copied from the inner
-	// header, and DF too from an inner IPv4 header. They are mutable, so
-	// outside the ICV.
-	p := buf[start:end]
-	q := buf[ns:end]
-	if o.outer6 {
-		packet.PutIPv6Header(q, o.local, o.remote, iana.ProtoAH, total-ipv6HeaderLen, o.ttl)
-		packet.IPv6(q).SetTrafficClass(innerTOS(p, inner6))
-	} else {
-		// RFC 4301, Section 5.1.2.1 leaves the outer IPv4 ID to the
-		// encapsulator; the low bits of the sequence number differ between
-		// consecutive packets of the SA (RFC 6864, Section 4).
-		packet.PutIPv4Header(q, o.local, o.remote, iana.ProtoAH, total, o.ttl, uint16(seq))
-		h := packet.IPv4(q)
-		h.SetTOS(innerTOS(p, inner6))
-		if !inner6 {
-			h.SetFlagsFragOff(packet.IPv4(p).Flags()&packet.IPv4FlagDF, 0)
-		}
-		h.UpdateChecksum()
-	}
-	putHeader(q[hl:], ahLen, innerProto(inner6), o.spi, seq)
-	if d := o.auth(q, o.outer6, hl, uint32(seq>>32), false); d != sa.DropNone {
-		return 0, 0, d
-	}
-	return ns, end, nil
-}
-
-// innerTOS returns the DSCP and ECN byte of the inner packet p.
-func innerTOS(p []byte, v6 bool) uint8 {
-	if v6 {
-		return packet.IPv6(p).TrafficClass()
-	}
-	return packet.IPv4(p).TOS()
-}
-
-func (o *Outbound) sealTransport(buf []byte, start, end int, seq uint64, v6 bool, ihl int) (int, int, error) {
-	p := buf[start:end]
-	var sp packet.Split
-	if packet.SplitTransport(p, &sp) != nil || sp.HdrLen > len(p) {
-		return 0, 0, sa.DropMalformed
-	}
-	hdrLen, nhOff := sp.HdrLen, sp.NextHdrOff
-	// Check the headers the ICV will cover before anything is moved.
-	if v6 {
-		if _, _, d := walk6(p, hdrLen, false); d != sa.DropNone {
-			return 0, 0, d
-		}
-	} else {
-		if sp.Fragment || hdrLen != ihl {
-			return 0, 0, sa.DropMalformed
-		}
-		if d := options4(p[:ihl], false); d != sa.DropNone {
-			return 0, 0, d
-		}
+	if hl > maxHdrLen {
+		return 0, 0, sa.DropUnsupported
 	}
 	ahLen := o.ahLen(v6)
+	if o.mode == sa.Tunnel {
+		return o.sealTunnel(buf, start, end, sp, seq, ahLen)
+	}
+	nh := buf[start+sp.NextHdrOff]
 	ns := start - ahLen
 	if ns < 0 {
 		return 0, 0, sa.DropTooBig
 	}
-	total := end - ns
-	if v6 && total-ipv6HeaderLen > math.MaxUint16 || !v6 && total > math.MaxUint16 {
-		return 0, 0, sa.DropTooBig
-	}
-	if !o.meter.Add(end - start) {
-		return 0, 0, sa.DropExpired
-	}
-	// Move the IP header (with options or extension headers) in front of
-	// the AH header: RFC 4302, Section 3.1.1.
-	nh := p[nhOff]
-	packet.MoveHeader(buf, start, &sp, ns+hdrLen, iana.ProtoAH)
+	// RFC 4302, Section 3.1.1: AH right behind the IP header (with its
+	// options or extension headers).
+	packet.MoveHeader(buf, start, sp, ns+hl, iana.ProtoAH)
 	q := buf[ns:end]
-	putHeader(q[hdrLen:], ahLen, nh, o.spi, seq)
-	if packet.SetLength(q, total) != nil {
+	putHeader(q[hl:], ahLen, nh, o.spi, seq)
+	if packet.SetLength(q, len(q)) != nil {
 		return 0, 0, sa.DropTooBig
 	}
-	if d := o.auth(q, v6, hdrLen, uint32(seq>>32), false); d != sa.DropNone {
+	return o.sign(q, sp, seq, end-start, ns, end)
+}
+
+// sealTunnel is SealAH in tunnel mode: AH goes into the room the caller
+// left behind the outer header it wrote.
+func (o *Outbound) sealTunnel(buf []byte, start, end int, sp *packet.Split, seq uint64, ahLen int) (int, int, error) {
+	hl := sp.HdrLen
+	q := buf[start:end]
+	inner := hl + ahLen
+	if inner >= len(q) || q[sp.NextHdrOff] != iana.ProtoAH || ipTotal(q, sp.Version) != len(q) {
+		return 0, 0, sa.DropMalformed
+	}
+	// The next header names the inner packet's version: RFC 4302,
+	// Section 3.1.2.
+	putHeader(q[hl:], ahLen, innerProto(q[inner]>>4 == 6), o.spi, seq)
+	return o.sign(q, sp, seq, len(q)-inner, start, end)
+}
+
+// sign computes the ICV of the AH packet q, whose IP header sp describes,
+// counts counted bytes on the meter and returns the packet's bounds start
+// and end.
+func (o *Outbound) sign(q []byte, sp *packet.Split, seq uint64, counted, start, end int) (int, int, error) {
+	if d := o.auth(q, sp.Version == 6, sp.HdrLen, uint32(seq>>32), false); d != sa.DropNone {
 		return 0, 0, d
 	}
-	return ns, end, nil
+	if !o.meter.Add(counted) {
+		return 0, 0, sa.DropExpired
+	}
+	return start, end, nil
 }

@@ -7,7 +7,6 @@ import (
 	"crypto/sha1"
 	"crypto/sha256"
 	"crypto/sha512"
-	"errors"
 	"fmt"
 	"hash"
 	"slices"
@@ -16,6 +15,7 @@ import (
 
 	"golang.org/x/crypto/chacha20poly1305"
 
+	"github.com/goipsec/goipsec/internal/benchtest"
 	"github.com/goipsec/goipsec/packet"
 	"github.com/goipsec/goipsec/replay"
 	"github.com/goipsec/goipsec/sa"
@@ -272,7 +272,6 @@ func BenchmarkFramingOldNew(b *testing.B) {
 			}
 			hl := ipv4HeaderLen // the sealed packets' outer or own header
 			buf1, buf2 = buf1[:cap(buf1)], buf2[:cap(buf2)]
-			i := 0
 			oldFn := func(i int) error {
 				switch {
 				case tc.out && tc.mode == sa.Tunnel:
@@ -329,49 +328,15 @@ func BenchmarkFramingOldNew(b *testing.B) {
 				}
 				return in2.Accept(seq)
 			}
-			// Per-packet durations; their medians ignore the packets
-			// that another process preempted.
-			var oldNs, newNs []time.Duration
-			for b.Loop() {
-				if !tc.out && i == ring {
-					b.StopTimer()
+			var reset func()
+			if !tc.out {
+				reset = func() {
 					in1.window, in2.window = replay.Window{}, replay.Window{}
 					_ = in1.window.Init(2*ring, false)
 					_ = in2.window.Init(2*ring, false)
-					i = 0
-					b.StartTimer()
 				}
-				// Alternate which goes first, so that neither pays
-				// for the other's cache footprint more often.
-				first, second, d1, d2 := oldFn, newFn, &oldNs, &newNs
-				if i&1 == 1 {
-					first, second, d1, d2 = newFn, oldFn, &newNs, &oldNs
-				}
-				// A sample is a batch of packets: the clock here moves
-				// in steps of tens of nanoseconds.
-				t0 := time.Now()
-				var err1, err2 error
-				for k := range batch {
-					err1 = errors.Join(err1, first(i+k))
-				}
-				t1 := time.Now()
-				for k := range batch {
-					err2 = errors.Join(err2, second(i+k))
-				}
-				t2 := time.Now()
-				if err1 != nil || err2 != nil {
-					b.Fatal(err1, err2)
-				}
-				*d1 = append(*d1, t1.Sub(t0)/batch)
-				*d2 = append(*d2, t2.Sub(t1)/batch)
-				i += batch
 			}
-			median := func(d []time.Duration) float64 {
-				slices.Sort(d)
-				return float64(d[len(d)/2].Nanoseconds())
-			}
-			b.ReportMetric(median(oldNs), "old-p50-ns")
-			b.ReportMetric(median(newNs), "new-p50-ns")
+			benchtest.OldNew(b, batch, ring, reset, oldFn, newFn)
 		})
 	}
 }

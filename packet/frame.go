@@ -124,3 +124,49 @@ func fixL4(l4 []byte, proto, version uint8, src, dst netip.Addr) error {
 	binary.BigEndian.PutUint16(l4[csumOff:], c)
 	return nil
 }
+
+// PutTunnelHeader writes the outer header of a tunnel-mode packet whose
+// inner IP packet is buf[start:end], gap bytes in front of it: room for the
+// header of proto that goes between the two (AH, 51, whose length the
+// caller knows; ah.Outbound.SealAH then fills it). The header has no
+// options or extension headers: IPv4 when src is an IPv4 address (with
+// identification id), else IPv6; protocol or next header proto; TTL or hop
+// limit ttl; lengths that count the gap and the inner packet (a correct
+// IPv4 checksum); and, as RFC 4301, Section 5.1.2.1 has the encapsulator
+// do, the DSCP and ECN bits of the inner header and, from an inner IPv4
+// header into an outer one, DF. It fills sp to describe the outer header and
+// returns the header's start, or -1 if buf[:start-gap] cannot hold it or the
+// packet would exceed 65535 bytes. src and dst must be of the same family,
+// and buf[start:end] must start with an IPv4 or IPv6 header.
+func PutTunnelHeader(buf []byte, start, end, gap int, src, dst netip.Addr, proto, ttl uint8, id uint16, sp *Split) int {
+	inner := buf[start:end]
+	inner6 := inner[0]>>4 == 6
+	tos := IPv4(inner).TOS()
+	if inner6 {
+		tos = IPv6(inner).TrafficClass()
+	}
+	payload := gap + len(inner)
+	if src.Is4() {
+		ns := start - gap - IPv4MinHeaderLen
+		if ns < 0 || IPv4MinHeaderLen+payload > 0xffff {
+			return -1
+		}
+		PutIPv4Header(buf[ns:], src, dst, proto, IPv4MinHeaderLen+payload, ttl, id)
+		h := IPv4(buf[ns:])
+		h.SetTOS(tos)
+		if !inner6 {
+			h.SetFlagsFragOff(IPv4(inner).Flags()&IPv4FlagDF, 0)
+		}
+		h.UpdateChecksum()
+		*sp = Split{Version: 4, HdrLen: IPv4MinHeaderLen, NextHdrOff: 9, TotalLen: end - ns}
+		return ns
+	}
+	ns := start - gap - IPv6HeaderLen
+	if ns < 0 || payload > 0xffff {
+		return -1
+	}
+	PutIPv6Header(buf[ns:], src, dst, proto, payload, ttl)
+	IPv6(buf[ns:]).SetTrafficClass(tos)
+	*sp = Split{Version: 6, HdrLen: IPv6HeaderLen, NextHdrOff: 6, TotalLen: end - ns}
+	return ns
+}

@@ -618,3 +618,74 @@ func TestFixChecksum(t *testing.T) {
 		t.Errorf("no upper-layer header after the options: %v, want %v", err, sa.DropTruncated)
 	}
 }
+
+// TestPutTunnelHeader checks the outer header that the tunnel-mode AH path
+// puts in front of the inner packet, with room for AH between them:
+// IPv4 or IPv6 by the outer addresses, the protocol given, DSCP and ECN
+// copied from the inner header and DF from an inner IPv4 one (RFC 4301,
+// Section 5.1.2.1), lengths that count the room and the inner packet, a
+// correct IPv4 checksum, the split that describes it, and -1 without room
+// or past 65535 bytes.
+func TestPutTunnelHeader(t *testing.T) {
+	const gap = 24
+	a4, b4 := netip.MustParseAddr("192.0.2.1"), netip.MustParseAddr("198.51.100.2")
+	a6, b6 := netip.MustParseAddr("2001:db8::1"), netip.MustParseAddr("2001:db8::2")
+	inner4 := make([]byte, 28)
+	PutIPv4Header(inner4, netip.MustParseAddr("10.0.0.1"), netip.MustParseAddr("10.0.0.2"), 17, len(inner4), 64, 7)
+	IPv4(inner4).SetTOS(0xb9)
+	IPv4(inner4).SetFlagsFragOff(IPv4FlagDF, 0)
+	inner6 := make([]byte, 48)
+	PutIPv6Header(inner6, a6, b6, 17, 8, 64)
+	IPv6(inner6).SetTrafficClass(0x2e)
+	for _, tc := range []struct {
+		name          string
+		inner         []byte
+		src, dst      netip.Addr
+		tos           uint8
+		df            bool
+		hdrLen, nhOff int
+	}{
+		{"4in4", inner4, a4, b4, 0xb9, true, 20, 9},
+		{"6in4", inner6, a4, b4, 0x2e, false, 20, 9},
+		{"4in6", inner4, a6, b6, 0xb9, false, 40, 6},
+		{"6in6", inner6, a6, b6, 0x2e, false, 40, 6},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			buf := make([]byte, 64+len(tc.inner))
+			copy(buf[64:], tc.inner)
+			var sp Split
+			ns := PutTunnelHeader(buf, 64, len(buf), gap, tc.src, tc.dst, 51, 9, 0x1234, &sp)
+			if ns != 64-gap-tc.hdrLen {
+				t.Fatalf("start %d, want %d", ns, 64-gap-tc.hdrLen)
+			}
+			want := Split{Version: 4, HdrLen: tc.hdrLen, NextHdrOff: tc.nhOff, TotalLen: len(buf) - ns}
+			if tc.src.Is6() {
+				want.Version = 6
+			}
+			if sp != want {
+				t.Fatalf("split %+v, want %+v", sp, want)
+			}
+			var info Info
+			if err := Decode(buf[ns:], &info); err != nil || info.Src != tc.src || info.Dst != tc.dst ||
+				info.Proto != 51 || info.TotalLen != len(buf)-ns {
+				t.Fatalf("Decode: %v %+v", err, info)
+			}
+			if tc.src.Is4() {
+				h := IPv4(buf[ns:])
+				if h.TOS() != tc.tos || (h.Flags()&IPv4FlagDF != 0) != tc.df || !h.IsChecksumValid() || h.TTL() != 9 || h.ID() != 0x1234 {
+					t.Fatalf("outer IPv4 header % x", buf[ns:ns+tc.hdrLen])
+				}
+			} else if h := IPv6(buf[ns:]); h.TrafficClass() != tc.tos || h.HopLimit() != 9 {
+				t.Fatalf("outer IPv6 header % x", buf[ns:ns+tc.hdrLen])
+			}
+			if PutTunnelHeader(buf, tc.hdrLen+gap-1, len(buf), gap, tc.src, tc.dst, 51, 9, 0, &sp) != -1 {
+				t.Fatal("no -1 without room")
+			}
+			big := make([]byte, 64+0x10000)
+			copy(big[64:], tc.inner)
+			if PutTunnelHeader(big, 64, len(big), gap, tc.src, tc.dst, 51, 9, 0, &sp) != -1 {
+				t.Fatal("no -1 past 65535 bytes")
+			}
+		})
+	}
+}

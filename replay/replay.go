@@ -7,15 +7,27 @@
 //
 // The data plane uses a Window in two steps. Before verifying the ICV it calls
 // Check, which infers the full sequence number from the 32 bits on the wire
-// and drops duplicates and packets left of the window cheaply. After the ICV
-// verified it calls Accept, which marks the packet and moves the window; only
-// authenticated packets move the window (RFC 4303, Section 3.4.3).
+// and drops duplicates and packets left of the window cheaply, without a
+// lock. After the ICV verified it calls Accept, which marks the packet and
+// moves the window under the window's lock, the one lock of an inbound
+// packet; only authenticated packets move the window (RFC 4303, Section
+// 3.4.3; RFC 4302, Section 3.4.3).
+//
+// Check reads the window with atomic loads while Accept may be changing it.
+// That is safe because a window only ever moves one way: Top grows, a number
+// once marked stays marked until it falls left of the window, and a number
+// left of the window stays there. Whatever state Check reads existed at
+// some instant no earlier than the one the caller's packet arrived at, so a
+// number Check refuses would be refused by every later state too, Accept's
+// included: Check never refuses a packet that Accept would take (a torn read
+// can only make it say "maybe", which Accept then settles).
 package replay
 
 import (
 	"fmt"
 	"math"
 	"sync"
+	"sync/atomic"
 )
 
 // Window sizes, in packets. RFC 4303, Section 3.4.3 requires support for 32
@@ -31,8 +43,8 @@ const (
 // Window is the anti-replay window of one inbound SA. Create it with New, or
 // embed it in the SA's state and call Init once; the zero value is not
 // usable otherwise, and a Window must not be copied. It is safe for
-// concurrent use: a mutex guards it, and Check, Accept and Top each hold it
-// briefly. Check and Accept allocate nothing.
+// concurrent use: Accept holds a mutex briefly, and Check and Top take no
+// lock (see the package comment). Check and Accept allocate nothing.
 //
 // The window covers the Size sequence numbers ending at Top, the highest
 // sequence number accepted so far (RFC 4303, Section 3.4.3: the right edge
@@ -44,15 +56,17 @@ type Window struct {
 	mask uint64 // len(bits)-1; len(bits) is a power of two > W/64
 	esn  bool
 
+	// mu serializes Accept. top and the words of bits are written only
+	// under it, with atomic stores, and read by Check without it.
 	mu   sync.Mutex
-	top  uint64
-	bits []uint64 // RFC 6479 ring: sequence number s is bit s%64 of word (s/64)&mask
+	top  atomic.Uint64
+	bits []atomic.Uint64 // RFC 6479 ring: sequence number s is bit s%64 of word (s/64)&mask
 
 	// ring holds bits for windows up to DefaultSize, so that the header
 	// and the ring are one allocation and adjacent in memory: with many
 	// SAs, a packet's window is then one cache miss away, not two in a
 	// row.
-	ring [inlineWords]uint64
+	ring [inlineWords]atomic.Uint64
 }
 
 // inlineWords is the ring of a DefaultSize window (see New).
@@ -90,7 +104,7 @@ func (w *Window) Init(size int, esn bool) error {
 	if words <= inlineWords {
 		w.bits = w.ring[:words]
 	} else {
-		w.bits = make([]uint64, words)
+		w.bits = make([]atomic.Uint64, words)
 	}
 	return nil
 }
@@ -101,17 +115,17 @@ func (w *Window) Size() int { return int(w.size) }
 // ESN reports whether the window infers 64-bit extended sequence numbers.
 func (w *Window) ESN() bool { return w.esn }
 
-// Top returns the highest sequence number accepted so far, or 0 if none.
-func (w *Window) Top() uint64 {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	return w.top
-}
+// Top returns the highest sequence number accepted so far, or 0 if none. It
+// takes no lock.
+func (w *Window) Top() uint64 { return w.top.Load() }
 
 // Check infers the full sequence number seq of a packet that carries seqLow
 // in its ESP or AH header and reports whether the window would accept it: it
 // is not 0, not left of the window, and not received before. Check does not
-// modify the window; call Accept once the ICV has verified.
+// modify the window and takes no lock: it reads the window as it stands, and
+// another goroutine's Accept may move it at the same time (see the package
+// comment: a refusal is final, a "yes" is settled by Accept). Call Accept
+// once the ICV has verified.
 //
 // Without ESN, seq is seqLow. With ESN, the high 32 bits are inferred as in
 // RFC 4303, Appendix A2.2: seq is the one number with low half seqLow in the
@@ -120,24 +134,34 @@ func (w *Window) Top() uint64 {
 // that would fall below 1 (before the first epoch), or past 2^64-1, is not
 // accepted. The ICV covers the inferred high half (RFC 4303, Section 2.2.1),
 // so a wrong guess fails integrity rather than corrupting the window.
+//
+// The inference uses the Top that Check reads; if Accept moves the window in
+// between, the number is the one an earlier state gives, which is what a
+// locked Check followed by another packet's Accept gave as well. Either the
+// ICV then fails (the guess is wrong only for a packet about 2^32 numbers
+// away from the window) or the number is authentic and Accept judges it
+// against the window as it is then.
 func (w *Window) Check(seqLow uint32) (seq uint64, ok bool) {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	seq, ok = w.infer(seqLow)
+	// Load top before the bitmap word: Accept stores the cleared words
+	// before the new top, so a top read here comes with the words it
+	// cleared (the atomics order them).
+	top := w.top.Load()
+	seq, ok = w.infer(top, seqLow)
 	if !ok {
 		return seq, false
 	}
-	return seq, w.check(seq)
+	return seq, w.check(top, seq)
 }
 
-// infer returns the full sequence number for seqLow and whether it exists.
-func (w *Window) infer(seqLow uint32) (uint64, bool) {
+// infer returns the full sequence number for seqLow under a window whose
+// highest accepted number is top, and whether it exists.
+func (w *Window) infer(top uint64, seqLow uint32) (uint64, bool) {
 	if !w.esn {
 		return uint64(seqLow), true
 	}
 	// RFC 4303, Appendix A2.2, with Tl, Th the halves of the top and W the
 	// window size; Bl = Tl - W + 1 is the low half of the left edge.
-	tl, th := uint32(w.top), uint32(w.top>>32)
+	tl, th := uint32(top), uint32(top>>32)
 	size := uint32(w.size) // at most MaxSize: fits
 	bl := tl - size + 1    // modulo 2^32 in case B
 	if tl >= size-1 {
@@ -162,17 +186,21 @@ func (w *Window) infer(seqLow uint32) (uint64, bool) {
 	return uint64(th)<<32 | uint64(seqLow), true
 }
 
-// check reports whether seq is acceptable; w.mu is held.
-func (w *Window) check(seq uint64) bool {
+// check reports whether seq is acceptable to a window whose highest
+// accepted number was top when the caller loaded it. The bitmap word is read
+// after top: a bit found set there belongs to seq (a duplicate) or to a
+// number a whole ring above it, which puts seq left of the window by now;
+// either way the refusal stands.
+func (w *Window) check(top, seq uint64) bool {
 	switch {
 	case seq == 0:
 		return false
-	case seq > w.top:
+	case seq > top:
 		return true
-	case w.top-seq >= w.size:
+	case top-seq >= w.size:
 		return false // left of the window
 	}
-	return w.bits[(seq>>6)&w.mask]&(1<<(seq&63)) == 0
+	return w.bits[(seq>>6)&w.mask].Load()&(1<<(seq&63)) == 0
 }
 
 // Accept marks seq as received and, if it is above Top, slides the window so
@@ -181,33 +209,51 @@ func (w *Window) check(seq uint64) bool {
 // caller then drops the packet with sa.DropReplay. Call Accept only after the
 // packet's ICV verified (RFC 4303, Section 3.4.3), with the seq that Check
 // returned: another packet may have been accepted in between, which is why
-// Accept checks again.
+// Accept checks again, under the window's lock, so that of two copies of a
+// number accepted at the same time exactly one wins.
 func (w *Window) Accept(seq uint64) bool {
 	if seq == 0 || (!w.esn && seq > math.MaxUint32) {
 		return false
 	}
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	if seq > w.top {
+	top := w.top.Load()
+	word, bit := &w.bits[(seq>>6)&w.mask], uint64(1)<<(seq&63)
+	if seq > top {
 		// RFC 6479, Section 2: clear the words between the old top's word
 		// and seq's word; they hold bits of numbers now left of the
-		// window (or nothing).
-		from, to := w.top>>6, seq>>6
+		// window (or nothing). The cleared words are stored before the
+		// new top, which Check loads first.
+		from, to := top>>6, seq>>6
 		if to-from > w.mask {
-			clear(w.bits)
+			for i := range w.bits {
+				clearWord(&w.bits[i])
+			}
 		} else {
 			for i := from + 1; i <= to; i++ {
-				w.bits[i&w.mask] = 0
+				clearWord(&w.bits[i&w.mask])
 			}
 		}
-		w.top = seq
-	} else if w.top-seq >= w.size {
+		word.Store(word.Load() | bit)
+		w.top.Store(seq)
+		return true
+	}
+	if top-seq >= w.size {
 		return false
 	}
-	word, bit := &w.bits[(seq>>6)&w.mask], uint64(1)<<(seq&63)
-	if *word&bit != 0 {
+	v := word.Load()
+	if v&bit != 0 {
 		return false
 	}
-	*word |= bit
+	word.Store(v | bit)
 	return true
+}
+
+// clearWord zeroes a word of the ring. The load spares the store, which
+// fences, on words that hold nothing: a fresh window, or most of a large
+// one that a jump clears whole.
+func clearWord(w *atomic.Uint64) {
+	if w.Load() != 0 {
+		w.Store(0)
+	}
 }

@@ -19,9 +19,20 @@ package dataplane
 //	    from the outer addresses (ESP in UDP, whose header the kernel
 //	    consumed).
 //
-// AH authenticates the outer header with the packet (RFC 4302, Section
-// 3.3.3), so AH SAs keep the whole-packet methods of sad.Outbound and
-// sad.Inbound (SealSeq, Decrypt) over raw sockets.
+// AH (raw sockets only) authenticates the IP header in front of it with the
+// packet (RFC 4302, Section 3.3.3), so its engine sees that header, but the
+// data plane still owns it and parses the packet once:
+//
+//	outbound: tunnel mode writes the outer header here, with room for AH
+//	    between it and the inner packet (packet.PutTunnelHeader);
+//	    transport mode keeps the packet's own, which Decode split
+//	    (elem.sp). ah.Outbound.SealAH puts AH behind the header that the
+//	    split describes (in transport mode moving the header and fixing
+//	    its length) and computes the ICV.
+//	inbound: classifyRaw's split (elem.sp) says where AH is;
+//	    ah.Inbound.DecryptAH verifies the ICV over the packet as received
+//	    and returns what follows AH; in transport mode the IP header goes
+//	    back in front of it here, as for raw ESP.
 
 import (
 	"net/netip"
@@ -44,17 +55,35 @@ type espInbound interface {
 	DecryptESP(buf []byte, start, end int, src, dst netip.Addr) (pstart, pend int, nh uint8, seq uint64, err error)
 }
 
-// espOut returns o's bare ESP engine, looking through wrappers that only
-// add to the engine's sequence numbers or bookkeeping and say so with an
-// Unwrap method (the daemon's manual SAs reserve their numbers on disk).
-func espOut(o sad.Outbound) (espOutbound, bool) {
+// ahOutbound is an outbound engine that inserts AH behind an IP header the
+// data plane has parsed or written: *ah.Outbound.
+type ahOutbound interface {
+	Mode() sa.Mode
+	Outer() (local, remote netip.Addr, ttl uint8)
+	AHLen() int
+	SealAH(buf []byte, start, end int, sp *packet.Split, seq uint64) (nstart, nend int, err error)
+}
+
+// ahInbound is an inbound engine that verifies AH in a packet the data
+// plane has split: *ah.Inbound.
+type ahInbound interface {
+	Mode() sa.Mode
+	DecryptAH(buf []byte, start, end int, sp *packet.Split) (pstart, pend int, nh uint8, seq uint64, err error)
+}
+
+// engineOut returns o's engine of type E (espOutbound or ahOutbound),
+// looking through wrappers that only add to the engine's sequence numbers
+// or bookkeeping and say so with an Unwrap method (the daemon's manual SAs
+// reserve their numbers on disk).
+func engineOut[E any](o sad.Outbound) (E, bool) {
 	for {
-		if e, ok := o.(espOutbound); ok {
+		if e, ok := o.(E); ok {
 			return e, true
 		}
 		u, ok := o.(interface{ Unwrap() sad.Outbound })
 		if !ok {
-			return nil, false
+			var zero E
+			return zero, false
 		}
 		o = u.Unwrap()
 	}
@@ -74,10 +103,12 @@ func (d *Dataplane) seal(e *elem) {
 	e.inner = e.end - e.start
 	var ns, ne int
 	var err error
-	if o, ok := espOut(e.out.SA); ok {
+	if o, ok := engineOut[espOutbound](e.out.SA); ok {
 		ns, ne, err = sealESP(e, o)
 	} else if e.out.Encap == sad.EncapUDP {
 		err = sa.DropUnsupported // only ESP travels in UDP (RFC 3948)
+	} else if o, ok := engineOut[ahOutbound](e.out.SA); ok {
+		ns, ne, err = sealAH(e, o)
 	} else {
 		ns, ne, err = e.out.SA.SealSeq(e.buf, e.start, e.end, e.seq)
 	}
@@ -115,6 +146,26 @@ func sealESP(e *elem, o espOutbound) (int, int, error) {
 	return ns, ee, nil
 }
 
+// sealAH protects e with o: in tunnel mode behind the outer header written
+// here, in transport mode behind the packet's own header (RFC 4302,
+// Sections 3.1.2 and 3.1.1).
+func sealAH(e *elem, o ahOutbound) (int, int, error) {
+	if o.Mode() == sa.Transport {
+		return o.SealAH(e.buf, e.start, e.end, &e.sp, e.seq)
+	}
+	local, remote, ttl := o.Outer()
+	// The outer header leaves room for AH behind it. RFC 4301, Section
+	// 5.1.2.1 leaves the outer IPv4 ID to the encapsulator; the low bits of
+	// the sequence number differ between consecutive packets of the SA
+	// (RFC 6864, Section 4). The element's split now describes the outer
+	// header (a split on the stack would escape through the interface).
+	ns := packet.PutTunnelHeader(e.buf, e.start, e.end, o.AHLen(), local, remote, protoAH, ttl, uint16(e.seq), &e.sp)
+	if ns < 0 {
+		return 0, 0, sa.DropTooBig
+	}
+	return o.SealAH(e.buf, ns, e.end, &e.sp, e.seq)
+}
+
 // open runs the parallel half of inbound processing: everything up to, not
 // including, the replay window update, which the sequential stage does.
 func (d *Dataplane) open(e *elem) {
@@ -125,6 +176,8 @@ func (d *Dataplane) open(e *elem) {
 		ns, ne, seq, err = openESP(e, in)
 	} else if e.sp.Version == 0 {
 		err = sa.DropUnsupported // only ESP travels in UDP (RFC 3948)
+	} else if in, ok := e.in.SA.(ahInbound); ok {
+		ns, ne, seq, err = openAH(e, in)
 	} else {
 		ns, ne, seq, err = e.in.SA.Decrypt(e.buf, e.start, e.end)
 	}
@@ -164,18 +217,37 @@ func openESP(e *elem, in espInbound) (int, int, uint64, error) {
 	if err != nil || in.Mode() == sa.Tunnel {
 		return ps, pe, seq, err
 	}
-	var ns int
 	if raw {
-		ns = packet.MoveHeader(e.buf, e.start, &e.sp, ps, nh)
-		if packet.SetLength(e.buf[ns:pe], pe-ns) != nil {
-			return 0, 0, seq, sa.DropMalformed
-		}
-	} else {
-		// The kernel consumed the real header: build one from the outer
-		// addresses, which the transport-mode checksums cover (RFC 3948,
-		// Section 3.1.2).
-		ns = ps - ipHeaderLen(src)
-		packet.PutIPHeader(e.buf[ns:], src, dst, nh, pe-ps, 64, 0)
+		return restoreHeader(e, ps, pe, nh, seq)
+	}
+	// The kernel consumed the real header: build one from the outer
+	// addresses, which the transport-mode checksums cover (RFC 3948,
+	// Section 3.1.2).
+	ns := ps - ipHeaderLen(src)
+	packet.PutIPHeader(e.buf[ns:], src, dst, nh, pe-ps, 64, 0)
+	return ns, pe, seq, nil
+}
+
+// openAH verifies e with in, over the packet as received (classifyRaw's
+// split says where AH is), and returns the bounds of the cleartext IP
+// packet: the inner packet (tunnel mode), or the payload with its IP header
+// put back in front (transport mode, RFC 4302, Section 3.1.1).
+func openAH(e *elem, in ahInbound) (int, int, uint64, error) {
+	ps, pe, nh, seq, err := in.DecryptAH(e.buf, e.start, e.start+e.sp.TotalLen, &e.sp)
+	if err != nil || in.Mode() == sa.Tunnel {
+		return ps, pe, seq, err
+	}
+	return restoreHeader(e, ps, pe, nh, seq)
+}
+
+// restoreHeader moves the received IP header of a transport-mode packet,
+// which e.sp describes, from e.start to the front of the payload
+// buf[ps:pe], with nh as its next header, and fixes its length: RFC 4303,
+// Section 3.1.1; RFC 4302, Section 3.1.1.
+func restoreHeader(e *elem, ps, pe int, nh uint8, seq uint64) (int, int, uint64, error) {
+	ns := packet.MoveHeader(e.buf, e.start, &e.sp, ps, nh)
+	if packet.SetLength(e.buf[ns:pe], pe-ns) != nil {
+		return 0, 0, seq, sa.DropMalformed
 	}
 	return ns, pe, seq, nil
 }

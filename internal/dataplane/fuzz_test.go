@@ -118,6 +118,20 @@ func (r recordingESP) DecryptESP(buf []byte, start, end int, src, dst netip.Addr
 	return s, e, nh, seq, err
 }
 
+// recordingAH is a recordingInbound around an AH engine, with the method
+// the data plane calls on a packet it has split (frame.go).
+type recordingAH struct{ *recordingInbound }
+
+func (r recordingAH) Mode() sa.Mode { return r.Inbound.(ahInbound).Mode() }
+
+func (r recordingAH) DecryptAH(buf []byte, start, end int, sp *packet.Split) (int, int, uint8, uint64, error) {
+	s, e, nh, seq, err := r.Inbound.(ahInbound).DecryptAH(buf, start, end, sp)
+	if seq != 0 {
+		r.verified = append(r.verified, seq)
+	}
+	return s, e, nh, seq, err
+}
+
 // fuzzRig is one data plane with one live inbound SA and the peer's sealer.
 type fuzzRig struct {
 	t         *testing.T
@@ -201,6 +215,8 @@ func newFuzzRig(t *testing.T, f fuzzSA) *fuzzRig {
 	var engine sad.Inbound = r.in
 	if f.proto == sa.ESP {
 		engine = recordingESP{r.in}
+	} else {
+		engine = recordingAH{r.in}
 	}
 	if err := d.InstallInbound(&sad.InboundSA{Protocol: f.proto, SPI: fuzzSPI, Mode: f.mode,
 		Local: set(lpfx), Remote: set(rpfx), LocalAddr: r.local, SA: engine}); err != nil {

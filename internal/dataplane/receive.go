@@ -15,8 +15,10 @@ package dataplane
 //	    then the batch goes to the work queue (in chunks) and to this
 //	    socket's sequential queue
 //	worker (Config.Workers goroutines, parallel)
-//	    open in place (frame.go): ICV check, decryption, padding, and in
-//	    transport mode the IP header back in front; no window update
+//	    open in place (frame.go), with the split made above: the replay
+//	    pre-check (lock-free, replay.Window.Check), ICV check, decryption,
+//	    padding, and in transport mode the IP header back in front; no
+//	    window update
 //	writeInbound (1 goroutine per socket, sequential)
 //	    waits for each batch's chunks; per packet: the engine's Accept, under
 //	    its replay window's lock, the one lock of the packet (the window

@@ -17,8 +17,10 @@ package dataplane
 //	worker (Config.Workers goroutines, parallel)
 //	    seal each PROTECT packet in place (frame.go): bare ESP from the
 //	    engine, then for raw ESP the outer IP header (tunnel mode) or the
-//	    packet's own header's length (transport mode); AH: SealSeq; headers
-//	    go into the headroom, padding and ICV into the tailroom
+//	    packet's own header's length (transport mode); AH: the outer IP
+//	    header (tunnel mode), then SealAH inserts AH behind the header the
+//	    split describes; headers go into the headroom, padding and ICV into
+//	    the tailroom
 //	sendLane (sendLanes goroutines, one per lane of SAs hashed by bundle and peer;
 //	each sequential, batch order = sequence order)
 //	    waits for each batch's chunks; takes its lane's packets; groups

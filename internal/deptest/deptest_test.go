@@ -130,6 +130,7 @@ var rules = map[string]rule{
 	"internal/xsk":               {layer: test, ext: []string{xsys}, os: true}, // AF_XDP, for a benchmark only
 	"internal/e2e":               {layer: test},
 	"internal/interop":           {layer: test},
+	"internal/benchtest":         {layer: test},
 	"internal/docstest":          {layer: test},
 	"internal/deptest":           {layer: test},
 }
