@@ -62,7 +62,7 @@ func compare(w io.Writer, old, cur *Report) {
 		fmt.Fprintf(w, "%s: %s, revision %s (modified %t), %s, load %s -> %s, parts %v\n", x.name, m.Date, m.Revision, m.Modified,
 			m.GoVersion, loads(m.LoadStart), loads(m.LoadEnd), x.r.Parts)
 	}
-	fmt.Fprintln(w, "Cells: median [min-max]; new/old: ratio of the medians; ~: the ranges overlap (within the noise of the runs).")
+	fmt.Fprintln(w, "Cells: median [min-max]; new/old: ratio of the medians; ~: the ranges overlap (within the noise of the runs); -: a single value.")
 	olds := old.parts()
 	for i, np := range cur.parts() {
 		op := olds[i].p
@@ -84,7 +84,10 @@ func compare(w io.Writer, old, cur *Report) {
 			}
 			d := decimals(f.Unit)
 			verdict := "~"
-			if !f.overlaps(o.Stat) {
+			switch {
+			case len(f.Runs) < 2 || len(o.Runs) < 2:
+				verdict = "-" // no spread to judge by
+			case !f.overlaps(o.Stat):
 				verdict = "changed"
 				switch up := f.Median > o.Median; {
 				case f.Better == "higher" && up || f.Better == "lower" && !up:
