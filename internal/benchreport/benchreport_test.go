@@ -141,7 +141,7 @@ func readNetSample(t *testing.T) *netRows {
 
 // TestNetPart checks the throughput figures and that ratios pair the runs:
 // testdata/net.tsv has two runs of every case, strongSwan failing in the
-// first.
+// first, "ghost" in both.
 func TestNetPart(t *testing.T) {
 	p := netPart(readNetSample(t))
 	for _, tc := range []struct {
@@ -165,7 +165,7 @@ func TestNetPart(t *testing.T) {
 	if _, ok := p.get("net/veth/P1/cpu_pct"); ok {
 		t.Error("the veth has a tunnel CPU figure")
 	}
-	if p.Status["strongswan"] != "failed" || p.Status["veth"] != "ok" {
+	if p.Status["strongswan"] != "failed" || p.Status["veth"] != "ok" || p.Status["ghost"] != "failed" {
 		t.Errorf("status = %v", p.Status)
 	}
 }
@@ -228,7 +228,8 @@ func golden(t *testing.T, name string, got []byte) {
 }
 
 // TestReport runs the command on the samples: the text report matches
-// testdata/report.golden, and the JSON reads back with every part.
+// testdata/report.golden, the JSON reads back with every part, and show
+// prints the same report from it.
 func TestReport(t *testing.T) {
 	out := filepath.Join(t.TempDir(), "r.json")
 	var stdout bytes.Buffer
@@ -238,6 +239,10 @@ func TestReport(t *testing.T) {
 		t.Fatal(err)
 	}
 	golden(t, "report.golden", stdout.Bytes())
+	var shown bytes.Buffer
+	if err := run([]string{"show", out}, &shown); err != nil || !bytes.Equal(shown.Bytes(), stdout.Bytes()) {
+		t.Errorf("show of the JSON (%v) differs from the report:\n%s", err, shown.Bytes())
+	}
 	r, err := loadReport(out)
 	if err != nil {
 		t.Fatal(err)

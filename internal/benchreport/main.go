@@ -5,6 +5,7 @@
 //
 //	benchreport report -meta META.tsv [-net NET.tsv] [-scale SCALE.txt] [-ike IKE.json] [-json OUT.json]
 //	benchreport compare OLD.json NEW.json
+//	benchreport show FILE.json
 //
 // report reads the run's description (META.tsv: KEY<tab>VALUE lines, see
 // readMeta), the throughput and ping records of scripts/bench.sh (NET.tsv,
@@ -12,7 +13,8 @@
 // benchmarks (SCALE.txt) and the JSON of scripts/ikeload.sh (IKE.json),
 // computes medians, ranges and ratios, prints the tables and writes them
 // with every run's values to OUT.json. compare prints each figure of the
-// two files, old -> new, with the ratio.
+// two files, old -> new, with the ratio. show prints the tables of a JSON
+// file again.
 //
 // `go test -bench` output is parsed here (parseGoBench), with no
 // dependency on benchstat.
@@ -35,7 +37,8 @@ func main() {
 }
 
 const usage = `usage: benchreport report -meta META.tsv [-net NET.tsv] [-scale SCALE.txt] [-ike IKE.json] [-json OUT.json]
-       benchreport compare OLD.json NEW.json`
+       benchreport compare OLD.json NEW.json
+       benchreport show FILE.json`
 
 func run(args []string, stdout io.Writer) error {
 	if len(args) == 0 {
@@ -57,6 +60,16 @@ func run(args []string, stdout io.Writer) error {
 			return err
 		}
 		compare(stdout, old, cur)
+		return nil
+	case "show":
+		if len(args) != 2 {
+			return fmt.Errorf("benchreport: show takes one JSON file\n%s", usage)
+		}
+		r, err := loadReport(args[1])
+		if err != nil {
+			return err
+		}
+		r.write(stdout)
 		return nil
 	}
 	return fmt.Errorf("benchreport: unknown command %q\n%s", args[0], usage)

@@ -3,6 +3,7 @@ package main
 import (
 	"fmt"
 	"io"
+	"maps"
 	"slices"
 	"strconv"
 	"strings"
@@ -74,12 +75,18 @@ func (r *Report) write(w io.Writer) {
 }
 
 // netCases returns the cases of a net or latency part in the order they
-// ran, from its figures.
+// ran, from its figures, then those that measured nothing (failed in every
+// run), by name.
 func netCases(p *Part, prefix string) []string {
 	var out []string
 	for _, f := range p.Figures {
 		c, _, _ := strings.Cut(strings.TrimPrefix(f.Key, prefix), "/")
 		if strings.HasPrefix(f.Key, prefix) && c != "raw_udp" && c != "raw_udp_per_core" && !slices.Contains(out, c) {
+			out = append(out, c)
+		}
+	}
+	for _, c := range slices.Sorted(maps.Keys(p.Status)) {
+		if !slices.Contains(out, c) {
 			out = append(out, c)
 		}
 	}
@@ -140,9 +147,9 @@ func (r *Report) writeLatency(w io.Writer) {
 	for _, c := range netCases(p, "latency/") {
 		k := "latency/" + c + "/"
 		rows = append(rows, []string{c, p.cell(k+"median_ms", 3), p.cell(k+"p99_ms", 3), p.cell(k+"added_median_ms", 3),
-			p.cell(k+"added_p99_ms", 3), p.cell(k+"added_x_wireguard-go", 2), p.cell(k+"lost", 0)})
+			p.cell(k+"added_p99_ms", 3), p.cell(k+"added_x_wireguard-go", 2), p.cell(k+"lost", 0), p.Status[c]})
 	}
-	table(w, []string{"case", "median ms", "p99 ms", "+ veth median", "+ veth p99", "/ wg-go", "lost"}, rows)
+	table(w, []string{"case", "median ms", "p99 ms", "+ veth median", "+ veth p99", "/ wg-go", "lost", "status"}, rows)
 }
 
 // scaleSizes returns the n of the figures under prefix ("scale/memory/"),
@@ -171,7 +178,7 @@ func (r *Report) writeScale(w io.Writer) {
 	}
 	var rows [][]string
 	for _, n := range scaleSizes(p, "scale/inbound/random/") {
-		row := []string{n}
+		row := []string{count(n)}
 		for _, d := range scaleDirs {
 			for _, pat := range scalePatterns {
 				k := "scale/" + strings.ToLower(d) + "/" + pat + "/" + n + "/"
@@ -197,7 +204,7 @@ func (r *Report) writeScale(w io.Writer) {
 	}
 	for _, n := range sizes {
 		mk, ik := "scale/memory/"+n+"/", "scale/install/"+n+"/"
-		rows = append(rows, []string{n, p.cell(mk+"bytes_per_sa", 0), p.cell(mk+"bytes_per_pair", 0),
+		rows = append(rows, []string{count(n), p.cell(mk+"bytes_per_sa", 0), p.cell(mk+"bytes_per_pair", 0),
 			p.cell(ik+"install_ns_per_pair", 0), p.cell(ik+"delete_ns_per_pair", 0), p.cell(ik+"build_ns_per_pair", 0),
 			p.cell(ik+"install_pairs_per_s", 0), p.cell(ik+"delete_pairs_per_s", 0)})
 	}
@@ -220,7 +227,7 @@ func (r *Report) writeIKE(w io.Writer) {
 		if !slices.Contains(sizes, parts[2]) {
 			sizes = append(sizes, parts[2])
 		}
-		rows = append(rows, []string{parts[1], strings.TrimPrefix(parts[2], "n="), p.cell(k+"hs_s", 0), p.cell(k+"hs_cpu_s", 0),
+		rows = append(rows, []string{parts[1], count(parts[2]), p.cell(k+"hs_s", 0), p.cell(k+"hs_cpu_s", 0),
 			p.cell(k+"p50_ms", 1), p.cell(k+"p99_ms", 1), p.cell(k+"kib_per_sa", 1), p.cell(k+"failed", 0)})
 	}
 	table(w, []string{"responder", "IKE SAs", "hs/s", "hs/cpu-s", "p50 ms", "p99 ms", "KiB/SA", "failed"}, rows)
@@ -230,7 +237,16 @@ func (r *Report) writeIKE(w io.Writer) {
 			continue
 		}
 		fmt.Fprintf(w, "goipsec / strongswan at %s IKE SAs: hs/s %s, hs/cpu-s %s, p50 %s, p99 %s, KiB/SA %s\n",
-			strings.TrimPrefix(n, "n="), p.cell(k+"hs_s", 2), p.cell(k+"hs_cpu_s", 2), p.cell(k+"p50_ms", 2),
+			count(n), p.cell(k+"hs_s", 2), p.cell(k+"hs_cpu_s", 2), p.cell(k+"p50_ms", 2),
 			p.cell(k+"p99_ms", 2), p.cell(k+"kib_per_sa", 2))
 	}
+}
+
+// count prints "n=100000" as "100,000".
+func count(n string) string {
+	n = strings.TrimPrefix(n, "n=")
+	for i := len(n) - 3; i > 0; i -= 3 {
+		n = n[:i] + "," + n[i:]
+	}
+	return n
 }

@@ -196,10 +196,10 @@ func netPart(n *netRows) *Part {
 		return zip(t["gbps"], t["cpu"], func(g, c float64) float64 { return div(g, c/100) })
 	}
 	for _, c := range n.cases {
+		p.Status[c] = n.status[c]
 		if !hasTput(n, c) {
 			continue
 		}
-		p.Status[c] = n.status[c]
 		for _, s := range n.streams {
 			t := n.tput[[2]string{c, s}]
 			if t == nil {
@@ -251,11 +251,11 @@ func latencyPart(n *netRows) *Part {
 	p := &Part{Status: map[string]string{}}
 	veth, wg := n.rtt["veth"], n.rtt["wireguard-go"]
 	for _, c := range n.cases {
+		p.Status[c] = n.status[c]
 		r := n.rtt[c]
 		if r == nil {
 			continue
 		}
-		p.Status[c] = n.status[c]
 		k := "latency/" + c + "/"
 		p.add(k+"median_ms", c+" RTT median", "ms", "lower", r["median"])
 		p.add(k+"p99_ms", c+" RTT p99", "ms", "lower", r["p99"])
