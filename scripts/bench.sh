@@ -6,6 +6,7 @@
 #   scripts/bench.sh compare OLD.json NEW.json
 #                                          each figure of two such files,
 #                                          old -> new, with the ratio
+#   scripts/bench.sh show FILE.json        the tables of such a file again
 #
 # Parts (BENCH_PARTS, default "net latency scale ike", in that order):
 #   net      TCP throughput through goipsec compared, in the same run and on
@@ -86,11 +87,11 @@ cd "$(dirname "$0")/.."
 root=$PWD
 GO=${GO:-go}
 
-if [ "${1:-}" = compare ]; then
-  [ $# -eq 3 ] || { echo "usage: scripts/bench.sh compare OLD.json NEW.json" >&2; exit 2; }
-  exec "$GO" run ./internal/benchreport compare "$2" "$3"
-fi
-[ $# -eq 0 ] || { echo "usage: scripts/bench.sh [compare OLD.json NEW.json]" >&2; exit 2; }
+case "${1:-}" in
+  compare | show) exec "$GO" run ./internal/benchreport "$@" ;;
+  '') ;;
+  *) echo "usage: scripts/bench.sh [compare OLD.json NEW.json | show FILE.json]" >&2; exit 2 ;;
+esac
 
 BENCH_PARTS=${BENCH_PARTS:-net latency scale ike}
 if [ -n "${BENCH_QUICK:-}" ]; then
@@ -188,17 +189,12 @@ net_down() {
 
 # ---- namespaces ------------------------------------------------------------
 
+# shellcheck source=scripts/bench/netns.sh
+. "$root/scripts/bench/netns.sh"
+
+# net_up: the two hosts and B's iperf3 server.
 net_up() {
-  ip netns add "$A"
-  ip netns add "$B"
-  ip link add "${tag}x" type veth peer name "${tag}y"
-  ip link set "${tag}x" netns "$A"
-  ip link set "${tag}y" netns "$B"
-  ip -n "$A" link set "${tag}x" name eth0
-  ip -n "$B" link set "${tag}y" name eth0
-  ip -n "$A" addr add 192.0.2.1/24 dev eth0
-  ip -n "$B" addr add 192.0.2.2/24 dev eth0
-  for ns in "$A" "$B"; do ip -n "$ns" link set lo up; ip -n "$ns" link set eth0 up; done
+  veth_pair "$A" "$B" "$tag"
   # The kernel has no dummy links: inner addresses go on lo as /32.
   ip -n "$A" addr add 10.1.0.1/32 dev lo
   ip -n "$B" addr add 10.2.0.1/32 dev lo
