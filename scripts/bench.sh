@@ -510,6 +510,7 @@ meta revision "$(git rev-parse HEAD 2>/dev/null || echo unknown)"
 meta modified "$(test -n "$(git status --porcelain --untracked-files=no 2>/dev/null)" && echo true || echo false)"
 meta go "$("$GO" env GOVERSION)"
 meta kernel "$(uname -r)"
+meta cpu "$(awk -F': ' '/^model name/ {print $2; exit}' /proc/cpuinfo)"
 meta cores "$(nproc)"
 meta parts "$BENCH_PARTS"
 for v in BENCH_QUICK DURATION STREAMS CASES NET_RUNS MTU PINGS PING_INTERVAL IPERF_FLAGS \

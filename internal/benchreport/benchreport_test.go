@@ -128,6 +128,16 @@ func TestScalePart(t *testing.T) {
 	if _, ok := p.get("scale/memory/n=1/bytes_per_sa"); ok {
 		t.Error("a memory figure at n=1, which the sample does not have")
 	}
+	if p.Raw.(map[string]string)["cpu"] != "AMD EPYC" {
+		t.Errorf("raw = %v, want the go test header", p.Raw)
+	}
+	// Output without the per-packet benchmarks (renamed, say) says so
+	// instead of printing an empty table.
+	var out bytes.Buffer
+	(&Report{Scale: scalePart(&goBench{})}).writeScale(&out)
+	if !strings.Contains(out.String(), "no InboundScale results") {
+		t.Errorf("empty scale part:\n%s", out.String())
+	}
 }
 
 func readNetSample(t *testing.T) *netRows {

@@ -57,7 +57,11 @@ func (r *Report) write(w io.Writer) {
 	if m.Modified {
 		mod = " (modified)"
 	}
-	fmt.Fprintf(w, "goipsec benchmarks %s; revision %s%s; %s; kernel %s; %d cores\n", m.Date, m.Revision, mod, m.GoVersion, m.Kernel, m.Cores)
+	fmt.Fprintf(w, "goipsec benchmarks %s; revision %s%s; %s; kernel %s; %d cores", m.Date, m.Revision, mod, m.GoVersion, m.Kernel, m.Cores)
+	if m.CPU != "" {
+		fmt.Fprintf(w, " (%s)", m.CPU)
+	}
+	fmt.Fprintln(w)
 	fmt.Fprintf(w, "load average (1, 5, 15 min): %s before, %s after; parts: %s\n", loads(m.LoadStart), loads(m.LoadEnd), strings.Join(r.Parts, " "))
 	fmt.Fprintln(w, "Cells: median [min-max] over the runs; ratios per run of interleaved runs, or of the medians (scale).")
 	if r.Net != nil {
@@ -190,6 +194,9 @@ func (r *Report) writeScale(w io.Writer) {
 			}
 		}
 		rows = append(rows, row)
+	}
+	if len(rows) == 0 {
+		fmt.Fprintln(w, "(no InboundScale results: did the benchmarks of internal/dataplane change their names?)")
 	}
 	table(w, header, rows)
 	fmt.Fprintln(w)

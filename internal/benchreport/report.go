@@ -34,6 +34,7 @@ type Meta struct {
 	Modified  bool   `json:"git_modified"`
 	GoVersion string `json:"go_version"`
 	Kernel    string `json:"kernel"`
+	CPU       string `json:"cpu"`
 	Cores     int    `json:"cores"`
 	// LoadStart and LoadEnd are the 1, 5 and 15 minute load averages
 	// before the first part and after the last.
@@ -58,8 +59,9 @@ type Part struct {
 	// is failed).
 	Status  map[string]string `json:"status,omitempty"`
 	Figures []Figure          `json:"figures"`
-	// Raw holds the part's input rows where they say more than the
-	// figures (the IKE load generator's runs).
+	// Raw holds what the part's input says besides the figures: the IKE
+	// load generator's runs, the header of the go test output (goos,
+	// goarch, pkg, cpu).
 	Raw any `json:"raw,omitempty"`
 
 	byKey map[string]int
@@ -307,7 +309,7 @@ var (
 // allocations per packet, heap per SA and per pair, and the install and
 // delete cost per CHILD SA pair with the rates it gives.
 func scalePart(g *goBench) *Part {
-	p := &Part{}
+	p := &Part{Raw: g.Header}
 	for _, d := range scaleDirs {
 		for _, pat := range scalePatterns {
 			name := d + "Scale/" + pat + "/"
@@ -450,7 +452,7 @@ func ikePart(rows []ikeRow) *Part {
 // ---- meta ----
 
 // readMeta reads KEY<tab>VALUE lines: date, revision, modified, go,
-// kernel, cores, load_start, load_end, load.PART.start, load.PART.end,
+// kernel, cpu, cores, load_start, load_end, load.PART.start, load.PART.end,
 // parts, and setting.NAME for each setting.
 func readMeta(r io.Reader) (Meta, []string, error) {
 	rows, err := readTSV(r)
@@ -475,6 +477,8 @@ func readMeta(r io.Reader) (Meta, []string, error) {
 			m.GoVersion = v
 		case k == "kernel":
 			m.Kernel = v
+		case k == "cpu":
+			m.CPU = v
 		case k == "cores":
 			m.Cores, _ = strconv.Atoi(v)
 		case k == "load_start":
