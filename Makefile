@@ -4,7 +4,7 @@ BIN      := bin
 PKGS     := ./...
 TESTFLAGS ?= -count=1 -timeout 60m
 
-.PHONY: all build demo test test-short fuzz fuzz-long bench bench-net bench-ike soak rekey-load scale-peers clean deps install uninstall dist
+.PHONY: all build demo test test-short fuzz fuzz-long bench bench-net bench-compare bench-ike soak rekey-load scale-peers clean deps install uninstall dist
 
 all: build
 
@@ -93,10 +93,13 @@ fuzz-long:
 bench:
 	$(GO) test -run XXX -bench . -benchtime 1s ./esp ./ah ./replay
 
-# iperf3 and ping through the tunnel next to raw veth, strongSwan
-# (kernel-libipsec) and wireguard-go, in one run (root): one table with the
-# ratios, the raw ESP / ESP-in-UDP ratio, a latency table, and the same as
-# JSON in $(BENCH_JSON). DURATION=10 STREAMS="1 4" PINGS=200 by default.
+# The performance report (scripts/bench.sh, root): iperf3 and ping through
+# the tunnel next to raw veth, strongSwan (kernel-libipsec) and wireguard-go,
+# internal/dataplane's SA-scale benchmarks, and IKE handshakes against charon
+# (scripts/ikeload.sh), in one run: one table per part with the ratios, and
+# all of it with every run's values as JSON in $(BENCH_JSON). BENCH_PARTS
+# picks parts (default "net latency scale ike"), BENCH_QUICK=1 shrinks sizes
+# and counts; see docs/performance.md, "Running the benchmarks".
 BENCH_JSON ?= $(BIN)/bench-net.json
 bench-net: build
 	scripts/deps.sh bench
@@ -113,6 +116,11 @@ XSK_PACKETS ?= 300000
 bench-xsk:
 	GOIPSEC_XSK_BENCH=1 GOIPSEC_XSK_BENCH_ROUNDS=$(XSK_ROUNDS) GOIPSEC_XSK_BENCH_PACKETS=$(XSK_PACKETS) \
 		$(GO) test -count=1 -v -timeout 30m -run TestXSKBench ./internal/xsk
+
+# Each figure of two bench-net JSON files, old -> new, with the ratio:
+# make bench-compare OLD=before.json NEW=after.json
+bench-compare:
+	scripts/bench.sh compare $(OLD) $(NEW)
 
 # IKEv2 handshakes per second, latency and memory per IKE SA of ipsecd as a
 # responder next to strongSwan's charon (kernel-libipsec), driven by

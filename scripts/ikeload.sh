@@ -104,17 +104,10 @@ waitfor() {
 log "building ipsecd and ikeload"
 "$GO" build -o "$BIN/" ./cmd/ipsecd ./cmd/ikeload
 
-ip netns add "$A"
-ip netns add "$B"
-ip link add "${tag}x" type veth peer name "${tag}y"
-ip link set "${tag}x" netns "$A"
-ip link set "${tag}y" netns "$B"
-ip -n "$A" link set "${tag}x" name eth0
-ip -n "$B" link set "${tag}y" name eth0
-ip -n "$A" addr add 192.0.2.1/24 dev eth0
+# shellcheck source=scripts/bench/netns.sh
+. scripts/bench/netns.sh
+veth_pair "$A" "$B" "$tag"
 for i in 10 11 12 13; do ip -n "$A" addr add "192.0.2.$i/24" dev eth0; done
-ip -n "$B" addr add 192.0.2.2/24 dev eth0
-for ns in "$A" "$B"; do ip -n "$ns" link set lo up; ip -n "$ns" link set eth0 up; done
 # The responder's inner address (kernel-libipsec routes to the CHILD SAs'
 # TSi from an address in its local_ts); there are no dummy links.
 ip -n "$B" addr add 10.2.0.1/32 dev lo

@@ -117,6 +117,10 @@ var rules = map[string]rule{
 	// The IKE load generator: the engine as N initiators with an Installer
 	// that installs nothing.
 	"cmd/ikeload": {layer: l5, imports: []string{"ike", "transform"}, os: true},
+	// The report of make bench-net (scripts/bench.sh): go test -bench
+	// output and the scripts' records into tables and JSON; standard
+	// library only.
+	"internal/benchreport": {layer: l5},
 
 	// Imported by tests only.
 	"conn/conntest":              {layer: test, imports: []string{"conn"}},
