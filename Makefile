@@ -4,7 +4,7 @@ BIN      := bin
 PKGS     := ./...
 TESTFLAGS ?= -count=1 -timeout 60m
 
-.PHONY: all build demo test test-short fuzz fuzz-long bench bench-net bench-compare bench-ike soak rekey-load scale-peers clean deps install uninstall dist
+.PHONY: all build demo test test-short fuzz fuzz-long bench bench-net bench-compare bench-xsk bench-ike soak rekey-load scale-peers clean deps install uninstall dist
 
 all: build
 
@@ -110,7 +110,6 @@ bench-net: build
 # XSK_ROUNDS (7) interleaved rounds of XSK_PACKETS (300000) packets per
 # case; medians and ranges of packets per second and CPU per packet. About
 # 4 minutes. docs/performance.md, "AF_XDP on veth, measured".
-.PHONY: bench-xsk
 XSK_ROUNDS ?= 7
 XSK_PACKETS ?= 300000
 bench-xsk:
