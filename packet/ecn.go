@@ -30,6 +30,21 @@ func TOS(p []byte) uint8 {
 	return IPv4(p).TOS()
 }
 
+// SetTOS sets the DSCP and ECN bits of the IP header at the start of p, by
+// its version nibble as TOS reads them, and updates an IPv4 header
+// checksum incrementally (RFC 1624, Equation 3); IPv6 has none. p must hold
+// the fixed header of its version.
+func SetTOS(p []byte, tos uint8) {
+	if p[0]>>4 == 6 {
+		IPv6(p).SetTrafficClass(tos)
+		return
+	}
+	h := IPv4(p)
+	old := uint16(p[0])<<8 | uint16(h.TOS())
+	h.SetTOS(tos)
+	h.SetChecksum(updateChecksum(h.Checksum(), old, uint16(p[0])<<8|uint16(tos)))
+}
+
 // DecapECN applies RFC 6040, Section 4.2 (normal mode, Figure 4) at a
 // tunnel's egress: it combines the ECN field of the outer header, the low
 // bits of outerTOS (TOS on the outer header), into the inner IP packet at
@@ -68,18 +83,9 @@ func DecapECN(outerTOS uint8, inner []byte) error {
 	default:
 		return nil
 	}
-	ntos := tos&^ECNMask | ecn
-	if ntos == tos {
-		return nil
+	if ntos := tos&^ECNMask | ecn; ntos != tos {
+		SetTOS(inner, ntos)
 	}
-	if v6 {
-		IPv6(inner).SetTrafficClass(ntos)
-		return nil
-	}
-	h := IPv4(inner)
-	old := uint16(inner[0])<<8 | uint16(tos)
-	h.SetTOS(ntos)
-	h.SetChecksum(updateChecksum(h.Checksum(), old, uint16(inner[0])<<8|uint16(ntos)))
 	return nil
 }
 

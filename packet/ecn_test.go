@@ -46,11 +46,12 @@ func TestDecapECN(t *testing.T) {
 					} else {
 						PutIPv4Header(p, a4, b4, 17, len(p), 64, 0x1234)
 						IPv4(p).SetFlagsFragOff(IPv4FlagDF, 0)
+						IPv4(p).UpdateChecksum()
 					}
 					for i := IPv6HeaderLen; i < len(p); i++ {
 						p[i] = byte(i)
 					}
-					setTOS(p, innerDSCP|in)
+					SetTOS(p, innerDSCP|in)
 					orig := bytes.Clone(p)
 					err := DecapECN(outerDSCP|out, p)
 					want := decapECNWant[in][out]
@@ -69,7 +70,7 @@ func TestDecapECN(t *testing.T) {
 					if !v6 && !IPv4(p).IsChecksumValid() {
 						t.Fatalf("IPv4 checksum invalid: % x", p[:20])
 					}
-					setTOS(p, innerDSCP|in)
+					SetTOS(p, innerDSCP|in)
 					if !v6 {
 						IPv4(p).UpdateChecksum()
 					}
@@ -85,16 +86,6 @@ func TestDecapECN(t *testing.T) {
 	if err := DecapECN(ECNCE, short); err != nil || short[1] != 0x02 {
 		t.Fatalf("short packet: %v % x", err, short)
 	}
-}
-
-// setTOS sets the DSCP and ECN bits of the IP header at the start of p.
-func setTOS(p []byte, tos uint8) {
-	if p[0]>>4 == 6 {
-		IPv6(p).SetTrafficClass(tos)
-		return
-	}
-	IPv4(p).SetTOS(tos)
-	IPv4(p).UpdateChecksum()
 }
 
 // TestUpdateChecksum compares RFC 1624's incremental update with a full
@@ -144,7 +135,7 @@ func TestPutOuterHeader(t *testing.T) {
 			if got := TOS(b); got != tos {
 				t.Fatalf("%s tos %#02x: header has %#02x", tc.src, tos, got)
 			}
-			setTOS(want, tos)
+			SetTOS(want, tos)
 			if !bytes.Equal(b, want) {
 				t.Fatalf("%s tos %#02x:\n got % x\nwant % x", tc.src, tos, b[:n], want[:n])
 			}
@@ -163,9 +154,9 @@ func TestECNZeroAllocs(t *testing.T) {
 	src, dst := netip.MustParseAddr("192.0.2.1"), netip.MustParseAddr("198.51.100.2")
 	var sink error
 	n := testing.AllocsPerRun(100, func() {
-		setTOS(p, ECNECT0)
+		SetTOS(p, ECNECT0)
 		sink = DecapECN(ECNCE, p)
-		setTOS(p, ECNNotECT)
+		SetTOS(p, ECNNotECT)
 		sink = DecapECN(ECNCE, p)
 		PutOuterHeader(p, src, dst, 50, 20, 64, 1, ECNECT0)
 	})

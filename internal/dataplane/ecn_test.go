@@ -1,6 +1,7 @@
 package dataplane
 
 import (
+	"bytes"
 	"fmt"
 	"net/netip"
 	"testing"
@@ -100,15 +101,9 @@ func sealWith(t testing.TB, o sad.Outbound, pkt []byte) []byte {
 	return buf[es:ee]
 }
 
-// setInnerTOS sets the DSCP and ECN bits of the IP packet p (and fixes
-// the IPv4 header checksum) and returns p.
+// setInnerTOS sets the DSCP and ECN bits of the IP packet p and returns p.
 func setInnerTOS(p []byte, tos uint8) []byte {
-	if p[0]>>4 == 6 {
-		packet.IPv6(p).SetTrafficClass(tos)
-	} else {
-		packet.IPv4(p).SetTOS(tos)
-		packet.IPv4(p).UpdateChecksum()
-	}
+	packet.SetTOS(p, tos)
 	return p
 }
 
@@ -272,6 +267,38 @@ func TestZeroAllocsECN(t *testing.T) {
 			}
 			if tos != packet.ECNCE {
 				t.Fatalf("delivered TOS %#02x, want CE", tos)
+			}
+		})
+	}
+}
+
+// TestEngineWrappersECN checks the engines' whole-packet wrappers, which
+// callers that hold whole IP packets use instead of the data plane: for
+// tunnel-mode ESP and AH, IPv4 and IPv6 inside IPv4 and IPv6, with every
+// inner and outer ECN codepoint, SealSeq copies the inner DSCP and ECN into
+// the outer header (RFC 6040, Section 4.1) and Open combines the outer ECN
+// into the inner header as packet.DecapECN does (Section 4.2; its table is
+// tested in package packet), dropping CE over Not-ECT with sa.DropECN.
+func TestEngineWrappersECN(t *testing.T) {
+	for _, c := range ecnCases() {
+		t.Run(c.String(), func(t *testing.T) {
+			p := newECNPair(t, c, false, nil)
+			o := p.a.dp.SAD().Load().Outbound(ref).SA
+			in := p.b.dp.SAD().Load().Inbound(c.proto, 0x1000).SA
+			for ie := range uint8(4) {
+				for oe := range uint8(4) {
+					pkt := setInnerTOS(udpPacket(p.a, p.b, 1, []byte("whole packets")), 0xb8|ie)
+					q := sealWith(t, o, pkt)
+					if got := packet.TOS(q); got != 0xb8|ie {
+						t.Fatalf("outer TOS %#02x, inner %#02x", got, 0xb8|ie)
+					}
+					packet.SetTOS(q, 0x28|oe)
+					ns, ne, err := sa.Open(in, q, 0, len(q))
+					want := bytes.Clone(pkt)
+					if werr := packet.DecapECN(0x28|oe, want); err != werr || err == nil && !bytes.Equal(q[ns:ne], want) {
+						t.Fatalf("ECN %d under %d: %v %x, want %v %x", ie, oe, err, q[ns:ne], werr, want)
+					}
+				}
 			}
 		})
 	}
