@@ -63,9 +63,18 @@ func SetTOS(p []byte, tos uint8) {
 // shorter than the fixed header of its version is left unchanged (the
 // caller's decoder rejects it). It allocates nothing.
 func DecapECN(outerTOS uint8, inner []byte) error {
-	o := outerTOS & ECNMask
-	if o != ECNCE && o != ECNECT1 || len(inner) == 0 {
-		return nil // Not-ECT and ECT(0) outer headers change nothing
+	// Not-ECT (00) and ECT(0) (10) outer headers change nothing; CE (11)
+	// and ECT(1) (01) have the low bit set. This much inlines.
+	if outerTOS&ECNECT1 == 0 {
+		return nil
+	}
+	return decapECN(outerTOS&ECNMask, inner)
+}
+
+// decapECN is DecapECN for an outer ECN field o of CE or ECT(1).
+func decapECN(o uint8, inner []byte) error {
+	if len(inner) == 0 {
+		return nil
 	}
 	v6 := inner[0]>>4 == 6
 	if v6 && len(inner) < IPv6HeaderLen || !v6 && len(inner) < IPv4MinHeaderLen {

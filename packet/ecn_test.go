@@ -6,6 +6,7 @@ import (
 	"net/netip"
 	"testing"
 
+	"github.com/goipsec/goipsec/internal/benchtest"
 	"github.com/goipsec/goipsec/sa"
 )
 
@@ -162,5 +163,45 @@ func TestECNZeroAllocs(t *testing.T) {
 	})
 	if n != 0 || sink != sa.DropECN {
 		t.Fatalf("%v allocations, last error %v", n, sink)
+	}
+}
+
+// BenchmarkECNOldNew measures what the ECN work adds per packet, the old
+// path interleaved with the new one (internal/benchtest.OldNew): the outer
+// header of raw ESP without and with the inner DSCP and ECN (TOS, then
+// PutOuterHeader instead of PutIPHeader), and decapsulation's DecapECN with
+// a Not-ECT outer header (the common case: nothing to do) and with CE over
+// an ECT(0) inner packet (the rewrite; both sides reset the inner TOS).
+func BenchmarkECNOldNew(b *testing.B) {
+	for _, v6 := range []bool{false, true} {
+		fam := "ipv4"
+		src, dst := netip.MustParseAddr("192.0.2.1"), netip.MustParseAddr("198.51.100.2")
+		inner := make([]byte, 1400)
+		PutIPv4Header(inner, netip.MustParseAddr("10.0.0.1"), netip.MustParseAddr("10.0.0.2"), 17, len(inner), 64, 1)
+		if v6 {
+			fam = "ipv6"
+			src, dst = netip.MustParseAddr("2001:db8::1"), netip.MustParseAddr("2001:db8::2")
+			PutIPv6Header(inner, netip.MustParseAddr("2001:db8:a::1"), netip.MustParseAddr("2001:db8:b::1"), 17, len(inner)-IPv6HeaderLen, 64)
+		}
+		SetTOS(inner, 0xb8|ECNECT0)
+		hdr := make([]byte, IPv6HeaderLen)
+		b.Run("encap-"+fam, func(b *testing.B) {
+			benchtest.OldNew(b, 64, 0, nil,
+				func(i int) error { PutIPHeader(hdr, src, dst, 50, len(inner)+40, 64, uint16(i)); return nil },
+				func(i int) error {
+					PutOuterHeader(hdr, src, dst, 50, len(inner)+40, 64, uint16(i), TOS(inner))
+					return nil
+				})
+		})
+		b.Run("decap-notect-"+fam, func(b *testing.B) {
+			benchtest.OldNew(b, 64, 0, nil,
+				func(int) error { return nil },
+				func(int) error { return DecapECN(TOS(hdr)&^ECNMask, inner) })
+		})
+		b.Run("decap-ce-"+fam, func(b *testing.B) {
+			benchtest.OldNew(b, 64, 0, nil,
+				func(int) error { SetTOS(inner, 0xb8|ECNECT0); return nil },
+				func(int) error { SetTOS(inner, 0xb8|ECNECT0); return DecapECN(ECNCE, inner) })
+		})
 	}
 }
