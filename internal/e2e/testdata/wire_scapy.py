@@ -9,7 +9,7 @@ Reads one JSON request on stdin and writes one JSON answer on stdout.
                        {"ok": false, "error": "..."}, ...]}
       ESP in UDP (RFC 3948) is accepted: the UDP header is removed first.
   {"op": "seal", "sa": SA, "seq": N, "outer_src", "outer_dst",
-   "inner": {"src", "dst", "id", "seq", "data"}}
+   "inner": {"src", "dst", "id", "seq", "data", "tos" (optional, 0)}}
       -> {"packet": hex}: an IPv4 ICMP echo request, sealed in tunnel mode
       with sequence number N, as IP/ESP (no UDP header).
 
@@ -87,7 +87,7 @@ def decrypt(req):
 def seal(req):
     sa = make_sa(req["sa"], req["outer_src"], req["outer_dst"])
     i = req["inner"]
-    inner = IP(src=i["src"], dst=i["dst"]) / ICMP(type=8, id=i["id"], seq=i["seq"]) / Raw(i["data"].encode())
+    inner = IP(src=i["src"], dst=i["dst"], tos=i.get("tos", 0)) / ICMP(type=8, id=i["id"], seq=i["seq"]) / Raw(i["data"].encode())
     inner = IP(bytes(inner))  # fill in lengths and checksums
     return {"packet": bytes(sa.encrypt(inner, seq_num=req["seq"])).hex()}
 
