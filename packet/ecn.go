@@ -47,8 +47,8 @@ func SetTOS(p []byte, tos uint8) {
 
 // DecapECN applies RFC 6040, Section 4.2 (normal mode, Figure 4) at a
 // tunnel's egress: it combines the ECN field of the outer header, the low
-// bits of outerTOS (TOS on the outer header), into the inner IP packet at
-// the start of inner, in place:
+// bits of outerTOS (the outer TOS or Traffic Class byte, as TOS returns
+// it), into the inner IP packet at the start of inner, in place:
 //
 //   - outer CE over an inner ECT(0) or ECT(1): the inner becomes CE;
 //   - outer CE over a Not-ECT inner: the packet must be dropped (the

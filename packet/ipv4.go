@@ -122,9 +122,9 @@ func (b IPv4) IsChecksumValid() bool { return Checksum(b[:b.HeaderLen()], 0) == 
 // be IPv4 addresses, totalLen must fit in 16 bits, and b must hold at least
 // IPv4MinHeaderLen bytes.
 //
-// To set DF or copy DSCP/ECN bits from the inner header (RFC 4301, Sections
-// 5.1.2.1 and 8.1; RFC 6040), call SetFlagsFragOff or SetTOS and then
-// UpdateChecksum.
+// PutOuterHeader and PutTunnelHeader write the header with the inner
+// header's DSCP and ECN bits (RFC 4301, Section 5.1.2.1; RFC 6040) and, for
+// PutTunnelHeader, DF (RFC 4301, Section 8.1).
 func PutIPv4Header(b []byte, src, dst netip.Addr, proto uint8, totalLen int, ttl uint8, id uint16) {
 	putIPv4Header(b, src, dst, proto, totalLen, ttl, id, 0, 0)
 }
