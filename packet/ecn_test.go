@@ -205,3 +205,57 @@ func BenchmarkECNOldNew(b *testing.B) {
 		})
 	}
 }
+
+// FuzzDecapECN feeds DecapECN arbitrary inner bytes and outer TOS bytes: it
+// never panics, changes at most the ECN bits (and an IPv4 checksum, which
+// stays valid if it was), never clears a CE mark and drops only CE over
+// Not-ECT, leaving the bytes unchanged.
+func FuzzDecapECN(f *testing.F) {
+	v4 := make([]byte, 28)
+	PutIPv4Header(v4, netip.MustParseAddr("10.0.0.1"), netip.MustParseAddr("10.0.0.2"), 17, len(v4), 64, 1)
+	v6 := make([]byte, 48)
+	PutIPv6Header(v6, netip.MustParseAddr("2001:db8::1"), netip.MustParseAddr("2001:db8::2"), 17, 8, 64)
+	for _, tos := range []uint8{0, 1, 2, 3, 0xb9} {
+		f.Add(tos, withTOS(v4, 0xb8|tos&3))
+		f.Add(tos, withTOS(v6, 0xb8|tos&3))
+	}
+	f.Add(uint8(3), []byte{0x45})
+	f.Fuzz(func(t *testing.T, outer uint8, inner []byte) {
+		orig := bytes.Clone(inner)
+		err := DecapECN(outer, inner)
+		if err != nil {
+			if err != sa.DropECN || outer&ECNMask != ECNCE || TOS(orig)&ECNMask != ECNNotECT || !bytes.Equal(inner, orig) {
+				t.Fatalf("outer %#02x: %v, packet % x -> % x", outer, err, orig, inner)
+			}
+			return
+		}
+		if bytes.Equal(inner, orig) {
+			return
+		}
+		if TOS(orig)&ECNMask == ECNCE || TOS(inner)&^ECNMask != TOS(orig)&^ECNMask {
+			t.Fatalf("outer %#02x: TOS %#02x -> %#02x", outer, TOS(orig), TOS(inner))
+		}
+		v4 := orig[0]>>4 != 6
+		if v4 && IPv4(orig).IHL() >= 5 && len(orig) >= IPv4(orig).HeaderLen() && IPv4(orig).IsChecksumValid() && !IPv4(inner).IsChecksumValid() {
+			t.Fatalf("checksum no longer valid: % x -> % x", orig, inner)
+		}
+		// Apart from the ECN bits and the IPv4 checksum (where 0x0000
+		// and 0xffff both stand for zero in one's complement), nothing
+		// changed.
+		got, want := bytes.Clone(inner), bytes.Clone(orig)
+		SetTOS(got, TOS(orig))
+		if v4 {
+			got[10], got[11], want[10], want[11] = 0, 0, 0, 0
+		}
+		if !bytes.Equal(got, want) {
+			t.Fatalf("outer %#02x: bytes beyond the ECN field changed: % x -> % x", outer, orig, inner)
+		}
+	})
+}
+
+// withTOS returns a copy of the IP packet p with DSCP and ECN bits tos.
+func withTOS(p []byte, tos uint8) []byte {
+	q := bytes.Clone(p)
+	SetTOS(q, tos)
+	return q
+}
