@@ -394,11 +394,13 @@ func TestMutability(t *testing.T) {
 }
 
 // TestMutableFieldsChanged changes whole mutable fields the way routers do
-// (RFC 4302, Section 3.3.3.1) and checks that the packet still opens.
+// (RFC 4302, Section 3.3.3.1) and checks that the packet still opens. The
+// ECN field becomes ECT(1), not CE: in tunnel mode CE over the Not-ECT
+// inner packet is dropped (RFC 6040, Section 4.2; dataplane.TestEngineWrappersECN).
 func TestMutableFieldsChanged(t *testing.T) {
 	i := integ(t, suites(t)[1])
 	v4 := func(p []byte) {
-		p[1] = 0x03 // DSCP 0, ECN CE
+		p[1] = 0xfd // DSCP 63, ECN ECT(1)
 		p[6] &^= 0x40
 		p[8] = 1
 		ihl := int(p[0]&15) * 4
@@ -406,7 +408,7 @@ func TestMutableFieldsChanged(t *testing.T) {
 		binary.BigEndian.PutUint16(p[10:], csum(p[:ihl]))
 	}
 	v6 := func(p []byte) {
-		p[0], p[1], p[2], p[3] = 0x6f, 0xff, 0xff, 0xff
+		p[0], p[1], p[2], p[3] = 0x6f, 0xdf, 0xff, 0xff // traffic class 0xfd
 		p[7] = 1
 	}
 	for _, v := range variants {

@@ -71,11 +71,14 @@ func (in *Inbound) Open(buf []byte, start, end int) (nstart, nend int, err error
 //     3.4.4): DropBadICV;
 //  5. in tunnel mode the next header must be 4 or 41 (DropBadNextHeader) and
 //     the inner packet must be a whole IP packet of that version
-//     (DropMalformed).
+//     (DropMalformed);
+//  6. in tunnel mode the outer ECN field is combined into the inner header
+//     (RFC 6040, Section 4.2, packet.DecapECN): CE over a Not-ECT inner
+//     packet is DropECN. DecryptAH leaves this to its caller.
 //
 // seq is non-zero exactly when the ICV verified. The sequence number is then
 // authentic, and the caller must pass it to Accept even if err is not nil
-// (step 5): a packet whose integrity check succeeded updates the window
+// (steps 5 and 6): a packet whose integrity check succeeded updates the window
 // (Section 3.4.3). A packet is counted on the Meter when Decrypt returns no
 // error.
 func (in *Inbound) Decrypt(buf []byte, start, end int) (nstart, nend int, seq uint64, err error) {
@@ -87,8 +90,13 @@ func (in *Inbound) Decrypt(buf []byte, start, end int) (nstart, nend int, seq ui
 		return 0, 0, 0, d
 	}
 	ps, pe, nh, seq, err := in.DecryptAH(buf, start, start+sp.TotalLen, &sp)
-	if err != nil || in.mode == sa.Tunnel {
+	if err != nil {
 		return ps, pe, seq, err
+	}
+	if in.mode == sa.Tunnel {
+		// The outer ECN field into the inner header (RFC 6040, Section
+		// 4.2), as SealSeq copied it out (packet.PutTunnelHeader).
+		return ps, pe, seq, packet.DecapECN(packet.TOS(buf[start:]), buf[ps:pe])
 	}
 	// Transport mode: put the IP header back in front of the payload with
 	// AH's next header (RFC 4302, Section 3.1.1).

@@ -86,9 +86,10 @@ type UDP interface {
 //     (AH's ICV covers it: RFC 4302, Section 3.3.3.1).
 //   - IPv6 raw sockets deliver only the payload; the implementation puts a
 //     header back in front of it from the source address, the destination
-//     (IPV6_PKTINFO) and the hop limit (IPV6_HOPLIMIT), so that the payload
-//     length, next header and addresses AH authenticates are the ones on the
-//     wire. Extension headers before ESP or AH are not reconstructed. Write
+//     (IPV6_PKTINFO), the hop limit (IPV6_HOPLIMIT) and the traffic class
+//     (IPV6_TCLASS), so that the payload length, next header and addresses
+//     AH authenticates, and the ECN field a tunnel's decapsulator reads
+//     (RFC 6040, Section 4.2), are the ones on the wire. Extension headers before ESP or AH are not reconstructed. Write
 //     uses IPV6_HDRINCL (Linux 4.5 and later) to send the header as built.
 //
 // Read may be called by one goroutine at a time; Write is safe for concurrent use.

@@ -92,7 +92,9 @@ func TestUDPBatchLoopback(t *testing.T) {
 
 // TestRawLoopback sends ESP-protocol packets with our own IPv4 and IPv6
 // headers through raw sockets on the loopback and checks the header comes
-// back as sent. It needs CAP_NET_RAW.
+// back as sent, the DSCP and ECN bits included (the IPv6 header is rebuilt
+// with the traffic class of IPV6_TCLASS: RFC 6040, Section 4.2 needs the
+// outer ECN field). It needs CAP_NET_RAW.
 func TestRawLoopback(t *testing.T) {
 	for _, v := range []int{4, 6} {
 		r, err := ListenRaw(v, sa.ESP, DefaultMark)
@@ -105,11 +107,11 @@ func TestRawLoopback(t *testing.T) {
 		defer r.Close()
 		var pkt []byte
 		if v == 4 {
-			pkt = []byte{0x45, 0, 0, 28, 0, 1, 0, 0, 64, 50, 0, 0, 127, 0, 0, 1, 127, 0, 0, 1,
+			pkt = []byte{0x45, 0xb9, 0, 28, 0, 1, 0, 0, 64, 50, 0, 0, 127, 0, 0, 1, 127, 0, 0, 1,
 				0xde, 0xad, 0xbe, 0xef, 0, 0, 0, 1}
 		} else {
 			pkt = make([]byte, 48)
-			pkt[0] = 0x60
+			pkt[0], pkt[1] = 0x6b, 0x90 // traffic class 0xb9: DSCP EF, ECT(1)
 			pkt[5] = 8
 			pkt[6] = 50
 			pkt[7] = 64
@@ -131,10 +133,11 @@ func TestRawLoopback(t *testing.T) {
 				continue // other ESP traffic on the host
 			}
 			if v == 4 {
-				if got[9] != 50 || !bytes.Equal(got[12:20], pkt[12:20]) || len(got) != len(pkt) {
+				if got[1] != pkt[1] || got[9] != 50 || !bytes.Equal(got[12:20], pkt[12:20]) || len(got) != len(pkt) {
 					t.Errorf("IPv4: got %x, sent %x", got, pkt)
 				}
-			} else if !bytes.Equal(got[4:], pkt[4:]) {
+			} else if !bytes.Equal(got[4:], pkt[4:]) || r.hdrincl && !bytes.Equal(got[:4], pkt[:4]) {
+				// Without IPV6_HDRINCL the kernel wrote traffic class 0.
 				t.Errorf("IPv6: got %x, sent %x", got, pkt)
 			}
 			break

@@ -70,6 +70,12 @@ func ListenRaw(version int, proto sa.Protocol, mark uint32) (*RawConn, error) {
 		if err := unix.SetsockoptInt(fd, unix.IPPROTO_IPV6, unix.IPV6_RECVHOPLIMIT, 1); err != nil {
 			return fail("IPV6_RECVHOPLIMIT", err)
 		}
+		// The traffic class carries the outer ECN field, which a
+		// tunnel's decapsulator combines into the inner header (RFC
+		// 6040, Section 4.2).
+		if err := unix.SetsockoptInt(fd, unix.IPPROTO_IPV6, unix.IPV6_RECVTCLASS, 1); err != nil {
+			return fail("IPV6_RECVTCLASS", err)
+		}
 		// IPV6_HDRINCL (Linux 4.5): without it the kernel builds the
 		// header itself from the destination and its own choice of
 		// source, which for AH must then match the one we authenticated.
@@ -99,9 +105,9 @@ func (r *RawConn) Close() error { return r.f.Close() }
 
 // Read implements Raw. For IPv6 the payload is read 40 bytes into
 // bufs[i][offset:] and a header rebuilt in front of it from the source
-// address, IPV6_PKTINFO (destination) and IPV6_HOPLIMIT; traffic class and
-// flow label, which AH does not authenticate (RFC 4302, Section 3.3.3.1.2),
-// are zero.
+// address, IPV6_PKTINFO (destination), IPV6_HOPLIMIT and IPV6_TCLASS (the
+// DSCP and ECN bits); the flow label, which AH does not authenticate (RFC
+// 4302, Section 3.3.3.1.2), is zero.
 func (r *RawConn) Read(bufs [][]byte, sizes []int, offset int) (int, error) {
 	r.rmu.Lock()
 	defer r.rmu.Unlock()
@@ -132,7 +138,7 @@ func (r *RawConn) Read(bufs [][]byte, sizes []int, offset int) (int, error) {
 			continue
 		}
 		var dst [16]byte
-		hop := uint8(64)
+		hop, tclass := uint8(64), uint32(0)
 		ctl := m.cmsgs[i][:h.Hdr.Controllen]
 		for {
 			level, typ, data, rest, ok := nextCmsg(ctl)
@@ -145,6 +151,8 @@ func (r *RawConn) Read(bufs [][]byte, sizes []int, offset int) (int, error) {
 					copy(dst[:], data[:16])
 				case typ == unix.IPV6_HOPLIMIT && len(data) >= 4:
 					hop = data[0] // a host-order int; little-endian on every Linux port we build for
+				case typ == unix.IPV6_TCLASS && len(data) >= 4:
+					tclass = uint32(data[0]) // likewise
 				}
 			}
 			ctl = rest
@@ -155,7 +163,7 @@ func (r *RawConn) Read(bufs [][]byte, sizes []int, offset int) (int, error) {
 		}
 		src := sockaddrAddr(&m.names[i]).Addr().As16()
 		hd := bufs[i][offset : offset+40]
-		binary.BigEndian.PutUint32(hd[0:], 6<<28)
+		binary.BigEndian.PutUint32(hd[0:], 6<<28|tclass<<20)
 		binary.BigEndian.PutUint16(hd[4:], uint16(n))
 		hd[6] = uint8(r.proto)
 		hd[7] = hop

@@ -65,11 +65,14 @@ func (in *Inbound) Open(buf []byte, start, end int) (nstart, nend int, err error
 //     discarded by design: DropTFCDummy; in tunnel mode the next header must
 //     be 4 or 41 (DropBadNextHeader) and the inner packet must fit in the
 //     payload (DropMalformed); TFC padding after it is removed by its length
-//     (RFC 4303, Section 2.7).
+//     (RFC 4303, Section 2.7);
+//  7. in tunnel mode the outer ECN field is combined into the inner header
+//     (RFC 6040, Section 4.2, packet.DecapECN): CE over a Not-ECT inner
+//     packet is DropECN.
 //
 // seq is non-zero exactly when the ICV verified. The sequence number is then
 // authentic, and the caller must pass it to Accept even if err is not nil
-// (steps 5 and 6): a packet whose integrity check succeeded updates the
+// (steps 5 to 7): a packet whose integrity check succeeded updates the
 // window (RFC 4303, Section 3.4.3), whatever happens to its payload after
 // decryption. A packet is counted on the Meter when Decrypt returns no
 // error.
@@ -103,8 +106,13 @@ func (in *Inbound) Decrypt(buf []byte, start, end int) (nstart, nend int, seq ui
 		src, dst = ipAddrs(pkt)
 	}
 	ps, pe, nh, seq, err := in.DecryptESP(buf, start+sp.HdrLen, start+n, src, dst)
-	if err != nil || in.mode == sa.Tunnel {
+	if err != nil {
 		return ps, pe, seq, err
+	}
+	if in.mode == sa.Tunnel {
+		// The outer ECN field into the inner header (RFC 6040, Section
+		// 4.2): the outer header is still in place.
+		return ps, pe, seq, packet.DecapECN(packet.TOS(pkt), buf[ps:pe])
 	}
 	// Transport mode: put the IP header back in front of the payload and
 	// restore its next header (RFC 4303, Section 3.1.1).
@@ -132,7 +140,8 @@ func (in *Inbound) Decrypt(buf []byte, start, end int) (nstart, nend int, seq ui
 // transport-mode payload carries: with Config.EncapUDP the TCP and UDP
 // checksums of the payload are recomputed over them (RFC 3948, Section
 // 3.1.2); otherwise they are not used. The checks, errors and the rule for
-// seq are those of Decrypt. Each opened packet is counted on the Meter with
+// seq are those of Decrypt but step 7, which needs the outer header: a
+// caller that has one applies packet.DecapECN. Each opened packet is counted on the Meter with
 // the length of its payload.
 func (in *Inbound) DecryptESP(buf []byte, start, end int, src, dst netip.Addr) (pstart, pend int, nh uint8, seq uint64, err error) {
 	if start < 0 || end < start || end > len(buf) {

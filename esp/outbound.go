@@ -96,7 +96,8 @@ func (o *Outbound) Seal(buf []byte, start, end int) (nstart, nend int, err error
 // resulting IP packet within buf[:cap(buf)]:
 //
 //   - tunnel mode (RFC 4303, Section 3.1.2): a new outer IPv4 or IPv6 header
-//     from Local to Remote, then the ESP packet whose payload is the whole
+//     from Local to Remote with the inner DSCP and ECN bits (RFC 6040,
+//     Section 4.1; packet.PutOuterHeader), then the ESP packet whose payload is the whole
 //     inner packet, next header 4 or 41;
 //   - transport mode (RFC 4303, Section 3.1.1): the packet's own IP header,
 //     with IPv4 options and the IPv6 extension headers that precede ESP
@@ -118,6 +119,7 @@ func (o *Outbound) SealSeq(buf []byte, start, end int, seq uint64) (nstart, nend
 	if packet.SplitTransport(buf[start:end], &sp) != nil {
 		return 0, 0, sa.DropMalformed
 	}
+	tos := packet.TOS(buf[start:end]) // before it is encrypted
 	es, ee, err := o.SealESP(buf, start, end, &sp, seq)
 	if err != nil {
 		return 0, 0, err
@@ -130,8 +132,10 @@ func (o *Outbound) SealSeq(buf []byte, start, end int, seq uint64) (nstart, nend
 		}
 		// RFC 4301, Section 5.1.2.1 leaves the outer IPv4 ID to the
 		// encapsulator; the low bits of the sequence number differ between
-		// consecutive packets of the SA (RFC 6864, Section 4).
-		packet.PutIPHeader(buf[nstart:], o.cfg.Local, o.cfg.Remote, protoESP, ee-es, o.cfg.TTL, uint16(seq))
+		// consecutive packets of the SA (RFC 6864, Section 4). DSCP and
+		// ECN are copied from the inner header (RFC 6040, Section 4.1,
+		// normal mode; Decrypt combines the outer ECN back), DF is not.
+		packet.PutOuterHeader(buf[nstart:], o.cfg.Local, o.cfg.Remote, protoESP, ee-es, o.cfg.TTL, uint16(seq), tos)
 		return nstart, ee, nil
 	}
 	// SealESP moved the IP header in front of the ESP header.

@@ -140,33 +140,49 @@ func fixL4(l4 []byte, proto, version uint8, src, dst netip.Addr) error {
 // and buf[start:end] must start with an IPv4 or IPv6 header.
 func PutTunnelHeader(buf []byte, start, end, gap int, src, dst netip.Addr, proto, ttl uint8, id uint16, sp *Split) int {
 	inner := buf[start:end]
-	inner6 := inner[0]>>4 == 6
-	tos := IPv4(inner).TOS()
-	if inner6 {
-		tos = IPv6(inner).TrafficClass()
-	}
+	df := inner[0]>>4 == 4 && IPv4(inner).Flags()&IPv4FlagDF != 0
 	payload := gap + len(inner)
+	*sp = Split{Version: 6, HdrLen: IPv6HeaderLen, NextHdrOff: 6}
 	if src.Is4() {
-		ns := start - gap - IPv4MinHeaderLen
-		if ns < 0 || IPv4MinHeaderLen+payload > 0xffff {
+		*sp = Split{Version: 4, HdrLen: IPv4MinHeaderLen, NextHdrOff: 9}
+		if IPv4MinHeaderLen+payload > 0xffff {
 			return -1
 		}
-		PutIPv4Header(buf[ns:], src, dst, proto, IPv4MinHeaderLen+payload, ttl, id)
-		h := IPv4(buf[ns:])
-		h.SetTOS(tos)
-		if !inner6 {
-			h.SetFlagsFragOff(IPv4(inner).Flags()&IPv4FlagDF, 0)
-		}
-		h.UpdateChecksum()
-		*sp = Split{Version: 4, HdrLen: IPv4MinHeaderLen, NextHdrOff: 9, TotalLen: end - ns}
-		return ns
-	}
-	ns := start - gap - IPv6HeaderLen
-	if ns < 0 || payload > 0xffff {
+	} else if payload > 0xffff {
 		return -1
 	}
-	PutIPv6Header(buf[ns:], src, dst, proto, payload, ttl)
-	IPv6(buf[ns:]).SetTrafficClass(tos)
-	*sp = Split{Version: 6, HdrLen: IPv6HeaderLen, NextHdrOff: 6, TotalLen: end - ns}
+	ns := start - gap - sp.HdrLen
+	if ns < 0 {
+		return -1
+	}
+	putOuterHeader(buf[ns:], src, dst, proto, payload, ttl, id, TOS(inner), df)
+	sp.TotalLen = end - ns
 	return ns
+}
+
+// PutOuterHeader writes the outer header of a tunnel-mode packet in front
+// of payloadLen bytes, as PutIPHeader does, with tos as its DSCP and ECN
+// bits: the inner header's, which the caller read with TOS before it
+// sealed the inner packet. RFC 6040, Section 4.1 (normal mode) has the
+// encapsulator copy the ECN field, and RFC 4301, Section 5.1.2.1 allows the
+// DSCP to be copied. DF stays clear: unlike PutTunnelHeader (for AH), the
+// ESP data path does not copy DF from the inner header, so an outer packet
+// may still be fragmented on its way. It returns the header's length.
+func PutOuterHeader(b []byte, src, dst netip.Addr, proto uint8, payloadLen int, ttl uint8, id uint16, tos uint8) int {
+	return putOuterHeader(b, src, dst, proto, payloadLen, ttl, id, tos, false)
+}
+
+// putOuterHeader is PutOuterHeader with DF set when df is true (IPv4 only).
+func putOuterHeader(b []byte, src, dst netip.Addr, proto uint8, payloadLen int, ttl uint8, id uint16, tos uint8, df bool) int {
+	if src.Is4() {
+		var flags uint8
+		if df {
+			flags = IPv4FlagDF
+		}
+		putIPv4Header(b, src, dst, proto, IPv4MinHeaderLen+payloadLen, ttl, id, tos, flags)
+		return IPv4MinHeaderLen
+	}
+	PutIPv6Header(b, src, dst, proto, payloadLen, ttl)
+	IPv6(b).SetTrafficClass(tos)
+	return IPv6HeaderLen
 }

@@ -122,16 +122,22 @@ func (b IPv4) IsChecksumValid() bool { return Checksum(b[:b.HeaderLen()], 0) == 
 // be IPv4 addresses, totalLen must fit in 16 bits, and b must hold at least
 // IPv4MinHeaderLen bytes.
 //
-// To set DF or copy DSCP/ECN bits from the inner header (RFC 4301, Sections
-// 5.1.2.1 and 8.1; RFC 6040), call SetFlagsFragOff or SetTOS and then
-// UpdateChecksum.
+// PutOuterHeader and PutTunnelHeader write the header with the inner
+// header's DSCP and ECN bits (RFC 4301, Section 5.1.2.1; RFC 6040) and, for
+// PutTunnelHeader, DF (RFC 4301, Section 8.1).
 func PutIPv4Header(b []byte, src, dst netip.Addr, proto uint8, totalLen int, ttl uint8, id uint16) {
+	putIPv4Header(b, src, dst, proto, totalLen, ttl, id, 0, 0)
+}
+
+// putIPv4Header is PutIPv4Header with the TOS byte tos and the flags
+// (IPv4FlagDF) flags, all covered by the one checksum computation.
+func putIPv4Header(b []byte, src, dst netip.Addr, proto uint8, totalLen int, ttl uint8, id uint16, tos, flags uint8) {
 	h := IPv4(b[:IPv4MinHeaderLen])
 	h[0] = 4<<4 | 5
-	h[1] = 0
+	h[1] = tos
 	h.SetTotalLength(uint16(totalLen))
 	h.SetID(id)
-	h[6], h[7] = 0, 0
+	h.SetFlagsFragOff(flags, 0)
 	h[8] = ttl
 	h[9] = proto
 	h[10], h[11] = 0, 0

@@ -70,8 +70,8 @@ func (b IPv6) SetDst(a netip.Addr) { *(*[16]byte)(b[24:40]) = a.As16() }
 // tunnel-mode packet (RFC 4301, Section 5.1.2.2; RFC 2473, Section 3): version
 // 6, traffic class and flow label 0, the given payload length, next header and
 // hop limit. payloadLen must fit in 16 bits (no jumbograms) and b must hold
-// at least IPv6HeaderLen bytes. To copy DSCP/ECN bits
-// from the inner header (RFC 6040), call SetTrafficClass afterwards.
+// at least IPv6HeaderLen bytes. PutOuterHeader and PutTunnelHeader write
+// it with the inner header's DSCP and ECN bits (RFC 6040).
 func PutIPv6Header(b []byte, src, dst netip.Addr, nextHdr uint8, payloadLen int, hopLimit uint8) {
 	h := IPv6(b[:IPv6HeaderLen])
 	binary.BigEndian.PutUint32(h[0:], 6<<28)

@@ -28,6 +28,7 @@ const (
 	DropNoSA                      // PROTECT with no SA and no room to stage the packet
 	DropTooBig                    // no room in the buffer, or above the MTU
 	DropUnsupported               // a feature this implementation does not have
+	DropECN                       // outer CE over a Not-ECT inner packet (RFC 6040, Section 4.2)
 	NumDrops                      // number of reasons; not a reason
 )
 
@@ -48,6 +49,7 @@ var dropNames = [NumDrops]string{
 	DropNoSA:          "no_sa",
 	DropTooBig:        "too_big",
 	DropUnsupported:   "unsupported",
+	DropECN:           "ecn",
 }
 
 // String returns the metric-friendly name of the reason, such as "bad_icv".

@@ -33,6 +33,12 @@ package dataplane
 //	    ah.Inbound.DecryptAH verifies the ICV over the packet as received
 //	    and returns what follows AH; in transport mode the IP header goes
 //	    back in front of it here, as for raw ESP.
+//
+// DSCP and ECN in tunnel mode, raw ESP and AH (RFC 6040, normal mode; RFC
+// 4301, Section 5.1.2.1): the outer header gets the inner header's DSCP
+// and ECN bits (packet.PutOuterHeader, packet.PutTunnelHeader), and after
+// the ICV check the outer ECN field is combined into the inner header
+// (decapECN). ESP in UDP leaves the outer header to the kernel, Not-ECT.
 
 import (
 	"net/netip"
@@ -122,6 +128,12 @@ func (d *Dataplane) seal(e *elem) {
 
 // sealESP seals e with o and frames the result for its socket.
 func sealESP(e *elem, o espOutbound) (int, int, error) {
+	// The inner header's DSCP and ECN bits, read before they are
+	// encrypted. ESP in UDP does not use them: the kernel writes that
+	// outer header from the socket's TOS, 0, so it is Not-ECT and the
+	// receiver has no congestion mark to propagate (RFC 6040, Section 4.1
+	// allows an encapsulator to leave the outer Not-ECT).
+	tos := packet.TOS(e.buf[e.start:e.end])
 	es, ee, err := o.SealESP(e.buf, e.start, e.end, &e.sp, e.seq)
 	if err != nil || e.out.Encap == sad.EncapUDP {
 		return es, ee, err
@@ -141,8 +153,13 @@ func sealESP(e *elem, o espOutbound) (int, int, error) {
 	}
 	// RFC 4301, Section 5.1.2.1 leaves the outer IPv4 ID to the
 	// encapsulator; the low bits of the sequence number differ between
-	// consecutive packets of the SA (RFC 6864, Section 4).
-	packet.PutIPHeader(e.buf[ns:], local, remote, protoESP, ee-es, ttl, uint16(e.seq))
+	// consecutive packets of the SA (RFC 6864, Section 4). DSCP and ECN
+	// are copied from the inner header (RFC 6040, Section 4.1, normal
+	// mode; openESP propagates the outer ECN at the far end). DF is not
+	// copied, unlike AH's outer header: setting it would stop the outer
+	// packet from being fragmented on its way, a change of behaviour this
+	// data path has not made.
+	packet.PutOuterHeader(e.buf[ns:], local, remote, protoESP, ee-es, ttl, uint16(e.seq), tos)
 	return ns, ee, nil
 }
 
@@ -214,8 +231,11 @@ func openESP(e *elem, in espInbound) (int, int, uint64, error) {
 		start, end = e.start+e.sp.HdrLen, e.start+e.sp.TotalLen
 	}
 	ps, pe, nh, seq, err := in.DecryptESP(e.buf, start, end, src, dst)
-	if err != nil || in.Mode() == sa.Tunnel {
+	if err != nil {
 		return ps, pe, seq, err
+	}
+	if in.Mode() == sa.Tunnel {
+		return ps, pe, seq, decapECN(e, ps, pe)
 	}
 	if raw {
 		return restoreHeader(e, ps, pe, nh, seq)
@@ -234,10 +254,29 @@ func openESP(e *elem, in espInbound) (int, int, uint64, error) {
 // put back in front (transport mode, RFC 4302, Section 3.1.1).
 func openAH(e *elem, in ahInbound) (int, int, uint64, error) {
 	ps, pe, nh, seq, err := in.DecryptAH(e.buf, e.start, e.start+e.sp.TotalLen, &e.sp)
-	if err != nil || in.Mode() == sa.Tunnel {
+	if err != nil {
 		return ps, pe, seq, err
 	}
+	if in.Mode() == sa.Tunnel {
+		return ps, pe, seq, decapECN(e, ps, pe)
+	}
 	return restoreHeader(e, ps, pe, nh, seq)
+}
+
+// decapECN combines the ECN field of the outer header of e, which
+// classifyRaw split at e.start and the engine left in place, into the inner
+// packet buf[ps:pe] that a tunnel-mode SA opened: RFC 6040, Section 4.2
+// (packet.DecapECN). It runs after the ICV check, so a CE over a Not-ECT
+// inner packet (sa.DropECN) is dropped with its authentic sequence number,
+// which the window still takes. The outer DSCP is not copied inward (RFC
+// 4301, Section 5.1.2.1). ESP in UDP has no outer header here and needs
+// none: the kernel consumed it, and the sender's kernel wrote it from its
+// socket's TOS, 0 (Not-ECT), so there is no congestion mark to propagate.
+func decapECN(e *elem, ps, pe int) error {
+	if e.sp.Version == 0 {
+		return nil
+	}
+	return packet.DecapECN(packet.TOS(e.buf[e.start:]), e.buf[ps:pe])
 }
 
 // restoreHeader moves the received IP header of a transport-mode packet,

@@ -128,30 +128,12 @@ func TestInboundDuplicates(t *testing.T) {
 			p := newPair(t, sc)
 			// The copies come from elsewhere on the network, sealed with
 			// A's outbound SA (which sends nothing else).
-			src := netip.MustParseAddr("192.0.2.99")
-			if sc.v6 {
-				src = netip.MustParseAddr("2001:db8::99")
-			}
-			proto := uint8(protoESP)
-			if sc.proto == sa.AH {
-				proto = protoAH
-			}
-			raw := p.nw.Raw(src, proto, 64, 4096)
+			raw, src := injector(p, sc.proto, sc.v6)
 			udp := p.nw.UDP(netip.AddrPortFrom(src, 4500), 64, 4096)
 			o := p.a.dp.SAD().Load().Outbound(ref).SA
 			for i := range n {
-				pkt := udpPacket(p.a, p.b, uint16(i+1), []byte("sent twice"))
-				buf := make([]byte, headroom+len(pkt)+tailroom)
-				copy(buf[headroom:], pkt)
-				seq, err := o.NextSeq()
-				if err != nil {
-					t.Fatal(err)
-				}
-				es, ee, err := o.SealSeq(buf, headroom, headroom+len(pkt), seq)
-				if err != nil {
-					t.Fatal(err)
-				}
-				sealed := buf[es:ee]
+				sealed := sealWith(t, o, udpPacket(p.a, p.b, uint16(i+1), []byte("sent twice")))
+				var err error
 				if sc.encap == sad.EncapUDP {
 					// ESP in UDP: the bare ESP packet behind the outer
 					// header, and the whole IP packet raw.

@@ -416,9 +416,11 @@ func tcpTransfer(t *testing.T, a, b *nstest.NS, src, dst netip.Addr, size int) {
 }
 
 // capture is a packet capture on one interface of a namespace through an
-// AF_PACKET socket, in both directions.
+// AF_PACKET socket, in both directions. An interface without a link-layer
+// address (a TUN device) delivers IP packets without a link header.
 type capture struct {
 	fd   int
+	l3   bool // no Ethernet header
 	stop chan struct{}
 	done chan struct{}
 
@@ -453,6 +455,7 @@ func startCapture(t *testing.T, ns *nstest.NS, ifname string) *capture {
 			return err
 		}
 		c.fd = fd
+		c.l3 = len(ifi.HardwareAddr) == 0
 		return nil
 	})
 	if err != nil {
@@ -478,11 +481,15 @@ func (c *capture) loop() {
 		if err != nil || n < 14 {
 			continue // timeout (EAGAIN) or EINTR
 		}
-		et := binary.BigEndian.Uint16(buf[12:14])
-		if et != 0x0800 && et != 0x86dd {
+		pkt := buf[14:n]
+		if c.l3 {
+			if pkt = buf[:n]; pkt[0]>>4 != 4 && pkt[0]>>4 != 6 {
+				continue
+			}
+		} else if et := binary.BigEndian.Uint16(buf[12:14]); et != 0x0800 && et != 0x86dd {
 			continue
 		}
-		f := frame{pkt: bytes.Clone(buf[14:n])}
+		f := frame{pkt: bytes.Clone(pkt)}
 		c.mu.Lock()
 		c.frames = append(c.frames, f)
 		c.mu.Unlock()

@@ -9,9 +9,11 @@ Reads one JSON request on stdin and writes one JSON answer on stdout.
                        {"ok": false, "error": "..."}, ...]}
       ESP in UDP (RFC 3948) is accepted: the UDP header is removed first.
   {"op": "seal", "sa": SA, "seq": N, "outer_src", "outer_dst",
-   "inner": {"src", "dst", "id", "seq", "data"}}
-      -> {"packet": hex}: an IPv4 ICMP echo request, sealed in tunnel mode
-      with sequence number N, as IP/ESP (no UDP header).
+   "inner": {"src", "dst", "id", "seq", "data", "tos" (optional, 0)}}
+      -> {"packet": hex}: an ICMP echo request (ICMPv6 for IPv6 inner
+      addresses), sealed in tunnel mode with sequence number N, as IP/ESP
+      or IP/AH (no UDP header), the outer header IPv6 for IPv6 outer
+      addresses.
 
 SA = {"proto": "esp"|"ah", "spi": int, "alg": goipsec suite keyword,
       "key": hex KEYMAT as ip xfrm takes it, "mode": "tunnel"|"transport"}
@@ -20,7 +22,7 @@ import json
 import sys
 
 from scapy.layers.inet import IP, ICMP, UDP
-from scapy.layers.inet6 import IPv6
+from scapy.layers.inet6 import ICMPv6EchoRequest, IPv6
 from scapy.layers.ipsec import AH, ESP, SecurityAssociation
 from scapy.packet import Raw
 
@@ -38,7 +40,10 @@ def make_sa(d, tunnel_src=None, tunnel_dst=None):
     key = bytes.fromhex(d["key"])
     tunnel = None
     if d["mode"] == "tunnel":
-        tunnel = IP(src=tunnel_src or "0.0.0.0", dst=tunnel_dst or "0.0.0.0")
+        if tunnel_src and ":" in tunnel_src:
+            tunnel = IPv6(src=tunnel_src, dst=tunnel_dst)
+        else:
+            tunnel = IP(src=tunnel_src or "0.0.0.0", dst=tunnel_dst or "0.0.0.0")
     if d["proto"] == "esp":
         crypt, auth, klen = ESP_ALGS[d["alg"]]
         if auth is None:
@@ -87,8 +92,12 @@ def decrypt(req):
 def seal(req):
     sa = make_sa(req["sa"], req["outer_src"], req["outer_dst"])
     i = req["inner"]
-    inner = IP(src=i["src"], dst=i["dst"]) / ICMP(type=8, id=i["id"], seq=i["seq"]) / Raw(i["data"].encode())
-    inner = IP(bytes(inner))  # fill in lengths and checksums
+    if ":" in i["src"]:
+        inner = IPv6(src=i["src"], dst=i["dst"], tc=i.get("tos", 0)) / ICMPv6EchoRequest(id=i["id"], seq=i["seq"], data=i["data"].encode())
+        inner = IPv6(bytes(inner))  # fill in lengths and checksums
+    else:
+        inner = IP(src=i["src"], dst=i["dst"], tos=i.get("tos", 0)) / ICMP(type=8, id=i["id"], seq=i["seq"]) / Raw(i["data"].encode())
+        inner = IP(bytes(inner))  # fill in lengths and checksums
     return {"packet": bytes(sa.encrypt(inner, seq_num=req["seq"])).hex()}
 
 
