@@ -218,6 +218,16 @@ func (e *engine) init(c *Config, dir sa.Direction) error {
 // Mode returns the SA's mode: sa.Tunnel or sa.Transport.
 func (e *engine) Mode() sa.Mode { return e.mode }
 
+// warm reads the engine's first line, its meter and the transform's state
+// (transform.Warmer) and returns a value derived from them.
+func (e *engine) warm() int {
+	n := int(e.spi) + int(e.meter.Packets())
+	if w, ok := e.tr.(transform.Warmer); ok {
+		n += w.Warm()
+	}
+	return n
+}
+
 // alive reports whether the SA may still carry packets: no hard limit has
 // been crossed, time limits included.
 func (e *engine) alive() bool { return e.meter.Usable(e.now) }

@@ -37,6 +37,14 @@ func (in *Inbound) SPI() uint32 { return in.spi }
 // Meter returns the SA's meter: bytes and packets opened, limits crossed.
 func (in *Inbound) Meter() *sa.Meter { return &in.meter }
 
+// Warm reads the SA's state that opening a packet reads (the engine, its
+// meter, the replay window's header and the transform's keys), so that the
+// data plane can bring the states of a batch's SAs into the cache together,
+// their misses overlapping, before it opens the batch's packets one by one
+// (see transform.Warmer). The result means nothing. Safe for concurrent
+// use.
+func (in *Inbound) Warm() int { return in.warm() + in.window.Size() }
+
 // Open verifies and decrypts the IP packet buf[start:end] (an outer IP header
 // followed by ESP) in place and returns the bounds of the result within buf:
 // the inner IP packet in tunnel mode, or in transport mode the reconstructed

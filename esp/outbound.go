@@ -70,6 +70,11 @@ func (o *Outbound) Overhead() (head, tail int) {
 	return head, tail
 }
 
+// Warm reads the SA's state that sealing a packet reads (the engine, its
+// meter and the transform's keys), as Inbound.Warm does for opening. The
+// result means nothing. Safe for concurrent use.
+func (o *Outbound) Warm() int { return o.warm() }
+
 // NextSeq assigns the next sequence number. Numbers are handed out in order
 // and never cycle (RFC 4303, Section 3.3.3): the last is 2^32-1 without ESN
 // and 2^64-1 with it. After the last, NextSeq reports a hard sa.LimitSeq

@@ -61,6 +61,18 @@ type ESP interface {
 	Open(b []byte, seq uint64, esn bool) error
 }
 
+// Warmer is implemented by the ESP transforms of this package. Warm reads
+// the transform's per-SA state and returns a value derived from it, which
+// the caller discards: it loads the state's first cache lines (and the
+// address translations of their pages) ahead of Seal or Open, so that the
+// data plane can do it for a whole batch of packets, one SA after another,
+// while the processor overlaps the cache misses of different SAs that the
+// packet work itself would take one at a time (docs/performance.md, "Warming
+// a batch's SAs"). It has no other effect and is safe for concurrent use.
+type Warmer interface {
+	Warm() int
+}
+
 // Integrity is the keyed integrity function of one direction of an AH SA (and
 // of the integrity half of ESP cipher suites). Safe for concurrent use; no
 // allocations per packet.

@@ -293,7 +293,15 @@ func benchInbound(b *testing.B, pat scalePattern, n int) {
 				p := &batch[i]
 				ins[i] = snap.Inbound(sa.ESP, binary.BigEndian.Uint32(p.buf[p.start+packet.IPv4MinHeaderLen:]))
 			}
-			// The workers: Decrypt.
+			// The workers: warm the SAs' state (as worker does), then
+			// Decrypt.
+			var last *sad.InboundSA
+			for _, in := range ins[:m] {
+				if in != last {
+					last = in
+					warmEngine(in.SA)
+				}
+			}
 			for i := range batch {
 				p, x := &batch[i], &bounds[i]
 				var err error
@@ -398,6 +406,7 @@ func benchOutbound(b *testing.B, pat scalePattern, n int) {
 				e.out, e.seq, e.kind, e.sp = o, seq, kindProtect, info.Split
 			}
 			// The workers.
+			warm(bt.elems[:m])
 			for _, e := range bt.elems[:m] {
 				d.work1(e)
 				if e.drop != sa.DropNone {
