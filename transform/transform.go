@@ -62,15 +62,19 @@ type ESP interface {
 }
 
 // Warmer is implemented by the ESP transforms of this package. Warm reads
-// the transform's per-SA state and returns a value derived from it, which
-// the caller discards: it loads the state's first cache lines (and the
-// address translations of their pages) ahead of Seal or Open, so that the
-// data plane can do it for a whole batch of packets, one SA after another,
-// while the processor overlaps the cache misses of different SAs that the
-// packet work itself would take one at a time (docs/performance.md, "Warming
-// a batch's SAs"). It has no other effect and is safe for concurrent use.
+// the transform's per-SA state that lies level pointer hops away from the
+// transform (0: the transform's own struct; 1: the state of the cipher
+// behind it, such as AES-GCM's round keys and GHASH table) and returns a
+// number computed from what it read, which means nothing (nothing lies
+// deeper than level 1). It loads those cache lines, and the
+// address translations of their pages, ahead of Seal or Open, so that the
+// data plane can warm a whole batch's SAs one level at a time: the loads of
+// one level are then independent of each other, and the processor overlaps
+// the cache misses of different SAs that the packet work itself would take
+// one after the other (docs/performance.md, "Warming a batch's SAs"). It
+// has no other effect, allocates nothing and is safe for concurrent use.
 type Warmer interface {
-	Warm() int
+	Warm(level int) int
 }
 
 // Integrity is the keyed integrity function of one direction of an AH SA (and

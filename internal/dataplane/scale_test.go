@@ -295,11 +295,13 @@ func benchInbound(b *testing.B, pat scalePattern, n int) {
 			}
 			// The workers: warm the SAs' state (as worker does), then
 			// Decrypt.
-			var last *sad.InboundSA
-			for _, in := range ins[:m] {
-				if in != last {
-					last = in
-					warmEngine(in.SA)
+			for level := range warmLevels {
+				var last *sad.InboundSA
+				for _, in := range ins[:m] {
+					if in != last {
+						last = in
+						warmEngine(in.SA, level)
+					}
 				}
 			}
 			for i := range batch {

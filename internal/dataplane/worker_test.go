@@ -184,7 +184,7 @@ type countingEngine struct {
 	warmed int
 }
 
-func (c *countingEngine) Warm() int { c.warmed++; return c.warmed }
+func (c *countingEngine) Warm(level int) int { c.warmed++; return level }
 
 // TestWarmOncePerSA checks warm, which a worker runs over its chunk before
 // the packet work: it warms the engine of every SA the chunk opens or
@@ -204,8 +204,8 @@ func TestWarmOncePerSA(t *testing.T) {
 		{kind: kindProtect, out: outA}, {kind: kindProtect, out: outA}, {kind: kindBypass},
 	}
 	warm(elems)
-	if a.warmed != 3 || b.warmed != 1 {
-		t.Errorf("warmed A %d and B %d times, want 3 (two runs inbound, one outbound) and 1", a.warmed, b.warmed)
+	if a.warmed != 3*warmLevels || b.warmed != warmLevels {
+		t.Errorf("warmed A %d and B %d times, want %d (two runs inbound, one outbound, each level) and %d", a.warmed, b.warmed, 3*warmLevels, warmLevels)
 	}
 	if !raceEnabled {
 		if n := testing.AllocsPerRun(100, func() { warm(elems) }); n != 0 {
