@@ -218,6 +218,19 @@ func (e *engine) init(c *Config, dir sa.Direction) error {
 // Mode returns the SA's mode: sa.Tunnel or sa.Transport.
 func (e *engine) Mode() sa.Mode { return e.mode }
 
+// warm reads the state of the SA level pointer hops away (see
+// transform.Warmer): 0 the engine itself and its meter (the caller adds
+// what else its allocation holds); 1 and 2 the transform's levels 0 and 1.
+func (e *engine) warm(level int) int {
+	if level == 0 {
+		return int(e.spi) + int(e.meter.Packets())
+	}
+	if w, ok := e.tr.(transform.Warmer); ok {
+		return w.Warm(level - 1)
+	}
+	return 0
+}
+
 // alive reports whether the SA may still carry packets: no hard limit has
 // been crossed, time limits included.
 func (e *engine) alive() bool { return e.meter.Usable(e.now) }

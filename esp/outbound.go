@@ -70,6 +70,11 @@ func (o *Outbound) Overhead() (head, tail int) {
 	return head, tail
 }
 
+// Warm reads the SA's state that sealing a packet reads, level pointer hops
+// away from the SA (0: the engine and its meter), as Inbound.Warm does for
+// opening. Safe for concurrent use.
+func (o *Outbound) Warm(level int) int { return o.warm(level) }
+
 // NextSeq assigns the next sequence number. Numbers are handed out in order
 // and never cycle (RFC 4303, Section 3.3.3): the last is 2^32-1 without ESN
 // and 2^64-1 with it. After the last, NextSeq reports a hard sa.LimitSeq

@@ -82,6 +82,16 @@ func (e *aeadESP) BlockSize() int { return 4 }
 // ICVLen implements ESP.
 func (e *aeadESP) ICVLen() int { return e.icvLen }
 
+// Warm implements Warmer: this struct, then the AEAD's state through a
+// method that reads it (AES-GCM's nonce size sits on a line of its GHASH
+// table, with the round keys on the same page or the next).
+func (e *aeadESP) Warm(level int) int {
+	if level == 0 {
+		return e.icvLen
+	}
+	return e.aead.NonceSize()
+}
+
 // Seal implements ESP.
 func (e *aeadESP) Seal(b []byte, seq uint64, esn bool) {
 	if len(b) < aeadOff+e.icvLen {
@@ -191,6 +201,14 @@ func (e *gmacESP) IVLen() int { return aeadIVLen }
 
 // BlockSize implements ESP.
 func (e *gmacESP) BlockSize() int { return 4 }
+
+// Warm implements Warmer, as for the AEADs.
+func (e *gmacESP) Warm(level int) int {
+	if level == 0 {
+		return int(e.salt[0])
+	}
+	return e.gcm.NonceSize()
+}
 
 // ICVLen implements ESP.
 func (e *gmacESP) ICVLen() int { return gmacICVLen }

@@ -62,6 +62,15 @@ func (e *cipherESP) IVLen() int { return e.ivLen }
 // BlockSize implements ESP.
 func (e *cipherESP) BlockSize() int { return e.bsize }
 
+// Warm implements Warmer: this struct, then the integrity algorithm's (the
+// block cipher's round keys have no method that reads them).
+func (e *cipherESP) Warm(level int) int {
+	if level == 0 {
+		return e.icvLen
+	}
+	return e.integ.ICVLen()
+}
+
 // ICVLen implements ESP.
 func (e *cipherESP) ICVLen() int { return e.icvLen }
 

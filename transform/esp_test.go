@@ -430,3 +430,27 @@ func TestAllocs(t *testing.T) {
 		}
 	}
 }
+
+// TestWarm checks that every ESP suite's transform implements Warmer, that
+// Warm allocates nothing (the data plane calls it per packet) and that it
+// leaves the transform working.
+func TestWarm(t *testing.T) {
+	for i, e := range allESP(t) {
+		name := ESPSuites()[i].Name
+		w, ok := e.(Warmer)
+		if !ok {
+			t.Errorf("%s: %T does not implement Warmer", name, e)
+			continue
+		}
+		if !raceEnabled {
+			if n := testing.AllocsPerRun(100, func() { w.Warm(0); w.Warm(1); w.Warm(2) }); n != 0 {
+				t.Errorf("%s: Warm: %v allocations, want 0", name, n)
+			}
+		}
+		b, payload := newPacket(e, 1, 7, 100)
+		e.Seal(b, 7, false)
+		if err := e.Open(b, 7, false); err != nil || !bytes.Equal(b[ESPHeaderLen+e.IVLen():len(b)-e.ICVLen()], payload) {
+			t.Errorf("%s: round trip after Warm: %v", name, err)
+		}
+	}
+}

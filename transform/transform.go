@@ -61,6 +61,22 @@ type ESP interface {
 	Open(b []byte, seq uint64, esn bool) error
 }
 
+// Warmer is implemented by the ESP transforms of this package. Warm reads
+// the transform's per-SA state that lies level pointer hops away from the
+// transform (0: the transform's own struct; 1: the state of the cipher
+// behind it, such as AES-GCM's round keys and GHASH table) and returns a
+// number computed from what it read, which means nothing (nothing lies
+// deeper than level 1). It loads those cache lines, and the
+// address translations of their pages, ahead of Seal or Open, so that the
+// data plane can warm a whole batch's SAs one level at a time: the loads of
+// one level are then independent of each other, and the processor overlaps
+// the cache misses of different SAs that the packet work itself would take
+// one after the other (docs/performance.md, "Warming a batch's SAs"). It
+// has no other effect, allocates nothing and is safe for concurrent use.
+type Warmer interface {
+	Warm(level int) int
+}
+
 // Integrity is the keyed integrity function of one direction of an AH SA (and
 // of the integrity half of ESP cipher suites). Safe for concurrent use; no
 // allocations per packet.

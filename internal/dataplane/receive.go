@@ -15,6 +15,7 @@ package dataplane
 //	    then the batch goes to the work queue (in chunks) and to this
 //	    socket's sequential queue
 //	worker (Config.Workers goroutines, parallel)
+//	    warm the chunk's SAs, one level of pointers at a time (warm);
 //	    open in place (frame.go), with the split made above: the replay
 //	    pre-check (lock-free, replay.Window.Check), ICV check, decryption,
 //	    padding, and in transport mode the IP header back in front; no

@@ -59,6 +59,9 @@ var scalePatterns = []scalePattern{
 	// flows send bursts (a 64 KiB TSO segment is 45 packets) and the
 	// reader hands a batch to the stages at once.
 	{"flows", 8},
+	// bursts: runs of 32 packets per SA, 2 SAs per batch, as a TSO or
+	// GRO segment of one TCP flow arrives (45 packets for 64 KiB).
+	{"bursts", 32},
 }
 
 // next fills sas with the SA index of each packet of a round.
@@ -226,9 +229,10 @@ type sealed struct {
 // BenchmarkInboundScale measures the per-packet work of the inbound
 // stages with n SAs installed, on batches of 64 packets spread over the
 // SAs as each pattern says (scalePatterns): the reader's SAD lookup by SPI
-// for the whole batch, then Decrypt (the worker) for the batch, then the
-// sequential stage for the batch: Accept on the replay window, decoding
-// the inner packet, the selector check and the SA's counters. 1400-byte
+// for the whole batch, then the worker's stage for the batch (warm the
+// batch's SAs, then Decrypt each packet), then the sequential stage for
+// the batch: Accept on the replay window, decoding the inner packet, the
+// selector check and the SA's counters. 1400-byte
 // inner packets; the goroutine hand-offs and the socket and TUN I/O are
 // left out (BenchmarkPipeline has them). The packets are sealed by the
 // peers' engines in rounds of 1024, with the timer stopped.
@@ -243,79 +247,135 @@ func eachScale(b *testing.B, bench func(*testing.B, scalePattern, int)) {
 	}
 }
 
-func benchInbound(b *testing.B, pat scalePattern, n int) {
-	d := newScaleDataplane(b)
-	pairs := installScale(b, d, n)
-	inner := tuntest.UDP(netip.AddrPortFrom(netip.MustParseAddr("10.2.0.1"), 1),
-		netip.AddrPortFrom(netip.MustParseAddr("10.1.0.1"), 9), make([]byte, 1400-28))
-	head, tail := pairs[0].peer.Overhead()
-	pkts := make([]sealed, scaleRound)
-	for i := range pkts {
-		pkts[i].buf = make([]byte, head+len(inner)+tail)
-	}
-	sas := make([]int, scaleRound)
-	r := rand.New(rand.NewPCG(5, 6))
-	seal := func() {
-		pat.next(r, n, sas)
-		for i := range pkts {
-			p, o := &pkts[i], pairs[sas[i]].peer
-			copy(p.buf[head:], inner)
-			var err error
-			if p.start, p.end, err = o.Seal(p.buf, head, head+len(inner)); err != nil {
-				b.Fatal(err)
-			}
-		}
-	}
-	var (
-		ins    [scaleBatch]*sad.InboundSA
-		bounds [scaleBatch]struct {
-			start, end int
-			seq        uint64
-		}
-		info packet.Info
-	)
-	b.SetBytes(int64(len(inner)))
+func benchInbound(b *testing.B, pat scalePattern, n int) { driveScale(b, newInboundRun(b, pat, n)) }
+
+// A scaleRun is the state of one scale benchmark for one pattern and n.
+// prepare makes a round of scaleRound packets, with the timer stopped;
+// process then runs the first m of them through the stages, in batches.
+type scaleRun interface {
+	prepare()
+	process(m int)
+}
+
+// scaleInner is the length of the benchmarks' inner packets.
+const scaleInner = 1400
+
+// driveScale runs b.N packets through run, round by round, and reports the
+// CPU time of process per packet.
+func driveScale(b *testing.B, run scaleRun) {
+	b.SetBytes(scaleInner)
 	b.ReportAllocs()
+	settle()
 	cpu := startCPUClock(b)
 	defer cpu.report(b)
 	b.ResetTimer()
 	for done := 0; done < b.N; {
+		m := min(scaleRound, b.N-done)
 		b.StopTimer()
-		seal()
+		run.prepare()
 		b.StartTimer()
 		cpu.start()
-		for lo := 0; lo < scaleRound && done < b.N; lo += scaleBatch {
-			m := min(scaleBatch, scaleRound-lo, b.N-done)
-			batch := pkts[lo : lo+m]
-			// The reader: SAD lookup by SPI.
-			snap := d.SAD().Load()
-			for i := range batch {
-				p := &batch[i]
-				ins[i] = snap.Inbound(sa.ESP, binary.BigEndian.Uint32(p.buf[p.start+packet.IPv4MinHeaderLen:]))
-			}
-			// The workers: Decrypt.
-			for i := range batch {
-				p, x := &batch[i], &bounds[i]
-				var err error
-				if x.start, x.end, x.seq, err = ins[i].SA.Decrypt(p.buf, p.start, p.end); err != nil {
-					b.Fatal(err)
-				}
-			}
-			// The sequential stage.
-			for i := range batch {
-				p, x, in := &batch[i], &bounds[i], ins[i]
-				if err := in.Accept(x.seq); err != nil {
-					b.Fatal(err)
-				}
-				pkt := p.buf[x.start:x.end]
-				if err := packet.Decode(pkt, &info); err != nil || !in.Allows(&info) {
-					b.Fatal("the inner packet does not pass the selector check")
-				}
-				in.Stats.Add(len(pkt))
-			}
-			done += m
-		}
+		run.process(m)
 		cpu.stop()
+		done += m
+	}
+}
+
+// settle collects the garbage of the setup (100,000 SAs installed and
+// their engines built) before the timed rounds, which allocate nothing: a
+// collection that the setup started would otherwise mark a heap of
+// hundreds of megabytes during the rounds, with the write barrier on for
+// the benchmark's thread and the collector's threads taking the other
+// core and the shared cache.
+func settle() { runtime.GC() }
+
+// inboundRun is BenchmarkInboundScale's state.
+type inboundRun struct {
+	b      *testing.B
+	d      *Dataplane
+	pat    scalePattern
+	pairs  []scalePair
+	inner  []byte
+	head   int
+	pkts   []sealed
+	sas    []int
+	r      *rand.Rand
+	ins    [scaleBatch]*sad.InboundSA
+	bounds [scaleBatch]struct {
+		start, end int
+		seq        uint64
+	}
+	info packet.Info
+}
+
+func newInboundRun(b *testing.B, pat scalePattern, n int) scaleRun {
+	d := newScaleDataplane(b)
+	x := &inboundRun{b: b, d: d, pat: pat, pairs: installScale(b, d, n), r: rand.New(rand.NewPCG(5, 6))}
+	x.inner = tuntest.UDP(netip.AddrPortFrom(netip.MustParseAddr("10.2.0.1"), 1),
+		netip.AddrPortFrom(netip.MustParseAddr("10.1.0.1"), 9), make([]byte, scaleInner-28))
+	head, tail := x.pairs[0].peer.Overhead()
+	x.head = head
+	x.pkts = make([]sealed, scaleRound)
+	for i := range x.pkts {
+		x.pkts[i].buf = make([]byte, head+len(x.inner)+tail)
+	}
+	x.sas = make([]int, scaleRound)
+	return x
+}
+
+// prepare has the peers seal a round of packets.
+func (x *inboundRun) prepare() {
+	x.pat.next(x.r, len(x.pairs), x.sas)
+	for i := range x.pkts {
+		p, o := &x.pkts[i], x.pairs[x.sas[i]].peer
+		copy(p.buf[x.head:], x.inner)
+		var err error
+		if p.start, p.end, err = o.Seal(p.buf, x.head, x.head+len(x.inner)); err != nil {
+			x.b.Fatal(err)
+		}
+	}
+}
+
+func (x *inboundRun) process(n int) {
+	for lo := 0; lo < n; lo += scaleBatch {
+		m := min(scaleBatch, n-lo)
+		batch := x.pkts[lo : lo+m]
+		// The reader: SAD lookup by SPI.
+		snap := x.d.SAD().Load()
+		for i := range batch {
+			p := &batch[i]
+			x.ins[i] = snap.Inbound(sa.ESP, binary.BigEndian.Uint32(p.buf[p.start+packet.IPv4MinHeaderLen:]))
+		}
+		// The workers: warm the SAs' state (as warm does), then
+		// Decrypt.
+		for level := range warmLevels {
+			var last *sad.InboundSA
+			for _, in := range x.ins[:m] {
+				if in != last {
+					last = in
+					warmEngine(in.SA, level)
+				}
+			}
+		}
+		for i := range batch {
+			p, y := &batch[i], &x.bounds[i]
+			var err error
+			if y.start, y.end, y.seq, err = x.ins[i].SA.Decrypt(p.buf, p.start, p.end); err != nil {
+				x.b.Fatal(err)
+			}
+		}
+		// The sequential stage.
+		for i := range batch {
+			p, y, in := &batch[i], &x.bounds[i], x.ins[i]
+			if err := in.Accept(y.seq); err != nil {
+				x.b.Fatal(err)
+			}
+			pkt := p.buf[y.start:y.end]
+			if err := packet.Decode(pkt, &x.info); err != nil || !in.Allows(&x.info) {
+				x.b.Fatal("the inner packet does not pass the selector check")
+			}
+			in.Stats.Add(len(pkt))
+		}
 	}
 }
 
@@ -323,10 +383,10 @@ func benchInbound(b *testing.B, pat scalePattern, n int) {
 // stages with n SAs installed, on batches of 64 packets spread over the
 // SAs as each pattern says: the classification (decoding the packet, SAD
 // lookup by the Ref of the packet's SPD rule and its selectors, the
-// headroom check, NextSeq), then the workers' seal (work1: bare ESP), then
-// the send stage (sendBatch on each lane the batch uses: the SA's
-// counters, runs grouped by destination, the bare ESP handed to the UDP
-// socket). 1400-byte inner packets. The SPD lookup is left out (each SA
+// headroom check, NextSeq), then the workers' stage (warm, then work1:
+// bare ESP), then the send stage (sendBatch on each lane the batch uses:
+// the SA's counters, runs grouped by destination, the bare ESP handed to
+// the UDP socket). 1400-byte inner packets. The SPD lookup is left out (each SA
 // has its own Ref here, and the SPD is not what this measures); so are the
 // TUN read and the goroutine hand-offs. The socket is the in-memory
 // double, which drops the datagrams: no one listens at their destination.
@@ -334,90 +394,143 @@ func benchInbound(b *testing.B, pat scalePattern, n int) {
 // timer stopped.
 func BenchmarkOutboundScale(b *testing.B) { eachScale(b, benchOutbound) }
 
-func benchOutbound(b *testing.B, pat scalePattern, n int) {
+func benchOutbound(b *testing.B, pat scalePattern, n int) { driveScale(b, newOutboundRun(b, pat, n)) }
+
+// outboundRun is BenchmarkOutboundScale's state.
+type outboundRun struct {
+	b       *testing.B
+	d       *Dataplane
+	pat     scalePattern
+	pairs   []scalePair
+	inner   []byte
+	batches []*batch
+	refs    []uint32
+	sas     []int
+	r       *rand.Rand
+	info    packet.Info
+}
+
+func newOutboundRun(b *testing.B, pat scalePattern, n int) scaleRun {
 	d := newScaleDataplane(b)
-	pairs := installScale(b, d, n)
-	for i := range pairs {
-		pairs[i].peer = nil
+	x := &outboundRun{b: b, d: d, pat: pat, pairs: installScale(b, d, n), r: rand.New(rand.NewPCG(5, 6))}
+	for i := range x.pairs {
+		x.pairs[i].peer = nil
 	}
-	inner := tuntest.UDP(netip.AddrPortFrom(netip.MustParseAddr("10.1.0.1"), 1),
-		netip.AddrPortFrom(netip.MustParseAddr("10.2.0.1"), 9), make([]byte, 1400-28))
+	x.inner = tuntest.UDP(netip.AddrPortFrom(netip.MustParseAddr("10.1.0.1"), 1),
+		netip.AddrPortFrom(netip.MustParseAddr("10.2.0.1"), 9), make([]byte, scaleInner-28))
 	pool := newPool(scaleRound/scaleBatch, scaleBatch, outboundBufSize(1500))
-	batches := make([]*batch, scaleRound/scaleBatch)
-	for i := range batches {
-		batches[i] = pool.newBatch()
+	x.batches = make([]*batch, scaleRound/scaleBatch)
+	for i := range x.batches {
+		x.batches[i] = pool.newBatch()
 	}
-	refs := make([]uint32, scaleRound)
-	sas := make([]int, scaleRound)
-	r := rand.New(rand.NewPCG(5, 6))
-	fill := func() {
-		pat.next(r, n, sas)
-		for i, k := range sas {
-			refs[i] = pairs[k].out.Ref
+	x.refs = make([]uint32, scaleRound)
+	x.sas = make([]int, scaleRound)
+	return x
+}
+
+// prepare draws a round's SAs and puts the cleartext into the buffers.
+func (x *outboundRun) prepare() {
+	x.pat.next(x.r, len(x.pairs), x.sas)
+	for i, k := range x.sas {
+		x.refs[i] = x.pairs[k].out.Ref
+	}
+	for _, bt := range x.batches {
+		for _, e := range bt.elems {
+			e.start, e.end = headroom, headroom+copy(e.buf[headroom:], x.inner)
 		}
-		for _, bt := range batches {
-			for _, e := range bt.elems {
-				e.start, e.end = headroom, headroom+copy(e.buf[headroom:], inner)
+	}
+}
+
+func (x *outboundRun) process(n int) {
+	d := x.d
+	for j, bt := range x.batches {
+		m := min(scaleBatch, n-j*scaleBatch)
+		if m <= 0 {
+			break
+		}
+		bt.n = m
+		// The classification, after the SPD gave each packet's Ref.
+		snap := d.SAD().Load()
+		for i, e := range bt.elems[:m] {
+			if err := packet.Decode(e.buf[e.start:e.end], &x.info); err != nil {
+				x.b.Fatal(err)
+			}
+			o := snap.Lookup(x.refs[j*scaleBatch+i], &x.info)
+			if o == nil {
+				x.b.Fatal("no outbound SA")
+			}
+			if head, tail := o.SA.Overhead(); head > e.start || e.end+tail > len(e.buf) {
+				x.b.Fatal("no room")
+			}
+			seq, err := o.SA.NextSeq()
+			if err != nil {
+				x.b.Fatal(err)
+			}
+			e.out, e.seq, e.kind, e.sp = o, seq, kindProtect, x.info.Split
+		}
+		// The workers.
+		warm(bt.elems[:m])
+		for _, e := range bt.elems[:m] {
+			d.work1(e)
+			if e.drop != sa.DropNone {
+				x.b.Fatal(e.drop)
+			}
+		}
+		// The send stage: each lane that has packets of the batch.
+		var lanes uint32
+		for _, e := range bt.elems[:m] {
+			e.lane = saLane(e.out)
+			lanes |= 1 << e.lane
+		}
+		for l := range d.lanes {
+			if lanes&(1<<l) != 0 {
+				d.sendBatch(d.lanes[l], bt)
 			}
 		}
 	}
-	var info packet.Info
-	b.SetBytes(int64(len(inner)))
-	b.ReportAllocs()
-	cpu := startCPUClock(b)
-	defer cpu.report(b)
-	b.ResetTimer()
-	for done := 0; done < b.N; {
-		b.StopTimer()
-		fill()
-		b.StartTimer()
-		cpu.start()
-		for j, bt := range batches {
-			if done >= b.N {
-				break
-			}
-			m := min(scaleBatch, b.N-done)
-			bt.n = m
-			// The classification, after the SPD gave each packet's Ref.
-			snap := d.SAD().Load()
-			for i, e := range bt.elems[:m] {
-				if err := packet.Decode(e.buf[e.start:e.end], &info); err != nil {
-					b.Fatal(err)
+}
+
+// BenchmarkScaleRatio runs each per-packet benchmark (InboundScale,
+// OutboundScale) with one SA and with 100,000 in alternate rounds of 1024
+// packets within one benchmark, and reports both CPU times per packet
+// (n1-cpu-ns/op, cpu-ns/op) and their ratio (x-n1): issue 9's figure. On a
+// shared machine whose load changes from second to second, the ratio of
+// two sub-benchmarks run a minute apart moves with the load; rounds a few
+// milliseconds apart see the same load.
+func BenchmarkScaleRatio(b *testing.B) {
+	n := scaleSizes[len(scaleSizes)-1]
+	for _, dir := range []struct {
+		name string
+		run  func(*testing.B, scalePattern, int) scaleRun
+	}{{"inbound", newInboundRun}, {"outbound", newOutboundRun}} {
+		for _, pat := range scalePatterns {
+			b.Run(fmt.Sprintf("%s/%s/n=%d", dir.name, pat.name, n), func(b *testing.B) {
+				runs := [2]scaleRun{dir.run(b, pat, 1), dir.run(b, pat, n)}
+				var cpu [2]cpuClock
+				b.SetBytes(scaleInner)
+				b.ReportAllocs()
+				settle()
+				startCPUClock(b)
+				b.ResetTimer()
+				for done := 0; done < b.N; {
+					m := min(scaleRound, b.N-done)
+					for i, run := range runs {
+						b.StopTimer()
+						run.prepare()
+						b.StartTimer()
+						cpu[i].start()
+						run.process(m)
+						cpu[i].stop()
+					}
+					done += m
 				}
-				o := snap.Lookup(refs[j*scaleBatch+i], &info)
-				if o == nil {
-					b.Fatal("no outbound SA")
+				if cpu[0].ok && cpu[1].ok && b.N > 0 {
+					b.ReportMetric(float64(cpu[0].total.Nanoseconds())/float64(b.N), "n1-cpu-ns/op")
+					b.ReportMetric(float64(cpu[1].total.Nanoseconds())/float64(b.N), "cpu-ns/op")
+					b.ReportMetric(float64(cpu[1].total)/float64(cpu[0].total), "x-n1")
 				}
-				if head, tail := o.SA.Overhead(); head > e.start || e.end+tail > len(e.buf) {
-					b.Fatal("no room")
-				}
-				seq, err := o.SA.NextSeq()
-				if err != nil {
-					b.Fatal(err)
-				}
-				e.out, e.seq, e.kind, e.sp = o, seq, kindProtect, info.Split
-			}
-			// The workers.
-			for _, e := range bt.elems[:m] {
-				d.work1(e)
-				if e.drop != sa.DropNone {
-					b.Fatal(e.drop)
-				}
-			}
-			// The send stage: each lane that has packets of the batch.
-			var lanes uint32
-			for _, e := range bt.elems[:m] {
-				e.lane = saLane(e.out)
-				lanes |= 1 << e.lane
-			}
-			for l := range d.lanes {
-				if lanes&(1<<l) != 0 {
-					d.sendBatch(d.lanes[l], bt)
-				}
-			}
-			done += m
+			})
 		}
-		cpu.stop()
 	}
 }
 

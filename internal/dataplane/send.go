@@ -15,6 +15,7 @@ package dataplane
 //	    then the batch goes, in this order, to the work queue (in chunks)
 //	    and to the queue of each send lane it has packets for (worker.go)
 //	worker (Config.Workers goroutines, parallel)
+//	    warm the chunk's SAs, one level of pointers at a time (warm);
 //	    seal each PROTECT packet in place (frame.go): bare ESP from the
 //	    engine, then for raw ESP the outer IP header (tunnel mode) or the
 //	    packet's own header's length (transport mode); AH: the outer IP

@@ -175,3 +175,41 @@ func TestLaneOf(t *testing.T) {
 		t.Errorf("%d consecutive SPIs use %d of %d lanes", 8*sendLanes, len(seen), sendLanes)
 	}
 }
+
+// countingEngine is an inbound and outbound engine double that counts the
+// calls of Warm; its packet methods are not used.
+type countingEngine struct {
+	sad.Inbound
+	sad.Outbound
+	warmed int
+}
+
+func (c *countingEngine) Warm(level int) int { c.warmed++; return level }
+
+// TestWarmOncePerSA checks warm, which a worker runs over its chunk before
+// the packet work: it warms the engine of every SA the chunk opens or
+// seals with, once per run of consecutive packets of one SA, and skips
+// packets with nothing to open or seal (IKE, keepalives, drops, bypass) and
+// engines that cannot warm.
+func TestWarmOncePerSA(t *testing.T) {
+	a, b := new(countingEngine), new(countingEngine)
+	inA, inB := &sad.InboundSA{SA: a}, &sad.InboundSA{SA: b}
+	outA := &sad.OutboundSA{SA: a}
+	cold := &sad.InboundSA{SA: &panicInbound{}}
+	elems := []*elem{
+		{kind: kindOpen, in: inA}, {kind: kindOpen, in: inA}, {kind: kindOpen, in: inA},
+		{kind: kindNone, in: inB}, // classified away
+		{kind: kindOpen, in: inB}, {kind: kindOpen, in: inA},
+		{kind: kindOpen, in: cold}, {kind: kindOpen},
+		{kind: kindProtect, out: outA}, {kind: kindProtect, out: outA}, {kind: kindBypass},
+	}
+	warm(elems)
+	if a.warmed != 3*warmLevels || b.warmed != warmLevels {
+		t.Errorf("warmed A %d and B %d times, want %d (two runs inbound, one outbound, each level) and %d", a.warmed, b.warmed, 3*warmLevels, warmLevels)
+	}
+	if !raceEnabled {
+		if n := testing.AllocsPerRun(100, func() { warm(elems) }); n != 0 {
+			t.Errorf("warm: %v allocations, want 0", n)
+		}
+	}
+}
