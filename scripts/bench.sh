@@ -54,7 +54,10 @@
 # BenchmarkOutboundScale (-benchtime SCALE_PACKETSx, default 20000),
 # BenchmarkInstallScale (SCALE_PAIRSx, default 4096) and
 # BenchmarkMemoryPerSA (1x), for the sizes in SCALE_SIZES (default "1 1000
-# 10000 100000"; a subset of the benchmarks' own sizes).
+# 10000 100000"; a subset of the benchmarks' own sizes); then
+# BenchmarkScaleRatio (-benchtime SCALE_RATIO_PACKETSx, default 100000; 0
+# leaves it out): rounds of 1 SA and of 100,000 alternated in one process,
+# so that the ratio to 1 SA, issue 9's figure, sees one load.
 #
 # ike: IKE_RUNS (default 3) interleaved runs of ipsecd and charon at each
 # of IKE_SIZES IKE SAs (default "1000 10000"), IKE_CONC (default 50) at a
@@ -62,7 +65,7 @@
 #
 # BENCH_QUICK=1 changes the defaults for a quick look (a few minutes):
 # DURATION=3, NET_RUNS=1, PINGS=50, SCALE_COUNT=1, SCALE_SIZES="1 1000",
-# SCALE_PACKETS=2000, SCALE_PAIRS=1024, IKE_RUNS=1, IKE_SIZES=200. Any
+# SCALE_PACKETS=2000, SCALE_PAIRS=1024, SCALE_RATIO_PACKETS=0, IKE_RUNS=1, IKE_SIZES=200. Any
 # variable set explicitly wins.
 #
 # The report: medians with [min-max] over the runs; ratios per run of the
@@ -74,7 +77,7 @@
 # Environment: BENCH_PARTS, BENCH_QUICK, BENCH_JSON, DURATION, STREAMS,
 # CASES (subset of the net cases, in order), NET_RUNS, MTU, PINGS,
 # PING_INTERVAL, SCALE_COUNT, SCALE_SIZES, SCALE_PACKETS, SCALE_PAIRS,
-# IKE_RUNS, IKE_SIZES, IKE_CONC, WIREGUARD (path of a wireguard-go binary),
+# SCALE_RATIO_PACKETS, IKE_RUNS, IKE_SIZES, IKE_CONC, WIREGUARD (path of a wireguard-go binary),
 # BIN (default bin), GO (default go), IPERF_FLAGS (extra iperf3 client flags,
 # the same for every case), BENCH_KEEP=1 (keep the configs, logs and raw
 # records in the temporary directory).
@@ -96,7 +99,7 @@ esac
 BENCH_PARTS=${BENCH_PARTS:-net latency scale ike}
 if [ -n "${BENCH_QUICK:-}" ]; then
   DURATION=${DURATION:-3} NET_RUNS=${NET_RUNS:-1} PINGS=${PINGS:-50}
-  SCALE_COUNT=${SCALE_COUNT:-1} SCALE_SIZES=${SCALE_SIZES:-1 1000} SCALE_PACKETS=${SCALE_PACKETS:-2000} SCALE_PAIRS=${SCALE_PAIRS:-1024}
+  SCALE_COUNT=${SCALE_COUNT:-1} SCALE_SIZES=${SCALE_SIZES:-1 1000} SCALE_PACKETS=${SCALE_PACKETS:-2000} SCALE_PAIRS=${SCALE_PAIRS:-1024} SCALE_RATIO_PACKETS=${SCALE_RATIO_PACKETS:-0}
   IKE_RUNS=${IKE_RUNS:-1} IKE_SIZES=${IKE_SIZES:-200}
 fi
 DURATION=${DURATION:-10}
@@ -113,6 +116,7 @@ SCALE_COUNT=${SCALE_COUNT:-5}
 SCALE_SIZES=${SCALE_SIZES:-1 1000 10000 100000}
 SCALE_PACKETS=${SCALE_PACKETS:-20000}
 SCALE_PAIRS=${SCALE_PAIRS:-4096}
+SCALE_RATIO_PACKETS=${SCALE_RATIO_PACKETS:-100000}
 IKE_RUNS=${IKE_RUNS:-3}
 IKE_SIZES=${IKE_SIZES:-1000 10000}
 IKE_CONC=${IKE_CONC:-50}
@@ -122,7 +126,7 @@ part() { [[ " $BENCH_PARTS " == *" $1 "* ]]; }
 for p in $BENCH_PARTS; do
   case $p in net | latency | scale | ike) ;; *) echo "bench: unknown part $p (net, latency, scale, ike)" >&2; exit 2 ;; esac
 done
-for v in DURATION PINGS NET_RUNS SCALE_COUNT SCALE_PACKETS SCALE_PAIRS IKE_RUNS IKE_CONC; do
+for v in DURATION PINGS NET_RUNS SCALE_COUNT SCALE_PACKETS SCALE_PAIRS SCALE_RATIO_PACKETS IKE_RUNS IKE_CONC; do
   case ${!v} in '' | *[!0-9]*) echo "bench: $v must be a whole number" >&2; exit 2 ;; esac
 done
 for v in $SCALE_SIZES $IKE_SIZES; do
@@ -483,6 +487,9 @@ scale_part() {
     "InstallScale/^n=($sizes)\$ ${SCALE_PAIRS}x"
     "MemoryPerSA/^n=($sizes)\$ 1x"
   )
+  # The interleaved ratio at the largest size the benchmark knows
+  # (100,000): rounds of 1 SA and of 100,000 alternated in one process.
+  [ "$SCALE_RATIO_PACKETS" -gt 0 ] && runs+=("ScaleRatio/ ${SCALE_RATIO_PACKETS}x")
   local r
   for r in "${runs[@]}"; do
     log "scale: go test -count $SCALE_COUNT -bench '${r% *}' -benchtime ${r##* } ./internal/dataplane"
@@ -514,7 +521,7 @@ meta cpu "$(awk -F': ' '/^model name/ {print $2; exit}' /proc/cpuinfo)"
 meta cores "$(nproc)"
 meta parts "$BENCH_PARTS"
 for v in BENCH_QUICK DURATION STREAMS CASES NET_RUNS MTU PINGS PING_INTERVAL IPERF_FLAGS \
-  SCALE_COUNT SCALE_SIZES SCALE_PACKETS SCALE_PAIRS IKE_RUNS IKE_SIZES IKE_CONC IKELOAD_FLAGS; do
+  SCALE_COUNT SCALE_SIZES SCALE_PACKETS SCALE_PAIRS SCALE_RATIO_PACKETS IKE_RUNS IKE_SIZES IKE_CONC IKELOAD_FLAGS; do
   meta "setting.$v" "${!v:-}"
 done
 meta load_start "$(loadavg)"

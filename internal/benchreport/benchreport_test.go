@@ -40,11 +40,12 @@ func TestStat(t *testing.T) {
 
 // TestParseGoBench reads a captured run of internal/dataplane's SA-scale
 // benchmarks (testdata/scale.txt: go test -count 2 at n = 1, 1000 and
-// 100000, and MemoryPerSA at 1000).
+// 100000, MemoryPerSA at 1000, and ScaleRatio for inbound flows and
+// bursts at 100000).
 func TestParseGoBench(t *testing.T) {
 	g := readScale(t)
-	if len(g.Lines) != 32 {
-		t.Fatalf("%d result lines, want 32", len(g.Lines))
+	if len(g.Lines) != 36 {
+		t.Fatalf("%d result lines, want 36", len(g.Lines))
 	}
 	l := g.Lines[0]
 	if l.Name != "InboundScale/random/n=1" || l.N != 2000 || l.Metrics["cpu-ns/op"] != 1002 || l.Metrics["MB/s"] != 1381.08 || l.Metrics["allocs/op"] != 0 {
@@ -124,6 +125,13 @@ func TestScalePart(t *testing.T) {
 	f = figure(t, p, "scale/install/n=1/install_pairs_per_s")
 	if !near(f.Max, 1e9/5081) || !near(f.Min, 1e9/5135) {
 		t.Errorf("install rate = %+v", f)
+	}
+	// BenchmarkScaleRatio's ratio is per run (its rounds are interleaved).
+	if f := figure(t, p, "scale/ratio/inbound/bursts/n=100000/x_n1"); !near(f.Median, (0.9538+1.108)/2) || len(f.Runs) != 2 {
+		t.Errorf("interleaved ratio = %+v", f)
+	}
+	if f := figure(t, p, "scale/ratio/inbound/flows/n=100000/n1_ns_per_packet"); !near(f.Median, (1172+1493)/2.0) {
+		t.Errorf("interleaved n=1 = %+v", f)
 	}
 	if _, ok := p.get("scale/memory/n=1/bytes_per_sa"); ok {
 		t.Error("a memory figure at n=1, which the sample does not have")

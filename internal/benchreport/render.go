@@ -199,6 +199,23 @@ func (r *Report) writeScale(w io.Writer) {
 		fmt.Fprintln(w, "(no InboundScale results: did the benchmarks of internal/dataplane change their names?)")
 	}
 	table(w, header, rows)
+	rows = nil
+	for _, d := range scaleDirs {
+		for _, pat := range append(slices.Clone(scalePatterns), "bursts") {
+			prefix := "scale/ratio/" + strings.ToLower(d) + "/" + pat + "/"
+			for _, n := range scaleSizes(p, prefix) {
+				k := prefix + n + "/"
+				rows = append(rows, []string{strings.ToLower(d) + " " + pat, count(n),
+					p.cell(k+"n1_ns_per_packet", 0), p.cell(k+"ns_per_packet", 0), p.cell(k+"x_n1", 2)})
+			}
+		}
+	}
+	if len(rows) > 0 {
+		fmt.Fprintln(w)
+		fmt.Fprintln(w, "Interleaved (BenchmarkScaleRatio): rounds of 1 SA and of n SAs alternated in one process, ratio per run;")
+		fmt.Fprintln(w, "flows: runs of 8 packets per SA, bursts: runs of 32. The figure to hold against the 1.15 target.")
+		table(w, []string{"traffic", "n SAs", "n=1 cpu-ns", "n cpu-ns", "x1"}, rows)
+	}
 	fmt.Fprintln(w)
 	fmt.Fprintln(w, "Memory: heap per installed SA and per CHILD SA pair (in and out). Install and delete through the data plane")
 	fmt.Fprintln(w, "API with n installed: CPU time per pair and the rate it gives; the engines are built beforehand (build).")

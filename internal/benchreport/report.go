@@ -337,6 +337,21 @@ func scalePart(g *goBench) *Part {
 			}
 		}
 	}
+	// BenchmarkScaleRatio: n=1 and n alternated in rounds, so the ratio is
+	// per run.
+	for _, d := range scaleDirs {
+		for _, pat := range append(slices.Clone(scalePatterns), "bursts") {
+			name := "ScaleRatio/" + strings.ToLower(d) + "/" + pat + "/"
+			for _, n := range g.sizes(name) {
+				bn := name + "n=" + strconv.Itoa(n)
+				k := "scale/ratio/" + strings.ToLower(d) + "/" + pat + "/n=" + strconv.Itoa(n) + "/"
+				label := strings.ToLower(d) + " " + pat + " n=" + strconv.Itoa(n)
+				p.add(k+"n1_ns_per_packet", label+" interleaved, n=1 per packet", "cpu-ns per packet", "lower", g.runs(bn, "n1-cpu-ns/op"))
+				p.add(k+"ns_per_packet", label+" interleaved, per packet", "cpu-ns per packet", "lower", g.runs(bn, "cpu-ns/op"))
+				p.add(k+"x_n1", label+" / n=1, interleaved", "ratio", "lower", g.runs(bn, "x-n1"))
+			}
+		}
+	}
 	for _, n := range g.sizes("MemoryPerSA/") {
 		bn := "MemoryPerSA/n=" + strconv.Itoa(n)
 		k := "scale/memory/n=" + strconv.Itoa(n) + "/"
