@@ -19,6 +19,7 @@ import (
 	"bytes"
 	"crypto/sha1"
 	"encoding/binary"
+	"errors"
 	"io"
 	"log/slog"
 	"math/bits"
@@ -109,10 +110,8 @@ type ikeSA struct {
 	initiator  bool // this host is the original initiator of this IKE SA
 	spiI, spiR uint64
 	suite      ikeSuite
-	keys       *keys.IKESAKeys
+	keys       *keys.IKESAKeys // nil until IKE_SA_INIT is done
 	prf        transform.PRF
-	sealer     ikewire.SKCipher // our outbound messages
-	opener     ikewire.SKCipher // the peer's messages
 
 	// The exchange runner's state (exchange.go).
 	nextID    uint32   // Message ID of our next request
@@ -135,28 +134,47 @@ func (x *ikeSA) ourSPI() uint64 {
 	return x.spiR
 }
 
-// setKeys installs the IKE SA's keys and SK ciphers (RFC 7296, Section
-// 2.14: SK_ei/SK_ai protect what the original initiator sends).
+// setKeys installs the IKE SA's keys, once it checked that they make SK
+// ciphers (RFC 7296, Section 2.14: SK_ei/SK_ai protect what the original
+// initiator sends).
 func (x *ikeSA) setKeys(k *keys.IKESAKeys, s ikeSuite) error {
 	prf, err := transform.NewPRF(s.prf)
 	if err != nil {
 		return err
 	}
-	ci, err := ikewire.NewSKCipher(s.encr.ID, s.integ, k.SKei(), k.SKai())
-	if err != nil {
-		return err
-	}
-	cr, err := ikewire.NewSKCipher(s.encr.ID, s.integ, k.SKer(), k.SKar())
-	if err != nil {
-		return err
+	for _, fromI := range []bool{true, false} {
+		if _, err := skCipher(k, s, fromI); err != nil {
+			return err
+		}
 	}
 	x.keys, x.suite, x.prf = k, s, prf
-	if x.initiator {
-		x.sealer, x.opener = ci, cr
-	} else {
-		x.sealer, x.opener = cr, ci
-	}
 	return nil
+}
+
+// skCipher returns the SK cipher of the messages that the original
+// initiator (fromI) or the original responder sends.
+func skCipher(k *keys.IKESAKeys, s ikeSuite, fromI bool) (ikewire.SKCipher, error) {
+	if fromI {
+		return ikewire.NewSKCipher(s.encr.ID, s.integ, k.SKei(), k.SKai())
+	}
+	return ikewire.NewSKCipher(s.encr.ID, s.integ, k.SKer(), k.SKar())
+}
+
+// sealer returns the SK cipher of our outbound messages. The IKE SA keeps
+// its keys, not its ciphers: an idle IKE SA sends and receives a message
+// now and then, and the ciphers (about 1.5 KiB for two AES-GCM states) are
+// made for each message instead of held for its life (docs/performance.md,
+// "IKE at scale").
+func (x *ikeSA) sealer() (ikewire.SKCipher, error) { return x.cipher(x.initiator) }
+
+// opener returns the SK cipher of the peer's messages.
+func (x *ikeSA) opener() (ikewire.SKCipher, error) { return x.cipher(!x.initiator) }
+
+func (x *ikeSA) cipher(fromI bool) (ikewire.SKCipher, error) {
+	if x.keys == nil {
+		return nil, errors.New("ike: no keys yet")
+	}
+	return skCipher(x.keys, x.suite, fromI)
 }
 
 // childState is the state of a CHILD SA.
