@@ -30,15 +30,16 @@ const (
 	// quiet: an idle daemon with thousands of IKE SAs (DPD, rekeys)
 	// allocates far less.
 	trimQuiet = 512 << 10
-	// trimMinBytes and trimFraction: a trim is worth a collection only if
-	// at least this much and this fraction of the runtime's memory would
-	// go back.
-	trimMinBytes = 8 << 20
-	trimFraction = 8 // 1/8 of /memory/classes/total
+	// trimMinBytes and trimFraction: a trim is worth a collection (whose
+	// cost grows with the live heap) only if at least this much, and
+	// this fraction of the live heap, would go back.
+	trimMinBytes = 4 << 20
+	trimFraction = 16 // 1/16 of /gc/heap/live
 	// trimMinGap bounds the collections the trimmer adds when bursts
-	// and quiet ticks alternate; each trim also needs trimMinBytes and a
-	// trimFraction of new garbage, so it costs at most about what
-	// GOGC=12 would.
+	// and quiet ticks alternate. Quiet, the daemon allocates at most
+	// trimQuiet per tick, and each trim needs a trimFraction of the live
+	// heap in new garbage or free pages: at 10,000 IKE SAs (140 MiB
+	// live) that is at most one collection every 9 s.
 	trimMinGap = 2 * time.Second
 )
 
@@ -48,7 +49,6 @@ type heapSample struct {
 	free    uint64 // /memory/classes/heap/free:bytes: free, not yet released pages
 	objects uint64 // /memory/classes/heap/objects:bytes: live and dead objects not yet swept
 	live    uint64 // /gc/heap/live:bytes: marked live by the last collection
-	total   uint64 // /memory/classes/total:bytes
 }
 
 // spare estimates what a collection and a scavenge would return: the free
@@ -76,7 +76,7 @@ func (t *trimmer) due(s heapSample, now time.Time) bool {
 		return false
 	}
 	spare := s.spare()
-	if spare < trimMinBytes || spare < s.total/trimFraction {
+	if spare < trimMinBytes || spare < s.live/trimFraction {
 		return false
 	}
 	t.last = now
@@ -88,7 +88,6 @@ var trimMetrics = [...]string{
 	"/memory/classes/heap/free:bytes",
 	"/memory/classes/heap/objects:bytes",
 	"/gc/heap/live:bytes",
-	"/memory/classes/total:bytes",
 }
 
 func readHeapSample(ms []metrics.Sample) heapSample {
@@ -99,7 +98,7 @@ func readHeapSample(ms []metrics.Sample) heapSample {
 		}
 		return ms[i].Value.Uint64()
 	}
-	return heapSample{allocs: v(0), free: v(1), objects: v(2), live: v(3), total: v(4)}
+	return heapSample{allocs: v(0), free: v(1), objects: v(2), live: v(3)}
 }
 
 // trimWhenQuiet runs until ctx ends and calls debug.FreeOSMemory when the
