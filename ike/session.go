@@ -281,10 +281,16 @@ type handshake struct {
 }
 
 // endHandshake drops the handshake state once IKE_AUTH and the CHILD SA
-// it carried are done; nothing after it reads that state (IKE_AUTH and
-// IKE_INTERMEDIATE requests are refused outside StateConnecting, and
+// it carried are done, and the keys that only AUTH and IKE_INTERMEDIATE
+// use (keys.IKESAKeys.DropAuth); nothing after it reads them (IKE_AUTH
+// and IKE_INTERMEDIATE requests are refused outside StateConnecting, and
 // retransmitted ones are answered from the response cache).
-func (s *session) endHandshake() { s.handshake = nil }
+func (s *session) endHandshake() {
+	s.handshake = nil
+	if s.sa != nil && s.sa.keys != nil {
+		s.sa.keys.DropAuth()
+	}
+}
 
 func newSession(m *Manager, now time.Time) *session {
 	return &session{
