@@ -237,14 +237,9 @@ func (k *IKESAKeys) DropAuth() {
 		return
 	}
 	keep := [][]byte{k.d, k.ai, k.ar, k.ei, k.er}
-	n := 0
-	for _, b := range keep {
-		n += len(b)
-	}
-	km := make([]byte, 0, n)
+	km := concat(keep...)
 	for i, b := range keep {
-		km = append(km, b...)
-		keep[i] = km[len(km)-len(b) : len(km) : len(km)]
+		keep[i], km = km[:len(b):len(b)], km[len(b):]
 		clear(b)
 	}
 	k.d, k.ai, k.ar, k.ei, k.er = keep[0], keep[1], keep[2], keep[3], keep[4]
