@@ -27,9 +27,13 @@ import (
 const (
 	trimTick = 500 * time.Millisecond // how often the heap is looked at
 	// trimQuiet is the most the daemon may allocate in one tick and be
-	// quiet: an idle daemon with thousands of IKE SAs (DPD, rekeys)
-	// allocates far less.
-	trimQuiet = 512 << 10
+	// quiet, and trimQuietTicks how many ticks in a row it must be: an
+	// idle daemon with thousands of IKE SAs (DPD, rekeys) allocates far
+	// less, a burst of handshakes far more (about 50 KiB each), and one
+	// quiet tick alone was a lull inside a burst of 10,000 IKE SAs on
+	// the loaded 2-core machine, where a collection cost 0.7 CPU-s.
+	trimQuiet      = 512 << 10
+	trimQuietTicks = 2
 	// trimMinBytes and trimFraction: a trim is worth a collection (whose
 	// cost grows with the live heap) only if at least this much, and
 	// this fraction of the live heap, would go back.
@@ -64,15 +68,20 @@ func (s heapSample) spare() uint64 {
 // trimmer decides when to trim; it is owned by one goroutine.
 type trimmer struct {
 	prevAllocs uint64
+	quiet      int       // quiet ticks in a row
 	last       time.Time // of the last trim; zero: none yet
 }
 
 // due reports whether to trim at now, given the sample read at now; it is
 // called once per trimTick.
 func (t *trimmer) due(s heapSample, now time.Time) bool {
-	quiet := s.allocs-t.prevAllocs <= trimQuiet
+	if s.allocs-t.prevAllocs <= trimQuiet {
+		t.quiet++
+	} else {
+		t.quiet = 0
+	}
 	t.prevAllocs = s.allocs
-	if !quiet || now.Sub(t.last) < trimMinGap {
+	if t.quiet < trimQuietTicks || now.Sub(t.last) < trimMinGap {
 		return false
 	}
 	spare := s.spare()

@@ -6,9 +6,9 @@ import (
 	"time"
 )
 
-// TestTrimDue: ipsecd returns free heap to the OS only when it is quiet,
-// when enough would go back, and at most once per trimMinGap (issue 9:
-// memory per IKE SA after a burst of IKE SAs).
+// TestTrimDue: ipsecd returns free heap to the OS only when it has been
+// quiet for trimQuietTicks, when enough would go back, and at most once
+// per trimMinGap (issue 9: memory per IKE SA after a burst of IKE SAs).
 func TestTrimDue(t *testing.T) {
 	t0 := time.Unix(1000, 0)
 	const mib = 1 << 20
@@ -17,18 +17,34 @@ func TestTrimDue(t *testing.T) {
 	if tr.due(burst, t0) {
 		t.Fatal("trim while allocating (500 MiB in one tick)")
 	}
-	if !tr.due(burst, t0.Add(trimTick)) {
-		t.Fatal("no trim once quiet with 25 MiB spare, 45 MiB live")
+	at := t0
+	for i := 1; i < trimQuietTicks; i++ {
+		at = at.Add(trimTick)
+		if tr.due(burst, at) {
+			t.Fatalf("trim after %d quiet ticks, want %d", i, trimQuietTicks)
+		}
 	}
+	// A lull in a burst: quiet ticks, then allocation again.
 	s := burst
 	s.allocs += 100 * mib
-	if tr.due(s, t0.Add(2*trimTick)) {
+	at = at.Add(trimTick)
+	if tr.due(s, at) {
 		t.Fatal("trim while allocating")
 	}
-	if tr.due(s, t0.Add(3*trimTick)) {
-		t.Fatalf("trim again within %v", trimMinGap)
+	for i := 0; i < trimQuietTicks; i++ {
+		at = at.Add(trimTick)
+		if got, want := tr.due(s, at), i == trimQuietTicks-1; got != want {
+			t.Fatalf("quiet tick %d: trim %v, want %v (25 MiB spare, 45 MiB live)", i+1, got, want)
+		}
 	}
-	if !tr.due(s, t0.Add(trimTick+trimMinGap)) {
+	last := at
+	s.allocs += 100 * mib
+	for at = last.Add(trimTick); at.Sub(last) < trimMinGap; at = at.Add(trimTick) {
+		if tr.due(s, at) {
+			t.Fatalf("trim again %v after the last one, within %v", at.Sub(last), trimMinGap)
+		}
+	}
+	if !tr.due(s, at) {
 		t.Fatalf("no trim %v after the last one", trimMinGap)
 	}
 	small := heapSample{allocs: s.allocs, free: 1 * mib, objects: 12 * mib, live: 10 * mib} // 3 MiB spare
