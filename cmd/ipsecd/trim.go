@@ -15,9 +15,9 @@ import (
 // Go runtime keeps: the collector frees the objects but the pages stay
 // resident, and the runtime's background scavenger returns only what lies
 // above about 110% of the heap goal (150% of the live heap at GOGC=50), at a
-// low pace. Measured with 1,000 IKE SAs held: about 8 KiB per IKE SA of
-// resident memory is such free or dead heap 2 s after the last handshake
-// (docs/performance.md, "IKE at scale"). When the daemon is quiet, one
+// low pace. Measured with 1,000 IKE SAs held: about 11 KiB per IKE SA of
+// resident memory was such free or dead heap 2 s after the last handshake
+// (docs/performance.md, "Memory per IKE SA"). When the daemon is quiet, one
 // debug.FreeOSMemory (a collection and a scavenge of all free pages) gives
 // it back; a busy daemon is never interrupted.
 //
@@ -42,8 +42,8 @@ const (
 	// trimMinGap bounds the collections the trimmer adds when bursts
 	// and quiet ticks alternate. Quiet, the daemon allocates at most
 	// trimQuiet per tick, and each trim needs a trimFraction of the live
-	// heap in new garbage or free pages: at 10,000 IKE SAs (140 MiB
-	// live) that is at most one collection every 9 s.
+	// heap in new garbage or free pages: at 10,000 IKE SAs (120 MiB
+	// live) that is at most one collection every 7 s.
 	trimMinGap = 2 * time.Second
 )
 
