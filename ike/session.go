@@ -93,11 +93,14 @@ const (
 )
 
 // op is one effect of handling an input, executed in order by the owner.
+// A handshake makes about ten; child points to a copy of the CHILD SA for
+// the three kinds that carry one, so that the others do not each carry
+// its 400 bytes.
 type op struct {
 	kind     opKind
 	pkt      []byte
 	from, to netip.AddrPort
-	child    ChildSA
+	child    *ChildSA // opInstall, opActivate, opDelete
 	ev       Event
 	spi      uint64
 	id       Identity
@@ -300,6 +303,9 @@ func newSession(m *Manager, now time.Time) *session {
 }
 
 func (s *session) now() time.Time { return s.cfg.Now() }
+
+// copyOf returns a pointer to a copy of c, for an op.
+func copyOf(c ChildSA) *ChildSA { return &c }
 
 func (s *session) rand() io.Reader { return s.cfg.Rand }
 
@@ -669,7 +675,7 @@ func (s *session) die(err error) {
 	}
 	act, up := s.deathAction(err)
 	for _, c := range s.children {
-		s.ops = append(s.ops, op{kind: opDelete, child: c.sa})
+		s.ops = append(s.ops, op{kind: opDelete, child: copyOf(c.sa)})
 		if c.state != childReplaced && !c.rekeyed && !c.redundant {
 			s.emit(EventChildDown, c.cfg.Name, &c.sa, err)
 		}
