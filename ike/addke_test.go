@@ -334,7 +334,7 @@ func TestIntAuthInput(t *testing.T) {
 	var opener ikewire.SKCipher
 	p.b.m.mu.Lock()
 	for a := range p.b.m.actors {
-		opener = a.s.sa.opener
+		opener = openerOf(a.s.sa)
 	}
 	p.b.m.mu.Unlock()
 	sk := m.Payloads[len(m.Payloads)-1].(*ikewire.SK)

@@ -229,7 +229,7 @@ func (s *session) install(cfg *ChildConfig, c ChildSA, suite childSuite, old *ch
 	// SA's life.
 	ch.sa.KeyIn, ch.sa.KeyOut = nil, nil
 	s.scheduleChild(ch, &c, now)
-	s.ops = append(s.ops, op{kind: opInstall, child: c})
+	s.ops = append(s.ops, op{kind: opInstall, child: &c})
 	s.children = append(s.children, ch)
 	delete(s.pendingChildren, cfg.Name)
 	if old != nil {
@@ -662,7 +662,7 @@ func (s *session) removeChild(c *child, err error) {
 			s.children = append(s.children[:i], s.children[i+1:]...)
 			gone := c.sa
 			gone.Replaced = c.rekeyed && !c.redundant
-			s.ops = append(s.ops, op{kind: opDelete, child: gone})
+			s.ops = append(s.ops, op{kind: opDelete, child: &gone})
 			if c.state != childReplaced && !c.rekeyed && !c.redundant {
 				s.emit(EventChildDown, c.cfg.Name, &c.sa, err)
 			}

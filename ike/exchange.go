@@ -1,6 +1,8 @@
 package ike
 
 import (
+	"bytes"
+	"crypto/sha256"
 	"errors"
 	"math"
 	"net/netip"
@@ -26,11 +28,25 @@ type response struct {
 	id   uint32
 	exch ikewire.ExchangeType
 	pkts [][]byte
-	// req is the datagram of the request (its last fragment when it was
-	// fragmented) and from the address it came from: a retransmission is
-	// answered only when it comes from there (RFC 7296, Section 2.1).
-	req  []byte
+	// req is the SHA-256 digest of the datagram of the request (its last
+	// fragment when it was fragmented) and from the address it came from:
+	// a retransmission is answered only when it comes from there (RFC
+	// 7296, Section 2.1).
+	req  [sha256.Size]byte
 	from netip.AddrPort
+}
+
+// newResponse returns the response cache entry of pkts, the response to
+// request datagram req. Every established IKE SA keeps one for its life
+// (the last response, for the peer's retransmission of the last request,
+// RFC 7296, Section 2.1), so it keeps the datagrams at their length, not
+// in the larger buffers they were built in, and the request as a digest.
+func newResponse(id uint32, exch ikewire.ExchangeType, pkts [][]byte, req []byte, from netip.AddrPort) *response {
+	kept := make([][]byte, len(pkts))
+	for i, p := range pkts {
+		kept[i] = bytes.Clone(p)
+	}
+	return &response{id: id, exch: exch, pkts: kept, req: sha256.Sum256(req), from: from}
 }
 
 // timeout returns the wait after send n (0 for the first transmission):
@@ -89,17 +105,18 @@ func (s *session) seal(x *ikeSA, exch ikewire.ExchangeType, id uint32, resp bool
 		}
 		return [][]byte{b}, nil
 	}
-	if x.sealer == nil {
-		return nil, errors.New("ike: no keys yet")
+	sealer, err := x.sealer()
+	if err != nil {
+		return nil, err
 	}
 	if s.fragOK {
 		max := s.cfg.FragmentSize
 		if s.natt {
 			max -= iana.NonESPMarkerLen
 		}
-		return ikewire.Fragment(m, pl, x.sealer, s.rand(), max)
+		return ikewire.Fragment(m, pl, sealer, s.rand(), max)
 	}
-	b, err := ikewire.SealSK(m, pl, x.sealer, s.rand())
+	b, err := ikewire.SealSK(m, pl, sealer, s.rand())
 	if err != nil {
 		return nil, err
 	}
@@ -135,19 +152,27 @@ func (s *session) retransmit(x *ikeSA) {
 // fragments (RFC 7383, Section 2.6). done is false while fragments are
 // missing.
 func (s *session) open(x *ikeSA, m *ikewire.Message, req bool) (pl []ikewire.Payload, done bool, err error) {
-	if len(m.Payloads) == 0 || x.opener == nil {
+	if len(m.Payloads) == 0 || x.keys == nil {
 		return nil, false, &ikewire.ParseError{Reason: "no encrypted payload"}
 	}
 	switch m.Payloads[len(m.Payloads)-1].(type) {
 	case *ikewire.SK:
-		pl, err := ikewire.OpenSK(m, x.opener)
+		opener, err := x.opener()
+		if err != nil {
+			return nil, false, err
+		}
+		pl, err := ikewire.OpenSK(m, opener)
 		return pl, err == nil, err
 	case *ikewire.SKF:
+		opener, err := x.opener()
+		if err != nil {
+			return nil, false, err
+		}
 		r := &x.reasmResp
 		if req {
 			r = &x.reasmReq
 		}
-		return r.Add(m, x.opener)
+		return r.Add(m, opener)
 	}
 	// RFC 7296, Section 3.14: everything after IKE_SA_INIT is protected.
 	return nil, false, &ikewire.ParseError{Reason: "unprotected message after IKE_SA_INIT"}
@@ -222,23 +247,27 @@ func (s *session) retransmitted(x *ikeSA, c *response, m *ikewire.Message, from 
 			return false
 		}
 	}
-	if string(m.Raw) == string(c.req) {
+	if sha256.Sum256(m.Raw) == c.req {
 		return true
 	}
-	if m.Exchange == ikewire.IKE_SA_INIT || len(m.Payloads) == 0 || x.opener == nil {
+	if m.Exchange == ikewire.IKE_SA_INIT || len(m.Payloads) == 0 || x.keys == nil {
 		// IKE_SA_INIT has no integrity check: only the same bytes count
 		// (another IKE_SA_INIT with the same SPIi is not ours).
 		return false
 	}
+	opener, err := x.opener()
+	if err != nil {
+		return false
+	}
 	switch m.Payloads[len(m.Payloads)-1].(type) {
 	case *ikewire.SK:
-		_, err := ikewire.OpenSK(m, x.opener)
+		_, err := ikewire.OpenSK(m, opener)
 		return err == nil
 	case *ikewire.SKF:
 		// A scratch Reassembler checks the fragment's ICV without
 		// touching the one collecting the peer's next request.
 		var r ikewire.Reassembler
-		_, _, err := r.Add(m, x.opener)
+		_, _, err := r.Add(m, opener)
 		return err == nil
 	}
 	return false
@@ -251,7 +280,7 @@ func (s *session) reply(x *ikeSA, m *ikewire.Message, from, to netip.AddrPort, p
 		s.log.Warn("ike: cannot encode response", "exchange", m.Exchange, "err", err)
 		return
 	}
-	x.cached = &response{id: m.MessageID, exch: m.Exchange, pkts: pkts, req: m.Raw, from: from}
+	x.cached = newResponse(m.MessageID, m.Exchange, pkts, m.Raw, from)
 	x.peerID = m.MessageID + 1
 	s.transmit(pkts, to, from)
 }

@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/goipsec/goipsec/ike/ikewire"
 	"github.com/goipsec/goipsec/sa"
 	"github.com/goipsec/goipsec/traffic"
 	"github.com/goipsec/goipsec/transform"
@@ -418,3 +419,20 @@ func checkKeys(t testing.TB, a, b *fakeInstaller, want int) {
 }
 
 func mustAddr(s string) netip.Addr { return netip.MustParseAddr(s) }
+
+// sealerOf and openerOf return x's SK ciphers, which exist once it has keys.
+func sealerOf(x *ikeSA) ikewire.SKCipher {
+	c, err := x.sealer()
+	if err != nil {
+		panic(err)
+	}
+	return c
+}
+
+func openerOf(x *ikeSA) ikewire.SKCipher {
+	c, err := x.opener()
+	if err != nil {
+		panic(err)
+	}
+	return c
+}

@@ -282,7 +282,7 @@ func (s *session) respondInit(x *ikeSA, m *ikewire.Message, from, to netip.AddrP
 		return
 	}
 	s.initResp = pkts[0]
-	x.cached = &response{id: 0, exch: ikewire.IKE_SA_INIT, pkts: pkts, req: m.Raw, from: from}
+	x.cached = newResponse(0, ikewire.IKE_SA_INIT, pkts, m.Raw, from)
 	x.peerID = 1
 	s.transmit(pkts, to, from)
 }

@@ -1057,7 +1057,7 @@ func (m *Manager) exec(a *actor, o op) {
 			m.cfg.Logger.Debug("ike: send", "to", o.to, "err", err)
 		}
 	case opInstall:
-		err := m.inst.InstallSA(o.child)
+		err := m.inst.InstallSA(*o.child)
 		// The keys now live in the data plane's transforms only; the
 		// engine's copy goes (the session kept none, see session.install).
 		clear(o.child.KeyIn)
@@ -1067,12 +1067,12 @@ func (m *Manager) exec(a *actor, o op) {
 			m.run(a, input{kind: inCommand, cmd: command{kind: cmdInstallFailed, spi: o.child.SPIIn}})
 		}
 	case opActivate:
-		if err := m.inst.ActivateOutbound(o.child); err != nil {
+		if err := m.inst.ActivateOutbound(*o.child); err != nil {
 			m.cfg.Logger.Warn("ike: activating outbound CHILD SA", "peer", o.child.Peer, "child", o.child.Child, "err", err)
 			m.run(a, input{kind: inCommand, cmd: command{kind: cmdInstallFailed, spi: o.child.SPIIn}})
 		}
 	case opDelete:
-		if err := m.inst.DeleteSA(o.child); err != nil {
+		if err := m.inst.DeleteSA(*o.child); err != nil {
 			m.cfg.Logger.Debug("ike: deleting CHILD SA", "peer", o.child.Peer, "child", o.child.Child, "err", err)
 		}
 	case opEvent:

@@ -32,7 +32,7 @@ import (
 // traffic.
 func (s *session) activate(c *child) {
 	c.outPending, c.activateAt = false, time.Time{}
-	s.ops = append(s.ops, op{kind: opActivate, child: c.sa})
+	s.ops = append(s.ops, op{kind: opActivate, child: copyOf(c.sa)})
 }
 
 // pendingOutbound returns the CHILD SAs whose outbound SA waits for the

@@ -353,6 +353,9 @@ func (s *session) deriveIKE(x, nx *ikeSA, suite ikeSuite, ni, nr []byte, secrets
 	if err != nil {
 		return err
 	}
+	// The new IKE SA is not authenticated again (RFC 7296, Section
+	// 2.18): it needs neither SK_p nor the nonces.
+	k.DropAuth()
 	if err := nx.setKeys(k, suite); err != nil {
 		return err
 	}

@@ -47,12 +47,12 @@ func bareHeader(spiI, spiR uint64, exch ikewire.ExchangeType, flags ikewire.Flag
 func reseal(t testing.TB, d datagram, sender, receiver *ikeSA, edit func([]ikewire.Payload) []ikewire.Payload) []byte {
 	t.Helper()
 	m := parse(t, d)
-	pl, err := ikewire.OpenSK(m, receiver.opener)
+	pl, err := ikewire.OpenSK(m, openerOf(receiver))
 	if err != nil {
 		t.Fatal(err)
 	}
 	out := &ikewire.Message{Header: m.Header}
-	b, err := ikewire.SealSK(out, edit(pl), sender.sealer, bytes.NewReader(make([]byte, 64)))
+	b, err := ikewire.SealSK(out, edit(pl), sealerOf(sender), bytes.NewReader(make([]byte, 64)))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -230,7 +230,7 @@ func TestNonceShorterThanHalfPRFKeyRefused(t *testing.T) {
 	if len(p.net.queue) != 1 {
 		t.Fatal("no answer to CREATE_CHILD_SA")
 	}
-	pl, err := ikewire.OpenSK(parse(t, p.net.queue[0]), sa.opener)
+	pl, err := ikewire.OpenSK(parse(t, p.net.queue[0]), openerOf(sa))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -19,6 +19,7 @@ import (
 	"bytes"
 	"crypto/sha1"
 	"encoding/binary"
+	"errors"
 	"io"
 	"log/slog"
 	"math/bits"
@@ -92,11 +93,14 @@ const (
 )
 
 // op is one effect of handling an input, executed in order by the owner.
+// A handshake makes about ten; child points to a copy of the CHILD SA for
+// the three kinds that carry one, so that the others do not each carry
+// its 400 bytes.
 type op struct {
 	kind     opKind
 	pkt      []byte
 	from, to netip.AddrPort
-	child    ChildSA
+	child    *ChildSA // opInstall, opActivate, opDelete
 	ev       Event
 	spi      uint64
 	id       Identity
@@ -109,10 +113,8 @@ type ikeSA struct {
 	initiator  bool // this host is the original initiator of this IKE SA
 	spiI, spiR uint64
 	suite      ikeSuite
-	keys       *keys.IKESAKeys
+	keys       *keys.IKESAKeys // nil until IKE_SA_INIT is done
 	prf        transform.PRF
-	sealer     ikewire.SKCipher // our outbound messages
-	opener     ikewire.SKCipher // the peer's messages
 
 	// The exchange runner's state (exchange.go).
 	nextID    uint32   // Message ID of our next request
@@ -135,28 +137,47 @@ func (x *ikeSA) ourSPI() uint64 {
 	return x.spiR
 }
 
-// setKeys installs the IKE SA's keys and SK ciphers (RFC 7296, Section
-// 2.14: SK_ei/SK_ai protect what the original initiator sends).
+// setKeys installs the IKE SA's keys, once it checked that they make SK
+// ciphers (RFC 7296, Section 2.14: SK_ei/SK_ai protect what the original
+// initiator sends).
 func (x *ikeSA) setKeys(k *keys.IKESAKeys, s ikeSuite) error {
 	prf, err := transform.NewPRF(s.prf)
 	if err != nil {
 		return err
 	}
-	ci, err := ikewire.NewSKCipher(s.encr.ID, s.integ, k.SKei(), k.SKai())
-	if err != nil {
-		return err
-	}
-	cr, err := ikewire.NewSKCipher(s.encr.ID, s.integ, k.SKer(), k.SKar())
-	if err != nil {
-		return err
+	for _, fromI := range []bool{true, false} {
+		if _, err := skCipher(k, s, fromI); err != nil {
+			return err
+		}
 	}
 	x.keys, x.suite, x.prf = k, s, prf
-	if x.initiator {
-		x.sealer, x.opener = ci, cr
-	} else {
-		x.sealer, x.opener = cr, ci
-	}
 	return nil
+}
+
+// skCipher returns the SK cipher of the messages that the original
+// initiator (fromI) or the original responder sends.
+func skCipher(k *keys.IKESAKeys, s ikeSuite, fromI bool) (ikewire.SKCipher, error) {
+	if fromI {
+		return ikewire.NewSKCipher(s.encr.ID, s.integ, k.SKei(), k.SKai())
+	}
+	return ikewire.NewSKCipher(s.encr.ID, s.integ, k.SKer(), k.SKar())
+}
+
+// sealer returns the SK cipher of our outbound messages. The IKE SA keeps
+// its keys, not its ciphers: an idle IKE SA sends and receives a message
+// now and then, and the ciphers (about 1.5 KiB for two AES-GCM states) are
+// made for each message instead of held for its life (docs/performance.md,
+// "IKE at scale").
+func (x *ikeSA) sealer() (ikewire.SKCipher, error) { return x.cipher(x.initiator) }
+
+// opener returns the SK cipher of the peer's messages.
+func (x *ikeSA) opener() (ikewire.SKCipher, error) { return x.cipher(!x.initiator) }
+
+func (x *ikeSA) cipher(fromI bool) (ikewire.SKCipher, error) {
+	if x.keys == nil {
+		return nil, errors.New("ike: no keys yet")
+	}
+	return skCipher(x.keys, x.suite, fromI)
 }
 
 // childState is the state of a CHILD SA.
@@ -263,10 +284,16 @@ type handshake struct {
 }
 
 // endHandshake drops the handshake state once IKE_AUTH and the CHILD SA
-// it carried are done; nothing after it reads that state (IKE_AUTH and
-// IKE_INTERMEDIATE requests are refused outside StateConnecting, and
+// it carried are done, and the keys that only AUTH and IKE_INTERMEDIATE
+// use (keys.IKESAKeys.DropAuth); nothing after it reads them (IKE_AUTH
+// and IKE_INTERMEDIATE requests are refused outside StateConnecting, and
 // retransmitted ones are answered from the response cache).
-func (s *session) endHandshake() { s.handshake = nil }
+func (s *session) endHandshake() {
+	s.handshake = nil
+	if s.sa != nil && s.sa.keys != nil {
+		s.sa.keys.DropAuth()
+	}
+}
 
 func newSession(m *Manager, now time.Time) *session {
 	return &session{
@@ -276,6 +303,9 @@ func newSession(m *Manager, now time.Time) *session {
 }
 
 func (s *session) now() time.Time { return s.cfg.Now() }
+
+// copyOf returns a pointer to a copy of c, for an op.
+func copyOf(c ChildSA) *ChildSA { return &c }
 
 func (s *session) rand() io.Reader { return s.cfg.Rand }
 
@@ -645,7 +675,7 @@ func (s *session) die(err error) {
 	}
 	act, up := s.deathAction(err)
 	for _, c := range s.children {
-		s.ops = append(s.ops, op{kind: opDelete, child: c.sa})
+		s.ops = append(s.ops, op{kind: opDelete, child: copyOf(c.sa)})
 		if c.state != childReplaced && !c.rekeyed && !c.redundant {
 			s.emit(EventChildDown, c.cfg.Name, &c.sa, err)
 		}

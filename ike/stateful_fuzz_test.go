@@ -241,7 +241,7 @@ func (ft *fuzzTarget) message(p *fuzzPair, in, body []byte, step uint32) []byte 
 	h.MessageID = id + uint32(int32(int8(in[fiIDDelta]))) + step
 	h.Exchange = ikewire.ExchangeType(in[fiExchange])
 	enc := encoding(in[fiEncoding] % byte(encCount))
-	if (enc.authentic() || enc == encBadICV) && (ft.x == nil || ft.x.opener == nil) {
+	if (enc.authentic() || enc == encBadICV) && (ft.x == nil || ft.x.keys == nil) {
 		enc = encRaw
 	}
 	switch enc {
@@ -250,13 +250,13 @@ func (ft *fuzzTarget) message(p *fuzzPair, in, body []byte, step uint32) []byte 
 	case encTruncated:
 		return rawMessage(h, ikewire.PayloadType(in[fiFirst]), body, 1+int(in[fiFragNum]))
 	case encSK, encBadICV:
-		b := sealRaw(h, ikewire.PayloadType(in[fiFirst]), body, ft.x.opener, nil)
+		b := sealRaw(h, ikewire.PayloadType(in[fiFirst]), body, openerOf(ft.x), nil)
 		if enc == encBadICV {
 			b[len(b)-1] ^= 1
 		}
 		return b
 	case encSKF:
-		return sealRaw(h, ikewire.PayloadType(in[fiFirst]), body, ft.x.opener, &ikewire.SKF{Number: uint16(in[fiFragNum]), Total: uint16(in[fiFragTotal])})
+		return sealRaw(h, ikewire.PayloadType(in[fiFirst]), body, openerOf(ft.x), &ikewire.SKF{Number: uint16(in[fiFragNum]), Total: uint16(in[fiFragTotal])})
 	}
 	return rawMessage(h, ikewire.PayloadType(in[fiFirst]), body, 0)
 }
@@ -490,9 +490,9 @@ func statefulSeeds(f *testing.F, responder bool) [][]byte {
 				if m.IsResponse() {
 					pr.flags = 1
 				}
-				if ft.x != nil && ft.x.opener != nil && len(m.Payloads) > 0 {
+				if ft.x != nil && ft.x.keys != nil && len(m.Payloads) > 0 {
 					if _, ok := m.Payloads[len(m.Payloads)-1].(*ikewire.SK); ok {
-						pl, err := ikewire.OpenSK(m, ft.x.opener)
+						pl, err := ikewire.OpenSK(m, openerOf(ft.x))
 						if err != nil {
 							continue
 						}

@@ -411,7 +411,7 @@ func TestTriggerFirst(t *testing.T) {
 	for a := range p.b.m.actors {
 		bs = a.s
 	}
-	pl, err := ikewire.OpenSK(m, bs.sa.opener)
+	pl, err := ikewire.OpenSK(m, openerOf(bs.sa))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -898,7 +898,7 @@ func TestProtectedMalformed(t *testing.T) {
 	}
 	x := as.sa
 	m := &ikewire.Message{Header: ikewire.Header{SPIi: x.spiI, SPIr: x.spiR, Exchange: ikewire.INFORMATIONAL, Flags: ikewire.FlagInitiator, MessageID: x.nextID}}
-	b, err := ikewire.SealSK(m, []ikewire.Payload{&ikewire.Unknown{Type: 200, Critical: true, Body: []byte{1, 2, 3}}}, x.sealer, as.rand())
+	b, err := ikewire.SealSK(m, []ikewire.Payload{&ikewire.Unknown{Type: 200, Critical: true, Body: []byte{1, 2, 3}}}, sealerOf(x), as.rand())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -907,7 +907,7 @@ func TestProtectedMalformed(t *testing.T) {
 		t.Fatal("no answer")
 	}
 	resp := parse(t, p.net.queue[0])
-	pl, err := ikewire.OpenSK(resp, x.opener)
+	pl, err := ikewire.OpenSK(resp, openerOf(x))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -919,7 +919,7 @@ func TestProtectedMalformed(t *testing.T) {
 	}
 	// A request with a bad ICV is dropped silently.
 	m.MessageID++
-	if b, err = ikewire.SealSK(m, nil, x.sealer, as.rand()); err != nil {
+	if b, err = ikewire.SealSK(m, nil, sealerOf(x), as.rand()); err != nil {
 		t.Fatal(err)
 	}
 	b[len(b)-1] ^= 1

@@ -19,6 +19,9 @@
 #   strongswan  charon with kernel-libipsec (userspace ESP, no kernel
 #               XFRM), remote id %any with one PSK for all; cookies and
 #               block_threshold off, ikesa_table_size 32768, no routes
+#   base        as goipsec, with the ipsecd binary IPSECD_BASE names (an
+#               older build, to compare in the same run:
+#               CASES="base goipsec strongswan")
 #
 # Reported per case and size (median over the runs, min-max in brackets):
 #   hs/s       established IKE SAs per second of wall time (ikeload)
@@ -33,8 +36,9 @@
 # Environment: RUNS, SIZES, CASES, CONC, SOCKETS (ikeload -sockets,
 # default 256), IKELOAD_FLAGS (more ikeload flags), SWAN_LOG (charon's
 # ike log level, default 0), IPSECD (another ipsecd binary to measure,
-# such as an older build), BIN (default bin), GO (default go), CHARON (default
-# /usr/lib/ipsec/charon), IKELOAD_KEEP=1 (keep configs and logs).
+# such as an older build), IPSECD_BASE (the ipsecd of case base), BIN
+# (default bin), GO (default go), CHARON (default /usr/lib/ipsec/charon),
+# IKELOAD_KEEP=1 (keep configs and logs).
 #
 # A benchmark, not a test: shared machines are noisy (on a 2-core machine
 # the generator and the responder share the cores, so hs/s is bounded by
@@ -151,6 +155,11 @@ EOF
   live+=("$p")
   waitfor 20 test -S "$d/ipsecd.sock" || { log "goipsec: ipsecd did not start: $(tail -3 "$d/ipsecd.log")"; return 1; }
   pid=$p
+}
+
+start_base() {
+  [ -n "${IPSECD_BASE:-}" ] || { log "base: IPSECD_BASE names no ipsecd binary"; return 1; }
+  IPSECD=$IPSECD_BASE start_goipsec "$@"
 }
 
 start_strongswan() {
@@ -329,13 +338,14 @@ for (c, n), rs in sorted(groups.items(), key=lambda kv: (kv[0][1], kv[0][0])):
     print("%-10s %6d | %s | %s" % (c, n, " | ".join(cells), sum(int(r["failed"]) for r in rs)))
 print()
 for n in sorted({n for _, n in groups}):
-    if ("goipsec", n, "hs_s") in med and ("strongswan", n, "hs_s") in med:
-        out = []
-        for k, h, _ in cols:
-            a, b = med.get(("goipsec", n, k)), med.get(("strongswan", n, k))
-            if a is not None and b:
-                out.append("%s %.2f" % (h, a / b))
-        print("goipsec / strongswan at %d SAs: %s" % (n, ", ".join(out)))
+    for other in ("strongswan", "base"):
+        if ("goipsec", n, "hs_s") in med and (other, n, "hs_s") in med:
+            out = []
+            for k, h, _ in cols:
+                a, b = med.get(("goipsec", n, k)), med.get((other, n, k))
+                if a is not None and b:
+                    out.append("%s %.2f" % (h, a / b))
+            print("goipsec / %s at %d SAs: %s" % (other, n, ", ".join(out)))
 if sys.argv[2]:
     json.dump({"runs": rows, "median": {"%s/%d/%s" % k: v for k, v in med.items()}}, open(sys.argv[2], "w"), indent=1)
 EOF

@@ -23,7 +23,9 @@
 // removes them on stop, and --cleanup removes what a stopped daemon left.
 //
 // ipsecd runs the garbage collector with a target of 50% (GOGC=50) unless
-// the environment sets GOGC: see gcPercent.
+// the environment sets GOGC: see gcPercent. When it goes quiet after a
+// burst of work (many IKE SAs coming up) it returns the heap's free pages
+// to the operating system: see trimWhenQuiet.
 package main
 
 import (
@@ -94,7 +96,9 @@ removes them (protected traffic then follows the main routing table again).
 
 Memory: ipsecd runs with GOGC=50 unless the environment sets GOGC (the
 heap grows by half of what is live between collections; Go's default is
-100). GOMEMLIMIT sets a soft memory limit, as for any Go program.
+100). GOMEMLIMIT sets a soft memory limit, as for any Go program. When
+it goes quiet after a burst of work, ipsecd returns the heap's free
+memory to the operating system (not with GOGC=off).
 `)
 	}
 	if err := fs.Parse(args); err != nil {
@@ -171,6 +175,7 @@ func serve(cfg *config.Config, log *slog.Logger) error {
 	// changed modification time or size triggers the same reload as
 	// "ipsecctl reload", which applies only a file that parses.
 	changed := watchFile(ctx, cfg.File, 2*time.Second)
+	go trimWhenQuiet(ctx)
 	reload := func(what string) {
 		if st, err := sdnotify.Reloading(); err == nil {
 			sd.send(st)

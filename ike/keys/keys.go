@@ -14,7 +14,8 @@
 // for the SK payload. Key values print as "<redacted>" with fmt and log/slog.
 //
 // The package does no I/O and keeps no global state; its values are
-// immutable after construction and safe for concurrent use, except Destroy.
+// immutable after construction and safe for concurrent use, except Destroy
+// and DropAuth.
 package keys
 
 import (
@@ -201,7 +202,11 @@ func (k *IKESAKeys) SKar() []byte { return k.ar }
 // idPayloadBody is the ID payload without its 4-byte generic header,
 // starting with the ID Type. initiator names the original initiator of the
 // IKE SA, whose ID it is.
+// After DropAuth it returns nil.
 func (k *IKESAKeys) MACedID(initiator bool, idPayloadBody []byte) []byte {
+	if k.pi == nil {
+		return nil
+	}
 	return k.prf.Sum(k.skp(initiator), idPayloadBody)
 }
 
@@ -209,9 +214,39 @@ func (k *IKESAKeys) MACedID(initiator bool, idPayloadBody []byte) []byte {
 // data...) otherwise: the IntAuth chain of the IKE_INTERMEDIATE exchange,
 // IntAuth_[i|r]N = prf(SK_p[i|r], IntAuth_[i|r]N-1 | IntAuth_[i|r]N_A |
 // IntAuth_[i|r]N_P), computed with the keys in force when message N was
-// sent (RFC 9242, Section 3.3.1).
+// sent (RFC 9242, Section 3.3.1). After DropAuth it returns nil.
 func (k *IKESAKeys) IntAuth(initiator bool, data ...[]byte) []byte {
+	if k.pi == nil {
+		return nil
+	}
 	return k.prf.Sum(k.skp(initiator), data...)
+}
+
+// DropAuth overwrites with zeros and forgets what only the initial
+// exchanges use: SK_pi and SK_pr, which only AUTH (RFC 7296, Section 2.15)
+// and IKE_INTERMEDIATE's IntAuth (RFC 9242, Section 3.3.1) take, and the
+// nonces and SPIs that AddKE derives from (RFC 9370, Section 2.2.2). The
+// other keys move to a buffer of their own length. Call it once the IKE SA
+// is authenticated (or, for the successor of a rekey, which does not
+// authenticate, once derived): an established IKE SA keeps only SK_d
+// (RFC 7296, Sections 2.17 and 2.18) and the SK_e and SK_a keys.
+// Afterwards MACedID and IntAuth return nil and AddKE fails. Copies that
+// callers made of the keys (SKei and the like) are overwritten as well.
+func (k *IKESAKeys) DropAuth() {
+	if k.pi == nil {
+		return
+	}
+	keep := [][]byte{k.d, k.ai, k.ar, k.ei, k.er}
+	km := concat(keep...)
+	for i, b := range keep {
+		keep[i], km = km[:len(b):len(b)], km[len(b):]
+		clear(b)
+	}
+	k.d, k.ai, k.ar, k.ei, k.er = keep[0], keep[1], keep[2], keep[3], keep[4]
+	clear(k.pi)
+	clear(k.pr)
+	clear(k.seed)
+	k.pi, k.pr, k.seed, k.nonces, k.niLen = nil, nil, nil, 0, 0
 }
 
 func (k *IKESAKeys) skp(initiator bool) []byte {
@@ -260,6 +295,9 @@ func rekeyData(ni, nr []byte, secrets [][]byte) [][]byte {
 func (k *IKESAKeys) AddKE(secret []byte) (*IKESAKeys, error) {
 	if len(secret) == 0 {
 		return nil, errors.New("keys: empty shared secret")
+	}
+	if k.seed == nil {
+		return nil, errors.New("keys: AddKE after DropAuth: the IKE SA's initial exchanges are over")
 	}
 	ni, nr := k.seed[:k.niLen], k.seed[k.niLen:k.nonces]
 	s := SKEYSEED{b: k.prf.Sum(k.d, secret, ni, nr)}

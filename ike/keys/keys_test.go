@@ -481,3 +481,41 @@ func TestRedacted(t *testing.T) {
 		t.Error("Destroy left key material")
 	}
 }
+
+// TestDropAuth: an established IKE SA keeps SK_d, SK_a and SK_e unchanged
+// in a buffer of their own, and SK_pi, SK_pr and the nonces are zeroed and
+// gone (issue 9: what an idle IKE SA keeps).
+func TestDropAuth(t *testing.T) {
+	suite := Suite{PRF: iana.PRFHMACSHA2_256, Encr: transform.EncrAlg{ID: iana.EncrAESCBC, KeyBits: 128}, Integ: iana.IntegHMACSHA2_256}
+	k, _ := testSA(t, suite)
+	want := bytes.Join([][]byte{k.d, k.SKai(), k.SKar(), k.SKei(), k.SKer()}, nil)
+	oldPi, oldSeed := k.pi, k.seed
+	id := []byte{2, 0, 0, 0, 'x'}
+	if k.MACedID(true, id) == nil || k.IntAuth(false, id) == nil {
+		t.Fatal("no MACedID or IntAuth before DropAuth")
+	}
+	k.DropAuth()
+	if got := bytes.Join([][]byte{k.d, k.SKai(), k.SKar(), k.SKei(), k.SKer()}, nil); !bytes.Equal(got, want) {
+		t.Fatal("DropAuth changed SK_d, SK_a or SK_e")
+	}
+	if cap(k.d)+cap(k.SKai())+cap(k.SKar())+cap(k.SKei())+cap(k.SKer()) != len(want) {
+		t.Error("the kept keys are not cut to their lengths")
+	}
+	if !bytes.Equal(oldPi, make([]byte, len(oldPi))) || !bytes.Equal(oldSeed, make([]byte, len(oldSeed))) {
+		t.Error("SK_pi or the nonces not zeroed")
+	}
+	if k.pi != nil || k.pr != nil || k.seed != nil {
+		t.Error("SK_p or the nonces kept")
+	}
+	if k.MACedID(true, id) != nil || k.IntAuth(false, id) != nil {
+		t.Error("MACedID or IntAuth after DropAuth")
+	}
+	if _, err := k.AddKE([]byte{1}); err == nil || !strings.HasPrefix(err.Error(), "keys: ") {
+		t.Errorf("AddKE after DropAuth: %v", err)
+	}
+	esp, _ := transform.ParseESP("aes128gcm16")
+	if _, err := k.Child(esp, bytes.Repeat([]byte{1}, 32), bytes.Repeat([]byte{2}, 32)); err != nil {
+		t.Errorf("Child after DropAuth: %v", err)
+	}
+	k.DropAuth() // twice is harmless
+}
