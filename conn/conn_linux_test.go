@@ -291,6 +291,27 @@ func TestRawConcurrentWrites(t *testing.T) {
 	}
 }
 
+// listenUDP opens a UDPConn bound to bind, closed when tb ends.
+func listenUDP(tb testing.TB, bind string) *UDPConn {
+	tb.Helper()
+	u, err := ListenUDP(netip.MustParseAddrPort(bind), 0)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() { u.Close() })
+	return u
+}
+
+// readBufs returns UDPBatchSize buffers of 64 KiB for Read, with their
+// sizes and addresses.
+func readBufs() ([][]byte, []int, []netip.AddrPort) {
+	bufs := make([][]byte, UDPBatchSize)
+	for i := range bufs {
+		bufs[i] = make([]byte, 65535)
+	}
+	return bufs, make([]int, len(bufs)), make([]netip.AddrPort, len(bufs))
+}
+
 // TestWriteBatchFromSource is the socket half of the regression test of ESP
 // in UDP leaving from the routing table's address instead of the SA's: the
 // data plane's batched sends must leave from the address asked for
@@ -303,25 +324,12 @@ func TestWriteBatchFromSource(t *testing.T) {
 	for _, bind := range []string{"[::]:0", "0.0.0.0:0"} {
 		for _, gso := range []bool{true, false} {
 			t.Run(fmt.Sprintf("%s/gso=%v", bind, gso), func(t *testing.T) {
-				a, err := ListenUDP(netip.MustParseAddrPort(bind), 0)
-				if err != nil {
-					t.Fatal(err)
-				}
-				defer a.Close()
+				a, b := listenUDP(t, bind), listenUDP(t, "127.0.0.1:0")
 				if on, _ := a.Offloads(); gso && !on {
 					testenv.Missing(t, "the kernel has no UDP_SEGMENT")
 				}
 				a.gso.Store(gso)
-				b, err := ListenUDP(netip.MustParseAddrPort("127.0.0.1:0"), 0)
-				if err != nil {
-					t.Fatal(err)
-				}
-				defer b.Close()
-				bufs := make([][]byte, UDPBatchSize)
-				for i := range bufs {
-					bufs[i] = make([]byte, 65535)
-				}
-				sizes, addrs := make([]int, len(bufs)), make([]netip.AddrPort, len(bufs))
+				bufs, sizes, addrs := readBufs()
 				// recv reads n datagrams and checks their sender and size.
 				recv := func(what string, n, size int, from netip.Addr) {
 					t.Helper()
@@ -388,14 +396,10 @@ func TestWriteBatchFromSource(t *testing.T) {
 // SAs.
 func TestWriteBatchFromForeignSource(t *testing.T) {
 	for _, c := range [][2]string{{"192.0.2.99", "127.0.0.1:9"}, {"2001:db8::99", "[::1]:9"}} {
-		a, err := ListenUDP(netip.MustParseAddrPort("[::]:0"), 0)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer a.Close()
+		a := listenUDP(t, "[::]:0")
 		gso, _ := a.Offloads()
 		run := [][]byte{make([]byte, 500), make([]byte, 500)}
-		err = a.WriteBatchFrom(run, netip.MustParseAddr(c[0]), netip.MustParseAddrPort(c[1]))
+		err := a.WriteBatchFrom(run, netip.MustParseAddr(c[0]), netip.MustParseAddrPort(c[1]))
 		if err == nil {
 			t.Fatalf("a send from %s to %s succeeded", c[0], c[1])
 		}
@@ -433,5 +437,47 @@ func TestSendCmsgSpace(t *testing.T) {
 	}
 	if want := []string{"UDP_SEGMENT 1400", "IPV6_PKTINFO 127.0.0.2"}; fmt.Sprint(seen) != fmt.Sprint(want) {
 		t.Errorf("control messages %q, want %q", seen, want)
+	}
+}
+
+// BenchmarkWriteSource measures what the source address costs a send: a
+// batch of datagrams of 1,400 bytes to a loopback socket (which another
+// goroutine drains) through Write (the routing table's source) and through
+// WriteBatchFrom with 127.0.0.2 (IP_PKTINFO beside UDP_SEGMENT), one run
+// after the other in each round of -count. Batches of 64 go out as one
+// segmentation-offload send, batches of 1 as a plain one.
+func BenchmarkWriteSource(b *testing.B) {
+	for _, n := range []int{1, 64} {
+		for _, src := range []string{"routing", "pktinfo"} {
+			b.Run(fmt.Sprintf("batch=%d/%s", n, src), func(b *testing.B) {
+				a, r := listenUDP(b, "[::]:0"), listenUDP(b, "127.0.0.1:0")
+				done := make(chan struct{})
+				go func() {
+					defer close(done)
+					bufs, sizes, addrs := readBufs()
+					for {
+						if _, err := r.Read(bufs, sizes, addrs, 0); err != nil {
+							return
+						}
+					}
+				}()
+				defer func() { r.Close(); <-done }()
+				batch := make([][]byte, n)
+				for i := range batch {
+					batch[i] = make([]byte, 1400)
+				}
+				var from netip.Addr
+				if src == "pktinfo" {
+					from = netip.MustParseAddr("127.0.0.2")
+				}
+				b.SetBytes(int64(n * 1400))
+				b.ReportAllocs()
+				for b.Loop() {
+					if err := a.WriteBatchFrom(batch, from, r.LocalAddr()); err != nil {
+						b.Fatal(err)
+					}
+				}
+			})
+		}
 	}
 }

@@ -14,7 +14,7 @@ import (
 // cmsgSpace is the room for the control messages we send or expect: a
 // UDP_GRO or UDP_SEGMENT integer, IPV6_PKTINFO, IPV6_HOPLIMIT and
 // IPV6_TCLASS (40, 24 and 24 bytes on 64-bit Linux). A UDP send carries at
-// most UDP_SEGMENT (16) and IPV6_PKTINFO or IP_PKTINFO (40 or 32):
+// most UDP_SEGMENT (24) and IPV6_PKTINFO or IP_PKTINFO (40 or 32):
 // TestSendCmsgSpace checks that they fit.
 const cmsgSpace = 128
 
