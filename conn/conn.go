@@ -68,7 +68,9 @@ type UDP interface {
 	// Write sends each element of bufs as one datagram to dst. Runs of
 	// equal-sized datagrams (the last may be shorter) may go to the kernel
 	// as one segmentation-offload send; for that, bufs[0] needs spare
-	// capacity behind it, which Write may overwrite.
+	// capacity behind it, which Write may overwrite. The source address is
+	// the socket's or the routing table's; UDPConn.WriteBatchFrom sends
+	// from a chosen one.
 	Write(bufs [][]byte, dst netip.AddrPort) error
 	// BatchSize returns the most datagrams Read and Write take per call.
 	BatchSize() int

@@ -4,11 +4,15 @@ import (
 	"bytes"
 	"encoding/binary"
 	"errors"
+	"fmt"
 	"net/netip"
 	"os"
 	"sync"
 	"testing"
 	"time"
+	"unsafe"
+
+	"golang.org/x/sys/unix"
 
 	"github.com/goipsec/goipsec/internal/testenv"
 
@@ -283,6 +287,197 @@ func TestRawConcurrentWrites(t *testing.T) {
 		one := [][]byte{pkt(0, per)}
 		if a := testing.AllocsPerRun(100, func() { r.Write(one) }); a != 0 {
 			t.Errorf("IPv%d: Write allocates %v times", v, a)
+		}
+	}
+}
+
+// listenUDP opens a UDPConn bound to bind, closed when tb ends.
+func listenUDP(tb testing.TB, bind string) *UDPConn {
+	tb.Helper()
+	u, err := ListenUDP(netip.MustParseAddrPort(bind), 0)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() { u.Close() })
+	return u
+}
+
+// readBufs returns UDPBatchSize buffers of 64 KiB for Read, with their
+// sizes and addresses.
+func readBufs() ([][]byte, []int, []netip.AddrPort) {
+	bufs := make([][]byte, UDPBatchSize)
+	for i := range bufs {
+		bufs[i] = make([]byte, 65535)
+	}
+	return bufs, make([]int, len(bufs)), make([]netip.AddrPort, len(bufs))
+}
+
+// TestWriteBatchFromSource is the socket half of the regression test of ESP
+// in UDP leaving from the routing table's address instead of the SA's: the
+// data plane's batched sends must leave from the address asked for
+// (127.0.0.2, also local on the loopback, where the routing table picks
+// 127.0.0.1), single datagrams and segmentation-offload runs alike, on a
+// dual-stack and on an IPv4-only socket, with offload on and off; an
+// unspecified source or one of the other IP version leaves the choice to
+// the routing table. A warm send from a source allocates nothing.
+func TestWriteBatchFromSource(t *testing.T) {
+	for _, bind := range []string{"[::]:0", "0.0.0.0:0"} {
+		for _, gso := range []bool{true, false} {
+			t.Run(fmt.Sprintf("%s/gso=%v", bind, gso), func(t *testing.T) {
+				a, b := listenUDP(t, bind), listenUDP(t, "127.0.0.1:0")
+				if on, _ := a.Offloads(); gso && !on {
+					testenv.Missing(t, "the kernel has no UDP_SEGMENT")
+				}
+				a.gso.Store(gso)
+				bufs, sizes, addrs := readBufs()
+				// recv reads n datagrams and checks their sender and size.
+				recv := func(what string, n, size int, from netip.Addr) {
+					t.Helper()
+					for got := 0; got < n; {
+						k, err := b.Read(bufs, sizes, addrs, 0)
+						if err != nil {
+							t.Fatal(err)
+						}
+						for i := range k {
+							if addrs[i].Addr() != from || sizes[i] != size {
+								t.Fatalf("%s: datagram %d: %d bytes from %v, want %d from %v", what, got+i, sizes[i], addrs[i].Addr(), size, from)
+							}
+						}
+						got += k
+					}
+				}
+				one := [][]byte{bytes.Repeat([]byte{1}, 100)}
+				run := make([][]byte, 40) // one UDP_SEGMENT send with offload
+				for i := range run {
+					run[i] = bytes.Repeat([]byte{2}, 1000)
+				}
+				lo, second := netip.MustParseAddr("127.0.0.1"), netip.MustParseAddr("127.0.0.2")
+				for _, c := range []struct {
+					what string
+					src  netip.Addr
+					want netip.Addr
+				}{
+					{"zero source", netip.Addr{}, lo},
+					{"unspecified source", netip.IPv4Unspecified(), lo},
+					{"IPv6 source to an IPv4 peer", netip.IPv6Loopback(), lo},
+					{"127.0.0.2", second, second},
+					{"IPv4-mapped 127.0.0.2", netip.AddrFrom16(second.As16()), second},
+				} {
+					if err := a.WriteBatchFrom(one, c.src, b.LocalAddr()); err != nil {
+						t.Fatalf("%s: %v", c.what, err)
+					}
+					recv(c.what+", one datagram", 1, 100, c.want)
+					if err := a.WriteBatchFrom(run, c.src, b.LocalAddr()); err != nil {
+						t.Fatalf("%s: %v", c.what, err)
+					}
+					recv(c.what+", a run", len(run), 1000, c.want)
+				}
+				if on, _ := a.Offloads(); on != gso {
+					t.Errorf("segmentation offload %v after the sends, want %v", on, gso)
+				}
+				allocs := testing.AllocsPerRun(50, func() {
+					if err := a.WriteBatchFrom(run, second, b.LocalAddr()); err != nil {
+						t.Fatal(err)
+					}
+					recv("allocation run", len(run), 1000, second)
+				})
+				if allocs != 0 {
+					t.Errorf("%v allocations per batch", allocs)
+				}
+			})
+		}
+	}
+}
+
+// TestWriteBatchFromForeignSource sends a segmentation-offload run from an
+// address that is not local (192.0.2.99 to 127.0.0.1, 2001:db8::99 to ::1;
+// IPV6_PKTINFO then fails with EINVAL, an errno that also means "cannot
+// segment"): the send fails, and offload stays on for the socket's other
+// SAs.
+func TestWriteBatchFromForeignSource(t *testing.T) {
+	for _, c := range [][2]string{{"192.0.2.99", "127.0.0.1:9"}, {"2001:db8::99", "[::1]:9"}} {
+		a := listenUDP(t, "[::]:0")
+		gso, _ := a.Offloads()
+		run := [][]byte{make([]byte, 500), make([]byte, 500)}
+		err := a.WriteBatchFrom(run, netip.MustParseAddr(c[0]), netip.MustParseAddrPort(c[1]))
+		if err == nil {
+			t.Fatalf("a send from %s to %s succeeded", c[0], c[1])
+		}
+		t.Log(err)
+		if on, _ := a.Offloads(); on != gso {
+			t.Errorf("from %s: segmentation offload %v after a failed send, was %v", c[0], on, gso)
+		}
+	}
+}
+
+// TestSendCmsgSpace checks that a message's control buffer holds the most
+// a send puts there: UDP_SEGMENT and IPV6_PKTINFO (or IP_PKTINFO).
+func TestSendCmsgSpace(t *testing.T) {
+	if n := unix.CmsgSpace(2) + max(unix.CmsgSpace(unix.SizeofInet6Pktinfo), unix.CmsgSpace(unix.SizeofInet4Pktinfo)); n > cmsgSpace {
+		t.Fatalf("UDP_SEGMENT and PKTINFO need %d bytes, cmsgSpace is %d", n, cmsgSpace)
+	}
+	// Both messages parse back as written.
+	m := newMmsg(1)
+	src := netip.MustParseAddr("127.0.0.2")
+	m.prepSend(0, make([]byte, 10), src, netip.MustParseAddrPort("127.0.0.1:9"), true, 1400)
+	ctl := m.cmsgs[0][:m.hdrs[0].Hdr.Controllen]
+	var seen []string
+	for {
+		level, typ, data, rest, ok := nextCmsg(ctl)
+		if !ok {
+			break
+		}
+		switch {
+		case level == unix.SOL_UDP && typ == unix.UDP_SEGMENT:
+			seen = append(seen, fmt.Sprintf("UDP_SEGMENT %d", *(*uint16)(unsafe.Pointer(&data[0]))))
+		case level == unix.IPPROTO_IPV6 && typ == unix.IPV6_PKTINFO:
+			seen = append(seen, fmt.Sprintf("IPV6_PKTINFO %v", netip.AddrFrom16((*unix.Inet6Pktinfo)(unsafe.Pointer(&data[0])).Addr).Unmap()))
+		}
+		ctl = rest
+	}
+	if want := []string{"UDP_SEGMENT 1400", "IPV6_PKTINFO 127.0.0.2"}; fmt.Sprint(seen) != fmt.Sprint(want) {
+		t.Errorf("control messages %q, want %q", seen, want)
+	}
+}
+
+// BenchmarkWriteSource measures what the source address costs a send: a
+// batch of datagrams of 1,400 bytes to a loopback socket (which another
+// goroutine drains) through Write (the routing table's source) and through
+// WriteBatchFrom with 127.0.0.2 (IP_PKTINFO beside UDP_SEGMENT), one run
+// after the other in each round of -count. Batches of 64 go out as one
+// segmentation-offload send, batches of 1 as a plain one.
+func BenchmarkWriteSource(b *testing.B) {
+	for _, n := range []int{1, 64} {
+		for _, src := range []string{"routing", "pktinfo"} {
+			b.Run(fmt.Sprintf("batch=%d/%s", n, src), func(b *testing.B) {
+				a, r := listenUDP(b, "[::]:0"), listenUDP(b, "127.0.0.1:0")
+				done := make(chan struct{})
+				go func() {
+					defer close(done)
+					bufs, sizes, addrs := readBufs()
+					for {
+						if _, err := r.Read(bufs, sizes, addrs, 0); err != nil {
+							return
+						}
+					}
+				}()
+				defer func() { r.Close(); <-done }()
+				batch := make([][]byte, n)
+				for i := range batch {
+					batch[i] = make([]byte, 1400)
+				}
+				var from netip.Addr
+				if src == "pktinfo" {
+					from = netip.MustParseAddr("127.0.0.2")
+				}
+				b.SetBytes(int64(n * 1400))
+				b.ReportAllocs()
+				for b.Loop() {
+					if err := a.WriteBatchFrom(batch, from, r.LocalAddr()); err != nil {
+						b.Fatal(err)
+					}
+				}
+			})
 		}
 	}
 }

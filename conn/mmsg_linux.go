@@ -13,7 +13,9 @@ import (
 
 // cmsgSpace is the room for the control messages we send or expect: a
 // UDP_GRO or UDP_SEGMENT integer, IPV6_PKTINFO, IPV6_HOPLIMIT and
-// IPV6_TCLASS (40, 24 and 24 bytes on 64-bit Linux).
+// IPV6_TCLASS (40, 24 and 24 bytes on 64-bit Linux). A UDP send carries at
+// most UDP_SEGMENT (24) and IPV6_PKTINFO or IP_PKTINFO (40 or 32):
+// TestSendCmsgSpace checks that they fit.
 const cmsgSpace = 128
 
 // mmsg is the state of one batched recvmmsg or sendmmsg: message headers,
@@ -61,8 +63,10 @@ func (m *mmsg) prepRecv(i int, b []byte) {
 }
 
 // prepSend points message i at b, to the address dst (port 0 for raw
-// sockets), with an optional UDP_SEGMENT size.
-func (m *mmsg) prepSend(i int, b []byte, dst netip.AddrPort, v6sock bool, gso int) {
+// sockets), with an optional UDP_SEGMENT size and an optional source
+// address src (IP_PKTINFO or IPV6_PKTINFO; the zero Addr: none, the routing
+// table chooses).
+func (m *mmsg) prepSend(i int, b []byte, src netip.Addr, dst netip.AddrPort, v6sock bool, gso int) {
 	m.iovs[i].Base = unsafe.SliceData(b)
 	m.iovs[i].SetLen(len(b))
 	h := &m.hdrs[i].Hdr
@@ -72,9 +76,15 @@ func (m *mmsg) prepSend(i int, b []byte, dst netip.AddrPort, v6sock bool, gso in
 	h.SetIovlen(1)
 	h.Control = nil
 	h.SetControllen(0)
+	c := m.cmsgs[i][:]
+	l := 0
 	if gso > 0 {
-		c := m.cmsgs[i][:]
-		l := putCmsgInt(c, unix.SOL_UDP, unix.UDP_SEGMENT, uint16(gso))
+		l = putCmsgInt(c, unix.SOL_UDP, unix.UDP_SEGMENT, uint16(gso))
+	}
+	if src.IsValid() {
+		l += putPktinfo(c[l:], src, v6sock)
+	}
+	if l > 0 {
 		h.Control = &c[0]
 		h.SetControllen(l)
 	}
@@ -147,6 +157,33 @@ func putCmsgInt(b []byte, level, typ int32, v uint16) int {
 	h.SetLen(unix.CmsgLen(2))
 	*(*uint16)(unsafe.Pointer(&b[unix.CmsgLen(0)])) = v
 	return unix.CmsgSpace(2)
+}
+
+// putPktinfo writes into b the control message that makes the kernel send
+// from src and returns its space (0: none written): IPV6_PKTINFO on an IPv6
+// socket, with src IPv4-mapped when the datagram goes to an IPv4 peer
+// (Linux takes it as IP_PKTINFO then), and IP_PKTINFO on an IPv4 socket.
+// The rest of the message (interface index 0) is zeroed.
+func putPktinfo(b []byte, src netip.Addr, v6sock bool) int {
+	if v6sock {
+		n := unix.CmsgSpace(unix.SizeofInet6Pktinfo)
+		clear(b[:n])
+		h := (*unix.Cmsghdr)(unsafe.Pointer(&b[0]))
+		h.Level, h.Type = unix.IPPROTO_IPV6, unix.IPV6_PKTINFO
+		h.SetLen(unix.CmsgLen(unix.SizeofInet6Pktinfo))
+		(*unix.Inet6Pktinfo)(unsafe.Pointer(&b[unix.CmsgLen(0)])).Addr = src.As16()
+		return n
+	}
+	if !src.Is4() && !src.Is4In6() {
+		return 0
+	}
+	n := unix.CmsgSpace(unix.SizeofInet4Pktinfo)
+	clear(b[:n])
+	h := (*unix.Cmsghdr)(unsafe.Pointer(&b[0]))
+	h.Level, h.Type = unix.IPPROTO_IP, unix.IP_PKTINFO
+	h.SetLen(unix.CmsgLen(unix.SizeofInet4Pktinfo))
+	(*unix.Inet4Pktinfo)(unsafe.Pointer(&b[unix.CmsgLen(0)])).Spec_dst = src.Unmap().As4()
+	return n
 }
 
 // nextCmsg returns the first control message in b and the rest of b; ok is

@@ -216,16 +216,32 @@ func (u *UDPConn) Read(bufs [][]byte, sizes []int, addrs []netip.AddrPort, offse
 // them again. If the kernel refuses segmentation offload, Write turns it off
 // and sends datagram by datagram from then on. Writes from different
 // goroutines run in parallel (up to one per core); the datagrams of one Write
-// leave in order.
+// leave in order. The routing table chooses the source address; see
+// WriteBatchFrom.
 func (u *UDPConn) Write(bufs [][]byte, dst netip.AddrPort) error {
+	return u.WriteBatchFrom(bufs, netip.Addr{}, dst)
+}
+
+// WriteBatchFrom is Write from the local address src: every message,
+// segmentation-offload sends included, carries IP_PKTINFO or IPV6_PKTINFO
+// (as WriteFrom's does), so that on a socket bound to every address, like
+// the NAT-T socket on port 4500, ESP in UDP leaves from the SA's address
+// rather than the one the routing table prefers: the peer expects the
+// SA's packets between the endpoints IKE negotiated them for, and may
+// take another source for a NAT mapping change (RFC 3948, Section 2.1;
+// RFC 7296, Section 2.23). A zero, unspecified or multicast src, or one of
+// the other IP version than dst, leaves the choice to the routing table as
+// Write does. It allocates nothing once warm.
+func (u *UDPConn) WriteBatchFrom(bufs [][]byte, src netip.Addr, dst netip.AddrPort) error {
 	if len(bufs) == 0 {
 		return nil
 	}
+	src = sendSource(src, dst.Addr())
 	w := u.ws.get()
 	defer u.ws.put(w)
 	for len(bufs) > 0 {
 		n := min(len(bufs), len(w.m.hdrs))
-		err := u.write(w, bufs[:n], dst)
+		err := u.write(w, bufs[:n], src, dst)
 		if err != nil {
 			return err
 		}
@@ -234,10 +250,48 @@ func (u *UDPConn) Write(bufs [][]byte, dst netip.AddrPort) error {
 	return nil
 }
 
-func (u *UDPConn) write(w *udpWriter, bufs [][]byte, dst netip.AddrPort) error {
+// sendSource returns src if the kernel can send from it to dst, else the
+// zero Addr (no control message).
+func sendSource(src, dst netip.Addr) netip.Addr {
+	src = src.Unmap()
+	if !src.IsValid() || src.IsUnspecified() || src.IsMulticast() || src.Is4() != dst.Unmap().Is4() {
+		return netip.Addr{}
+	}
+	return src
+}
+
+func (u *UDPConn) write(w *udpWriter, bufs [][]byte, src netip.Addr, dst netip.AddrPort) error {
+	gso := u.gso.Load()
+	errno, err := u.send(w, bufs, src, dst, gso)
+	if err != nil || errno == 0 {
+		return err
+	}
+	if gso && (errno == unix.EIO || errno == unix.EINVAL || errno == unix.ENOPROTOOPT) {
+		// The route's device may not segment (for example, its checksum
+		// offload is off): resend without; datagrams that went out twice
+		// are dropped by the peer's replay window. Offload goes off for
+		// good only if that helped: IPV6_PKTINFO with a source that is no
+		// longer local fails with EINVAL either way.
+		if errno, err = u.send(w, bufs, src, dst, false); err != nil {
+			return err
+		}
+		if errno == 0 {
+			u.gso.Store(false)
+			return nil
+		}
+	}
+	if src.IsValid() {
+		return fmt.Errorf("conn: sendmmsg to %v from %v: %w", dst, src, errno)
+	}
+	return fmt.Errorf("conn: sendmmsg to %v: %w", dst, errno)
+}
+
+// send sends bufs in one batch, coalesced with UDP_SEGMENT if gso, and
+// returns the error of the last message that failed (0: none) or the
+// socket's error.
+func (u *UDPConn) send(w *udpWriter, bufs [][]byte, src netip.Addr, dst netip.AddrPort, gso bool) (syscall.Errno, error) {
 	m := w.m
 	m.n = 0
-	gso := u.gso.Load()
 	if gso {
 		for i := 0; i < len(bufs); {
 			seg := len(bufs[i])
@@ -250,7 +304,7 @@ func (u *UDPConn) write(w *udpWriter, bufs [][]byte, dst netip.AddrPort) error {
 				}
 			}
 			if j-i == 1 {
-				m.prepSend(m.n, bufs[i], dst, u.v6sock, 0)
+				m.prepSend(m.n, bufs[i], src, dst, u.v6sock, 0)
 			} else {
 				for len(w.scratch) <= m.n {
 					w.scratch = append(w.scratch, make([]byte, maxGSOBytes))
@@ -259,32 +313,22 @@ func (u *UDPConn) write(w *udpWriter, bufs [][]byte, dst netip.AddrPort) error {
 				for _, b := range bufs[i:j] {
 					sb = append(sb, b...)
 				}
-				m.prepSend(m.n, sb, dst, u.v6sock, seg)
+				m.prepSend(m.n, sb, src, dst, u.v6sock, seg)
 			}
 			m.n++
 			i = j
 		}
 	} else {
 		for i, b := range bufs {
-			m.prepSend(i, b, dst, u.v6sock, 0)
+			m.prepSend(i, b, src, dst, u.v6sock, 0)
 		}
 		m.n = len(bufs)
 	}
 	m.errno, m.done = 0, 0
 	if err := u.rc.Write(m.sendFn); err != nil {
-		return mapClosed(err)
+		return 0, mapClosed(err)
 	}
-	if m.errno == 0 {
-		return nil
-	}
-	if gso && (m.errno == unix.EIO || m.errno == unix.EINVAL || m.errno == unix.ENOPROTOOPT) {
-		// The route's device cannot segment (for example, its checksum
-		// offload is off). Fall back for good and resend; datagrams that
-		// went out twice are dropped by the peer's replay window.
-		u.gso.Store(false)
-		return u.write(w, bufs, dst)
-	}
-	return fmt.Errorf("conn: sendmmsg to %v: %w", dst, m.errno)
+	return m.errno, nil
 }
 
 // WriteFrom sends b as one datagram to dst from the local address of from
@@ -310,33 +354,15 @@ func (u *UDPConn) WriteFrom(b []byte, from, dst netip.AddrPort) error {
 	return nil
 }
 
-// pktinfo returns the control message that makes the kernel send from src:
-// IPV6_PKTINFO on an IPv6 socket, with src as an IPv4-mapped address when
-// the datagram goes to an IPv4 peer (Linux takes it as IP_PKTINFO then),
-// and IP_PKTINFO on an IPv4 socket. golang.org/x/net/ipv6 leaves an
-// IPv4-mapped source out of its control message, hence the hand-built one.
+// pktinfo returns the control message that makes the kernel send from src
+// (putPktinfo), or nil. golang.org/x/net/ipv6 leaves an IPv4-mapped source
+// out of its control message, hence the hand-built one.
 func pktinfo(src netip.Addr, v6sock bool) []byte {
-	if v6sock {
-		b, data := cmsg(unix.IPPROTO_IPV6, unix.IPV6_PKTINFO, unix.SizeofInet6Pktinfo)
-		(*unix.Inet6Pktinfo)(data).Addr = src.As16()
-		return b
+	b := make([]byte, unix.CmsgSpace(unix.SizeofInet6Pktinfo))
+	if n := putPktinfo(b, src, v6sock); n > 0 {
+		return b[:n]
 	}
-	if !src.Is4() {
-		return nil
-	}
-	b, data := cmsg(unix.IPPROTO_IP, unix.IP_PKTINFO, unix.SizeofInet4Pktinfo)
-	(*unix.Inet4Pktinfo)(data).Spec_dst = src.As4()
-	return b
-}
-
-// cmsg returns a zeroed control message of level and typ with size bytes
-// of data, and a pointer to the data.
-func cmsg(level, typ int32, size int) ([]byte, unsafe.Pointer) {
-	b := make([]byte, unix.CmsgSpace(size))
-	h := (*unix.Cmsghdr)(unsafe.Pointer(&b[0]))
-	h.Level, h.Type = level, typ
-	h.SetLen(unix.CmsgLen(size))
-	return b, unsafe.Pointer(&b[unix.CmsgLen(0)])
+	return nil
 }
 
 var _ UDP = (*UDPConn)(nil)

@@ -172,6 +172,18 @@ func (u *UDP) Read(bufs [][]byte, sizes []int, addrs []netip.AddrPort, offset in
 // Write implements conn.UDP. Datagrams to an address nobody is bound to are
 // dropped, as on a real network.
 func (u *UDP) Write(bufs [][]byte, dst netip.AddrPort) error {
+	return u.WriteBatchFrom(bufs, netip.Addr{}, dst)
+}
+
+// WriteBatchFrom is Write from the local address src, as
+// conn.UDPConn.WriteBatchFrom: the datagrams arrive from src and this
+// endpoint's port. A zero or unspecified src sends from the bound address.
+// The twin does not check that src is one of "this host's" addresses.
+func (u *UDP) WriteBatchFrom(bufs [][]byte, src netip.Addr, dst netip.AddrPort) error {
+	from := u.local
+	if src.IsValid() && !src.IsUnspecified() {
+		from = netip.AddrPortFrom(src.Unmap(), u.local.Port())
+	}
 	u.nw.mu.Lock()
 	peer := u.nw.udp[dst]
 	u.nw.mu.Unlock()
@@ -185,7 +197,7 @@ func (u *UDP) Write(bufs [][]byte, dst netip.AddrPort) error {
 			return conn.ErrClosed
 		}
 		d.n = copy(d.b[:], b)
-		d.from = u.local
+		d.from = from
 		if !peer.deliver(d, u.closed) {
 			u.nw.put(d)
 			select {

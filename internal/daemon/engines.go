@@ -38,7 +38,7 @@ type pairSpec struct {
 func (d *Daemon) newPair(p pairSpec) (*sad.InboundSA, *sad.OutboundSA, error) {
 	in := &sad.InboundSA{Protocol: p.Protocol, SPI: p.SPIIn, Mode: p.Mode, Local: p.LocalTS, Remote: p.RemoteTS, LocalAddr: p.Local}
 	out := &sad.OutboundSA{Protocol: p.Protocol, SPI: p.SPIOut, Mode: p.Mode, Ref: p.Ref, Encap: sad.EncapNone, Remote: netip.AddrPortFrom(p.Remote, 0),
-		LocalTS: p.LocalTS, RemoteTS: p.RemoteTS, Peer: p.Peer}
+		LocalAddr: p.Local, LocalTS: p.LocalTS, RemoteTS: p.RemoteTS, Peer: p.Peer}
 	if p.RemoteEncapPort != 0 {
 		out.Encap, out.Remote = sad.EncapUDP, netip.AddrPortFrom(p.Remote, p.RemoteEncapPort)
 	}

@@ -44,7 +44,10 @@ type Config struct {
 	TUN tun.Device
 	// UDP carries ESP in UDP (RFC 3948) and IKE on port 4500; nil means
 	// none: outbound SAs with sad.EncapUDP then drop their packets with
-	// sa.DropUnsupported.
+	// sa.DropUnsupported. If it also has the method of sourceUDP
+	// (conn.UDPConn, conntest.UDP), ESP in UDP leaves from each SA's
+	// sad.OutboundSA.LocalAddr; else from the address the socket or the
+	// routing table gives it.
 	UDP conn.UDP
 	// Raw are raw IP sockets for ESP and AH over IPv4 and IPv6, read in
 	// parallel. The first of each IP version also sends that version's
@@ -89,7 +92,8 @@ type Dataplane struct {
 	spd atomic.Pointer[spd.Snapshot]
 	sad sad.DB
 
-	raw4, raw6 conn.Raw // senders by IP version
+	raw4, raw6 conn.Raw  // senders by IP version
+	udpFrom    sourceUDP // Config.UDP if it can send from a chosen address, else nil
 
 	events     chan Event
 	eventsLost atomic.Uint64
@@ -165,6 +169,7 @@ func New(c Config) (*Dataplane, error) {
 	if d.cfg.EventQueue <= 0 {
 		d.cfg.EventQueue = 256
 	}
+	d.udpFrom, _ = c.UDP.(sourceUDP)
 	for _, r := range c.Raw {
 		switch {
 		case r == nil:

@@ -210,7 +210,7 @@ func (p *pair) installSAs(t testing.TB, self, other *peer, spiOut, spiIn uint32)
 	}
 	if err := self.dp.InstallOutbound(&sad.OutboundSA{
 		Protocol: sc.proto, SPI: spiOut, Mode: sc.mode, Ref: ref,
-		Encap: sc.encap, Remote: netip.AddrPortFrom(other.outer, port), SA: out,
+		Encap: sc.encap, Remote: netip.AddrPortFrom(other.outer, port), LocalAddr: self.outer, SA: out,
 	}); err != nil {
 		t.Fatal(err)
 	}

@@ -25,9 +25,10 @@ package dataplane
 //	sendLane (sendLanes goroutines, one per lane of SAs hashed by bundle and peer;
 //	each sequential, batch order = sequence order)
 //	    waits for each batch's chunks; takes its lane's packets; groups
-//	    consecutive ones by destination and transport; ESP in UDP: the bare
-//	    ESP packets (the kernel writes the IP and UDP headers) go to UDP.Write,
-//	    which coalesces it into one UDP_SEGMENT send; ESP/AH over IP and
+//	    consecutive ones by destination, source and transport; ESP in UDP:
+//	    the bare ESP packets (the kernel writes the IP and UDP headers) go to
+//	    UDP.WriteBatchFrom with the SA's local address as the source, which
+//	    coalesces them into one UDP_SEGMENT send; ESP/AH over IP and
 //	    BYPASS: whole IP packets to the raw socket of their IP version
 //	    (IP_HDRINCL); then the batch returns to the pool.
 //
@@ -205,7 +206,15 @@ func (d *Dataplane) classifyOutboundFrom(b *batch, from int) (i int) {
 type route struct {
 	udp bool
 	dst netip.AddrPort
-	raw int // 4 or 6 when !udp
+	src netip.Addr // ESP in UDP: the SA's local address (zero: the routing table's)
+	raw int        // 4 or 6 when !udp
+}
+
+// sourceUDP is a UDP socket that sends a batch from a chosen local address:
+// conn.UDPConn (IP_PKTINFO, IPV6_PKTINFO) and its twin conntest.UDP. A zero
+// src leaves the source to the socket.
+type sourceUDP interface {
+	WriteBatchFrom(bufs [][]byte, src netip.Addr, dst netip.AddrPort) error
 }
 
 // sendBatch sends lane l's packets of b.
@@ -261,7 +270,11 @@ func (d *Dataplane) sendBatch(l *lane, b *batch) {
 
 // outerRoute returns the bytes to hand to the socket for a sealed packet and
 // where they go. For ESP in UDP that is the bare ESP packet: the kernel
-// builds the IP and UDP headers (RFC 3948, Section 2.1).
+// builds the IP and UDP headers (RFC 3948, Section 2.1), from the SA's local
+// address, as raw ESP's outer header is: the NAT-T socket is bound to every
+// address, and the routing table's choice on a host with several would
+// not be the endpoint the SA was negotiated between (RFC 7296, Section
+// 2.11), which the peer may take for a NAT mapping change.
 func (d *Dataplane) outerRoute(e *elem) ([]byte, route, bool) {
 	pkt := e.buf[e.start:e.end]
 	o := e.out
@@ -270,7 +283,7 @@ func (d *Dataplane) outerRoute(e *elem) ([]byte, route, bool) {
 			e.drop = sa.DropUnsupported
 			return nil, route{}, false
 		}
-		return pkt, route{udp: true, dst: o.Remote}, true
+		return pkt, route{udp: true, dst: o.Remote, src: o.LocalAddr}, true
 	}
 	v := int(pkt[0] >> 4)
 	if d.rawFor(v) == nil {
@@ -293,7 +306,11 @@ func (d *Dataplane) rawFor(version int) interface{ Write([][]byte) error } {
 func (d *Dataplane) send(r route, pkts [][]byte) {
 	var err error
 	if r.udp {
-		err = d.cfg.UDP.Write(pkts, r.dst)
+		if d.udpFrom != nil && r.src.IsValid() {
+			err = d.udpFrom.WriteBatchFrom(pkts, r.src, r.dst)
+		} else {
+			err = d.cfg.UDP.Write(pkts, r.dst)
+		}
 	} else {
 		err = d.rawFor(r.raw).Write(pkts)
 	}

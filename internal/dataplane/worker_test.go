@@ -53,6 +53,50 @@ func (u *gateUDP) LocalAddr() netip.AddrPort {
 
 func (u *gateUDP) Close() error { u.once.Do(func() { close(u.closed) }); return nil }
 
+// udpSA is one outbound ESP-in-UDP SA of twoSAs.
+type udpSA struct {
+	spi, ref uint32
+	dst      netip.AddrPort
+	from     netip.Addr // sad.OutboundSA.LocalAddr
+}
+
+// twoSAs makes dp protect the traffic from 10.1.0.0/16 to 10.2.0.0/16 with
+// the bundle of sas[0] and to 10.3.0.0/16 with that of sas[1], installs
+// both SAs (aes256gcm16, outer address local) and returns the two remote
+// prefixes.
+func twoSAs(t *testing.T, dp *Dataplane, local netip.Addr, sas [2]udpSA) [2]netip.Prefix {
+	t.Helper()
+	nets := [2]netip.Prefix{netip.MustParsePrefix("10.2.0.0/16"), netip.MustParsePrefix("10.3.0.0/16")}
+	from := netip.MustParsePrefix("10.1.0.0/16")
+	snap, err := spd.Compile([]spd.Rule{
+		{Name: "first", Local: set(from), Remote: set(nets[0]), Action: spd.Protect, Ref: sas[0].ref},
+		{Name: "second", Local: set(from), Remote: set(nets[1]), Action: spd.Protect, Ref: sas[1].ref},
+	}, spd.Bypass)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dp.SetSPD(snap)
+	suite, err := transform.ParseESP("aes256gcm16")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, x := range sas {
+		tr, err := suite.NewESP(key(suite.KeyLen(), byte(i)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		o, err := esp.NewOutbound(esp.Config{SPI: x.spi, Transform: tr, Local: local, Remote: x.dst.Addr()})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := dp.InstallOutbound(&sad.OutboundSA{Protocol: sa.ESP, SPI: x.spi, Ref: x.ref, Encap: sad.EncapUDP,
+			Remote: x.dst, LocalAddr: x.from, SA: o}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return nets
+}
+
 // TestSendLanesIndependent checks that the send stage does not serialize
 // unrelated SAs: while the socket blocks on one SA's destination, another
 // SA's packets still leave; once it unblocks, the first SA's packets leave
@@ -71,36 +115,7 @@ func TestSendLanesIndependent(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	nets := []netip.Prefix{netip.MustParsePrefix("10.2.0.0/16"), netip.MustParsePrefix("10.3.0.0/16")}
-	local := netip.MustParsePrefix("10.1.0.0/16")
-	snap, err := spd.Compile([]spd.Rule{
-		{Name: "slow", Local: set(local), Remote: set(nets[0]), Action: spd.Protect, Ref: 1},
-		{Name: "fast", Local: set(local), Remote: set(nets[1]), Action: spd.Protect, Ref: 2},
-	}, spd.Bypass)
-	if err != nil {
-		t.Fatal(err)
-	}
-	dp.SetSPD(snap)
-	suite, err := transform.ParseESP("aes256gcm16")
-	if err != nil {
-		t.Fatal(err)
-	}
-	for i, x := range []struct {
-		spi uint32
-		dst netip.AddrPort
-	}{{spiSlow, slow}, {spiFast, fast}} {
-		tr, err := suite.NewESP(key(suite.KeyLen(), byte(i)))
-		if err != nil {
-			t.Fatal(err)
-		}
-		o, err := esp.NewOutbound(esp.Config{SPI: x.spi, Transform: tr, Local: u.LocalAddr().Addr(), Remote: x.dst.Addr()})
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := dp.InstallOutbound(&sad.OutboundSA{Protocol: sa.ESP, SPI: x.spi, Ref: uint32(i + 1), Encap: sad.EncapUDP, Remote: x.dst, SA: o}); err != nil {
-			t.Fatal(err)
-		}
-	}
+	nets := twoSAs(t, dp, u.LocalAddr().Addr(), [2]udpSA{{spi: spiSlow, ref: 1, dst: slow}, {spi: spiFast, ref: 2, dst: fast}})
 	dp.Start()
 	defer dp.Close()
 

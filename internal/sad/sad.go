@@ -204,6 +204,15 @@ type OutboundSA struct {
 	// port), or directly over IP to Remote's address.
 	Encap  Encap
 	Remote netip.AddrPort
+	// LocalAddr is the outer source address of the SA's packets: this
+	// host's address that IKE negotiated the SA from (RFC 7296, Section
+	// 2.11), or a manual SA's local address. The data plane sends ESP in
+	// UDP from it, so that a host with several addresses does not send
+	// from the one its routing table prefers (RFC 3948, Section 2.1: the
+	// peer knows the SA by its endpoints). The zero Addr leaves the source
+	// to the routing table. Raw ESP and AH take theirs from the engine's
+	// outer header.
+	LocalAddr netip.Addr
 
 	sel hotSets // LocalTS and RemoteTS as Allows reads them
 
