@@ -411,15 +411,16 @@ func TestWriteBatchFromForeignSource(t *testing.T) {
 }
 
 // TestSendCmsgSpace checks that a message's control buffer holds the most
-// a send puts there: UDP_SEGMENT and IPV6_PKTINFO (or IP_PKTINFO).
+// a send puts there: UDP_SEGMENT, IPV6_PKTINFO (or IP_PKTINFO) and
+// IPV6_TCLASS (or IP_TOS).
 func TestSendCmsgSpace(t *testing.T) {
-	if n := unix.CmsgSpace(2) + max(unix.CmsgSpace(unix.SizeofInet6Pktinfo), unix.CmsgSpace(unix.SizeofInet4Pktinfo)); n > cmsgSpace {
-		t.Fatalf("UDP_SEGMENT and PKTINFO need %d bytes, cmsgSpace is %d", n, cmsgSpace)
+	if n := unix.CmsgSpace(2) + max(unix.CmsgSpace(unix.SizeofInet6Pktinfo), unix.CmsgSpace(unix.SizeofInet4Pktinfo)) + unix.CmsgSpace(4); n > cmsgSpace {
+		t.Fatalf("UDP_SEGMENT, PKTINFO and TOS need %d bytes, cmsgSpace is %d", n, cmsgSpace)
 	}
-	// Both messages parse back as written.
+	// The messages parse back as written.
 	m := newMmsg(1)
 	src := netip.MustParseAddr("127.0.0.2")
-	m.prepSend(0, make([]byte, 10), src, netip.MustParseAddrPort("127.0.0.1:9"), true, 1400)
+	m.prepSend(0, make([]byte, 10), src, netip.MustParseAddrPort("127.0.0.1:9"), true, 1400, 0xb9)
 	ctl := m.cmsgs[0][:m.hdrs[0].Hdr.Controllen]
 	var seen []string
 	for {
@@ -432,10 +433,12 @@ func TestSendCmsgSpace(t *testing.T) {
 			seen = append(seen, fmt.Sprintf("UDP_SEGMENT %d", *(*uint16)(unsafe.Pointer(&data[0]))))
 		case level == unix.IPPROTO_IPV6 && typ == unix.IPV6_PKTINFO:
 			seen = append(seen, fmt.Sprintf("IPV6_PKTINFO %v", netip.AddrFrom16((*unix.Inet6Pktinfo)(unsafe.Pointer(&data[0])).Addr).Unmap()))
+		case level == unix.IPPROTO_IP && typ == unix.IP_TOS:
+			seen = append(seen, fmt.Sprintf("IP_TOS %#x", *(*int32)(unsafe.Pointer(&data[0]))))
 		}
 		ctl = rest
 	}
-	if want := []string{"UDP_SEGMENT 1400", "IPV6_PKTINFO 127.0.0.2"}; fmt.Sprint(seen) != fmt.Sprint(want) {
+	if want := []string{"UDP_SEGMENT 1400", "IPV6_PKTINFO 127.0.0.2", "IP_TOS 0xb9"}; fmt.Sprint(seen) != fmt.Sprint(want) {
 		t.Errorf("control messages %q, want %q", seen, want)
 	}
 }
@@ -479,5 +482,63 @@ func BenchmarkWriteSource(b *testing.B) {
 				}
 			})
 		}
+	}
+}
+
+// TestWriteTOS checks that the TOS or traffic class WriteBatchTOS sends is
+// the one ReadTOS reports, for IPv4, IPv6 and an IPv4 destination of a
+// dual-stack socket (which takes IP_TOS, not IPV6_TCLASS) and to one
+// (which reports IP_TOS), with batches of
+// one datagram (no segmentation offload) and of 16 equal ones (one
+// UDP_SEGMENT send, which the receiver's UDP_GRO keeps coalesced on
+// loopback: every segment reports the value), and that a datagram sent
+// with Write reports 0.
+func TestWriteTOS(t *testing.T) {
+	for _, c := range []struct{ name, from, to, dst string }{
+		{"ipv4", "127.0.0.1:0", "127.0.0.1:0", "127.0.0.1"},
+		{"ipv6", "[::1]:0", "[::1]:0", "::1"},
+		{"dual-stack", "[::]:0", "127.0.0.1:0", "127.0.0.1"},
+		{"dual-stack-receiver", "127.0.0.1:0", "[::]:0", "127.0.0.1"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			a, r := listenUDP(t, c.from), listenUDP(t, c.to)
+			if !r.tos {
+				t.Fatal("IP_RECVTOS or IPV6_RECVTCLASS refused")
+			}
+			dst := netip.AddrPortFrom(netip.MustParseAddr(c.dst), r.LocalAddr().Port())
+			bufs, sizes, addrs := readBufs()
+			tos := make([]uint8, len(bufs))
+			for _, n := range []int{1, 16} {
+				for _, want := range []uint8{0x03, 0xb8 | 0x02, 0x01, 0} {
+					out := make([][]byte, n)
+					for i := range out {
+						out[i] = make([]byte, 1000, 2000)
+						out[i][0] = byte(i)
+					}
+					var err error
+					if want == 0 {
+						err = a.Write(out, dst)
+					} else {
+						err = a.WriteBatchTOS(out, netip.Addr{}, want, dst)
+					}
+					if err != nil {
+						t.Fatal(err)
+					}
+					got := 0
+					for got < n {
+						k, err := r.ReadTOS(bufs, sizes, addrs, tos, 0)
+						if err != nil {
+							t.Fatal(err)
+						}
+						for i := range k {
+							if sizes[i] != 1000 || tos[i] != want {
+								t.Errorf("batch %d: datagram of %d bytes with TOS %#x, want 1000 and %#x", n, sizes[i], tos[i], want)
+							}
+						}
+						got += k
+					}
+				}
+			}
+		})
 	}
 }

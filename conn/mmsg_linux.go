@@ -13,9 +13,9 @@ import (
 
 // cmsgSpace is the room for the control messages we send or expect: a
 // UDP_GRO or UDP_SEGMENT integer, IPV6_PKTINFO, IPV6_HOPLIMIT and
-// IPV6_TCLASS (40, 24 and 24 bytes on 64-bit Linux). A UDP send carries at
-// most UDP_SEGMENT (24) and IPV6_PKTINFO or IP_PKTINFO (40 or 32):
-// TestSendCmsgSpace checks that they fit.
+// IPV6_TCLASS or IP_TOS (40, 24 and 24 bytes on 64-bit Linux). A UDP send
+// carries at most UDP_SEGMENT (24), IPV6_PKTINFO or IP_PKTINFO (40 or 32)
+// and IPV6_TCLASS or IP_TOS (24): TestSendCmsgSpace checks that they fit.
 const cmsgSpace = 128
 
 // mmsg is the state of one batched recvmmsg or sendmmsg: message headers,
@@ -65,8 +65,9 @@ func (m *mmsg) prepRecv(i int, b []byte) {
 // prepSend points message i at b, to the address dst (port 0 for raw
 // sockets), with an optional UDP_SEGMENT size and an optional source
 // address src (IP_PKTINFO or IPV6_PKTINFO; the zero Addr: none, the routing
-// table chooses).
-func (m *mmsg) prepSend(i int, b []byte, src netip.Addr, dst netip.AddrPort, v6sock bool, gso int) {
+// table chooses) and an optional TOS or traffic class (putTOS; 0: none, the
+// socket's, which is 0).
+func (m *mmsg) prepSend(i int, b []byte, src netip.Addr, dst netip.AddrPort, v6sock bool, gso int, tos uint8) {
 	m.iovs[i].Base = unsafe.SliceData(b)
 	m.iovs[i].SetLen(len(b))
 	h := &m.hdrs[i].Hdr
@@ -83,6 +84,9 @@ func (m *mmsg) prepSend(i int, b []byte, src netip.Addr, dst netip.AddrPort, v6s
 	}
 	if src.IsValid() {
 		l += putPktinfo(c[l:], src, v6sock)
+	}
+	if tos != 0 {
+		l += putTOS(c[l:], tos, v6sock && !dst.Addr().Unmap().Is4())
 	}
 	if l > 0 {
 		h.Control = &c[0]
@@ -157,6 +161,38 @@ func putCmsgInt(b []byte, level, typ int32, v uint16) int {
 	h.SetLen(unix.CmsgLen(2))
 	*(*uint16)(unsafe.Pointer(&b[unix.CmsgLen(0)])) = v
 	return unix.CmsgSpace(2)
+}
+
+// putTOS writes into b the control message that sets the TOS (IPv4) or
+// traffic class (IPv6) byte, DSCP and ECN, of one datagram and returns its
+// space: IPV6_TCLASS when v6 (an IPv6 destination), else IP_TOS, which is
+// also what an IPv6 socket takes for an IPv4-mapped destination: Linux
+// sends that datagram through the IPv4 path (udp_sendmsg, ip_cmsg_send),
+// which reads SOL_IP messages and skips IPV6_TCLASS
+// (TestWriteTOS/dual-stack checks it). Both are ints; UDP leaves the ECN
+// bits as given (Linux masks them out of IP_TOS for TCP sockets only).
+func putTOS(b []byte, tos uint8, v6 bool) int {
+	level, typ := int32(unix.IPPROTO_IP), int32(unix.IP_TOS)
+	if v6 {
+		level, typ = unix.IPPROTO_IPV6, unix.IPV6_TCLASS
+	}
+	h := (*unix.Cmsghdr)(unsafe.Pointer(&b[0]))
+	h.Level, h.Type = level, typ
+	h.SetLen(unix.CmsgLen(4))
+	*(*int32)(unsafe.Pointer(&b[unix.CmsgLen(0)])) = int32(tos)
+	return unix.CmsgSpace(4)
+}
+
+// cmsgTOS returns the TOS or traffic class a received control message
+// carries, if it is IP_TOS (one byte) or IPV6_TCLASS (an int).
+func cmsgTOS(level, typ int32, data []byte) (uint8, bool) {
+	switch {
+	case level == unix.IPPROTO_IP && typ == unix.IP_TOS && len(data) >= 1:
+		return data[0], true
+	case level == unix.IPPROTO_IPV6 && typ == unix.IPV6_TCLASS && len(data) >= 4:
+		return uint8(*(*int32)(unsafe.Pointer(&data[0]))), true
+	}
+	return 0, false
 }
 
 // putPktinfo writes into b the control message that makes the kernel send
@@ -241,4 +277,22 @@ func (f *freeList[T]) get() T {
 
 func (f *freeList[T]) put(x T) {
 	f.free <- x // never blocks: at most cap(f.free) states exist
+}
+
+// recvCmsgs reads the control messages of received message i: the UDP_GRO
+// segment size (0: none) and the TOS or traffic class (0: none).
+func (m *mmsg) recvCmsgs(i int) (seg int, tos uint8) {
+	ctl := m.cmsgs[i][:m.hdrs[i].Hdr.Controllen]
+	for {
+		level, typ, data, rest, ok := nextCmsg(ctl)
+		if !ok {
+			return seg, tos
+		}
+		if level == unix.SOL_UDP && typ == unix.UDP_GRO && len(data) >= 2 {
+			seg = int(*(*uint16)(unsafe.Pointer(&data[0])))
+		} else if t, ok := cmsgTOS(level, typ, data); ok {
+			tos = t
+		}
+		ctl = rest
+	}
 }

@@ -204,7 +204,7 @@ func (r *RawConn) write(m *mmsg, bufs [][]byte) error {
 		default:
 			continue // not a packet of this version: nothing to send
 		}
-		m.prepSend(m.n, b, netip.Addr{}, netip.AddrPortFrom(dst, 0), r.version == 6, 0)
+		m.prepSend(m.n, b, netip.Addr{}, netip.AddrPortFrom(dst, 0), r.version == 6, 0, 0)
 		m.n++
 	}
 	if m.n == 0 {

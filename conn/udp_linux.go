@@ -9,7 +9,6 @@ import (
 	"sync"
 	"sync/atomic"
 	"syscall"
-	"unsafe"
 
 	"golang.org/x/sys/unix"
 )
@@ -25,6 +24,7 @@ type UDPConn struct {
 	batch  int
 
 	gro bool
+	tos bool       // IP_RECVTOS or IPV6_RECVTCLASS in use
 	rmu sync.Mutex // Read is single-goroutine by contract; this guards misuse
 	rm  *mmsg
 
@@ -107,6 +107,14 @@ func ListenUDP(addr netip.AddrPort, mark uint32) (*UDPConn, error) {
 		if unix.SetsockoptInt(int(fd), unix.SOL_UDP, unix.UDP_GRO, 1) == nil {
 			u.gro = true
 		}
+		// The TOS byte of each datagram, for the ECN field a tunnel's
+		// decapsulator reads (RFC 6040, Section 4.2). On a dual-stack
+		// socket IPv4 datagrams report IP_TOS, IPv6 ones IPV6_TCLASS, so
+		// both are asked for.
+		u.tos = unix.SetsockoptInt(int(fd), unix.IPPROTO_IP, unix.IP_RECVTOS, 1) == nil
+		if u.v6sock {
+			u.tos = unix.SetsockoptInt(int(fd), unix.IPPROTO_IPV6, unix.IPV6_RECVTCLASS, 1) == nil
+		}
 	})
 	return u, nil
 }
@@ -139,6 +147,17 @@ func mapClosed(err error) error {
 // first on, as wireguard-go's StdNetBind does. Segments that do not fit are
 // lost (the dataplane uses 128 buffers of 64 KiB, so none are).
 func (u *UDPConn) Read(bufs [][]byte, sizes []int, addrs []netip.AddrPort, offset int) (int, error) {
+	return u.ReadTOS(bufs, sizes, addrs, nil, offset)
+}
+
+// ReadTOS is Read that also reports in tos[i] the TOS (IPv4) or traffic
+// class (IPv6) byte, DSCP and ECN, of datagram i's IP header, from IP_TOS or
+// IPV6_TCLASS; 0 (Not-ECT) when the kernel gave none. The segments of a
+// coalesced datagram share its value: GRO merges only packets of one TOS
+// or traffic class (Linux inet_gro_receive and ipv6_gro_receive flush the
+// flow when it differs), and a segmentation-offload send has one. tos may
+// be nil; else len(tos) must be at least len(bufs).
+func (u *UDPConn) ReadTOS(bufs [][]byte, sizes []int, addrs []netip.AddrPort, tos []uint8, offset int) (int, error) {
 	u.rmu.Lock()
 	defer u.rmu.Unlock()
 	m := u.rm
@@ -167,6 +186,9 @@ func (u *UDPConn) Read(bufs [][]byte, sizes []int, addrs []netip.AddrPort, offse
 			if m.hdrs[i].Hdr.Flags&unix.MSG_TRUNC != 0 {
 				sizes[i] = 0
 			}
+			if tos != nil {
+				_, tos[i] = m.recvCmsgs(i)
+			}
 		}
 		return m.done, nil
 	}
@@ -181,22 +203,14 @@ func (u *UDPConn) Read(bufs [][]byte, sizes []int, addrs []netip.AddrPort, offse
 			// so that the data plane counts it as truncated.
 			if out < len(bufs) {
 				sizes[out], addrs[out] = 0, from
+				if tos != nil {
+					tos[out] = 0
+				}
 				out++
 			}
 			continue
 		}
-		seg := n
-		ctl := m.cmsgs[i][:h.Hdr.Controllen]
-		for {
-			level, typ, data, rest, ok := nextCmsg(ctl)
-			if !ok {
-				break
-			}
-			if level == unix.SOL_UDP && typ == unix.UDP_GRO && len(data) >= 2 {
-				seg = int(*(*uint16)(unsafe.Pointer(&data[0])))
-			}
-			ctl = rest
-		}
+		seg, t := m.recvCmsgs(i)
 		if seg <= 0 {
 			seg = n
 		}
@@ -204,6 +218,9 @@ func (u *UDPConn) Read(bufs [][]byte, sizes []int, addrs []netip.AddrPort, offse
 			end := min(off+seg, n)
 			sizes[out] = copy(bufs[out][offset:], src[off:end])
 			addrs[out] = from
+			if tos != nil {
+				tos[out] = t
+			}
 			out++
 		}
 	}
@@ -233,6 +250,17 @@ func (u *UDPConn) Write(bufs [][]byte, dst netip.AddrPort) error {
 // the other IP version than dst, leaves the choice to the routing table as
 // Write does. It allocates nothing once warm.
 func (u *UDPConn) WriteBatchFrom(bufs [][]byte, src netip.Addr, dst netip.AddrPort) error {
+	return u.WriteBatchTOS(bufs, src, 0, dst)
+}
+
+// WriteBatchTOS is WriteBatchFrom with the TOS (IPv4) or traffic class
+// (IPv6) byte tos, DSCP and ECN, on every datagram: each message carries
+// IP_TOS or IPV6_TCLASS (putTOS) next to UDP_SEGMENT and PKTINFO, so a
+// segmentation-offload run keeps one value and batching is unchanged. A
+// tunnel-mode SA's ESP in UDP takes its inner header's (RFC 6040, Section
+// 4.1, normal mode; RFC 4301, Section 5.1.2.1). 0 sends no control
+// message: the socket's TOS, 0.
+func (u *UDPConn) WriteBatchTOS(bufs [][]byte, src netip.Addr, tos uint8, dst netip.AddrPort) error {
 	if len(bufs) == 0 {
 		return nil
 	}
@@ -241,7 +269,7 @@ func (u *UDPConn) WriteBatchFrom(bufs [][]byte, src netip.Addr, dst netip.AddrPo
 	defer u.ws.put(w)
 	for len(bufs) > 0 {
 		n := min(len(bufs), len(w.m.hdrs))
-		err := u.write(w, bufs[:n], src, dst)
+		err := u.write(w, bufs[:n], src, tos, dst)
 		if err != nil {
 			return err
 		}
@@ -260,9 +288,9 @@ func sendSource(src, dst netip.Addr) netip.Addr {
 	return src
 }
 
-func (u *UDPConn) write(w *udpWriter, bufs [][]byte, src netip.Addr, dst netip.AddrPort) error {
+func (u *UDPConn) write(w *udpWriter, bufs [][]byte, src netip.Addr, tos uint8, dst netip.AddrPort) error {
 	gso := u.gso.Load()
-	errno, err := u.send(w, bufs, src, dst, gso)
+	errno, err := u.send(w, bufs, src, tos, dst, gso)
 	if err != nil || errno == 0 {
 		return err
 	}
@@ -272,7 +300,7 @@ func (u *UDPConn) write(w *udpWriter, bufs [][]byte, src netip.Addr, dst netip.A
 		// are dropped by the peer's replay window. Offload goes off for
 		// good only if that helped: IPV6_PKTINFO with a source that is no
 		// longer local fails with EINVAL either way.
-		if errno, err = u.send(w, bufs, src, dst, false); err != nil {
+		if errno, err = u.send(w, bufs, src, tos, dst, false); err != nil {
 			return err
 		}
 		if errno == 0 {
@@ -289,7 +317,7 @@ func (u *UDPConn) write(w *udpWriter, bufs [][]byte, src netip.Addr, dst netip.A
 // send sends bufs in one batch, coalesced with UDP_SEGMENT if gso, and
 // returns the error of the last message that failed (0: none) or the
 // socket's error.
-func (u *UDPConn) send(w *udpWriter, bufs [][]byte, src netip.Addr, dst netip.AddrPort, gso bool) (syscall.Errno, error) {
+func (u *UDPConn) send(w *udpWriter, bufs [][]byte, src netip.Addr, tos uint8, dst netip.AddrPort, gso bool) (syscall.Errno, error) {
 	m := w.m
 	m.n = 0
 	if gso {
@@ -304,7 +332,7 @@ func (u *UDPConn) send(w *udpWriter, bufs [][]byte, src netip.Addr, dst netip.Ad
 				}
 			}
 			if j-i == 1 {
-				m.prepSend(m.n, bufs[i], src, dst, u.v6sock, 0)
+				m.prepSend(m.n, bufs[i], src, dst, u.v6sock, 0, tos)
 			} else {
 				for len(w.scratch) <= m.n {
 					w.scratch = append(w.scratch, make([]byte, maxGSOBytes))
@@ -313,14 +341,14 @@ func (u *UDPConn) send(w *udpWriter, bufs [][]byte, src netip.Addr, dst netip.Ad
 				for _, b := range bufs[i:j] {
 					sb = append(sb, b...)
 				}
-				m.prepSend(m.n, sb, src, dst, u.v6sock, seg)
+				m.prepSend(m.n, sb, src, dst, u.v6sock, seg, tos)
 			}
 			m.n++
 			i = j
 		}
 	} else {
 		for i, b := range bufs {
-			m.prepSend(i, b, src, dst, u.v6sock, 0)
+			m.prepSend(i, b, src, dst, u.v6sock, 0, tos)
 		}
 		m.n = len(bufs)
 	}
