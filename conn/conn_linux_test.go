@@ -486,13 +486,13 @@ func BenchmarkWriteSource(b *testing.B) {
 }
 
 // TestWriteTOS checks that the TOS or traffic class WriteBatchTOS sends is
-// the one ReadTOS reports, for IPv4, IPv6 and an IPv4 destination of a
-// dual-stack socket (which takes IP_TOS, not IPV6_TCLASS) and to one
-// (which reports IP_TOS), with batches of
-// one datagram (no segmentation offload) and of 16 equal ones (one
-// UDP_SEGMENT send, which the receiver's UDP_GRO keeps coalesced on
-// loopback: every segment reports the value), and that a datagram sent
-// with Write reports 0.
+// the one ReadTOS reports, for IPv4, IPv6, an IPv4 destination of a
+// dual-stack socket (which takes IP_TOS, not IPV6_TCLASS) and a dual-stack
+// receiver (which reports IP_TOS), with batches of one datagram and of 16
+// equal ones, with segmentation offload (one UDP_SEGMENT send, which the
+// receiver's UDP_GRO keeps coalesced on loopback: every segment reports
+// the value) and without; that a datagram sent with Write reports 0; and
+// that a send and receive with a TOS allocate nothing.
 func TestWriteTOS(t *testing.T) {
 	for _, c := range []struct{ name, from, to, dst string }{
 		{"ipv4", "127.0.0.1:0", "127.0.0.1:0", "127.0.0.1"},
@@ -500,45 +500,65 @@ func TestWriteTOS(t *testing.T) {
 		{"dual-stack", "[::]:0", "127.0.0.1:0", "127.0.0.1"},
 		{"dual-stack-receiver", "127.0.0.1:0", "[::]:0", "127.0.0.1"},
 	} {
-		t.Run(c.name, func(t *testing.T) {
-			a, r := listenUDP(t, c.from), listenUDP(t, c.to)
-			if !r.tos {
-				t.Fatal("IP_RECVTOS or IPV6_RECVTCLASS refused")
-			}
-			dst := netip.AddrPortFrom(netip.MustParseAddr(c.dst), r.LocalAddr().Port())
-			bufs, sizes, addrs := readBufs()
-			tos := make([]uint8, len(bufs))
-			for _, n := range []int{1, 16} {
-				for _, want := range []uint8{0x03, 0xb8 | 0x02, 0x01, 0} {
-					out := make([][]byte, n)
-					for i := range out {
-						out[i] = make([]byte, 1000, 2000)
-						out[i][0] = byte(i)
-					}
-					var err error
-					if want == 0 {
-						err = a.Write(out, dst)
-					} else {
-						err = a.WriteBatchTOS(out, netip.Addr{}, want, dst)
-					}
-					if err != nil {
-						t.Fatal(err)
-					}
-					got := 0
-					for got < n {
+		for _, gso := range []bool{true, false} {
+			t.Run(fmt.Sprintf("%s/gso=%v", c.name, gso), func(t *testing.T) {
+				a, r := listenUDP(t, c.from), listenUDP(t, c.to)
+				if on, _ := a.Offloads(); gso && !on {
+					t.Skip("no segmentation offload")
+				}
+				a.gso.Store(gso)
+				if !r.tos {
+					t.Fatal("IP_RECVTOS or IPV6_RECVTCLASS refused")
+				}
+				dst := netip.AddrPortFrom(netip.MustParseAddr(c.dst), r.LocalAddr().Port())
+				bufs, sizes, addrs := readBufs()
+				tos := make([]uint8, len(bufs))
+				recv := func(n int, want uint8) (reads int) {
+					t.Helper()
+					for got := 0; got < n; reads++ {
 						k, err := r.ReadTOS(bufs, sizes, addrs, tos, 0)
 						if err != nil {
 							t.Fatal(err)
 						}
 						for i := range k {
 							if sizes[i] != 1000 || tos[i] != want {
-								t.Errorf("batch %d: datagram of %d bytes with TOS %#x, want 1000 and %#x", n, sizes[i], tos[i], want)
+								t.Fatalf("batch of %d: datagram of %d bytes with TOS %#x, want 1000 and %#x", n, sizes[i], tos[i], want)
 							}
 						}
 						got += k
 					}
+					return reads
 				}
-			}
-		})
+				for _, n := range []int{1, 16} {
+					out := make([][]byte, n)
+					for i := range out {
+						out[i] = make([]byte, 1000)
+					}
+					for _, want := range []uint8{0x03, 0xb8 | 0x02, 0x01, 0} {
+						var err error
+						if want == 0 {
+							err = a.Write(out, dst)
+						} else {
+							err = a.WriteBatchTOS(out, netip.Addr{}, want, dst)
+						}
+						if err != nil {
+							t.Fatal(err)
+						}
+						if reads := recv(n, want); gso && n > 1 && reads > 1 {
+							t.Logf("batch of %d, TOS %#x: %d reads, not coalesced", n, want, reads)
+						}
+					}
+					allocs := testing.AllocsPerRun(50, func() {
+						if err := a.WriteBatchTOS(out, netip.Addr{}, 0x02, dst); err != nil {
+							t.Fatal(err)
+						}
+						recv(n, 0x02)
+					})
+					if allocs != 0 {
+						t.Errorf("batch of %d: %v allocations", n, allocs)
+					}
+				}
+			})
+		}
 	}
 }

@@ -21,6 +21,7 @@ type datagram struct {
 	b    [SlotSize]byte
 	n    int
 	from netip.AddrPort
+	tos  uint8 // UDP: the TOS or traffic class it was sent with
 }
 
 type rawKey struct {
@@ -117,7 +118,7 @@ func (q *queue) deliver(d *datagram, self <-chan struct{}) bool {
 }
 
 // read blocks for one datagram, then takes any more that are waiting.
-func (nw *Network) read(q *queue, bufs [][]byte, sizes []int, addrs []netip.AddrPort, offset int) (int, error) {
+func (nw *Network) read(q *queue, bufs [][]byte, sizes []int, addrs []netip.AddrPort, tos []uint8, offset int) (int, error) {
 	var d *datagram
 	select {
 	case d = <-q.q:
@@ -128,6 +129,9 @@ func (nw *Network) read(q *queue, bufs [][]byte, sizes []int, addrs []netip.Addr
 	for {
 		if addrs != nil {
 			addrs[n] = d.from
+		}
+		if tos != nil {
+			tos[n] = d.tos
 		}
 		sizes[n] = copy(bufs[n][offset:], d.b[:d.n])
 		nw.put(d)
@@ -166,7 +170,13 @@ func (nw *Network) UDP(local netip.AddrPort, batch, queueLen int) *UDP {
 
 // Read implements conn.UDP.
 func (u *UDP) Read(bufs [][]byte, sizes []int, addrs []netip.AddrPort, offset int) (int, error) {
-	return u.nw.read(&u.queue, bufs, sizes, addrs, offset)
+	return u.nw.read(&u.queue, bufs, sizes, addrs, nil, offset)
+}
+
+// ReadTOS is Read that reports the TOS each datagram was sent with (by
+// WriteBatchTOS or InjectTOS; 0 otherwise), as conn.UDPConn.ReadTOS.
+func (u *UDP) ReadTOS(bufs [][]byte, sizes []int, addrs []netip.AddrPort, tos []uint8, offset int) (int, error) {
+	return u.nw.read(&u.queue, bufs, sizes, addrs, tos, offset)
 }
 
 // Write implements conn.UDP. Datagrams to an address nobody is bound to are
@@ -180,6 +190,12 @@ func (u *UDP) Write(bufs [][]byte, dst netip.AddrPort) error {
 // endpoint's port. A zero or unspecified src sends from the bound address.
 // The twin does not check that src is one of "this host's" addresses.
 func (u *UDP) WriteBatchFrom(bufs [][]byte, src netip.Addr, dst netip.AddrPort) error {
+	return u.WriteBatchTOS(bufs, src, 0, dst)
+}
+
+// WriteBatchTOS is WriteBatchFrom with the TOS or traffic class tos, which
+// the receiver's ReadTOS reports, as conn.UDPConn.WriteBatchTOS.
+func (u *UDP) WriteBatchTOS(bufs [][]byte, src netip.Addr, tos uint8, dst netip.AddrPort) error {
 	from := u.local
 	if src.IsValid() && !src.IsUnspecified() {
 		from = netip.AddrPortFrom(src.Unmap(), u.local.Port())
@@ -197,7 +213,7 @@ func (u *UDP) WriteBatchFrom(bufs [][]byte, src netip.Addr, dst netip.AddrPort) 
 			return conn.ErrClosed
 		}
 		d.n = copy(d.b[:], b)
-		d.from = from
+		d.from, d.tos = from, tos
 		if !peer.deliver(d, u.closed) {
 			u.nw.put(d)
 			select {
@@ -214,12 +230,18 @@ func (u *UDP) WriteBatchFrom(bufs [][]byte, src netip.Addr, dst netip.AddrPort) 
 // Inject delivers payload to this endpoint as if from sent it, for tests
 // that play an attacker. It blocks while the endpoint's queue is full.
 func (u *UDP) Inject(payload []byte, from netip.AddrPort) {
+	u.InjectTOS(payload, from, 0)
+}
+
+// InjectTOS is Inject of a datagram whose IP header had the TOS or traffic
+// class tos, for tests of what a router on the way may set (ECN).
+func (u *UDP) InjectTOS(payload []byte, from netip.AddrPort, tos uint8) {
 	d := u.nw.get(u.closed)
 	if d == nil {
 		return
 	}
 	d.n = copy(d.b[:], payload)
-	d.from = from
+	d.from, d.tos = from, tos
 	if !u.deliver(d, nil) {
 		u.nw.put(d)
 	}
@@ -269,7 +291,7 @@ func (nw *Network) Raw(addr netip.Addr, proto uint8, batch, queueLen int) *Raw {
 
 // Read implements conn.Raw.
 func (r *Raw) Read(bufs [][]byte, sizes []int, offset int) (int, error) {
-	return r.nw.read(&r.queue, bufs, sizes, nil, offset)
+	return r.nw.read(&r.queue, bufs, sizes, nil, nil, offset)
 }
 
 // Write implements conn.Raw: each packet goes to the endpoint bound to the

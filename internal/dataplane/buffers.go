@@ -51,6 +51,11 @@ type elem struct {
 	// dst is the outer destination of ESP in UDP (the SA's local address),
 	// whose header the kernel consumed; from is its source.
 	dst netip.Addr
+	// tos is, for ESP in UDP, the TOS or traffic class byte of the outer
+	// header the kernel writes (outbound: the inner header's in tunnel
+	// mode, else 0) or consumed (inbound: from conn.UDPConn.ReadTOS, 0
+	// when the socket reports none).
+	tos uint8
 }
 
 // batch is the unit the pipeline moves: what one Read returned. Workers
@@ -72,6 +77,7 @@ type batch struct {
 	bufs  [][]byte
 	sizes []int
 	addrs []netip.AddrPort
+	tos   []uint8
 	out   [][]byte // sender: a run of packets to one destination
 }
 
@@ -129,6 +135,7 @@ func (p *pool) newBatch() *batch {
 		bufs:  make([][]byte, p.size),
 		sizes: make([]int, p.size),
 		addrs: make([]netip.AddrPort, p.size),
+		tos:   make([]uint8, p.size),
 		out:   make([][]byte, 0, p.size),
 	}
 	for i := range b.elems {

@@ -94,6 +94,7 @@ type Dataplane struct {
 
 	raw4, raw6 conn.Raw  // senders by IP version
 	udpFrom    sourceUDP // Config.UDP if it can send from a chosen address, else nil
+	udpTOS     tosUDP    // Config.UDP if it reports each datagram's TOS, else nil
 
 	events     chan Event
 	eventsLost atomic.Uint64
@@ -170,6 +171,7 @@ func New(c Config) (*Dataplane, error) {
 		d.cfg.EventQueue = 256
 	}
 	d.udpFrom, _ = c.UDP.(sourceUDP)
+	d.udpTOS, _ = c.UDP.(tosUDP)
 	for _, r := range c.Raw {
 		switch {
 		case r == nil:

@@ -48,7 +48,13 @@ func ecnCases() []ecnCase {
 // noSA, with onWrite on both TUN twins.
 func newECNPair(t testing.TB, c ecnCase, noSA bool, onWrite func([]byte)) *pair {
 	t.Helper()
-	p := newPair(t, scenario{proto: c.proto, encap: sad.EncapNone, v6: c.outer6, noSA: true, onWrite: onWrite})
+	return newECNPairEncap(t, c, sad.EncapNone, noSA, onWrite)
+}
+
+// newECNPairEncap is newECNPair with the SAs' encapsulation encap.
+func newECNPairEncap(t testing.TB, c ecnCase, encap sad.Encap, noSA bool, onWrite func([]byte)) *pair {
+	t.Helper()
+	p := newPair(t, scenario{proto: c.proto, encap: encap, v6: c.outer6, noSA: true, onWrite: onWrite})
 	if c.inner6 != c.outer6 {
 		a, b := "10.1.0.1", "10.2.0.1"
 		pa, pb := "10.1.0.0/16", "10.2.0.0/16"
@@ -174,6 +180,30 @@ func TestECNEncapsulation(t *testing.T) {
 	}
 }
 
+// rfc6040Decap is RFC 6040, Figure 4: the inner ECN field after
+// decapsulation, [inner][outer], -1 for a drop.
+var rfc6040Decap = [4][4]int{
+	packet.ECNNotECT: {packet.ECNNotECT, packet.ECNNotECT, packet.ECNNotECT, -1},
+	packet.ECNECT1:   {packet.ECNECT1, packet.ECNECT1, packet.ECNECT1, packet.ECNCE},
+	packet.ECNECT0:   {packet.ECNECT0, packet.ECNECT1, packet.ECNECT0, packet.ECNCE},
+	packet.ECNCE:     {packet.ECNCE, packet.ECNCE, packet.ECNCE, packet.ECNCE},
+}
+
+// expectECNDrops checks, once all 16 combinations of inner and outer ECN
+// field went to B, that nothing more arrives and that B opened 16-drops
+// of them and counted drops as sa.DropECN, globally and on B's inbound SA.
+func expectECNDrops(t *testing.T, p *pair, proto sa.Protocol, drops int) {
+	t.Helper()
+	expectNothing(t, p.b, 20*time.Millisecond)
+	st := p.b.dp.Stats()
+	if st.Drops["ecn"] != uint64(drops) || st.Opened != uint64(16-drops) {
+		t.Fatalf("%d opened, %d ecn drops, want %d and %d; stats %+v", st.Opened, st.Drops["ecn"], 16-drops, drops, st)
+	}
+	if n := p.b.dp.SAD().Load().Inbound(proto, 0x1000).Stats.Drops[sa.DropECN].Load(); n != uint64(drops) {
+		t.Fatalf("SA counts %d ecn drops, want %d", n, drops)
+	}
+}
+
 // TestECNDecapsulation sends tunnel-mode raw ESP and AH packets sealed with
 // A's SA, with every combination of inner and outer ECN field and an outer
 // DSCP that differs from the inner one, to B's data plane, for IPv4 and
@@ -184,48 +214,45 @@ func TestECNEncapsulation(t *testing.T) {
 // copied, RFC 4301, Section 5.1.2.1), and CE over Not-ECT is dropped and
 // counted as sa.DropECN, globally and on the SA.
 func TestECNDecapsulation(t *testing.T) {
-	const innerDSCP, outerDSCP = 0x2e << 2, 0x0a << 2
-	// RFC 6040, Figure 4: [inner][outer], -1 for a drop.
-	want := [4][4]int{
-		packet.ECNNotECT: {packet.ECNNotECT, packet.ECNNotECT, packet.ECNNotECT, -1},
-		packet.ECNECT1:   {packet.ECNECT1, packet.ECNECT1, packet.ECNECT1, packet.ECNCE},
-		packet.ECNECT0:   {packet.ECNECT0, packet.ECNECT1, packet.ECNECT0, packet.ECNCE},
-		packet.ECNCE:     {packet.ECNCE, packet.ECNCE, packet.ECNCE, packet.ECNCE},
-	}
 	for _, c := range ecnCases() {
 		t.Run(c.String(), func(t *testing.T) {
 			p := newECNPair(t, c, false, nil)
 			raw, _ := injector(p, c.proto, c.outer6)
 			o := p.a.dp.SAD().Load().Outbound(ref).SA
-			drops := 0
-			for in := range uint8(4) {
-				for out := range uint8(4) {
-					pkt := setInnerTOS(udpPacket(p.a, p.b, uint16(in*4+out+1), []byte("ECN across the tunnel")), innerDSCP|in)
-					// The outer ECN field as a router on the way left
-					// it (AH's ICV does not cover it: RFC 4302, Section
-					// 3.3.3.1).
-					sealed := setInnerTOS(sealWith(t, o, pkt), outerDSCP|out)
-					if err := raw.Write([][]byte{sealed}); err != nil {
-						t.Fatal(err)
-					}
-					if want[in][out] < 0 {
-						drops++
-						continue
-					}
-					expect(t, p.b, setInnerTOS(pkt, innerDSCP|uint8(want[in][out])))
+			checkECNDecap(t, p, c.proto, func(pkt []byte, outer uint8) {
+				// The outer ECN field as a router on the way left it
+				// (AH's ICV does not cover it: RFC 4302, Section
+				// 3.3.3.1).
+				sealed := setInnerTOS(sealWith(t, o, pkt), outer)
+				if err := raw.Write([][]byte{sealed}); err != nil {
+					t.Fatal(err)
 				}
-			}
-			expectNothing(t, p.b, 20*time.Millisecond)
-			st := p.b.dp.Stats()
-			if st.Drops["ecn"] != uint64(drops) || st.Opened != uint64(16-drops) {
-				t.Fatalf("%d opened, %d ecn drops, want %d and %d; stats %+v", st.Opened, st.Drops["ecn"], 16-drops, drops, st)
-			}
-			in := p.b.dp.SAD().Load().Inbound(c.proto, 0x1000)
-			if n := in.Stats.Drops[sa.DropECN].Load(); n != uint64(drops) {
-				t.Fatalf("SA counts %d ecn drops, want %d", n, drops)
-			}
+			})
 		})
 	}
+}
+
+// checkECNDecap sends B, through deliver, a packet from A's side for each
+// combination of inner and outer ECN field, with an outer DSCP unlike the
+// inner one: deliver seals pkt (without changing it) with A's SA and
+// hands it to B with the outer TOS outer. It checks what B's TUN gets
+// against RFC 6040, Figure 4 (rfc6040Decap), and the drops.
+func checkECNDecap(t *testing.T, p *pair, proto sa.Protocol, deliver func(pkt []byte, outer uint8)) {
+	t.Helper()
+	const innerDSCP, outerDSCP = 0x2e << 2, 0x0a << 2
+	drops := 0
+	for in := range uint8(4) {
+		for out := range uint8(4) {
+			pkt := setInnerTOS(udpPacket(p.a, p.b, uint16(in*4+out+1), []byte("ECN across the tunnel")), innerDSCP|in)
+			deliver(pkt, outerDSCP|out)
+			if rfc6040Decap[in][out] < 0 {
+				drops++
+				continue
+			}
+			expect(t, p.b, setInnerTOS(pkt, innerDSCP|uint8(rfc6040Decap[in][out])))
+		}
+	}
+	expectECNDrops(t, p, proto, drops)
 }
 
 // TestZeroAllocsECN checks that decapsulation that rewrites the inner ECN
@@ -300,6 +327,114 @@ func TestEngineWrappersECN(t *testing.T) {
 					}
 				}
 			}
+		})
+	}
+}
+
+// ecnCasesUDP are the four combinations of outer and inner family of
+// tunnel-mode ESP in UDP.
+func ecnCasesUDP() []ecnCase {
+	var out []ecnCase
+	for _, c := range ecnCases() {
+		if c.proto == sa.ESP {
+			out = append(out, c)
+		}
+	}
+	return out
+}
+
+// captureUDP aims a copy of A's outbound SA at a new UDP endpoint of the
+// outer family, so that A's sealed datagrams land there (sequence numbers
+// continue from the real SA), and returns the endpoint.
+func captureUDP(t testing.TB, p *pair, v6 bool) *conntest.UDP {
+	t.Helper()
+	at := netip.MustParseAddrPort("203.0.113.10:4500")
+	if v6 {
+		at = netip.MustParseAddrPort("[2001:db8::10]:4500")
+	}
+	capture := p.nw.UDP(at, 8, 256)
+	out := p.a.dp.SAD().Load().Outbound(ref)
+	c := sad.OutboundSA{Protocol: out.Protocol, SPI: out.SPI, Ref: out.Ref, Encap: out.Encap, Remote: at, LocalAddr: out.LocalAddr, SA: out.SA}
+	if err := p.a.dp.InstallOutbound(&c); err != nil {
+		t.Fatal(err)
+	}
+	return capture
+}
+
+// readTOS reads one datagram and its TOS from u, or fails after a few
+// seconds.
+func readTOS(t testing.TB, u *conntest.UDP) ([]byte, uint8) {
+	t.Helper()
+	type dg struct {
+		b   []byte
+		tos uint8
+	}
+	ch := make(chan dg, 1)
+	go func() {
+		bufs, sizes, addrs, tos := [][]byte{make([]byte, 1<<16)}, []int{0}, []netip.AddrPort{{}}, []uint8{0}
+		if n, err := u.ReadTOS(bufs, sizes, addrs, tos, 0); err == nil && n == 1 {
+			ch <- dg{bufs[0][:sizes[0]], tos[0]}
+		}
+	}()
+	select {
+	case d := <-ch:
+		return d.b, d.tos
+	case <-time.After(5 * time.Second):
+		t.Fatal("nothing sent")
+		return nil, 0
+	}
+}
+
+// TestECNEncapsulationUDP checks the TOS that tunnel-mode ESP in UDP hands
+// to the socket, for IPv4 and IPv6 outer and inner headers: the inner
+// DSCP and ECN bits (RFC 6040, Section 4.1, normal mode; RFC 4301,
+// Section 5.1.2.1), as for raw ESP (TestECNEncapsulation); and that a
+// transport-mode SA leaves it at 0.
+func TestECNEncapsulationUDP(t *testing.T) {
+	tosValues := []uint8{0, packet.ECNECT1, packet.ECNECT0, packet.ECNCE, 0xb8 | packet.ECNECT0, 0x28 | packet.ECNCE}
+	for _, c := range ecnCasesUDP() {
+		t.Run(c.String(), func(t *testing.T) {
+			p := newECNPairEncap(t, c, sad.EncapUDP, false, nil)
+			capture := captureUDP(t, p, c.outer6)
+			for _, tos := range tosValues {
+				p.a.tun.In <- setInnerTOS(udpPacket(p.a, p.b, 1, []byte("DSCP and ECN in UDP")), tos)
+				if _, got := readTOS(t, capture); got != tos {
+					t.Errorf("inner TOS %#02x: outer %#02x", tos, got)
+				}
+			}
+		})
+	}
+	for _, v6 := range []bool{false, true} {
+		t.Run(map[bool]string{false: "transport4", true: "transport6"}[v6], func(t *testing.T) {
+			p := newPair(t, scenario{proto: sa.ESP, mode: sa.Transport, encap: sad.EncapUDP, v6: v6})
+			capture := captureUDP(t, p, v6)
+			for _, tos := range tosValues {
+				p.a.tun.In <- setInnerTOS(udpPacket(p.a, p.b, 1, []byte("transport mode")), tos)
+				if _, got := readTOS(t, capture); got != 0 {
+					t.Errorf("transport mode, TOS %#02x: the socket was given %#02x, want 0", tos, got)
+				}
+			}
+		})
+	}
+}
+
+// TestECNDecapsulationUDP is TestECNDecapsulation for tunnel-mode ESP in
+// UDP: A's sealed datagrams are delivered to B with every outer ECN field
+// (and an outer DSCP unlike the inner one), as IP_TOS or IPV6_TCLASS would
+// report them, and B's TUN gets RFC 6040, Section 4.2's result; CE over
+// Not-ECT is dropped and counted as sa.DropECN.
+func TestECNDecapsulationUDP(t *testing.T) {
+	for _, c := range ecnCasesUDP() {
+		t.Run(c.String(), func(t *testing.T) {
+			p := newECNPairEncap(t, c, sad.EncapUDP, false, nil)
+			capture := captureUDP(t, p, c.outer6)
+			from := netip.AddrPortFrom(p.a.outer, 4500)
+			checkECNDecap(t, p, sa.ESP, func(pkt []byte, outer uint8) {
+				p.a.tun.In <- append([]byte(nil), pkt...)
+				sealed, _ := readTOS(t, capture)
+				// The outer ECN field as a router on the way left it.
+				p.b.udp.InjectTOS(sealed, from, outer)
+			})
 		})
 	}
 }

@@ -38,7 +38,10 @@ package dataplane
 // 4301, Section 5.1.2.1): the outer header gets the inner header's DSCP
 // and ECN bits (packet.PutOuterHeader, packet.PutTunnelHeader), and after
 // the ICV check the outer ECN field is combined into the inner header
-// (decapECN). ESP in UDP leaves the outer header to the kernel, Not-ECT.
+// (decapECN). ESP in UDP does the same through the UDP socket, whose
+// kernel writes and reads that header: the byte travels in elem.tos, sent
+// with IP_TOS or IPV6_TCLASS and received with IP_RECVTOS or
+// IPV6_RECVTCLASS (conn.UDPConn.WriteBatchTOS, ReadTOS).
 
 import (
 	"net/netip"
@@ -107,6 +110,7 @@ func ipHeaderLen(a netip.Addr) int {
 // what the socket sends.
 func (d *Dataplane) seal(e *elem) {
 	e.inner = e.end - e.start
+	e.tos = 0 // sealESP sets it for ESP in UDP
 	var ns, ne int
 	var err error
 	if o, ok := engineOut[espOutbound](e.out.SA); ok {
@@ -129,13 +133,22 @@ func (d *Dataplane) seal(e *elem) {
 // sealESP seals e with o and frames the result for its socket.
 func sealESP(e *elem, o espOutbound) (int, int, error) {
 	// The inner header's DSCP and ECN bits, read before they are
-	// encrypted. ESP in UDP does not use them: the kernel writes that
-	// outer header from the socket's TOS, 0, so it is Not-ECT and the
-	// receiver has no congestion mark to propagate (RFC 6040, Section 4.1
-	// allows an encapsulator to leave the outer Not-ECT).
+	// encrypted: the outer header's in tunnel mode, raw or in UDP (RFC
+	// 6040, Section 4.1, normal mode; RFC 4301, Section 5.1.2.1). ESP in
+	// UDP hands them to the socket (elem.tos), whose kernel writes that
+	// header. In transport mode there is no outer header to copy into: the
+	// packet's own header travels on with its own TOS, and ESP in UDP's
+	// leaves with 0, the socket's (RFC 4301 copies for tunnel mode only).
 	tos := packet.TOS(e.buf[e.start:e.end])
 	es, ee, err := o.SealESP(e.buf, e.start, e.end, &e.sp, e.seq)
-	if err != nil || e.out.Encap == sad.EncapUDP {
+	if e.out.Encap == sad.EncapUDP {
+		e.tos = 0
+		if o.Mode() == sa.Tunnel {
+			e.tos = tos
+		}
+		return es, ee, err
+	}
+	if err != nil {
 		return es, ee, err
 	}
 	if o.Mode() == sa.Transport {
@@ -269,12 +282,12 @@ func openAH(e *elem, in ahInbound) (int, int, uint64, error) {
 // (packet.DecapECN). It runs after the ICV check, so a CE over a Not-ECT
 // inner packet (sa.DropECN) is dropped with its authentic sequence number,
 // which the window still takes. The outer DSCP is not copied inward (RFC
-// 4301, Section 5.1.2.1). ESP in UDP has no outer header here and needs
-// none: the kernel consumed it, and the sender's kernel wrote it from its
-// socket's TOS, 0 (Not-ECT), so there is no congestion mark to propagate.
+// 4301, Section 5.1.2.1). ESP in UDP has no outer header here: the kernel
+// consumed it, and its TOS byte came with the datagram (elem.tos, 0 when
+// the socket did not report it, which reads as Not-ECT).
 func decapECN(e *elem, ps, pe int) error {
 	if e.sp.Version == 0 {
-		return nil
+		return packet.DecapECN(e.tos, e.buf[ps:pe])
 	}
 	return packet.DecapECN(packet.TOS(e.buf[e.start:]), e.buf[ps:pe])
 }

@@ -104,7 +104,14 @@ func (d *Dataplane) startInbound(batchSize int, read func(*batch) bool) {
 // returns false when the socket is closed. Elements that need no decryption
 // are left with kind kindNone.
 func (d *Dataplane) readUDP(b *batch) bool {
-	n, err := d.cfg.UDP.Read(b.ioBufs(), b.sizes, b.addrs, headroom)
+	var n int
+	var err error
+	if d.udpTOS != nil {
+		n, err = d.udpTOS.ReadTOS(b.ioBufs(), b.sizes, b.addrs, b.tos, headroom)
+	} else {
+		n, err = d.cfg.UDP.Read(b.ioBufs(), b.sizes, b.addrs, headroom)
+		clear(b.tos[:n]) // Not-ECT, as if the outer header had TOS 0
+	}
 	if err != nil && n == 0 {
 		return d.readFailed(err)
 	}
@@ -166,7 +173,7 @@ func (d *Dataplane) classifyUDP(b *batch, n, from int) (i int) {
 			dst = netip.IPv6Unspecified()
 		}
 		e.start, e.end, e.dst = headroom, headroom+len(p), dst
-		e.from = from
+		e.from, e.tos = from, b.tos[i]
 		e.kind = kindOpen
 	}
 	return i
@@ -314,4 +321,11 @@ func (d *Dataplane) checkInbound(b *batch, from int, out *[][]byte, opened *uint
 		*out = append(*out, e.buf[e.start-tun.Offset:e.end])
 	}
 	return i
+}
+
+// tosUDP is a UDP socket that reports the TOS or traffic class each
+// datagram arrived with: conn.UDPConn (IP_TOS, IPV6_TCLASS) and its twin
+// conntest.UDP. A socket without it reads as Not-ECT outer headers.
+type tosUDP interface {
+	ReadTOS(bufs [][]byte, sizes []int, addrs []netip.AddrPort, tos []uint8, offset int) (int, error)
 }

@@ -207,14 +207,16 @@ type route struct {
 	udp bool
 	dst netip.AddrPort
 	src netip.Addr // ESP in UDP: the SA's local address (zero: the routing table's)
+	tos uint8      // ESP in UDP: the outer TOS (elem.tos); a change ends a run
 	raw int        // 4 or 6 when !udp
 }
 
-// sourceUDP is a UDP socket that sends a batch from a chosen local address:
-// conn.UDPConn (IP_PKTINFO, IPV6_PKTINFO) and its twin conntest.UDP. A zero
-// src leaves the source to the socket.
+// sourceUDP is a UDP socket that sends a batch from a chosen local address
+// with a chosen TOS or traffic class: conn.UDPConn (IP_PKTINFO,
+// IPV6_PKTINFO, IP_TOS, IPV6_TCLASS) and its twin conntest.UDP. A zero src
+// leaves the source to the socket, a zero tos the TOS.
 type sourceUDP interface {
-	WriteBatchFrom(bufs [][]byte, src netip.Addr, dst netip.AddrPort) error
+	WriteBatchTOS(bufs [][]byte, src netip.Addr, tos uint8, dst netip.AddrPort) error
 }
 
 // sendBatch sends lane l's packets of b.
@@ -283,7 +285,7 @@ func (d *Dataplane) outerRoute(e *elem) ([]byte, route, bool) {
 			e.drop = sa.DropUnsupported
 			return nil, route{}, false
 		}
-		return pkt, route{udp: true, dst: o.Remote, src: o.LocalAddr}, true
+		return pkt, route{udp: true, dst: o.Remote, src: o.LocalAddr, tos: e.tos}, true
 	}
 	v := int(pkt[0] >> 4)
 	if d.rawFor(v) == nil {
@@ -306,8 +308,8 @@ func (d *Dataplane) rawFor(version int) interface{ Write([][]byte) error } {
 func (d *Dataplane) send(r route, pkts [][]byte) {
 	var err error
 	if r.udp {
-		if d.udpFrom != nil && r.src.IsValid() {
-			err = d.udpFrom.WriteBatchFrom(pkts, r.src, r.dst)
+		if d.udpFrom != nil {
+			err = d.udpFrom.WriteBatchTOS(pkts, r.src, r.tos, r.dst)
 		} else {
 			err = d.cfg.UDP.Write(pkts, r.dst)
 		}
