@@ -70,7 +70,8 @@ type UDP interface {
 	// as one segmentation-offload send; for that, bufs[0] needs spare
 	// capacity behind it, which Write may overwrite. The source address is
 	// the socket's or the routing table's; UDPConn.WriteBatchFrom sends
-	// from a chosen one.
+	// from a chosen one, UDPConn.WriteBatchTOS also with a chosen TOS or
+	// traffic class, which UDPConn.ReadTOS reports at the receiver.
 	Write(bufs [][]byte, dst netip.AddrPort) error
 	// BatchSize returns the most datagrams Read and Write take per call.
 	BatchSize() int

@@ -46,8 +46,12 @@ type Config struct {
 	// none: outbound SAs with sad.EncapUDP then drop their packets with
 	// sa.DropUnsupported. If it also has the method of sourceUDP
 	// (conn.UDPConn, conntest.UDP), ESP in UDP leaves from each SA's
-	// sad.OutboundSA.LocalAddr; else from the address the socket or the
-	// routing table gives it.
+	// sad.OutboundSA.LocalAddr, and a tunnel-mode SA's with the inner
+	// header's DSCP and ECN as its outer TOS (RFC 6040, Section 4.1); else
+	// from the address the socket or the routing table gives it, with TOS
+	// 0. If it has the method of tosUDP, the ECN field each datagram
+	// arrived with is combined into the inner packet (RFC 6040, Section
+	// 4.2); else ESP in UDP reads as arriving Not-ECT.
 	UDP conn.UDP
 	// Raw are raw IP sockets for ESP and AH over IPv4 and IPv6, read in
 	// parallel. The first of each IP version also sends that version's

@@ -438,3 +438,28 @@ func TestECNDecapsulationUDP(t *testing.T) {
 		})
 	}
 }
+
+// TestECNUDPWithoutTOS runs tunnel-mode ESP in UDP over a socket with only
+// conn.UDP's methods, as one that cannot set or report a TOS: A's
+// datagrams leave with TOS 0, and B, given datagrams whose outer header
+// said CE, reads them as Not-ECT (the behaviour before ReadTOS): the inner
+// packet arrives unchanged, over ECT(0) and over Not-ECT alike, and
+// nothing is dropped as "ecn".
+func TestECNUDPWithoutTOS(t *testing.T) {
+	p := newPair(t, scenario{proto: sa.ESP, encap: sad.EncapUDP, plainUDP: true})
+	capture := captureUDP(t, p, false)
+	from := netip.AddrPortFrom(p.a.outer, 4500)
+	for i, tos := range []uint8{0xb8 | packet.ECNECT0, 0xb8 | packet.ECNNotECT} {
+		pkt := setInnerTOS(udpPacket(p.a, p.b, uint16(i+1), []byte("no TOS on the socket")), tos)
+		p.a.tun.In <- append([]byte(nil), pkt...)
+		sealed, got := readTOS(t, capture)
+		if got != 0 {
+			t.Errorf("inner TOS %#02x: the socket was given %#02x, want 0", tos, got)
+		}
+		p.b.udp.InjectTOS(sealed, from, packet.ECNCE)
+		expect(t, p.b, pkt)
+	}
+	if st := p.b.dp.Stats(); st.Drops["ecn"] != 0 {
+		t.Fatalf("ecn drops without a reported TOS: %+v", st)
+	}
+}

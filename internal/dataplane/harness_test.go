@@ -30,6 +30,7 @@ type scenario struct {
 	workers  int
 	extraSPD []spd.Rule                            // evaluated before the PROTECT rule, on both peers
 	noSA     bool                                  // do not install SAs
+	plainUDP bool                                  // Config.UDP has only conn.UDP's methods: no source, no TOS
 	onWrite  func(pkt []byte)                      // if set, both TUN twins call it instead of queueing
 	ike      func(pkt []byte, from netip.AddrPort) // Config.IKE of both peers
 }
@@ -107,7 +108,11 @@ func newPair(t testing.TB, sc scenario) *pair {
 		x.udp = nw.UDP(netip.AddrPortFrom(x.outer, 4500), sc.batch, 1024)
 		raws := nw.Raw(x.outer, 50, sc.batch, 1024)
 		rawa := nw.Raw(x.outer, 51, sc.batch, 1024)
-		dp, err := New(Config{TUN: x.tun, UDP: x.udp, Raw: []conn.Raw{raws, rawa}, Workers: sc.workers, IKE: sc.ike})
+		var udp conn.UDP = x.udp
+		if sc.plainUDP {
+			udp = struct{ conn.UDP }{x.udp}
+		}
+		dp, err := New(Config{TUN: x.tun, UDP: udp, Raw: []conn.Raw{raws, rawa}, Workers: sc.workers, IKE: sc.ike})
 		if err != nil {
 			t.Fatal(err)
 		}
