@@ -4,8 +4,8 @@
 //
 //	ipsecd -c FILE            run in the foreground
 //	ipsecd -c FILE --check    validate the configuration and exit
-//	ipsecd -c FILE --fail-closed install the policy's firewall table and
-//	                          prohibit routes and exit (at boot, before the network)
+//	ipsecd -c FILE --fail-closed install the policy's nftables table and
+//	                          prohibit routes, and exit (at boot, before the network)
 //	ipsecd [-c FILE] --cleanup remove the policy a stopped daemon left in force
 //	ipsecd --version          print the module version and VCS revision
 //
