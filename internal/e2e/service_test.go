@@ -393,8 +393,9 @@ func TestMakeInstallDestdir(t *testing.T) {
 }
 
 // TestDebInstallStartRemove builds the .deb with make dist, installs it
-// with dpkg into a throwaway root, starts the daemon through the installed
-// unit's ExecStart (with only the unit's capabilities) in a namespace,
+// with dpkg into a throwaway root, runs the installed goipsec-early.service's
+// ExecStart (ipsecd --fail-closed, with only that unit's capabilities),
+// starts the daemon through the installed unit's ExecStart (with only the unit's capabilities) in a namespace,
 // checks --version, ipsecctl status and version, stops it, then removes
 // the package (its prerm removes the policy the stopped daemon kept in
 // force) and purges it.
@@ -502,13 +503,26 @@ func TestDebInstallStartRemove(t *testing.T) {
 		t.Fatalf("unit ExecStart = %q", unit["[Service]ExecStart"])
 	}
 	// Only the unit's capabilities, as systemd grants them.
-	var caps []string
-	for _, c := range strings.Fields(unit["[Service]CapabilityBoundingSet"][0]) {
-		caps = append(caps, "+"+strings.ToLower(strings.TrimPrefix(c, "CAP_")))
+	withCaps := func(unit map[string][]string) []string {
+		var caps []string
+		for _, c := range strings.Fields(unit["[Service]CapabilityBoundingSet"][0]) {
+			caps = append(caps, "+"+strings.ToLower(strings.TrimPrefix(c, "CAP_")))
+		}
+		capset := "-all," + strings.Join(caps, ",")
+		return append([]string{setpriv, "--bounding-set=" + capset, "--inh-caps=" + capset, "--ambient-caps=" + capset, "--no-new-privs"},
+			inRoot(unit["[Service]ExecStart"][0])...)
 	}
-	capset := "-all," + strings.Join(caps, ",")
-	argv := append([]string{setpriv, "--bounding-set=" + capset, "--inh-caps=" + capset, "--ambient-caps=" + capset, "--no-new-privs"},
-		inRoot(unit["[Service]ExecStart"][0])...)
+	// The boot: the installed goipsec-early.service's command, with its
+	// capabilities only, puts the policy in force before the daemon runs.
+	early := unitKeys(t, filepath.Join(root, "usr/lib/systemd/system/goipsec-early.service"))
+	earlyArgv := withCaps(early)
+	if out, err := ns.Run(earlyArgv[0], earlyArgv[1:]...); err != nil {
+		t.Fatalf("goipsec-early.service ExecStart: %v\n%s", err, out)
+	}
+	if o := policyIn(t, ns); !o.inForce() {
+		t.Errorf("after goipsec-early.service's ipsecd --fail-closed: %s; want the policy in force", o)
+	}
+	argv := withCaps(unit)
 	sd := newNotifySocket(t)
 	cmd, _, done := startService(t, ns, []string{"NOTIFY_SOCKET=" + sd.path}, argv...)
 	sd.next(t, "READY=1", 30*time.Second)
