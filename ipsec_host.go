@@ -15,6 +15,7 @@ import (
 	"github.com/goipsec/goipsec/internal/daemon"
 	"github.com/goipsec/goipsec/internal/osnet"
 	"github.com/goipsec/goipsec/internal/policy"
+	"github.com/goipsec/goipsec/internal/policysource"
 	"github.com/goipsec/goipsec/sa"
 	"github.com/goipsec/goipsec/tun"
 )
@@ -59,17 +60,24 @@ func Cleanup(cfg *config.Config) error {
 // daemon starts (RFC 4301, Section 4.4.1: the SPD is consulted for all
 // traffic, and Section 5.1 and 5.2 discard what it does not let through).
 // A daemon started later takes both over without a gap (see osnet.Hold
-// and osnet.NewFilter). Rules that come from an etcd policy source are
-// not known here. It refuses while a daemon answers on cfg's control
-// socket, whose policy in force it would replace. A configuration that
-// neither protects nor discards anything installs nothing. It returns the
-// number of firewall rules and of prohibit routes installed.
-func FailClosed(cfg *config.Config) (rules, routes int, err error) {
+// and osnet.NewFilter). With an etcd policy source the cluster is not
+// asked (the network is not up): the documents of its cache file, the last
+// good policy, are merged as a starting daemon would; a cache that cannot
+// be used is logged on log (nil: not logged) and the file alone enforced.
+// It refuses while a daemon answers on cfg's control socket, whose policy
+// in force it would replace. A configuration that neither protects nor
+// discards anything installs nothing. It returns the number of firewall
+// rules and of prohibit routes installed.
+func FailClosed(cfg *config.Config, log *slog.Logger) (rules, routes int, err error) {
 	if c, err := net.DialTimeout("unix", cfg.Daemon.Socket, time.Second); err == nil {
 		c.Close()
 		return 0, 0, fmt.Errorf("ipsec: fail-closed: a daemon answers on %s; its policy is in force", cfg.Daemon.Socket)
 	}
-	snap, err := policy.Compile(cfg, nil, nil)
+	merged, err := policysource.Cached(cfg)
+	if err != nil && log != nil {
+		log.Warn("policy source cache not used; the configuration file alone is enforced until ipsecd starts", "err", err)
+	}
+	snap, err := policy.Compile(merged, nil, nil)
 	if err != nil {
 		return 0, 0, fmt.Errorf("ipsec: fail-closed: %w", err)
 	}

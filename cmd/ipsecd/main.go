@@ -147,7 +147,7 @@ memory to the operating system (not with GOGC=off).
 		return 0
 	}
 	if *failClosed {
-		rules, routes, err := ipsec.FailClosed(cfg)
+		rules, routes, err := ipsec.FailClosed(cfg, ipsec.NewLogger(stderr, cfg.Daemon.Log))
 		if err != nil {
 			fmt.Fprintln(stderr, err)
 			return 1
