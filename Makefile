@@ -21,8 +21,9 @@ build:
 
 # make install: the binaries to $(SBINDIR) (default /usr/local/sbin), the
 # example configuration to /etc/goipsec/goipsec.yaml (mode 0600, only if
-# there is none), the systemd unit to $(UNITDIR) (/etc/systemd/system, the
-# administrator's units) pointing at $(SBINDIR). DESTDIR stages it all.
+# there is none), the systemd units goipsec.service and goipsec-early.service
+# to $(UNITDIR) (/etc/systemd/system, the administrator's units) pointing at
+# $(SBINDIR). DESTDIR stages it all.
 PREFIX     ?= /usr/local
 SBINDIR    ?= $(PREFIX)/sbin
 SYSCONFDIR ?= /etc
@@ -34,15 +35,17 @@ install: build
 	install -d -m 0700 $(DESTDIR)$(SYSCONFDIR)/goipsec
 	test -e $(DESTDIR)$(SYSCONFDIR)/goipsec/goipsec.yaml || \
 		install -m 0600 packaging/goipsec.yaml $(DESTDIR)$(SYSCONFDIR)/goipsec/goipsec.yaml
-	sed -e 's|/usr/sbin/|$(SBINDIR)/|g' -e 's|/etc/goipsec/|$(SYSCONFDIR)/goipsec/|g' \
-		packaging/goipsec.service >$(DESTDIR)$(UNITDIR)/goipsec.service
-	chmod 0644 $(DESTDIR)$(UNITDIR)/goipsec.service
+	for u in goipsec.service goipsec-early.service; do \
+		sed -e 's|/usr/sbin/|$(SBINDIR)/|g' -e 's|/etc/goipsec/|$(SYSCONFDIR)/goipsec/|g' \
+			packaging/$$u >$(DESTDIR)$(UNITDIR)/$$u && chmod 0644 $(DESTDIR)$(UNITDIR)/$$u || exit 1; \
+	done
 	@if [ -z "$(DESTDIR)" ] && [ -d /run/systemd/system ]; then systemctl daemon-reload; fi
 	@echo "installed; edit $(SYSCONFDIR)/goipsec/goipsec.yaml, then: systemctl enable --now goipsec"
 
 # Removes what make install put in place but the configuration.
 uninstall:
-	rm -f $(DESTDIR)$(SBINDIR)/ipsecd $(DESTDIR)$(SBINDIR)/ipsecctl $(DESTDIR)$(UNITDIR)/goipsec.service
+	rm -f $(DESTDIR)$(SBINDIR)/ipsecd $(DESTDIR)$(SBINDIR)/ipsecctl $(DESTDIR)$(UNITDIR)/goipsec.service \
+		$(DESTDIR)$(UNITDIR)/goipsec-early.service
 
 # make dist: static binaries for each of DISTARCHES in $(DIST)/linux-ARCH/
 # and a .deb per architecture in $(DIST)/ (packaging/nfpm.yaml, built by

@@ -15,6 +15,7 @@ import (
 	"github.com/goipsec/goipsec/internal/daemon"
 	"github.com/goipsec/goipsec/internal/osnet"
 	"github.com/goipsec/goipsec/internal/policy"
+	"github.com/goipsec/goipsec/internal/policysource"
 	"github.com/goipsec/goipsec/sa"
 	"github.com/goipsec/goipsec/tun"
 )
@@ -46,6 +47,57 @@ func Cleanup(cfg *config.Config) error {
 		return fmt.Errorf("ipsec: cleanup: %w", err)
 	}
 	return nil
+}
+
+// FailClosed installs the part of cfg's policy that needs neither the
+// network nor the TUN device, and returns: the nftables table "inet
+// goipsec" with the firewall rules of every PROTECT and DISCARD rule that
+// the configuration file names (policies, manual SAs, connection children,
+// policy groups), and the policy routing rules with a prohibit route for
+// every protected or discarded destination. It is ipsecd's boot mode
+// (--fail-closed), run before the network comes up, so that cleartext that
+// the policy covers cannot cross the network in the window before the
+// daemon starts (RFC 4301, Section 4.4.1: the SPD is consulted for all
+// traffic, and Section 5.1 and 5.2 discard what it does not let through).
+// A daemon started later takes both over without a gap (see osnet.Hold
+// and osnet.NewFilter). With an etcd policy source the cluster is not
+// asked (the network is not up): the documents of its cache file, the last
+// good policy, are merged as a starting daemon would; a cache that cannot
+// be used is logged on log (nil: not logged) and the file alone enforced.
+// It refuses while a daemon answers on cfg's control socket, whose policy
+// in force it would replace. A configuration that neither protects nor
+// discards anything installs nothing. It returns the number of firewall
+// rules and of prohibit routes installed.
+func FailClosed(cfg *config.Config, log *slog.Logger) (rules, routes int, err error) {
+	if c, err := net.DialTimeout("unix", cfg.Daemon.Socket, time.Second); err == nil {
+		c.Close()
+		return 0, 0, fmt.Errorf("ipsec: fail-closed: a daemon answers on %s; its policy is in force", cfg.Daemon.Socket)
+	}
+	merged, err := policysource.Cached(cfg)
+	if err != nil && log != nil {
+		log.Warn("policy source cache not used; the configuration file alone is enforced until ipsecd starts", "err", err)
+	}
+	snap, err := policy.Compile(merged, nil, nil)
+	if err != nil {
+		return 0, 0, fmt.Errorf("ipsec: fail-closed: %w", err)
+	}
+	if len(snap.Filter) == 0 && len(snap.Routes) == 0 {
+		return 0, 0, nil
+	}
+	dsts := make([]netip.Prefix, len(snap.Routes))
+	for i, r := range snap.Routes {
+		dsts[i] = r.Dst
+	}
+	holdErr := osnet.Hold(conn.DefaultTable, conn.DefaultMark, rulePriority, dsts)
+	f, err := osnet.NewFilter(cfg.Daemon.TUN.Name, conn.DefaultMark)
+	if err != nil {
+		return 0, len(dsts), fmt.Errorf("ipsec: fail-closed: %w", errors.Join(holdErr, err))
+	}
+	defer f.Close() // keeps the table
+	if err := errors.Join(holdErr, filterAdapter{f}.Set(snap.Filter)); err != nil {
+		return len(snap.Filter), len(dsts), fmt.Errorf("ipsec: fail-closed: %w", err)
+	}
+	return len(snap.Filter), len(dsts), nil
 }
 
 // startHost opens what ipsecd opens: the TUN device, the NAT-T socket on

@@ -4,6 +4,8 @@
 //
 //	ipsecd -c FILE            run in the foreground
 //	ipsecd -c FILE --check    validate the configuration and exit
+//	ipsecd -c FILE --fail-closed install the policy's nftables table and
+//	                          prohibit routes, and exit (at boot, before the network)
 //	ipsecd [-c FILE] --cleanup remove the policy a stopped daemon left in force
 //	ipsecd --version          print the module version and VCS revision
 //
@@ -21,6 +23,9 @@
 // reloads, stops or after it crashed. A stop keeps them (daemon.on_stop:
 // keep, the default) and a restarted daemon takes them over; on_stop: clear
 // removes them on stop, and --cleanup removes what a stopped daemon left.
+// At boot, --fail-closed (packaging/goipsec-early.service, before the
+// network comes up) installs the table and the prohibit routes from the
+// configuration file before any daemon runs; the daemon takes them over.
 //
 // ipsecd runs the garbage collector with a target of 50% (GOGC=50) unless
 // the environment sets GOGC: see gcPercent. When it goes quiet after a
@@ -82,9 +87,10 @@ func run(args []string, stdout, stderr io.Writer) int {
 	file := fs.String("c", "", "configuration `file` (required)")
 	check := fs.Bool("check", false, "validate the configuration and exit")
 	cleanup := fs.Bool("cleanup", false, "remove the routing rule, routes and nftables table that a stopped or crashed daemon left in force, and exit (-c names the control socket to check; default names without it)")
+	failClosed := fs.Bool("fail-closed", false, "validate the configuration, install the nftables table and the prohibit routes of its PROTECT and DISCARD policies (no network or TUN device needed), and exit; for boot, before the network is up; ipsecd takes them over when it starts")
 	showVersion := fs.Bool("version", false, "print the version and exit")
 	fs.Usage = func() {
-		fmt.Fprintf(stderr, "usage: ipsecd -c FILE [--check]\n       ipsecd [-c FILE] --cleanup\n       ipsecd --version\n")
+		fmt.Fprintf(stderr, "usage: ipsecd -c FILE [--check | --fail-closed]\n       ipsecd [-c FILE] --cleanup\n       ipsecd --version\n")
 		fs.PrintDefaults()
 		fmt.Fprint(stderr, `
 Fail closed: once a PROTECT or DISCARD policy is loaded, the policy routing
@@ -93,6 +99,9 @@ rule, the prohibit routes of routing table 0x1b5 and the nftables table
 no ipsecd runs. A stop (SIGTERM, SIGINT) keeps them unless the configuration
 says daemon.on_stop: clear; a restarted ipsecd takes them over. --cleanup
 removes them (protected traffic then follows the main routing table again).
+At boot, before the network is up, --fail-closed installs the table and the
+prohibit routes from FILE and exits (goipsec-early.service); a configuration
+that cannot be read installs nothing and exits 1.
 
 Memory: ipsecd runs with GOGC=50 unless the environment sets GOGC (the
 heap grows by half of what is live between collections; Go's default is
@@ -108,7 +117,7 @@ memory to the operating system (not with GOGC=off).
 		fmt.Fprintln(stdout, "ipsecd", buildinfo.Read())
 		return 0
 	}
-	if fs.NArg() != 0 || *file == "" && !*cleanup || *cleanup && *check {
+	if fs.NArg() != 0 || *file == "" && !*cleanup || exclusive(*cleanup, *check, *failClosed) > 1 {
 		fs.Usage()
 		return 2
 	}
@@ -137,12 +146,32 @@ memory to the operating system (not with GOGC=off).
 		fmt.Fprintf(stdout, "%s: OK\n", *file)
 		return 0
 	}
+	if *failClosed {
+		rules, routes, err := ipsec.FailClosed(cfg, ipsec.NewLogger(stderr, cfg.Daemon.Log))
+		if err != nil {
+			fmt.Fprintln(stderr, err)
+			return 1
+		}
+		fmt.Fprintf(stdout, "%s: fail closed: %d firewall rules, %d prohibit routes\n", *file, rules, routes)
+		return 0
+	}
 	log := ipsec.NewLogger(stderr, cfg.Daemon.Log)
 	if err := serve(cfg, log); err != nil {
 		log.Error("ipsecd stopped", "err", err)
 		return 1
 	}
 	return 0
+}
+
+// exclusive counts the modes set among modes, which exclude each other.
+func exclusive(modes ...bool) int {
+	n := 0
+	for _, m := range modes {
+		if m {
+			n++
+		}
+	}
+	return n
 }
 
 // serve runs the daemon through the embeddable facade (package ipsec, host

@@ -136,3 +136,47 @@ func TestGCPercentDefault(t *testing.T) {
 		t.Fatalf("with GOGC set: the runtime's target changed to %d", now)
 	}
 }
+
+// TestFailClosedFlag checks the command line of --fail-closed: it needs
+// -c, excludes --check and --cleanup, a configuration that does not load
+// exits 1 before anything is installed, one with no PROTECT or DISCARD
+// policy installs nothing and exits 0, and the help names the boot unit.
+// Its effect is tested in internal/e2e (TestBootFailClosedNoCleartext).
+func TestFailClosedFlag(t *testing.T) {
+	dir := t.TempDir()
+	for _, args := range [][]string{{"--fail-closed"}, {"-c", "x.yaml", "--fail-closed", "--check"},
+		{"-c", "x.yaml", "--fail-closed", "--cleanup"}, {"-c", "x.yaml", "--fail-closed", "extra"}} {
+		var out, errb bytes.Buffer
+		if code := run(args, &out, &errb); code != 2 {
+			t.Errorf("ipsecd %q: exit %d, want 2 (usage)\n%s", args, code, errb.String())
+		}
+	}
+	var out, errb bytes.Buffer
+	run([]string{"--help"}, &out, &errb)
+	for _, want := range []string{"--fail-closed", "-fail-closed", "goipsec-early.service", "installs nothing and exits 1"} {
+		if !strings.Contains(errb.String(), want) {
+			t.Errorf("ipsecd --help does not mention %q:\n%s", want, errb.String())
+		}
+	}
+	bad := filepath.Join(dir, "bad.yaml")
+	if err := os.WriteFile(bad, []byte("daemon:\n  on_stop: sometimes\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for _, file := range []string{filepath.Join(dir, "missing.yaml"), bad} {
+		out.Reset()
+		errb.Reset()
+		if code := run([]string{"-c", file, "--fail-closed"}, &out, &errb); code != 1 || errb.Len() == 0 || out.Len() != 0 {
+			t.Errorf("ipsecd -c %s --fail-closed: exit %d, stdout %q, stderr %q; want 1, an error and nothing installed", filepath.Base(file), code, out.String(), errb.String())
+		}
+	}
+	// Nothing to enforce: no nftables or netlink call, so no root needed.
+	empty := filepath.Join(dir, "empty.yaml")
+	if err := os.WriteFile(empty, []byte("daemon:\n  socket: "+filepath.Join(dir, "s.sock")+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	out.Reset()
+	errb.Reset()
+	if code := run([]string{"-c", empty, "--fail-closed"}, &out, &errb); code != 0 || !strings.Contains(out.String(), "0 firewall rules, 0 prohibit routes") {
+		t.Errorf("ipsecd --fail-closed without policies: exit %d, stdout %q, stderr %q; want 0 and nothing installed", code, out.String(), errb.String())
+	}
+}

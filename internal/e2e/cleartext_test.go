@@ -174,7 +174,15 @@ func (s *udpSink) await(t *testing.T, prefix string, send func()) bool {
 // sendUDP sends one datagram from src, an address of ns, to dst.
 func sendUDP(t *testing.T, ns *nstest.NS, src, dst netip.AddrPort, payload string) {
 	t.Helper()
-	if err := ns.Do(func() error {
+	if err := trySendUDP(ns, src, dst, payload); err != nil {
+		t.Fatalf("[%s] UDP %s -> %s: %v", ns.Name, src, dst, err)
+	}
+}
+
+// trySendUDP sends one datagram from src, an address of ns, to dst and
+// returns the error, for senders that a prohibit route may refuse.
+func trySendUDP(ns *nstest.NS, src, dst netip.AddrPort, payload string) error {
+	return ns.Do(func() error {
 		c, err := net.DialUDP("udp", net.UDPAddrFromAddrPort(src), net.UDPAddrFromAddrPort(dst))
 		if err != nil {
 			return err
@@ -182,9 +190,7 @@ func sendUDP(t *testing.T, ns *nstest.NS, src, dst netip.AddrPort, payload strin
 		defer c.Close()
 		_, err = c.Write([]byte(payload))
 		return err
-	}); err != nil {
-		t.Fatalf("[%s] UDP %s -> %s: %v", ns.Name, src, dst, err)
-	}
+	})
 }
 
 var goipsecTable = &nftables.Table{Name: "goipsec", Family: nftables.TableFamilyINet}

@@ -30,15 +30,7 @@ import (
 func failClosedPair(t *testing.T, v6 bool, extraDaemon string) (a, b *host, confA string, wire *capture) {
 	t.Helper()
 	requireBins(t)
-	a, b, _ = ikeTopology(t, v6, "tunnel")
-	a.ns.MustRun("ip", "route", "add", b.net.String(), "via", b.outer.String())
-	b.ns.MustRun("ip", "route", "add", a.net.String(), "via", a.outer.String())
-	psk := newPSK()
-	ca := ikeConn{ike: ikeProposals[0].ike, child: []string{ikeProposals[0].esp}, mode: "tunnel", start: "trap",
-		localID: "a.e2e.example", remoteID: "b.e2e.example", psk: psk}
-	cb := ca
-	cb.start = "none"
-	cb.localID, cb.remoteID = ca.remoteID, ca.localID
+	a, b, ca, cb := failClosedTopology(t, v6)
 	withDaemon := func(conf string) string {
 		return strings.Replace(conf, "daemon:\n", "daemon:\n"+extraDaemon, 1)
 	}
@@ -47,6 +39,22 @@ func failClosedPair(t *testing.T, v6 bool, extraDaemon string) (a, b *host, conf
 	b.startDaemon(t, withDaemon(ikeConfig(b, a, cb)))
 	a.startDaemon(t, confA)
 	return a, b, confA, wire
+}
+
+// failClosedTopology builds A and B for failClosedPair, with main-table
+// routes to each other's inner network, and returns the IKE connections of
+// A (initiator, trap) and B (responder, start_action none).
+func failClosedTopology(t *testing.T, v6 bool) (a, b *host, ca, cb ikeConn) {
+	t.Helper()
+	a, b, _ = ikeTopology(t, v6, "tunnel")
+	a.ns.MustRun("ip", "route", "add", b.net.String(), "via", b.outer.String())
+	b.ns.MustRun("ip", "route", "add", a.net.String(), "via", a.outer.String())
+	ca = ikeConn{ike: ikeProposals[0].ike, child: []string{ikeProposals[0].esp}, mode: "tunnel", start: "trap",
+		localID: "a.e2e.example", remoteID: "b.e2e.example", psk: newPSK()}
+	cb = ca
+	cb.start = "none"
+	cb.localID, cb.remoteID = ca.remoteID, ca.localID
+	return a, b, ca, cb
 }
 
 // cleartextBetween returns the packets captured that carry an address of
@@ -68,9 +76,11 @@ func cleartextBetween(c *capture, nets ...netip.Prefix) []ipPacket {
 	return out
 }
 
-func checkNoCleartext(t *testing.T, c *capture, a, b *host) {
+// checkNoCleartext fails t if c captured a packet between a's and b's
+// protected networks, or to or from one of extra, in the clear.
+func checkNoCleartext(t *testing.T, c *capture, a, b *host, extra ...netip.Prefix) {
 	t.Helper()
-	leaks := cleartextBetween(c, a.net, b.net)
+	leaks := cleartextBetween(c, append([]netip.Prefix{a.net, b.net}, extra...)...)
 	for i, p := range leaks {
 		if i == 5 {
 			break
@@ -78,9 +88,9 @@ func checkNoCleartext(t *testing.T, c *capture, a, b *host) {
 		t.Errorf("cleartext on the wire: %s -> %s protocol %d", p.src, p.dst, p.proto)
 	}
 	if len(leaks) > 0 {
-		t.Errorf("%d cleartext packets between the protected networks on A's wire, want 0", len(leaks))
+		t.Errorf("%d cleartext packets of the protected (or discarded) networks on the wire, want 0", len(leaks))
 	} else {
-		t.Logf("%d packets captured on A's wire, none in the clear", len(c.packets()))
+		t.Logf("%d packets captured on the wire, none in the clear", len(c.packets()))
 	}
 }
 

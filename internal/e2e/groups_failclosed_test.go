@@ -60,3 +60,37 @@ func TestGroupKill9NoCleartext(t *testing.T) {
 		t.Error("after ipsecd --cleanup A's datagrams still do not reach D: the check above could not see a leak")
 	}
 }
+
+// TestBootFailClosedGroup: ipsecd --fail-closed (goipsec-early.service at
+// boot) enforces a private group with no daemon running: A's datagrams to D,
+// in the group but running no IPsec, never arrive; once ipsecd --cleanup
+// removed what --fail-closed installed they do, so the check could see a
+// leak.
+func TestBootFailClosedGroup(t *testing.T) {
+	requireBins(t)
+	n := newBridge(t)
+	a := n.add(t, "a", netip.MustParseAddr("10.77.0.1"), 24, true)
+	d := n.add(t, "d", netip.MustParseAddr("10.77.0.4"), 24, false)
+	writeFile(t, a.conf, groupsPolicy(a, groupsPrivate))
+	if out, err := a.ns.Run(ipsecd(), "-c", a.conf, "--fail-closed"); err != nil {
+		t.Fatalf("ipsecd --fail-closed: %v\n%s", err, out)
+	}
+	sink := listenUDP(t, d.ns, netip.AddrPortFrom(d.outer, 7000))
+	send := func(tag string) {
+		for range 5 {
+			_ = trySendUDP(a.ns, netip.AddrPortFrom(a.outer, 0), netip.AddrPortFrom(d.outer, 7000), tag)
+			time.Sleep(50 * time.Millisecond)
+		}
+	}
+	send("closed")
+	time.Sleep(500 * time.Millisecond)
+	if n := sink.count("closed"); n != 0 {
+		t.Errorf("D received %d cleartext datagrams from A under the private group after --fail-closed, want 0", n)
+	}
+	if out, err := a.ns.Run(ipsecd(), "-c", a.conf, "--cleanup"); err != nil {
+		t.Fatalf("ipsecd --cleanup: %v\n%s", err, out)
+	}
+	if !sink.await(t, "cleaned", func() { send("cleaned") }) {
+		t.Error("after ipsecd --cleanup A's datagrams still do not reach D: the check above could not see a leak")
+	}
+}

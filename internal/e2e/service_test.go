@@ -224,6 +224,17 @@ func unitKeys(t *testing.T, path string) map[string][]string {
 	return keys
 }
 
+// checkUnitKeys fails t for every key of want that keys (of the unit at
+// path) does not have exactly once with the value wanted.
+func checkUnitKeys(t *testing.T, path string, keys map[string][]string, want map[string]string) {
+	t.Helper()
+	for k, v := range want {
+		if got := keys[k]; !slices.Equal(got, []string{v}) {
+			t.Errorf("%s: %s = %q, want %q", path, k, got, v)
+		}
+	}
+}
+
 // TestUnitFileSandboxing checks the keys of packaging/goipsec.service that
 // the daemon relies on (Type=notify, the watchdog, the reload) and its
 // sandbox, and has systemd-analyze verify it.
@@ -231,7 +242,7 @@ func TestUnitFileSandboxing(t *testing.T) {
 	root := testenv.RepoRoot(t)
 	unit := filepath.Join(root, "packaging", "goipsec.service")
 	keys := unitKeys(t, unit)
-	for k, want := range map[string]string{
+	checkUnitKeys(t, unit, keys, map[string]string{
 		"[Service]Type":                    "notify",
 		"[Service]ExecStart":               "/usr/sbin/ipsecd -c /etc/goipsec/goipsec.yaml",
 		"[Service]ExecReload":              "/bin/kill -HUP $MAINPID",
@@ -249,11 +260,7 @@ func TestUnitFileSandboxing(t *testing.T) {
 		"[Service]RestrictAddressFamilies": "AF_UNIX AF_INET AF_INET6 AF_NETLINK",
 		"[Service]DeviceAllow":             "/dev/net/tun rw",
 		"[Install]WantedBy":                "multi-user.target",
-	} {
-		if got := keys[k]; !slices.Equal(got, []string{want}) {
-			t.Errorf("%s: %s = %q, want %q", unit, k, got, want)
-		}
-	}
+	})
 	// The state and runtime directories are the configuration's defaults
 	// (config.DefaultStateDir, config.DefaultSocket).
 	ex, err := os.ReadFile(filepath.Join(root, "packaging", "goipsec.yaml"))
@@ -266,26 +273,73 @@ func TestUnitFileSandboxing(t *testing.T) {
 		}
 	}
 
-	// systemd-analyze verify wants the ExecStart binaries to exist: check
-	// a copy whose paths point at a built ipsecd.
+	verifyUnits(t, root, "goipsec.service", "goipsec-early.service")
+}
+
+// verifyUnits has systemd-analyze verify the named units of packaging/
+// together. It wants the ExecStart binaries to exist: it checks copies
+// whose paths point at a built ipsecd.
+func verifyUnits(t *testing.T, root string, names ...string) {
+	t.Helper()
 	testenv.RequireRoot(t)
 	analyze := testenv.RequireCommand(t, "systemd-analyze")
 	if buildErr != nil {
 		t.Fatal(buildErr)
 	}
-	b, err := os.ReadFile(unit)
-	if err != nil {
-		t.Fatal(err)
-	}
 	dir := t.TempDir()
-	copyPath := filepath.Join(dir, "goipsec.service")
-	if err := os.WriteFile(copyPath, []byte(strings.ReplaceAll(string(b), "/usr/sbin/", binDir+"/")), 0o644); err != nil {
-		t.Fatal(err)
+	var paths []string
+	for _, name := range names {
+		b, err := os.ReadFile(filepath.Join(root, "packaging", name))
+		if err != nil {
+			t.Fatal(err)
+		}
+		p := filepath.Join(dir, name)
+		if err := os.WriteFile(p, []byte(strings.ReplaceAll(string(b), "/usr/sbin/", binDir+"/")), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		paths = append(paths, p)
 	}
-	out, err := exec.Command(analyze, "verify", copyPath).CombinedOutput()
+	out, err := exec.Command(analyze, append([]string{"verify"}, paths...)...).CombinedOutput()
 	if err != nil || len(bytes.TrimSpace(out)) != 0 {
-		t.Errorf("systemd-analyze verify: %v\n%s", err, out)
+		t.Errorf("systemd-analyze verify %s: %v\n%s", strings.Join(names, " "), err, out)
 	}
+}
+
+// TestUnitFileEarly checks packaging/goipsec-early.service, which closes the
+// boot window: ipsecd --fail-closed, once, before network-pre.target and
+// without the default dependencies (which would order it after
+// sysinit.target and basic.target, too late), after the local file systems
+// that hold the binary and the configuration; and goipsec.service, which
+// wants it, starts after it and enables it (Also=). The ordering itself
+// cannot be booted in a test: TestBootFailClosedNoCleartext shows what the
+// unit's command does.
+func TestUnitFileEarly(t *testing.T) {
+	root := testenv.RepoRoot(t)
+	unit := filepath.Join(root, "packaging", "goipsec-early.service")
+	keys := unitKeys(t, unit)
+	checkUnitKeys(t, unit, keys, map[string]string{
+		"[Unit]DefaultDependencies":      "no",
+		"[Unit]Wants":                    "network-pre.target",
+		"[Unit]Before":                   "network-pre.target shutdown.target",
+		"[Unit]After":                    "local-fs.target",
+		"[Unit]Conflicts":                "shutdown.target",
+		"[Service]Type":                  "oneshot",
+		"[Service]RemainAfterExit":       "yes",
+		"[Service]ExecStart":             "/usr/sbin/ipsecd -c /etc/goipsec/goipsec.yaml --fail-closed",
+		"[Service]CapabilityBoundingSet": "CAP_NET_ADMIN",
+		"[Service]NoNewPrivileges":       "yes",
+		"[Install]WantedBy":              "sysinit.target",
+	})
+	if keys["[Service]ExecStop"] != nil {
+		t.Errorf("%s: ExecStop = %q; stopping it must not remove the policy", unit, keys["[Service]ExecStop"])
+	}
+	mainUnit := filepath.Join(root, "packaging", "goipsec.service")
+	checkUnitKeys(t, mainUnit, unitKeys(t, mainUnit), map[string]string{
+		"[Unit]Wants":   "network-online.target goipsec-early.service",
+		"[Unit]After":   "network-online.target goipsec-early.service",
+		"[Install]Also": "goipsec-early.service",
+	})
+	verifyUnits(t, root, "goipsec.service", "goipsec-early.service")
 }
 
 // TestMakeInstallDestdir runs make install into a staging directory: the
@@ -303,11 +357,12 @@ func TestMakeInstallDestdir(t *testing.T) {
 	args := []string{"install", "DESTDIR=" + dest, "BIN=" + filepath.Join(tmp, "bin"), "GO=" + gobin}
 	runIn(t, root, 5*time.Minute, nil, make, args...)
 	for path, mode := range map[string]fs.FileMode{
-		"usr/local/sbin/ipsecd":              0o755,
-		"usr/local/sbin/ipsecctl":            0o755,
-		"etc/goipsec":                        fs.ModeDir | 0o700,
-		"etc/goipsec/goipsec.yaml":           0o600,
-		"etc/systemd/system/goipsec.service": 0o644,
+		"usr/local/sbin/ipsecd":                    0o755,
+		"usr/local/sbin/ipsecctl":                  0o755,
+		"etc/goipsec":                              fs.ModeDir | 0o700,
+		"etc/goipsec/goipsec.yaml":                 0o600,
+		"etc/systemd/system/goipsec.service":       0o644,
+		"etc/systemd/system/goipsec-early.service": 0o644,
 	} {
 		fi, err := os.Stat(filepath.Join(dest, path))
 		if err != nil {
@@ -322,6 +377,10 @@ func TestMakeInstallDestdir(t *testing.T) {
 	if got := keys["[Service]ExecStart"]; !slices.Equal(got, []string{"/usr/local/sbin/ipsecd -c /etc/goipsec/goipsec.yaml"}) {
 		t.Errorf("installed unit: ExecStart = %q", got)
 	}
+	early := unitKeys(t, filepath.Join(dest, "etc/systemd/system/goipsec-early.service"))
+	if got := early["[Service]ExecStart"]; !slices.Equal(got, []string{"/usr/local/sbin/ipsecd -c /etc/goipsec/goipsec.yaml --fail-closed"}) {
+		t.Errorf("installed early unit: ExecStart = %q", got)
+	}
 	// A second install keeps the administrator's configuration.
 	conf := filepath.Join(dest, "etc/goipsec/goipsec.yaml")
 	if err := os.WriteFile(conf, []byte("# edited\n"), 0o600); err != nil {
@@ -334,8 +393,9 @@ func TestMakeInstallDestdir(t *testing.T) {
 }
 
 // TestDebInstallStartRemove builds the .deb with make dist, installs it
-// with dpkg into a throwaway root, starts the daemon through the installed
-// unit's ExecStart (with only the unit's capabilities) in a namespace,
+// with dpkg into a throwaway root, runs the installed goipsec-early.service's
+// ExecStart (ipsecd --fail-closed, with only that unit's capabilities),
+// starts the daemon through the installed unit's ExecStart (with only the unit's capabilities) in a namespace,
 // checks --version, ipsecctl status and version, stops it, then removes
 // the package (its prerm removes the policy the stopped daemon kept in
 // force) and purges it.
@@ -385,11 +445,12 @@ func TestDebInstallStartRemove(t *testing.T) {
 	}
 	dpkg("-i", debs[0])
 	for path, mode := range map[string]fs.FileMode{
-		"usr/sbin/ipsecd":                        0o755,
-		"usr/sbin/ipsecctl":                      0o755,
-		"usr/lib/systemd/system/goipsec.service": 0o644,
-		"etc/goipsec":                            fs.ModeDir | 0o700,
-		"etc/goipsec/goipsec.yaml":               0o600,
+		"usr/sbin/ipsecd":                              0o755,
+		"usr/sbin/ipsecctl":                            0o755,
+		"usr/lib/systemd/system/goipsec.service":       0o644,
+		"usr/lib/systemd/system/goipsec-early.service": 0o644,
+		"etc/goipsec":                                  fs.ModeDir | 0o700,
+		"etc/goipsec/goipsec.yaml":                     0o600,
 	} {
 		fi, err := os.Stat(filepath.Join(root, path))
 		if err != nil {
@@ -442,13 +503,26 @@ func TestDebInstallStartRemove(t *testing.T) {
 		t.Fatalf("unit ExecStart = %q", unit["[Service]ExecStart"])
 	}
 	// Only the unit's capabilities, as systemd grants them.
-	var caps []string
-	for _, c := range strings.Fields(unit["[Service]CapabilityBoundingSet"][0]) {
-		caps = append(caps, "+"+strings.ToLower(strings.TrimPrefix(c, "CAP_")))
+	withCaps := func(unit map[string][]string) []string {
+		var caps []string
+		for _, c := range strings.Fields(unit["[Service]CapabilityBoundingSet"][0]) {
+			caps = append(caps, "+"+strings.ToLower(strings.TrimPrefix(c, "CAP_")))
+		}
+		capset := "-all," + strings.Join(caps, ",")
+		return append([]string{setpriv, "--bounding-set=" + capset, "--inh-caps=" + capset, "--ambient-caps=" + capset, "--no-new-privs"},
+			inRoot(unit["[Service]ExecStart"][0])...)
 	}
-	capset := "-all," + strings.Join(caps, ",")
-	argv := append([]string{setpriv, "--bounding-set=" + capset, "--inh-caps=" + capset, "--ambient-caps=" + capset, "--no-new-privs"},
-		inRoot(unit["[Service]ExecStart"][0])...)
+	// The boot: the installed goipsec-early.service's command, with its
+	// capabilities only, puts the policy in force before the daemon runs.
+	early := unitKeys(t, filepath.Join(root, "usr/lib/systemd/system/goipsec-early.service"))
+	earlyArgv := withCaps(early)
+	if out, err := ns.Run(earlyArgv[0], earlyArgv[1:]...); err != nil {
+		t.Fatalf("goipsec-early.service ExecStart: %v\n%s", err, out)
+	}
+	if o := policyIn(t, ns); !o.inForce() {
+		t.Errorf("after goipsec-early.service's ipsecd --fail-closed: %s; want the policy in force", o)
+	}
+	argv := withCaps(unit)
 	sd := newNotifySocket(t)
 	cmd, _, done := startService(t, ns, []string{"NOTIFY_SOCKET=" + sd.path}, argv...)
 	sd.next(t, "READY=1", 30*time.Second)

@@ -107,26 +107,56 @@ func New(dev string, table int, mark uint32, prio int) (*Router, error) {
 		}
 	}
 	r := &Router{link: link, table: table, mark: mark, prio: prio}
-	for _, fam := range []int{unix.AF_INET, unix.AF_INET6} {
-		// The kernel refuses a second identical rule with EEXIST
-		// (NLM_F_EXCL): the rule of an earlier run is adopted as is.
-		if err := netlink.RuleAdd(r.rule(fam)); err != nil && !errors.Is(err, unix.EEXIST) {
-			return nil, fmt.Errorf("osnet: adding rule not fwmark %#x lookup %d: %w", mark, table, err)
-		}
+	if err := addRules(table, mark, prio); err != nil {
+		return nil, err
 	}
 	// Best effort: a missing sysctl only matters with strict rp_filter.
 	os.WriteFile("/proc/sys/net/ipv4/conf/"+dev+"/rp_filter", []byte("0"), 0)
 	return r, nil
 }
 
-func (r *Router) rule(family int) *netlink.Rule {
+// policyRule is the rule "not fwmark mark lookup table" at priority prio.
+func policyRule(family, table int, mark uint32, prio int) *netlink.Rule {
 	rule := netlink.NewRule()
 	rule.Family = family
-	rule.Table = r.table
-	rule.Mark = r.mark
+	rule.Table = table
+	rule.Mark = mark
 	rule.Invert = true
-	rule.Priority = r.prio
+	rule.Priority = prio
 	return rule
+}
+
+// addRules adds policyRule for IPv4 and IPv6, keeping a rule that is
+// already there: the kernel refuses a second identical rule with EEXIST
+// (NLM_F_EXCL), and the rule of an earlier run is adopted as is.
+func addRules(table int, mark uint32, prio int) error {
+	for _, fam := range []int{unix.AF_INET, unix.AF_INET6} {
+		if err := netlink.RuleAdd(policyRule(fam, table, mark, prio)); err != nil && !errors.Is(err, unix.EEXIST) {
+			return fmt.Errorf("osnet: adding rule not fwmark %#x lookup %d: %w", mark, table, err)
+		}
+	}
+	return nil
+}
+
+// Hold installs the part of a Router's state that needs no TUN device: the
+// rules of New and, in table, the prohibit route of every destination in
+// dsts. Traffic to them is refused, never sent, until a Router for the
+// same table, mark and priority takes over: New adopts the rules, and its
+// first Set adds the routes into the TUN device in front of the prohibit
+// routes (which stay) before it deletes what it does not want. Hold adds
+// and replaces, and deletes nothing. This is ipsecd's fail-closed boot
+// mode, run before the network is up.
+func Hold(table int, mark uint32, prio int, dsts []netip.Prefix) error {
+	if err := addRules(table, mark, prio); err != nil {
+		return err
+	}
+	var errs []error
+	for _, dst := range dsts {
+		if err := netlink.RouteReplace(holdRoute(table, dst)); err != nil {
+			errs = append(errs, fmt.Errorf("osnet: route prohibit %s table %d: %w", dst, table, err))
+		}
+	}
+	return errors.Join(errs...)
 }
 
 // Set makes routes the destinations of the table: for each, the route into
@@ -140,7 +170,7 @@ func (r *Router) Set(routes []Route) error {
 	var errs []error
 	want := make(map[routeKey]bool)
 	for _, rt := range routes {
-		for _, nr := range []*netlink.Route{r.holdRoute(rt), r.tunRoute(rt)} {
+		for _, nr := range []*netlink.Route{holdRoute(r.table, rt.Dst), r.tunRoute(rt)} {
 			// Wanted even if the replace fails: a route already there
 			// stays rather than being swept below.
 			want[keyOf(nr)] = true
@@ -237,14 +267,14 @@ func (r *Router) tunRoute(rt Route) *netlink.Route {
 	return nr
 }
 
-// holdRoute is the prohibit route of rt, which needs no device: packets
-// that take it are refused (EACCES to a local sender, ICMP administratively
-// prohibited to a forwarded packet's source), never sent.
-func (r *Router) holdRoute(rt Route) *netlink.Route {
+// holdRoute is the prohibit route of dst in table, which needs no device:
+// packets that take it are refused (EACCES to a local sender, ICMP
+// administratively prohibited to a forwarded packet's source), never sent.
+func holdRoute(table int, dst netip.Prefix) *netlink.Route {
 	return &netlink.Route{
-		Dst:      ipNet(rt.Dst),
-		Family:   family(rt.Dst),
-		Table:    r.table,
+		Dst:      ipNet(dst),
+		Family:   family(dst),
+		Table:    table,
 		Priority: HoldMetric,
 		Type:     unix.RTN_PROHIBIT,
 	}

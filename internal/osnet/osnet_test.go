@@ -168,3 +168,44 @@ func TestRouterRestartTakesOver(t *testing.T) {
 		t.Errorf("Cleanup of nothing: %v", err)
 	}
 }
+
+// TestHoldThenRouterTakesOver: Hold (ipsecd --fail-closed at boot, with no
+// TUN device yet) installs the rules and the prohibit routes, which refuse
+// the protected destinations; a Router started later adopts them without
+// "file exists", and its first Set puts the routes into the TUN device in
+// front of the prohibit routes, which stay: no moment without a route.
+// Hold twice (a second boot run) changes nothing.
+func TestHoldThenRouterTakesOver(t *testing.T) {
+	ns := nstest.New(t, "hold-boot")
+	var dsts []netip.Prefix
+	for _, r := range testRoutes {
+		dsts = append(dsts, r.Dst)
+	}
+	for range 2 {
+		if err := ns.Do(func() error { return Hold(testTable, testMark, testPrio, dsts) }); err != nil {
+			t.Fatalf("Hold: %v", err)
+		}
+	}
+	if n := ruleCount(ns); n != 2 {
+		t.Errorf("after Hold %d rules look up table 437, want 2", n)
+	}
+	out := tableDump(ns)
+	if !strings.Contains(out, "prohibit 10.2.0.0/16") || !strings.Contains(out, "prohibit fd02::/64") || strings.Count(out, "prohibit") != 2 {
+		t.Errorf("after Hold, table 437:\n%s\nwant one prohibit route per destination", out)
+	}
+	if got, err := ns.Run("ip", "route", "get", "10.2.0.1"); err == nil {
+		t.Errorf("ip route get 10.2.0.1 after Hold: %s; want it refused", got)
+	}
+	addTUN(t, ns)
+	r := newRouter(t, ns)
+	setRoutes(t, ns, r, testRoutes)
+	out = tableDump(ns)
+	for _, want := range []string{"10.2.0.0/16 dev tun0", "fd02::/64 dev tun0", "prohibit 10.2.0.0/16", "prohibit fd02::/64"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("after the Router's Set, table 437 has no %q:\n%s", want, out)
+		}
+	}
+	if n := ruleCount(ns); n != 2 {
+		t.Errorf("after New and Set %d rules look up table 437, want 2", n)
+	}
+}

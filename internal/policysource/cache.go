@@ -4,8 +4,11 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"log/slog"
 	"os"
 	"path/filepath"
+
+	"github.com/goipsec/goipsec/config"
 )
 
 // cache is the cache file's content: the documents of the last good
@@ -90,4 +93,28 @@ func readCache(path, prefix string) (cache, error) {
 		return cache{}, fmt.Errorf("policysource: cache %s holds prefix %s, not %s", path, c.Prefix, prefix)
 	}
 	return c, nil
+}
+
+// Cached returns local, the local file's configuration, merged with the
+// documents of the cache file of its etcd source (policy_sources.etcd.cache)
+// as Load would start from them, without contacting the cluster: for
+// ipsecd --fail-closed at boot, before the network is up. It returns local
+// itself when local names no etcd source. When the cache cannot be read or
+// its documents are refused, it returns local and the error, so that the
+// caller enforces the local file alone and says why.
+func Cached(local *config.Config) (*config.Config, error) {
+	e := local.PolicySources.Etcd
+	if e == nil {
+		return local, nil
+	}
+	c, err := readCache(e.Cache, e.Prefix)
+	if err != nil {
+		return local, err
+	}
+	s := New(Options{Etcd: *e, Logger: slog.New(slog.DiscardHandler)})
+	merged, _, err := s.build(local, c.Documents)
+	if err != nil {
+		return local, fmt.Errorf("policysource: cache %s: %w", e.Cache, err)
+	}
+	return merged, nil
 }

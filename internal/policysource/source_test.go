@@ -394,3 +394,30 @@ func TestSourceStartRefusesBadDocuments(t *testing.T) {
 		t.Errorf("status %+v", st)
 	}
 }
+
+// TestCachedAtBoot: Cached (ipsecd --fail-closed at boot) merges the local
+// file with the cache a running source wrote, without the cluster; with no
+// cache it returns the local file and the error, and without an etcd
+// source the local file alone.
+func TestCachedAtBoot(t *testing.T) {
+	dir := t.TempDir()
+	mem := newMem()
+	mem.put(prefix+"10-base", policyDoc("base", ""))
+	r := newRig(t, mem, dir, nil)
+	local := *r.local
+	if got, err := Cached(&local); err != nil || got != &local {
+		t.Errorf("Cached without an etcd source: %p, %v; want the local configuration", got, err)
+	}
+	e := r.src.opts.Etcd
+	local.PolicySources.Etcd = &e
+	if got, err := Cached(&local); err == nil || got != &local {
+		t.Errorf("Cached without a cache file: %v, %v; want the local configuration and an error", policyNames(got), err)
+	}
+	r.start()
+	r.stop()
+	mem.setDown(true)
+	got, err := Cached(&local)
+	if err != nil || !slices.Equal(policyNames(got), []string{"local", "base"}) {
+		t.Errorf("Cached from the cache: %v, %v; want [local base]", policyNames(got), err)
+	}
+}
