@@ -138,30 +138,52 @@ func filterTable() *nftables.Table {
 	return &nftables.Table{Name: FilterTable, Family: nftables.TableFamilyINet}
 }
 
-// Set replaces the whole table with one that enforces rules, in order: the
-// deletion of the old table and the creation of the new one with all its
-// chains and rules go in one netlink batch, which the kernel applies as one
-// transaction. No packet sees a table half built or an accept-all state, and
-// on error the previous table stays.
+// Set makes the table enforce rules, in order, in one netlink batch, which
+// the kernel applies as one transaction: on error the previous table stays.
+//
+// The table's chains are kept and only their rules replaced (every rule of
+// the table deleted, the chains created where missing, the new rules
+// added), so the base chains stay registered on their hooks throughout. A
+// packet is evaluated against one generation of the rules of the base
+// chain it crosses and the chains it jumps to, so it sees the old rules or
+// the new ones, never neither. Deleting and re-creating the table instead
+// (as Set did) registers the new base chains next to the old ones, and a
+// packet crossing both while the transaction commits could find each of
+// them empty in the generation it saw, pass both accept policies and leave
+// in the clear (TestFilterSetNoAcceptAllWindow caught one datagram of
+// 40,253). Only if the kernel refuses to keep the chains, because a table of
+// that name has chains of another hook or priority (left by another
+// version), is the table replaced whole.
 func (f *Filter) Set(rules []FilterRule) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	t := filterTable()
+	f.conn.AddTable(t)
+	f.conn.FlushTable(t)
+	f.addChains(t, rules)
+	if err := f.conn.Flush(); err == nil {
+		return nil
+	}
 	// Adding the table first makes the delete succeed whether or not a
 	// table of that name exists.
 	f.conn.AddTable(t)
 	f.conn.DelTable(t)
 	f.conn.AddTable(t)
+	f.addChains(t, rules)
+	if err := f.conn.Flush(); err != nil {
+		return fmt.Errorf("osnet: filter: setting %d rules: %w", len(rules), err)
+	}
+	return nil
+}
+
+// addChains queues the chains of rules and their rules on f's connection.
+func (f *Filter) addChains(t *nftables.Table, rules []FilterRule) {
 	for _, c := range f.chains(t, rules) {
 		f.conn.AddChain(c.chain)
 		for _, e := range c.rules {
 			f.conn.AddRule(&nftables.Rule{Table: t, Chain: c.chain, Exprs: e})
 		}
 	}
-	if err := f.conn.Flush(); err != nil {
-		return fmt.Errorf("osnet: filter: setting %d rules: %w", len(rules), err)
-	}
-	return nil
 }
 
 // chainRules is a chain and its rules, in the order they are created:

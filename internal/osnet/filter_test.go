@@ -637,3 +637,72 @@ func TestFilterSetManyRules(t *testing.T) {
 		t.Fatalf("table inet %s left after Clear", FilterTable)
 	}
 }
+
+// ruleHandles returns the lowest and highest handle of the rules of the
+// table's chains. A table numbers its chains and rules from one counter
+// that starts again when the table is created, so rules added later to the
+// same table have higher handles than every rule before them.
+func ruleHandles(t *testing.T, ns *nstest.NS) (lo, hi uint64) {
+	t.Helper()
+	for _, chain := range []string{chainSPDIn, chainSPDOut, chainInput, chainOutput, chainForward} {
+		for _, r := range listRules(t, ns, chain) {
+			if lo == 0 || r.Handle < lo {
+				lo = r.Handle
+			}
+			hi = max(hi, r.Handle)
+		}
+	}
+	return lo, hi
+}
+
+// TestFilterSetKeepsChains: Set replaces the rules and keeps the table and
+// its chains, so the base chains stay on their hooks (no second set of base
+// chains that a packet could cross in the wrong generation); a table of the
+// same name whose base chain sits on another priority is replaced whole.
+func TestFilterSetKeepsChains(t *testing.T) {
+	ns := nstest.New(t, "keep")
+	f := newFilter(t, ns)
+	defer f.Clear()
+	if err := f.Set(filterRules); err != nil {
+		t.Fatal(err)
+	}
+	_, hi := ruleHandles(t, ns)
+	if err := f.Set(filterRules[1:]); err != nil {
+		t.Fatal(err)
+	}
+	lo, _ := ruleHandles(t, ns)
+	if lo <= hi {
+		t.Errorf("rule handles start at %d after the second Set, at or below the first Set's %d: the table was created again", lo, hi)
+	}
+	if n := len(listRules(t, ns, chainSPDIn)); n == 0 || n != len(listRules(t, ns, chainSPDOut)) {
+		t.Errorf("spd_in has %d rules after the second Set", n)
+	}
+
+	// Another layout: the input chain on another priority.
+	if err := f.Clear(); err != nil {
+		t.Fatal(err)
+	}
+	if err := ns.Do(func() error {
+		c, err := nftables.New()
+		if err != nil {
+			return err
+		}
+		tb := c.AddTable(filterTable())
+		prio, accept := nftables.ChainPriority(10), nftables.ChainPolicyAccept
+		c.AddChain(&nftables.Chain{Name: chainInput, Table: tb, Type: nftables.ChainTypeFilter,
+			Hooknum: nftables.ChainHookInput, Priority: &prio, Policy: &accept})
+		return c.Flush()
+	}); err != nil {
+		t.Fatal(err)
+	}
+	f = newFilter(t, ns)
+	if err := f.Set(filterRules); err != nil {
+		t.Fatalf("Set over a table of another layout: %v", err)
+	}
+	if n := len(listRules(t, ns, chainSPDIn)); n == 0 {
+		t.Error("no spd_in rules after replacing a table of another layout")
+	}
+	if n := len(listRules(t, ns, chainInput)); n == 0 {
+		t.Error("no input rules after replacing a table of another layout")
+	}
+}
