@@ -69,7 +69,7 @@ type UDP interface {
 	// equal-sized datagrams (the last may be shorter) may go to the kernel
 	// as one segmentation-offload send; for that, bufs[0] needs spare
 	// capacity behind it, which Write may overwrite. The source address is
-	// the socket's or the routing table's; UDPConn.WriteBatchFrom sends
+	// the socket's or the routing table's; UDPConn.WriteBatchTOS sends
 	// from a chosen one, UDPConn.WriteBatchTOS also with a chosen TOS or
 	// traffic class, which UDPConn.ReadTOS reports at the receiver.
 	Write(bufs [][]byte, dst netip.AddrPort) error

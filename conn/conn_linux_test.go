@@ -313,7 +313,7 @@ func readBufs() ([][]byte, []int, []netip.AddrPort) {
 	return bufs, make([]int, len(bufs)), make([]netip.AddrPort, len(bufs))
 }
 
-// TestWriteBatchFromSource is the socket half of the regression test of ESP
+// TestWriteBatchSource is the socket half of the regression test of ESP
 // in UDP leaving from the routing table's address instead of the SA's: the
 // data plane's batched sends must leave from the address asked for
 // (127.0.0.2, also local on the loopback, where the routing table picks
@@ -321,7 +321,7 @@ func readBufs() ([][]byte, []int, []netip.AddrPort) {
 // dual-stack and on an IPv4-only socket, with offload on and off; an
 // unspecified source or one of the other IP version leaves the choice to
 // the routing table. A warm send from a source allocates nothing.
-func TestWriteBatchFromSource(t *testing.T) {
+func TestWriteBatchSource(t *testing.T) {
 	for _, bind := range []string{"[::]:0", "0.0.0.0:0"} {
 		for _, gso := range []bool{true, false} {
 			t.Run(fmt.Sprintf("%s/gso=%v", bind, gso), func(t *testing.T) {
@@ -364,11 +364,11 @@ func TestWriteBatchFromSource(t *testing.T) {
 					{"127.0.0.2", second, second},
 					{"IPv4-mapped 127.0.0.2", netip.AddrFrom16(second.As16()), second},
 				} {
-					if err := a.WriteBatchFrom(one, c.src, b.LocalAddr()); err != nil {
+					if err := a.WriteBatchTOS(one, c.src, 0, b.LocalAddr()); err != nil {
 						t.Fatalf("%s: %v", c.what, err)
 					}
 					recv(c.what+", one datagram", 1, 100, c.want)
-					if err := a.WriteBatchFrom(run, c.src, b.LocalAddr()); err != nil {
+					if err := a.WriteBatchTOS(run, c.src, 0, b.LocalAddr()); err != nil {
 						t.Fatalf("%s: %v", c.what, err)
 					}
 					recv(c.what+", a run", len(run), 1000, c.want)
@@ -377,7 +377,7 @@ func TestWriteBatchFromSource(t *testing.T) {
 					t.Errorf("segmentation offload %v after the sends, want %v", on, gso)
 				}
 				allocs := testing.AllocsPerRun(50, func() {
-					if err := a.WriteBatchFrom(run, second, b.LocalAddr()); err != nil {
+					if err := a.WriteBatchTOS(run, second, 0, b.LocalAddr()); err != nil {
 						t.Fatal(err)
 					}
 					recv("allocation run", len(run), 1000, second)
@@ -390,17 +390,17 @@ func TestWriteBatchFromSource(t *testing.T) {
 	}
 }
 
-// TestWriteBatchFromForeignSource sends a segmentation-offload run from an
+// TestWriteBatchForeignSource sends a segmentation-offload run from an
 // address that is not local (192.0.2.99 to 127.0.0.1, 2001:db8::99 to ::1;
 // IPV6_PKTINFO then fails with EINVAL, an errno that also means "cannot
 // segment"): the send fails, and offload stays on for the socket's other
 // SAs.
-func TestWriteBatchFromForeignSource(t *testing.T) {
+func TestWriteBatchForeignSource(t *testing.T) {
 	for _, c := range [][2]string{{"192.0.2.99", "127.0.0.1:9"}, {"2001:db8::99", "[::1]:9"}} {
 		a := listenUDP(t, "[::]:0")
 		gso, _ := a.Offloads()
 		run := [][]byte{make([]byte, 500), make([]byte, 500)}
-		err := a.WriteBatchFrom(run, netip.MustParseAddr(c[0]), netip.MustParseAddrPort(c[1]))
+		err := a.WriteBatchTOS(run, netip.MustParseAddr(c[0]), 0, netip.MustParseAddrPort(c[1]))
 		if err == nil {
 			t.Fatalf("a send from %s to %s succeeded", c[0], c[1])
 		}
@@ -447,7 +447,7 @@ func TestSendCmsgSpace(t *testing.T) {
 // BenchmarkWriteSource measures what the source address costs a send: a
 // batch of datagrams of 1,400 bytes to a loopback socket (which another
 // goroutine drains) through Write (the routing table's source) and through
-// WriteBatchFrom with 127.0.0.2 (IP_PKTINFO beside UDP_SEGMENT), one run
+// WriteBatchTOS with 127.0.0.2 (IP_PKTINFO beside UDP_SEGMENT), one run
 // after the other in each round of -count. Batches of 64 go out as one
 // segmentation-offload send, batches of 1 as a plain one.
 func BenchmarkWriteSource(b *testing.B) {
@@ -477,7 +477,7 @@ func BenchmarkWriteSource(b *testing.B) {
 				b.SetBytes(int64(n * 1400))
 				b.ReportAllocs()
 				for b.Loop() {
-					if err := a.WriteBatchFrom(batch, from, r.LocalAddr()); err != nil {
+					if err := a.WriteBatchTOS(batch, from, 0, r.LocalAddr()); err != nil {
 						b.Fatal(err)
 					}
 				}
@@ -565,7 +565,7 @@ func TestWriteTOS(t *testing.T) {
 }
 
 // BenchmarkWriteTOS compares, interleaved in one run (benchtest.OldNew),
-// a send without a TOS (WriteBatchFrom: the path as it was before
+// a send without a TOS (WriteBatchTOS with tos 0: the path as it was before
 // WriteBatchTOS, no IP_TOS message) with one of constant TOS ECT(0)
 // (WriteBatchTOS, IP_TOS beside UDP_SEGMENT), for batches of 1 and 64
 // datagrams of 1,400 bytes to a loopback socket that another goroutine
@@ -580,7 +580,7 @@ func BenchmarkWriteTOS(b *testing.B) {
 			for i := range batch {
 				batch[i] = make([]byte, 1400)
 			}
-			old := func(int) error { return a.WriteBatchFrom(batch, netip.Addr{}, r.LocalAddr()) }
+			old := func(int) error { return a.WriteBatchTOS(batch, netip.Addr{}, 0, r.LocalAddr()) }
 			tos := func(int) error { return a.WriteBatchTOS(batch, netip.Addr{}, 0x02, r.LocalAddr()) }
 			bufs, sizes, addrs := readBufs()
 			run := make([][]byte, 64)

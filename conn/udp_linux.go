@@ -234,32 +234,27 @@ func (u *UDPConn) ReadTOS(bufs [][]byte, sizes []int, addrs []netip.AddrPort, to
 // and sends datagram by datagram from then on. Writes from different
 // goroutines run in parallel (up to one per core); the datagrams of one Write
 // leave in order. The routing table chooses the source address; see
-// WriteBatchFrom.
+// WriteBatchTOS.
 func (u *UDPConn) Write(bufs [][]byte, dst netip.AddrPort) error {
-	return u.WriteBatchFrom(bufs, netip.Addr{}, dst)
+	return u.WriteBatchTOS(bufs, netip.Addr{}, 0, dst)
 }
 
-// WriteBatchFrom is Write from the local address src: every message,
-// segmentation-offload sends included, carries IP_PKTINFO or IPV6_PKTINFO
-// (as WriteFrom's does), so that on a socket bound to every address, like
-// the NAT-T socket on port 4500, ESP in UDP leaves from the SA's address
-// rather than the one the routing table prefers: the peer expects the
-// SA's packets between the endpoints IKE negotiated them for, and may
-// take another source for a NAT mapping change (RFC 3948, Section 2.1;
-// RFC 7296, Section 2.23). A zero, unspecified or multicast src, or one of
-// the other IP version than dst, leaves the choice to the routing table as
-// Write does. It allocates nothing once warm.
-func (u *UDPConn) WriteBatchFrom(bufs [][]byte, src netip.Addr, dst netip.AddrPort) error {
-	return u.WriteBatchTOS(bufs, src, 0, dst)
-}
-
-// WriteBatchTOS is WriteBatchFrom with the TOS (IPv4) or traffic class
-// (IPv6) byte tos, DSCP and ECN, on every datagram: each message carries
-// IP_TOS or IPV6_TCLASS (putTOS) next to UDP_SEGMENT and PKTINFO, so a
-// segmentation-offload run keeps one value and batching is unchanged. A
-// tunnel-mode SA's ESP in UDP takes its inner header's (RFC 6040, Section
-// 4.1, normal mode; RFC 4301, Section 5.1.2.1). 0 sends no control
-// message: the socket's TOS, 0.
+// WriteBatchTOS is Write from the local address src with the TOS (IPv4)
+// or traffic class (IPv6) byte tos. Every message, segmentation-offload
+// sends included, carries IP_PKTINFO or IPV6_PKTINFO (as WriteFrom's does),
+// so that on a socket bound to every address, like the NAT-T socket on
+// port 4500, ESP in UDP leaves from the SA's address rather than the one
+// the routing table prefers: the peer expects the SA's packets between the
+// endpoints IKE negotiated them for, and may take another source for a NAT
+// mapping change (RFC 3948, Section 2.1; RFC 7296, Section 2.23). A zero,
+// unspecified or multicast src, or one of the other IP version than dst,
+// leaves the choice to the routing table as Write does. A nonzero tos
+// (DSCP and ECN) goes into each message as IP_TOS or IPV6_TCLASS (putTOS)
+// next to UDP_SEGMENT and PKTINFO, so a segmentation-offload run keeps one
+// value and batching is unchanged; a tunnel-mode SA's ESP in UDP takes its
+// inner header's (RFC 6040, Section 4.1, normal mode; RFC 4301, Section
+// 5.1.2.1). 0 sends no control message: the socket's TOS, 0. It allocates
+// nothing once warm.
 func (u *UDPConn) WriteBatchTOS(bufs [][]byte, src netip.Addr, tos uint8, dst netip.AddrPort) error {
 	if len(bufs) == 0 {
 		return nil

@@ -182,19 +182,14 @@ func (u *UDP) ReadTOS(bufs [][]byte, sizes []int, addrs []netip.AddrPort, tos []
 // Write implements conn.UDP. Datagrams to an address nobody is bound to are
 // dropped, as on a real network.
 func (u *UDP) Write(bufs [][]byte, dst netip.AddrPort) error {
-	return u.WriteBatchFrom(bufs, netip.Addr{}, dst)
+	return u.WriteBatchTOS(bufs, netip.Addr{}, 0, dst)
 }
 
-// WriteBatchFrom is Write from the local address src, as
-// conn.UDPConn.WriteBatchFrom: the datagrams arrive from src and this
-// endpoint's port. A zero or unspecified src sends from the bound address.
-// The twin does not check that src is one of "this host's" addresses.
-func (u *UDP) WriteBatchFrom(bufs [][]byte, src netip.Addr, dst netip.AddrPort) error {
-	return u.WriteBatchTOS(bufs, src, 0, dst)
-}
-
-// WriteBatchTOS is WriteBatchFrom with the TOS or traffic class tos, which
-// the receiver's ReadTOS reports, as conn.UDPConn.WriteBatchTOS.
+// WriteBatchTOS is Write from the local address src with the TOS or
+// traffic class tos, as conn.UDPConn.WriteBatchTOS: the datagrams arrive
+// from src and this endpoint's port, and the receiver's ReadTOS reports
+// tos. A zero or unspecified src sends from the bound address. The twin
+// does not check that src is one of "this host's" addresses.
 func (u *UDP) WriteBatchTOS(bufs [][]byte, src netip.Addr, tos uint8, dst netip.AddrPort) error {
 	from := u.local
 	if src.IsValid() && !src.IsUnspecified() {

@@ -27,7 +27,7 @@ package dataplane
 //	    waits for each batch's chunks; takes its lane's packets; groups
 //	    consecutive ones by destination, source and transport; ESP in UDP:
 //	    the bare ESP packets (the kernel writes the IP and UDP headers) go to
-//	    UDP.WriteBatchFrom with the SA's local address as the source, which
+//	    UDP.WriteBatchTOS with the SA's local address as the source, which
 //	    coalesces them into one UDP_SEGMENT send; ESP/AH over IP and
 //	    BYPASS: whole IP packets to the raw socket of their IP version
 //	    (IP_HDRINCL); then the batch returns to the pool.

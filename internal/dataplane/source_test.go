@@ -13,7 +13,7 @@ import (
 
 // TestESPInUDPFromSALocalAddr is the data plane half of the regression test
 // of ESP in UDP leaving from the routing table's address instead of the
-// SA's (the socket half is conn's TestWriteBatchFromSource, the namespace
+// SA's (the socket half is conn's TestWriteBatchSource, the namespace
 // one e2e's TestESPInUDPFromLocalAddrs): two SAs on one send lane to one
 // peer, one with LocalAddr 192.0.2.11 (the host's second address), one
 // without, their packets interleaved in the same TUN batches. Each SA's
